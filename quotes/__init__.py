@@ -1,0 +1,1 @@
+"""Broker and reference quotes, the quote cache, and deviation analytics."""

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class SuhoConfig(AppConfig):
+    name = "suho"
+    verbose_name = "Suho platform"

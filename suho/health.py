@@ -1,0 +1,58 @@
+"""Liveness and readiness: /healthz says the process answers; /readyz checks PostgreSQL, Redis and NATS."""
+
+from __future__ import annotations
+
+import asyncio
+
+import nats
+import redis.asyncio as aioredis
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import connections
+from django.http import JsonResponse
+
+CHECK_TIMEOUT_S = 2.0
+
+
+async def healthz(request):
+    return JsonResponse({"status": "ok"})
+
+
+def _database_ok() -> None:
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+async def _redis_ok() -> None:
+    client = aioredis.from_url(settings.REDIS_URL, socket_timeout=CHECK_TIMEOUT_S)
+    try:
+        await client.ping()
+    finally:
+        await client.aclose()
+
+
+async def _nats_ok() -> None:
+    connection = await nats.connect(
+        settings.NATS_URL, connect_timeout=CHECK_TIMEOUT_S, max_reconnect_attempts=0, allow_reconnect=False
+    )
+    await connection.close()
+
+
+async def _check(name: str, probe) -> tuple[str, str]:
+    try:
+        await asyncio.wait_for(probe(), timeout=CHECK_TIMEOUT_S + 1)
+        return name, "ok"
+    except Exception as exc:  # noqa: BLE001 — any failure means "not ready", and says which
+        return name, f"error: {type(exc).__name__}"
+
+
+async def readyz(request):
+    results = dict(
+        await asyncio.gather(
+            _check("database", sync_to_async(_database_ok, thread_sensitive=False)),
+            _check("redis", _redis_ok),
+            _check("nats", _nats_ok),
+        )
+    )
+    ready = all(value == "ok" for value in results.values())
+    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": results}, status=200 if ready else 503)

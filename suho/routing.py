@@ -1,0 +1,3 @@
+"""WebSocket routes. The EA gateway's consumer is added by the trading app."""
+
+websocket_urlpatterns: list = []

@@ -1,0 +1,7 @@
+"""Celery beat's schedule, one entry per recurring job (ARCHITECTURE §8). Tasks are thin: they call services."""
+
+from datetime import timedelta
+
+BEAT_SCHEDULE = {
+    "partitions-upkeep": {"task": "suho.tasks.partitions_upkeep", "schedule": timedelta(hours=1)},
+}

@@ -1,0 +1,272 @@
+"""Suho settings: every value a deployer sets comes from the environment, read here and nowhere else.
+
+The README's settings table documents each variable. With DEBUG off, the variables a production process cannot
+run without must be set, or start-up fails naming the first one missing.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return default if value in (None, "") else value
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = env(name)
+    return default if value is None else value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = env(name)
+    try:
+        return default if value is None else int(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a whole number, got {value!r}") from exc
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in (env(name, default) or "").split(",") if item.strip()]
+
+
+def required(name: str, dev_default: str) -> str:
+    """A variable production cannot run without; in DEBUG a development default stands in."""
+    value = env(name)
+    if value is not None:
+        return value
+    if DEBUG or TESTING:
+        return dev_default
+    raise ImproperlyConfigured(f"{name} is not set; it is required when DEBUG is off (see README, Settings).")
+
+
+DEBUG = env_bool("DEBUG", False)
+TESTING = env_bool("SUHO_TESTING", False)
+
+SECRET_KEY = required("SECRET_KEY", "dev-only-insecure-key-change-me-0123456789-abcdefghijklmnopqrstuvwxyz")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+# --- PostgreSQL: one server and database, three roles -----------------------------------------------------------
+# The app never runs as DATABASE_URL's user. It connects as the service role (RLS-bound, owns nothing), the owner
+# (migrations, partition upkeep) and the operator (Django admin, cross-tenant jobs, identity look-ups).
+# `manage.py db_setup` uses DATABASE_ADMIN_URL (or DATABASE_URL) to create those roles and the database.
+DATABASE_URL = required("DATABASE_URL", "postgres://postgres@127.0.0.1:55432/suho")
+DATABASE_ADMIN_URL = env("DATABASE_ADMIN_URL", DATABASE_URL)
+DB_SERVICE_USER = env("DB_SERVICE_USER", "suho_service")
+DB_OWNER_USER = env("DB_OWNER_USER", "suho_owner")
+DB_OPERATOR_USER = env("DB_OPERATOR_USER", "suho_operator")
+DB_ROLE_PASSWORDS = {
+    DB_SERVICE_USER: env("DB_SERVICE_PASSWORD", ""),
+    DB_OWNER_USER: env("DB_OWNER_PASSWORD", ""),
+    DB_OPERATOR_USER: env("DB_OPERATOR_PASSWORD", ""),
+}
+TIMESCALEDB = env("SUHO_TIMESCALEDB", "auto")  # auto | on | off
+DB_CONN_MAX_AGE = env_int("DB_CONN_MAX_AGE", 60)
+DB_SSLMODE = env("DB_SSLMODE", "prefer")
+
+
+def database_for(user: str, url: str = DATABASE_URL) -> dict:
+    parts = urlsplit(url)
+    if parts.scheme not in {"postgres", "postgresql", "timescale"}:
+        raise ImproperlyConfigured(f"DATABASE_URL must be a postgres:// URL, got scheme {parts.scheme!r}")
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": parts.path.lstrip("/") or "suho",
+        "USER": user,
+        "PASSWORD": DB_ROLE_PASSWORDS.get(user, ""),
+        "HOST": parts.hostname or "127.0.0.1",
+        "PORT": str(parts.port or 5432),
+        "CONN_MAX_AGE": DB_CONN_MAX_AGE,
+        "CONN_HEALTH_CHECKS": True,
+        "OPTIONS": {"sslmode": DB_SSLMODE, "application_name": "suho"},
+    }
+
+
+DATABASES = {
+    "default": database_for(DB_SERVICE_USER),
+    "owner": database_for(DB_OWNER_USER),
+    "operator": database_for(DB_OPERATOR_USER),
+}
+DATABASE_ROUTERS = ["suho.routers.RoleRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis and NATS -----------------------------------------------------------------------------------------------
+REDIS_URL = required("REDIS_URL", "redis://127.0.0.1:56379/0")
+NATS_URL = required("NATS_URL", "nats://127.0.0.1:54222")
+NATS_STREAM_REPLICAS = env_int("NATS_STREAM_REPLICAS", 1)
+
+
+def redis_db(url: str, db: int) -> str:
+    """The same Redis server, another logical database (cache, channel layer and Celery stay apart)."""
+    parts = urlsplit(url)
+    return parts._replace(path=f"/{db}").geturl()
+
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": redis_db(REDIS_URL, env_int("REDIS_CACHE_DB", 1)),
+        "KEY_PREFIX": "suho",
+    }
+}
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [redis_db(REDIS_URL, env_int("REDIS_CHANNELS_DB", 2))]},
+    }
+}
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", redis_db(REDIS_URL, env_int("REDIS_CELERY_DB", 3)))
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE_FILENAME = str(Path(env("SUHO_STATE_DIR", str(BASE_DIR / ".state"))) / "celerybeat-schedule")
+
+# --- Django ------------------------------------------------------------------------------------------------------
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "channels",
+    "suho",
+    "accounts",
+    "quotes",
+    "trading",
+    "signals",
+    "compliance",
+]
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "suho.tenancy.TenantContextMiddleware",
+]
+ROOT_URLCONF = "suho.urls"
+ASGI_APPLICATION = "suho.asgi.application"
+WSGI_APPLICATION = None
+AUTH_USER_MODEL = "accounts.User"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+if TESTING:  # tests create many users; production keeps Argon2
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *PASSWORD_HASHERS]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG or TESTING
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG or TESTING
+LOGIN_URL = "/accounts/login/"
+
+# --- Security (clean `manage.py check --deploy` with production values) ----------------------------------------
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not (DEBUG or TESTING))
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", True) else None
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = not DEBUG
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# --- REST API and tokens --------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Suho API",
+    "DESCRIPTION": "MT5 EA gateway, signals and analytics",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=15),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("EA_REFRESH_TOKEN_DAYS", 30)),
+    "SIGNING_KEY": env("JWT_SIGNING_KEY", SECRET_KEY),
+    "ALGORITHM": "HS256",
+}
+
+# --- Logging: JSON lines in production, readable in development ----------------------------------------------
+LOG_LEVEL = env("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "suho.logging.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain" if DEBUG else "json"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+
+def quoted_url(user: str) -> str:
+    """A libpq URL for one of the roles (for pg_dump and friends), same server and database as DATABASE_URL."""
+    db = DATABASES["default"]
+    password = DB_ROLE_PASSWORDS.get(user, "")
+    auth = quote(user) + (":" + quote(password) if password else "")
+    return f"postgresql://{auth}@{db['HOST']}:{db['PORT']}/{db['NAME']}"

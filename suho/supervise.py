@@ -1,0 +1,66 @@
+"""`make run`: prepare the database and streams, then run web (daphne), Celery worker and beat as one group.
+
+Ctrl-C (or SIGTERM) stops every child and waits for it; if one child dies, the others are stopped too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+PYTHON = sys.executable
+MANAGE = [PYTHON, "manage.py"]
+
+
+def prepare() -> None:
+    for step in (["db_setup"], ["migrate", "--database", "owner", "--no-input", "-v", "0"], ["seed_demo"]):
+        subprocess.run([*MANAGE, *step], check=True)
+
+
+def main() -> int:
+    port = os.environ.get("PORT", "8000")
+    prepare()
+    children = {
+        "web": subprocess.Popen([PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", port, "suho.asgi:application"]),
+        "worker": subprocess.Popen(
+            [PYTHON, "-m", "celery", "-A", "suho", "worker", "-l", "info", "-c", "2", "--without-gossip"]
+        ),
+        "beat": subprocess.Popen([PYTHON, "-m", "celery", "-A", "suho", "beat", "-l", "info"]),
+    }
+    base = f"http://127.0.0.1:{port}"
+    print(
+        f"\nSuho is up:\n  portal     {base}/\n  admin      {base}/admin/\n  API docs   {base}/api/docs/\n"
+        f"  EA socket  ws://127.0.0.1:{port}/ws/ea/\nCtrl-C stops everything.\n",
+        flush=True,
+    )
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    exit_code = 0
+    while not stopping:
+        for name, child in children.items():
+            if child.poll() is not None:
+                print(f"{name} exited with {child.returncode}; stopping the rest", file=sys.stderr)
+                exit_code, stopping = child.returncode or 1, True
+        time.sleep(0.2)
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children.values():
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

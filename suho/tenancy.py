@@ -1,0 +1,48 @@
+"""The one tenant-context helper: row-level security reads `app.current_tenant_id`, set for one transaction only.
+
+`set_config(..., true)` is transaction-scoped, so a pooled connection can never carry one tenant's context into
+another's work; with no context every tenant table reads empty (fail closed).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from uuid import UUID
+
+from django.db import connections, transaction
+
+from suho.routers import SERVICE
+
+TENANT_SETTING = "app.current_tenant_id"
+
+
+@contextmanager
+def tenant_context(tenant_id: UUID | str, *, using: str = SERVICE):
+    """Open a transaction on `using` with the tenant context set; nested use switches tenant until it ends."""
+    tenant = str(UUID(str(tenant_id)))  # refuses anything that is not a UUID before it reaches SQL
+    with transaction.atomic(using=using):
+        with connections[using].cursor() as cursor:
+            cursor.execute("SELECT set_config(%s, %s, true)", [TENANT_SETTING, tenant])
+        yield
+
+
+def current_tenant(*, using: str = SERVICE) -> UUID | None:
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT nullif(current_setting(%s, true), '')", [TENANT_SETTING])
+        value = cursor.fetchone()[0]
+    return UUID(value) if value else None
+
+
+class TenantContextMiddleware:
+    """Every request of a signed-in user runs in one transaction under that user's tenant."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = getattr(request, "user", None)
+        tenant_id = getattr(user, "tenant_id", None) if user is not None and user.is_authenticated else None
+        if tenant_id is None:
+            return self.get_response(request)
+        with tenant_context(tenant_id):
+            return self.get_response(request)

@@ -1,0 +1,232 @@
+"""Time-series tables on two paths with one schema (ARCHITECTURE §6), and row-level security for tenant tables.
+
+- TimescaleDB present: hypertables (`create_hypertable` with `by_range`, `add_dimension` with `by_hash` on
+  `tenant_id`, `add_retention_policy`), exactly per Timescale 2.x.
+- Plain PostgreSQL: native range partitions by time, created ahead and dropped past retention by
+  `partitions_upkeep()`; rows outside every partition land in a default partition, so no write is ever refused.
+Every partition gets RLS enabled, forced and the tenant policy, and the service/operator roles no privilege on it:
+a partition named directly is not protected by its parent's policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from django.conf import settings
+from django.db import connections, transaction
+from django.db.migrations.operations import CreateModel
+from django.db.migrations.operations.base import Operation
+
+from suho.routers import OWNER
+
+TENANT_PREDICATE = "tenant_id = nullif(current_setting('app.current_tenant_id', true), '')::uuid"
+POLICY_NAME = "tenant_isolation"
+
+
+@dataclass(frozen=True)
+class TimeSeries:
+    table: str
+    chunk_interval: str  # TimescaleDB chunk_time_interval (seed §3.3)
+    partition_step: str  # plain path: "day" or "month" (30-minute partitions would be thousands of tables)
+    retention: str  # seed §3.1
+    retention_days: int
+    ahead: int  # partitions kept ready ahead of now
+
+
+TIME_SERIES = {
+    ts.table: ts
+    for ts in (
+        TimeSeries("mt5_broker_quotes", "30 minutes", "day", "90 days", 90, 3),
+        TimeSeries("mt5_account_balance_history", "1 hour", "day", "2 years", 730, 3),
+        TimeSeries("mt5_ea_heartbeat", "1 hour", "day", "30 days", 30, 3),
+        TimeSeries("mt5_trade_orders", "1 day", "month", "7 years", 7 * 365, 2),
+        TimeSeries("mt5_audit_log", "1 day", "month", "7 years", 7 * 365, 2),
+    )
+}
+
+
+def timescale_enabled(connection) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
+        return cursor.fetchone() is not None
+
+
+def rls_statements(table: str) -> list[str]:
+    return [
+        f'ALTER TABLE "{table}" ENABLE ROW LEVEL SECURITY',
+        f'ALTER TABLE "{table}" FORCE ROW LEVEL SECURITY',
+        f'DROP POLICY IF EXISTS {POLICY_NAME} ON "{table}"',
+        f'CREATE POLICY {POLICY_NAME} ON "{table}" USING ({TENANT_PREDICATE}) WITH CHECK ({TENANT_PREDICATE})',
+    ]
+
+
+class EnableRowSecurity(Operation):
+    """Turn on and force row-level security on a tenant-owned table, with the tenant policy."""
+
+    reduces_to_sql = True
+    reversible = True
+
+    def __init__(self, table: str):
+        self.table = table
+
+    def deconstruct(self):
+        return (self.__class__.__name__, [self.table], {})
+
+    def state_forwards(self, app_label, state):
+        pass
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        for statement in rls_statements(self.table):
+            schema_editor.execute(statement)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        schema_editor.execute(f'DROP POLICY IF EXISTS {POLICY_NAME} ON "{self.table}"')
+        schema_editor.execute(f'ALTER TABLE "{self.table}" NO FORCE ROW LEVEL SECURITY')
+        schema_editor.execute(f'ALTER TABLE "{self.table}" DISABLE ROW LEVEL SECURITY')
+
+    def describe(self):
+        return f"Enable row-level security on {self.table}"
+
+
+class CreateTimeSeriesModel(CreateModel):
+    """CreateModel for a time-series table: primary key (pk, time); a hypertable or a partitioned table.
+
+    Django keeps seeing the single-column primary key (admin and ORM look-ups by id keep working); the database
+    key includes the time column, because both TimescaleDB and native partitioning require it.
+    """
+
+    def __init__(self, name, fields, *, time_column="time", **kwargs):
+        self.time_column = time_column
+        super().__init__(name, fields, **kwargs)
+
+    def deconstruct(self):
+        name, args, kwargs = super().deconstruct()
+        kwargs["time_column"] = self.time_column
+        return name, args, kwargs
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        model = to_state.apps.get_model(app_label, self.name)
+        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+            return
+        table = model._meta.db_table
+        series = TIME_SERIES[table]
+        pk_column = model._meta.pk.column
+        timescale = timescale_enabled(schema_editor.connection)
+        create_sql, params = schema_editor.table_sql(model)
+        create_sql = create_sql.replace(" PRIMARY KEY", "", 1)
+        create_sql = create_sql[: create_sql.rindex(")")] + f', PRIMARY KEY ("{pk_column}", "{self.time_column}"))'
+        if not timescale:
+            create_sql += f' PARTITION BY RANGE ("{self.time_column}")'
+        schema_editor.execute(create_sql, params or None)
+        schema_editor.deferred_sql.extend(schema_editor._model_indexes_sql(model))
+        if timescale:
+            schema_editor.execute(
+                "SELECT create_hypertable(%s, by_range(%s, INTERVAL %s))",
+                [table, self.time_column, series.chunk_interval],
+            )
+            schema_editor.execute("SELECT add_dimension(%s, by_hash('tenant_id', 4))", [table])
+            schema_editor.execute(
+                "SELECT add_retention_policy(%s, drop_after => INTERVAL %s)", [table, series.retention]
+            )
+        for statement in rls_statements(table):
+            schema_editor.execute(statement)
+        if not timescale:
+            with schema_editor.connection.cursor() as cursor:
+                _ensure_partitions(cursor, series, datetime.now(UTC))
+
+    def describe(self):
+        return f"Create time-series model {self.name}"
+
+
+# --- plain-PostgreSQL partitions --------------------------------------------------------------------------------
+
+
+def _period_start(series: TimeSeries, moment: datetime) -> date:
+    day = moment.astimezone(UTC).date()
+    return day if series.partition_step == "day" else day.replace(day=1)
+
+
+def _next_period(series: TimeSeries, start: date) -> date:
+    if series.partition_step == "day":
+        return start + timedelta(days=1)
+    return date(start.year + (start.month == 12), start.month % 12 + 1, 1)
+
+
+def _partition_name(series: TimeSeries, start: date) -> str:
+    suffix = start.strftime("%Y%m%d" if series.partition_step == "day" else "%Y%m")
+    return f"{series.table}_p{suffix}"
+
+
+def _protect_partition(cursor, partition: str) -> None:
+    for statement in rls_statements(partition):
+        cursor.execute(statement)
+    roles = ", ".join(f'"{role}"' for role in (settings.DB_SERVICE_USER, settings.DB_OPERATOR_USER))
+    cursor.execute(f'REVOKE ALL ON "{partition}" FROM {roles}')
+
+
+def _ensure_partitions(cursor, series: TimeSeries, now: datetime) -> list[str]:
+    created = []
+    default = f"{series.table}_default"
+    cursor.execute("SELECT to_regclass(%s)", [default])
+    if cursor.fetchone()[0] is None:
+        cursor.execute(f'CREATE TABLE "{default}" PARTITION OF "{series.table}" DEFAULT')
+        _protect_partition(cursor, default)
+        created.append(default)
+    start = _period_start(series, now)
+    for _ in range(series.ahead + 1):
+        end = _next_period(series, start)
+        name = _partition_name(series, start)
+        cursor.execute("SELECT to_regclass(%s)", [name])
+        if cursor.fetchone()[0] is None:
+            cursor.execute(
+                f'CREATE TABLE "{name}" PARTITION OF "{series.table}" FOR VALUES FROM (%s) TO (%s)',
+                [f"{start.isoformat()} 00:00:00+00", f"{end.isoformat()} 00:00:00+00"],
+            )
+            _protect_partition(cursor, name)
+            created.append(name)
+        start = end
+    return created
+
+
+def _drop_expired(cursor, series: TimeSeries, now: datetime) -> list[str]:
+    """Drop whole partitions past retention and delete expired rows from the default partition."""
+    horizon = now - timedelta(days=series.retention_days)
+    cursor.execute(
+        """
+        SELECT child.relname, pg_get_expr(child.relpartbound, child.oid)
+        FROM pg_inherits JOIN pg_class child ON child.oid = pg_inherits.inhrelid
+        WHERE pg_inherits.inhparent = %s::regclass
+        """,
+        [series.table],
+    )
+    dropped = []
+    for name, bound in cursor.fetchall():
+        if bound == "DEFAULT":
+            continue
+        upper = bound.split("TO ('", 1)[1].split("'", 1)[0]
+        cursor.execute("SELECT %s::timestamptz <= %s", [upper, horizon])
+        if cursor.fetchone()[0]:
+            cursor.execute(f'DROP TABLE "{name}"')
+            dropped.append(name)
+    # The owner is subject to FORCE'd row security too; retention is cross-tenant, so it runs without a policy.
+    cursor.execute(f'ALTER TABLE "{series.table}_default" NO FORCE ROW LEVEL SECURITY')
+    cursor.execute(f'DELETE FROM "{series.table}_default" WHERE time < %s', [horizon])
+    cursor.execute(f'ALTER TABLE "{series.table}_default" FORCE ROW LEVEL SECURITY')
+    return dropped
+
+
+def partitions_upkeep(now: datetime | None = None) -> dict[str, list[str]]:
+    """Create partitions ahead and enforce retention (plain path); TimescaleDB's own jobs do this there."""
+    connection = connections[OWNER]
+    if timescale_enabled(connection):
+        return {}
+    now = now or datetime.now(UTC)
+    changes: dict[str, list[str]] = {}
+    with transaction.atomic(using=OWNER), connection.cursor() as cursor:
+        for series in TIME_SERIES.values():
+            cursor.execute("SELECT to_regclass(%s)", [series.table])
+            if cursor.fetchone()[0] is None:
+                continue
+            changes[series.table] = _ensure_partitions(cursor, series, now) + _drop_expired(cursor, series, now)
+    return changes

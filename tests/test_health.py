@@ -1,0 +1,28 @@
+"""Liveness and readiness endpoints."""
+
+import pytest
+from django.test import override_settings
+
+pytestmark = pytest.mark.django_db
+
+
+def test_healthz_answers_without_touching_dependencies(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_readyz_reports_every_dependency_ok(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200, response.content
+    assert response.json()["checks"] == {"database": "ok", "redis": "ok", "nats": "ok"}
+
+
+@override_settings(NATS_URL="nats://127.0.0.1:1", REDIS_URL="redis://127.0.0.1:1/0")
+def test_readyz_names_each_unreachable_dependency_with_503(client):
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    checks = response.json()["checks"]
+    assert checks["database"] == "ok"
+    assert checks["redis"].startswith("error")
+    assert checks["nats"].startswith("error")

@@ -1,0 +1,1 @@
+"""Ingest of everything an EA sends: balances, heartbeats, trade orders, and the EA gateway consumer."""
