@@ -1,0 +1,60 @@
+"""Broker quotes streamed by EAs and reference (Polygon) quotes, with the deviation between them (seed §6.2)."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from suho.fields import account_fk, price, tenant_fk
+
+
+class BrokerQuote(models.Model):
+    """One tick from the user's broker. Time series: 30-minute chunks, 90 days (seed §3.3)."""
+
+    id = models.BigAutoField(primary_key=True)
+    time = models.DateTimeField()
+    tenant = tenant_fk()
+    account = account_fk()
+    symbol = models.CharField(max_length=32)
+    bid = price()
+    ask = price()
+    spread = models.DecimalField(max_digits=10, decimal_places=2, help_text="Points")
+    broker_server = models.CharField(max_length=100, blank=True)
+    quote_quality = models.PositiveSmallIntegerField(null=True, blank=True)
+    tradeable = models.BooleanField(default=True)
+    market_session = models.CharField(max_length=20, blank=True)
+    timestamp_trusted = models.BooleanField(default=True, help_text="False: EA clock implausible, server time used")
+    polygon_mid_price = price(null=True, blank=True)
+    price_deviation = price(null=True, blank=True, help_text="broker mid − reference mid")
+    deviation_percent = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+
+    class Meta:
+        db_table = "mt5_broker_quotes"
+        indexes = [
+            models.Index("tenant", "symbol", models.F("time").desc(), name="idx_quotes_tenant_symbol_time"),
+            models.Index("tenant", "account", "symbol", models.F("time").desc(), name="idx_quotes_acct_symbol_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.bid}/{self.ask} @ {self.time:%H:%M:%S}"
+
+
+class ReferenceQuote(models.Model):
+    """A reference-feed quote (Polygon or replay). Market data, not tenant data: shared by every tenant."""
+
+    id = models.BigAutoField(primary_key=True)
+    time = models.DateTimeField()
+    symbol = models.CharField(max_length=32)
+    bid = price()
+    ask = price()
+    source = models.CharField(max_length=20, default="polygon")
+
+    class Meta:
+        db_table = "mt5_reference_quotes"
+        indexes = [models.Index("symbol", models.F("time").desc(), name="idx_refquotes_symbol_time")]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.bid}/{self.ask} ({self.source})"
+
+    @property
+    def mid(self):
+        return (self.bid + self.ask) / 2
