@@ -6,6 +6,7 @@ import uuid
 
 from django.db import models
 
+from signals.lifecycle import STATUSES
 from suho.fields import account_fk, money, price, tenant_fk, volume
 
 
@@ -94,12 +95,7 @@ class TradingSignal(models.Model):
                 name="signal_client_id_once_per_account",
             ),
             models.CheckConstraint(condition=models.Q(volume__gt=0), name="signal_volume_positive"),
-            models.CheckConstraint(
-                condition=models.Q(
-                    status__in=["pending", "sent", "executed", "closed", "rejected", "expired", "cancelled"]
-                ),
-                name="signal_status_known",
-            ),  # fmt: skip
+            models.CheckConstraint(condition=models.Q(status__in=list(STATUSES)), name="signal_status_known"),
             models.CheckConstraint(
                 condition=models.Q(confidence_score__isnull=True)
                 | models.Q(confidence_score__gte=0, confidence_score__lte=1),
