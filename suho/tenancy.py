@@ -18,12 +18,24 @@ TENANT_SETTING = "app.current_tenant_id"
 
 @contextmanager
 def tenant_context(tenant_id: UUID | str, *, using: str = SERVICE):
-    """Open a transaction on `using` with the tenant context set; nested use switches tenant until it ends."""
+    """Open a transaction on `using` with the tenant context set; nested use switches tenant until it ends.
+
+    Nested inside another transaction the block is a savepoint, and releasing a savepoint keeps what `set_config`
+    did in it: so on the way out the outer context (or none) is put back explicitly.
+    """
     tenant = str(UUID(str(tenant_id)))  # refuses anything that is not a UUID before it reaches SQL
+    connection = connections[using]
+    nested = connection.in_atomic_block
     with transaction.atomic(using=using):
-        with connections[using].cursor() as cursor:
+        with connection.cursor() as cursor:
+            if nested:
+                cursor.execute("SELECT coalesce(current_setting(%s, true), '')", [TENANT_SETTING])
+                outer = cursor.fetchone()[0]
             cursor.execute("SELECT set_config(%s, %s, true)", [TENANT_SETTING, tenant])
         yield
+        if nested:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT set_config(%s, %s, true)", [TENANT_SETTING, outer])
 
 
 def current_tenant(*, using: str = SERVICE) -> UUID | None:
