@@ -1,9 +1,11 @@
 """Plain factory functions for tests: one row each, sensible defaults, any field overridable.
 
-Every tenant-owned row is written under its tenant's context (`tenant_context`), through the alias the router
-picks (identity → operator, tenant data → service) unless `using` names one. Each alias is its own connection: in
-a `django_db` test (one open transaction per alias) rows written through one alias are invisible to another until
-commit, so build the rows a test reads through the alias it reads them with.
+Every tenant-owned row is written under its tenant's context (`tenant_context`) through the service role's alias
+("default"), identity rows included, unless `using` names another. Each alias is its own connection: in a
+`django_db` test (one open transaction per alias) rows written through one alias are invisible to the others, and
+Django checks the deferred foreign keys of each alias at the end of the test, so a test's rows must all be written
+through one alias — the one it reads them with. (The ORM routes Tenant and User reads to the operator alias: read
+them with `.using("default")` in such a test.)
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ import itertools
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db import router
 from django.utils import timezone
 
 from accounts.models import ApiKey, EASession, MT5Account, Tenant, User
 from compliance.models import AuditLog, ComplianceReport, RiskEvent, UserConsent
 from quotes.models import BrokerQuote
 from signals.models import TradingSignal
+from suho.routers import SERVICE
 from suho.tenancy import tenant_context
 from trading.models import BalanceRollup, BalanceSnapshot, Heartbeat, TradeEvent, TradeOrder
 
@@ -26,7 +28,7 @@ _serial = itertools.count(1)
 
 
 def _create(model, tenant_id, using: str | None, fields: dict):
-    alias = using or router.db_for_write(model)
+    alias = using or SERVICE
     with tenant_context(tenant_id, using=alias):
         return model.objects.using(alias).create(**fields)
 
@@ -34,7 +36,7 @@ def _create(model, tenant_id, using: str | None, fields: dict):
 def make_tenant(*, using: str | None = None, **fields) -> Tenant:
     n = next(_serial)
     fields = {"name": f"Tenant {n}", "slug": f"tenant-{n}-{timezone.now():%H%M%S%f}", **fields}
-    return Tenant.objects.using(using or router.db_for_write(Tenant)).create(**fields)
+    return Tenant.objects.using(using or SERVICE).create(**fields)
 
 
 def make_user(tenant: Tenant, *, using: str | None = None, **fields) -> User:

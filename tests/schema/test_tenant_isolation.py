@@ -38,21 +38,21 @@ SERVICE = "default"
 
 def populate(tenant) -> None:
     """One row or more in every tenant table, written as the service role under the tenant's own context."""
-    user = make_user(tenant, using=SERVICE)
-    account = make_account(tenant, user, using=SERVICE)
-    session_key = make_api_key(account, using=SERVICE)
-    make_ea_session(session_key, using=SERVICE)
-    make_balance(account, using=SERVICE)
-    make_rollup(account, using=SERVICE)
-    make_heartbeat(account, using=SERVICE)
-    make_quote(account, using=SERVICE)
-    make_trade_event(account, using=SERVICE)
-    signal = make_signal(account, using=SERVICE)
-    make_order(account, signal=signal, open_price=Decimal("1.08510"), using=SERVICE)  # + execution, audit row
-    make_audit(tenant, using=SERVICE)
-    make_risk_event(account, using=SERVICE)
-    make_compliance_report(tenant, using=SERVICE)
-    make_consent(user, using=SERVICE)
+    user = make_user(tenant)
+    account = make_account(tenant, user)
+    session_key = make_api_key(account)
+    make_ea_session(session_key)
+    make_balance(account)
+    make_rollup(account)
+    make_heartbeat(account)
+    make_quote(account)
+    make_trade_event(account)
+    signal = make_signal(account)
+    make_order(account, signal=signal, open_price=Decimal("1.08510"))  # + execution, audit row
+    make_audit(tenant)
+    make_risk_event(account)
+    make_compliance_report(tenant)
+    make_consent(user)
     tables = service_tables()
     with tenant_context(tenant.id):  # tables added later get a row too, so they are never tested vacuously
         for model in apps.get_models():
