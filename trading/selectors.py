@@ -1,0 +1,55 @@
+"""Reads for trading: the risk monitor's daily-loss check (seed §8.3) and EA connectivity (seed §10.2)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from suho.sql import fetch_dicts
+from trading.models import Heartbeat, TradeOrder
+
+# Seed §8.3, corrected: the seed's HAVING sums every closed trade ever (`HAVING SUM(profit) < -500`), so an account
+# that lost yesterday would breach today and one that gained yesterday could lose more than the limit today unseen.
+# Here only today's closes count, and only they are read.
+DAILY_LOSS_BREACHES = """
+SELECT
+    account_id,
+    SUM(profit) FILTER (WHERE DATE(close_time) = CURRENT_DATE) AS daily_pnl
+FROM mt5_trade_orders
+WHERE status = 'closed'
+  AND close_time >= CURRENT_DATE
+GROUP BY account_id
+HAVING SUM(profit) FILTER (WHERE DATE(close_time) = CURRENT_DATE) < -(%(limit)s);
+"""
+
+# Seed §10.2, verbatim. It looks at the last 5 minutes only: an EA silent for longer drops out of the result, so the
+# connectivity monitor pairs it with `mt5_user_accounts.last_heartbeat_at` for EAs gone quiet.
+CONNECTIVITY_PROBLEMS = """
+SELECT
+    account_id,
+    user_id,
+    LAST(status, time) AS status,
+    LAST(time, time) AS last_heartbeat,
+    EXTRACT(EPOCH FROM (NOW() - LAST(time, time))) AS seconds_since_last_heartbeat
+FROM mt5_ea_heartbeat
+WHERE time >= NOW() - INTERVAL '5 minutes'
+GROUP BY account_id, user_id
+HAVING LAST(status, time) != 'online'
+   OR EXTRACT(EPOCH FROM (NOW() - LAST(time, time))) > 120;
+"""
+
+
+def daily_loss_breaches(*, limit: Decimal | int = 500) -> list[dict]:
+    """Accounts whose closed trades today (UTC, the connection's time zone) lost more than `limit`.
+
+    A cross-tenant job: the risk monitor runs it inside `operator_path()`; in a tenant's context it checks that
+    tenant's accounts only.
+    """
+    return fetch_dicts(TradeOrder, DAILY_LOSS_BREACHES, {"limit": Decimal(limit)})
+
+
+def connectivity_problems() -> list[dict]:
+    """EAs seen in the last 5 minutes whose latest heartbeat is not `online` or is more than 120 s old.
+
+    A cross-tenant job (every minute, inside `operator_path()`); in a tenant's context it checks that tenant only.
+    """
+    return fetch_dicts(Heartbeat, CONNECTIVITY_PROBLEMS)
