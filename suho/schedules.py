@@ -4,4 +4,8 @@ from datetime import timedelta
 
 BEAT_SCHEDULE = {
     "partitions-upkeep": {"task": "suho.tasks.partitions_upkeep", "schedule": timedelta(hours=1)},
+    "balance-rollup-refresh": {
+        "task": "trading.tasks.balance_rollup_refresh_task",
+        "schedule": timedelta(minutes=5),
+    },
 }

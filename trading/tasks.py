@@ -1,0 +1,13 @@
+"""Celery tasks of the trading app: thin, each calls one service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from trading.services import balance_rollup_refresh
+
+
+@shared_task
+def balance_rollup_refresh_task() -> int:
+    """Every 5 minutes (suho.schedules): the seed's rollup window, all tenants."""
+    return balance_rollup_refresh()
