@@ -65,6 +65,10 @@ class Service:
     port: int
 
     @property
+    def port_name(self) -> str:
+        return {"postgres": "PG"}.get(self.name, self.name.upper())
+
+    @property
     def url(self) -> str:
         return {
             "postgres": f"postgres://postgres@127.0.0.1:{self.port}/{DATABASE_NAME}",
@@ -88,7 +92,7 @@ class Service:
         if _port_open(self.port):
             raise SystemExit(
                 f"devstack: port {self.port} for embedded {self.name} is taken by another program; "
-                f"set {self.env_var} to use that server, or SUHO_EMBEDDED_{self.name.upper()}_PORT to move ours."
+                f"set {self.env_var} to use that server, or SUHO_EMBEDDED_{self.port_name}_PORT to move ours."
             )
         {"postgres": _start_postgres, "redis": _start_redis, "nats": _start_nats}[self.name](self)
 

@@ -52,7 +52,7 @@ DEBUG = env_bool("DEBUG", False)
 TESTING = env_bool("SUHO_TESTING", False)
 
 SECRET_KEY = required("SECRET_KEY", "dev-only-insecure-key-change-me-0123456789-abcdefghijklmnopqrstuvwxyz")
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
+ALLOWED_HOSTS = [host.strip() for host in required("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")]
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 # --- PostgreSQL: one server and database, three roles -----------------------------------------------------------

@@ -37,7 +37,7 @@ def test_check_deploy_is_clean_with_production_values():
 
 
 def test_a_missing_required_variable_is_named_at_start_up():
-    for name in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "NATS_URL"):
+    for name in ("SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL", "NATS_URL"):
         env = {k: v for k, v in PRODUCTION_ENV.items() if k != name}
         result = _manage("check", env=env)
         assert result.returncode != 0

@@ -10,9 +10,10 @@ AUDIT_HASH = """
 CREATE OR REPLACE FUNCTION suho_audit_hash(prev text, r mt5_audit_log) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   SELECT encode(sha256(convert_to(concat_ws('|',
-    prev, r.chain_seq, (extract(epoch FROM r.time) * 1000000)::bigint, r.tenant_id, r.user_id, r.account_id,
-    r.event_type, r.event_category, r.action, r.event_description, r.severity, r.metadata::text,
-    host(r.ip_address)), 'UTF8')), 'hex')
+    coalesce(prev, ''), coalesce(r.chain_seq::text, ''), (extract(epoch FROM r.time) * 1000000)::bigint,
+    coalesce(r.tenant_id::text, ''), coalesce(r.user_id::text, ''), coalesce(r.account_id::text, ''),
+    r.event_type, r.event_category, r.action, coalesce(r.event_description, ''), r.severity,
+    coalesce(r.metadata::text, ''), coalesce(host(r.ip_address), '')), 'UTF8')), 'hex')
 $$;
 
 CREATE OR REPLACE FUNCTION suho_audit_chain() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -37,9 +38,11 @@ CREATE TRIGGER audit_chain BEFORE INSERT ON mt5_audit_log FOR EACH ROW EXECUTE F
 
 CREATE OR REPLACE FUNCTION suho_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  -- Retention (7 years) may delete expired rows; nothing else may change or remove one.
-  IF TG_OP = 'DELETE' AND current_setting('suho.audit_retention', true) = 'on'
-     AND OLD.time < now() - interval '7 years' THEN
+  -- Only the owner's partition upkeep (suho.timeseries) deletes: expired rows, and rows moving out of the default
+  -- partition into a new one; it turns suho.audit_upkeep on for its own transaction. Nothing may change a row.
+  IF TG_OP = 'DELETE' AND current_setting('suho.audit_upkeep', true) = 'on'
+     AND (SELECT relowner FROM pg_class WHERE oid = TG_RELID) = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+  THEN
     RETURN OLD;
   END IF;
   RAISE EXCEPTION 'mt5_audit_log is append-only: % refused', TG_OP USING ERRCODE = 'insufficient_privilege';
