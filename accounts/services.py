@@ -1,0 +1,521 @@
+"""Writes for accounts: EA API keys (issue, revoke, rotate) and EA authentication (API key → JWT pair, refresh).
+
+Key format `suho_ea_<key_id>_<secret>`: the prefix lets secret scanners find leaked keys, `key_id` (12 hex digits)
+finds the row, and only an Argon2 hash of the secret is stored. The plaintext is returned once, never again.
+
+Authentication starts before any tenant is known, so the key and account are looked up through the operator path;
+everything after the check runs under the account's tenant context. Every refusal raises `EAAuthError` with one of
+the `Refusal` codes (the lowercase names of `binproto.AuthStatus`) and a message an EA can show its user.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from functools import cache
+from uuid import UUID
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from django.core.cache import cache as redis_cache
+from django.db import transaction
+from django.utils import timezone
+from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
+
+from accounts.models import ApiKey, EASession, MT5Account, User
+from compliance.models import AuditLog
+from compliance.services import audit_record
+from suho.routers import OPERATOR, SERVICE, on_operator_path, operator_path
+from suho.tenancy import tenant_context
+
+API_KEY_PREFIX = "suho_ea_"
+KEY_ID_BYTES = 6  # 12 hex digits
+SECRET_BYTES = 32  # token_urlsafe: 43 characters
+MAX_API_KEY_LENGTH = 200
+MAX_TOKEN_LENGTH = 4096  # binproto.MAX_TOKEN_BYTES
+TOKEN_SCOPE = "ea"  # noqa: S105 — claim `scope`: EA tokens are never portal tokens and the other way round
+
+# Failed authentications, counted in Redis per account and per client IP over a window that starts at the first
+# failure. While a counter is at its limit every attempt is refused before any verification.
+AUTH_FAILURE_WINDOW_S = 300
+AUTH_FAILURES_PER_ACCOUNT = 10
+AUTH_FAILURES_PER_IP = 30
+REFUSAL_RECORD_INTERVAL_S = 60  # ea_refusal_record writes one row per account and reason per interval
+
+AUDIT_CATEGORY = "security"
+
+
+class Refusal(StrEnum):
+    """Why authentication was refused: `binproto.AuthStatus` names, lowercase (the consumer maps them back)."""
+
+    UNKNOWN_ACCOUNT = "unknown_account"
+    BAD_KEY = "bad_key"
+    REVOKED_KEY = "revoked_key"
+    EXPIRED_TOKEN = "expired_token"  # noqa: S105
+    INVALID_TOKEN = "invalid_token"  # noqa: S105
+    UNSUPPORTED_VERSION = "unsupported_version"
+    CLOCK_SKEW = "clock_skew"
+    RATE_LIMITED = "rate_limited"
+
+
+AUTH_UNKNOWN_ACCOUNT = "No MT5 account has this account id; copy the account id from the portal."
+AUTH_ACCOUNT_DISABLED = "This MT5 account is disabled; enable it in the portal."
+AUTH_BAD_KEY = "The API key is not valid for this account; copy the key from the portal again."
+AUTH_REVOKED_KEY = "This API key has been revoked; issue a new key in the portal."
+AUTH_RATE_LIMITED = "Too many failed authentication attempts; wait and try again."
+TOKEN_EXPIRED = "The token has expired; refresh it, or authenticate again with the API key."  # noqa: S105
+TOKEN_INVALID = "The token is not valid; authenticate again with the API key."  # noqa: S105
+SESSION_ENDED = "The session has ended; authenticate again with the API key."
+REFRESH_TOKEN_REUSED = "This refresh token was already used; the session has been ended. Authenticate again."  # noqa: S105
+API_KEY_ALREADY_REVOKED = "This API key is already revoked."
+REFUSAL_REASON_UNKNOWN = "Unknown refusal reason: {reason!r}."
+
+
+class EAAuthError(Exception):
+    """An authentication refusal: `code` is a `Refusal` value, `message` is safe to show the EA's user."""
+
+    def __init__(self, code: str, message: str, *, retry_after_s: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+
+class ApiKeyError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class EATokens:
+    access: str
+    refresh: str
+    session_id: UUID
+    access_expires_at: datetime
+    refresh_expires_at: datetime
+    tenant_id: UUID
+    account_id: UUID
+
+
+@dataclass(frozen=True)
+class EAClaims:
+    tenant_id: UUID
+    account_id: UUID
+    session_id: UUID
+    expires_at: datetime
+
+
+_hasher = PasswordHasher()
+
+
+# --- API keys -----------------------------------------------------------------------------------------------------
+
+
+def api_key_create(*, account: MT5Account, created_by: User | None = None, label: str = "") -> tuple[ApiKey, str]:
+    """Issue a key for `account`; returns the row and the plaintext key, which is never available again."""
+    secret = secrets.token_urlsafe(SECRET_BYTES)
+    secret_hash = _hasher.hash(secret)  # slow: outside the transaction
+    with _tenant_transaction(account.tenant_id):
+        api_key = _api_key_insert(account=account, secret_hash=secret_hash, created_by=created_by, label=label)
+    return api_key, _api_key_format(api_key.key_id, secret)
+
+
+def api_key_revoke(*, api_key: ApiKey, by: User | None = None) -> ApiKey:
+    """Revoke the key and end every live session it opened (their EAs are disconnected within a minute).
+
+    Locks the key row. Revoking a revoked key changes nothing and records nothing.
+    """
+    with _tenant_transaction(api_key.tenant_id):
+        locked = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+        if locked.revoked_at is None:
+            _api_key_revoke_locked(api_key=locked, by=by, replaced_by=None)
+    return locked
+
+
+def api_key_rotate(*, api_key: ApiKey, by: User | None = None) -> tuple[ApiKey, str]:
+    """Issue a new key for the same account and revoke the old one (`replaced_by` points to the new key).
+
+    Locks the old key row; raises ApiKeyError(API_KEY_ALREADY_REVOKED) for a revoked key.
+    """
+    secret = secrets.token_urlsafe(SECRET_BYTES)
+    secret_hash = _hasher.hash(secret)
+    with _tenant_transaction(api_key.tenant_id):
+        old = ApiKey.objects.select_for_update().select_related("account").get(pk=api_key.pk)
+        if old.revoked_at is not None:
+            raise ApiKeyError(API_KEY_ALREADY_REVOKED)
+        new = _api_key_insert(
+            account=old.account, secret_hash=secret_hash, created_by=by, label=old.label, replaces=old
+        )
+        _api_key_revoke_locked(api_key=old, by=by, replaced_by=new)
+    return new, _api_key_format(new.key_id, secret)
+
+
+def _api_key_insert(
+    *, account: MT5Account, secret_hash: str, created_by: User | None, label: str, replaces: ApiKey | None = None
+) -> ApiKey:
+    api_key = ApiKey.objects.create(
+        tenant_id=account.tenant_id, account=account, key_id=secrets.token_hex(KEY_ID_BYTES),
+        secret_hash=secret_hash, label=label, created_by=created_by,
+    )  # fmt: skip
+    metadata = {"key_id": api_key.key_id, "label": label}
+    if replaces is not None:
+        metadata["replaces_key_id"] = replaces.key_id
+    audit_record(
+        tenant_id=account.tenant_id, event_type="api_key_issued", category=AUDIT_CATEGORY,
+        action="rotate" if replaces else "create", description=f"API key {api_key} issued for {account}",
+        user_id=created_by.pk if created_by else None, account_id=account.pk, metadata=metadata,
+    )  # fmt: skip
+    return api_key
+
+
+def _api_key_revoke_locked(*, api_key: ApiKey, by: User | None, replaced_by: ApiKey | None) -> None:
+    now = timezone.now()
+    api_key.revoked_at, api_key.replaced_by = now, replaced_by
+    api_key.save(update_fields=["revoked_at", "replaced_by"])
+    ended = EASession.objects.filter(api_key=api_key, ended_at__isnull=True).update(ended_at=now, end_reason="revoked")
+    metadata = {"key_id": api_key.key_id, "sessions_ended": ended}
+    if replaced_by is not None:
+        metadata["replaced_by_key_id"] = replaced_by.key_id
+    audit_record(
+        tenant_id=api_key.tenant_id, event_type="api_key_revoked", category=AUDIT_CATEGORY,
+        action="rotate" if replaced_by else "revoke", description=f"API key {api_key} revoked",
+        severity=AuditLog.Severity.WARNING, user_id=by.pk if by else None, account_id=api_key.account_id,
+        metadata=metadata,
+    )  # fmt: skip
+
+
+def _api_key_format(key_id: str, secret: str) -> str:
+    return f"{API_KEY_PREFIX}{key_id}_{secret}"
+
+
+def _api_key_parse(api_key: object) -> tuple[str | None, str]:
+    """`suho_ea_<key_id>_<secret>` → (key_id, secret); (None, "") for anything else."""
+    if not isinstance(api_key, str) or len(api_key) > MAX_API_KEY_LENGTH or not api_key.startswith(API_KEY_PREFIX):
+        return None, ""
+    key_id, _, secret = api_key.removeprefix(API_KEY_PREFIX).partition("_")
+    if len(key_id) != 2 * KEY_ID_BYTES or not secret:
+        return None, ""
+    return key_id, secret
+
+
+# --- EA authentication --------------------------------------------------------------------------------------------
+
+
+def ea_authenticate(*, account_id: UUID | str, api_key: str, remote_addr: str | None = None) -> EATokens:
+    """Exchange an account id and API key for an access/refresh pair and a new EA session.
+
+    Raises EAAuthError: unknown_account, bad_key (also for a valid key of another account), revoked_key,
+    rate_limited (with `retry_after_s`). Every path spends one Argon2 verification, except a rate-limited attempt,
+    which is refused before any look-up.
+    """
+    now = timezone.now()
+    remote_addr = _ip_or_none(remote_addr)
+    account_uuid = _uuid_or_none(account_id)
+    limits = _failure_counters(account_id=account_uuid, remote_addr=remote_addr)
+    blocked_s, blocking = _blocking(limits)
+    if blocked_s:
+        _rate_limited_note(blocking=blocking, account_id=account_uuid, remote_addr=remote_addr, retry_after_s=blocked_s)
+        raise EAAuthError(Refusal.RATE_LIMITED, AUTH_RATE_LIMITED, retry_after_s=blocked_s)
+
+    key_id, secret = _api_key_parse(api_key)
+    with operator_path():  # pre-auth look-up: no tenant is known yet
+        account = MT5Account.objects.select_related("tenant").filter(account_id=account_uuid).first()
+        key = ApiKey.objects.filter(key_id=key_id).first() if key_id else None
+    secret_ok = _secret_verify(key.secret_hash if key else None, secret)
+
+    refusal = _auth_refusal(account=account, key=key, secret_ok=secret_ok)
+    if refusal is not None:
+        _failures_count(limits)
+        _refusal_write(
+            account=account, code=refusal.code, message=refusal.message, remote_addr=remote_addr,
+            metadata={"claimed_account_id": str(account_id)[:64], "key_id": key_id},
+        )  # fmt: skip
+        raise refusal
+
+    with _tenant_transaction(account.tenant_id):
+        session = EASession.objects.create(
+            tenant_id=account.tenant_id, account=account, api_key=key, remote_addr=remote_addr, last_seen_at=now
+        )
+        updates = {"last_used_at": now}
+        if _hasher.check_needs_rehash(key.secret_hash):
+            updates["secret_hash"] = _hasher.hash(secret)
+        ApiKey.objects.filter(pk=key.pk).update(**updates)
+        audit_record(
+            tenant_id=account.tenant_id, event_type="ea_auth_succeeded", category=AUDIT_CATEGORY, action="login",
+            description=f"EA authenticated with API key {key}", account_id=account.pk, ip_address=remote_addr,
+            metadata={"key_id": key.key_id, "session_id": str(session.session_id)},
+        )  # fmt: skip
+    redis_cache.delete_many([k for counter in limits if counter.per == "account" for k in counter.keys])
+    return _tokens_issue(session=session, generation=0)
+
+
+def ea_token_refresh(*, refresh_token: str) -> EATokens:
+    """Exchange a refresh token for a new pair; the old refresh token is spent (its `gen` no longer matches).
+
+    Presenting a spent refresh token ends the session: one of two holders is not the EA (token theft defence).
+    Locks the session row. Raises EAAuthError: expired_token, invalid_token, revoked_key, unknown_account
+    (account or tenant disabled).
+    """
+    token = _token_decode(RefreshToken, refresh_token)
+    claims = _claims(token)
+    generation = token.get("gen")
+    if not isinstance(generation, int):
+        raise EAAuthError(Refusal.INVALID_TOKEN, TOKEN_INVALID)
+    now = timezone.now()
+    with _tenant_transaction(claims.tenant_id):
+        session = (
+            EASession.objects.select_for_update(of=("self",))
+            .select_related("api_key", "account", "tenant")
+            .filter(session_id=claims.session_id, account_id=claims.account_id)
+            .first()
+        )
+        refusal = _session_refusal(session)
+        if refusal is None and generation != session.refresh_generation:
+            refusal = EAAuthError(Refusal.INVALID_TOKEN, REFRESH_TOKEN_REUSED)
+            session.ended_at, session.end_reason = now, "refresh_reuse"
+            session.save(update_fields=["ended_at", "end_reason"])
+            audit_record(
+                tenant_id=claims.tenant_id, event_type="ea_refresh_reuse", category=AUDIT_CATEGORY, action="refuse",
+                description="A spent refresh token was presented; the EA session was ended",
+                severity=AuditLog.Severity.WARNING, account_id=claims.account_id,
+                metadata={"session_id": str(session.session_id), "presented_gen": generation,
+                          "current_gen": session.refresh_generation},
+            )  # fmt: skip
+        elif refusal is None:
+            session.refresh_generation += 1
+            session.last_seen_at = now
+            session.save(update_fields=["refresh_generation", "last_seen_at"])
+    if refusal is not None:
+        raise refusal  # after the block: ending a session on reuse must commit
+    return _tokens_issue(session=session, generation=session.refresh_generation)
+
+
+def ea_access_verify(*, token: str) -> EAClaims:
+    """Check an access token's signature, expiry and claims; no database. Raises EAAuthError: expired_token,
+    invalid_token. A revoked key's tokens stay valid until they expire: pair with `ea_session_active`."""
+    return _claims(_token_decode(AccessToken, token))
+
+
+def ea_session_end(*, session_id: UUID, tenant_id: UUID, reason: str) -> bool:
+    """End a live session (logout, closed by the gateway); False if it was unknown or already ended."""
+    with _tenant_transaction(tenant_id):
+        ended = EASession.objects.filter(session_id=session_id, ended_at__isnull=True).update(
+            ended_at=timezone.now(), end_reason=reason[:40]
+        )
+    return ended == 1
+
+
+def ea_refusal_record(
+    *, account_id: UUID | str | None, reason: str, remote_addr: str | None = None, detail: str = ""
+) -> bool:
+    """Keep the last refusal the gateway made on its own (unsupported_version, clock_skew) for the portal.
+
+    `account_id` is what the EA claimed: unknown ids are ignored. At most one write per account and reason every
+    REFUSAL_RECORD_INTERVAL_S, so a looping EA cannot flood the audit log. Returns whether it wrote.
+    """
+    if reason not in Refusal._value2member_map_:
+        raise ValueError(REFUSAL_REASON_UNKNOWN.format(reason=reason))
+    account_uuid = _uuid_or_none(account_id)
+    if account_uuid is None or not redis_cache.add(
+        f"ea_refusal:{account_uuid}:{reason}", 1, timeout=REFUSAL_RECORD_INTERVAL_S
+    ):
+        return False
+    with operator_path():
+        account = MT5Account.objects.filter(account_id=account_uuid).first()
+    if account is None:
+        return False
+    _refusal_write(
+        account=account, code=reason, message=detail or reason, remote_addr=_ip_or_none(remote_addr), metadata={}
+    )
+    return True
+
+
+def _auth_refusal(*, account: MT5Account | None, key: ApiKey | None, secret_ok: bool) -> EAAuthError | None:
+    if account is None:
+        return EAAuthError(Refusal.UNKNOWN_ACCOUNT, AUTH_UNKNOWN_ACCOUNT)
+    if key is None or not secret_ok or key.account_id != account.account_id:
+        return EAAuthError(Refusal.BAD_KEY, AUTH_BAD_KEY)
+    if key.revoked_at is not None:
+        return EAAuthError(Refusal.REVOKED_KEY, AUTH_REVOKED_KEY)
+    if not account.is_active or not account.tenant.is_active:
+        return EAAuthError(Refusal.UNKNOWN_ACCOUNT, AUTH_ACCOUNT_DISABLED)
+    return None
+
+
+def _session_refusal(session: EASession | None) -> EAAuthError | None:
+    if session is None:
+        return EAAuthError(Refusal.INVALID_TOKEN, TOKEN_INVALID)
+    if session.api_key.revoked_at is not None:
+        return EAAuthError(Refusal.REVOKED_KEY, AUTH_REVOKED_KEY)
+    if session.ended_at is not None:
+        return EAAuthError(Refusal.INVALID_TOKEN, SESSION_ENDED)
+    if not session.account.is_active or not session.tenant.is_active:
+        return EAAuthError(Refusal.UNKNOWN_ACCOUNT, AUTH_ACCOUNT_DISABLED)
+    return None
+
+
+def _refusal_write(
+    *, account: MT5Account | None, code: str, message: str, remote_addr: str | None, metadata: dict
+) -> None:
+    """Last refusal on the account (for the portal's diagnostics) and an audit row, through the operator path:
+    the refused party proved no tenant."""
+    now = timezone.now()
+    with operator_path(), transaction.atomic(using=OPERATOR):
+        if account is not None:
+            MT5Account.objects.filter(pk=account.pk).update(last_refusal_reason=code, last_refusal_at=now)
+        audit_record(
+            tenant_id=account.tenant_id if account else None, event_type="ea_auth_failed", category=AUDIT_CATEGORY,
+            action="refuse", description=f"EA authentication refused: {code}", severity=AuditLog.Severity.WARNING,
+            account_id=account.pk if account else None, ip_address=remote_addr,
+            metadata={"code": str(code), "message": message, **metadata},
+        )  # fmt: skip
+
+
+def _secret_verify(secret_hash: str | None, secret: str) -> bool:
+    """Always one Argon2 verification, against a throw-away hash when there is no key, so timing tells nothing."""
+    try:
+        return _hasher.verify(secret_hash or _dummy_hash(), secret) and secret_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+@cache
+def _dummy_hash() -> str:
+    return _hasher.hash(secrets.token_urlsafe(SECRET_BYTES))
+
+
+# --- failure counters (Redis) -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Counter:
+    per: str  # "account" | "ip"
+    key: str
+    limit: int
+
+    @property
+    def until_key(self) -> str:
+        return f"{self.key}:until"
+
+    @property
+    def keys(self) -> tuple[str, str]:
+        return self.key, self.until_key
+
+
+def _failure_counters(*, account_id: UUID | None, remote_addr: str | None) -> list[_Counter]:
+    counters = []
+    if account_id is not None:
+        counters.append(_Counter("account", f"ea_auth_fail:account:{account_id}", AUTH_FAILURES_PER_ACCOUNT))
+    if remote_addr is not None:
+        counters.append(_Counter("ip", f"ea_auth_fail:ip:{remote_addr}", AUTH_FAILURES_PER_IP))
+    return counters
+
+
+def _blocking(counters: list[_Counter]) -> tuple[int, list[_Counter]]:
+    """The counters at their limit, and the seconds until all of them have expired (0 when none is)."""
+    values = redis_cache.get_many([k for counter in counters for k in counter.keys])
+    now = time.time()
+    blocked_s, blocking = 0.0, []
+    for counter in counters:
+        if (values.get(counter.key) or 0) >= counter.limit:
+            until = values.get(counter.until_key) or now + AUTH_FAILURE_WINDOW_S
+            blocked_s = max(blocked_s, until - now, 1)
+            blocking.append(counter)
+    return math.ceil(blocked_s), blocking
+
+
+def _failures_count(counters: list[_Counter]) -> None:
+    now = time.time()
+    for counter in counters:
+        redis_cache.add(counter.until_key, now + AUTH_FAILURE_WINDOW_S, timeout=AUTH_FAILURE_WINDOW_S)
+        if not redis_cache.add(counter.key, 1, timeout=AUTH_FAILURE_WINDOW_S):
+            try:
+                redis_cache.incr(counter.key)
+            except ValueError:  # expired between add and incr
+                redis_cache.set(counter.key, 1, timeout=AUTH_FAILURE_WINDOW_S)
+
+
+def _rate_limited_note(
+    *, blocking: list[_Counter], account_id: UUID | None, remote_addr: str | None, retry_after_s: int
+) -> None:
+    """Record a rate-limited refusal once per window and limit, not once per attempt: a flood must not become
+    writes."""
+    note_key = "ea_auth_limited:" + "|".join(counter.key for counter in blocking)
+    if not redis_cache.add(note_key, 1, timeout=retry_after_s):
+        return
+    with operator_path():
+        account = MT5Account.objects.filter(account_id=account_id).first() if account_id else None
+    _refusal_write(
+        account=account, code=Refusal.RATE_LIMITED, message=AUTH_RATE_LIMITED, remote_addr=remote_addr,
+        metadata={"claimed_account_id": str(account_id) if account_id else None, "retry_after_s": retry_after_s},
+    )  # fmt: skip
+
+
+# --- tokens -------------------------------------------------------------------------------------------------------
+
+
+def _tokens_issue(*, session: EASession, generation: int) -> EATokens:
+    refresh = RefreshToken()
+    refresh["scope"] = TOKEN_SCOPE
+    refresh["tenant_id"] = str(session.tenant_id)
+    refresh["account_id"] = str(session.account_id)
+    refresh["session_id"] = str(session.session_id)
+    refresh["gen"] = generation
+    access = refresh.access_token
+    del access["gen"]
+    return EATokens(
+        access=str(access), refresh=str(refresh), session_id=session.session_id,
+        access_expires_at=datetime.fromtimestamp(access["exp"], UTC),
+        refresh_expires_at=datetime.fromtimestamp(refresh["exp"], UTC),
+        tenant_id=session.tenant_id, account_id=session.account_id,
+    )  # fmt: skip
+
+
+def _token_decode(token_class, token: object):
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
+        raise EAAuthError(Refusal.INVALID_TOKEN, TOKEN_INVALID)  # AccessToken(None) would mint a new token
+    try:
+        return token_class(token)
+    except ExpiredTokenError as exc:
+        raise EAAuthError(Refusal.EXPIRED_TOKEN, TOKEN_EXPIRED) from exc
+    except TokenError as exc:
+        raise EAAuthError(Refusal.INVALID_TOKEN, TOKEN_INVALID) from exc
+
+
+def _claims(token) -> EAClaims:
+    tenant_id, account_id, session_id = (_uuid_or_none(token.get(c)) for c in ("tenant_id", "account_id", "session_id"))
+    if token.get("scope") != TOKEN_SCOPE or None in (tenant_id, account_id, session_id):
+        raise EAAuthError(Refusal.INVALID_TOKEN, TOKEN_INVALID)
+    return EAClaims(
+        tenant_id=tenant_id, account_id=account_id, session_id=session_id,
+        expires_at=datetime.fromtimestamp(token["exp"], UTC),
+    )  # fmt: skip
+
+
+# --- helpers ------------------------------------------------------------------------------------------------------
+
+
+def _tenant_transaction(tenant_id: UUID):
+    """The tenant context on the alias this code runs on: the operator path (admin, commands) or the service role."""
+    return tenant_context(tenant_id, using=OPERATOR if on_operator_path() else SERVICE)
+
+
+def _uuid_or_none(value: object) -> UUID | None:
+    if isinstance(value, UUID):
+        return value
+    try:
+        return UUID(str(value)) if isinstance(value, str) and len(value) <= 64 else None
+    except ValueError:
+        return None
+
+
+def _ip_or_none(value: str | None) -> str | None:
+    try:
+        return str(ipaddress.ip_address(value)) if value else None
+    except ValueError:
+        return None

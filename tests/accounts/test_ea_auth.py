@@ -1,0 +1,266 @@
+"""EA authentication: API key → session and JWT pair; every refusal has its code, changes nothing else, and is
+recorded on the account and in the audit log; failed attempts are rate limited per account and per IP."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from argon2 import PasswordHasher
+
+from accounts import services
+from accounts.models import ApiKey, EASession, MT5Account
+from accounts.selectors import ea_session_active
+from accounts.services import (
+    AUTH_ACCOUNT_DISABLED,
+    AUTH_BAD_KEY,
+    AUTH_FAILURES_PER_ACCOUNT,
+    AUTH_FAILURES_PER_IP,
+    AUTH_RATE_LIMITED,
+    AUTH_UNKNOWN_ACCOUNT,
+    EAAuthError,
+    Refusal,
+    api_key_create,
+    ea_access_verify,
+    ea_authenticate,
+)
+from compliance.models import AuditLog
+from suho.routers import operator_path
+from suho.tenancy import tenant_context
+from tests.accounts.conftest import account_make, remote_addr_make, tenant_make
+
+
+def snapshot(account: MT5Account) -> dict:
+    """Everything a refused attempt must leave alone."""
+    with operator_path():
+        return {
+            "sessions": list(EASession.objects.filter(account=account).values_list("session_id", flat=True)),
+            "keys": list(ApiKey.objects.filter(account=account).values("key_id", "last_used_at", "revoked_at")),
+        }
+
+
+def refusal_of(account: MT5Account) -> tuple[str, bool]:
+    with operator_path():
+        account = MT5Account.objects.get(pk=account.pk)
+    return account.last_refusal_reason, account.last_refusal_at is not None
+
+
+def failed_audits(**filters) -> list[AuditLog]:
+    with operator_path():
+        return list(AuditLog.objects.filter(event_type="ea_auth_failed", **filters).order_by("id"))
+
+
+def refused(**kwargs) -> EAAuthError:
+    with pytest.raises(EAAuthError) as caught:
+        ea_authenticate(**kwargs)
+    return caught.value
+
+
+@pytest.fixture
+def verifications(monkeypatch) -> list[str]:
+    """Counts Argon2 verifications (timing: every look-up path spends exactly one)."""
+    calls: list[str] = []
+
+    class Counting(PasswordHasher):
+        def verify(self, hash, password):
+            calls.append(hash)
+            return super().verify(hash, password)
+
+    monkeypatch.setattr(services, "_hasher", Counting())
+    return calls
+
+
+# --- success -----------------------------------------------------------------------------------------------------
+
+
+def test_good_key_opens_a_session_and_returns_tokens_for_its_tenant_and_account(account, issued, remote_addr):
+    api_key, plaintext = issued
+
+    tokens = ea_authenticate(account_id=str(account.pk), api_key=plaintext, remote_addr=remote_addr)
+
+    assert (tokens.tenant_id, tokens.account_id) == (account.tenant_id, account.pk)
+    assert 14 * 60 <= (tokens.access_expires_at - tokens.refresh_expires_at).total_seconds() + 30 * 86400 <= 15 * 60
+    claims = ea_access_verify(token=tokens.access)
+    assert (claims.tenant_id, claims.account_id, claims.session_id) == (
+        account.tenant_id, account.pk, tokens.session_id,
+    )  # fmt: skip
+    with operator_path():
+        session = EASession.objects.get(session_id=tokens.session_id)
+        assert ApiKey.objects.get(pk=api_key.pk).last_used_at is not None
+        assert AuditLog.objects.filter(event_type="ea_auth_succeeded", account_id=account.pk).count() == 1
+    assert (session.api_key_id, session.tenant_id, session.remote_addr) == (api_key.pk, account.tenant_id, remote_addr)
+    assert session.ended_at is None and session.refresh_generation == 0
+    assert ea_session_active(session_id=tokens.session_id, tenant_id=account.tenant_id)
+
+
+def test_tokens_carry_no_secret_and_the_access_token_is_not_a_refresh_token(account, issued, remote_addr):
+    tokens = ea_authenticate(account_id=account.pk, api_key=issued[1], remote_addr=remote_addr)
+    assert issued[1].rsplit("_", 1)[-1] not in tokens.access + tokens.refresh
+    with pytest.raises(EAAuthError) as caught:
+        ea_access_verify(token=tokens.refresh)
+    assert caught.value.code == Refusal.INVALID_TOKEN
+
+
+# --- refusals: clear code, nothing changed, recorded ----------------------------------------------------------------
+
+
+def test_wrong_secret_is_bad_key_and_changes_nothing_but_the_refusal_record(account, issued, remote_addr):
+    api_key, plaintext = issued
+    before = snapshot(account)
+
+    error = refused(account_id=account.pk, api_key=plaintext[:-4] + "AAAA", remote_addr=remote_addr)
+
+    assert (error.code, error.message) == (Refusal.BAD_KEY, AUTH_BAD_KEY)
+    assert snapshot(account) == before
+    assert refusal_of(account) == ("bad_key", True)
+    [audit] = failed_audits(account_id=account.pk)
+    assert (audit.severity, audit.tenant_id, audit.ip_address) == ("warning", account.tenant_id, remote_addr)
+    assert audit.metadata["code"] == "bad_key" and audit.metadata["key_id"] == api_key.key_id
+    assert plaintext.rsplit("_", 1)[-1][:-4] not in str(audit.metadata)
+
+
+@pytest.mark.parametrize("garbage", ["", "suho_ea_", "suho_ea_123_abc", "not a key at all", "suho_ea_" + "x" * 500])
+def test_malformed_key_is_bad_key(account, issued, remote_addr, garbage, verifications):
+    before = snapshot(account)
+    assert refused(account_id=account.pk, api_key=garbage, remote_addr=remote_addr).code == Refusal.BAD_KEY
+    assert snapshot(account) == before
+    assert len(verifications) == 1  # a dummy verification: malformed keys answer no faster than wrong ones
+
+
+def test_unknown_account_is_refused_and_recorded_as_a_platform_event(issued, remote_addr, verifications):
+    ghost = uuid.uuid4()
+    with operator_path():
+        sessions_before = EASession.objects.count()
+
+    error = refused(account_id=ghost, api_key=issued[1], remote_addr=remote_addr)
+
+    assert (error.code, error.message) == (Refusal.UNKNOWN_ACCOUNT, AUTH_UNKNOWN_ACCOUNT)
+    assert len(verifications) == 1
+    with operator_path():
+        assert EASession.objects.count() == sessions_before
+    [audit] = failed_audits(metadata__claimed_account_id=str(ghost))
+    assert audit.tenant_id is None and audit.account_id is None
+
+
+@pytest.mark.parametrize("account_id", ["not-a-uuid", "", None, 42])
+def test_account_id_that_is_not_a_uuid_is_unknown_account(issued, remote_addr, account_id):
+    assert refused(account_id=account_id, api_key=issued[1], remote_addr=remote_addr).code == Refusal.UNKNOWN_ACCOUNT
+
+
+def test_unknown_key_id_still_spends_one_verification(account, issued, remote_addr, verifications):
+    fake = "suho_ea_" + "0" * 12 + "_" + "A" * 43
+    assert refused(account_id=account.pk, api_key=fake, remote_addr=remote_addr).code == Refusal.BAD_KEY
+    assert len(verifications) == 1
+
+
+def test_valid_key_of_another_account_in_the_same_tenant_is_bad_key(tenant, account, issued, remote_addr):
+    sibling = account_make(tenant)
+    before = snapshot(sibling), snapshot(account)
+
+    assert refused(account_id=sibling.pk, api_key=issued[1], remote_addr=remote_addr).code == Refusal.BAD_KEY
+
+    assert (snapshot(sibling), snapshot(account)) == before
+    assert refusal_of(sibling) == ("bad_key", True)
+
+
+def test_key_of_tenant_a_cannot_open_tenant_b_account(account, issued, remote_addr):
+    tenant_b = tenant_make()
+    account_b = account_make(tenant_b)
+    api_key_create(account=account_b)
+    before = snapshot(account_b)
+
+    assert refused(account_id=account_b.pk, api_key=issued[1], remote_addr=remote_addr).code == Refusal.BAD_KEY
+    assert snapshot(account_b) == before
+
+    tokens = ea_authenticate(account_id=account.pk, api_key=issued[1], remote_addr=remote_addr)
+    claims = ea_access_verify(token=tokens.access)
+    assert claims.tenant_id == account.tenant_id != tenant_b.pk
+    with tenant_context(claims.tenant_id):  # what the gateway does with a verified token: tenant B stays invisible
+        assert list(MT5Account.objects.values_list("pk", flat=True)) == [account.pk]
+        assert not MT5Account.objects.filter(pk=account_b.pk).exists()
+    assert not ea_session_active(session_id=claims.session_id, tenant_id=tenant_b.pk)
+
+
+def test_disabled_account_or_tenant_is_refused(tenant, account, issued, remote_addr):
+    with operator_path():
+        MT5Account.objects.filter(pk=account.pk).update(is_active=False)
+    error = refused(account_id=account.pk, api_key=issued[1], remote_addr=remote_addr)
+    assert (error.code, error.message) == (Refusal.UNKNOWN_ACCOUNT, AUTH_ACCOUNT_DISABLED)
+
+    with operator_path():
+        MT5Account.objects.filter(pk=account.pk).update(is_active=True)
+        type(tenant).objects.filter(pk=tenant.pk).update(is_active=False)
+    error = refused(account_id=account.pk, api_key=issued[1], remote_addr=remote_addr)
+    assert (error.code, error.message) == (Refusal.UNKNOWN_ACCOUNT, AUTH_ACCOUNT_DISABLED)
+    assert snapshot(account)["sessions"] == []
+
+
+# --- rate limits ---------------------------------------------------------------------------------------------------
+
+
+def test_failures_per_account_are_rate_limited_even_for_the_right_key(account, issued, verifications):
+    _api_key, plaintext = issued
+    for _ in range(AUTH_FAILURES_PER_ACCOUNT):
+        assert refused(account_id=account.pk, api_key="wrong", remote_addr=remote_addr_make()).code == Refusal.BAD_KEY
+    before, verified = snapshot(account), len(verifications)
+
+    error = refused(account_id=account.pk, api_key=plaintext, remote_addr=remote_addr_make())
+    again = refused(account_id=account.pk, api_key=plaintext, remote_addr=remote_addr_make())
+
+    assert (error.code, error.message) == (Refusal.RATE_LIMITED, AUTH_RATE_LIMITED)
+    assert 0 < error.retry_after_s <= services.AUTH_FAILURE_WINDOW_S and again.code == Refusal.RATE_LIMITED
+    assert len(verifications) == verified  # refused before any verification
+    assert snapshot(account) == before
+    assert refusal_of(account) == ("rate_limited", True)
+    codes = [a.metadata["code"] for a in failed_audits(account_id=account.pk)]
+    assert codes == ["bad_key"] * AUTH_FAILURES_PER_ACCOUNT + ["rate_limited"]  # noted once, not per attempt
+
+
+def test_failures_per_ip_are_rate_limited_across_accounts(account, issued):
+    attacker, bystander = remote_addr_make(), remote_addr_make()
+    for _ in range(AUTH_FAILURES_PER_IP):
+        refused(account_id=uuid.uuid4(), api_key="wrong", remote_addr=attacker)
+    before = snapshot(account)
+
+    error = refused(account_id=account.pk, api_key=issued[1], remote_addr=attacker)
+
+    assert error.code == Refusal.RATE_LIMITED and error.retry_after_s > 0
+    assert snapshot(account) == before
+    assert ea_authenticate(account_id=account.pk, api_key=issued[1], remote_addr=bystander).account_id == account.pk
+
+
+def test_a_success_clears_the_account_counter(account, issued):
+    for _ in range(2):
+        for _ in range(AUTH_FAILURES_PER_ACCOUNT - 1):
+            refused(account_id=account.pk, api_key="wrong", remote_addr=remote_addr_make())
+        ea_authenticate(account_id=account.pk, api_key=issued[1], remote_addr=remote_addr_make())
+
+
+# --- refusals the gateway detects ---------------------------------------------------------------------------------
+
+
+def test_gateway_refusal_is_kept_on_the_account_once_per_interval(account):
+    assert services.ea_refusal_record(account_id=str(account.pk), reason="unsupported_version", remote_addr="::1")
+    assert refusal_of(account) == ("unsupported_version", True)
+    assert not services.ea_refusal_record(account_id=account.pk, reason="unsupported_version")
+    assert services.ea_refusal_record(account_id=account.pk, reason="clock_skew")
+    assert refusal_of(account) == ("clock_skew", True)
+    assert [a.metadata["code"] for a in failed_audits(account_id=account.pk)] == ["unsupported_version", "clock_skew"]
+
+
+@pytest.mark.parametrize("account_id", [None, "garbage", uuid.uuid4()])
+def test_gateway_refusal_for_an_unknown_account_writes_nothing(committed, account_id):
+    assert not services.ea_refusal_record(account_id=account_id, reason="clock_skew")
+    assert failed_audits() == []
+
+
+def test_gateway_refusal_with_an_unknown_reason_is_a_programming_error(account):
+    with pytest.raises(ValueError, match="Unknown refusal reason"):
+        services.ea_refusal_record(account_id=account.pk, reason="because")
+    assert refusal_of(account) == ("", False)
+
+
+def test_refusal_codes_are_the_wire_auth_statuses():
+    from binproto.constants import AuthStatus
+
+    assert {code.upper() for code in Refusal} <= set(AuthStatus.__members__)
