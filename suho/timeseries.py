@@ -22,6 +22,7 @@ from suho.routers import OWNER
 
 TENANT_PREDICATE = "tenant_id = nullif(current_setting('app.current_tenant_id', true), '')::uuid"
 POLICY_NAME = "tenant_isolation"
+AUDIT_UPKEEP_SETTING = "suho.audit_upkeep"  # read by the audit log's append-only trigger (compliance 0002)
 
 
 @dataclass(frozen=True)
@@ -29,19 +30,18 @@ class TimeSeries:
     table: str
     chunk_interval: str  # TimescaleDB chunk_time_interval (seed §3.3)
     partition_step: str  # plain path: "day" or "month" (30-minute partitions would be thousands of tables)
-    retention: str  # seed §3.1
-    retention_days: int
+    retention: str  # seed §3.1, an interval: TimescaleDB's drop_after, the plain path's horizon
     ahead: int  # partitions kept ready ahead of now
 
 
 TIME_SERIES = {
     ts.table: ts
     for ts in (
-        TimeSeries("mt5_broker_quotes", "30 minutes", "day", "90 days", 90, 3),
-        TimeSeries("mt5_account_balance_history", "1 hour", "day", "2 years", 730, 3),
-        TimeSeries("mt5_ea_heartbeat", "1 hour", "day", "30 days", 30, 3),
-        TimeSeries("mt5_trade_orders", "1 day", "month", "7 years", 7 * 365, 2),
-        TimeSeries("mt5_audit_log", "1 day", "month", "7 years", 7 * 365, 2),
+        TimeSeries("mt5_broker_quotes", "30 minutes", "day", "90 days", 3),
+        TimeSeries("mt5_account_balance_history", "1 hour", "day", "2 years", 3),
+        TimeSeries("mt5_ea_heartbeat", "1 hour", "day", "30 days", 3),
+        TimeSeries("mt5_trade_orders", "1 day", "month", "7 years", 2),
+        TimeSeries("mt5_audit_log", "1 day", "month", "7 years", 2),
     )
 }
 
@@ -165,6 +165,38 @@ def _protect_partition(cursor, partition: str) -> None:
     cursor.execute(f'REVOKE ALL ON "{partition}" FROM {roles}')
 
 
+def _create_partition(cursor, series: TimeSeries, start: date, end: date) -> str:
+    """One period's partition.
+
+    Rows that arrived ahead of it (a clock running fast) wait in the default partition, and PostgreSQL refuses a
+    partition whose range such rows fall in: they are set aside, the partition is created and they go into it as
+    they were, with its triggers off (they ran for these rows once). Not through ATTACH PARTITION: its foreign-key
+    validation runs under row security forced on the owner, and would not find the rows' accounts.
+    """
+    name = _partition_name(series, start)
+    bounds = [f"{start.isoformat()} 00:00:00+00", f"{end.isoformat()} 00:00:00+00"]
+    default = f"{series.table}_default"
+    cursor.execute(f'SELECT EXISTS (SELECT 1 FROM "{default}" WHERE time >= %s AND time < %s)', bounds)
+    early = cursor.fetchone()[0]
+    if early:
+        cursor.execute(f'CREATE TEMPORARY TABLE suho_early_rows (LIKE "{series.table}") ON COMMIT DROP')
+        cursor.execute(
+            f'WITH moved AS (DELETE FROM "{default}" WHERE time >= %s AND time < %s RETURNING *)'
+            " INSERT INTO suho_early_rows SELECT * FROM moved",
+            bounds,
+        )
+    cursor.execute(f'CREATE TABLE "{name}" PARTITION OF "{series.table}" FOR VALUES FROM (%s) TO (%s)', bounds)
+    if early:
+        cursor.execute(f'ALTER TABLE "{name}" DISABLE TRIGGER USER')
+        cursor.execute(f'INSERT INTO "{name}" SELECT * FROM suho_early_rows')
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # check the rows' foreign keys now: no ALTER TABLE
+        cursor.execute("SET CONSTRAINTS ALL DEFERRED")  # may follow while checks on the table are pending
+        cursor.execute(f'ALTER TABLE "{name}" ENABLE TRIGGER USER')
+        cursor.execute("DROP TABLE suho_early_rows")
+    _protect_partition(cursor, name)
+    return name
+
+
 def _ensure_partitions(cursor, series: TimeSeries, now: datetime) -> list[str]:
     created = []
     default = f"{series.table}_default"
@@ -176,22 +208,17 @@ def _ensure_partitions(cursor, series: TimeSeries, now: datetime) -> list[str]:
     start = _period_start(series, now)
     for _ in range(series.ahead + 1):
         end = _next_period(series, start)
-        name = _partition_name(series, start)
-        cursor.execute("SELECT to_regclass(%s)", [name])
+        cursor.execute("SELECT to_regclass(%s)", [_partition_name(series, start)])
         if cursor.fetchone()[0] is None:
-            cursor.execute(
-                f'CREATE TABLE "{name}" PARTITION OF "{series.table}" FOR VALUES FROM (%s) TO (%s)',
-                [f"{start.isoformat()} 00:00:00+00", f"{end.isoformat()} 00:00:00+00"],
-            )
-            _protect_partition(cursor, name)
-            created.append(name)
+            created.append(_create_partition(cursor, series, start, end))
         start = end
     return created
 
 
 def _drop_expired(cursor, series: TimeSeries, now: datetime) -> list[str]:
     """Drop whole partitions past retention and delete expired rows from the default partition."""
-    horizon = now - timedelta(days=series.retention_days)
+    cursor.execute("SELECT %s::timestamptz - %s::interval", [now, series.retention])
+    horizon = cursor.fetchone()[0]
     cursor.execute(
         """
         SELECT child.relname, pg_get_expr(child.relpartbound, child.oid)
@@ -209,24 +236,33 @@ def _drop_expired(cursor, series: TimeSeries, now: datetime) -> list[str]:
         if cursor.fetchone()[0]:
             cursor.execute(f'DROP TABLE "{name}"')
             dropped.append(name)
-    # The owner is subject to FORCE'd row security too; retention is cross-tenant, so it runs without a policy.
-    cursor.execute(f'ALTER TABLE "{series.table}_default" NO FORCE ROW LEVEL SECURITY')
     cursor.execute(f'DELETE FROM "{series.table}_default" WHERE time < %s', [horizon])
-    cursor.execute(f'ALTER TABLE "{series.table}_default" FORCE ROW LEVEL SECURITY')
     return dropped
 
 
 def partitions_upkeep(now: datetime | None = None) -> dict[str, list[str]]:
-    """Create partitions ahead and enforce retention (plain path); TimescaleDB's own jobs do this there."""
+    """Create partitions ahead and enforce retention (plain path); TimescaleDB's own jobs do this there.
+
+    Runs as the owner, one transaction per table. Row security is forced on the owner too, and upkeep is
+    cross-tenant, so the default partition is read without its policy for the span of that transaction (DDL is
+    transactional: no other session ever sees it unforced). `suho.audit_upkeep` lets this transaction, and only
+    the owner's, delete from the append-only audit log: expired rows, and rows moving into a new partition.
+    """
     connection = connections[OWNER]
     if timescale_enabled(connection):
         return {}
     now = now or datetime.now(UTC)
     changes: dict[str, list[str]] = {}
-    with transaction.atomic(using=OWNER), connection.cursor() as cursor:
-        for series in TIME_SERIES.values():
+    for series in TIME_SERIES.values():
+        with transaction.atomic(using=OWNER), connection.cursor() as cursor:
             cursor.execute("SELECT to_regclass(%s)", [series.table])
             if cursor.fetchone()[0] is None:
                 continue
+            cursor.execute("SELECT set_config(%s, 'on', true)", [AUDIT_UPKEEP_SETTING])
+            default = f"{series.table}_default"
+            cursor.execute("SELECT to_regclass(%s)", [default])
+            if cursor.fetchone()[0] is not None:
+                cursor.execute(f'ALTER TABLE "{default}" NO FORCE ROW LEVEL SECURITY')
             changes[series.table] = _ensure_partitions(cursor, series, now) + _drop_expired(cursor, series, now)
+            cursor.execute(f'ALTER TABLE "{default}" FORCE ROW LEVEL SECURITY')
     return changes

@@ -71,3 +71,24 @@ def test_a_chain_value_written_by_the_caller_is_replaced_by_the_trigger():
             "SELECT chain_seq, prev_hash <> 'forged', row_hash <> 'forged' FROM mt5_audit_log WHERE id = %s", [row.pk]
         )
         assert cursor.fetchone() == (2, True, True)
+
+
+@pytest.mark.django_db
+def test_the_upkeep_setting_opens_nothing_to_the_service_role():
+    tenant = make_tenant()
+    row = make_audit(tenant)
+    with tenant_context(tenant.id), connections["default"].cursor() as cursor:
+        cursor.execute("SELECT set_config('suho.audit_upkeep', 'on', true)")
+        with pytest.raises(DatabaseError, match="permission denied"), transaction.atomic():
+            with connections["default"].cursor() as inner:
+                inner.execute("DELETE FROM mt5_audit_log WHERE id = %s", [row.pk])
+
+
+@pytest.mark.django_db(databases=["owner"])
+def test_the_owner_may_delete_only_with_the_upkeep_setting_on():
+    tenant = make_tenant(using="owner")
+    row = make_audit(tenant, using="owner")
+    with tenant_context(tenant.id, using="owner"), connections["owner"].cursor() as cursor:
+        cursor.execute("SELECT set_config('suho.audit_upkeep', 'on', true)")
+        cursor.execute("DELETE FROM mt5_audit_log WHERE id = %s", [row.pk])
+        assert cursor.rowcount == 1
