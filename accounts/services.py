@@ -113,6 +113,21 @@ class EAClaims:
 _hasher = PasswordHasher()
 
 
+# --- MT5 accounts ------------------------------------------------------------------------------------------------
+
+
+def mt5_account_create(*, user: User, name: str, by: User | None = None, **fields) -> MT5Account:
+    """Add an MT5 account for a trader (in the trader's tenant); `fields` are MT5Account fields."""
+    with _tenant_transaction(user.tenant_id):
+        account = MT5Account.objects.create(tenant_id=user.tenant_id, user=user, name=name, **fields)
+        audit_record(
+            tenant_id=user.tenant_id, event_type="mt5_account_created", category="account", action="create",
+            description=f"MT5 account {account} added", user_id=(by or user).pk, account_id=account.pk,
+            metadata={"name": name, "account_type": account.account_type},
+        )  # fmt: skip
+    return account
+
+
 # --- API keys -----------------------------------------------------------------------------------------------------
 
 

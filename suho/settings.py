@@ -249,6 +249,10 @@ SIMPLE_JWT = {
     "ALGORITHM": "HS256",
 }
 
+# --- Demo data (`manage.py seed_demo`): passwords for the demo trader and operator; random when unset --------------
+DEMO_PASSWORD = env("DEMO_PASSWORD")
+DEMO_ADMIN_PASSWORD = env("DEMO_ADMIN_PASSWORD")
+
 # --- Logging: JSON lines in production, readable in development ----------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", "INFO")
 LOGGING = {

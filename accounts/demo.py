@@ -1,0 +1,82 @@
+"""The demo data `make run` starts with: a tenant, a trader, an operator, one MT5 account and its API key.
+
+Idempotent: what exists is kept, and secrets (passwords, the API key) are returned only when they were just made.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from accounts.models import ApiKey, MT5Account, Tenant, User
+from accounts.services import api_key_create, mt5_account_create
+from compliance.services import audit_record
+from suho.routers import operator_path
+
+DEMO_TENANT_SLUG = "demo"
+DEMO_TENANT_NAME = "Demo Trading"
+DEMO_USERNAME = "demo"
+DEMO_ADMIN_USERNAME = "admin"
+DEMO_ACCOUNT_NAME = "Demo EA"
+
+
+@dataclass(frozen=True)
+class DemoSeed:
+    tenant: Tenant
+    user: User
+    admin: User
+    account: MT5Account
+    api_key: ApiKey
+    created: tuple[str, ...]  # what this run made: "tenant", "user", "admin", "account", "api_key"
+    user_password: str | None  # the secrets, only when this run made them
+    admin_password: str | None
+    api_key_plaintext: str | None
+
+
+def demo_seed(*, user_password: str | None = None, admin_password: str | None = None) -> DemoSeed:
+    """Create whatever of the demo set is missing. Runs on the operator path (it is an operator's job)."""
+    created: list[str] = []
+    new_user_password = new_admin_password = plaintext = None
+    with operator_path():
+        tenant, made = Tenant.objects.get_or_create(slug=DEMO_TENANT_SLUG, defaults={"name": DEMO_TENANT_NAME})
+        created += ["tenant"] if made else []
+
+        user = User.objects.filter(username=DEMO_USERNAME).first()
+        if user is None:
+            new_user_password = user_password or secrets.token_urlsafe(12)
+            user = User.objects.create_user(
+                username=DEMO_USERNAME, email="demo@example.com", password=new_user_password, tenant=tenant
+            )
+            created.append("user")
+
+        admin = User.objects.filter(username=DEMO_ADMIN_USERNAME).first()
+        if admin is None:
+            new_admin_password = admin_password or secrets.token_urlsafe(12)
+            admin = User.objects.create_superuser(
+                username=DEMO_ADMIN_USERNAME, email="admin@example.com", password=new_admin_password
+            )
+            created.append("admin")
+
+        account = MT5Account.objects.filter(tenant=tenant, name=DEMO_ACCOUNT_NAME).first()
+        if account is None:
+            account = mt5_account_create(
+                user=user, name=DEMO_ACCOUNT_NAME, account_type=MT5Account.AccountType.DEMO, account_number=10000001,
+                broker="Suho Demo Broker", server="SuhoDemo-Server", currency="USD", leverage=100,
+            )  # fmt: skip
+            created.append("account")
+
+        api_key = ApiKey.objects.filter(account=account, revoked_at__isnull=True).order_by("-created_at").first()
+        if api_key is None:
+            api_key, plaintext = api_key_create(account=account, created_by=user, label="demo")
+            created.append("api_key")
+
+        if created:
+            audit_record(
+                tenant_id=None, event_type="demo_seeded", category="platform", action="create",
+                description=f"Demo data created: {', '.join(created)}", account_id=account.pk,
+                metadata={"created": created, "tenant_id": str(tenant.pk)},
+            )  # fmt: skip
+    return DemoSeed(
+        tenant=tenant, user=user, admin=admin, account=account, api_key=api_key, created=tuple(created),
+        user_password=new_user_password, admin_password=new_admin_password, api_key_plaintext=plaintext,
+    )  # fmt: skip

@@ -1,0 +1,31 @@
+"""`manage.py seed_demo`: the demo tenant, users, MT5 account and API key; secrets are printed only when made."""
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from accounts.demo import demo_seed
+
+
+class Command(BaseCommand):
+    help = "Create the demo tenant, trader, operator, MT5 account and API key if missing (idempotent)."
+
+    def handle(self, *args, **options):
+        seed = demo_seed(user_password=settings.DEMO_PASSWORD, admin_password=settings.DEMO_ADMIN_PASSWORD)
+
+        def state(part: str) -> str:
+            return "created" if part in seed.created else "exists"
+
+        def password(secret: str | None, username: str) -> str:
+            return f", password: {secret}" if secret else f" (password not shown; manage.py changepassword {username})"
+
+        write = self.stdout.write
+        write(f'Demo tenant "{seed.tenant.name}": {state("tenant")}')
+        write(f"Portal user {seed.user.username}: {state('user')}{password(seed.user_password, seed.user.username)}")
+        write(f"Operator {seed.admin.username}: {state('admin')}{password(seed.admin_password, seed.admin.username)}")
+        write(f'MT5 account "{seed.account.name}" ({seed.account.pk}): {state("account")}')
+        if seed.api_key_plaintext is None:
+            another = f"manage.py create_api_key --account {seed.account.pk}"
+            write(f"EA API key {seed.api_key}: exists (not shown again; for another: {another})")
+        else:
+            write("EA API key: created. It is shown once; store it in the EA's settings:")
+            write(seed.api_key_plaintext)
