@@ -265,4 +265,5 @@ def partitions_upkeep(now: datetime | None = None) -> dict[str, list[str]]:
                 cursor.execute(f'ALTER TABLE "{default}" NO FORCE ROW LEVEL SECURITY')
             changes[series.table] = _ensure_partitions(cursor, series, now) + _drop_expired(cursor, series, now)
             cursor.execute(f'ALTER TABLE "{default}" FORCE ROW LEVEL SECURITY')
+            cursor.execute("SELECT set_config(%s, '', true)", [AUDIT_UPKEEP_SETTING])  # also when nested
     return changes
