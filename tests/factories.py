@@ -126,7 +126,7 @@ def make_rollup(account: MT5Account, *, using: str | None = None, **fields) -> B
     fields = {
         "tenant_id": account.tenant_id,
         "account": account,
-        "bucket": timezone.now().replace(second=0),
+        "bucket": timezone.now().replace(second=0, microsecond=0),
         "balance": Decimal("10000.00"),
         "equity": Decimal("10000.00"),
         "samples": 1,

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 from django.apps import apps
+from django.conf import settings
 from django.db import ProgrammingError, connections, models, transaction
 from django.utils import timezone
 from factories import (
@@ -95,7 +96,7 @@ def tenants(db):
 def service_tables() -> list[str]:
     """Every table with a tenant_id the service role can reach (partitions are not: see test_partition_upkeep)."""
     with connections[SERVICE].cursor() as cursor:
-        cursor.execute(TENANT_TABLES, {"role": "suho_service", "setting": TENANT_SETTING})
+        cursor.execute(TENANT_TABLES, {"role": settings.DB_SERVICE_USER, "setting": TENANT_SETTING})
         return [table for table, _, _, _, _, reachable in cursor.fetchall() if reachable]
 
 
