@@ -6,6 +6,7 @@ import uuid
 
 from django.contrib.auth.models import AbstractUser
 from django.db import models
+from django.db.models.functions import Lower
 
 
 class Tenant(models.Model):
@@ -30,10 +31,13 @@ class User(AbstractUser):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, null=True, blank=True, related_name="users")
-    email = models.EmailField(unique=True, null=True, blank=True)
+    email = models.EmailField(blank=True)
 
     class Meta:
         db_table = "suho_users"
+        constraints = [
+            models.UniqueConstraint(Lower("email"), condition=~models.Q(email=""), name="user_email_unique_when_given")
+        ]
 
     def __str__(self) -> str:
         return self.username

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from uuid import UUID
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
 from compliance.models import AuditLog
@@ -37,6 +39,6 @@ def audit_record(
         action=action,
         event_description=description,
         severity=severity,
-        metadata=metadata or {},
+        metadata=json.loads(json.dumps(metadata or {}, cls=DjangoJSONEncoder)),  # datetimes, UUIDs, Decimals
         ip_address=ip_address,
     )

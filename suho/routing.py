@@ -1,3 +1,7 @@
-"""WebSocket routes. The EA gateway's consumer is added by the trading app."""
+"""WebSocket routes: `/ws/ea/` for MT5 EAs (Suho Binary Protocol)."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from trading.consumers import EAConsumer
+
+websocket_urlpatterns = [path("ws/ea/", EAConsumer.as_asgi())]

@@ -8,4 +8,8 @@ BEAT_SCHEDULE = {
         "task": "trading.tasks.balance_rollup_refresh_task",
         "schedule": timedelta(minutes=5),
     },
+    "ea-connectivity": {
+        "task": "trading.tasks.accounts_mark_silent_offline_task",
+        "schedule": timedelta(minutes=1),
+    },
 }

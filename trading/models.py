@@ -200,3 +200,46 @@ class BalanceRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id} {self.bucket:%Y-%m-%d %H:%M} equity {self.equity}"
+
+
+class EACommand(models.Model):
+    """A control command for an EA (seed §2.2 item 4). Kept until the EA acknowledges it or it expires, so an EA
+    that was offline receives it on reconnect."""
+
+    class Kind(models.TextChoices):
+        CLOSE_ALL = "close_all"
+        DISABLE_TRADING = "disable_trading"
+        ENABLE_TRADING = "enable_trading"
+        MODIFY_ORDER = "modify_order"
+        RECONNECT = "reconnect"
+        RESTART_EA = "restart_ea"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENT = "sent"
+        EXECUTED = "executed"
+        FAILED = "failed"
+        EXPIRED = "expired"
+
+    command_id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = tenant_fk()
+    account = account_fk()
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    ticket = models.BigIntegerField(null=True, blank=True)
+    stop_loss = price(null=True, blank=True)
+    take_profit = price(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    reason = models.CharField(max_length=300, blank=True)
+    issued_by = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    valid_until = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    acked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "mt5_ea_commands"
+        verbose_name = "EA command"
+        indexes = [models.Index("tenant", "account", "status", name="idx_ea_commands_pending")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} ({self.status})"

@@ -11,3 +11,11 @@ from trading.services import balance_rollup_refresh
 def balance_rollup_refresh_task() -> int:
     """Every 5 minutes (suho.schedules): the seed's rollup window, all tenants."""
     return balance_rollup_refresh()
+
+
+@shared_task
+def accounts_mark_silent_offline_task() -> int:
+    """Every minute (suho.schedules): EAs silent for two minutes are offline."""
+    from trading.connection import accounts_mark_silent_offline
+
+    return accounts_mark_silent_offline()

@@ -5,6 +5,7 @@ import uuid
 import django.contrib.auth.models
 import django.contrib.auth.validators
 import django.db.models.deletion
+import django.db.models.functions.text
 import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
@@ -79,7 +80,7 @@ class Migration(migrations.Migration):
                 ),
                 ("date_joined", models.DateTimeField(default=django.utils.timezone.now, verbose_name="date joined")),
                 ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ("email", models.EmailField(blank=True, max_length=254, null=True, unique=True)),
+                ("email", models.EmailField(blank=True, max_length=254)),
                 (
                     "groups",
                     models.ManyToManyField(
@@ -115,6 +116,13 @@ class Migration(migrations.Migration):
             ],
             options={
                 "db_table": "suho_users",
+                "constraints": [
+                    models.UniqueConstraint(
+                        django.db.models.functions.text.Lower("email"),
+                        condition=models.Q(("email", ""), _negated=True),
+                        name="user_email_unique_when_given",
+                    )
+                ],
             },
             managers=[
                 ("objects", django.contrib.auth.models.UserManager()),

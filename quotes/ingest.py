@@ -1,0 +1,77 @@
+"""Batched writes of broker ticks: one set-based INSERT per tenant, then the cache and NATS (ARCHITECTURE §4)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import NamedTuple
+
+from django.db import connections, transaction
+
+from suho.bus import get_bus, subject_token
+from suho.cache import QUOTE_TTL_S, cache_set_many, quote_key
+from suho.routers import SERVICE
+from suho.tenancy import TENANT_SETTING
+
+
+class TickRow(NamedTuple):
+    time_us: int
+    tenant_id: str
+    account_id: str
+    symbol: str
+    bid: float
+    ask: float
+    spread: float
+    quote_quality: int
+    tradeable: bool
+    market_session: str
+    timestamp_trusted: bool
+
+
+INSERT_QUOTES = """
+INSERT INTO mt5_broker_quotes (time, tenant_id, account_id, symbol, bid, ask, spread, quote_quality, tradeable,
+                               market_session, timestamp_trusted, broker_server)
+SELECT to_timestamp(t / 1e6), tenant, account, symbol, bid, ask, spread, quality, tradeable, session, trusted, ''
+FROM unnest(%s::bigint[], %s::uuid[], %s::uuid[], %s::text[], %s::float8[], %s::float8[], %s::float8[],
+            %s::smallint[], %s::boolean[], %s::text[], %s::boolean[])
+     AS t(t, tenant, account, symbol, bid, ask, spread, quality, tradeable, session, trusted)
+"""
+
+
+def _by_tenant(rows: list) -> dict[str, list]:
+    groups: dict[str, list] = {}
+    for row in rows:
+        groups.setdefault(row.tenant_id, []).append(row)
+    return groups
+
+
+def broker_quotes_insert(rows: list[TickRow]) -> int:
+    """Commit a batch of ticks (any tenants) in one transaction, each tenant's rows under its own context."""
+    if not rows:
+        return 0
+    with transaction.atomic(using=SERVICE), connections[SERVICE].cursor() as cursor:
+        for tenant_id, group in _by_tenant(rows).items():
+            cursor.execute("SELECT set_config(%s, %s, true)", [TENANT_SETTING, tenant_id])
+            cursor.execute(INSERT_QUOTES, [list(column) for column in zip(*group, strict=True)])
+    return len(rows)
+
+
+def broker_quotes_after_commit(rows: list[TickRow]) -> None:
+    """Latest quote per (account, symbol) into the cache (5 s TTL); every tick to mt5.account.{id}.quotes.{symbol}."""
+    latest: dict[tuple[str, str], TickRow] = {}
+    messages = []
+    for row in rows:
+        latest[(row.account_id, row.symbol)] = row
+        payload = {"symbol": row.symbol, "bid": row.bid, "ask": row.ask, "spread": row.spread,
+                   "time_us": row.time_us, "tradeable": row.tradeable}  # fmt: skip
+        subject = f"mt5.account.{row.account_id}.quotes.{subject_token(row.symbol)}"
+        messages.append((subject, json.dumps(payload).encode()))
+    cache_set_many(
+        [
+            (quote_key(account_id, symbol), QUOTE_TTL_S,
+             {"bid": row.bid, "ask": row.ask, "spread": row.spread,
+              "timestamp": datetime.fromtimestamp(row.time_us / 1e6, UTC).isoformat()})
+            for (account_id, symbol), row in latest.items()
+        ]
+    )  # fmt: skip
+    get_bus().publish_many(messages)

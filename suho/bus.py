@@ -1,0 +1,143 @@
+"""The process's NATS connection: one per process, on a background event loop of its own.
+
+Sync code (services after commit, Celery tasks, management commands) and async code (the EA gateway) publish
+through the same connection; subscriptions deliver on the bus loop and hand messages to their owners
+thread-safely. Every publish has a timeout; a failed publish is logged, never raised into the caller's commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+
+import nats
+from django.conf import settings
+from nats.aio.client import Client
+
+log = logging.getLogger(__name__)
+PUBLISH_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = 5.0
+
+
+class Bus:
+    def __init__(self, url: str):
+        self.url = url
+        self.loop = asyncio.new_event_loop()
+        self._client: Client | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="suho-bus", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._ready.set)
+        self.loop.run_forever()
+
+    async def _connected(self) -> Client:
+        if self._client is None or self._client.is_closed:
+            self._client = await nats.connect(
+                self.url,
+                name="suho",
+                connect_timeout=CONNECT_TIMEOUT_S,
+                max_reconnect_attempts=-1,  # keep trying through a NATS restart
+                reconnect_time_wait=0.5,
+                pending_size=64 * 1024 * 1024,  # buffer publishes while reconnecting
+            )
+        return self._client
+
+    def submit(self, coro: Awaitable) -> Future:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    async def _publish(self, subject: str, payload: bytes, headers: dict | None) -> None:
+        client = await self._connected()
+        await client.publish(subject, payload, headers=headers)
+
+    def publish(self, subject: str, payload: bytes | dict, *, msg_id: str | None = None, wait: bool = False) -> None:
+        """Publish from any thread. `msg_id` becomes `Nats-Msg-Id` (JetStream de-duplication)."""
+        data = payload if isinstance(payload, bytes) else json.dumps(payload, default=str).encode()
+        headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+        future = self.submit(self._publish(subject, data, headers))
+        if wait:
+            future.result(timeout=PUBLISH_TIMEOUT_S)
+        else:
+            future.add_done_callback(_log_failure(subject))
+
+    async def apublish(self, subject: str, payload: bytes, *, msg_id: str | None = None) -> None:
+        """Publish from another event loop without blocking it."""
+        headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+        await asyncio.wait_for(asyncio.wrap_future(self.submit(self._publish(subject, payload, headers))),
+                               PUBLISH_TIMEOUT_S)  # fmt: skip
+
+    def publish_many(self, messages: list[tuple[str, bytes]]) -> None:
+        """Fire a batch of volume messages (ticks, balances) in one hop to the bus loop."""
+
+        async def _all() -> None:
+            client = await self._connected()
+            for subject, data in messages:
+                await client.publish(subject, data)
+
+        self.submit(_all()).add_done_callback(_log_failure("batch"))
+
+    def subscribe(self, subject: str, handler: Callable[[str, bytes], None], queue: str = "") -> Future:
+        """`handler(subject, data)` runs on the bus loop: keep it short and hand work to its owner's loop."""
+
+        async def _subscribe():
+            client = await self._connected()
+
+            async def _on_message(msg) -> None:
+                try:
+                    handler(msg.subject, msg.data)
+                except Exception:
+                    log.exception("bus handler failed", extra={"task": subject})
+
+            return await client.subscribe(subject, queue=queue, cb=_on_message)
+
+        return self.submit(_subscribe())
+
+    def flush(self, timeout: float = PUBLISH_TIMEOUT_S) -> None:
+        async def _flush():
+            client = await self._connected()
+            await client.flush(timeout=timeout)
+
+        self.submit(_flush()).result(timeout=timeout + 1)
+
+    def close(self) -> None:
+        async def _close():
+            if self._client is not None and not self._client.is_closed:
+                await self._client.drain()
+
+        try:
+            self.submit(_close()).result(timeout=PUBLISH_TIMEOUT_S)
+        except Exception:
+            log.warning("bus close failed", exc_info=True)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def _log_failure(subject: str):
+    def _check(future: Future) -> None:
+        if future.exception() is not None:
+            log.error("NATS publish failed: %s", future.exception(), extra={"task": subject})
+
+    return _check
+
+
+_bus: Bus | None = None
+_bus_lock = threading.Lock()
+
+
+def get_bus() -> Bus:
+    global _bus
+    with _bus_lock:
+        if _bus is None or _bus.url != settings.NATS_URL:
+            _bus = Bus(settings.NATS_URL)
+        return _bus
+
+
+def subject_token(value: str) -> str:
+    """A broker symbol as one subject token: `US30.cash` → `US30_cash` (dots, spaces and wildcards split subjects)."""
+    return "".join("_" if char in ".*> \t\r\n" else char for char in value) or "_"

@@ -1,0 +1,141 @@
+"""The EA gateway end to end through Channels' communicator: auth, ingest, idempotent trade events, delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.utils import timezone
+
+import binproto
+from accounts.models import MT5Account
+from suho.asgi import application
+from suho.bus import get_bus
+from suho.tenancy import tenant_context
+from tests.gateway.ea_client import connect, hello, receive_until, rows, trade_opened, v1_packet
+from trading.gateway import batchers_flush
+
+pytestmark = [pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])]
+
+
+async def test_ea_streams_ticks_balance_heartbeat_and_a_trade_into_its_tenant(ea_account):
+    tenant, account, secret = ea_account
+    seen: list[str] = []
+    bus = get_bus()
+    await asyncio.wrap_future(bus.subscribe(f"mt5.account.{account.account_id}.>", lambda s, d: seen.append(s)))
+    communicator, result = await connect(account, secret)
+    assert result.status == binproto.AuthStatus.OK
+    now_us = time.time_ns() // 1000
+    for i in range(125):  # 125 packets × 8 symbols = 1,000 ticks
+        ticks = [(sid, 1.0 + sid / 10 + i / 1e5, 1.0002 + sid / 10 + i / 1e5) for sid in range(1, 9)]
+        await communicator.send_to(bytes_data=v1_packet(ticks, now_us + i))
+    await communicator.send_to(bytes_data=binproto.encode(binproto.AccountFinance(
+        balance=10000.0, equity=10012.5, margin=100.0, margin_free=9912.5, margin_level=10012.5, floating_pnl=12.5,
+        daily_pnl=12.5, drawdown_pct=0.0, max_balance=10000.0, open_positions=1, pending_orders=0,
+        timestamp_us=now_us)))  # fmt: skip
+    await communicator.send_to(bytes_data=binproto.encode(binproto.Heartbeat(
+        connection_status=binproto.ConnectionStatus.ONLINE, latency_ms=12, uptime_s=60, mt5_build=4000,
+        terminal_connected=True, trade_allowed=True, error_count=0, last_error_code=0, last_error_message="",
+        timestamp_us=now_us)))  # fmt: skip
+    await communicator.send_to(bytes_data=binproto.encode(trade_opened(123456789, 1)))
+    ack = await receive_until(communicator, binproto.EventAck)
+    assert ack.status == binproto.EventAckStatus.ACCEPTED
+    await communicator.disconnect()
+    await batchers_flush()
+    assert await database_sync_to_async(rows)(
+        "SELECT count(*), count(DISTINCT tenant_id) FROM mt5_broker_quotes WHERE account_id = %s",
+        [account.account_id],
+    ) == [(1000, 1)]
+    assert await database_sync_to_async(rows)(
+        "SELECT tenant_id, balance FROM mt5_account_balance_history WHERE account_id = %s", [account.account_id]
+    ) == [(tenant.id, pytest.approx(10000))]
+    assert len(await database_sync_to_async(rows)(
+        "SELECT 1 FROM mt5_ea_heartbeat WHERE account_id = %s", [account.account_id])) == 1  # fmt: skip
+    bus.flush()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not {"balance", "heartbeat", "trades.open"} <= {
+        s.split(".", 3)[3] for s in seen
+    }:
+        await asyncio.sleep(0.05)
+    kinds = {s.split(".", 3)[3] for s in seen}
+    assert {"balance", "heartbeat", "trades.open", "quotes.EURUSD"} <= kinds
+
+
+async def test_the_same_trade_event_three_times_yields_one_order_and_one_audit_entry(ea_account):
+    _tenant, account, secret = ea_account
+    communicator, _ = await connect(account, secret)
+    statuses = []
+    for _ in range(3):
+        await communicator.send_to(bytes_data=binproto.encode(trade_opened(555, 9)))
+        statuses.append((await receive_until(communicator, binproto.EventAck)).status)
+    await communicator.disconnect()
+    assert statuses == [binproto.EventAckStatus.ACCEPTED] + [binproto.EventAckStatus.DUPLICATE] * 2
+    assert await database_sync_to_async(rows)(
+        "SELECT count(*) FROM mt5_trade_orders WHERE account_id = %s AND ticket = 555", [account.account_id]
+    ) == [(1,)]
+    assert await database_sync_to_async(rows)(
+        "SELECT count(*) FROM mt5_audit_log WHERE account_id = %s AND event_type = 'trade_opened'",
+        [account.account_id],
+    ) == [(1,)]
+
+
+async def test_a_signal_created_while_offline_arrives_on_reconnect_and_an_expired_one_does_not(ea_account):
+    from signals.models import TradingSignal
+
+    tenant, account, secret = ea_account
+
+    def create_signals():
+        with tenant_context(tenant.id):
+            now = timezone.now()
+            valid = TradingSignal.objects.create(
+                time=now, tenant=tenant, account=account, symbol="EURUSD", action="BUY", entry_price=1.0953,
+                entry_price_min=1.0951, entry_price_max=1.0955, stop_loss=1.0934, take_profit=1.0984,
+                volume=0.1, valid_until=now + timedelta(minutes=5))  # fmt: skip
+            TradingSignal.objects.create(
+                time=now, tenant=tenant, account=account, symbol="EURUSD", action="SELL", volume=0.1,
+                valid_until=now - timedelta(seconds=1))  # fmt: skip
+            return valid.signal_id
+
+    valid_id = await database_sync_to_async(create_signals)()
+    communicator, _ = await connect(account, secret)
+    signal = await receive_until(communicator, binproto.TradingSignal)
+    assert signal.signal_id == valid_id
+    assert signal.entry_min == pytest.approx(1.0951)
+    assert await communicator.receive_nothing(timeout=0.5)  # the expired one never comes
+    await communicator.disconnect()
+    assert await database_sync_to_async(rows)(
+        "SELECT status FROM mt5_trading_signals WHERE signal_id = %s", [valid_id]
+    ) == [("sent",)]
+
+
+async def test_a_bad_key_is_refused_with_its_reason_and_the_socket_closed(ea_account):
+    _tenant, account, _secret = ea_account
+    communicator = WebsocketCommunicator(application, "/ws/ea/")
+    await communicator.connect()
+    await communicator.send_to(bytes_data=hello(account, "suho_ea_nothing_wrong"))
+    result = await receive_until(communicator, binproto.AuthResult)
+    assert result.status != binproto.AuthStatus.OK
+    closing = await receive_until(communicator, binproto.SessionClosing)
+    assert closing.close_code == binproto.CloseCode.AUTH_FAILED
+
+
+async def test_an_ea_silent_for_two_minutes_is_marked_offline_and_audited(ea_account):
+    from trading.connection import accounts_mark_silent_offline, ea_is_online
+
+    _tenant, account, secret = ea_account
+    communicator, _ = await connect(account, secret)
+    fresh = await database_sync_to_async(MT5Account.objects.using("operator").get)(account_id=account.account_id)
+    assert ea_is_online(fresh)
+    assert await database_sync_to_async(accounts_mark_silent_offline)(now=timezone.now()) == 0
+    later = timezone.now() + timedelta(minutes=2, seconds=1)
+    assert await database_sync_to_async(accounts_mark_silent_offline)(now=later) == 1
+    stale = await database_sync_to_async(MT5Account.objects.using("operator").get)(account_id=account.account_id)
+    assert stale.connection_status == "offline" and not ea_is_online(stale)
+    assert await database_sync_to_async(rows)(
+        "SELECT count(*) FROM mt5_audit_log WHERE account_id = %s AND event_type = 'ea_offline'", [account.account_id]
+    ) == [(1,)]
+    await communicator.disconnect()

@@ -1,0 +1,104 @@
+"""On the EA socket the tenant comes from verified credentials only: tenant A's key or token never reaches B."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from rest_framework_simplejwt.tokens import AccessToken
+
+import binproto
+from accounts.models import MT5Account, Tenant, User
+from accounts.services import api_key_create, ea_authenticate
+from suho.asgi import application
+from suho.tenancy import tenant_context
+from tests.gateway.ea_client import connect, receive_until, rows, trade_opened
+
+pytestmark = [pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])]
+
+
+def other_tenant_account():
+    tenant = Tenant.objects.create(name="Beta", slug=f"beta-{uuid.uuid4().hex[:6]}")
+    user = User.objects.create_user(username=f"b{uuid.uuid4().hex[:8]}", password="x" * 12, tenant=tenant)
+    with tenant_context(tenant.id):
+        account = MT5Account.objects.create(tenant=tenant, user=user, name="B")
+        _key, secret = api_key_create(account=account)
+    return tenant, account, secret
+
+
+async def hello_with(account_id, token, method=binproto.AuthMethod.ACCESS_TOKEN):
+    communicator = WebsocketCommunicator(application, "/ws/ea/")
+    await communicator.connect()
+    await communicator.send_to(bytes_data=binproto.encode(binproto.Hello(
+        account_id=account_id, auth_method=method, ea_version="1", mt5_build=1, access_token=token,
+        protocol_versions=(2,))))  # fmt: skip
+    return communicator, await receive_until(communicator, binproto.AuthResult)
+
+
+async def test_tenant_a_key_cannot_open_tenant_b_account(ea_account):
+    _tenant, _account, secret_a = ea_account
+    _tenant_b, account_b, _secret_b = await database_sync_to_async(other_tenant_account)()
+    _communicator, result = await hello_with(account_b.account_id, secret_a, binproto.AuthMethod.API_KEY)
+    assert result.status != binproto.AuthStatus.OK
+    assert await database_sync_to_async(rows)(
+        "SELECT count(*) FROM mt5_ea_sessions WHERE account_id = %s", [account_b.account_id]
+    ) == [(0,)]
+
+
+async def test_tenant_a_token_cannot_claim_tenant_b_account(ea_account):
+    _tenant, account_a, secret_a = ea_account
+    _tenant_b, account_b, _secret_b = await database_sync_to_async(other_tenant_account)()
+    tokens = await database_sync_to_async(ea_authenticate)(account_id=account_a.account_id, api_key=secret_a)
+    _communicator, result = await hello_with(account_b.account_id, tokens.access)
+    assert result.status == binproto.AuthStatus.INVALID_TOKEN
+
+
+async def test_an_expired_access_token_is_refused_as_expired(ea_account):
+    _tenant, account, secret = ea_account
+    tokens = await database_sync_to_async(ea_authenticate)(account_id=account.account_id, api_key=secret)
+    expired = AccessToken(tokens.access)
+    expired.set_exp(lifetime=-timedelta(seconds=1))
+    _communicator, result = await hello_with(account.account_id, str(expired))
+    assert result.status == binproto.AuthStatus.EXPIRED_TOKEN
+
+
+async def test_a_forged_token_is_refused(ea_account):
+    _tenant, account, _secret = ea_account
+    forged = AccessToken()
+    forged["tenant_id"], forged["account_id"] = str(uuid.uuid4()), str(account.account_id)
+    forged["session_id"] = str(uuid.uuid4())
+    token = str(forged)[:-4] + "abcd"  # signature no longer matches
+    _communicator, result = await hello_with(account.account_id, token)
+    assert result.status == binproto.AuthStatus.INVALID_TOKEN
+
+
+async def test_a_trade_naming_another_tenants_signal_is_kept_without_the_link(ea_account):
+    from signals.models import TradingSignal
+
+    tenant_b, account_b, _ = await database_sync_to_async(other_tenant_account)()
+
+    def signal_of_b():
+        from django.utils import timezone
+
+        with tenant_context(tenant_b.id):
+            return TradingSignal.objects.create(
+                time=timezone.now(), tenant=tenant_b, account=account_b, symbol="EURUSD", action="BUY", volume=0.1,
+                valid_until=timezone.now() + timedelta(minutes=5)).signal_id  # fmt: skip
+
+    signal_b = await database_sync_to_async(signal_of_b)()
+    _tenant, account, secret = ea_account
+    communicator, _ = await connect(account, secret)
+    await communicator.send_to(bytes_data=binproto.encode(trade_opened(777, 1, signal_id=signal_b)))
+    ack = await receive_until(communicator, binproto.EventAck)
+    assert ack.status == binproto.EventAckStatus.ACCEPTED
+    assert await database_sync_to_async(rows)("SELECT signal_id FROM mt5_trade_orders WHERE ticket = 777", []) == [
+        (None,)
+    ]
+    assert await database_sync_to_async(rows)(
+        "SELECT status FROM mt5_trading_signals WHERE signal_id = %s", [signal_b]
+    ) == [("pending",)]
+    time.sleep(0)

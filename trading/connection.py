@@ -1,0 +1,108 @@
+"""An EA connection's life: connect (resync from the database), outbound bookkeeping, disconnect; online status."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from uuid import UUID
+
+from django.db import models, transaction
+from django.utils import timezone
+
+import binproto
+from accounts.models import MT5Account
+from compliance.services import audit_record
+from signals.delivery import signal_ack_record, signal_message, signals_for_resync, signals_mark_sent
+from suho.routers import OPERATOR
+from suho.tenancy import tenant_context
+from trading.outbound import (
+    command_ack_record,
+    command_message,
+    commands_for_resync,
+    config_update_message,
+    risk_parameters_message,
+)
+
+OFFLINE_AFTER = timedelta(minutes=2)
+
+
+@dataclass
+class Resync:
+    messages: list = field(default_factory=list)
+    v1_symbol_overrides: dict[int, str] = field(default_factory=dict)
+
+
+def ea_connected(*, tenant_id: UUID, account_id: UUID, session_id: UUID, ea_version: str = "") -> Resync:
+    """Mark the account online, audit the connect, and return what the EA must have: config, risk parameters,
+    still-valid signals, pending commands — the database is the source of truth."""
+    now = timezone.now()
+    with tenant_context(tenant_id):
+        account = MT5Account.objects.select_for_update().get(account_id=account_id)
+        account.connection_status, account.last_connected_at = "online", now
+        account.last_heartbeat_at = account.last_heartbeat_at or now
+        account.save(update_fields=["connection_status", "last_connected_at", "last_heartbeat_at"])
+        audit_record(
+            tenant_id=tenant_id, event_type="ea_connected", category="connection", action="connect",
+            description=f"EA connected (session {session_id}, EA {ea_version or 'unknown'})", account_id=account_id,
+            metadata={"session_id": str(session_id), "ea_version": ea_version},
+        )  # fmt: skip
+        messages = [risk_parameters_message(account), config_update_message(account)]
+        messages += [signal_message(signal) for signal in signals_for_resync(account_id=account_id)]
+        messages += [command_message(command) for command in commands_for_resync(account_id=account_id)]
+        overrides = {int(k): str(v) for k, v in account.symbol_id_overrides.items() if str(k).isdigit()}
+    return Resync(messages, overrides)
+
+
+def ea_disconnected(*, tenant_id: UUID, account_id: UUID, session_id: UUID, close_code) -> None:
+    with tenant_context(tenant_id):
+        MT5Account.objects.filter(account_id=account_id).update(connection_status="offline")
+        audit_record(
+            tenant_id=tenant_id, event_type="ea_disconnected", category="connection", action="disconnect",
+            description=f"EA disconnected (code {close_code})", account_id=account_id,
+            metadata={"session_id": str(session_id), "close_code": close_code},
+        )  # fmt: skip
+
+
+def signal_sent(*, tenant_id: UUID, signal_id: UUID) -> None:
+    signals_mark_sent(tenant_id=tenant_id, signal_ids=[signal_id], sent_at=timezone.now())
+
+
+def outbound_ack_record(*, tenant_id: UUID, ack: binproto.Ack) -> None:
+    if ack.acked_type == binproto.MsgType.TRADING_SIGNAL:
+        signal_ack_record(tenant_id=tenant_id, signal_id=ack.ref_id, status=ack.status, reason=ack.reason)
+    elif ack.acked_type == binproto.MsgType.COMMAND:
+        command_ack_record(tenant_id=tenant_id, command_id=ack.ref_id, status=ack.status, reason=ack.reason)
+
+
+def ea_is_online(account: MT5Account) -> bool:
+    """Online while heartbeats arrive: connected and heard from within the last two minutes."""
+    return (
+        account.connection_status == "online"
+        and account.last_heartbeat_at is not None
+        and timezone.now() - account.last_heartbeat_at < OFFLINE_AFTER
+    )
+
+
+def accounts_mark_silent_offline(*, now=None) -> int:
+    """Every minute (Celery beat): an account whose EA has sent no heartbeat for two minutes is offline.
+
+    Cross-tenant, so it runs through the operator path; each change is audited in its tenant's chain.
+    """
+    from suho.routers import operator_path
+
+    now = now or timezone.now()
+    with operator_path(), transaction.atomic(using=OPERATOR):
+        silent = list(
+            MT5Account.objects.select_for_update(skip_locked=True)
+            .filter(connection_status="online")
+            .filter(models.Q(last_heartbeat_at__lt=now - OFFLINE_AFTER) | models.Q(last_heartbeat_at__isnull=True))
+        )
+        for account in silent:
+            account.connection_status = "offline"
+            account.save(update_fields=["connection_status"])
+            audit_record(
+                tenant_id=account.tenant_id, event_type="ea_offline", category="connection", action="timeout",
+                description="No heartbeat for 2 minutes", severity="warning", account_id=account.account_id,
+                metadata={"last_heartbeat_at": account.last_heartbeat_at},
+            )  # fmt: skip
+    return len(silent)

@@ -1,0 +1,361 @@
+"""The EA WebSocket (`/ws/ea/`): Suho Binary Protocol in binary frames, its JSON form in text frames.
+
+The consumer parses, checks the connection's state and limits, and calls one service per message kind; it never
+lets an exception escape. Authentication is the first frame (HELLO, with an API key or an access token); the
+tenant comes from the verified credentials only. Close codes: binproto.CloseCode (docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from datetime import UTC, datetime
+from uuid import UUID
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+import binproto
+from accounts import selectors as account_selectors
+from accounts import services as account_services
+from binproto import AuthStatus, CloseCode, ErrorCode, MsgType
+from quotes.ingest import TickRow
+from trading import connection as connection_services
+from trading.gateway import batcher, hub
+from trading.ingest import BalanceRow, HeartbeatRow, positions_cache_write, profile_update, trade_event_record
+
+log = logging.getLogger(__name__)
+
+HELLO_TIMEOUT_S = 10
+SESSION_CHECK_INTERVAL_S = 30
+MAX_FRAMES_PER_S = 500  # sustained, per connection; bursts up to MAX_FRAME_BURST
+MAX_FRAME_BURST = 2000
+MAX_ERRORS = 20  # protocol errors within ERROR_WINDOW_S before the connection is closed
+ERROR_WINDOW_S = 10
+MAX_UNACKED_OUTBOUND = 256  # server messages the EA has not acknowledged: a reader that stopped reading
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class EAConsumer(AsyncWebsocketConsumer):
+    # No channel layer: outbound messages come from NATS through the delivery hub, and a layer would cost every
+    # connection a Redis receive loop (and channels-redis drops messages at capacity).
+    channel_layer_alias = "ea-gateway-uses-nats"
+
+    async def connect(self) -> None:
+        self.authenticated = False
+        self.claims = None
+        self.symbol_table: dict[int, str] = {}
+        self.v1_symbols: dict[int, str] = dict(binproto.DEFAULT_V1_SYMBOLS)
+        self.errors: deque[float] = deque()
+        self.tokens = float(MAX_FRAME_BURST)
+        self.tokens_at = time.monotonic()
+        self.unacked: dict[UUID, float] = {}
+        self.closing = False
+        self.tasks: list[asyncio.Task] = []
+        await self.accept()
+        self.tasks.append(asyncio.create_task(self._hello_deadline()))
+
+    async def disconnect(self, code) -> None:
+        self.closing = True
+        for task in self.tasks:
+            task.cancel()
+        if self.authenticated:
+            hub.unregister(str(self.claims.account_id), self)
+            try:
+                await database_sync_to_async(connection_services.ea_disconnected)(
+                    tenant_id=self.claims.tenant_id, account_id=self.claims.account_id,
+                    session_id=self.claims.session_id, close_code=code,
+                )  # fmt: skip
+            except Exception:
+                log.exception("disconnect bookkeeping failed", extra={"account_id": self.claims.account_id})
+
+    # --- inbound -------------------------------------------------------------------------------------------------
+
+    async def receive(self, text_data=None, bytes_data=None) -> None:
+        try:
+            if self.closing or not await self._within_rate():
+                return
+            if bytes_data is not None:
+                await self._receive_frame(bytes_data)
+            elif text_data is not None:
+                await self._receive_json(text_data)
+        except binproto.ProtocolError as exc:
+            await self._protocol_error(ErrorCode.MALFORMED_FRAME, str(exc))
+        except Exception:
+            log.exception("EA message failed", extra=self._log_context())
+            await self._send_message(binproto.Error(code=ErrorCode.INTERNAL_ERROR, reason="internal error"))
+
+    async def _receive_frame(self, data: bytes) -> None:
+        if len(data) > binproto.MAX_FRAME_SIZE:
+            await self._protocol_error(ErrorCode.TOO_LARGE, f"frame of {len(data)} bytes exceeds the limit")
+            return
+        if self.authenticated and len(data) >= binproto.HEADER_SIZE and data[6] == MsgType.PRICE_STREAM:
+            names = self.v1_symbols if data[4] == binproto.V1 else self.symbol_table
+            timestamp_us, rows = binproto.decode_price_rows(data, names)
+            self._ingest_ticks(timestamp_us, rows)
+            return
+        await self._dispatch(binproto.decode(data))
+
+    async def _receive_json(self, text: str) -> None:
+        if len(text) > binproto.MAX_JSON_FRAME_SIZE:
+            await self._protocol_error(ErrorCode.TOO_LARGE, "text frame exceeds the limit")
+            return
+        await self._dispatch(binproto.from_json(text))
+
+    async def _dispatch(self, message) -> None:
+        if not self.authenticated:
+            if isinstance(message, binproto.Hello):
+                await self._hello(message)
+            else:
+                await self._protocol_error(ErrorCode.NOT_AUTHENTICATED, "send HELLO first")
+            return
+        handler = {
+            binproto.PriceStream: self._price_stream,
+            binproto.SymbolTable: self._symbol_table,
+            binproto.AccountProfile: self._profile,
+            binproto.AccountFinance: self._finance,
+            binproto.Heartbeat: self._heartbeat,
+            binproto.TradeOpened: self._trade_event,
+            binproto.TradeClosed: self._trade_event,
+            binproto.TradeModified: self._trade_event,
+            binproto.Positions: self._positions,
+            binproto.Ack: self._ack,
+            binproto.TokenRefresh: self._token_refresh,
+        }.get(type(message))
+        if handler is None:
+            await self._protocol_error(ErrorCode.NOT_ALLOWED_IN_STATE, f"{message.TYPE.name} is not allowed now")
+            return
+        await handler(message)
+
+    async def _hello(self, hello: binproto.Hello) -> None:
+        if binproto.V2 not in hello.protocol_versions and binproto.V1 not in hello.protocol_versions:
+            await self._refuse(AuthStatus.UNSUPPORTED_VERSION, "no supported protocol version", hello.account_id)
+            return
+        try:
+            if hello.auth_method == binproto.AuthMethod.API_KEY:
+                tokens = await database_sync_to_async(account_services.ea_authenticate)(
+                    account_id=hello.account_id, api_key=hello.access_token, remote_addr=self._remote_addr()
+                )
+                claims = account_services.ea_access_verify(token=tokens.access)
+            else:
+                tokens = None
+                claims = account_services.ea_access_verify(token=hello.access_token)
+                if str(claims.account_id) != str(hello.account_id) or not await database_sync_to_async(
+                    account_selectors.ea_session_active
+                )(session_id=claims.session_id, tenant_id=claims.tenant_id):
+                    raise account_services.EAAuthError("invalid_token", "session is not active for this account")
+        except account_services.EAAuthError as exc:
+            await self._refuse(AuthStatus[exc.code.upper()], exc.message, hello.account_id)
+            return
+        self.claims = claims
+        self.authenticated = True
+        await self._send_message(
+            binproto.AuthResult(
+                status=AuthStatus.OK, session_id=claims.session_id,
+                access_expires_us=int(claims.expires_at.timestamp() * 1e6), server_time_us=_now_us(),
+                access_token=tokens.access if tokens else "", refresh_token=tokens.refresh if tokens else "",
+                reason="",
+            )
+        )  # fmt: skip
+        previous = await hub.register(str(claims.account_id), self)
+        if previous is not None:
+            await previous.close_with(CloseCode.REPLACED, "a newer connection for this account took over")
+        resync = await database_sync_to_async(connection_services.ea_connected)(
+            tenant_id=claims.tenant_id, account_id=claims.account_id, session_id=claims.session_id,
+            ea_version=hello.ea_version,
+        )  # fmt: skip
+        self.v1_symbols.update(resync.v1_symbol_overrides)
+        for message in resync.messages:
+            await self._send_outbound(message)
+        self.tasks.append(asyncio.create_task(self._session_watch()))
+
+    async def _price_stream(self, message: binproto.PriceStream) -> None:
+        rows = [(self.symbol_table.get(t.symbol) if message.version == binproto.V2 else self.v1_symbols.get(t.symbol),
+                 t.bid, t.ask, t.spread_points, t.quote_quality, t.tradeable, t.market_session, t.server_id)
+                for t in message.ticks]  # fmt: skip
+        if any(row[0] is None for row in rows):
+            await self._protocol_error(ErrorCode.UNKNOWN_SYMBOL, "tick for a symbol not in the symbol table")
+            return
+        self._ingest_ticks(message.timestamp_us, rows)
+
+    def _ingest_ticks(self, timestamp_us: int, rows: list[tuple]) -> None:
+        time_us, trusted = binproto.resolve_timestamp(timestamp_us, _now_us())
+        tenant, account = str(self.claims.tenant_id), str(self.claims.account_id)
+        batcher("quotes").add(
+            [TickRow(time_us, tenant, account, symbol, bid, ask, spread, quality, bool(tradeable),
+                     binproto.MarketSession(session).name.lower(), trusted)
+             for symbol, bid, ask, spread, quality, tradeable, session, _server in rows]
+        )  # fmt: skip
+
+    async def _symbol_table(self, message: binproto.SymbolTable) -> None:
+        self.symbol_table.update({entry.index: entry.name for entry in message.symbols})
+
+    async def _profile(self, message: binproto.AccountProfile) -> None:
+        await database_sync_to_async(profile_update)(
+            tenant_id=self.claims.tenant_id, account_id=self.claims.account_id, profile=message
+        )
+
+    async def _finance(self, m: binproto.AccountFinance) -> None:
+        time_us, _trusted = binproto.resolve_timestamp(m.timestamp_us, _now_us())
+        batcher("balances").add(
+            [BalanceRow(time_us, str(self.claims.tenant_id), str(self.claims.account_id), m.balance, m.equity,
+                        m.margin, m.margin_free, m.margin_level, m.floating_pnl, m.open_positions, m.pending_orders,
+                        m.daily_pnl, m.drawdown_pct, m.max_balance)]
+        )  # fmt: skip
+
+    async def _heartbeat(self, m: binproto.Heartbeat) -> None:
+        time_us, _trusted = binproto.resolve_timestamp(m.timestamp_us, _now_us())
+        status = (
+            "online" if m.connection_status == binproto.ConnectionStatus.ONLINE else m.connection_status.name.lower()
+        )
+        batcher("heartbeats").add(
+            [HeartbeatRow(time_us, str(self.claims.tenant_id), str(self.claims.account_id),
+                          str(self.claims.session_id), status, m.latency_ms, m.uptime_s, m.mt5_build,
+                          m.terminal_connected, m.trade_allowed, m.error_count, m.last_error_code,
+                          m.last_error_message)]
+        )  # fmt: skip
+
+    async def _positions(self, message: binproto.Positions) -> None:
+        await database_sync_to_async(positions_cache_write)(account_id=self.claims.account_id, positions=message)
+
+    async def _trade_event(self, event) -> None:
+        result = await database_sync_to_async(trade_event_record)(
+            tenant_id=self.claims.tenant_id, account_id=self.claims.account_id, session_id=self.claims.session_id,
+            event=event,
+        )  # fmt: skip
+        status = binproto.EventAckStatus.ACCEPTED if result.status == "accepted" else binproto.EventAckStatus.DUPLICATE
+        await self._send_message(
+            binproto.EventAck(event_type=event.TYPE, event_seq=event.event_seq, ticket=event.ticket, status=status)
+        )
+
+    async def _ack(self, ack: binproto.Ack) -> None:
+        if ack.ref_id is None:
+            return
+        self.unacked.pop(ack.ref_id, None)
+        await database_sync_to_async(connection_services.outbound_ack_record)(tenant_id=self.claims.tenant_id, ack=ack)
+
+    async def _token_refresh(self, message: binproto.TokenRefresh) -> None:
+        try:
+            tokens = await database_sync_to_async(account_services.ea_token_refresh)(
+                refresh_token=message.refresh_token
+            )
+            claims = account_services.ea_access_verify(token=tokens.access)
+            if claims.session_id != self.claims.session_id:
+                raise account_services.EAAuthError("invalid_token", "refresh token of another session")
+        except account_services.EAAuthError as exc:
+            await self._send_message(self._auth_result(AuthStatus[exc.code.upper()], exc.message))
+            return
+        self.claims = claims
+        await self._send_message(
+            binproto.AuthResult(
+                status=AuthStatus.OK, session_id=claims.session_id,
+                access_expires_us=int(claims.expires_at.timestamp() * 1e6), server_time_us=_now_us(),
+                access_token=tokens.access, refresh_token=tokens.refresh, reason="",
+            )
+        )  # fmt: skip
+
+    # --- outbound ------------------------------------------------------------------------------------------------
+
+    def deliver_json(self, data: bytes) -> None:
+        """Called on this connection's loop by the delivery hub for each NATS message addressed to its account."""
+        if self.closing:
+            return
+        try:
+            message = binproto.from_json(data.decode())
+        except (binproto.ProtocolError, UnicodeDecodeError):
+            log.error("undeliverable outbound payload", extra=self._log_context())
+            return
+        self.tasks.append(asyncio.create_task(self._send_outbound(message)))
+
+    async def _send_outbound(self, message) -> None:
+        if isinstance(message, binproto.TradingSignal) and message.valid_until_us <= _now_us():
+            return  # never deliver an expired signal
+        ref_id = getattr(message, "signal_id", None) or getattr(message, "command_id", None)
+        if ref_id is not None:
+            if len(self.unacked) >= MAX_UNACKED_OUTBOUND:
+                await self.close_with(CloseCode.SLOW_CONSUMER, "too many unacknowledged server messages")
+                return
+            self.unacked[ref_id] = time.monotonic()
+        await self._send_message(message)
+        if isinstance(message, binproto.TradingSignal):
+            await database_sync_to_async(connection_services.signal_sent)(
+                tenant_id=self.claims.tenant_id, signal_id=message.signal_id
+            )
+
+    async def _send_message(self, message) -> None:
+        if not self.closing:
+            await self.send(bytes_data=binproto.encode(message))
+
+    async def close_with(self, code: CloseCode, reason: str) -> None:
+        if self.closing:
+            return
+        await self._send_message(binproto.SessionClosing(close_code=code, retry_after_ms=0, reason=reason[:200]))
+        self.closing = True
+        await self.close(code=int(code))
+
+    # --- limits and checks ---------------------------------------------------------------------------------------
+
+    async def _within_rate(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(MAX_FRAME_BURST, self.tokens + (now - self.tokens_at) * MAX_FRAMES_PER_S)
+        self.tokens_at = now
+        if self.tokens < 1:
+            await self.close_with(CloseCode.RATE_LIMITED, "frame rate above the limit")
+            return False
+        self.tokens -= 1
+        return True
+
+    async def _protocol_error(self, code: ErrorCode, reason: str) -> None:
+        now = time.monotonic()
+        self.errors.append(now)
+        while self.errors and self.errors[0] < now - ERROR_WINDOW_S:
+            self.errors.popleft()
+        await self._send_message(binproto.Error(code=code, reason=reason[:250]))
+        if len(self.errors) > MAX_ERRORS:
+            await self.close_with(CloseCode.PROTOCOL_VIOLATION, "too many malformed frames")
+
+    def _auth_result(self, status: AuthStatus, reason: str) -> binproto.AuthResult:
+        return binproto.AuthResult(status=status, session_id=None, access_expires_us=0, server_time_us=_now_us(),
+                                   access_token="", refresh_token="", reason=reason[:250])  # fmt: skip
+
+    async def _refuse(self, status: AuthStatus, reason: str, account_id) -> None:
+        await self._send_message(self._auth_result(status, reason))
+        if status in (AuthStatus.UNSUPPORTED_VERSION, AuthStatus.CLOCK_SKEW):
+            await database_sync_to_async(account_services.ea_refusal_record)(
+                account_id=account_id, reason=status.name.lower()
+            )
+        code = CloseCode.RATE_LIMITED if status == AuthStatus.RATE_LIMITED else CloseCode.AUTH_FAILED
+        await self.close_with(code, f"authentication refused: {status.name.lower()}")
+
+    async def _hello_deadline(self) -> None:
+        await asyncio.sleep(HELLO_TIMEOUT_S)
+        if not self.authenticated:
+            await self.close_with(CloseCode.AUTH_FAILED, "no HELLO within the time limit")
+
+    async def _session_watch(self) -> None:
+        """Ends the connection when its key is revoked or its session ended (checked every 30 s) or expired."""
+        while not self.closing:
+            await asyncio.sleep(SESSION_CHECK_INTERVAL_S)
+            if self.claims.expires_at <= datetime.now(UTC):
+                await self.close_with(CloseCode.SESSION_EXPIRED, "access token expired; refresh it or re-authenticate")
+                return
+            active = await database_sync_to_async(account_selectors.ea_session_active)(
+                session_id=self.claims.session_id, tenant_id=self.claims.tenant_id
+            )
+            if not active:
+                await self.close_with(CloseCode.REVOKED, "session ended or API key revoked")
+                return
+
+    def _remote_addr(self) -> str | None:
+        client = self.scope.get("client")
+        return client[0] if client else None
+
+    def _log_context(self) -> dict:
+        if self.claims is None:
+            return {}
+        return {"account_id": self.claims.account_id, "session_id": self.claims.session_id}

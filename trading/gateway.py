@@ -1,0 +1,147 @@
+"""The EA gateway's process-wide parts: volume batchers and the NATS → socket delivery hub (ARCHITECTURE §4).
+
+- `Batcher`: rows from every connection of the process, flushed every ≤ 250 ms or `max_rows`, in a worker thread,
+  so the event loop never waits on the database. A failed flush keeps its rows and retries (bounded buffer).
+- `DeliveryHub`: one NATS subscription per process for `mt5.signal.*.*`, `mt5.config.*.*`, `mt5.command.*.*`,
+  routed through an in-process map account → connection (not channels-redis groups, which drop messages).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from channels.db import database_sync_to_async
+
+from quotes.ingest import broker_quotes_after_commit, broker_quotes_insert
+from suho.bus import get_bus
+from trading.ingest import (
+    balances_after_commit,
+    balances_insert,
+    heartbeats_after_commit,
+    heartbeats_insert,
+)
+
+log = logging.getLogger(__name__)
+FLUSH_INTERVAL_S = 0.25
+MAX_ROWS_PER_FLUSH = 20_000
+MAX_BUFFERED_ROWS = 500_000  # ≈ 25 s of the target load: beyond it the oldest volume rows are dropped, loudly
+RETRY_DELAY_S = 1.0
+
+
+class Batcher:
+    def __init__(self, name: str, insert: Callable[[list], int], after_commit: Callable[[list], None]):
+        self.name = name
+        self._insert = insert
+        self._after_commit = after_commit
+        self._rows: list = []
+        self._task: asyncio.Task | None = None
+        self._wakeup = asyncio.Event()
+        self.flushed_rows = 0
+        self.dropped_rows = 0
+        self.last_flush_ms = 0.0
+
+    def add(self, rows: list) -> None:
+        self._rows.extend(rows)
+        if len(self._rows) > MAX_BUFFERED_ROWS:
+            excess = len(self._rows) - MAX_BUFFERED_ROWS
+            del self._rows[:excess]
+            self.dropped_rows += excess
+            log.error("%s batcher over capacity: dropped %d oldest rows", self.name, excess)
+        if len(self._rows) >= MAX_ROWS_PER_FLUSH:
+            self._wakeup.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.name}")
+
+    def _write(self, rows: list) -> None:
+        started = time.perf_counter()
+        self._insert(rows)
+        self.last_flush_ms = (time.perf_counter() - started) * 1000
+        try:
+            self._after_commit(rows)
+        except Exception:
+            log.exception("%s: cache/NATS after commit failed (rows are committed)", self.name)
+
+    async def flush(self) -> None:
+        while self._rows:
+            rows, self._rows = self._rows[:MAX_ROWS_PER_FLUSH], self._rows[MAX_ROWS_PER_FLUSH:]
+            try:
+                await database_sync_to_async(self._write)(rows)
+                self.flushed_rows += len(rows)
+            except Exception:
+                log.exception("%s flush of %d rows failed; retrying", self.name, len(rows))
+                self._rows[:0] = rows  # keep them first in line
+                await asyncio.sleep(RETRY_DELAY_S)
+                return
+
+    async def _run(self) -> None:
+        while self._rows:
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), FLUSH_INTERVAL_S)
+            except TimeoutError:
+                pass
+            self._wakeup.clear()
+            await self.flush()
+
+
+_batchers: dict[str, Batcher] = {}
+
+
+def batcher(kind: str) -> Batcher:
+    """The process's batcher for `quotes`, `balances` or `heartbeats` (created on first use in the running loop)."""
+    if kind not in _batchers:
+        insert, after = {
+            "quotes": (broker_quotes_insert, broker_quotes_after_commit),
+            "balances": (balances_insert, balances_after_commit),
+            "heartbeats": (heartbeats_insert, heartbeats_after_commit),
+        }[kind]
+        _batchers[kind] = Batcher(kind, insert, after)
+    return _batchers[kind]
+
+
+async def batchers_flush() -> None:
+    for item in list(_batchers.values()):
+        await item.flush()
+
+
+class DeliveryHub:
+    """Routes outbound NATS messages to the connection of this process that holds the account's EA."""
+
+    SUBJECTS = ("mt5.signal.*.*", "mt5.config.*.*", "mt5.command.*.*")
+
+    def __init__(self) -> None:
+        self.connections: dict[str, Any] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._subscribed = False
+
+    async def register(self, account_id: str, connection) -> Any:
+        """Register a connection; return the one it replaces (the caller closes it with REPLACED)."""
+        self.loop = asyncio.get_running_loop()
+        if not self._subscribed:
+            self._subscribed = True
+            bus = get_bus()
+            await asyncio.gather(
+                *(asyncio.wrap_future(bus.subscribe(subject, self._on_message)) for subject in self.SUBJECTS)
+            )
+        previous = self.connections.get(account_id)
+        self.connections[account_id] = connection
+        return previous if previous is not connection else None
+
+    def unregister(self, account_id: str, connection) -> None:
+        if self.connections.get(account_id) is connection:
+            del self.connections[account_id]
+
+    def _on_message(self, subject: str, data: bytes) -> None:
+        """Runs on the bus loop: find the connection, hand the payload to its own loop."""
+        parts = subject.split(".")
+        if len(parts) != 4 or parts[2] == "broadcast":
+            return
+        connection = self.connections.get(parts[2])
+        if connection is not None and self.loop is not None:
+            self.loop.call_soon_threadsafe(connection.deliver_json, data)
+
+
+hub = DeliveryHub()

@@ -1,0 +1,289 @@
+"""Ingest of what an EA reports (seed §2.1): volume rows in batches, money events one transaction each.
+
+Volume (balances, heartbeats) arrives here as batches from the gateway's batcher; trade events and the profile are
+written in their own transaction, idempotently, and only acknowledged to the EA after commit. NATS publishing
+happens after commit, on the seed's subjects `mt5.account.{account_id}.*`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from functools import partial
+from typing import NamedTuple
+from uuid import UUID
+
+from django.db import IntegrityError, connections, transaction
+from django.utils import timezone
+
+import binproto
+from accounts.models import MT5Account
+from suho.bus import get_bus
+from suho.cache import BALANCE_TTL_S, POSITIONS_TTL_S, balance_key, cache_set_many, positions_key
+from suho.routers import SERVICE
+from suho.tenancy import TENANT_SETTING, tenant_context
+from trading.models import TradeEvent, TradeOrder
+
+TRADE_EVENT_KIND = {
+    binproto.TradeOpened: TradeEvent.Kind.OPEN,
+    binproto.TradeClosed: TradeEvent.Kind.CLOSE,
+    binproto.TradeModified: TradeEvent.Kind.MODIFY,
+}
+ACCEPTED, DUPLICATE = "accepted", "duplicate"
+
+
+def us_to_datetime(value_us: int) -> datetime:
+    return datetime.fromtimestamp(value_us / 1_000_000, UTC)
+
+
+def _money(value: float) -> Decimal:
+    return Decimal(repr(value)).quantize(Decimal("0.01"))
+
+
+def _price(value: float) -> Decimal | None:
+    return Decimal(repr(value)).quantize(Decimal("0.00000001")) if value else None
+
+
+# --- volume: balances and heartbeats ------------------------------------------------------------------------------
+
+
+class BalanceRow(NamedTuple):
+    time_us: int
+    tenant_id: str
+    account_id: str
+    balance: float
+    equity: float
+    margin: float
+    free_margin: float
+    margin_level: float
+    floating_pnl: float
+    open_positions: int
+    pending_orders: int
+    daily_pnl: float
+    drawdown: float
+    max_balance: float
+
+
+class HeartbeatRow(NamedTuple):
+    time_us: int
+    tenant_id: str
+    account_id: str
+    session_id: str
+    status: str
+    latency_ms: int
+    uptime_s: int
+    mt5_build: int
+    terminal_connected: bool
+    trade_allowed: bool
+    error_count: int
+    last_error_code: int
+    last_error_message: str
+
+
+INSERT_BALANCES = """
+INSERT INTO mt5_account_balance_history (time, tenant_id, account_id, balance, equity, margin, free_margin,
+    margin_level, floating_pnl, open_positions, pending_orders, daily_pnl, drawdown, max_balance)
+SELECT to_timestamp(t / 1e6), tenant, account, round(balance::numeric, 2), round(equity::numeric, 2),
+       round(margin::numeric, 2), round(free::numeric, 2), round(level::numeric, 2), round(floating::numeric, 2),
+       positions, pending, round(daily::numeric, 2), round(drawdown::numeric, 4), round(max_balance::numeric, 2)
+FROM unnest(%s::bigint[], %s::uuid[], %s::uuid[], %s::float8[], %s::float8[], %s::float8[], %s::float8[],
+            %s::float8[], %s::float8[], %s::int[], %s::int[], %s::float8[], %s::float8[], %s::float8[])
+     AS t(t, tenant, account, balance, equity, margin, free, level, floating, positions, pending, daily, drawdown,
+          max_balance)
+"""
+
+INSERT_HEARTBEATS = """
+INSERT INTO mt5_ea_heartbeat (time, tenant_id, account_id, session_id, status, latency_ms, uptime_s, mt5_build,
+    terminal_connected, trade_allowed, error_count, last_error_code, last_error_message)
+SELECT to_timestamp(t / 1e6), tenant, account, session, status, latency, uptime, build, connected, allowed,
+       errors, code, message
+FROM unnest(%s::bigint[], %s::uuid[], %s::uuid[], %s::uuid[], %s::text[], %s::int[], %s::bigint[], %s::int[],
+            %s::boolean[], %s::boolean[], %s::int[], %s::int[], %s::text[])
+     AS t(t, tenant, account, session, status, latency, uptime, build, connected, allowed, errors, code, message)
+"""
+
+MARK_ONLINE = """
+UPDATE mt5_user_accounts AS a SET connection_status = 'online', last_heartbeat_at = to_timestamp(s.t / 1e6),
+       last_ea_error = s.message
+FROM unnest(%s::uuid[], %s::bigint[], %s::text[]) AS s(account, t, message)
+WHERE a.account_id = s.account
+"""
+
+
+def _insert_grouped(sql: str, rows: list, after=None) -> None:
+    groups: dict[str, list] = {}
+    for row in rows:
+        groups.setdefault(row.tenant_id, []).append(row)
+    with transaction.atomic(using=SERVICE), connections[SERVICE].cursor() as cursor:
+        for tenant_id, group in groups.items():
+            cursor.execute("SELECT set_config(%s, %s, true)", [TENANT_SETTING, tenant_id])
+            cursor.execute(sql, [list(column) for column in zip(*group, strict=True)])
+            if after is not None:
+                after(cursor, group)
+
+
+def balances_insert(rows: list[BalanceRow]) -> int:
+    if rows:
+        _insert_grouped(INSERT_BALANCES, rows)
+    return len(rows)
+
+
+def balances_after_commit(rows: list[BalanceRow]) -> None:
+    latest = {row.account_id: row for row in rows}
+    cache_set_many(
+        [
+            (balance_key(account_id), BALANCE_TTL_S,
+             {"balance": row.balance, "equity": row.equity, "margin_level": row.margin_level,
+              "floating_pnl": row.floating_pnl, "timestamp": us_to_datetime(row.time_us).isoformat()})
+            for account_id, row in latest.items()
+        ]
+    )  # fmt: skip
+    get_bus().publish_many(
+        [(f"mt5.account.{row.account_id}.balance", json.dumps(row._asdict()).encode()) for row in rows]
+    )
+
+
+def _mark_online(cursor, group: list[HeartbeatRow]) -> None:
+    latest = {row.account_id: row for row in group}
+    cursor.execute(
+        MARK_ONLINE,
+        [list(latest), [row.time_us for row in latest.values()],
+         [row.last_error_message for row in latest.values()]],
+    )  # fmt: skip
+
+
+def heartbeats_insert(rows: list[HeartbeatRow]) -> int:
+    if rows:
+        _insert_grouped(INSERT_HEARTBEATS, rows, after=_mark_online)
+    return len(rows)
+
+
+def heartbeats_after_commit(rows: list[HeartbeatRow]) -> None:
+    get_bus().publish_many(
+        [(f"mt5.account.{row.account_id}.heartbeat", json.dumps(row._asdict()).encode()) for row in rows]
+    )
+
+
+# --- profile and positions ----------------------------------------------------------------------------------------
+
+
+def profile_update(*, tenant_id: UUID, account_id: UUID, profile: binproto.AccountProfile) -> None:
+    """The EA's account profile (seed §2.1 item 1) onto the account row; published after commit."""
+    with tenant_context(tenant_id):
+        MT5Account.objects.filter(account_id=account_id).update(
+            account_number=profile.login,
+            broker=profile.broker,
+            server=profile.server,
+            account_type="live" if profile.account_type == binproto.AccountType.LIVE else "demo",
+            currency=profile.currency,
+            leverage=profile.leverage,
+            ea_version=profile.ea_version,
+            ea_settings_reported=dict(profile.settings),
+            profile_updated_at=timezone.now(),
+        )
+        transaction.on_commit(
+            partial(get_bus().publish, f"mt5.account.{account_id}.profile", binproto.to_json(profile).encode()),
+            using=SERVICE,
+        )
+
+
+def positions_cache_write(*, account_id: UUID, positions: binproto.Positions) -> None:
+    value = [
+        {"ticket": p.ticket, "symbol": p.symbol, "type": p.order_type.name.lower(), "volume": p.volume,
+         "open_price": p.open_price, "sl": p.stop_loss, "tp": p.take_profit, "profit": p.profit}
+        for p in positions.positions
+    ]  # fmt: skip
+    cache_set_many([(positions_key(account_id), POSITIONS_TTL_S, value)])
+
+
+# --- trade events: money ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TradeEventResult:
+    status: str  # ACCEPTED or DUPLICATE
+    ticket: int
+    kind: str
+
+
+def _order_fields(event) -> dict:
+    open_time_us = getattr(event, "open_time_us", 0) or getattr(event, "modify_time_us", 0) or event.timestamp_us
+    fields = {
+        "time": us_to_datetime(open_time_us),
+        "symbol": event.symbol,
+        "order_type": event.order_type.name.lower(),
+        "volume": Decimal(repr(event.volume)),
+        "open_price": _price(getattr(event, "open_price", None) or event.price),
+        "stop_loss": _price(event.stop_loss),
+        "take_profit": _price(event.take_profit),
+        "signal_id": event.signal_id,
+    }
+    if isinstance(event, binproto.TradeOpened):
+        fields |= {"commission": _money(event.commission), "magic_number": event.magic or None}
+    if isinstance(event, binproto.TradeClosed):
+        fields |= {
+            "status": TradeOrder.Status.CLOSED,
+            "close_time": us_to_datetime(event.close_time_us or event.timestamp_us),
+            "close_price": _price(event.close_price),
+            "profit": _money(event.profit),
+            "commission": _money(event.commission),
+            "swap": _money(event.swap),
+            "close_reason": event.close_reason.name.lower(),
+        }
+    return fields
+
+
+def _signal_known(signal_id: UUID | None) -> UUID | None:
+    """A trade may name a signal we never issued (or of another tenant, invisible under RLS): keep the trade."""
+    from signals.models import TradingSignal
+
+    if signal_id is None:
+        return None
+    return signal_id if TradingSignal.objects.filter(signal_id=signal_id).exists() else None
+
+
+def trade_event_record(*, tenant_id: UUID, account_id: UUID, session_id: UUID | None, event) -> TradeEventResult:
+    """Journal and apply one trade event, once. A replay returns DUPLICATE and changes nothing.
+
+    A close that arrives before its open creates the order already closed (the close carries the open's fields);
+    the late open then only joins the journal. Locks the account's order rows it touches (`select_for_update`).
+    """
+    kind = TRADE_EVENT_KIND[type(event)]
+    with tenant_context(tenant_id):
+        with connections[SERVICE].cursor() as cursor:  # one writer per ticket: an open and its close may race
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"{account_id}:{event.ticket}"])
+        try:
+            with transaction.atomic(using=SERVICE):
+                TradeEvent.objects.create(
+                    tenant_id=tenant_id, account_id=account_id, ticket=event.ticket, kind=kind,
+                    event_seq=event.event_seq, event_time=us_to_datetime(event.timestamp_us),
+                    session_id=session_id, payload=binproto.to_dict(event), applied=True,
+                )  # fmt: skip
+        except IntegrityError:
+            return TradeEventResult(DUPLICATE, event.ticket, kind)
+        fields = _order_fields(event)
+        fields["signal_id"] = _signal_known(fields["signal_id"])
+        order = (
+            TradeOrder.objects.select_for_update()
+            .filter(tenant_id=tenant_id, account_id=account_id, ticket=event.ticket)
+            .first()
+        )
+        if order is None:
+            TradeOrder.objects.create(tenant_id=tenant_id, account_id=account_id, ticket=event.ticket, **fields)
+        elif kind == TradeEvent.Kind.CLOSE and order.status != TradeOrder.Status.CLOSED:
+            for name in ("status", "close_time", "close_price", "profit", "commission", "swap", "close_reason"):
+                setattr(order, name, fields[name])
+            order.save(update_fields=["status", "close_time", "close_price", "profit", "commission", "swap",
+                                      "close_reason", "updated_at"])  # fmt: skip
+        elif kind == TradeEvent.Kind.MODIFY and order.status == TradeOrder.Status.OPEN:
+            order.stop_loss, order.take_profit = fields["stop_loss"], fields["take_profit"]
+            order.save(update_fields=["stop_loss", "take_profit", "updated_at"])
+        subject = f"mt5.account.{account_id}.trades.{kind}"
+        transaction.on_commit(
+            partial(get_bus().publish, subject, binproto.to_json(event).encode(),
+                    msg_id=f"{account_id}:{event.ticket}:{kind}:{event.event_seq}"),
+            using=SERVICE,
+        )  # fmt: skip
+    return TradeEventResult(ACCEPTED, event.ticket, kind)

@@ -1,0 +1,139 @@
+"""What the server sends an EA besides signals: risk parameters, settings and commands (seed §2.2 items 2–4).
+
+Each is written to the database first (the source of truth), then published after commit on
+`mt5.config.{account_id}.{risk_params|settings}` / `mt5.command.{account_id}.{kind}`; the gateway resyncs an EA
+that was offline from the database.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import partial
+from uuid import UUID
+
+from django.db import transaction
+from django.utils import timezone
+
+import binproto
+from accounts.models import MT5Account
+from compliance.services import audit_record
+from signals.delivery import _us
+from suho.bus import get_bus
+from suho.routers import SERVICE
+from suho.tenancy import tenant_context
+from trading.models import EACommand
+
+COMMAND_TYPES = {
+    EACommand.Kind.CLOSE_ALL: binproto.CommandType.CLOSE_ALL_POSITIONS,
+    EACommand.Kind.DISABLE_TRADING: binproto.CommandType.DISABLE_TRADING,
+    EACommand.Kind.ENABLE_TRADING: binproto.CommandType.ENABLE_TRADING,
+    EACommand.Kind.MODIFY_ORDER: binproto.CommandType.MODIFY_ORDER,
+    EACommand.Kind.RECONNECT: binproto.CommandType.RECONNECT,
+    EACommand.Kind.RESTART_EA: binproto.CommandType.RESTART_EA,
+}
+COMMAND_TTL = timedelta(hours=1)
+
+
+def _minutes(value) -> int | None:
+    return None if value is None else value.hour * 60 + value.minute
+
+
+def risk_parameters_message(account: MT5Account) -> binproto.RiskParameters:
+    start, end = _minutes(account.trading_hours_start_utc), _minutes(account.trading_hours_end_utc)
+    hours = ()
+    if start is not None and end is not None and end > start:
+        hours = (binproto.TradingWindow(weekdays=binproto.ALL_WEEKDAYS, start_minute=start, end_minute=end),)
+    return binproto.RiskParameters(
+        risk_version=account.config_version,
+        max_position_lots=float(account.max_position_size),
+        max_daily_loss=float(account.max_daily_loss),
+        max_drawdown_pct=float(account.max_drawdown_percent),
+        emergency_stop=account.emergency_stop,
+        trading_enabled=account.trading_enabled and not account.emergency_stop,
+        allowed_symbols=tuple(account.allowed_symbols),
+        trading_hours=hours,
+        timestamp_us=_us(timezone.now()),
+    )
+
+
+def config_update_message(account: MT5Account) -> binproto.ConfigUpdate:
+    return binproto.ConfigUpdate(
+        config_version=account.config_version,
+        sl_multiplier=float(account.sl_multiplier),
+        tp_multiplier=float(account.tp_multiplier),
+        slippage_points=int(account.slippage_tolerance_pips * 10),
+        max_spread_points=int(account.max_spread_points),
+        magic=account.magic_number,
+        comment_prefix=account.comment_prefix,
+        params=tuple((str(k), str(v)) for k, v in account.strategy_parameters.items()),
+        timestamp_us=_us(timezone.now()),
+    )
+
+
+def command_message(command: EACommand) -> binproto.Command:
+    return binproto.Command(
+        command_id=command.command_id,
+        command=COMMAND_TYPES[command.kind],
+        ticket=command.ticket or 0,
+        stop_loss=float(command.stop_loss or 0),
+        take_profit=float(command.take_profit or 0),
+        issued_us=_us(command.created_at),
+        timestamp_us=_us(timezone.now()),
+    )
+
+
+def account_config_publish_on_commit(account: MT5Account) -> None:
+    """Push both halves of the account's configuration to its EA once the change commits."""
+    bus = get_bus()
+    for kind, message in (("risk_params", risk_parameters_message(account)),
+                          ("settings", config_update_message(account))):  # fmt: skip
+        transaction.on_commit(
+            partial(bus.publish, f"mt5.config.{account.account_id}.{kind}", binproto.to_json(message).encode()),
+            using=SERVICE,
+        )
+
+
+def command_issue(
+    *, tenant_id: UUID, account_id: UUID, kind: str, issued_by: str, reason: str = "",
+    ticket: int | None = None, stop_loss=None, take_profit=None, ttl: timedelta = COMMAND_TTL,
+) -> EACommand:  # fmt: skip
+    """Record a command for an EA, audit it, and publish it after commit (delivered on reconnect if offline)."""
+    if kind not in COMMAND_TYPES:
+        raise ValueError(f"unknown command {kind!r}")
+    with tenant_context(tenant_id):
+        command = EACommand.objects.create(
+            tenant_id=tenant_id, account_id=account_id, kind=kind, ticket=ticket, stop_loss=stop_loss,
+            take_profit=take_profit, reason=reason, issued_by=issued_by, valid_until=timezone.now() + ttl,
+        )  # fmt: skip
+        audit_record(
+            tenant_id=tenant_id, event_type=f"command_{kind}", category="command", action="issue",
+            description=f"{kind} issued by {issued_by}: {reason}", account_id=account_id,
+            metadata={"command_id": str(command.command_id), "ticket": ticket},
+        )  # fmt: skip
+        subject = f"mt5.command.{account_id}.{kind}"
+        payload = binproto.to_json(command_message(command)).encode()
+        transaction.on_commit(
+            partial(get_bus().publish, subject, payload, msg_id=f"command:{command.command_id}"), using=SERVICE
+        )
+    return command
+
+
+def commands_for_resync(*, account_id: UUID) -> list[EACommand]:
+    return list(
+        EACommand.objects.filter(
+            account_id=account_id,
+            status__in=[EACommand.Status.PENDING, EACommand.Status.SENT],
+            valid_until__gt=timezone.now(),
+        ).order_by("created_at")
+    )
+
+
+def command_ack_record(*, tenant_id: UUID, command_id: UUID, status: binproto.AckStatus, reason: str) -> None:
+    outcome = {
+        binproto.AckStatus.RECEIVED: EACommand.Status.SENT,
+        binproto.AckStatus.EXECUTED: EACommand.Status.EXECUTED,
+    }.get(status, EACommand.Status.FAILED)
+    with tenant_context(tenant_id):
+        EACommand.objects.filter(command_id=command_id).exclude(status=EACommand.Status.EXECUTED).update(
+            status=outcome, acked_at=timezone.now(), reason=reason[:300]
+        )
