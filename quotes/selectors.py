@@ -29,3 +29,25 @@ def deviation_by_symbol(*, hours: int = 24) -> list[dict]:
     `operator_path()`, over every tenant (broker comparison across the platform).
     """
     return fetch_dicts(BrokerQuote, DEVIATION_BY_SYMBOL, {"hours": hours})
+
+
+def quote_latest(*, account_id, symbol: str) -> dict | None:
+    """The account's latest broker quote: the cache (≤ 5 s old) or, on a miss, the newest row in the database.
+
+    Runs in the caller's tenant context; returns {"bid", "ask", "spread", "timestamp", "source"} or None.
+    """
+    from suho.cache import cache_get, quote_key
+
+    cached = cache_get(quote_key(account_id, symbol))
+    if cached is not None:
+        return {**cached, "source": "cache"}
+    row = (
+        BrokerQuote.objects.filter(account_id=account_id, symbol=symbol)
+        .order_by("-time")
+        .values("bid", "ask", "spread", "time")
+        .first()
+    )
+    if row is None:
+        return None
+    return {"bid": float(row["bid"]), "ask": float(row["ask"]), "spread": float(row["spread"]),
+            "timestamp": row["time"].isoformat(), "source": "database"}  # fmt: skip

@@ -259,7 +259,7 @@ def trade_event_record(*, tenant_id: UUID, account_id: UUID, session_id: UUID | 
                 TradeEvent.objects.create(
                     tenant_id=tenant_id, account_id=account_id, ticket=event.ticket, kind=kind,
                     event_seq=event.event_seq, event_time=us_to_datetime(event.timestamp_us),
-                    session_id=session_id, payload=binproto.to_dict(event), applied=True,
+                    session_id=session_id, payload=binproto.to_dict(event),
                 )  # fmt: skip
         except IntegrityError:
             return TradeEventResult(DUPLICATE, event.ticket, kind)

@@ -136,7 +136,8 @@ class TradeOrder(models.Model):
 class TradeEvent(models.Model):
     """The journal of trade events as received: what makes a replayed or duplicated event a no-op.
 
-    Not partitioned, so the uniqueness of (account, ticket, kind) holds over all time; the order table is.
+    Not partitioned, so the uniqueness of (account, ticket, kind) holds over all time; the order table is. A close
+    that arrives before its open creates the order already closed (it carries the open's fields).
     """
 
     class Kind(models.TextChoices):
@@ -154,7 +155,6 @@ class TradeEvent(models.Model):
     received_at = models.DateTimeField(auto_now_add=True)
     session_id = models.UUIDField(null=True, blank=True)
     payload = models.JSONField(default=dict)
-    applied = models.BooleanField(default=False, help_text="False while a close waits for its open")
 
     class Meta:
         db_table = "mt5_trade_events"
@@ -171,7 +171,6 @@ class TradeEvent(models.Model):
                 "tenant", "account", "ticket", "kind", "event_seq", name="trade_event_once_per_sequence"
             ),
         ]
-        indexes = [models.Index("tenant", "account", "applied", name="idx_trade_events_unapplied")]
 
     def __str__(self) -> str:
         return f"#{self.ticket} {self.kind} seq {self.event_seq}"

@@ -53,3 +53,41 @@ def connectivity_problems() -> list[dict]:
     A cross-tenant job (every minute, inside `operator_path()`); in a tenant's context it checks that tenant only.
     """
     return fetch_dicts(Heartbeat, CONNECTIVITY_PROBLEMS)
+
+
+def balance_latest(*, account_id) -> dict | None:
+    """The account's latest balance/equity: the cache (≤ 30 s old) or the newest database row."""
+    from suho.cache import balance_key, cache_get
+    from trading.models import BalanceSnapshot
+
+    cached = cache_get(balance_key(account_id))
+    if cached is not None:
+        return {**cached, "source": "cache"}
+    row = (
+        BalanceSnapshot.objects.filter(account_id=account_id)
+        .order_by("-time")
+        .values("balance", "equity", "margin_level", "floating_pnl", "time")
+        .first()
+    )
+    if row is None:
+        return None
+    return {"balance": float(row["balance"]), "equity": float(row["equity"]),
+            "margin_level": float(row["margin_level"]) if row["margin_level"] is not None else None,
+            "floating_pnl": float(row["floating_pnl"]), "timestamp": row["time"].isoformat(),
+            "source": "database"}  # fmt: skip
+
+
+def positions_open(*, account_id) -> list[dict]:
+    """Open positions: the EA's last snapshot from the cache (≤ 10 s old), else open orders in the database."""
+    from suho.cache import cache_get, positions_key
+    from trading.models import TradeOrder
+
+    cached = cache_get(positions_key(account_id))
+    if cached is not None:
+        return cached
+    return [
+        {"ticket": o.ticket, "symbol": o.symbol, "type": o.order_type, "volume": float(o.volume),
+         "open_price": float(o.open_price), "sl": float(o.stop_loss or 0), "tp": float(o.take_profit or 0),
+         "profit": None}
+        for o in TradeOrder.objects.filter(account_id=account_id, status=TradeOrder.Status.OPEN).order_by("time")
+    ]  # fmt: skip

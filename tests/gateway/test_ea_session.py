@@ -139,3 +139,52 @@ async def test_an_ea_silent_for_two_minutes_is_marked_offline_and_audited(ea_acc
         "SELECT count(*) FROM mt5_audit_log WHERE account_id = %s AND event_type = 'ea_offline'", [account.account_id]
     ) == [(1,)]
     await communicator.disconnect()
+
+
+async def test_latest_quote_comes_from_the_cache_and_from_the_database_when_the_cache_misses(ea_account):
+    from quotes.selectors import quote_latest
+    from suho.cache import cache_client, quote_key
+
+    tenant, account, secret = ea_account
+    communicator, _ = await connect(account, secret)
+    await communicator.send_to(bytes_data=v1_packet([(1, 1.0951, 1.0953)], time.time_ns() // 1000))
+    await communicator.disconnect()
+    await batchers_flush()
+
+    def latest():
+        with tenant_context(tenant.id):
+            return quote_latest(account_id=account.account_id, symbol="EURUSD")
+
+    cached = await database_sync_to_async(latest)()
+    assert (cached["source"], cached["bid"], cached["ask"]) == ("cache", 1.0951, 1.0953)
+    cache_client().delete(quote_key(account.account_id, "EURUSD"))
+    stored = await database_sync_to_async(latest)()
+    assert (stored["source"], stored["bid"], stored["ask"]) == ("database", 1.0951, 1.0953)
+
+
+async def test_a_close_that_arrives_before_its_open_is_kept_and_the_late_open_changes_nothing(ea_account):
+    _tenant, account, secret = ea_account
+    communicator, _ = await connect(account, secret)
+    now_us = time.time_ns() // 1000
+    close = binproto.TradeClosed(
+        event_seq=2, ticket=4242, order_type=binproto.OrderType.SELL, volume=0.2, open_price=1.1, close_price=1.09,
+        stop_loss=0.0, take_profit=1.09, signal_id=None, open_time_us=now_us - 60_000_000, close_time_us=now_us,
+        profit=200.0, commission=-1.4, swap=0.0, close_reason=binproto.CloseReason.TAKE_PROFIT, symbol="EURUSD",
+        timestamp_us=now_us,
+    )  # fmt: skip
+    await communicator.send_to(bytes_data=binproto.encode(close))
+    assert (await receive_until(communicator, binproto.EventAck)).status == binproto.EventAckStatus.ACCEPTED
+    opened = binproto.TradeOpened(
+        event_seq=1, ticket=4242, order_type=binproto.OrderType.SELL, volume=0.2, price=1.1, stop_loss=0.0,
+        take_profit=1.09, signal_id=None, open_time_us=now_us - 60_000_000, commission=-0.7, magic=0,
+        symbol="EURUSD", timestamp_us=now_us,
+    )  # fmt: skip
+    await communicator.send_to(bytes_data=binproto.encode(opened))
+    assert (await receive_until(communicator, binproto.EventAck)).status == binproto.EventAckStatus.ACCEPTED
+    await communicator.disconnect()
+    assert await database_sync_to_async(rows)(
+        "SELECT status, profit, close_reason FROM mt5_trade_orders WHERE ticket = 4242", []
+    ) == [("closed", pytest.approx(200), "take_profit")]
+    assert await database_sync_to_async(rows)(
+        "SELECT kind FROM mt5_trade_events WHERE ticket = 4242 ORDER BY kind", []
+    ) == [("close",), ("open",)]

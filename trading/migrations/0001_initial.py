@@ -173,7 +173,6 @@ class Migration(migrations.Migration):
                 ("received_at", models.DateTimeField(auto_now_add=True)),
                 ("session_id", models.UUIDField(blank=True, null=True)),
                 ("payload", models.JSONField(default=dict)),
-                ("applied", models.BooleanField(default=False, help_text="False while a close waits for its open")),
                 (
                     "account",
                     models.ForeignKey(
@@ -195,11 +194,6 @@ class Migration(migrations.Migration):
             ],
             options={
                 "db_table": "mt5_trade_events",
-                "indexes": [
-                    models.Index(
-                        models.F("tenant"), models.F("account"), models.F("applied"), name="idx_trade_events_unapplied"
-                    )
-                ],
                 "constraints": [
                     models.UniqueConstraint(
                         models.F("tenant"),
