@@ -102,3 +102,36 @@ async def test_a_trade_naming_another_tenants_signal_is_kept_without_the_link(ea
         "SELECT status FROM mt5_trading_signals WHERE signal_id = %s", [signal_b]
     ) == [("pending",)]
     time.sleep(0)
+
+
+async def test_revoking_the_key_ends_its_live_session(ea_account, monkeypatch):
+    from accounts.models import ApiKey
+    from accounts.services import api_key_revoke
+    from trading import consumers
+
+    monkeypatch.setattr(consumers, "SESSION_CHECK_INTERVAL_S", 0.2)  # production: 30 s, inside the one-minute goal
+    _tenant, account, secret = ea_account
+    communicator, _ = await connect(account, secret)
+
+    def revoke():
+        key = ApiKey.objects.using("operator").get(account_id=account.account_id)
+        api_key_revoke(api_key=key)
+
+    await database_sync_to_async(revoke)()
+    closing = await receive_until(communicator, binproto.SessionClosing)
+    assert closing.close_code == binproto.CloseCode.REVOKED
+
+
+async def test_an_access_token_reconnects_and_an_in_band_refresh_renews_it(ea_account):
+    _tenant, account, secret = ea_account
+    tokens = await database_sync_to_async(ea_authenticate)(account_id=account.account_id, api_key=secret)
+    communicator, result = await hello_with(account.account_id, tokens.access)
+    assert result.status == binproto.AuthStatus.OK
+    assert result.session_id == tokens.session_id
+    await communicator.send_to(bytes_data=binproto.encode(binproto.TokenRefresh(refresh_token=tokens.refresh)))
+    renewed = await receive_until(communicator, binproto.AuthResult)
+    assert renewed.status == binproto.AuthStatus.OK
+    assert renewed.access_token and renewed.access_token != tokens.access
+    await communicator.send_to(bytes_data=binproto.encode(binproto.TokenRefresh(refresh_token=tokens.refresh)))
+    reused = await receive_until(communicator, binproto.AuthResult)
+    assert reused.status != binproto.AuthStatus.OK  # an old refresh token is refused (theft defence)
