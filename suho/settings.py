@@ -99,6 +99,9 @@ DATABASES = {
 DATABASE_ROUTERS = ["suho.routers.RoleRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Local state, git-ignored: the embedded servers' data, Celery beat's schedule, the demo EA's key (`seed_demo`).
+STATE_DIR = Path(env("SUHO_STATE_DIR", str(BASE_DIR / ".state")))
+
 # --- Redis and NATS -----------------------------------------------------------------------------------------------
 REDIS_URL = required("REDIS_URL", "redis://127.0.0.1:56379/0")
 NATS_URL = required("NATS_URL", "nats://127.0.0.1:54222")
@@ -131,7 +134,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULE_FILENAME = str(Path(env("SUHO_STATE_DIR", str(BASE_DIR / ".state"))) / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE_FILENAME = str(STATE_DIR / "celerybeat-schedule")
 
 # --- Django ------------------------------------------------------------------------------------------------------
 INSTALLED_APPS = [
@@ -162,6 +165,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "suho.tenancy.TenantContextMiddleware",
+    "suho.admin_site.OperatorAdminMiddleware",
 ]
 ROOT_URLCONF = "suho.urls"
 ASGI_APPLICATION = "suho.asgi.application"

@@ -10,13 +10,22 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
+from accounts.demo import demo_ea_file, demo_ea_file_read
 from accounts.management.commands.create_api_key import ACCOUNT_NOT_FOUND
 from accounts.models import ApiKey, MT5Account, Tenant, User
 from accounts.services import ea_authenticate
 from compliance.models import AuditLog
 from suho.routers import operator_path
+from tests.accounts.helpers import secret_of
 
 FULL_KEY = re.compile(r"suho_ea_[0-9a-f]{12}_[A-Za-z0-9_-]{43,}")
+
+
+@pytest.fixture(autouse=True)
+def state_dir(settings, tmp_path):
+    """seed_demo writes the demo EA's key file into STATE_DIR: never the checkout's own `.state/` in tests."""
+    settings.STATE_DIR = tmp_path / "state"
+    return settings.STATE_DIR
 
 
 def run(command: str, *args, **options) -> list[str]:
@@ -40,7 +49,7 @@ def test_create_api_key_prints_a_working_key_alone_on_the_last_line(account, rem
     assert (tokens.account_id, tokens.tenant_id) == (account.pk, account.tenant_id)
     with operator_path():
         stored = ApiKey.objects.get(account=account)
-        assert stored.label == "vps-1" and key.rsplit("_", 1)[-1] not in stored.secret_hash
+        assert stored.label == "vps-1" and secret_of(key) not in stored.secret_hash
         assert AuditLog.objects.filter(event_type="api_key_issued", account_id=account.pk).count() == 1
 
 
@@ -84,3 +93,17 @@ def test_seed_demo_takes_passwords_from_settings(committed):
     with operator_path():
         assert User.objects.get(username="demo").check_password("demo-password-from-env")
         assert User.objects.get(username="admin").check_password("admin-password-from-env")
+
+
+def test_seed_demo_writes_the_demo_ea_key_file_once_readable_by_its_owner_only(committed, remote_addr):
+    first = run("seed_demo")
+    path = demo_ea_file()
+    written = path.read_text()
+    account_id, key = demo_ea_file_read()
+    assert (path.stat().st_mode & 0o777, key) == (0o600, first[-1])
+    assert any(str(path) in line for line in first)
+
+    second = run("seed_demo")
+    assert path.read_text() == written and not any(str(path) in line for line in second)
+    tokens = ea_authenticate(account_id=account_id, api_key=key, remote_addr=remote_addr)
+    assert str(tokens.account_id) == account_id

@@ -1,0 +1,31 @@
+"""Django admin runs on the operator path: staff see and change every tenant's rows through the operator role.
+
+The service role sees nothing without a tenant context (row-level security fails closed), so the admin cannot run
+on it. Wrapping whole admin requests, rather than each ModelAdmin's queryset, covers everything the admin does —
+change lists, forms, foreign-key choices, saves, actions and the services they call — with one rule.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.urls import reverse
+
+from suho.routers import OPERATOR, operator_path
+
+
+class OperatorAdminMiddleware:
+    """Admin requests from active staff run on the operator path, in one transaction on the operator alias.
+
+    Anyone else (the login page included) stays on the service role; the admin's own permission checks still apply.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = getattr(request, "user", None)
+        staff = user is not None and user.is_active and user.is_staff
+        if not staff or not request.path.startswith(reverse("admin:index")):
+            return self.get_response(request)
+        with operator_path(), transaction.atomic(using=OPERATOR):
+            return self.get_response(request)

@@ -1,0 +1,102 @@
+"""The admin runs on the operator path: staff see every tenant, issue keys (shown once) and revoke them."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.auth.models import AnonymousUser
+from django.test import Client, RequestFactory
+
+from accounts.models import ApiKey, EASession, User
+from accounts.services import ea_authenticate
+from compliance.models import AuditLog
+from suho.admin_site import OperatorAdminMiddleware
+from suho.routers import on_operator_path, operator_path
+from tests.accounts.helpers import account_make, secret_of, tenant_make
+
+ACCOUNTS_URL = "/admin/accounts/mt5account/"
+KEYS_URL = "/admin/accounts/apikey/"
+FULL_KEY = re.compile(r"suho_ea_[0-9a-f]{12}_[A-Za-z0-9_-]{43,}")
+
+
+@pytest.fixture
+def staff(committed) -> User:
+    with operator_path():
+        return User.objects.create_superuser(username="operator1", email="op@example.com", password="x" * 12)
+
+
+@pytest.fixture
+def admin_client(staff) -> Client:
+    client = Client()
+    client.force_login(staff)
+    return client
+
+
+def test_staff_see_accounts_of_every_tenant(admin_client, account):
+    other = account_make(tenant_make())
+    page = admin_client.get(ACCOUNTS_URL).content.decode()
+    assert account.name in page and other.name in page
+
+
+def test_issue_action_shows_each_key_once_and_stores_only_its_hash(admin_client, staff, account, remote_addr):
+    response = admin_client.post(ACCOUNTS_URL, {"action": "issue_api_key", "_selected_action": [str(account.pk)]})
+
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    [key] = FULL_KEY.findall(response.content.decode())
+    assert ea_authenticate(account_id=account.pk, api_key=key, remote_addr=remote_addr).account_id == account.pk
+    with operator_path():
+        stored = ApiKey.objects.get(account=account)
+        assert secret_of(key) not in stored.secret_hash and stored.created_by_id == staff.pk
+        assert AuditLog.objects.get(event_type="api_key_issued").user_id == staff.pk
+    assert not FULL_KEY.search(admin_client.get(KEYS_URL).content.decode())  # the list never shows it again
+
+
+def test_revoke_action_revokes_and_ends_sessions(admin_client, staff, account, issued, remote_addr):
+    tokens = ea_authenticate(account_id=account.pk, api_key=issued[1], remote_addr=remote_addr)
+
+    response = admin_client.post(KEYS_URL, {"action": "revoke", "_selected_action": [str(issued[0].pk)]}, follow=True)
+
+    assert "Revoked 1 API key(s)." in response.content.decode()
+    with operator_path():
+        assert ApiKey.objects.get(pk=issued[0].pk).revoked_at is not None
+        assert EASession.objects.get(session_id=tokens.session_id).end_reason == "revoked"
+        assert AuditLog.objects.get(event_type="api_key_revoked").user_id == staff.pk
+
+
+def test_non_staff_cannot_issue_keys(committed, account):
+    with operator_path():
+        trader = User.objects.create_user(username="t", email="t@example.com", tenant=account.tenant)
+    client = Client()
+    client.force_login(trader)
+
+    response = client.post(ACCOUNTS_URL, {"action": "issue_api_key", "_selected_action": [str(account.pk)]})
+
+    assert response.status_code == 302 and "/login/" in response["Location"]
+    with operator_path():
+        assert not ApiKey.objects.filter(account=account).exists()
+
+
+@pytest.mark.parametrize(
+    ("path", "is_staff", "expected"),
+    [("/admin/accounts/apikey/", True, True), ("/admin/", False, False), ("/api/ea/auth", True, False)],
+)
+def test_only_staff_admin_requests_take_the_operator_path(path, is_staff, expected):
+    request = RequestFactory().get(path)
+    request.user = User(is_staff=is_staff, is_active=True) if is_staff else AnonymousUser()
+    middleware = OperatorAdminMiddleware(lambda request: on_operator_path())
+    if expected:
+        with pytest.MonkeyPatch.context() as patch:  # no database needed to observe the path
+            patch.setattr("suho.admin_site.transaction.atomic", lambda using: _null())
+            assert middleware(request) is True
+    else:
+        assert middleware(request) is False
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
