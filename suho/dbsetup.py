@@ -51,6 +51,7 @@ def database_setup(
         cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database])
         if not cur.fetchone():
             cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), sql.Identifier(owner)))
+        cur.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(database), sql.Identifier(owner)))
         cur.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
         timescale_available = cur.fetchone() is not None
 
@@ -60,7 +61,7 @@ def database_setup(
     with _connect(admin_url, database) as conn, conn.cursor() as cur:
         statements = [
             "REVOKE ALL ON DATABASE {db} FROM PUBLIC",
-            "GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {service}, {operator}",
+            "GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {owner}, {service}, {operator}",
             "ALTER SCHEMA public OWNER TO {owner}",
             "REVOKE ALL ON SCHEMA public FROM PUBLIC",
             "GRANT USAGE ON SCHEMA public TO {service}, {operator}",

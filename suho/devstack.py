@@ -52,10 +52,22 @@ def _wait_for_port(name: str, port: int, log: Path) -> None:
 def _read_pid(path: Path) -> int | None:
     try:
         pid = int(path.read_text().split()[0])
-        os.kill(pid, 0)
-        return pid
     except (OSError, ValueError, IndexError):
         return None
+    try:
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child that exited (a zombie still answers kill 0)
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return None
+    try:  # a zombie of some other parent is as good as gone
+        if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
+            return None
+    except (OSError, IndexError):
+        pass
+    return pid
 
 
 @dataclass(frozen=True)
@@ -177,21 +189,7 @@ def _start_postgres(service: Service) -> None:
         )  # fmt: skip
     options = f"-h 127.0.0.1 -p {service.port} -k {pgdata} -c max_connections=300"
     _pg_ctl(["start", "-w", "-t", str(START_TIMEOUT_S), "-l", str(log), "-o", options])
-    _wait_for_port("postgres", service.port, log)
-    if fresh:
-        subprocess.run(
-            [
-                _pg_bin("createdb"),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(service.port),
-                "-U",
-                "postgres",
-                DATABASE_NAME,
-            ],
-            check=True,
-        )
+    _wait_for_port("postgres", service.port, log)  # the database itself is made by `manage.py db_setup`
 
 
 # --- Redis -----------------------------------------------------------------------------------------------------

@@ -26,3 +26,10 @@ def test_readyz_names_each_unreachable_dependency_with_503(client):
     assert checks["database"] == "ok"
     assert checks["redis"].startswith("error")
     assert checks["nats"].startswith("error")
+
+
+def test_the_home_page_links_admin_api_docs_and_the_ea_socket(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "/admin/" in body and "/api/docs/" in body and "/ws/ea/" in body
