@@ -427,8 +427,16 @@ def _failure_counters(*, account_id: UUID | None, remote_addr: str | None) -> li
     if account_id is not None:
         counters.append(_Counter("account", f"ea_auth_fail:account:{account_id}", AUTH_FAILURES_PER_ACCOUNT))
     if remote_addr is not None:
-        counters.append(_Counter("ip", f"ea_auth_fail:ip:{remote_addr}", AUTH_FAILURES_PER_IP))
+        counters.append(_Counter("ip", f"ea_auth_fail:ip:{_client_network(remote_addr)}", AUTH_FAILURES_PER_IP))
     return counters
+
+
+def _client_network(remote_addr: str) -> str:
+    """The unit the per-IP limit counts: an IPv4 address, or the /64 an IPv6 client can pick addresses from."""
+    ip = ipaddress.ip_address(remote_addr)
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else str(ip)
 
 
 def _blocking(counters: list[_Counter]) -> tuple[int, list[_Counter]]:

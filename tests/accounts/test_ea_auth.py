@@ -229,6 +229,17 @@ def test_failures_per_ip_are_rate_limited_across_accounts(account, issued):
     assert ea_authenticate(account_id=account.pk, api_key=issued[1], remote_addr=bystander).account_id == account.pk
 
 
+def test_ipv6_clients_are_counted_per_64_network(account, issued):
+    prefix = f"2001:db8:{uuid.uuid4().int % 0xFFFF:x}:1"
+    for host in range(AUTH_FAILURES_PER_IP):
+        refused(account_id=uuid.uuid4(), api_key="wrong", remote_addr=f"{prefix}::{host + 1:x}")
+
+    assert refused(account_id=account.pk, api_key=issued[1], remote_addr=f"{prefix}::ffff").code == Refusal.RATE_LIMITED
+    assert ea_authenticate(account_id=account.pk, api_key=issued[1], remote_addr=f"{prefix}0::1").account_id == (
+        account.pk
+    )
+
+
 def test_a_success_clears_the_account_counter(account, issued):
     for _ in range(2):
         for _ in range(AUTH_FAILURES_PER_ACCOUNT - 1):
