@@ -1,5 +1,5 @@
-"""Project plumbing: settings, routing, the Celery app, tenant context, time-series helpers, dev stack."""
+"""Project plumbing: settings, routing, the Celery app, tenant context, time-series helpers, dev stack.
 
-from suho.celery import app as celery_app
-
-__all__ = ["celery_app"]
+The Celery app is loaded by SuhoConfig.ready(), not here: `python -m suho.devstack` imports this package before
+any settings exist and must not set DJANGO_SETTINGS_MODULE for the commands it runs.
+"""

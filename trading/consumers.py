@@ -12,6 +12,7 @@ import logging
 import time
 from collections import deque
 from datetime import UTC, datetime
+from urllib.parse import parse_qs
 from uuid import UUID
 
 from channels.db import database_sync_to_async
@@ -37,8 +38,23 @@ ERROR_WINDOW_S = 10
 MAX_UNACKED_OUTBOUND = 256  # server messages the EA has not acknowledged: a reader that stopped reading
 
 
+REFUSAL_CLOSE_CODES = {AuthStatus.REVOKED_KEY: CloseCode.REVOKED, AuthStatus.RATE_LIMITED: CloseCode.RATE_LIMITED}
+
+
 def _now_us() -> int:
     return time.time_ns() // 1000
+
+
+def _handshake_credentials(scope) -> tuple[str, str] | None:
+    """A legacy v1 EA's credentials from the handshake: `Authorization: Bearer <api key>` with
+    `X-Suho-Account-Id: <account id>`, or the query string `?account_id=…&api_key=…`. None: expect HELLO."""
+    headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope.get("headers", [])}
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    authorization = headers.get("authorization", "")
+    api_key = authorization[7:].strip() if authorization.lower().startswith("bearer ") else ""
+    api_key = api_key or (query.get("api_key") or [""])[0]
+    account_id = headers.get("x-suho-account-id") or (query.get("account_id") or [""])[0]
+    return (account_id, api_key) if api_key and account_id else None
 
 
 class EAConsumer(AsyncWebsocketConsumer):
@@ -56,8 +72,13 @@ class EAConsumer(AsyncWebsocketConsumer):
         self.tokens_at = time.monotonic()
         self.unacked: dict[UUID, float] = {}
         self.closing = False
+        self.legacy = False  # a v1 EA authenticated in the handshake: it is sent nothing but the close frame
         self.tasks: list[asyncio.Task] = []
         await self.accept()
+        handshake = _handshake_credentials(self.scope)
+        if handshake is not None:  # a legacy v1 EA: authenticated in the handshake, never sends HELLO
+            await self._authenticate_api_key(*handshake, ea_version="legacy-v1", send_result=False)
+            return
         self.tasks.append(asyncio.create_task(self._hello_deadline()))
 
     async def disconnect(self, code) -> None:
@@ -112,7 +133,8 @@ class EAConsumer(AsyncWebsocketConsumer):
             if isinstance(message, binproto.Hello):
                 await self._hello(message)
             else:
-                await self._protocol_error(ErrorCode.NOT_AUTHENTICATED, "send HELLO first")
+                await self._send_message(binproto.Error(code=ErrorCode.NOT_AUTHENTICATED, reason="send HELLO first"))
+                await self.close_with(CloseCode.AUTH_FAILED, "the first frame must be HELLO")
             return
         handler = {
             binproto.PriceStream: self._price_stream,
@@ -136,24 +158,43 @@ class EAConsumer(AsyncWebsocketConsumer):
         if binproto.V2 not in hello.protocol_versions and binproto.V1 not in hello.protocol_versions:
             await self._refuse(AuthStatus.UNSUPPORTED_VERSION, "no supported protocol version", hello.account_id)
             return
+        if hello.auth_method == binproto.AuthMethod.API_KEY:
+            await self._authenticate_api_key(hello.account_id, hello.access_token, ea_version=hello.ea_version)
+            return
         try:
-            if hello.auth_method == binproto.AuthMethod.API_KEY:
-                tokens = await database_sync_to_async(account_services.ea_authenticate)(
-                    account_id=hello.account_id, api_key=hello.access_token, remote_addr=self._remote_addr()
-                )
-                claims = account_services.ea_access_verify(token=tokens.access)
-            else:
-                tokens = None
-                claims = account_services.ea_access_verify(token=hello.access_token)
-                if str(claims.account_id) != str(hello.account_id) or not await database_sync_to_async(
-                    account_selectors.ea_session_active
-                )(session_id=claims.session_id, tenant_id=claims.tenant_id):
-                    raise account_services.EAAuthError("invalid_token", "session is not active for this account")
+            claims = account_services.ea_access_verify(token=hello.access_token)
+            if str(claims.account_id) != str(hello.account_id) or not await database_sync_to_async(
+                account_selectors.ea_session_active
+            )(session_id=claims.session_id, tenant_id=claims.tenant_id):
+                raise account_services.EAAuthError("invalid_token", "session is not active for this account")
         except account_services.EAAuthError as exc:
             await self._refuse(AuthStatus[exc.code.upper()], exc.message, hello.account_id)
             return
+        await self._start_session(claims, None, ea_version=hello.ea_version)
+
+    async def _authenticate_api_key(self, account_id, api_key: str, *, ea_version: str, send_result=True) -> None:
+        try:
+            tokens = await database_sync_to_async(account_services.ea_authenticate)(
+                account_id=account_id, api_key=api_key, remote_addr=self._remote_addr()
+            )
+            claims = account_services.ea_access_verify(token=tokens.access)
+        except account_services.EAAuthError as exc:
+            await self._refuse(AuthStatus[exc.code.upper()], exc.message, account_id, send_result=send_result)
+            return
+        await self._start_session(claims, tokens, ea_version=ea_version, send_result=send_result)
+
+    async def _start_session(self, claims, tokens, *, ea_version: str, send_result: bool = True) -> None:
         self.claims = claims
         self.authenticated = True
+        self.legacy = not send_result
+        if self.legacy:
+            self.tasks.append(asyncio.create_task(self._session_watch()))
+            await hub.register(str(claims.account_id), self)
+            await database_sync_to_async(connection_services.ea_connected)(
+                tenant_id=claims.tenant_id, account_id=claims.account_id, session_id=claims.session_id,
+                ea_version=ea_version,
+            )  # fmt: skip
+            return
         await self._send_message(
             binproto.AuthResult(
                 status=AuthStatus.OK, session_id=claims.session_id,
@@ -167,7 +208,7 @@ class EAConsumer(AsyncWebsocketConsumer):
             await previous.close_with(CloseCode.REPLACED, "a newer connection for this account took over")
         resync = await database_sync_to_async(connection_services.ea_connected)(
             tenant_id=claims.tenant_id, account_id=claims.account_id, session_id=claims.session_id,
-            ea_version=hello.ea_version,
+            ea_version=ea_version,
         )  # fmt: skip
         self.v1_symbols.update(resync.v1_symbol_overrides)
         for message in resync.messages:
@@ -249,6 +290,7 @@ class EAConsumer(AsyncWebsocketConsumer):
                 raise account_services.EAAuthError("invalid_token", "refresh token of another session")
         except account_services.EAAuthError as exc:
             await self._send_message(self._auth_result(AuthStatus[exc.code.upper()], exc.message))
+            await self.close_with(CloseCode.SESSION_EXPIRED, "refresh refused; reconnect with the API key")
             return
         self.claims = claims
         await self._send_message(
@@ -263,7 +305,7 @@ class EAConsumer(AsyncWebsocketConsumer):
 
     def deliver_json(self, data: bytes) -> None:
         """Called on this connection's loop by the delivery hub for each NATS message addressed to its account."""
-        if self.closing:
+        if self.closing or self.legacy:
             return
         try:
             message = binproto.from_json(data.decode())
@@ -291,10 +333,12 @@ class EAConsumer(AsyncWebsocketConsumer):
         if not self.closing:
             await self.send(bytes_data=binproto.encode(message))
 
-    async def close_with(self, code: CloseCode, reason: str) -> None:
+    async def close_with(self, code: CloseCode, reason: str, *, notify: bool = True) -> None:
+        """Say why (SESSION_CLOSING; never to a legacy v1 EA, which only understands the close frame), then close."""
         if self.closing:
             return
-        await self._send_message(binproto.SessionClosing(close_code=code, retry_after_ms=0, reason=reason[:200]))
+        if notify and not self.legacy:
+            await self._send_message(binproto.SessionClosing(close_code=code, retry_after_ms=0, reason=reason[:200]))
         self.closing = True
         await self.close(code=int(code))
 
@@ -315,7 +359,8 @@ class EAConsumer(AsyncWebsocketConsumer):
         self.errors.append(now)
         while self.errors and self.errors[0] < now - ERROR_WINDOW_S:
             self.errors.popleft()
-        await self._send_message(binproto.Error(code=code, reason=reason[:250]))
+        if not self.legacy:
+            await self._send_message(binproto.Error(code=code, reason=reason[:250]))
         if len(self.errors) > MAX_ERRORS:
             await self.close_with(CloseCode.PROTOCOL_VIOLATION, "too many malformed frames")
 
@@ -323,14 +368,15 @@ class EAConsumer(AsyncWebsocketConsumer):
         return binproto.AuthResult(status=status, session_id=None, access_expires_us=0, server_time_us=_now_us(),
                                    access_token="", refresh_token="", reason=reason[:250])  # fmt: skip
 
-    async def _refuse(self, status: AuthStatus, reason: str, account_id) -> None:
-        await self._send_message(self._auth_result(status, reason))
+    async def _refuse(self, status: AuthStatus, reason: str, account_id, *, send_result: bool = True) -> None:
+        if send_result:
+            await self._send_message(self._auth_result(status, reason))
         if status in (AuthStatus.UNSUPPORTED_VERSION, AuthStatus.CLOCK_SKEW):
             await database_sync_to_async(account_services.ea_refusal_record)(
                 account_id=account_id, reason=status.name.lower()
             )
-        code = CloseCode.RATE_LIMITED if status == AuthStatus.RATE_LIMITED else CloseCode.AUTH_FAILED
-        await self.close_with(code, f"authentication refused: {status.name.lower()}")
+        code = REFUSAL_CLOSE_CODES.get(status, CloseCode.AUTH_FAILED)
+        await self.close_with(code, f"authentication refused: {status.name.lower()}", notify=send_result)
 
     async def _hello_deadline(self) -> None:
         await asyncio.sleep(HELLO_TIMEOUT_S)

@@ -39,7 +39,8 @@ class Batcher:
         self._after_commit = after_commit
         self._rows: list = []
         self._task: asyncio.Task | None = None
-        self._wakeup = asyncio.Event()
+        self._wakeup: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.flushed_rows = 0
         self.dropped_rows = 0
         self.last_flush_ms = 0.0
@@ -51,10 +52,13 @@ class Batcher:
             del self._rows[:excess]
             self.dropped_rows += excess
             log.error("%s batcher over capacity: dropped %d oldest rows", self.name, excess)
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # one loop per process in production; tests start a loop per test
+            self._loop, self._wakeup, self._task = loop, asyncio.Event(), None
         if len(self._rows) >= MAX_ROWS_PER_FLUSH:
             self._wakeup.set()
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.name}")
+            self._task = loop.create_task(self._run(), name=f"batcher-{self.name}")
 
     def _write(self, rows: list) -> None:
         started = time.perf_counter()

@@ -36,7 +36,7 @@ def mutated_frames(count: int, seed: int = 7):
         v1_packet([(1, 1.1, 1.1002)], now_us),
         binproto.encode(binproto.Ack(acked_type=binproto.MsgType.TRADING_SIGNAL, ref_id=None, ref_version=0,
                                      status=binproto.AckStatus.RECEIVED, reason_code=0, reason="")),
-        binproto.encode(binproto.TokenRefresh(refresh_token="x" * 40)),
+        binproto.encode(binproto.SymbolTable(symbols=(binproto.SymbolEntry(index=1, digits=5, name="EURUSD.m"),))),
     ]  # fmt: skip
     for _ in range(count):
         if rng.random() < 0.5:
@@ -101,6 +101,8 @@ async def test_a_frame_before_hello_is_refused_and_nothing_is_written(ea_account
     await communicator.send_to(bytes_data=v1_packet([(1, 1.1, 1.1002)], time.time_ns() // 1000))
     error = await receive_until(communicator, binproto.Error)
     assert error.code == binproto.ErrorCode.NOT_AUTHENTICATED
+    closing = await receive_until(communicator, binproto.SessionClosing)
+    assert closing.close_code == binproto.CloseCode.AUTH_FAILED
     await communicator.disconnect()
     await batchers_flush()
     assert await database_sync_to_async(rows)("SELECT count(*) FROM mt5_broker_quotes") == [(0,)]

@@ -135,3 +135,49 @@ async def test_an_access_token_reconnects_and_an_in_band_refresh_renews_it(ea_ac
     await communicator.send_to(bytes_data=binproto.encode(binproto.TokenRefresh(refresh_token=tokens.refresh)))
     reused = await receive_until(communicator, binproto.AuthResult)
     assert reused.status != binproto.AuthStatus.OK  # an old refresh token is refused (theft defence)
+
+
+async def test_a_legacy_v1_ea_authenticates_in_the_handshake_and_streams_prices(ea_account):
+    from tests.gateway.ea_client import v1_packet
+    from trading.gateway import batchers_flush
+
+    _tenant, account, secret = ea_account
+    headers = [
+        (b"authorization", f"Bearer {secret}".encode()),
+        (b"x-suho-account-id", str(account.account_id).encode()),
+    ]
+    communicator = WebsocketCommunicator(application, "/ws/ea/", headers=headers)
+    assert (await communicator.connect())[0]
+    boot_ms = 123_456_789  # the legacy EA's GetTickCount(): not an epoch time
+    await communicator.send_to(bytes_data=v1_packet([(1, 1.0951, 1.0953), (3, 149.85, 149.87)], boot_ms * 1000))
+    assert await communicator.receive_nothing(timeout=0.3)  # a legacy EA is sent nothing
+    await communicator.disconnect()
+    await batchers_flush()
+    stored = await database_sync_to_async(rows)(
+        "SELECT symbol, bid::float, timestamp_trusted, time > now() - interval '1 minute' FROM mt5_broker_quotes"
+        " WHERE account_id = %s ORDER BY symbol", [account.account_id])  # fmt: skip
+    assert stored == [("EURUSD", pytest.approx(1.0951), False, True), ("USDJPY", pytest.approx(149.85), False, True)]
+
+
+async def test_a_legacy_handshake_with_a_bad_key_is_closed_without_a_word(ea_account):
+    _tenant, account, _secret = ea_account
+    communicator = WebsocketCommunicator(
+        application, f"/ws/ea/?account_id={account.account_id}&api_key=suho_ea_0000_nope"
+    )
+    await communicator.connect()
+    output = await communicator.receive_output(timeout=5)
+    assert output == {"type": "websocket.close", "code": binproto.CloseCode.AUTH_FAILED}
+
+
+async def test_a_revoked_key_is_refused_with_close_code_revoked(ea_account):
+    from accounts.models import ApiKey
+    from accounts.services import api_key_revoke
+
+    _tenant, account, secret = ea_account
+    await database_sync_to_async(
+        lambda: api_key_revoke(api_key=ApiKey.objects.using("operator").get(account_id=account.account_id))
+    )()
+    _communicator, result = await hello_with(account.account_id, secret, binproto.AuthMethod.API_KEY)
+    assert result.status == binproto.AuthStatus.REVOKED_KEY
+    closing = await receive_until(_communicator, binproto.SessionClosing)
+    assert closing.close_code == binproto.CloseCode.REVOKED
