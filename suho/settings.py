@@ -105,7 +105,12 @@ STATE_DIR = Path(env("SUHO_STATE_DIR", str(BASE_DIR / ".state")))
 # --- Redis and NATS -----------------------------------------------------------------------------------------------
 REDIS_URL = required("REDIS_URL", "redis://127.0.0.1:56379/0")
 NATS_URL = required("NATS_URL", "nats://127.0.0.1:54222")
-NATS_STREAM_REPLICAS = env_int("NATS_STREAM_REPLICAS", 1)
+NATS_STREAM_REPLICAS = env_int("NATS_STREAM_REPLICAS", 1)  # 1 on one machine, 3 on a cluster
+NATS_DUPLICATE_WINDOW_S = env_int("NATS_DUPLICATE_WINDOW_S", 120)
+NATS_ACCOUNT_STREAM_MAX_AGE_H = env_int("NATS_ACCOUNT_STREAM_MAX_AGE_H", 72)
+NATS_ACCOUNT_STREAM_MAX_BYTES = env_int("NATS_ACCOUNT_STREAM_MAX_BYTES", 10 * 1024**3)
+NATS_OUTBOUND_STREAM_MAX_AGE_H = env_int("NATS_OUTBOUND_STREAM_MAX_AGE_H", 168)
+NATS_OUTBOUND_STREAM_MAX_BYTES = env_int("NATS_OUTBOUND_STREAM_MAX_BYTES", 1024**3)
 
 
 def redis_db(url: str, db: int) -> str:

@@ -16,7 +16,8 @@ MANAGE = [PYTHON, "manage.py"]
 
 
 def prepare() -> None:
-    for step in (["db_setup"], ["migrate", "--database", "owner", "--no-input", "-v", "0"], ["seed_demo"]):
+    steps = (["db_setup"], ["migrate", "--database", "owner", "--no-input", "-v", "0"], ["nats_setup"], ["seed_demo"])
+    for step in steps:
         subprocess.run([*MANAGE, *step], check=True)
 
 

@@ -8,6 +8,7 @@ from django.core.management import call_command
 from django.db import connections
 
 from suho.dbsetup import database_drop, database_setup
+from suho.streams import streams_ensure
 
 ALL_DATABASES = ["default", "owner", "operator"]
 
@@ -32,6 +33,7 @@ def django_db_setup(django_db_blocker):
         for alias in ALL_DATABASES:
             connections[alias].settings_dict["NAME"] = name
         call_command("migrate", database="owner", verbosity=0, interactive=False)
+    streams_ensure()  # as `make run` does: the JetStream streams exist before anything publishes
     yield
     with django_db_blocker.unblock():
         for connection in connections.all():

@@ -1,0 +1,79 @@
+"""JetStream streams as code (ARCHITECTURE §4, seed's Kafka role): created or updated idempotently at start-up.
+
+- MT5_ACCOUNT: everything EAs send (`mt5.account.>`) — replayable by the ML engine and analytics.
+- MT5_OUTBOUND: signals, configuration and commands (`mt5.signal.>`, `mt5.config.>`, `mt5.command.>`).
+Retention by age and size, a de-duplication window (`Nats-Msg-Id`), file storage, replicas from settings.
+PostgreSQL stays the source of truth: a trade event is durable when it is committed there, not when NATS acks it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import nats
+from django.conf import settings
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+JETSTREAM_DISABLED = "NATS at {url} has no JetStream: start nats-server with -js (or `jetstream {{}}` in its config)"
+NATS_UNREACHABLE = "cannot reach NATS at {url}: {error}"
+SETUP_TIMEOUT_S = 10
+
+
+def stream_configs() -> list[StreamConfig]:
+    common = {
+        "retention": RetentionPolicy.LIMITS,
+        "storage": StorageType.FILE,
+        "discard": DiscardPolicy.OLD,
+        "num_replicas": settings.NATS_STREAM_REPLICAS,
+        "duplicate_window": float(settings.NATS_DUPLICATE_WINDOW_S),
+    }
+    return [
+        StreamConfig(
+            name="MT5_ACCOUNT",
+            description="Everything MT5 EAs send, after it is committed",
+            subjects=["mt5.account.>"],
+            max_age=settings.NATS_ACCOUNT_STREAM_MAX_AGE_H * 3600.0,
+            max_bytes=settings.NATS_ACCOUNT_STREAM_MAX_BYTES,
+            **common,
+        ),
+        StreamConfig(
+            name="MT5_OUTBOUND",
+            description="Signals, configuration and commands for MT5 EAs",
+            subjects=["mt5.signal.>", "mt5.config.>", "mt5.command.>"],
+            max_age=settings.NATS_OUTBOUND_STREAM_MAX_AGE_H * 3600.0,
+            max_bytes=settings.NATS_OUTBOUND_STREAM_MAX_BYTES,
+            **common,
+        ),
+    ]
+
+
+async def _streams_ensure(url: str) -> list[str]:
+    try:
+        connection = await nats.connect(url, connect_timeout=SETUP_TIMEOUT_S, max_reconnect_attempts=1,
+                                        allow_reconnect=False)  # fmt: skip
+    except Exception as exc:
+        raise RuntimeError(NATS_UNREACHABLE.format(url=url, error=exc)) from exc
+    try:
+        jetstream = connection.jetstream(timeout=SETUP_TIMEOUT_S)
+        try:
+            await jetstream.account_info()
+        except Exception as exc:
+            raise RuntimeError(JETSTREAM_DISABLED.format(url=url)) from exc
+        done = []
+        for config in stream_configs():
+            try:
+                await jetstream.stream_info(config.name)
+                await jetstream.update_stream(config)
+                done.append(f"{config.name}: updated")
+            except NotFoundError:
+                await jetstream.add_stream(config)
+                done.append(f"{config.name}: created")
+        return done
+    finally:
+        await connection.close()
+
+
+def streams_ensure() -> list[str]:
+    """Create or update every stream; raises RuntimeError naming the problem when JetStream is off."""
+    return asyncio.run(_streams_ensure(settings.NATS_URL))
