@@ -52,9 +52,7 @@ def test_the_same_message_id_is_stored_once():
         try:
             jetstream = connection.jetstream()
             acks = [
-                await jetstream.publish(
-                    "mt5.account.test-acct.trades.open", b"{}", headers={"Nats-Msg-Id": message_id}
-                )
+                await jetstream.publish("mt5.account.test-acct.trades.open", b"{}", headers={"Nats-Msg-Id": message_id})
                 for _ in range(3)
             ]
             return [ack.duplicate for ack in acks], len({ack.seq for ack in acks})
