@@ -12,4 +12,6 @@ BEAT_SCHEDULE = {
         "task": "trading.tasks.accounts_mark_silent_offline_task",
         "schedule": timedelta(minutes=1),
     },
+    "risk-checks": {"task": "compliance.tasks.risk_checks_task", "schedule": timedelta(minutes=5)},
+    "risk-alerts": {"task": "compliance.tasks.risk_alerts_task", "schedule": timedelta(minutes=1)},
 }

@@ -283,3 +283,23 @@ def quoted_url(user: str) -> str:
     password = DB_ROLE_PASSWORDS.get(user, "")
     auth = quote(user) + (":" + quote(password) if password else "")
     return f"postgresql://{auth}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+# --- Risk monitor notifications and e-mail (compliance.risk) --------------------------------------------------
+EMAIL_BACKEND = env(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends." + ("console" if DEBUG or TESTING else "smtp") + ".EmailBackend",
+)
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "suho@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+RISK_ALERT_EMAILS = env_list("RISK_ALERT_EMAILS")  # operators notified of each new risk event
+RISK_WEBHOOK_URL = env("RISK_WEBHOOK_URL", "")  # JSON POST of each new risk event (Slack/Opsgenie bridge etc.)
+RISK_WEBHOOK_TIMEOUT_S = env_int("RISK_WEBHOOK_TIMEOUT_S", 5)
+
+# --- Signal intake (signals.services) ---------------------------------------------------------------------------
+SIGNAL_MAX_QUOTE_AGE_S = env_int("SIGNAL_MAX_QUOTE_AGE_S", 10)  # an older broker quote refuses the signal

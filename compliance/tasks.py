@@ -1,0 +1,21 @@
+"""Celery tasks of the compliance app: thin, each calls one function."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+
+@shared_task
+def risk_checks_task() -> dict:
+    """Every 5 minutes (suho.schedules): daily loss, drawdown, margin level."""
+    from compliance.risk import risk_checks_run
+
+    return risk_checks_run()
+
+
+@shared_task
+def risk_alerts_task() -> dict:
+    """Every minute (suho.schedules): trade latency, price deviation, EA connectivity."""
+    from compliance.risk import risk_alerts_run
+
+    return risk_alerts_run()
