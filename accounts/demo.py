@@ -5,8 +5,13 @@ Idempotent: what exists is kept, and secrets (passwords, the API key) are return
 
 from __future__ import annotations
 
+import os
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
+from uuid import UUID
+
+from django.conf import settings
 
 from accounts.models import ApiKey, MT5Account, Tenant, User
 from accounts.services import api_key_create, mt5_account_create
@@ -18,6 +23,7 @@ DEMO_TENANT_NAME = "Demo Trading"
 DEMO_USERNAME = "demo"
 DEMO_ADMIN_USERNAME = "admin"
 DEMO_ACCOUNT_NAME = "Demo EA"
+DEMO_EA_FILE = "demo_ea.txt"  # in settings.STATE_DIR: "account_id api_key", read by `simulate_ea --demo`
 
 
 @dataclass(frozen=True)
@@ -80,3 +86,26 @@ def demo_seed(*, user_password: str | None = None, admin_password: str | None = 
         tenant=tenant, user=user, admin=admin, account=account, api_key=api_key, created=tuple(created),
         user_password=new_user_password, admin_password=new_admin_password, api_key_plaintext=plaintext,
     )  # fmt: skip
+
+
+def demo_ea_file() -> Path:
+    return Path(settings.STATE_DIR) / DEMO_EA_FILE
+
+
+def demo_ea_file_write(*, account_id: UUID, api_key: str) -> Path:
+    """Keep the demo key for `make run`'s simulated EA: owner-only (0600), in the git-ignored state directory."""
+    path = demo_ea_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        os.fchmod(handle.fileno(), 0o600)  # a file that existed keeps its old mode through O_CREAT
+        handle.write(f"{account_id} {api_key}\n")
+    return path
+
+
+def demo_ea_file_read() -> tuple[str, str] | None:
+    """(account id, API key) from the demo EA file, or None when there is none."""
+    try:
+        account_id, api_key = demo_ea_file().read_text().split()
+    except (FileNotFoundError, ValueError):
+        return None
+    return account_id, api_key

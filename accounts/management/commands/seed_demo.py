@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from accounts.demo import demo_seed
+from accounts.demo import demo_ea_file_write, demo_seed
 
 
 class Command(BaseCommand):
@@ -27,5 +27,7 @@ class Command(BaseCommand):
             another = f"manage.py create_api_key --account {seed.account.pk}"
             write(f"EA API key {seed.api_key}: exists (not shown again; for another: {another})")
         else:
+            path = demo_ea_file_write(account_id=seed.account.pk, api_key=seed.api_key_plaintext)
+            write(f"Demo EA key file: {path} (mode 0600, read by `manage.py simulate_ea --demo`)")
             write("EA API key: created. It is shown once; store it in the EA's settings:")
             write(seed.api_key_plaintext)
