@@ -1,6 +1,8 @@
 """`make run`: prepare the database and streams, then run web (daphne), Celery worker and beat as one group.
 
-Ctrl-C (or SIGTERM) stops every child and waits for it; if one child dies, the others are stopped too.
+Ctrl-C (or SIGTERM) stops every child and waits for it; if one child dies, the others are stopped too. With
+`SUHO_DEMO_EA=1` a simulated EA on the demo account (`manage.py simulate_ea --demo`) runs beside them: a live demo
+that is optional, so its exit is reported and the rest keeps running.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ def prepare() -> None:
 
 def main() -> int:
     port = os.environ.get("PORT", "8000")
+    demo_ea = os.environ.get("SUHO_DEMO_EA", "").strip().lower() in {"1", "true", "yes", "on"}
     prepare()
     children = {
         "web": subprocess.Popen([PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", port, "suho.asgi:application"]),
@@ -31,6 +34,11 @@ def main() -> int:
         ),
         "beat": subprocess.Popen([PYTHON, "-m", "celery", "-A", "suho", "beat", "-l", "info"]),
     }
+    optional = {"demo-ea"}
+    if demo_ea:
+        children["demo-ea"] = subprocess.Popen(
+            [*MANAGE, "simulate_ea", "--demo", "--url", f"ws://127.0.0.1:{port}/ws/ea/"]
+        )
     base = f"http://127.0.0.1:{port}"
     print(
         f"\nSuho is up:\n  portal     {base}/\n  admin      {base}/admin/\n  API docs   {base}/api/docs/\n"
@@ -47,8 +55,13 @@ def main() -> int:
     signal.signal(signal.SIGTERM, stop)
     exit_code = 0
     while not stopping:
-        for name, child in children.items():
-            if child.poll() is not None:
+        for name, child in list(children.items()):
+            if child.poll() is None:
+                continue
+            if name in optional:
+                print(f"{name} exited with {child.returncode}; the rest keeps running", file=sys.stderr)
+                del children[name]
+            else:
                 print(f"{name} exited with {child.returncode}; stopping the rest", file=sys.stderr)
                 exit_code, stopping = child.returncode or 1, True
         time.sleep(0.2)

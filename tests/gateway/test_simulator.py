@@ -1,0 +1,399 @@
+"""The reference EA (trading/simulator.py) against a real ASGI server: auth, ingest, signals, commands, resync.
+
+The server is daphne in a subprocess on a free port, on the test database (DATABASE_URL's path swapped for it) and
+this machine's Redis and NATS: the EA must speak real WebSocket frames over TCP, and a server in another process is
+the shape production has. Not `ChannelsLiveServerTestCase`/`DaphneProcess`: they fork this process (its NATS bus
+thread and open connections included) and they are unittest classes, where our three-role test database is set up
+by a pytest session fixture. The last part of the file tests the EA's own trading rules offline, without a server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import pytest
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.core.management import CommandError, call_command
+from django.db import connections
+from django.utils import timezone
+
+import binproto
+from accounts.models import MT5Account
+from signals.delivery import signal_publish_on_commit
+from signals.models import TradingSignal
+from suho.tenancy import tenant_context
+from trading.management.commands import simulate_ea
+from trading.outbound import command_issue
+from trading.simulator import (
+    REJECT_EXPIRED,
+    REJECT_OUTSIDE_RANGE,
+    REJECT_TRADING_DISABLED,
+    Quote,
+    SimulatedEA,
+    SimulatorConfig,
+    position_profit,
+)
+
+live = pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])
+
+SERVER_START_S = 30.0
+
+
+# --- the server (the account is conftest's `ea_account`) --------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server_url(django_db_setup, tmp_path_factory):
+    """daphne serving suho.asgi on the test database; its log is shown if it fails to start."""
+    test_database = connections["default"].settings_dict["NAME"]  # "test_" + NAME, set up by django_db_setup
+    env = {
+        **os.environ,
+        "DATABASE_URL": urlsplit(settings.DATABASE_URL)._replace(path=f"/{test_database}").geturl(),
+        "REDIS_URL": settings.REDIS_URL,
+        "NATS_URL": settings.NATS_URL,
+        "DJANGO_SETTINGS_MODULE": "suho.test_settings",
+        "SUHO_TESTING": "1",
+    }
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("daphne") / "daphne.log"
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "suho.asgi:application"],
+            env=env, cwd=settings.BASE_DIR, stdout=log_file, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + SERVER_START_S
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"daphne did not start (exit {process.poll()}):\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.1)  # not listening yet: the only wait without an event to wait on
+        yield f"ws://127.0.0.1:{port}/ws/ea/"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+# --- helpers ------------------------------------------------------------------------------------------------------
+
+
+def simulator(url: str, account: MT5Account, secret: str, **options) -> SimulatedEA:
+    defaults = {"ticks_per_second": 10.0, "balance_interval_s": 0.5, "heartbeat_interval_s": 0.5, "seed": 7}
+    return SimulatedEA(SimulatorConfig(url=url, account_id=account.account_id, api_key=secret, **defaults | options))
+
+
+async def eventually(check, what: str, timeout: float = 10.0):
+    """Poll `check` (a quick look at the EA in this process) until it returns something truthy, or fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def eventually_db(query: str, params, what: str, timeout: float = 10.0, accept=bool):
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await database_sync_to_async(rows)(query, params)
+        if accept(found):
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}; last rows: {found}")
+        await asyncio.sleep(0.1)
+
+
+def rows(sql: str, params=()):
+    with connections["operator"].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+async def started(ea: SimulatedEA) -> asyncio.Task:
+    """Run the EA until the server has resynced it (risk parameters arrive after the hub has registered it)."""
+    resyncs = ea.counters.risk_received
+    task = asyncio.create_task(ea.run())
+    await eventually(lambda: ea.connected and ea.counters.risk_received > resyncs, "authentication and resync")
+    return task
+
+
+async def stopped(ea: SimulatedEA, task: asyncio.Task, account: MT5Account, earlier=()) -> None:
+    """Stop the EA, then wait until the server has written every volume row the account's EAs sent, once each
+    (so nothing is in flight when the next step or the clean-up runs)."""
+    ea.stop()
+    await asyncio.wait_for(task, 15)
+    sent = tuple(
+        sum(getattr(e.counters, name) for e in (*earlier, ea))
+        for name in ("ticks_sent", "balances_sent", "heartbeats_sent")
+    )
+    await eventually_db(
+        "SELECT (SELECT count(*) FROM mt5_broker_quotes WHERE account_id = %(a)s),"
+        " (SELECT count(*) FROM mt5_account_balance_history WHERE account_id = %(a)s),"
+        " (SELECT count(*) FROM mt5_ea_heartbeat WHERE account_id = %(a)s)",
+        {"a": account.account_id}, f"{sent} ticks, balances, heartbeats in the database", accept=lambda r: r == [sent],
+    )  # fmt: skip
+
+
+def signal_create(tenant, account, *, action: str, entry: float, low: float, high: float, sl=0.0, tp=0.0,
+                  valid_for=timedelta(minutes=5)) -> uuid.UUID:  # fmt: skip
+    with tenant_context(tenant.id):
+        now = timezone.now()
+        signal = TradingSignal.objects.create(
+            time=now, tenant=tenant, account=account, symbol="EURUSD", action=action, entry_price=round(entry, 5),
+            entry_price_min=round(low, 5), entry_price_max=round(high, 5), stop_loss=round(sl, 5) or None,
+            take_profit=round(tp, 5) or None, volume=0.1, valid_until=now + valid_for,
+        )  # fmt: skip
+        signal_publish_on_commit(signal)
+    return signal.signal_id
+
+
+# --- against the server -------------------------------------------------------------------------------------------
+
+
+@live
+@pytest.mark.parametrize("protocol_version", [2, 1])
+async def test_simulated_ea_authenticates_and_streams_ticks_balances_and_heartbeats_into_its_tenant(
+    server_url, ea_account, protocol_version
+):
+    tenant, account, secret = ea_account
+    ea = simulator(server_url, account, secret, ticks_per_second=25.0, protocol_version=protocol_version)
+    task = await started(ea)
+    await eventually(
+        lambda: ea.counters.ticks_sent >= 200 and ea.counters.balances_sent >= 2 and ea.counters.heartbeats_sent >= 2,
+        "200 ticks, 2 balances, 2 heartbeats sent",
+    )
+    await stopped(ea, task, account)
+
+    quotes = await database_sync_to_async(rows)(
+        "SELECT symbol, count(*), min(bid), max(ask), count(DISTINCT tenant_id), bool_and(ask > bid)"
+        " FROM mt5_broker_quotes WHERE account_id = %s GROUP BY symbol ORDER BY symbol",
+        [account.account_id],
+    )
+    assert [(symbol, tenants, ordered) for symbol, _n, _lo, _hi, tenants, ordered in quotes] == [
+        ("EURUSD", 1, True), ("GBPUSD", 1, True), ("USDJPY", 1, True), ("XAUUSD", 1, True)
+    ]  # fmt: skip
+    prices = {symbol: (float(low), float(high)) for symbol, _n, low, high, _t, _o in quotes}
+    assert 1.0 < prices["EURUSD"][0] < prices["EURUSD"][1] < 1.2  # realistic magnitudes, JPY and gold included
+    assert 140 < prices["USDJPY"][0] < prices["USDJPY"][1] < 160
+    assert 2300 < prices["XAUUSD"][0] < prices["XAUUSD"][1] < 2500
+    assert sum(n for _s, n, *_ in quotes) == ea.counters.ticks_sent
+    profile = await database_sync_to_async(rows)(
+        "SELECT tenant_id, broker, currency, leverage FROM mt5_user_accounts WHERE account_id = %s",
+        [account.account_id],
+    )
+    assert profile == [(tenant.id, "Suho Simulated Broker", "USD", 100)]
+    assert (ea.counters.errors_received, ea.counters.auth_refusals, ea.unacknowledged()) == (0, 0, [])
+
+
+@live
+async def test_signals_are_executed_inside_their_range_rejected_outside_it_and_close_all_closes_with_profit(
+    server_url, ea_account
+):
+    tenant, account, secret = ea_account
+    ea = simulator(server_url, account, secret)
+    task = await started(ea)
+
+    ask = ea.walk.quotes["EURUSD"].ask
+    inside = await database_sync_to_async(signal_create)(
+        tenant, account, action="BUY", entry=ask, low=ask - 0.005, high=ask + 0.005, sl=ask - 0.05, tp=ask + 0.05
+    )
+    executed = await eventually_db(
+        "SELECT s.status, e.ticket, o.status, o.open_price FROM mt5_trading_signals s"
+        " JOIN mt5_signal_executions e USING (signal_id) JOIN mt5_trade_orders o ON o.order_id = e.order_id"
+        " WHERE s.signal_id = %s", [inside], "the signal executed, with its execution and open order",
+        accept=lambda r: r and r[0][0] == "executed",
+    )  # fmt: skip
+    [(_status, ticket, order_status, open_price)] = executed
+    assert order_status == "open" and ticket in ea.positions
+    assert float(open_price) == pytest.approx(ea.positions[ticket].open_price)
+    await eventually(lambda: not ea.unacknowledged(), "EVENT_ACK for TRADE_OPENED")
+
+    outside = await database_sync_to_async(signal_create)(
+        tenant, account, action="SELL", entry=0.5, low=0.49, high=0.51
+    )
+    assert await eventually_db(
+        "SELECT status, status_reason FROM mt5_trading_signals WHERE signal_id = %s", [outside],
+        "the out-of-range signal rejected", accept=lambda r: r and r[0][0] == "rejected",
+    ) == [("rejected", f"EA: {REJECT_OUTSIDE_RANGE}")]  # fmt: skip
+
+    command = await database_sync_to_async(command_issue)(
+        tenant_id=tenant.id, account_id=account.account_id, kind="close_all", issued_by="test", reason="flatten"
+    )
+    closed = await eventually_db(
+        "SELECT o.status, o.close_reason, o.open_price, o.close_price, o.profit, e.trade_closed, e.profit, s.status"
+        " FROM mt5_trade_orders o JOIN mt5_signal_executions e ON e.order_id = o.order_id"
+        " JOIN mt5_trading_signals s ON s.signal_id = e.signal_id WHERE o.ticket = %s", [ticket],
+        "the order closed by CLOSE_ALL_POSITIONS", accept=lambda r: r and r[0][0] == "closed",
+    )  # fmt: skip
+    [(_status, reason, opened, close_price, profit, execution_closed, execution_profit, signal_status)] = closed
+    assert (reason, execution_closed, signal_status) == ("expert", True, "closed")
+    assert float(profit) == pytest.approx(round((float(close_price) - float(opened)) * 0.1 * 100_000, 2), abs=0.011)
+    assert execution_profit == profit
+    assert await eventually_db(
+        "SELECT status FROM mt5_ea_commands WHERE command_id = %s", [command.command_id], "the command executed",
+        accept=lambda r: r == [("executed",)],
+    )  # fmt: skip
+    assert (ea.counters.signals_executed, ea.counters.signals_rejected, ea.counters.trades_closed) == (1, 1, 1)
+    assert not ea.positions
+    await stopped(ea, task, account)
+    assert not ea.unacknowledged()
+
+
+@live
+async def test_ea_refreshes_reconnects_on_command_and_after_a_restart_gets_the_signal_made_while_it_was_away(
+    server_url, ea_account
+):
+    tenant, account, secret = ea_account
+    ea = simulator(server_url, account, secret)
+    task = await started(ea)
+    first_session = ea.session_id
+    assert await ea.token_refresh()  # in-band refresh: the reconnect below then presents the new access token
+    await eventually(lambda: ea.counters.token_refreshes == 1, "AUTH_RESULT for TOKEN_REFRESH")
+
+    command = await database_sync_to_async(command_issue)(
+        tenant_id=tenant.id, account_id=account.account_id, kind="reconnect", issued_by="test"
+    )
+    await eventually(
+        lambda: ea.counters.reconnects == 1 and ea.connected and ea.counters.risk_received >= 2,
+        "a reconnect and the server's resync (risk parameters and config sent again)",
+    )
+    assert ea.counters.config_received >= 2 and ea.session_id == first_session  # quick reconnect: access token
+    assert await eventually_db(
+        "SELECT status FROM mt5_ea_commands WHERE command_id = %s", [command.command_id], "the command executed",
+        accept=lambda r: r == [("executed",)],
+    )  # fmt: skip
+    await stopped(ea, task, account)  # the EA goes away
+
+    ask = ea.walk.quotes["EURUSD"].ask  # the restarted EA (same seed) starts near it: well inside ±0.01
+    made_while_away = await database_sync_to_async(signal_create)(
+        tenant, account, action="BUY", entry=ask, low=ask - 0.01, high=ask + 0.01
+    )
+    restarted = simulator(server_url, account, secret)
+    task = await started(restarted)
+    assert await eventually_db(
+        "SELECT status FROM mt5_trading_signals WHERE signal_id = %s", [made_while_away],
+        "the signal made while the EA was away executed after its restart", accept=lambda r: r == [("executed",)],
+    ) == [("executed",)]  # fmt: skip
+    assert restarted.counters.signals_executed == 1 and restarted.counters.repeated_deliveries == 0
+    await eventually(lambda: not restarted.unacknowledged(), "EVENT_ACK for TRADE_OPENED")
+    await stopped(restarted, task, account, earlier=[ea])
+
+
+# --- the EA's own rules, offline (no server: nothing is sent, trade events wait in the outbox) ------------------
+
+
+def offline_ea() -> SimulatedEA:
+    return SimulatedEA(SimulatorConfig(url="ws://127.0.0.1:9/", account_id=uuid.uuid4(), api_key="k", seed=1))
+
+
+def trading_signal(ea: SimulatedEA, *, action=binproto.Action.BUY, low=None, high=None, valid_s=60.0, **fields):
+    quote = ea.walk.quotes["EURUSD"]
+    return binproto.TradingSignal(
+        signal_id=uuid.uuid4(), action=action, entry_price=quote.ask,
+        entry_min=quote.ask - 0.001 if low is None else low, entry_max=quote.ask + 0.001 if high is None else high,
+        stop_loss=fields.get("sl", quote.ask - 0.002), take_profit=fields.get("tp", quote.ask + 0.002), volume=0.1,
+        risk_percent=0.0, sizing_method=binproto.SizingMethod.FIXED_LOTS, confidence=0.9,
+        valid_until_us=time.time_ns() // 1000 + int(valid_s * 1e6), ticket=0, symbol="EURUSD", model_version="t",
+        strategy_name="t",
+    )  # fmt: skip
+
+
+async def test_a_take_profit_hit_closes_the_position_with_its_profit_and_a_repeated_signal_is_not_executed_again():
+    ea = offline_ea()
+    signal = trading_signal(ea)
+    await ea.handle(signal)
+    await ea.handle(signal)  # at-least-once delivery
+    [position] = ea.positions.values()
+    assert (ea.counters.trades_opened, ea.counters.repeated_deliveries) == (1, 1)
+    assert ea.last_ack(signal.signal_id).status == binproto.AckStatus.EXECUTED
+
+    await ea.apply_quote(
+        "EURUSD", Quote(bid=position.take_profit + 0.0001, ask=position.take_profit + 0.0002, spread_points=10)
+    )
+    assert not ea.positions and ea.counters.trades_closed == 1
+    opened, *closed = ea.unacknowledged()  # both wait for the server's EVENT_ACKs
+    assert isinstance(opened, binproto.TradeOpened) and opened.signal_id == signal.signal_id
+    assert [(c.close_reason, c.signal_id) for c in closed] == [(binproto.CloseReason.TAKE_PROFIT, signal.signal_id)]
+    assert (
+        closed[0].profit
+        == position_profit(position, closed[0].close_price)
+        == pytest.approx((closed[0].close_price - position.open_price) * 0.1 * 100_000, abs=0.01)
+    )
+
+
+async def test_a_stop_loss_on_a_sell_and_usd_based_profit_in_dollars():
+    ea = offline_ea()
+    quote = ea.walk.quotes["USDJPY"]
+    signal = binproto.TradingSignal(
+        signal_id=uuid.uuid4(), action=binproto.Action.SELL, entry_price=quote.bid, entry_min=0.0, entry_max=0.0,
+        stop_loss=quote.bid + 0.5, take_profit=quote.bid - 0.5, volume=1.0, risk_percent=0.0,
+        sizing_method=binproto.SizingMethod.FIXED_LOTS, confidence=0.5, valid_until_us=time.time_ns() // 1000 + 10**7,
+        ticket=0, symbol="USDJPY", model_version="", strategy_name="",
+    )  # fmt: skip
+    await ea.handle(signal)
+    [position] = ea.positions.values()
+    await ea.apply_quote("USDJPY", Quote(bid=quote.bid + 0.6, ask=quote.bid + 0.62, spread_points=20))
+    _opened, closed = ea.unacknowledged()
+    assert closed.close_reason == binproto.CloseReason.STOP_LOSS
+    assert closed.profit == pytest.approx(
+        -(closed.close_price - position.open_price) * 100_000 / closed.close_price, abs=0.01
+    )
+
+
+async def test_expired_out_of_range_and_disabled_signals_are_rejected_and_nothing_opens():
+    ea = offline_ea()
+    expired, outside = trading_signal(ea, valid_s=-1), trading_signal(ea, low=0.5, high=0.6)
+    await ea.handle(expired)
+    await ea.handle(outside)
+    command = binproto.Command(command_id=uuid.uuid4(), command=binproto.CommandType.DISABLE_TRADING, ticket=0,
+                               stop_loss=0.0, take_profit=0.0, issued_us=0)  # fmt: skip
+    await ea.handle(command)
+    disabled = trading_signal(ea)
+    await ea.handle(disabled)
+    assert [ea.last_ack(s.signal_id).reason for s in (expired, outside, disabled)] == [
+        REJECT_EXPIRED, REJECT_OUTSIDE_RANGE, REJECT_TRADING_DISABLED
+    ]  # fmt: skip
+    assert ea.last_ack(command.command_id).status == binproto.AckStatus.EXECUTED
+    assert not ea.positions and not ea.unacknowledged() and ea.counters.signals_rejected == 3
+
+
+def test_simulate_ea_refuses_a_shared_account_a_missing_key_and_a_missing_demo_file(settings, tmp_path):
+    account = str(uuid.uuid4())
+    settings.STATE_DIR = tmp_path
+    cases = [
+        ((), simulate_ea.NO_ACCOUNTS),
+        (("--account", account, "--key", "k1", "--account", account, "--key", "k2"), simulate_ea.DUPLICATE_ACCOUNT),
+        (("--account", account), simulate_ea.KEYS_MISMATCH.format(accounts=1, keys=0)),
+        (("--demo",), simulate_ea.NO_DEMO_FILE.format(path=tmp_path / "demo_ea.txt")),
+        (("--account", account, "--key", "k", "--count", "2"), simulate_ea.TOO_FEW.format(count=2, available=1)),
+    ]
+    for args, message in cases:
+        with pytest.raises(CommandError) as refused:
+            call_command("simulate_ea", *args)
+        assert str(refused.value) == message
