@@ -147,3 +147,44 @@ class SignalExecution(models.Model):
 
     def __str__(self) -> str:
         return f"execution of {self.signal_id}"
+
+
+class TradingViewWebhook(models.Model):
+    """A per-account TradingView alert URL, `/api/tv/<token>/`; only the token's SHA-256 is stored."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = tenant_fk()
+    account = account_fk()
+    token_hash = models.CharField(max_length=64, unique=True)
+    label = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "suho_tradingview_webhooks"
+        verbose_name = "TradingView webhook"
+        indexes = [models.Index("tenant", "account", name="idx_tv_webhooks_tenant_account")]
+
+    def __str__(self) -> str:
+        return f"TradingView webhook {self.label or self.id}"
+
+
+class MLEngineKey(models.Model):
+    """A tenant's ML-engine credential for `POST /api/signals/` (`suho_ml_<secret>`); only its SHA-256 is stored."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = tenant_fk()
+    label = models.CharField(max_length=100, blank=True)
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "suho_ml_engine_keys"
+        verbose_name = "ML engine key"
+        indexes = [models.Index("tenant", "created_at", name="idx_ml_keys_tenant_created")]
+
+    def __str__(self) -> str:
+        return f"ML engine key {self.label or self.id}"

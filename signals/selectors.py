@@ -45,3 +45,25 @@ def feedback_rows(*, days: int = 7) -> list[dict]:
     Runs in the caller's tenant context, or inside `operator_path()` for the platform-wide feedback export.
     """
     return fetch_dicts(SignalExecution, FEEDBACK_ROWS, {"days": days})
+
+
+def signals_list(*, status: str | None = None, account_id=None, symbol: str | None = None):
+    """The tenant's signals, newest first, optionally filtered (a lazy queryset: evaluate it in the tenant's
+    context, or inside `operator_path()` for every tenant)."""
+    from signals.models import TradingSignal
+
+    signals = TradingSignal.objects.order_by("-time", "signal_id")
+    if status:
+        signals = signals.filter(status=status)
+    if account_id:
+        signals = signals.filter(account_id=account_id)
+    if symbol:
+        signals = signals.filter(symbol=symbol)
+    return signals
+
+
+def signal_get(*, signal_id):
+    """One signal by id, or None (another tenant's id is invisible under row-level security)."""
+    from signals.models import TradingSignal
+
+    return TradingSignal.objects.filter(signal_id=signal_id).first()

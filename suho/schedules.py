@@ -14,4 +14,5 @@ BEAT_SCHEDULE = {
     },
     "risk-checks": {"task": "compliance.tasks.risk_checks_task", "schedule": timedelta(minutes=5)},
     "risk-alerts": {"task": "compliance.tasks.risk_alerts_task", "schedule": timedelta(minutes=1)},
+    "signals-expire-stale": {"task": "signals.tasks.signals_expire_stale_task", "schedule": timedelta(seconds=15)},
 }

@@ -13,6 +13,8 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("api/ea/", include("accounts.urls")),
+    path("api/signals/", include("signals.urls")),
+    path("api/tv/", include("signals.webhook_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

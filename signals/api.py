@@ -1,0 +1,264 @@
+"""REST edges for signals: intake from the ML engine, list/detail/cancel, the TradingView webhook.
+
+Thin: authenticate, validate the JSON, call one service or selector inside the caller's tenant context, render.
+Errors have the shape of accounts/api.py, `{"error": {"code": ..., "message": ...}}`: 400 `invalid_request`
+(malformed JSON or fields) or `invalid_alert`, 401 `not_authenticated`, 403 `permission_denied`, 404 `not_found`
+(also another tenant's id), 409 `illegal_transition`, 422 with the intake rule's code (`unknown_account`,
+`unknown_symbol`, `invalid_action`, `invalid_price`, `stop_loss_wrong_side`, `take_profit_wrong_side`, `expired`,
+`volume_out_of_range`, `confidence_out_of_range`, `no_eligible_account`).
+
+Callers: the ML engine with `Authorization: Bearer suho_ml_…` (a tenant's key, docs/decisions/0005), a signed-in
+trader (their tenant), or an operator (staff without a tenant: list, detail and cancel across tenants).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from uuid import UUID
+
+from django.db import transaction
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.api import ErrorSerializer, ea_exception_handler, error_response
+from signals import selectors
+from signals.serializers import (
+    BroadcastOutputSerializer,
+    SignalInputSerializer,
+    SignalListFilterSerializer,
+    SignalOutputSerializer,
+)
+from signals.services import (
+    BROADCAST,
+    SignalInvalid,
+    SignalTransitionError,
+    ml_engine_key_verify,
+    signal_cancel,
+    signal_submit,
+    tradingview_webhook_resolve,
+)
+from signals.services.credentials import ML_KEY_PREFIX
+from signals.webhooks import TradingViewAlertError, tradingview_alert_parse
+from suho.routers import OPERATOR, operator_path
+from suho.tenancy import tenant_context
+
+NOT_FOUND = "not_found"
+SIGNAL_NOT_FOUND = "No such signal."
+WEBHOOK_NOT_FOUND = "No such webhook."
+NOT_AUTHENTICATED = "not_authenticated"
+PERMISSION_DENIED = "permission_denied"
+OPERATOR_CANNOT_SUBMIT = "Signals belong to a tenant: submit them with the tenant's ML engine key or as its trader."
+
+ERRORS = {
+    400: OpenApiResponse(ErrorSerializer, description="`invalid_request`: malformed JSON or fields."),
+    401: OpenApiResponse(ErrorSerializer, description="`not_authenticated`."),
+    404: OpenApiResponse(ErrorSerializer, description="`not_found` (also another tenant's signal)."),
+    409: OpenApiResponse(ErrorSerializer, description="`illegal_transition`: the signal's status does not allow it."),
+    422: OpenApiResponse(ErrorSerializer, description="The intake rule's code: unknown_account, expired, ..."),
+}
+
+
+@dataclass(frozen=True)
+class MLEngine:
+    """The principal behind an ML-engine key: a tenant's producer, not a user."""
+
+    tenant_id: UUID
+    key_id: UUID
+    label: str
+    is_authenticated = True
+    is_staff = False
+
+
+class MLEngineKeyAuthentication(BaseAuthentication):
+    """`Authorization: Bearer suho_ml_…`; any other bearer is left to the next authenticator (JWT)."""
+
+    def authenticate(self, request):
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        scheme, _, credential = header.partition(" ")
+        credential = credential.strip()
+        if scheme.lower() != "bearer" or not credential.startswith(ML_KEY_PREFIX):
+            return None
+        key = ml_engine_key_verify(key=credential)
+        if key is None:
+            raise exceptions.AuthenticationFailed("The ML engine key is unknown or revoked.")
+        return MLEngine(tenant_id=key.tenant_id, key_id=key.id, label=key.label), key
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="suho-signals"'
+
+
+@dataclass(frozen=True)
+class Caller:
+    tenant_id: UUID | None  # None: an operator, across tenants
+    actor: str
+    user_id: UUID | None
+
+
+def _caller(request) -> Caller:
+    user = request.user
+    if isinstance(user, MLEngine):
+        return Caller(user.tenant_id, f"ml-engine:{user.label or user.key_id}", None)
+    if getattr(user, "tenant_id", None):
+        return Caller(user.tenant_id, f"user:{user.username}", user.pk)
+    if user.is_staff:
+        return Caller(None, f"operator:{user.username}", user.pk)
+    raise exceptions.PermissionDenied("This user belongs to no tenant.")
+
+
+@contextmanager
+def _scope(caller: Caller):
+    """The caller's tenant context, or the operator path for staff."""
+    if caller.tenant_id is None:
+        with operator_path(), transaction.atomic(using=OPERATOR):
+            yield
+    else:
+        with tenant_context(caller.tenant_id):
+            yield
+
+
+def signals_exception_handler(exc, context) -> Response | None:
+    if isinstance(exc, SignalInvalid):
+        return error_response(exc.code, exc.message, status.HTTP_422_UNPROCESSABLE_ENTITY)
+    if isinstance(exc, SignalTransitionError):
+        return error_response(exc.code, exc.message, status.HTTP_409_CONFLICT)
+    if isinstance(exc, TradingViewAlertError):
+        return error_response(exc.code, exc.message, status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, exceptions.NotFound):
+        return error_response(NOT_FOUND, str(exc.detail), status.HTTP_404_NOT_FOUND)
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        response = error_response(NOT_AUTHENTICATED, str(exc.detail), status.HTTP_401_UNAUTHORIZED)
+        response["WWW-Authenticate"] = MLEngineKeyAuthentication().authenticate_header(None)
+        return response
+    if isinstance(exc, exceptions.PermissionDenied):
+        return error_response(PERMISSION_DENIED, str(exc.detail), status.HTTP_403_FORBIDDEN)
+    return ea_exception_handler(exc, context)
+
+
+class SignalsView(APIView):
+    authentication_classes = [
+        MLEngineKeyAuthentication,
+        *APIView.authentication_classes,  # the portal's JWT and session authentication
+    ]
+    permission_classes = [IsAuthenticated]
+    parser_classes = [JSONParser]
+
+    def get_exception_handler(self):
+        return signals_exception_handler
+
+
+def _submission_response(submission, *, broadcast: bool) -> Response:
+    code = status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK
+    if broadcast:
+        body = {"broadcast_id": submission.broadcast_id, "signals": submission.signals}
+        return Response(BroadcastOutputSerializer(body).data, status=code)
+    return Response(SignalOutputSerializer(submission.signals[0]).data, status=code)
+
+
+class SignalListCreateApi(SignalsView):
+    @extend_schema(
+        operation_id="signals_create",
+        tags=["Signals"],
+        summary='Submit a signal (seed §5.2 JSON) for one account, or for every eligible one with "broadcast"',
+        description="Idempotent on `signal_id` (the producer's id): a repeat returns 200 with what was recorded. "
+        "201 also when the risk gate refused the signal: it is recorded with `status: rejected` and the reason.",
+        request=SignalInputSerializer,
+        responses={201: SignalOutputSerializer, 200: SignalOutputSerializer, **ERRORS},
+    )
+    def post(self, request):
+        caller = _caller(request)
+        if caller.tenant_id is None:
+            raise exceptions.PermissionDenied(OPERATOR_CANNOT_SUBMIT)
+        serializer = SignalInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        account_id = serializer.validated_data["account_id"]
+        submission = signal_submit(
+            tenant_id=caller.tenant_id, account_id=account_id, payload=serializer.spec(), source="ml",
+            client_signal_id=serializer.validated_data["signal_id"], actor=caller.actor,
+        )  # fmt: skip
+        return _submission_response(submission, broadcast=account_id == BROADCAST)
+
+    @extend_schema(
+        operation_id="signals_list",
+        tags=["Signals"],
+        summary="The tenant's signals, newest first",
+        parameters=[SignalListFilterSerializer],
+        responses={200: SignalOutputSerializer(many=True), 400: ERRORS[400], 401: ERRORS[401]},
+    )
+    def get(self, request):
+        caller = _caller(request)
+        filters = SignalListFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        paginator = LimitOffsetPagination()
+        with _scope(caller):
+            page = paginator.paginate_queryset(selectors.signals_list(**filters.validated_data), request, view=self)
+            data = SignalOutputSerializer(page, many=True).data
+        return paginator.get_paginated_response(data)
+
+
+class SignalDetailApi(SignalsView):
+    @extend_schema(operation_id="signals_detail", tags=["Signals"], responses={200: SignalOutputSerializer, **ERRORS})
+    def get(self, request, signal_id: UUID):
+        with _scope(_caller(request)):
+            signal = selectors.signal_get(signal_id=signal_id)
+        if signal is None:
+            raise exceptions.NotFound(SIGNAL_NOT_FOUND)
+        return Response(SignalOutputSerializer(signal).data)
+
+
+class SignalCancelApi(SignalsView):
+    @extend_schema(
+        operation_id="signals_cancel",
+        tags=["Signals"],
+        summary="PENDING → CANCELLED; any other status is 409 illegal_transition",
+        request=None,
+        responses={200: SignalOutputSerializer, **ERRORS},
+    )
+    def post(self, request, signal_id: UUID):
+        caller = _caller(request)
+        with _scope(caller):
+            signal = selectors.signal_get(signal_id=signal_id)
+            if signal is None:
+                raise exceptions.NotFound(SIGNAL_NOT_FOUND)
+            signal = signal_cancel(signal=signal, actor=caller.actor, user_id=caller.user_id)
+        return Response(SignalOutputSerializer(signal).data)
+
+
+class TradingViewWebhookApi(APIView):
+    """`POST /api/tv/<token>/`: the secret URL is the credential (no session, hence no CSRF); an unknown or revoked
+    token is 404 and writes nothing. Body: `action,symbol,key=value…` or JSON, any content type."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    parser_classes: list = []
+
+    def get_exception_handler(self):
+        return signals_exception_handler
+
+    @extend_schema(
+        operation_id="tradingview_webhook",
+        tags=["Signals"],
+        summary="A TradingView alert for the account this secret URL belongs to",
+        request={"text/plain": str, "application/json": SignalInputSerializer},
+        responses={201: SignalOutputSerializer, 200: SignalOutputSerializer, **ERRORS},
+        auth=[],
+    )
+    def post(self, request, token: str):
+        hook = tradingview_webhook_resolve(token=token)
+        if hook is None:
+            raise exceptions.NotFound(WEBHOOK_NOT_FOUND)
+        fields = tradingview_alert_parse(request.body, now=timezone.now())
+        serializer = SignalInputSerializer(data={**fields, "account_id": str(hook.account_id)})
+        serializer.is_valid(raise_exception=True)
+        submission = signal_submit(
+            tenant_id=hook.tenant_id, account_id=hook.account_id, payload=serializer.spec(), source="tradingview",
+            client_signal_id=serializer.validated_data["signal_id"], actor=f"tradingview:{hook.id}",
+        )  # fmt: skip
+        return _submission_response(submission, broadcast=False)

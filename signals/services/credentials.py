@@ -1,0 +1,110 @@
+"""Credentials for signal producers: the ML engine's per-tenant key and the per-account TradingView webhook token.
+
+Both secrets are 256 random bits, shown once and stored only as SHA-256 (docs/decisions/0005): a slow hash protects
+guessable passwords, not random tokens, and a plain digest lets the pre-auth look-up be one indexed query. The
+look-up runs through the operator path (no tenant is known yet); everything after it runs in the row's tenant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from django.utils import timezone
+
+from accounts.models import MT5Account
+from compliance.services import audit_record
+from signals.models import MLEngineKey, TradingViewWebhook
+from suho.routers import operator_path
+from suho.tenancy import tenant_context
+
+ML_KEY_PREFIX = "suho_ml_"
+TV_TOKEN_PREFIX = "tv_"  # noqa: S105 — a prefix, not a secret
+SECRET_BYTES = 32
+MAX_SECRET_LENGTH = 200
+LAST_USED_RESOLUTION = timedelta(minutes=1)  # `last_used_at` is written at most this often
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def ml_engine_key_create(*, tenant_id, label: str = "", by_user_id=None) -> tuple[MLEngineKey, str]:
+    """Issue an ML-engine key for a tenant; returns the row and the plaintext, which is never available again."""
+    plaintext = ML_KEY_PREFIX + secrets.token_urlsafe(SECRET_BYTES)
+    with tenant_context(tenant_id):
+        key = MLEngineKey.objects.create(tenant_id=tenant_id, label=label, key_hash=_digest(plaintext))
+        audit_record(
+            tenant_id=tenant_id, event_type="ml_engine_key_issued", category="security", action="create",
+            description=f"{key} issued", user_id=by_user_id, metadata={"key": str(key.id), "label": label},
+        )  # fmt: skip
+    return key, plaintext
+
+
+def ml_engine_key_verify(*, key: str) -> MLEngineKey | None:
+    """The live key row for a presented `suho_ml_…` key, or None (unknown, malformed or revoked)."""
+    if not isinstance(key, str) or len(key) > MAX_SECRET_LENGTH or not key.startswith(ML_KEY_PREFIX):
+        return None
+    with operator_path():
+        row = MLEngineKey.objects.filter(key_hash=_digest(key), revoked_at__isnull=True).first()
+        if row is not None:
+            _touch(MLEngineKey, row)
+    return row
+
+
+def ml_engine_key_revoke(*, key: MLEngineKey, by_user_id=None) -> None:
+    with tenant_context(key.tenant_id):
+        if MLEngineKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()):
+            audit_record(
+                tenant_id=key.tenant_id, event_type="ml_engine_key_revoked", category="security", action="revoke",
+                description=f"{key} revoked", severity="warning", user_id=by_user_id, metadata={"key": str(key.id)},
+            )  # fmt: skip
+
+
+def tradingview_webhook_create(
+    *, account: MT5Account, label: str = "", by_user_id=None
+) -> tuple[TradingViewWebhook, str]:
+    """A secret alert URL for one account: returns the row and the token for `/api/tv/<token>/`, shown once."""
+    token = TV_TOKEN_PREFIX + secrets.token_urlsafe(SECRET_BYTES)
+    with tenant_context(account.tenant_id):
+        hook = TradingViewWebhook.objects.create(
+            tenant_id=account.tenant_id, account=account, label=label, token_hash=_digest(token)
+        )
+        audit_record(
+            tenant_id=account.tenant_id, event_type="tradingview_webhook_issued", category="security",
+            action="create", description=f"{hook} issued for {account}", user_id=by_user_id,
+            account_id=account.account_id, metadata={"webhook": str(hook.id), "label": label},
+        )  # fmt: skip
+    return hook, token
+
+
+def tradingview_webhook_resolve(*, token: str) -> TradingViewWebhook | None:
+    """The live webhook for a URL token, with its account, or None (unknown, malformed or revoked)."""
+    if not isinstance(token, str) or len(token) > MAX_SECRET_LENGTH or not token.startswith(TV_TOKEN_PREFIX):
+        return None
+    with operator_path():
+        hook = (
+            TradingViewWebhook.objects.select_related("account")
+            .filter(token_hash=_digest(token), revoked_at__isnull=True)
+            .first()
+        )
+        if hook is not None:
+            _touch(TradingViewWebhook, hook)
+    return hook
+
+
+def tradingview_webhook_revoke(*, webhook: TradingViewWebhook, by_user_id=None) -> None:
+    with tenant_context(webhook.tenant_id):
+        if TradingViewWebhook.objects.filter(pk=webhook.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()):
+            audit_record(
+                tenant_id=webhook.tenant_id, event_type="tradingview_webhook_revoked", category="security",
+                action="revoke", description=f"{webhook} revoked", severity="warning", user_id=by_user_id,
+                account_id=webhook.account_id, metadata={"webhook": str(webhook.id)},
+            )  # fmt: skip
+
+
+def _touch(model, row) -> None:
+    now = timezone.now()
+    if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
+        model.objects.filter(pk=row.pk).update(last_used_at=now)
