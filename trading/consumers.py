@@ -38,6 +38,16 @@ ERROR_WINDOW_S = 10
 MAX_UNACKED_OUTBOUND = 256  # server messages the EA has not acknowledged: a reader that stopped reading
 
 
+MAX_PRICE = 1e11  # mt5_* price columns are numeric(20, 8); the wire allows up to 1e15
+TICK_PRICE_OUT_OF_RANGE = "tick with a price outside (0, 1e11] dropped"
+
+
+def in_thread(func):
+    """Run blocking work (database, Argon2) in the thread pool, not Channels' single shared thread: one slow
+    HELLO must not hold up every other connection's trade events."""
+    return database_sync_to_async(func, thread_sensitive=False)
+
+
 REFUSAL_CLOSE_CODES = {AuthStatus.REVOKED_KEY: CloseCode.REVOKED, AuthStatus.RATE_LIMITED: CloseCode.RATE_LIMITED}
 
 
@@ -88,7 +98,7 @@ class EAConsumer(AsyncWebsocketConsumer):
         if self.authenticated:
             hub.unregister(str(self.claims.account_id), self)
             try:
-                await database_sync_to_async(connection_services.ea_disconnected)(
+                await in_thread(connection_services.ea_disconnected)(
                     tenant_id=self.claims.tenant_id, account_id=self.claims.account_id,
                     session_id=self.claims.session_id, close_code=code,
                 )  # fmt: skip
@@ -163,7 +173,7 @@ class EAConsumer(AsyncWebsocketConsumer):
             return
         try:
             claims = account_services.ea_access_verify(token=hello.access_token)
-            if str(claims.account_id) != str(hello.account_id) or not await database_sync_to_async(
+            if str(claims.account_id) != str(hello.account_id) or not await in_thread(
                 account_selectors.ea_session_active
             )(session_id=claims.session_id, tenant_id=claims.tenant_id):
                 raise account_services.EAAuthError("invalid_token", "session is not active for this account")
@@ -174,7 +184,7 @@ class EAConsumer(AsyncWebsocketConsumer):
 
     async def _authenticate_api_key(self, account_id, api_key: str, *, ea_version: str, send_result=True) -> None:
         try:
-            tokens = await database_sync_to_async(account_services.ea_authenticate)(
+            tokens = await in_thread(account_services.ea_authenticate)(
                 account_id=account_id, api_key=api_key, remote_addr=self._remote_addr()
             )
             claims = account_services.ea_access_verify(token=tokens.access)
@@ -190,7 +200,7 @@ class EAConsumer(AsyncWebsocketConsumer):
         if self.legacy:
             self.tasks.append(asyncio.create_task(self._session_watch()))
             await hub.register(str(claims.account_id), self)
-            await database_sync_to_async(connection_services.ea_connected)(
+            await in_thread(connection_services.ea_connected)(
                 tenant_id=claims.tenant_id, account_id=claims.account_id, session_id=claims.session_id,
                 ea_version=ea_version,
             )  # fmt: skip
@@ -206,7 +216,7 @@ class EAConsumer(AsyncWebsocketConsumer):
         previous = await hub.register(str(claims.account_id), self)
         if previous is not None:
             await previous.close_with(CloseCode.REPLACED, "a newer connection for this account took over")
-        resync = await database_sync_to_async(connection_services.ea_connected)(
+        resync = await in_thread(connection_services.ea_connected)(
             tenant_id=claims.tenant_id, account_id=claims.account_id, session_id=claims.session_id,
             ea_version=ea_version,
         )  # fmt: skip
@@ -225,6 +235,13 @@ class EAConsumer(AsyncWebsocketConsumer):
         self._ingest_ticks(message.timestamp_us, rows)
 
     def _ingest_ticks(self, timestamp_us: int, rows: list[tuple]) -> None:
+        valid = [row for row in rows if 0 < row[1] <= MAX_PRICE and 0 < row[2] <= MAX_PRICE]
+        if len(valid) != len(rows) and not self.legacy:  # said, not counted as garbage: a feed can quote zeros
+            error = binproto.Error(code=ErrorCode.MALFORMED_FRAME, reason=TICK_PRICE_OUT_OF_RANGE)
+            self.tasks.append(asyncio.create_task(self._send_message(error)))
+        rows = valid
+        if not rows:
+            return
         time_us, trusted = binproto.resolve_timestamp(timestamp_us, _now_us())
         tenant, account = str(self.claims.tenant_id), str(self.claims.account_id)
         batcher("quotes").add(
@@ -237,7 +254,7 @@ class EAConsumer(AsyncWebsocketConsumer):
         self.symbol_table.update({entry.index: entry.name for entry in message.symbols})
 
     async def _profile(self, message: binproto.AccountProfile) -> None:
-        await database_sync_to_async(profile_update)(
+        await in_thread(profile_update)(
             tenant_id=self.claims.tenant_id, account_id=self.claims.account_id, profile=message
         )
 
@@ -262,10 +279,10 @@ class EAConsumer(AsyncWebsocketConsumer):
         )  # fmt: skip
 
     async def _positions(self, message: binproto.Positions) -> None:
-        await database_sync_to_async(positions_cache_write)(account_id=self.claims.account_id, positions=message)
+        await in_thread(positions_cache_write)(account_id=self.claims.account_id, positions=message)
 
     async def _trade_event(self, event) -> None:
-        result = await database_sync_to_async(trade_event_record)(
+        result = await in_thread(trade_event_record)(
             tenant_id=self.claims.tenant_id, account_id=self.claims.account_id, session_id=self.claims.session_id,
             event=event,
         )  # fmt: skip
@@ -278,13 +295,11 @@ class EAConsumer(AsyncWebsocketConsumer):
         if ack.ref_id is None:
             return
         self.unacked.pop(ack.ref_id, None)
-        await database_sync_to_async(connection_services.outbound_ack_record)(tenant_id=self.claims.tenant_id, ack=ack)
+        await in_thread(connection_services.outbound_ack_record)(tenant_id=self.claims.tenant_id, ack=ack)
 
     async def _token_refresh(self, message: binproto.TokenRefresh) -> None:
         try:
-            tokens = await database_sync_to_async(account_services.ea_token_refresh)(
-                refresh_token=message.refresh_token
-            )
+            tokens = await in_thread(account_services.ea_token_refresh)(refresh_token=message.refresh_token)
             claims = account_services.ea_access_verify(token=tokens.access)
             if claims.session_id != self.claims.session_id:
                 raise account_services.EAAuthError("invalid_token", "refresh token of another session")
@@ -325,7 +340,7 @@ class EAConsumer(AsyncWebsocketConsumer):
             self.unacked[ref_id] = time.monotonic()
         await self._send_message(message)
         if isinstance(message, binproto.TradingSignal):
-            await database_sync_to_async(connection_services.signal_sent)(
+            await in_thread(connection_services.signal_sent)(
                 tenant_id=self.claims.tenant_id, signal_id=message.signal_id
             )
 
@@ -372,9 +387,7 @@ class EAConsumer(AsyncWebsocketConsumer):
         if send_result:
             await self._send_message(self._auth_result(status, reason))
         if status in (AuthStatus.UNSUPPORTED_VERSION, AuthStatus.CLOCK_SKEW):
-            await database_sync_to_async(account_services.ea_refusal_record)(
-                account_id=account_id, reason=status.name.lower()
-            )
+            await in_thread(account_services.ea_refusal_record)(account_id=account_id, reason=status.name.lower())
         code = REFUSAL_CLOSE_CODES.get(status, CloseCode.AUTH_FAILED)
         await self.close_with(code, f"authentication refused: {status.name.lower()}", notify=send_result)
 
@@ -390,7 +403,7 @@ class EAConsumer(AsyncWebsocketConsumer):
             if self.claims.expires_at <= datetime.now(UTC):
                 await self.close_with(CloseCode.SESSION_EXPIRED, "access token expired; refresh it or re-authenticate")
                 return
-            active = await database_sync_to_async(account_selectors.ea_session_active)(
+            active = await in_thread(account_selectors.ea_session_active)(
                 session_id=self.claims.session_id, tenant_id=self.claims.tenant_id
             )
             if not active:

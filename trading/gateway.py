@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.db import DataError, IntegrityError
 
 from quotes.ingest import broker_quotes_after_commit, broker_quotes_insert
 from suho.bus import get_bus
@@ -73,13 +74,30 @@ class Batcher:
         while self._rows:
             rows, self._rows = self._rows[:MAX_ROWS_PER_FLUSH], self._rows[MAX_ROWS_PER_FLUSH:]
             try:
-                await database_sync_to_async(self._write)(rows)
+                await database_sync_to_async(self._write, thread_sensitive=False)(rows)
                 self.flushed_rows += len(rows)
+            except (DataError, IntegrityError):
+                await self._isolate(rows)
             except Exception:
                 log.exception("%s flush of %d rows failed; retrying", self.name, len(rows))
-                self._rows[:0] = rows  # keep them first in line
+                self._rows[:0] = rows  # the database is unreachable: keep them first in line
                 await asyncio.sleep(RETRY_DELAY_S)
                 return
+
+    async def _isolate(self, rows: list) -> None:
+        """A batch the database refuses for its data: write it in halves, so only the offending rows are dropped
+        (logged and counted) and the rest of the stream keeps flowing."""
+        if len(rows) == 1:
+            self.dropped_rows += 1
+            log.error("%s: dropped a row the database refuses: %r", self.name, rows[0])
+            return
+        middle = len(rows) // 2
+        for half in (rows[:middle], rows[middle:]):
+            try:
+                await database_sync_to_async(self._write, thread_sensitive=False)(half)
+                self.flushed_rows += len(half)
+            except (DataError, IntegrityError):
+                await self._isolate(half)
 
     async def _run(self) -> None:
         while self._rows:

@@ -35,6 +35,8 @@ async def connect(account, secret):
     assert connected
     await communicator.send_to(bytes_data=hello(account, secret))
     result = await receive_until(communicator, binproto.AuthResult)
+    if result.status == binproto.AuthStatus.OK:
+        await receive_until(communicator, binproto.RiskParameters)  # the resync starts once the connect committed
     return communicator, result
 
 

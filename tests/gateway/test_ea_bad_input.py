@@ -128,3 +128,43 @@ async def test_an_ea_that_stops_acknowledging_is_closed_as_a_slow_consumer(ea_ac
         )
     closing = await receive_until(communicator, binproto.SessionClosing)
     assert closing.close_code == binproto.CloseCode.SLOW_CONSUMER
+
+
+async def test_a_tick_the_database_cannot_hold_is_dropped_and_the_stream_keeps_flowing(ea_account):
+    _tenant, account, secret = ea_account
+    communicator, _ = await connect(account, secret)
+    symbols = (binproto.SymbolEntry(index=1, digits=2, name="BTCUSD"), binproto.SymbolEntry(2, 5, "EURUSD"))
+    await communicator.send_to(bytes_data=binproto.encode(binproto.SymbolTable(symbols=symbols)))
+    now_us = time.time_ns() // 1000
+    huge = binproto.PriceTick(symbol=1, bid=1e13, ask=1e13 + 1, spread_points=1)  # legal on the wire, not in numeric
+    normal = binproto.PriceTick(symbol=2, bid=1.0951, ask=1.0953, spread_points=2)
+    await communicator.send_to(
+        bytes_data=binproto.encode(binproto.PriceStream(ticks=(huge, normal), timestamp_us=now_us))
+    )
+    error = await receive_until(communicator, binproto.Error)
+    assert error.reason == consumers.TICK_PRICE_OUT_OF_RANGE
+    await communicator.disconnect()
+    await batchers_flush()
+    assert await database_sync_to_async(rows)(
+        "SELECT symbol FROM mt5_broker_quotes WHERE account_id = %s", [account.account_id]
+    ) == [("EURUSD",)]
+
+
+async def test_a_batch_with_a_row_the_database_refuses_loses_only_that_row(ea_account):
+    """Belt and braces behind the consumer's range check: the batcher isolates a refused row by halving."""
+    from quotes.ingest import TickRow
+    from trading.gateway import batcher
+
+    tenant, account, _secret = ea_account
+    now_us = time.time_ns() // 1000
+    good = [TickRow(now_us + i, str(tenant.id), str(account.account_id), "EURUSD", 1.1, 1.1002, 2, 0, True, "unknown",
+                    True) for i in range(7)]  # fmt: skip
+    poison = good[0]._replace(bid=1e13)
+    quotes = batcher("quotes")
+    dropped_before = quotes.dropped_rows
+    quotes.add([*good[:3], poison, *good[3:]])
+    await batchers_flush()
+    assert quotes.dropped_rows == dropped_before + 1
+    assert await database_sync_to_async(rows)(
+        "SELECT count(*) FROM mt5_broker_quotes WHERE account_id = %s", [account.account_id]
+    ) == [(7,)]
