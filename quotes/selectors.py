@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quotes.models import BrokerQuote
+from quotes.models import BrokerQuote, ReferenceQuote
 from suho.sql import fetch_dicts
 
 # Seed §6.4, with the window as a parameter (the seed's is 24 hours).
@@ -51,3 +51,76 @@ def quote_latest(*, account_id, symbol: str) -> dict | None:
         return None
     return {"bid": float(row["bid"]), "ask": float(row["ask"]), "spread": float(row["spread"]),
             "timestamp": row["time"].isoformat(), "source": "database"}  # fmt: skip
+
+
+# Seed §6.4 per symbol and broker server: the quote's own broker_server, or the account's server when the EA did
+# not report one (the gateway stores '').
+DEVIATION_BY_SYMBOL_AND_BROKER = """
+SELECT
+    q.symbol,
+    coalesce(nullif(q.broker_server, ''), a.server, '') AS broker_server,
+    AVG(q.price_deviation) AS avg_deviation,
+    STDDEV(q.price_deviation) AS stddev_deviation,
+    MAX(ABS(q.price_deviation)) AS max_deviation,
+    COUNT(*) AS sample_count
+FROM mt5_broker_quotes q
+JOIN mt5_user_accounts a ON a.account_id = q.account_id
+WHERE q.time >= NOW() - %(hours)s * INTERVAL '1 hour'
+  AND q.polygon_mid_price IS NOT NULL
+GROUP BY 1, 2
+ORDER BY q.symbol, avg_deviation DESC;
+"""
+
+# The seed's arbitrage detection (§6.4, use case 4): symbols and brokers whose quotes strayed from the reference
+# by more than the threshold, with how often and how far.
+DEVIATION_ANOMALIES = """
+SELECT
+    q.symbol,
+    coalesce(nullif(q.broker_server, ''), a.server, '') AS broker_server,
+    COUNT(*) AS anomaly_count,
+    MAX(ABS(q.deviation_percent)) AS max_abs_deviation_percent,
+    MIN(q.time) AS first_seen,
+    MAX(q.time) AS last_seen
+FROM mt5_broker_quotes q
+JOIN mt5_user_accounts a ON a.account_id = q.account_id
+WHERE q.time >= NOW() - %(hours)s * INTERVAL '1 hour'
+  AND ABS(q.deviation_percent) > %(threshold_percent)s
+GROUP BY 1, 2
+ORDER BY max_abs_deviation_percent DESC;
+"""
+
+
+def deviation_by_symbol_and_broker(*, hours: int = 24) -> list[dict]:
+    """Seed §6.4 per (symbol, broker server): avg, stddev and max |deviation| in price units, and the sample count.
+
+    Tenant context as `deviation_by_symbol`; on the operator path it compares brokers across the platform.
+    """
+    return fetch_dicts(BrokerQuote, DEVIATION_BY_SYMBOL_AND_BROKER, {"hours": hours})
+
+
+def deviation_anomalies(*, threshold_percent: float = 0.05, hours: int = 1) -> list[dict]:
+    """Symbols and brokers with quotes whose |deviation_percent| exceeded `threshold_percent` (percent of the
+    reference mid: 0.05 = 5 pips on EURUSD) in the last `hours`, worst first."""
+    return fetch_dicts(BrokerQuote, DEVIATION_ANOMALIES, {"hours": hours, "threshold_percent": threshold_percent})
+
+
+def reference_quote_latest(*, symbol: str) -> dict | None:
+    """The latest reference quote of a symbol: the cache or, on a miss, the newest row ({"bid","ask","mid",...})."""
+    from suho.cache import cache_get, reference_quote_key
+
+    cached = cache_get(reference_quote_key(symbol))
+    if cached is not None:
+        return cached
+    row = ReferenceQuote.objects.filter(symbol=symbol).order_by("-time").first()
+    if row is None:
+        return None
+    return {"bid": float(row.bid), "ask": float(row.ask), "mid": float(row.mid), "timestamp": row.time.isoformat(),
+            "source": row.source}  # fmt: skip
+
+
+def reference_mids(*, symbol: str, since) -> list[tuple]:
+    """(time, mid) of a symbol's reference quotes since `since`, oldest first: the reference strategy's input."""
+    rows = (
+        ReferenceQuote.objects.filter(symbol=symbol, time__gte=since).order_by("time").values_list("time", "bid", "ask")
+    )
+    return [(time, (bid + ask) / 2) for time, bid, ask in rows]

@@ -11,6 +11,7 @@ from django.conf import settings
 QUOTE_TTL_S = 5
 BALANCE_TTL_S = 30
 POSITIONS_TTL_S = 10
+REFERENCE_QUOTE_TTL_S = 10  # the reference feed ticks several times a second while the market is open
 
 _client: redis.Redis | None = None
 _lock = threading.Lock()
@@ -26,6 +27,10 @@ def cache_client() -> redis.Redis:
 
 def quote_key(account_id, symbol: str) -> str:
     return f"broker_quote:{account_id}:{symbol}"
+
+
+def reference_quote_key(symbol: str) -> str:
+    return f"reference_quote:{symbol}"
 
 
 def balance_key(account_id) -> str:

@@ -15,6 +15,8 @@ urlpatterns = [
     path("api/ea/", include("accounts.urls")),
     path("api/signals/", include("signals.urls")),
     path("api/tv/", include("signals.webhook_urls")),
+    path("api/analytics/", include("quotes.urls")),
+    path("api/compliance/", include("compliance.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
