@@ -28,13 +28,25 @@ class TickRow(NamedTuple):
     timestamp_trusted: bool
 
 
-INSERT_QUOTES = """
+# Each tick is priced against the reference quote of the same instant (seed §6.2): the newest reference quote of
+# its symbol (broker suffix stripped) at or before the tick and at most REFERENCE_MAX_AGE_S older; none → NULLs.
+REFERENCE_MAX_AGE_S = 5
+INSERT_QUOTES = f"""
 INSERT INTO mt5_broker_quotes (time, tenant_id, account_id, symbol, bid, ask, spread, quote_quality, tradeable,
-                               market_session, timestamp_trusted, broker_server)
-SELECT to_timestamp(t / 1e6), tenant, account, symbol, bid, ask, spread, quality, tradeable, session, trusted, ''
-FROM unnest(%s::bigint[], %s::uuid[], %s::uuid[], %s::text[], %s::float8[], %s::float8[], %s::float8[],
-            %s::smallint[], %s::boolean[], %s::text[], %s::boolean[])
-     AS t(t, tenant, account, symbol, bid, ask, spread, quality, tradeable, session, trusted)
+                               market_session, timestamp_trusted, broker_server,
+                               polygon_mid_price, price_deviation, deviation_percent)
+SELECT t.time, tenant, account, symbol, bid, ask, spread, quality, tradeable, session, trusted, '',
+       ref.mid, (bid + ask)::numeric / 2 - ref.mid, ((bid + ask)::numeric / 2 - ref.mid) * 100 / nullif(ref.mid, 0)
+FROM (SELECT to_timestamp(t / 1e6) AS time, *
+      FROM unnest(%s::bigint[], %s::uuid[], %s::uuid[], %s::text[], %s::float8[], %s::float8[], %s::float8[],
+                  %s::smallint[], %s::boolean[], %s::text[], %s::boolean[])
+           AS t(t, tenant, account, symbol, bid, ask, spread, quality, tradeable, session, trusted)) AS t
+LEFT JOIN LATERAL (
+    SELECT (r.bid + r.ask) / 2 AS mid FROM mt5_reference_quotes r
+    WHERE r.symbol = regexp_replace(upper(t.symbol), '[^A-Z0-9].*$', '')
+      AND r.time <= t.time AND r.time > t.time - interval '{REFERENCE_MAX_AGE_S} seconds'
+    ORDER BY r.time DESC LIMIT 1
+) AS ref ON true
 """
 
 

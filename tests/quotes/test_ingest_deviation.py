@@ -1,0 +1,69 @@
+"""Broker ticks are stored with the reference mid of the same instant and their deviation from it (seed §6.2)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from factories import make_account, make_tenant, make_user
+
+from quotes.ingest import REFERENCE_MAX_AGE_S, TickRow, broker_quotes_insert
+from quotes.models import BrokerQuote, ReferenceQuote
+from suho.tenancy import tenant_context
+
+pytestmark = pytest.mark.django_db
+T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+
+def tick(account, at: datetime, bid: float, ask: float, symbol: str = "EURUSD") -> TickRow:
+    return TickRow(int(at.timestamp() * 1_000_000), str(account.tenant_id), str(account.pk), symbol, bid, ask,
+                   20.0, 100, True, "london", True)  # fmt: skip
+
+
+def reference(at: datetime, bid: str, ask: str, symbol: str = "EURUSD") -> None:
+    ReferenceQuote.objects.create(time=at, symbol=symbol, bid=Decimal(bid), ask=Decimal(ask), source="replay")
+
+
+@pytest.fixture
+def account():
+    tenant = make_tenant()
+    return make_account(tenant, make_user(tenant))
+
+
+def stored(account) -> list[tuple]:
+    with tenant_context(account.tenant_id):
+        return list(
+            BrokerQuote.objects.order_by("time", "symbol").values_list(
+                "symbol", "polygon_mid_price", "price_deviation", "deviation_percent"
+            )
+        )
+
+
+def test_each_tick_is_compared_with_the_reference_quote_of_its_own_instant(account):
+    reference(T0, "1.09490", "1.09510")  # mid 1.0950
+    reference(T0 + timedelta(seconds=1), "1.09500", "1.09520")  # mid 1.0951
+    reference(T0 + timedelta(seconds=3), "1.09600", "1.09620")  # later than every tick: never used
+
+    broker_quotes_insert([
+        tick(account, T0 + timedelta(milliseconds=500), 1.0951, 1.0953),  # mid 1.0952 vs 1.0950
+        tick(account, T0 + timedelta(seconds=2), 1.0950, 1.0952),  # mid 1.0951 vs 1.0951
+    ])  # fmt: skip
+
+    assert stored(account) == [
+        ("EURUSD", Decimal("1.09500000"), Decimal("0.00020000"), Decimal("0.018265")),
+        ("EURUSD", Decimal("1.09510000"), Decimal("0.00000000"), Decimal("0.000000")),
+    ]
+
+
+def test_a_broker_suffix_is_ignored_and_a_stale_or_missing_reference_leaves_the_columns_empty(account):
+    reference(T0, "149.100", "149.120", symbol="USDJPY")
+    broker_quotes_insert([
+        tick(account, T0 + timedelta(seconds=1), 149.13, 149.15, symbol="USDJPY.m"),
+        tick(account, T0 + timedelta(seconds=REFERENCE_MAX_AGE_S + 1), 149.13, 149.15, symbol="USDJPY.m"),
+        tick(account, T0 + timedelta(seconds=1), 1.2650, 1.2652, symbol="GBPUSD"),
+    ])  # fmt: skip
+    rows = stored(account)
+    assert rows[0] == ("GBPUSD", None, None, None), "no GBPUSD reference at all"
+    assert rows[1] == ("USDJPY.m", Decimal("149.11000000"), Decimal("0.03000000"), Decimal("0.020119"))
+    assert rows[2] == ("USDJPY.m", None, None, None), "the only reference is older than the limit"
