@@ -154,7 +154,7 @@ def _drawdown(account: MT5Account) -> str | None:
         .first()
     )
     if drawdown is not None and drawdown > 0 and drawdown >= account.max_drawdown_percent:
-        return RISK_DRAWDOWN.format(drawdown=drawdown.normalize(), limit=account.max_drawdown_percent.normalize())
+        return RISK_DRAWDOWN.format(drawdown=_plain(drawdown), limit=_plain(account.max_drawdown_percent))
     return None
 
 
@@ -162,3 +162,8 @@ def _spread(account: MT5Account, spread_points: float | None) -> str | None:
     if spread_points is not None and Decimal(str(spread_points)) > account.max_spread_points:
         return RISK_SPREAD.format(spread=spread_points, limit=account.max_spread_points)
     return None
+
+
+def _plain(value: Decimal) -> str:
+    """25.0000 → "25", 20.50 → "20.5" (never 2E+1)."""
+    return f"{value.normalize():f}"
