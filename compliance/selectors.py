@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
+from compliance.models import ComplianceReport
 from suho.sql import fetch_dicts
 from trading.models import TradeOrder
 
@@ -75,3 +76,8 @@ def quotes_deviating(*, since: datetime, now: datetime, limit: Decimal) -> list[
 
 def accounts_silent(*, silent_before: datetime) -> list[dict]:
     return fetch_dicts(TradeOrder, SILENT_ACCOUNTS, {"silent_before": silent_before})
+
+
+def compliance_report_get(*, report_id) -> ComplianceReport | None:
+    """A report of the current tenant context (row-level security hides every other tenant's: None)."""
+    return ComplianceReport.objects.filter(id=report_id).first()

@@ -19,3 +19,11 @@ def risk_alerts_task() -> dict:
     from compliance.risk import risk_alerts_run
 
     return risk_alerts_run()
+
+
+@shared_task
+def compliance_reports_daily_task() -> int:
+    """Daily (suho.schedules): the previous UTC day's reports for every tenant."""
+    from compliance.reports import compliance_reports_daily
+
+    return compliance_reports_daily()

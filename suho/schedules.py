@@ -2,6 +2,8 @@
 
 from datetime import timedelta
 
+from celery.schedules import crontab
+
 BEAT_SCHEDULE = {
     "partitions-upkeep": {"task": "suho.tasks.partitions_upkeep", "schedule": timedelta(hours=1)},
     "balance-rollup-refresh": {
@@ -15,4 +17,8 @@ BEAT_SCHEDULE = {
     "risk-checks": {"task": "compliance.tasks.risk_checks_task", "schedule": timedelta(minutes=5)},
     "risk-alerts": {"task": "compliance.tasks.risk_alerts_task", "schedule": timedelta(minutes=1)},
     "signals-expire-stale": {"task": "signals.tasks.signals_expire_stale_task", "schedule": timedelta(seconds=15)},
+    "compliance-reports-daily": {
+        "task": "compliance.tasks.compliance_reports_daily_task",
+        "schedule": crontab(hour=0, minute=30),  # the previous UTC day, once its last trades have arrived
+    },
 }

@@ -1,0 +1,13 @@
+"""Compliance REST routes, mounted under /api/compliance/."""
+
+from django.urls import re_path
+
+from compliance import api
+
+urlpatterns = [
+    re_path(
+        r"^reports/(?P<report_id>[0-9a-f-]{36})\.(?P<fmt>csv|json)$",
+        api.ComplianceReportDownloadApi.as_view(),
+        name="compliance-report-download",
+    ),
+]
