@@ -188,3 +188,31 @@ class MLEngineKey(models.Model):
 
     def __str__(self) -> str:
         return f"ML engine key {self.label or self.id}"
+
+
+class ModelVersion(models.Model):
+    """A trained reference model (seed §2.3 step 8): platform-wide, not tenant data, so no tenant_id and no RLS.
+
+    `artifact` is a pickle: loading one runs code, so only artifacts this system wrote are loaded — `artifact_digest`
+    is an HMAC-SHA256 keyed by SECRET_KEY, verified before unpickling, and the service role may read this table but
+    not write it (retraining runs on the operator path).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    version = models.CharField(max_length=64, unique=True)
+    trained_at = models.DateTimeField()
+    samples = models.PositiveIntegerField()
+    features = models.JSONField(default=list)
+    metrics = models.JSONField(default=dict)
+    artifact = models.BinaryField()
+    artifact_digest = models.CharField(max_length=64, help_text="HMAC-SHA256 (SECRET_KEY) of the artifact")
+    is_active = models.BooleanField(default=False)
+
+    class Meta:
+        db_table = "suho_model_versions"
+        constraints = [
+            models.UniqueConstraint(fields=["is_active"], condition=models.Q(is_active=True), name="model_one_active")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version}{' (active)' if self.is_active else ''}"

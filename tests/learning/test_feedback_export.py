@@ -1,0 +1,61 @@
+"""The feedback export (seed §7.3): the closed-signal dataset as CSV with the seed's features; rows marked."""
+
+from __future__ import annotations
+
+import csv
+from datetime import timedelta
+from decimal import Decimal
+
+from django.utils import timezone
+from feedback_factory import feedback_generate
+
+from signals.learning import EXPORT_COLUMNS, feedback_export
+from signals.models import SignalExecution
+from suho.routers import operator_path
+
+
+def executions() -> dict:
+    with operator_path():
+        return {e.signal_id: e for e in SignalExecution.objects.all()}
+
+
+def test_the_export_writes_the_closed_signals_with_the_seeds_features_and_marks_them(account, tmp_path):
+    now = timezone.now()
+    closed = feedback_generate(account, count=6, seed=1, now=now)
+    still_open = feedback_generate(account, count=2, seed=2, now=now, closed=False)
+    too_old = feedback_generate(account, count=1, seed=3, now=now, days_ago=8)
+
+    path = feedback_export(now=now, directory=tmp_path)
+
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        assert tuple(reader.fieldnames) == EXPORT_COLUMNS
+        rows = list(reader)
+    assert {"confidence", "polygon_ask", "deviation", "slippage", "latency", "volatility", "spread", "profit",
+            "profit_pips", "trade_result"} <= set(EXPORT_COLUMNS)  # fmt: skip
+    by_id = {row["signal_id"]: row for row in rows}
+    assert set(by_id) == {str(s.signal_id) for s in closed}
+    marked = executions()
+    for signal in closed:
+        row, execution = by_id[str(signal.signal_id)], marked[signal.signal_id]
+        assert Decimal(row["confidence"]) == signal.confidence_score
+        assert Decimal(row["profit"]) == execution.profit
+        assert int(row["latency"]) == execution.execution_latency_ms
+        assert Decimal(row["spread"]) == execution.spread_at_execution
+        assert row["trade_result"] == (
+            "WIN" if execution.profit > 0 else "LOSS" if execution.profit < 0 else "BREAKEVEN"
+        )
+        assert (execution.feedback_status, execution.exported_at) == ("included_in_training", now)
+    for signal in [*still_open, *too_old]:
+        assert (marked[signal.signal_id].feedback_status, marked[signal.signal_id].exported_at) == ("pending", None)
+
+
+def test_a_second_export_finds_nothing_new_and_writes_only_the_header(account, tmp_path):
+    now = timezone.now()
+    feedback_generate(account, count=3, seed=4, now=now)
+    feedback_export(now=now, directory=tmp_path)
+    second = feedback_export(now=now + timedelta(seconds=1), directory=tmp_path)
+    assert second.read_text().splitlines() == [",".join(EXPORT_COLUMNS)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"feedback-{now:%Y%m%dT%H%M%S%fZ}.csv", second.name]
+    ), "no partial files left behind"
