@@ -19,6 +19,7 @@ from uuid import UUID
 
 from django.db import transaction
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.authentication import BaseAuthentication
@@ -93,6 +94,14 @@ class MLEngineKeyAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="suho-signals"'
+
+
+class MLEngineKeyScheme(OpenApiAuthenticationExtension):
+    target_class = MLEngineKeyAuthentication
+    name = "mlEngineKey"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "A tenant's ML-engine key, `suho_ml_…`."}
 
 
 @dataclass(frozen=True)
@@ -241,6 +250,11 @@ class TradingViewWebhookApi(APIView):
 
     def get_exception_handler(self):
         return signals_exception_handler
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        response._has_been_logged = True  # django.request would log the path of a 4xx, and the path is the secret
+        return response
 
     @extend_schema(
         operation_id="tradingview_webhook",

@@ -57,12 +57,13 @@ def test_a_json_alert_without_an_entry_trades_at_the_broker_price(account, hook)
 
 
 @pytest.mark.parametrize("token", ["tv_unknown", "nonsense", "x" * 300])
-def test_an_unknown_token_is_404_and_writes_nothing(account, hook, token):
+def test_an_unknown_token_is_404_writes_nothing_and_is_not_logged(account, hook, token, caplog):
     quote_put(account)
     response = _post(token, "buy,EURUSD,vol=0.1")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
     assert _signal_rows() == 0
+    assert token not in caplog.text  # the path is the secret
 
 
 def test_a_revoked_token_is_404(account, hook):
