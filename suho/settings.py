@@ -301,5 +301,10 @@ RISK_ALERT_EMAILS = env_list("RISK_ALERT_EMAILS")  # operators notified of each 
 RISK_WEBHOOK_URL = env("RISK_WEBHOOK_URL", "")  # JSON POST of each new risk event (Slack/Opsgenie bridge etc.)
 RISK_WEBHOOK_TIMEOUT_S = env_int("RISK_WEBHOOK_TIMEOUT_S", 5)
 
+# --- Metrics (suho.metrics, GET /metrics) --------------------------------------------------------------------------
+METRICS_TOKEN = env("METRICS_TOKEN", "")  # when set, Prometheus must send "Authorization: Bearer <token>"
+NATS_MONITOR_URL = env("NATS_MONITOR_URL", "")  # e.g. http://nats:8222, for JetStream consumers' pending counts
+SECURE_REDIRECT_EXEMPT += [r"^metrics$"]  # scraped over the internal network, like the health checks
+
 # --- Signal intake (signals.services) ---------------------------------------------------------------------------
 SIGNAL_MAX_QUOTE_AGE_S = env_int("SIGNAL_MAX_QUOTE_AGE_S", 10)  # an older broker quote refuses the signal

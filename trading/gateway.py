@@ -19,6 +19,7 @@ from django.db import DataError, IntegrityError
 
 from quotes.ingest import broker_quotes_after_commit, broker_quotes_insert
 from suho.bus import get_bus
+from suho.metrics import batch_flush_observe
 from trading.ingest import (
     balances_after_commit,
     balances_insert,
@@ -65,6 +66,7 @@ class Batcher:
         started = time.perf_counter()
         self._insert(rows)
         self.last_flush_ms = (time.perf_counter() - started) * 1000
+        batch_flush_observe(self.name, self.last_flush_ms)
         try:
             self._after_commit(rows)
         except Exception:

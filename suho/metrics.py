@@ -1,0 +1,152 @@
+"""Prometheus metrics of this process, served at `/metrics` (docs/operations.md; alert rules in docker/).
+
+Two kinds:
+- instruments updated where things happen: batch flush latency (the gateway's batchers call `batch_flush_observe`);
+- values read at scrape time by `SuhoCollector`: EA connections this process holds, rows ingested per kind (the
+  batchers' own counters), the Celery queue length (Redis LLEN), NATS pending (the bus's unsent buffer, and
+  JetStream consumers' pending messages from the NATS monitoring endpoint when `NATS_MONITOR_URL` is set), open
+  risk events by type, and signal delivery / execution latency histograms over the executions of the last
+  `LATENCY_WINDOW` (window histograms: use `histogram_quantile` on them directly, not on `rate()`).
+Each scrape reads the database through the operator path (cross-tenant), with a statement timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.request
+
+from django.conf import settings
+from django.http import HttpResponse, HttpResponseForbidden
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+log = logging.getLogger(__name__)
+
+LATENCY_WINDOW = "15 minutes"
+LATENCY_BUCKETS_MS = (50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
+CELERY_QUEUE = "celery"
+
+BATCH_FLUSH_SECONDS = Histogram(
+    "suho_batch_flush_seconds",
+    "Time to write one batch of volume rows (quotes, balances, heartbeats) to the database",
+    ["kind"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+
+def batch_flush_observe(kind: str, elapsed_ms: float) -> None:
+    BATCH_FLUSH_SECONDS.labels(kind=kind).observe(elapsed_ms / 1000)
+
+
+LATENCIES = """
+SELECT 'delivery' AS kind, extract(epoch FROM (s.sent_to_ea_at - s.time)) * 1000 AS ms
+  FROM mt5_trading_signals s WHERE s.sent_to_ea_at IS NOT NULL AND s.sent_to_ea_at >= now() - %(window)s::interval
+UNION ALL
+SELECT 'execution', e.execution_latency_ms
+  FROM mt5_signal_executions e WHERE e.execution_latency_ms IS NOT NULL AND e.time >= now() - %(window)s::interval
+"""
+RISK_EVENTS_OPEN = "SELECT event_type, severity, count(*) FROM mt5_risk_events WHERE status = 'open' GROUP BY 1, 2"
+
+
+def _histogram(name: str, documentation: str, values: list[float]) -> HistogramMetricFamily:
+    buckets = [(str(bound), sum(1 for v in values if v <= bound)) for bound in LATENCY_BUCKETS_MS]
+    buckets.append(("+Inf", len(values)))
+    return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=sum(values))
+
+
+class SuhoCollector:
+    def describe(self):
+        return []  # no collect() at registration: it would read the database and import the gateway
+
+    def collect(self):
+        yield from self._gateway()
+        yield from self._celery()
+        yield from self._nats()
+        yield from self._database()
+
+    def _gateway(self):
+        from trading.gateway import _batchers, hub
+
+        yield GaugeMetricFamily("suho_ea_connections", "EA WebSocket connections held by this process",
+                                value=len(hub.connections))  # fmt: skip
+        ingested = CounterMetricFamily("suho_ingested_rows", "Volume rows written, per kind", labels=["kind"])
+        dropped = CounterMetricFamily("suho_dropped_rows", "Volume rows dropped (refused or over capacity)",
+                                      labels=["kind"])  # fmt: skip
+        for kind, batcher in sorted(_batchers.items()):
+            ingested.add_metric([kind], batcher.flushed_rows)
+            dropped.add_metric([kind], batcher.dropped_rows)
+        yield ingested
+        yield dropped
+
+    def _celery(self):
+        try:
+            import redis
+
+            client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2, socket_connect_timeout=2)
+            length = client.llen(CELERY_QUEUE)
+        except Exception:
+            log.warning("metrics: Celery queue length unavailable", exc_info=True)
+            return
+        yield GaugeMetricFamily("suho_celery_queue_length", "Tasks waiting in the Celery queue", value=length)
+
+    def _nats(self):
+        from suho import bus
+
+        client = getattr(getattr(bus, "_bus", None), "_client", None)
+        if client is not None:
+            yield GaugeMetricFamily("suho_nats_publish_pending_bytes", "Bytes published but not yet sent to NATS",
+                                    value=getattr(client, "pending_data_size", 0))  # fmt: skip
+        url = settings.NATS_MONITOR_URL
+        if not url.startswith(("http://", "https://")):
+            return
+        try:
+            with urllib.request.urlopen(f"{url.rstrip('/')}/jsz?consumers=true", timeout=2) as response:  # noqa: S310
+                data = json.load(response)
+        except Exception:
+            log.warning("metrics: NATS monitoring unavailable", exc_info=True)
+            return
+        pending = GaugeMetricFamily("suho_nats_consumer_pending", "JetStream messages not yet delivered",
+                                    labels=["stream", "consumer"])  # fmt: skip
+        for account in data.get("account_details", []):
+            for stream in account.get("stream_detail", []):
+                for consumer in stream.get("consumer_detail", []):
+                    pending.add_metric([stream.get("name", ""), consumer.get("name", "")],
+                                       consumer.get("num_pending", 0))  # fmt: skip
+        yield pending
+
+    def _database(self):
+        from django.db import connections, transaction
+
+        from suho.routers import OPERATOR
+
+        try:
+            with transaction.atomic(using=OPERATOR), connections[OPERATOR].cursor() as cursor:
+                cursor.execute("SET LOCAL statement_timeout = '5s'")
+                cursor.execute(RISK_EVENTS_OPEN)
+                risk_rows = cursor.fetchall()
+                cursor.execute(LATENCIES, {"window": LATENCY_WINDOW})
+                latency_rows = cursor.fetchall()
+        except Exception:
+            log.warning("metrics: database figures unavailable", exc_info=True)
+            return
+        risk = GaugeMetricFamily("suho_risk_events_open", "Open risk events", labels=["event_type", "severity"])
+        for event_type, severity, count in risk_rows:
+            risk.add_metric([event_type, severity], count)
+        yield risk
+        for kind, help_text in (("delivery", "Signal created → sent to the EA"),
+                                ("execution", "Signal sent → executed at the broker")):  # fmt: skip
+            values = [float(ms) for k, ms in latency_rows if k == kind]
+            yield _histogram(f"suho_signal_{kind}_latency_ms", f"{help_text}, last {LATENCY_WINDOW} (ms)", values)
+
+
+_collector = SuhoCollector()
+REGISTRY.register(_collector)
+
+
+def metrics_view(request):
+    """`GET /metrics`: Prometheus text format. With `METRICS_TOKEN` set, a `Bearer` token is required."""
+    token = settings.METRICS_TOKEN
+    if token and request.headers.get("Authorization", "") != f"Bearer {token}":
+        return HttpResponseForbidden("metrics token required")
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)

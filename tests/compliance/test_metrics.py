@@ -1,0 +1,55 @@
+"""GET /metrics: Prometheus text with the gateway, queue, risk and latency figures (seed §10.2)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from django.test import Client
+from django.utils import timezone
+from factories import make_account, make_risk_event, make_signal, make_tenant, make_user
+from prometheus_client.parser import text_string_to_metric_families
+
+from signals.models import SignalExecution
+from suho.metrics import batch_flush_observe
+from suho.tenancy import tenant_context
+
+
+def scrape(client=None, **headers) -> dict:
+    response = (client or Client()).get("/metrics", **headers)
+    assert response.status_code == 200, response.content
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.content.decode())
+        for sample in family.samples
+    }
+
+
+def test_metrics_report_open_risk_events_latencies_flushes_and_connections(committed):
+    tenant = make_tenant()
+    account = make_account(tenant, make_user(tenant))
+    make_risk_event(account, event_type="daily_loss_limit", severity="critical")
+    now = timezone.now()
+    for latency in (120, 480, 900):
+        signal = make_signal(account, time=now - timedelta(seconds=3), sent_to_ea_at=now - timedelta(seconds=2))
+        with tenant_context(tenant.id):
+            SignalExecution.objects.create(tenant_id=tenant.id, account=account, signal=signal, time=now,
+                                           slippage_pips=Decimal("0.1"), execution_latency_ms=latency)  # fmt: skip
+    batch_flush_observe("quotes", 12.0)
+
+    samples = scrape()
+
+    assert samples[("suho_risk_events_open", (("event_type", "daily_loss_limit"), ("severity", "critical")))] == 1
+    assert samples[("suho_signal_execution_latency_ms_count", ())] == 3
+    assert samples[("suho_signal_execution_latency_ms_bucket", (("le", "500"),))] == 2
+    assert samples[("suho_signal_execution_latency_ms_sum", ())] == 1500
+    assert samples[("suho_signal_delivery_latency_ms_count", ())] == 3
+    assert samples[("suho_batch_flush_seconds_count", (("kind", "quotes"),))] >= 1
+    assert ("suho_ea_connections", ()) in samples
+    assert ("suho_celery_queue_length", ()) in samples
+
+
+def test_a_metrics_token_is_required_when_set(committed, settings):
+    settings.METRICS_TOKEN = "scrape-secret"
+    assert Client().get("/metrics").status_code == 403
+    assert scrape(HTTP_AUTHORIZATION="Bearer scrape-secret")
