@@ -159,7 +159,12 @@ class PolygonForexFeed:
 
 # --- Replay: recorded or generated streams -----------------------------------------------------------------------
 
-START_PRICES = {"EURUSD": 1.0950, "GBPUSD": 1.2650, "USDJPY": 149.50, "AUDUSD": 0.6550, "XAUUSD": 2350.0}
+# The simulated EA's start prices (trading.simulator), so the demo's broker-vs-reference deviations stay small.
+START_PRICES = {
+    "EURUSD": 1.085, "GBPUSD": 1.27, "USDJPY": 149.5, "USDCHF": 0.88, "AUDUSD": 0.66, "USDCAD": 1.36,
+    "NZDUSD": 0.60, "XAUUSD": 2400.0, "XAGUSD": 28.5,
+}  # fmt: skip
+REVERSION = 1e-3  # a weak pull back to the start price each step, so a long demo does not drift away
 
 
 def random_walk(
@@ -174,7 +179,8 @@ def random_walk(
 ) -> Iterator[ReferenceTick]:
     """A seeded random walk of the mid per symbol, one tick per symbol per step: the same seed, the same stream."""
     rng = random.Random(seed)
-    mids = {symbol: START_PRICES.get(normalise_symbol(symbol), 1.0) for symbol in symbols}
+    starts = {symbol: START_PRICES.get(normalise_symbol(symbol), 1.0) for symbol in symbols}
+    mids = dict(starts)
     made = 0
     moment = start
     while count is None or made < count:
@@ -182,7 +188,7 @@ def random_walk(
             if count is not None and made >= count:
                 return
             pip = float(pip_size(symbol))
-            mids[symbol] += rng.gauss(0, volatility_pips) * pip
+            mids[symbol] += rng.gauss(0, volatility_pips) * pip + (starts[symbol] - mids[symbol]) * REVERSION
             half = spread_pips * pip / 2
             digits = max(0, -int(f"{pip / 10:e}".split("e")[1]))
             yield ReferenceTick(symbol, round(mids[symbol] - half, digits), round(mids[symbol] + half, digits), moment)
@@ -207,7 +213,8 @@ def recorded_ticks(path: Path) -> Iterator[ReferenceTick]:
 
 
 class ReplayFeed:
-    """Plays ticks as fast as the consumer takes them, or paced by their timestamps (`realtime=True`, for the demo)."""
+    """Plays ticks as fast as the consumer takes them, or as a live feed (`realtime=True`, the demo): paced by the
+    gaps between their timestamps and restamped with the wall clock, so they line up with live broker ticks."""
 
     def __init__(self, ticks: Iterable[ReferenceTick], *, realtime: bool = False):
         self.ticks = ticks
@@ -219,7 +226,7 @@ class ReplayFeed:
             if self.realtime and previous is not None and tick.time > previous:
                 await asyncio.sleep((tick.time - previous).total_seconds())
             previous = tick.time
-            yield tick
+            yield tick._replace(time=datetime.now(UTC)) if self.realtime else tick
             await asyncio.sleep(0)
 
 

@@ -1,8 +1,9 @@
 """`make run`: prepare the database and streams, then run web (daphne), Celery worker and beat as one group.
 
 Ctrl-C (or SIGTERM) stops every child and waits for it; if one child dies, the others are stopped too. With
-`SUHO_DEMO_EA=1` a simulated EA on the demo account (`manage.py simulate_ea --demo`) runs beside them: a live demo
-that is optional, so its exit is reported and the rest keeps running.
+`SUHO_DEMO_EA=1` a simulated EA on the demo account (`manage.py simulate_ea --demo`) and a replayed reference feed
+(`manage.py reference_feed --source replay`) run beside them: a live demo that is optional, so their exit is
+reported and the rest keeps running.
 """
 
 from __future__ import annotations
@@ -34,11 +35,12 @@ def main() -> int:
         ),
         "beat": subprocess.Popen([PYTHON, "-m", "celery", "-A", "suho", "beat", "-l", "info"]),
     }
-    optional = {"demo-ea"}
+    optional = {"demo-ea", "reference-feed"}
     if demo_ea:
         children["demo-ea"] = subprocess.Popen(
             [*MANAGE, "simulate_ea", "--demo", "--url", f"ws://127.0.0.1:{port}/ws/ea/"]
         )
+        children["reference-feed"] = subprocess.Popen([*MANAGE, "reference_feed", "--source", "replay"])
     base = f"http://127.0.0.1:{port}"
     print(
         f"\nSuho is up:\n  portal     {base}/\n  admin      {base}/admin/\n  API docs   {base}/api/docs/\n"

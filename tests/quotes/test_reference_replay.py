@@ -106,3 +106,12 @@ def test_the_command_replays_a_seeded_walk_into_the_table(committed):
     )
     assert ReferenceQuote.objects.filter(symbol="EURUSD", source="replay").count() == 12
     assert reference_quote_latest(symbol="EURUSD")["source"] == "replay", "cached after commit"
+
+
+async def test_a_realtime_replay_keeps_the_recorded_gaps_and_stamps_ticks_with_the_wall_clock():
+    ticks = list(random_walk(symbols=["EURUSD"], seed=4, start=START, count=3, step=timedelta(milliseconds=20)))
+    before = datetime.now(UTC)
+    played = [tick async for tick in ReplayFeed(ticks, realtime=True)]
+    assert [(t.symbol, t.bid, t.ask) for t in played] == [(t.symbol, t.bid, t.ask) for t in ticks]
+    assert before <= played[0].time
+    assert played[2].time - played[0].time >= timedelta(milliseconds=40)
