@@ -308,3 +308,11 @@ SECURE_REDIRECT_EXEMPT += [r"^metrics$"]  # scraped over the internal network, l
 
 # --- Signal intake (signals.services) ---------------------------------------------------------------------------
 SIGNAL_MAX_QUOTE_AGE_S = env_int("SIGNAL_MAX_QUOTE_AGE_S", 10)  # an older broker quote refuses the signal
+
+# --- Reference market data and the learning loop (quotes.feeds, signals.learning) --------------------------------
+POLYGON_API_KEY = env("POLYGON_API_KEY", "")  # `manage.py reference_feed --source polygon` refuses to start without it
+POLYGON_WS_URL = env("POLYGON_WS_URL", "wss://socket.polygon.io/forex")
+REFERENCE_SYMBOLS = env_list("REFERENCE_SYMBOLS", "EURUSD,GBPUSD,USDJPY,XAUUSD")
+FEEDBACK_EXPORT_DIR = Path(env("FEEDBACK_EXPORT_DIR", str(STATE_DIR / "feedback")))
+REFERENCE_STRATEGY_ENABLED = env_bool("REFERENCE_STRATEGY_ENABLED", False)  # and per account: strategy_parameters
+CELERY_IMPORTS = ["signals.learning_tasks"]  # tasks outside an app's tasks.py (autodiscovery finds only those)
