@@ -4,14 +4,16 @@ tenant's hash chain and names the first broken row (seed §8.1, docs/decisions/0
 from __future__ import annotations
 
 import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth import authenticate
+from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connections, transaction
 from django.test import Client
-from factories import make_audit, make_tenant, make_user
+from factories import make_account, make_audit, make_tenant, make_user
 
-from accounts.models import User
+from accounts.models import MT5Account, User
 from compliance.audit import AUDIT_PREV_HASH_MISMATCH, AUDIT_ROW_HASH_MISMATCH, AUDIT_SEQ_GAP, PLATFORM, audit_verify
 from compliance.models import AuditLog
 from suho.routers import operator_path
@@ -135,3 +137,19 @@ def test_log_in_log_out_and_failures_are_audited_in_the_right_chain(committed):
     assert "nobody-such" not in str(platform[0][2]) and len(platform[0][2]["username_sha256"]) == 16
     assert all(report.ok for report in audit_verify())
     assert audit_verify(tenant=PLATFORM)[0].rows == 2
+
+
+def test_an_admin_change_is_audited_in_the_changed_rows_tenant_chain(committed):
+    tenant = make_tenant()
+    account = make_account(tenant, make_user(tenant))
+    with operator_path():
+        staff = User.objects.create_user(username="ops-admin", password="staff password 2", is_staff=True)
+        LogEntry.objects.create(
+            user_id=staff.pk, content_type=ContentType.objects.get_for_model(MT5Account), object_id=str(account.pk),
+            object_repr=str(account), action_flag=CHANGE,
+            change_message='[{"changed": {"fields": ["Max daily loss"]}}]',
+        )  # fmt: skip
+    with tenant_context(tenant.id):
+        row = AuditLog.objects.get(event_category="admin")
+    assert (row.event_type, row.user_id, row.metadata["object_id"]) == ("admin_update", staff.pk, str(account.pk))
+    assert row.metadata["change"] == "Changed Max daily loss."
