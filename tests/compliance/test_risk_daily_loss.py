@@ -10,15 +10,19 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from channels.db import database_sync_to_async
 from django.core import mail
 from django.utils import timezone
 from factories import make_account, make_order, make_tenant, make_user
 
+import binproto
 from accounts.models import MT5Account
+from accounts.services import api_key_create
 from compliance.models import AuditLog, RiskEvent
 from compliance.risk import risk_checks_run
 from suho.bus import get_bus
 from suho.tenancy import tenant_context
+from tests.gateway.ea_client import connect
 from trading.models import EACommand
 
 
@@ -93,7 +97,7 @@ def test_a_daily_loss_over_the_limit_disables_trading_once_and_resolves_the_next
     assert risk_checks_run(now=now + timedelta(minutes=10))["opened"] == 0
     events, commands, _ = state(account)
     assert (len(events), len(commands), len(mail.outbox)) == (1, 1, 1)
-    time.sleep(0.2)  # nothing is expected: give a stray webhook call the chance to show
+    get_bus().flush()  # notifications run synchronously after commit; publishes are flushed to the server
     assert len(notify_settings) == 1
     assert sum(s.endswith(".disable_trading") for s, _ in published) == 1
 
@@ -137,3 +141,41 @@ def test_a_failing_webhook_is_logged_and_the_event_still_recorded(committed, set
     assert "risk webhook failed" in caplog.text
     events, commands, _ = state(account)
     assert len(events) == 1 and len(commands) == 1
+
+
+def _connected_ea_fixture():
+    tenant = make_tenant()
+    account = make_account(tenant, make_user(tenant), name="Live EA")
+    with tenant_context(tenant.id):
+        _key, secret = api_key_create(account=account)
+    return account, secret
+
+
+def _lose_today(account):
+    now = timezone.now()
+    for profit in ("-300.00", "-223.45"):
+        make_order(account, time=now - timedelta(seconds=2), status="closed", close_time=now - timedelta(seconds=1),
+                   close_price=Decimal("1.08"), profit=Decimal(profit))  # fmt: skip
+
+
+async def test_a_connected_ea_receives_disable_trading_and_its_new_risk_parameters(committed):
+    account, secret = await database_sync_to_async(_connected_ea_fixture)()
+    communicator, result = await connect(account, secret)
+    assert result.status == binproto.AuthStatus.OK
+    await database_sync_to_async(_lose_today)(account)
+
+    totals = await database_sync_to_async(risk_checks_run)()
+
+    assert totals["opened"] == 1
+    received = {}
+    deadline = time.monotonic() + 5
+    while not {"command", "risk"} <= received.keys() and time.monotonic() < deadline:
+        frame = await communicator.receive_output(timeout=max(0.01, deadline - time.monotonic()))
+        message = binproto.decode(frame["bytes"])
+        if isinstance(message, binproto.Command):
+            received["command"] = message
+        elif isinstance(message, binproto.RiskParameters):
+            received["risk"] = message
+    assert received["command"].command == binproto.CommandType.DISABLE_TRADING
+    assert received["risk"].trading_enabled is False
+    await communicator.disconnect()
