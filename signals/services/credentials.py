@@ -16,7 +16,7 @@ from django.utils import timezone
 from accounts.models import MT5Account
 from compliance.services import audit_record
 from signals.models import MLEngineKey, TradingViewWebhook
-from suho.routers import operator_path
+from suho.routers import OPERATOR, SERVICE, on_operator_path, operator_path
 from suho.tenancy import tenant_context
 
 ML_KEY_PREFIX = "suho_ml_"
@@ -33,7 +33,7 @@ def _digest(secret: str) -> str:
 def ml_engine_key_create(*, tenant_id, label: str = "", by_user_id=None) -> tuple[MLEngineKey, str]:
     """Issue an ML-engine key for a tenant; returns the row and the plaintext, which is never available again."""
     plaintext = ML_KEY_PREFIX + secrets.token_urlsafe(SECRET_BYTES)
-    with tenant_context(tenant_id):
+    with _tenant_transaction(tenant_id):
         key = MLEngineKey.objects.create(tenant_id=tenant_id, label=label, key_hash=_digest(plaintext))
         audit_record(
             tenant_id=tenant_id, event_type="ml_engine_key_issued", category="security", action="create",
@@ -54,7 +54,7 @@ def ml_engine_key_verify(*, key: str) -> MLEngineKey | None:
 
 
 def ml_engine_key_revoke(*, key: MLEngineKey, by_user_id=None) -> None:
-    with tenant_context(key.tenant_id):
+    with _tenant_transaction(key.tenant_id):
         if MLEngineKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()):
             audit_record(
                 tenant_id=key.tenant_id, event_type="ml_engine_key_revoked", category="security", action="revoke",
@@ -67,7 +67,7 @@ def tradingview_webhook_create(
 ) -> tuple[TradingViewWebhook, str]:
     """A secret alert URL for one account: returns the row and the token for `/api/tv/<token>/`, shown once."""
     token = TV_TOKEN_PREFIX + secrets.token_urlsafe(SECRET_BYTES)
-    with tenant_context(account.tenant_id):
+    with _tenant_transaction(account.tenant_id):
         hook = TradingViewWebhook.objects.create(
             tenant_id=account.tenant_id, account=account, label=label, token_hash=_digest(token)
         )
@@ -95,7 +95,7 @@ def tradingview_webhook_resolve(*, token: str) -> TradingViewWebhook | None:
 
 
 def tradingview_webhook_revoke(*, webhook: TradingViewWebhook, by_user_id=None) -> None:
-    with tenant_context(webhook.tenant_id):
+    with _tenant_transaction(webhook.tenant_id):
         if TradingViewWebhook.objects.filter(pk=webhook.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()):
             audit_record(
                 tenant_id=webhook.tenant_id, event_type="tradingview_webhook_revoked", category="security",
@@ -108,3 +108,8 @@ def _touch(model, row) -> None:
     now = timezone.now()
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
         model.objects.filter(pk=row.pk).update(last_used_at=now)
+
+
+def _tenant_transaction(tenant_id):
+    """The tenant context on the alias this code runs on: the operator path (admin, commands) or the service role."""
+    return tenant_context(tenant_id, using=OPERATOR if on_operator_path() else SERVICE)
