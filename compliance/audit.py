@@ -7,13 +7,17 @@ have removed older rows, so its `prev_hash` is trusted; every later row must fol
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
 from django.db import connections
 
+from compliance.notify import operators_notify
 from suho.routers import OPERATOR
+
+log = logging.getLogger(__name__)
 
 PLATFORM = "platform"  # the chain of rows without a tenant
 
@@ -98,3 +102,19 @@ def audit_verify(*, tenant: str | UUID | None = None, using: str = OPERATOR) -> 
     """Every chain (or only `tenant`'s: an id or PLATFORM)."""
     chains = [str(tenant)] if tenant is not None else audit_chains()
     return [audit_chain_verify(chain=chain, using=using) for chain in chains]
+
+
+def audit_verify_alert() -> int:
+    """Daily (Celery beat): verify every chain; each broken one is logged as an error and sent to operators.
+    Returns the number of broken chains."""
+    broken = [report for report in audit_verify() if not report.ok]
+    for report in broken:
+        log.error("audit chain %s broken at %s", report.chain, report.first_break, extra={"task": "verify_audit"})
+        operators_notify(
+            subject=f"[Suho audit] chain {report.chain} broken",
+            payload={"chain": report.chain, "rows": report.rows, "row_id": report.first_break.row_id,
+                     "time": report.first_break.time.isoformat(), "chain_seq": report.first_break.chain_seq,
+                     "problem": report.first_break.problem},
+            context={"task": "verify_audit"},
+        )  # fmt: skip
+    return len(broken)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -20,8 +19,6 @@ from decimal import Decimal
 from functools import partial
 from uuid import UUID
 
-from django.conf import settings
-from django.core.mail import send_mail
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections, transaction
 from django.utils import timezone
@@ -29,6 +26,7 @@ from django.utils import timezone
 from accounts.models import MT5Account, Tenant
 from compliance import selectors
 from compliance.models import RiskEvent
+from compliance.notify import operators_notify
 from compliance.services import account_risk_parameters_update, audit_record
 from suho.routers import SERVICE
 from suho.tenancy import tenant_context
@@ -286,27 +284,9 @@ def _payload(event: RiskEvent) -> dict:
 
 
 def risk_event_notify(*, payload: dict) -> None:
-    """E-mail `RISK_ALERT_EMAILS` and POST the JSON payload to `RISK_WEBHOOK_URL` (each when set)."""
-    context = {"tenant_id": payload["tenant_id"], "account_id": payload["account_id"], "task": "risk_notify"}
-    if settings.RISK_ALERT_EMAILS:
-        try:
-            send_mail(
-                subject=f"[Suho risk] {payload['severity']} {payload['event_type']} on {payload['account']}",
-                message="\n".join(f"{key}: {value}" for key, value in payload.items()),
-                from_email=None,
-                recipient_list=settings.RISK_ALERT_EMAILS,
-            )
-        except Exception:
-            log.exception("risk e-mail failed", extra=context)
-    url = settings.RISK_WEBHOOK_URL
-    if url:
-        try:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"RISK_WEBHOOK_URL must be http(s), got {url[:20]!r}")
-            request = urllib.request.Request(  # noqa: S310 - scheme checked above
-                url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
-            )
-            with urllib.request.urlopen(request, timeout=settings.RISK_WEBHOOK_TIMEOUT_S) as response:  # noqa: S310
-                response.read()
-        except Exception:
-            log.exception("risk webhook failed", extra=context)
+    """E-mail and webhook for a newly opened risk event (after commit; failures logged, never raised)."""
+    operators_notify(
+        subject=f"[Suho risk] {payload['severity']} {payload['event_type']} on {payload['account']}",
+        payload=payload,
+        context={"tenant_id": payload["tenant_id"], "account_id": payload["account_id"], "task": "risk_notify"},
+    )

@@ -27,3 +27,11 @@ def compliance_reports_daily_task() -> int:
     from compliance.reports import compliance_reports_daily
 
     return compliance_reports_daily()
+
+
+@shared_task
+def audit_verify_task() -> int:
+    """Daily (suho.schedules): every audit chain verified; a broken one is logged and sent to operators."""
+    from compliance.audit import audit_verify_alert
+
+    return audit_verify_alert()

@@ -21,6 +21,7 @@ BEAT_SCHEDULE = {
         "task": "compliance.tasks.compliance_reports_daily_task",
         "schedule": crontab(hour=0, minute=30),  # the previous UTC day, once its last trades have arrived
     },
+    "audit-verify-daily": {"task": "compliance.tasks.audit_verify_task", "schedule": crontab(hour=1, minute=0)},
     "feedback-export": {"task": "signals.learning_tasks.feedback_export_task", "schedule": timedelta(days=1)},
     "model-retrain": {"task": "signals.learning_tasks.model_retrain_task", "schedule": timedelta(weeks=1)},
     "reference-strategy": {"task": "signals.learning_tasks.reference_strategy_task", "schedule": timedelta(minutes=1)},

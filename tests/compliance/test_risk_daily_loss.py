@@ -138,7 +138,7 @@ def test_a_failing_webhook_is_logged_and_the_event_still_recorded(committed, set
     make_order(account, time=now - timedelta(seconds=2), status="closed", close_time=now - timedelta(seconds=1),
                close_price=Decimal("1.08"), profit=Decimal("-501"))  # fmt: skip
     assert risk_checks_run(now=now)["opened"] == 1
-    assert "risk webhook failed" in caplog.text
+    assert "operator webhook failed" in caplog.text
     events, commands, _ = state(account)
     assert len(events) == 1 and len(commands) == 1
 

@@ -14,7 +14,14 @@ from django.test import Client
 from factories import make_account, make_audit, make_tenant, make_user
 
 from accounts.models import MT5Account, User
-from compliance.audit import AUDIT_PREV_HASH_MISMATCH, AUDIT_ROW_HASH_MISMATCH, AUDIT_SEQ_GAP, PLATFORM, audit_verify
+from compliance.audit import (
+    AUDIT_PREV_HASH_MISMATCH,
+    AUDIT_ROW_HASH_MISMATCH,
+    AUDIT_SEQ_GAP,
+    PLATFORM,
+    audit_verify,
+    audit_verify_alert,
+)
 from compliance.models import AuditLog
 from suho.routers import operator_path
 from suho.tenancy import tenant_context
@@ -153,3 +160,13 @@ def test_an_admin_change_is_audited_in_the_changed_rows_tenant_chain(committed):
         row = AuditLog.objects.get(event_category="admin")
     assert (row.event_type, row.user_id, row.metadata["object_id"]) == ("admin_update", staff.pk, str(account.pk))
     assert row.metadata["change"] == "Changed Max daily loss."
+
+
+def test_the_daily_verification_tells_operators_which_row_broke(chain, settings, mailoutbox):
+    tenant, rows = chain
+    settings.RISK_ALERT_EMAILS = ["ops@example.com"]
+    assert audit_verify_alert() == 0 and mailoutbox == []
+    owner_tamper(tenant, ("UPDATE mt5_audit_log SET action = 'forged' WHERE id = %s", [rows[4].pk]))
+    assert audit_verify_alert() == 1
+    assert [m.subject for m in mailoutbox] == [f"[Suho audit] chain {tenant.id} broken"]
+    assert f"row_id: {rows[4].pk}" in mailoutbox[0].body
