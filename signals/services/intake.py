@@ -290,6 +290,10 @@ def _signal_open(
             "take_profit": adjusted.take_profit, "broker_bid": broker_bid, "broker_ask": broker_ask,
             "price_deviation": adjusted.price_deviation, "deviation_pips": adjusted.deviation_pips,
         }  # fmt: skip
+        fields["metadata"] |= {  # seed §5.2's metadata, as computed here (whatever the producer sent)
+            "broker_bid": float(broker_bid), "broker_ask": float(broker_ask),
+            "deviation_pips": float(adjusted.deviation_pips),
+        }  # fmt: skip
         decision = risk_check(
             account=account, symbol=spec.symbol, action=spec.action, volume=spec.volume,
             entry_price=adjusted.entry_price, stop_loss=adjusted.stop_loss, spread_points=quote.get("spread"),

@@ -33,7 +33,9 @@ def test_a_seed_json_signal_is_adjusted_to_the_broker_quote_and_recorded_pending
     assert (body["stop_loss"], body["take_profit"]) == (1.0934, 1.0984)
     assert (body["price_deviation"], body["deviation_pips"]) == (0.0002, 2.0)
     assert (body["polygon_ask"], body["broker_ask"], body["original_entry_price"]) == (1.0951, 1.0953, 1.0952)
-    assert body["metadata"]["reference_source"] == "reference_feed"
+    assert body["metadata"] == {"polygon_ask": 1.0951, "broker_ask": 1.0953, "broker_bid": 1.0951,
+                                "deviation_pips": 2.0, "reference_source": "reference_feed",
+                                "reference_price": "1.09510000"}  # fmt: skip
     assert published.for_account(account.account_id) == [f"mt5.signal.{account.account_id}.{body['signal_id']}"]
 
 
