@@ -5,7 +5,7 @@ Errors have one shape, `{"error": {"code": ..., "message": ...}}`.
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -17,6 +17,27 @@ INVALID_REQUEST = "invalid_request"
 NO_TENANT = "no_tenant"
 ANALYTICS_NO_TENANT = "Deviation analytics are per tenant; this user belongs to none."
 MAX_HOURS = 24 * 90  # broker quotes are kept 90 days (seed §3.3)
+
+
+class ErrorSerializer(serializers.Serializer):
+    class BodySerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "AnalyticsErrorBody"
+
+        code = serializers.CharField(help_text=f"{INVALID_REQUEST}, not_authenticated, {NO_TENANT}, ...")
+        message = serializers.CharField()
+
+    class Meta:
+        ref_name = "AnalyticsError"
+
+    error = BodySerializer()
+
+
+ERROR_RESPONSES = {
+    400: OpenApiResponse(ErrorSerializer, description="A parameter out of range (`invalid_request`)."),
+    401: OpenApiResponse(ErrorSerializer, description="Not signed in."),
+    403: OpenApiResponse(ErrorSerializer, description="`no_tenant`: the user belongs to no tenant."),
+}
 
 
 def error_response(code: str, message: str, http_status: int) -> Response:
@@ -54,6 +75,12 @@ class DeviationRowSerializer(serializers.Serializer):
     sample_count = serializers.IntegerField()
 
 
+class DeviationOutputSerializer(serializers.Serializer):
+    hours = serializers.IntegerField()
+    by = serializers.CharField()
+    results = DeviationRowSerializer(many=True)
+
+
 class DeviationApi(AnalyticsApi):
     class InputSerializer(serializers.Serializer):
         hours = serializers.IntegerField(min_value=1, max_value=MAX_HOURS, default=24)
@@ -64,7 +91,7 @@ class DeviationApi(AnalyticsApi):
         tags=["Analytics"],
         summary="Broker deviation from the reference mid per symbol (or symbol and broker server)",
         parameters=[InputSerializer],
-        responses={200: DeviationRowSerializer(many=True)},
+        responses={200: DeviationOutputSerializer, **ERROR_RESPONSES},
     )
     def get(self, request):
         params = self.InputSerializer(data=request.query_params)
@@ -89,6 +116,12 @@ class DeviationAnomalySerializer(serializers.Serializer):
     last_seen = serializers.DateTimeField()
 
 
+class DeviationAnomaliesOutputSerializer(serializers.Serializer):
+    hours = serializers.IntegerField()
+    threshold_percent = serializers.CharField()
+    results = DeviationAnomalySerializer(many=True)
+
+
 class DeviationAnomaliesApi(AnalyticsApi):
     class InputSerializer(serializers.Serializer):
         hours = serializers.IntegerField(min_value=1, max_value=MAX_HOURS, default=1)
@@ -99,7 +132,7 @@ class DeviationAnomaliesApi(AnalyticsApi):
         tags=["Analytics"],
         summary="Symbols and brokers whose quotes strayed from the reference by more than a threshold (percent)",
         parameters=[InputSerializer],
-        responses={200: DeviationAnomalySerializer(many=True)},
+        responses={200: DeviationAnomaliesOutputSerializer, **ERROR_RESPONSES},
     )
     def get(self, request):
         params = self.InputSerializer(data=request.query_params)
