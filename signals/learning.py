@@ -68,6 +68,8 @@ WHERE e.trade_closed = true
   AND s.time >= %(since)s
 ORDER BY s.time, s.signal_id
 """
+# An export claims its rows: a second export running at the same time skips them instead of writing them twice.
+CLAIM = " FOR UPDATE OF e SKIP LOCKED"
 
 
 class ModelRetrainError(Exception):
@@ -83,10 +85,12 @@ class Prediction(NamedTuple):
     confidence: float
 
 
-def feedback_dataset(*, status: str, since: datetime) -> list[dict]:
-    """Closed signals with their execution, every tenant (operator path), oldest first."""
+def feedback_dataset(*, status: str, since: datetime, claim: bool = False) -> list[dict]:
+    """Closed signals with their execution, every tenant (operator path), oldest first. `claim` locks the
+    executions read (skipping ones another transaction holds): only inside the caller's transaction."""
     with operator_path():
-        return fetch_dicts(SignalExecution, FEEDBACK_DATASET, {"status": status, "since": since})
+        sql = FEEDBACK_DATASET.rstrip().removesuffix(";") + (CLAIM if claim else "")
+        return fetch_dicts(SignalExecution, sql, {"status": status, "since": since})
 
 
 def feedback_export(*, now: datetime | None = None, directory: Path | None = None, days: int = EXPORT_DAYS) -> Path:
@@ -98,7 +102,9 @@ def feedback_export(*, now: datetime | None = None, directory: Path | None = Non
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"feedback-{now:%Y%m%dT%H%M%S%fZ}.csv"
     with operator_path(), transaction.atomic(using=OPERATOR):
-        rows = feedback_dataset(status=SignalExecution.FeedbackStatus.PENDING, since=now - timedelta(days=days))
+        rows = feedback_dataset(
+            status=SignalExecution.FeedbackStatus.PENDING, since=now - timedelta(days=days), claim=True
+        )
         partial = path.with_suffix(".partial")
         with partial.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=EXPORT_COLUMNS, extrasaction="ignore")

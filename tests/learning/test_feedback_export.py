@@ -5,13 +5,18 @@ from __future__ import annotations
 import csv
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
+from django.db import connections
 from django.utils import timezone
 from feedback_factory import feedback_generate
 
 from signals.learning import EXPORT_COLUMNS, feedback_export
+from signals.learning_tasks import feedback_export_task
 from signals.models import SignalExecution
 from suho.routers import operator_path
+from suho.schedules import BEAT_SCHEDULE
+from suho.tenancy import tenant_context
 
 
 def executions() -> dict:
@@ -59,3 +64,24 @@ def test_a_second_export_finds_nothing_new_and_writes_only_the_header(account, t
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [f"feedback-{now:%Y%m%dT%H%M%S%fZ}.csv", second.name]
     ), "no partial files left behind"
+
+
+def test_rows_another_export_holds_are_skipped_not_written_twice(account, tmp_path):
+    now = timezone.now()
+    held, free = feedback_generate(account, count=2, seed=5, now=now)
+    with tenant_context(account.tenant_id, using="owner"), connections["owner"].cursor() as cursor:
+        cursor.execute("SELECT 1 FROM mt5_signal_executions WHERE signal_id = %s FOR UPDATE", [held.signal_id])
+        path = feedback_export(now=now, directory=tmp_path)
+
+    with path.open(newline="") as handle:
+        assert [row["signal_id"] for row in csv.DictReader(handle)] == [str(free.signal_id)]
+    assert executions()[held.signal_id].feedback_status == "pending", "left for the next export"
+
+
+def test_the_daily_export_task_writes_into_the_configured_directory(account, settings, tmp_path):
+    settings.FEEDBACK_EXPORT_DIR = tmp_path
+    feedback_generate(account, count=2, seed=6, now=timezone.now())
+    path = Path(feedback_export_task.apply().get())
+    assert path.parent == tmp_path
+    assert len(path.read_text().splitlines()) == 3
+    assert BEAT_SCHEDULE["feedback-export"]["task"] == "signals.learning_tasks.feedback_export_task"
