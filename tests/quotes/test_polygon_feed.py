@@ -139,3 +139,19 @@ async def test_an_unreachable_server_is_retried_with_growing_backoff(monkeypatch
     assert await asyncio.wait_for(collect(feed), timeout=10) == []
     assert feed.connects == 5
     assert sleeps == [0.5, 1, 2, 3, 3]
+
+
+async def test_a_server_that_never_answers_the_auth_is_dropped_and_retried(monkeypatch):
+    monkeypatch.setattr("quotes.feeds.HANDSHAKE_TIMEOUT_S", 0.2)
+    attempts = []
+
+    async def silent(ws):
+        attempts.append(json.loads(await ws.recv()))
+        await ws.wait_closed()
+
+    async with serve(silent, "127.0.0.1", 0) as ws_server:
+        port = ws_server.sockets[0].getsockname()[1]
+        feed = PolygonForexFeed(api_key=GOOD_KEY, symbols=["EURUSD"], url=f"ws://127.0.0.1:{port}",
+                                backoff_initial_s=0.01, max_connects=2)  # fmt: skip
+        assert await asyncio.wait_for(collect(feed), timeout=10) == []
+    assert attempts == [{"action": "auth", "params": GOOD_KEY}] * 2
