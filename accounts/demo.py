@@ -68,6 +68,7 @@ def demo_seed(*, user_password: str | None = None, admin_password: str | None = 
             account = mt5_account_create(
                 user=user, name=DEMO_ACCOUNT_NAME, account_type=MT5Account.AccountType.DEMO, account_number=10000001,
                 broker="Suho Demo Broker", server="SuhoDemo-Server", currency="USD", leverage=100,
+                strategy_parameters={"reference_strategy": True},  # signals from the reference strategy, if enabled
             )  # fmt: skip
             created.append("account")
 

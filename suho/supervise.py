@@ -27,6 +27,8 @@ def prepare() -> None:
 def main() -> int:
     port = os.environ.get("PORT", "8000")
     demo_ea = os.environ.get("SUHO_DEMO_EA", "").strip().lower() in {"1", "true", "yes", "on"}
+    if demo_ea:  # the whole loop without an external ML engine: reference feed → reference strategy → the EA
+        os.environ.setdefault("REFERENCE_STRATEGY_ENABLED", "1")
     prepare()
     children = {
         "web": subprocess.Popen([PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", port, "suho.asgi:application"]),
