@@ -250,13 +250,16 @@ async def feed_pump(
 
     async def produce() -> None:
         taken = 0
+        ticks = aiter(feed)
         try:
-            async for tick in feed:
+            async for tick in ticks:
                 await queue.put(tick)
                 taken += 1
                 if limit is not None and taken >= limit:
                     break
         finally:
+            if hasattr(ticks, "aclose"):
+                await ticks.aclose()  # a generator feed closes its connection now, not at garbage collection
             await queue.put(done)
 
     producer = asyncio.create_task(produce())

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 EXPORT_DAYS = 7  # seed §7.3's window
 TRAINING_DAYS = 30  # seed §7.3's pipeline: query_signal_executions(days=30)
 MIN_TRAINING_SAMPLES = 20
-MIN_CLASS_SAMPLES = 3  # calibration's 3-fold cross-validation needs each outcome in every fold
+MIN_CLASS_SAMPLES = 5  # 3-fold metrics around 3-fold calibration: each inner fit needs 3 of each outcome
 ARTIFACT_SALT = "suho.signals.learning.artifact"
 
 EXPORT_COLUMNS = (
