@@ -22,3 +22,74 @@ def ea_session_active(*, session_id: UUID, tenant_id: UUID) -> bool:
             account__is_active=True,
             tenant__is_active=True,
         ).exists()
+
+
+# --- Portal reads (each runs in the signed-in user's tenant context: another tenant's rows are invisible) --------
+
+
+def portal_accounts():
+    from accounts.models import MT5Account
+
+    return MT5Account.objects.order_by("created_at")
+
+
+def portal_account_statuses() -> list[dict]:
+    """What the portal's live status shows for each account of the tenant: online, last refusal, last EA error."""
+    from trading.connection import ea_is_online
+
+    return [
+        {"account_id": str(a.account_id), "online": ea_is_online(a),
+         "last_heartbeat_at": a.last_heartbeat_at.isoformat() if a.last_heartbeat_at else None,
+         "last_refusal_reason": a.last_refusal_reason,
+         "last_refusal_at": a.last_refusal_at.isoformat() if a.last_refusal_at else None,
+         "last_ea_error": a.last_ea_error}
+        for a in portal_accounts()
+    ]  # fmt: skip
+
+
+def balance_series(*, account_id, since) -> dict:
+    """The 5-minute rollup (`mt5_balance_5min`) since `since`, as columns for the chart (epoch seconds)."""
+    from trading.models import BalanceRollup
+
+    rows = BalanceRollup.objects.filter(account_id=account_id, bucket__gte=since).order_by("bucket")
+    rows = rows.values_list("bucket", "balance", "equity")
+    return {
+        "t": [int(b.timestamp()) for b, _, _ in rows],
+        "balance": [float(v) for _, v, _ in rows],
+        "equity": [float(v) for _, _, v in rows],
+    }
+
+
+def trades_history(*, account_id, symbol: str = "", status: str = "", since=None, until=None):
+    from trading.models import TradeOrder
+
+    trades = TradeOrder.objects.filter(account_id=account_id).order_by("-time")
+    if symbol:
+        trades = trades.filter(symbol=symbol.upper())
+    if status:
+        trades = trades.filter(status=status)
+    if since:
+        trades = trades.filter(time__gte=since)
+    if until:
+        trades = trades.filter(time__lt=until)
+    return trades
+
+
+def account_signals(*, account_id, limit: int = 50) -> list:
+    from signals.models import TradingSignal
+
+    return list(
+        TradingSignal.objects.filter(account_id=account_id).select_related("execution").order_by("-time")[:limit]
+    )
+
+
+def account_risk_events(*, account_id, limit: int = 50) -> list:
+    from compliance.models import RiskEvent
+
+    return list(RiskEvent.objects.filter(account_id=account_id).order_by("-time")[:limit])
+
+
+def account_api_keys(*, account_id) -> list:
+    from accounts.models import ApiKey
+
+    return list(ApiKey.objects.filter(account_id=account_id).order_by("-created_at"))

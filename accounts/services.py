@@ -542,3 +542,75 @@ def _ip_or_none(value: str | None) -> str | None:
         return str(ipaddress.ip_address(value)) if value else None
     except ValueError:
         return None
+
+
+# --- Portal: sign-up, EA settings, emergency stop -------------------------------------------------------------
+
+EA_SETTING_FIELDS = frozenset({
+    "sl_multiplier", "tp_multiplier", "slippage_tolerance_pips", "max_spread_points", "magic_number",
+    "comment_prefix", "strategy_parameters",
+})  # fmt: skip
+EA_SETTING_UNKNOWN = "not an EA setting: {names}"
+
+
+def tenant_signup(*, name: str, username: str, email: str, password: str) -> User:
+    """Create a tenant and its first user (identity rows: operator alias), and audit the sign-up in its chain.
+
+    The caller validates uniqueness (the form does); the database's unique constraints are the last word.
+    """
+    from django.utils.text import slugify
+
+    from accounts.models import Tenant
+
+    with transaction.atomic(using=OPERATOR):
+        tenant = Tenant.objects.create(name=name, slug=f"{slugify(name)[:80] or 'tenant'}-{secrets.token_hex(4)}")
+        user = User(username=username, email=email, tenant=tenant)
+        user.set_password(password)
+        user.save()
+    with tenant_context(tenant.id):
+        audit_record(
+            tenant_id=tenant.id, event_type="tenant_signed_up", category="account", action="create",
+            description=f"Tenant {tenant.slug} signed up", user_id=user.pk, metadata={"slug": tenant.slug},
+        )  # fmt: skip
+    return user
+
+
+def account_ea_settings_update(*, account: MT5Account, changes: dict, by: User) -> MT5Account:
+    """Change the EA settings (seed §2.2 item 3): lock the row, bump `config_version`, audit old → new, push the
+    configuration to the EA after commit. No change, no bump. ValueError (EA_SETTING_UNKNOWN) before any write."""
+    from trading.outbound import account_config_publish_on_commit
+
+    unknown = sorted(set(changes) - EA_SETTING_FIELDS)
+    if unknown:
+        raise ValueError(EA_SETTING_UNKNOWN.format(names=", ".join(unknown)))
+    with _tenant_transaction(account.tenant_id):
+        locked = MT5Account.objects.select_for_update().get(account_id=account.account_id)
+        diff = {k: {"old": getattr(locked, k), "new": v} for k, v in changes.items() if getattr(locked, k) != v}
+        if not diff:
+            return locked
+        for name, change in diff.items():
+            setattr(locked, name, change["new"])
+        locked.config_version += 1
+        locked.save(update_fields=[*diff, "config_version"])
+        audit_record(
+            tenant_id=locked.tenant_id, event_type="ea_settings_changed", category="config", action="update",
+            description=f"EA settings of {locked} changed: {', '.join(sorted(diff))}", user_id=by.pk,
+            account_id=locked.account_id, metadata={"changes": diff, "config_version": locked.config_version},
+        )  # fmt: skip
+        account_config_publish_on_commit(locked)
+    return locked
+
+
+def account_emergency_stop(*, account: MT5Account, by: User) -> MT5Account:
+    """Stop trading now: `emergency_stop` on (risk parameters pushed with trading off) and a DISABLE_TRADING
+    command, delivered on reconnect if the EA is offline. Both audited by the services they go through."""
+    from compliance.services import account_risk_parameters_update
+    from trading.outbound import command_issue
+
+    with _tenant_transaction(account.tenant_id):
+        account = account_risk_parameters_update(account=account, changes={"emergency_stop": True}, actor=by)
+        command_issue(
+            tenant_id=account.tenant_id, account_id=account.account_id, kind="disable_trading",
+            issued_by=f"user:{by.username}", reason="emergency stop",
+        )  # fmt: skip
+    return account

@@ -1,7 +1,8 @@
 """HTTP routes: health, admin, the portal, the REST API and its OpenAPI docs."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.contrib.auth.views import LoginView
+from django.urls import include, path, reverse_lazy
 from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -13,6 +14,9 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
+    path("accounts/login/", LoginView.as_view(next_page=reverse_lazy("portal:accounts")), name="login"),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("portal/", include("accounts.portal_urls")),
     path("api/ea/", include("accounts.urls")),
     path("api/signals/", include("signals.urls")),
     path("api/tv/", include("signals.webhook_urls")),

@@ -1,0 +1,26 @@
+"""Portal routes, mounted under /portal/ (sign-up is public; everything else needs a signed-in trader)."""
+
+from django.urls import path
+
+from accounts import views
+from compliance import views as privacy_views
+
+app_name = "portal"
+
+urlpatterns = [
+    path("", views.account_list, name="accounts"),
+    path("signup/", views.signup, name="signup"),
+    path("accounts/add/", views.account_add, name="account-add"),
+    path("accounts/<uuid:account_id>/", views.account_detail, name="account"),
+    path("accounts/<uuid:account_id>/keys/", views.api_key_new, name="key-new"),
+    path("accounts/<uuid:account_id>/keys/<uuid:key_id>/rotate/", views.api_key_rotate_view, name="key-rotate"),
+    path("accounts/<uuid:account_id>/keys/<uuid:key_id>/revoke/", views.api_key_revoke_view, name="key-revoke"),
+    path("accounts/<uuid:account_id>/risk/", views.account_risk, name="account-risk"),
+    path("accounts/<uuid:account_id>/settings/", views.account_settings, name="account-settings"),
+    path("accounts/<uuid:account_id>/stop/", views.account_stop, name="account-stop"),
+    path("docs/protocol/", views.protocol_doc, name="protocol-doc"),
+    path("privacy/", privacy_views.privacy, name="privacy"),
+    path("privacy/consent/", privacy_views.consent_change, name="consent"),
+    path("privacy/export/", privacy_views.data_export, name="export"),
+    path("privacy/erase/", privacy_views.erase, name="erase"),
+]

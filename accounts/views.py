@@ -1,0 +1,202 @@
+"""Portal edges for traders: sign-up, MT5 accounts, API keys, risk parameters, EA settings, emergency stop.
+
+Thin: parse the form, call one service or selector, render. Every request of a signed-in user runs under their
+tenant (suho.tenancy): another tenant's account is invisible, so `get_object_or_404` answers 404 for it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from accounts import selectors
+from accounts.forms import AccountAddForm, EASettingsForm, RiskParametersForm, SignupForm, TradeFilterForm
+from accounts.models import ApiKey, MT5Account
+from accounts.services import (
+    ApiKeyError,
+    account_ea_settings_update,
+    account_emergency_stop,
+    api_key_create,
+    api_key_revoke,
+    api_key_rotate,
+    mt5_account_create,
+    tenant_signup,
+)
+from compliance.services import account_risk_parameters_update
+from trading.connection import ea_is_online
+from trading.selectors import balance_latest, positions_open
+
+CHART_DAYS = 7
+TRADES_PER_PAGE = 25
+EMERGENCY_STOPPED = "Emergency stop sent: trading is off and the EA was told to disable trading."
+RISK_SAVED = "Risk parameters saved and pushed to the EA (version {version})."
+SETTINGS_SAVED = "EA settings saved and pushed to the EA (version {version})."
+KEY_REVOKED = "API key {key} revoked; EAs using it are disconnected within a minute."
+ACCOUNT_NO_TENANT = "This user belongs to no tenant."
+
+
+def _tenant_user(request):
+    if request.user.tenant_id is None:
+        raise Http404(ACCOUNT_NO_TENANT)
+    return request.user
+
+
+def _account(request, account_id) -> MT5Account:
+    _tenant_user(request)
+    return get_object_or_404(MT5Account, account_id=account_id)
+
+
+def signup(request):
+    if request.user.is_authenticated:
+        return redirect("portal:accounts")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = tenant_signup(
+            name=form.cleaned_data["organisation"], username=form.cleaned_data["username"],
+            email=form.cleaned_data["email"], password=form.cleaned_data["password1"],
+        )  # fmt: skip
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect("portal:accounts")
+    return render(request, "portal/signup.html", {"form": form})
+
+
+@login_required
+def account_list(request):
+    _tenant_user(request)
+    accounts = [(account, ea_is_online(account)) for account in selectors.portal_accounts()]
+    return render(request, "portal/account_list.html", {"accounts": accounts})
+
+
+@login_required
+def account_add(request):
+    user = _tenant_user(request)
+    form = AccountAddForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        account = mt5_account_create(user=user, **form.cleaned_data)
+        messages.success(request, f"Account {account} added. Generate an API key for its EA below.")
+        return redirect("portal:account", account_id=account.account_id)
+    return render(request, "portal/account_add.html", {"form": form})
+
+
+@login_required
+def account_detail(request, account_id):
+    account = _account(request, account_id)
+    filters = TradeFilterForm(request.GET or None)
+    criteria = filters.cleaned_data if filters.is_valid() else {}
+    trades = selectors.trades_history(
+        account_id=account.account_id, symbol=criteria.get("symbol", ""), status=criteria.get("status", ""),
+        since=_day_start(criteria.get("since")), until=_day_start(criteria.get("until"), plus_days=1),
+    )  # fmt: skip
+    page = Paginator(trades, TRADES_PER_PAGE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "account": account,
+        "online": ea_is_online(account),
+        "balance": balance_latest(account_id=account.account_id),
+        "chart": selectors.balance_series(
+            account_id=account.account_id, since=timezone.now() - timedelta(days=CHART_DAYS)
+        ),
+        "positions": positions_open(account_id=account.account_id),
+        "filters": filters,
+        "trades": page,
+        "query": query.urlencode(),
+        "signals": selectors.account_signals(account_id=account.account_id),
+        "risk_events": selectors.account_risk_events(account_id=account.account_id),
+        "api_keys": selectors.account_api_keys(account_id=account.account_id),
+    }
+    return render(request, "portal/account_detail.html", context)
+
+
+@login_required
+@require_POST
+def api_key_new(request, account_id):
+    account = _account(request, account_id)
+    api_key, plaintext = api_key_create(account=account, created_by=request.user, label=request.POST.get("label", ""))
+    return _key_shown(request, account, api_key, plaintext)
+
+
+@login_required
+@require_POST
+def api_key_rotate_view(request, account_id, key_id):
+    account = _account(request, account_id)
+    old = get_object_or_404(ApiKey, account=account, id=key_id)
+    try:
+        api_key, plaintext = api_key_rotate(api_key=old, by=request.user)
+    except ApiKeyError as exc:
+        messages.error(request, str(exc))
+        return redirect("portal:account", account_id=account.account_id)
+    return _key_shown(request, account, api_key, plaintext)
+
+
+@login_required
+@require_POST
+def api_key_revoke_view(request, account_id, key_id):
+    account = _account(request, account_id)
+    api_key = api_key_revoke(api_key=get_object_or_404(ApiKey, account=account, id=key_id), by=request.user)
+    messages.success(request, KEY_REVOKED.format(key=api_key))
+    return redirect("portal:account", account_id=account.account_id)
+
+
+def _key_shown(request, account, api_key, plaintext):
+    scheme = "wss" if request.is_secure() else "ws"
+    context = {
+        "account": account, "api_key": api_key, "plaintext": plaintext,
+        "ws_url": f"{scheme}://{request.get_host()}/ws/ea/",
+    }  # fmt: skip
+    response = render(request, "portal/api_key_shown.html", context)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+def account_risk(request, account_id):
+    account = _account(request, account_id)
+    form = RiskParametersForm.for_account(account, data=request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        account = account_risk_parameters_update(account=account, changes=form.cleaned_data, actor=request.user)
+        messages.success(request, RISK_SAVED.format(version=account.config_version))
+        return redirect("portal:account", account_id=account.account_id)
+    return render(request, "portal/account_form.html", {"account": account, "form": form, "title": "Risk parameters"})
+
+
+@login_required
+def account_settings(request, account_id):
+    account = _account(request, account_id)
+    form = EASettingsForm.for_account(account, data=request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        account = account_ea_settings_update(account=account, changes=form.cleaned_data, by=request.user)
+        messages.success(request, SETTINGS_SAVED.format(version=account.config_version))
+        return redirect("portal:account", account_id=account.account_id)
+    return render(request, "portal/account_form.html", {"account": account, "form": form, "title": "EA settings"})
+
+
+@login_required
+@require_POST
+def account_stop(request, account_id):
+    account = _account(request, account_id)
+    account_emergency_stop(account=account, by=request.user)
+    messages.warning(request, EMERGENCY_STOPPED)
+    return redirect("portal:account", account_id=account.account_id)
+
+
+@login_required
+def protocol_doc(request):
+    """docs/protocol.md as plain text: the EA setup page links here (the spec an EA is written from)."""
+    text = (settings.BASE_DIR / "docs" / "protocol.md").read_text(encoding="utf-8")
+    return HttpResponse(text, content_type="text/plain; charset=utf-8")
+
+
+def _day_start(day, plus_days: int = 0):
+    if day is None:
+        return None
+    return datetime.combine(day, time.min, tzinfo=UTC) + timedelta(days=plus_days)
