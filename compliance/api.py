@@ -1,4 +1,5 @@
-"""REST edges for compliance: download a stored report as CSV or JSON (tenant-scoped; another tenant's is a 404)."""
+"""REST edges for compliance: download a stored report as CSV or JSON (tenant-scoped; another tenant's is a 404;
+staff read every tenant's on the operator path)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from rest_framework.views import APIView
 
 from compliance.reports import canonical_json, report_csv
 from compliance.selectors import compliance_report_get
+from suho.routers import operator_path
 from suho.tenancy import tenant_context
 
 CONTENT_TYPES = {"json": "application/json", "csv": "text/csv; charset=utf-8"}
@@ -23,10 +25,14 @@ class ComplianceReportDownloadApi(APIView):
     )
     def get(self, request, report_id, fmt):
         tenant_id = getattr(request.user, "tenant_id", None)
-        if tenant_id is None or fmt not in CONTENT_TYPES:
+        if fmt not in CONTENT_TYPES or (tenant_id is None and not request.user.is_staff):
             raise Http404
-        with tenant_context(tenant_id):
-            report = compliance_report_get(report_id=report_id)
+        if request.user.is_staff:  # operators (admin): every tenant's reports, on the operator path
+            with operator_path():
+                report = compliance_report_get(report_id=report_id)
+        else:
+            with tenant_context(tenant_id):
+                report = compliance_report_get(report_id=report_id)
         if report is None:
             raise Http404
         body = canonical_json(report.content) if fmt == "json" else report_csv(report).encode()

@@ -18,6 +18,7 @@ from django.db import DatabaseError, connections, transaction
 from django.test import Client
 from factories import make_account, make_order, make_signal, make_tenant, make_user
 
+from accounts.models import User
 from compliance.models import AuditLog, ComplianceReport
 from compliance.reports import (
     BEST_EXECUTION,
@@ -27,6 +28,7 @@ from compliance.reports import (
     compliance_reports_daily,
 )
 from signals.models import SignalExecution
+from suho.routers import operator_path
 from suho.tenancy import tenant_context
 
 DAY = (datetime.now(UTC) - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -192,3 +194,22 @@ def test_on_demand_through_manage_py_and_an_empty_period_is_refused(period):
     with pytest.raises(ValueError, match=REPORT_PERIOD_EMPTY):
         compliance_report_generate(tenant_id=tenant.id, report_type=BEST_EXECUTION, start=END, end=START,
                                    generated_by="test")  # fmt: skip
+
+
+def test_operators_read_compliance_tables_in_the_admin_and_download_any_tenants_report(period):
+    tenant, *_ = period
+    report = compliance_report_generate(
+        tenant_id=tenant.id, report_type=BEST_EXECUTION, start=START, end=END, generated_by="test"
+    )
+    with operator_path():
+        staff = User.objects.create_superuser(username="ops-reports", password="staff password 3")
+    client = Client()
+    client.force_login(staff)
+    for model in ("auditlog", "riskevent", "compliancereport", "userconsent"):
+        assert client.get(f"/admin/compliance/{model}/").status_code == 200, model
+    page = client.get(f"/admin/compliance/compliancereport/{report.pk}/change/")
+    assert page.status_code == 200
+    assert f"/api/compliance/reports/{report.pk}.csv" in page.content.decode()
+    assert client.post(f"/admin/compliance/auditlog/{report.pk}/delete/").status_code in (403, 404)
+    download = client.get(f"/api/compliance/reports/{report.pk}.json")
+    assert hashlib.sha256(download.content).hexdigest() == report.checksum
