@@ -80,6 +80,10 @@ def plausible_fields(model, tenant, account, user) -> dict:
             values[field.name] = {}
         elif isinstance(field, models.UUIDField):
             values[field.name] = uuid.uuid4()
+        elif isinstance(field, models.BinaryField):
+            values[field.name] = b"x"
+        elif field.unique:  # e.g. a token hash: two tenants' rows must not collide
+            values[field.name] = uuid.uuid4().hex[: field.max_length]
         else:
             values[field.name] = "x"
     return values
