@@ -1,13 +1,20 @@
-"""REST edges for compliance: download a stored report as CSV or JSON (tenant-scoped; another tenant's is a 404;
-staff read every tenant's on the operator path)."""
+"""REST edges for compliance: report downloads (tenant-scoped; another tenant's is a 404; staff read every tenant's
+on the operator path) and the signed-in user's GDPR requests (export, consent, withdrawal). Thin: parse, call one
+service, render."""
 
 from __future__ import annotations
+
+import ipaddress
+import json
 
 from django.http import Http404, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from compliance.gdpr import consent_record, consent_withdraw, user_data_export
 from compliance.reports import canonical_json, report_csv
 from compliance.selectors import compliance_report_get
 from suho.routers import operator_path
@@ -41,3 +48,56 @@ class ComplianceReportDownloadApi(APIView):
         response["Content-Disposition"] = f'attachment; filename="{name}"'
         response["X-Checksum-SHA256"] = report.checksum
         return response
+
+
+class UserDataExportApi(APIView):
+    @extend_schema(summary="Export my personal data (GDPR Art. 15/20)", responses={200: OpenApiTypes.OBJECT})
+    def get(self, request):
+        document = user_data_export(user=request.user)
+        response = HttpResponse(json.dumps(document, indent=2), content_type="application/json")
+        response["Content-Disposition"] = f'attachment; filename="suho-data-{request.user.pk}.json"'
+        return response
+
+
+class ConsentApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        purpose = serializers.SlugField(max_length=60)
+        version = serializers.CharField(max_length=20)
+
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.UUIDField()
+        purpose = serializers.CharField()
+        version = serializers.CharField()
+        granted = serializers.BooleanField()
+        time = serializers.DateTimeField()
+
+    @extend_schema(summary="Record my consent", request=InputSerializer, responses={201: OutputSerializer})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            consent = consent_record(
+                user=request.user, **data.validated_data, ip_address=_client_ip(request),
+                user_agent=request.headers.get("User-Agent", ""),
+            )  # fmt: skip
+        except ValueError as exc:
+            return Response({"error": {"code": "invalid_request", "message": str(exc)}}, status=400)
+        return Response(self.OutputSerializer(consent).data, status=status.HTTP_201_CREATED)
+
+
+class ConsentWithdrawApi(APIView):
+    @extend_schema(summary="Withdraw my consent to a purpose", responses={204: None, 404: None})
+    def delete(self, request, purpose):
+        try:
+            consent_withdraw(user=request.user, purpose=purpose, ip_address=_client_ip(request))
+        except ValueError as exc:
+            return Response({"error": {"code": "not_found", "message": str(exc)}}, status=404)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _client_ip(request) -> str | None:
+    value = request.META.get("REMOTE_ADDR")
+    try:
+        return str(ipaddress.ip_address(value)) if value else None
+    except ValueError:
+        return None

@@ -1,6 +1,6 @@
 """Compliance REST routes, mounted under /api/compliance/."""
 
-from django.urls import re_path
+from django.urls import path, re_path
 
 from compliance import api
 
@@ -10,4 +10,7 @@ urlpatterns = [
         api.ComplianceReportDownloadApi.as_view(),
         name="compliance-report-download",
     ),
+    path("me/export", api.UserDataExportApi.as_view(), name="gdpr-export"),
+    path("consents", api.ConsentApi.as_view(), name="gdpr-consents"),
+    path("consents/<slug:purpose>", api.ConsentWithdrawApi.as_view(), name="gdpr-consent-withdraw"),
 ]

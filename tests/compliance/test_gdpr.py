@@ -3,10 +3,14 @@ erasure pseudonymises the person, keeps the money records, and the audit chain s
 
 from __future__ import annotations
 
+import io
 import json
 from decimal import Decimal
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.test import Client
 from factories import make_account, make_order, make_signal, make_tenant, make_user
 
 from accounts.models import MT5Account, User
@@ -82,3 +86,35 @@ def test_erasure_pseudonymises_keeps_money_records_and_the_audit_chain_verifies(
 
     reports = audit_verify()
     assert reports and all(report.ok for report in reports), [str(r.first_break) for r in reports]
+
+
+def test_a_signed_in_user_exports_records_and_withdraws_consent_over_the_api(two_traders):
+    _, [(alice, account, *_), (bob, *_)] = two_traders
+    client = Client(REMOTE_ADDR="203.0.113.9", HTTP_USER_AGENT="portal-test")
+    client.force_login(alice)
+
+    created = client.post("/api/compliance/consents", {"purpose": "marketing", "version": "3"},
+                          content_type="application/json")  # fmt: skip
+    assert created.status_code == 201, created.content
+    assert (created.json()["purpose"], created.json()["granted"]) == ("marketing", True)
+    export = client.get("/api/compliance/me/export")
+    assert export.status_code == 200 and "attachment" in export["Content-Disposition"]
+    document = export.json()
+    assert [a["account_id"] for a in document["mt5_accounts"]] == [str(account.pk)]
+    assert {(c["purpose"], c["ip_address"], c["user_agent"]) for c in document["consents"]} >= {
+        ("marketing", "203.0.113.9", "portal-test")}  # fmt: skip
+    assert bob.email not in export.content.decode()
+
+    assert client.delete("/api/compliance/consents/marketing").status_code == 204
+    assert client.delete("/api/compliance/consents/marketing").status_code == 404
+    assert client.post("/api/compliance/consents", {"purpose": ""}, content_type="application/json").status_code == 400
+
+
+def test_gdpr_erase_command_pseudonymises_the_user(two_traders):
+    _, [(alice, *_), _] = two_traders
+    out = io.StringIO()
+    call_command("gdpr_erase", "--user", str(alice.pk), "--actor", "dpo@example.com", stdout=out)
+    with operator_path():
+        assert User.objects.get(pk=alice.pk).username in out.getvalue()
+    with pytest.raises(CommandError, match="No user with id"):
+        call_command("gdpr_erase", "--user", "not-a-uuid")
