@@ -41,20 +41,21 @@ def test_minute_closes_take_each_minutes_last_mid_and_fill_quiet_minutes():
 
 @pytest.fixture
 def crossing_market(committed):
-    """Reference mids that cross up on the last complete minute, and a fresh reference and broker quote now."""
+    """Reference mids that cross up on the last complete minute before the returned `now`."""
     now = timezone.now()
     minute = now.replace(second=0, microsecond=0)
     for index, mid in enumerate(FALLING_THEN_JUMP):
         at = minute - timedelta(minutes=len(FALLING_THEN_JUMP) - index) + timedelta(seconds=30)
         ReferenceQuote.objects.create(time=at, symbol="EURUSD", bid=Decimal(str(round(mid - PIP / 2, 6))),
                                       ask=Decimal(str(round(mid + PIP / 2, 6))), source="replay")  # fmt: skip
-    ReferenceQuote.objects.create(time=now, symbol="EURUSD", bid=Decimal("1.09784"), ask=Decimal("1.09786"),
-                                  source="replay")  # fmt: skip
-    cache_client().delete(reference_quote_key("EURUSD"))
     return now
 
 
-def broker_quote_now(account) -> None:
+def quotes_now(account) -> None:
+    """A fresh reference quote and broker quote, just before the run (signal intake wants both recent)."""
+    ReferenceQuote.objects.create(time=timezone.now(), symbol="EURUSD", bid=Decimal("1.09784"),
+                                  ask=Decimal("1.09786"), source="replay")  # fmt: skip
+    cache_client().delete(reference_quote_key("EURUSD"))
     quote = {"bid": 1.0979, "ask": 1.0981, "spread": 20, "timestamp": timezone.now().isoformat()}
     cache_set_many([(quote_key(account.account_id, "EURUSD"), QUOTE_TTL_S, quote)])
 
@@ -67,7 +68,7 @@ def test_a_reference_strategy_signal_carries_the_active_models_version_and_confi
     feedback_generate(account, count=120, seed=21, now=timezone.now())
     version = model_retrain()
     opted_in = make_account(account.tenant, account.user, strategy_parameters={"reference_strategy": True})
-    broker_quote_now(opted_in)
+    quotes_now(opted_in)
 
     signals = reference_strategy_run(now=crossing_market)
 
@@ -84,9 +85,10 @@ def test_a_reference_strategy_signal_carries_the_active_models_version_and_confi
 
 def test_nothing_is_signalled_unless_enabled_and_opted_in(account, crossing_market, settings):
     settings.REFERENCE_SYMBOLS = ["EURUSD"]
-    broker_quote_now(account)
     settings.REFERENCE_STRATEGY_ENABLED = False
     opted_in = make_account(account.tenant, account.user, strategy_parameters={"reference_strategy": True})
+    quotes_now(account)
+    quotes_now(opted_in)
     assert reference_strategy_run(now=crossing_market) == []
     settings.REFERENCE_STRATEGY_ENABLED = True
     signals = reference_strategy_run(now=crossing_market)
