@@ -290,3 +290,19 @@ def risk_event_notify(*, payload: dict) -> None:
         payload=payload,
         context={"tenant_id": payload["tenant_id"], "account_id": payload["account_id"], "task": "risk_notify"},
     )
+
+
+def account_trading_restore(*, account: MT5Account, actor) -> MT5Account:
+    """An operator turns trading back on after a risk action: the flag on (audited, pushed as risk parameters) and
+    ENABLE_TRADING sent, since the EA also obeys the DISABLE_TRADING command it received. Open risk events stay as
+    they are: the monitor resolves them when their condition clears (and re-acts on a new breach)."""
+    from trading.outbound import command_issue
+
+    actor_name = getattr(actor, "username", None) or str(actor)
+    with tenant_context(account.tenant_id):
+        restored = account_risk_parameters_update(account=account, changes={"trading_enabled": True}, actor=actor)
+        command_issue(
+            tenant_id=account.tenant_id, account_id=account.account_id, kind="enable_trading",
+            issued_by=actor_name[:100], reason="trading restored by an operator",
+        )  # fmt: skip
+    return restored

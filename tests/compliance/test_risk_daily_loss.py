@@ -4,6 +4,7 @@ UTC day the event resolves."""
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from datetime import datetime, timedelta
@@ -12,6 +13,7 @@ from decimal import Decimal
 import pytest
 from channels.db import database_sync_to_async
 from django.core import mail
+from django.core.management import call_command
 from django.utils import timezone
 from factories import make_account, make_order, make_tenant, make_user
 
@@ -179,3 +181,17 @@ async def test_a_connected_ea_receives_disable_trading_and_its_new_risk_paramete
     assert received["command"].command == binproto.CommandType.DISABLE_TRADING
     assert received["risk"].trading_enabled is False
     await communicator.disconnect()
+
+
+def test_an_operator_restores_trading_with_enable_trading_sent_and_audited(losing_account):
+    account, now = losing_account
+    risk_checks_run(now=now)
+    out = io.StringIO()
+    call_command("trading_enable", "--account", str(account.pk), "--actor", "ops-alice", stdout=out)
+    _, commands, fresh = state(account)
+    assert fresh.trading_enabled is True
+    assert [c.kind for c in sorted(commands, key=lambda c: c.created_at)] == ["disable_trading", "enable_trading"]
+    with tenant_context(account.tenant_id):
+        change = AuditLog.objects.filter(event_type="risk_parameters_changed").order_by("-chain_seq").first()
+    assert change.metadata["changes"] == {"trading_enabled": {"old": False, "new": True}}
+    assert change.metadata["actor"] == "ops-alice"
