@@ -72,6 +72,7 @@ async def test_the_seed_example_is_adjusted_delivered_executed_closed_at_tp_and_
     account, secret = ea
     communicator, result = await connect(account, secret)
     assert result.status == binproto.AuthStatus.OK
+    await _stream_quote(communicator, account, bid=1.0950, ask=1.0952)  # two ticks: volatility has a sample
     await _stream_quote(communicator, account)
     await database_sync_to_async(reference_put)()
 
@@ -112,6 +113,7 @@ async def test_the_seed_example_is_adjusted_delivered_executed_closed_at_tp_and_
     assert (execution.price_difference, execution.slippage_pips) == (Decimal("0.0001"), Decimal("1.00"))
     assert execution.execution_latency_ms is not None and execution.execution_latency_ms >= 0
     assert execution.spread_at_execution == Decimal("20")
+    assert execution.market_volatility is not None and execution.market_volatility > 0
     assert (execution.trade_closed, execution.close_reason) == (True, "take_profit")
     assert (execution.profit, execution.profit_pips) == (Decimal("30.00"), Decimal("30.00"))
 
