@@ -235,7 +235,7 @@ def risk_breach_record(*, breach: Breach, now: datetime) -> int:
             return 0
         event = RiskEvent.objects.select_related("account").get(id=event_id)
         risk_actions_take(event=event, rule=rule)
-        transaction.on_commit(partial(risk_event_notify, payload=_payload(event)), using=SERVICE)
+        transaction.on_commit(partial(risk_event_notify_later, payload=_payload(event)), using=SERVICE)
     return 1
 
 
@@ -281,6 +281,18 @@ def _payload(event: RiskEvent) -> dict:
         "message": event.message, "threshold": event.threshold_value, "current": event.current_value,
         "action_taken": event.action_taken,
     }, cls=DjangoJSONEncoder))  # fmt: skip
+
+
+def risk_event_notify_later(*, payload: dict) -> None:
+    """After commit: hand the notification to a Celery worker, so a slow mail server or webhook never holds up the
+    monitor (a storm of connectivity events, say); if the broker cannot take it, send it here and now."""
+    from compliance.tasks import risk_event_notify_task
+
+    try:
+        risk_event_notify_task.delay(payload=payload)
+    except Exception:
+        log.exception("risk notification not queued; sending it inline", extra={"task": "risk_notify"})
+        risk_event_notify(payload=payload)
 
 
 def risk_event_notify(*, payload: dict) -> None:

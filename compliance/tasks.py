@@ -35,3 +35,11 @@ def audit_verify_task() -> int:
     from compliance.audit import audit_verify_alert
 
     return audit_verify_alert()
+
+
+@shared_task(ignore_result=True)
+def risk_event_notify_task(*, payload: dict) -> None:
+    """E-mail and webhook for one newly opened risk event (queued after commit by the risk monitor)."""
+    from compliance.risk import risk_event_notify
+
+    risk_event_notify(payload=payload)

@@ -56,3 +56,14 @@ def notify_settings(settings, webhook):
     settings.RISK_WEBHOOK_URL = webhook[0]
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     return webhook[1]
+
+
+@pytest.fixture(autouse=True)
+def celery_eager():
+    """Tasks queued by the code under test (risk notifications) run inline, in the test's thread."""
+    from suho.celery import app
+
+    saved = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = saved

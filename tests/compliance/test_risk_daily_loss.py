@@ -62,7 +62,9 @@ def state(account):
         )
 
 
-def test_a_daily_loss_over_the_limit_disables_trading_once_and_resolves_the_next_day(losing_account, notify_settings):
+def test_a_daily_loss_over_the_limit_disables_trading_once_and_resolves_the_next_day(
+    losing_account, notify_settings, caplog
+):
     account, now = losing_account
     published: list[tuple[str, bytes]] = []
     bus = get_bus()
@@ -92,6 +94,7 @@ def test_a_daily_loss_over_the_limit_disables_trading_once_and_resolves_the_next
     assert "daily_loss_limit" in mail.outbox[0].subject
     assert wait_for(lambda: len(notify_settings) == 1)
     assert notify_settings[0]["event_type"] == "daily_loss_limit"
+    assert "not queued" not in caplog.text  # it went through the Celery task
     assert Decimal(notify_settings[0]["current"]) == Decimal("-523.45")
 
     # Later runs the same day: nothing new anywhere.
