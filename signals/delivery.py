@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from functools import partial
 from uuid import UUID
 
-from django.db import transaction
 from django.utils import timezone
 
 import binproto
 from signals import lifecycle
 from signals.models import TradingSignal
-from suho.bus import get_bus
-from suho.routers import SERVICE
+from suho.outbox import outbox_publish_on_commit
 from suho.tenancy import tenant_context
 
 ACTIONS = {"BUY": binproto.Action.BUY, "SELL": binproto.Action.SELL, "CLOSE": binproto.Action.CLOSE}
@@ -51,10 +48,11 @@ def signal_message(signal: TradingSignal) -> binproto.TradingSignal:
 
 def signal_publish_on_commit(signal: TradingSignal) -> None:
     """After the creating transaction commits: `mt5.signal.{account_id}.{signal_id}`, JSON form of the wire message."""
-    subject = f"mt5.signal.{signal.account_id}.{signal.signal_id}"
-    payload = binproto.to_json(signal_message(signal)).encode()
-    transaction.on_commit(
-        partial(get_bus().publish, subject, payload, msg_id=f"signal:{signal.signal_id}"), using=SERVICE
+    outbox_publish_on_commit(
+        tenant_id=signal.tenant_id,
+        subject=f"mt5.signal.{signal.account_id}.{signal.signal_id}",
+        payload=binproto.to_json(signal_message(signal)).encode(),
+        msg_id=f"signal:{signal.signal_id}",
     )
 
 

@@ -47,6 +47,7 @@ class Bus:
                 max_reconnect_attempts=-1,  # keep trying through a NATS restart
                 reconnect_time_wait=0.5,
                 pending_size=64 * 1024 * 1024,  # buffer publishes while reconnecting
+                error_cb=_log_nats_error,
             )
         return self._client
 
@@ -72,6 +73,15 @@ class Bus:
         headers = {"Nats-Msg-Id": msg_id} if msg_id else None
         await asyncio.wait_for(asyncio.wrap_future(self.submit(self._publish(subject, payload, headers))),
                                PUBLISH_TIMEOUT_S)  # fmt: skip
+
+    def jetstream_publish(self, subject: str, payload: bytes, *, msg_id: str, timeout: float = PUBLISH_TIMEOUT_S):
+        """Publish and wait until JetStream has stored it (raises on failure). Returns the PubAck."""
+
+        async def _publish():
+            client = await self._connected()
+            return await client.jetstream(timeout=timeout).publish(subject, payload, headers={"Nats-Msg-Id": msg_id})
+
+        return self.submit(_publish()).result(timeout=timeout + 1)
 
     def publish_many(self, messages: list[tuple[str, bytes]]) -> None:
         """Fire a batch of volume messages (ticks, balances) in one hop to the bus loop."""
@@ -118,6 +128,10 @@ class Bus:
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 
+async def _log_nats_error(error: Exception) -> None:
+    log.warning("NATS: %s: %s", type(error).__name__, error)
+
+
 def _log_failure(subject: str):
     def _check(future: Future) -> None:
         if future.exception() is not None:
@@ -134,6 +148,8 @@ def get_bus() -> Bus:
     global _bus
     with _bus_lock:
         if _bus is None or _bus.url != settings.NATS_URL:
+            if _bus is not None:  # the URL changed (tests): stop the old loop and its reconnect attempts
+                _bus.loop.call_soon_threadsafe(_bus.loop.stop)
             _bus = Bus(settings.NATS_URL)
         return _bus
 

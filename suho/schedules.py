@@ -6,6 +6,7 @@ from celery.schedules import crontab
 
 BEAT_SCHEDULE = {
     "partitions-upkeep": {"task": "suho.tasks.partitions_upkeep", "schedule": timedelta(hours=1)},
+    "outbox-drain": {"task": "suho.tasks.outbox_drain_task", "schedule": timedelta(seconds=5)},
     "balance-rollup-refresh": {
         "task": "trading.tasks.balance_rollup_refresh_task",
         "schedule": timedelta(minutes=5),

@@ -11,7 +11,6 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from functools import partial
 from typing import NamedTuple
 from uuid import UUID
 
@@ -22,6 +21,7 @@ import binproto
 from accounts.models import MT5Account
 from suho.bus import get_bus
 from suho.cache import BALANCE_TTL_S, POSITIONS_TTL_S, balance_key, cache_set_many, positions_key
+from suho.outbox import outbox_publish_on_commit
 from suho.routers import SERVICE
 from suho.tenancy import TENANT_SETTING, tenant_context
 from trading.models import TradeEvent, TradeOrder
@@ -183,9 +183,11 @@ def profile_update(*, tenant_id: UUID, account_id: UUID, profile: binproto.Accou
             ea_settings_reported=dict(profile.settings),
             profile_updated_at=timezone.now(),
         )
-        transaction.on_commit(
-            partial(get_bus().publish, f"mt5.account.{account_id}.profile", binproto.to_json(profile).encode()),
-            using=SERVICE,
+        outbox_publish_on_commit(
+            tenant_id=tenant_id,
+            subject=f"mt5.account.{account_id}.profile",
+            payload=binproto.to_json(profile).encode(),
+            msg_id=f"profile:{account_id}:{profile.timestamp_us}",
         )
 
 
@@ -280,10 +282,10 @@ def trade_event_record(*, tenant_id: UUID, account_id: UUID, session_id: UUID | 
         elif kind == TradeEvent.Kind.MODIFY and order.status == TradeOrder.Status.OPEN:
             order.stop_loss, order.take_profit = fields["stop_loss"], fields["take_profit"]
             order.save(update_fields=["stop_loss", "take_profit", "updated_at"])
-        subject = f"mt5.account.{account_id}.trades.{kind}"
-        transaction.on_commit(
-            partial(get_bus().publish, subject, binproto.to_json(event).encode(),
-                    msg_id=f"{account_id}:{event.ticket}:{kind}:{event.event_seq}"),
-            using=SERVICE,
-        )  # fmt: skip
+        outbox_publish_on_commit(
+            tenant_id=tenant_id,
+            subject=f"mt5.account.{account_id}.trades.{kind}",
+            payload=binproto.to_json(event).encode(),
+            msg_id=f"trade:{account_id}:{event.ticket}:{kind}:{event.event_seq}",
+        )
     return TradeEventResult(ACCEPTED, event.ticket, kind)

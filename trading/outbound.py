@@ -8,18 +8,15 @@ that was offline from the database.
 from __future__ import annotations
 
 from datetime import timedelta
-from functools import partial
 from uuid import UUID
 
-from django.db import transaction
 from django.utils import timezone
 
 import binproto
 from accounts.models import MT5Account
 from compliance.services import audit_record
 from signals.delivery import _us
-from suho.bus import get_bus
-from suho.routers import SERVICE
+from suho.outbox import outbox_publish_on_commit
 from suho.tenancy import tenant_context
 from trading.models import EACommand
 
@@ -84,12 +81,13 @@ def command_message(command: EACommand) -> binproto.Command:
 
 def account_config_publish_on_commit(account: MT5Account) -> None:
     """Push both halves of the account's configuration to its EA once the change commits."""
-    bus = get_bus()
     for kind, message in (("risk_params", risk_parameters_message(account)),
                           ("settings", config_update_message(account))):  # fmt: skip
-        transaction.on_commit(
-            partial(bus.publish, f"mt5.config.{account.account_id}.{kind}", binproto.to_json(message).encode()),
-            using=SERVICE,
+        outbox_publish_on_commit(
+            tenant_id=account.tenant_id,
+            subject=f"mt5.config.{account.account_id}.{kind}",
+            payload=binproto.to_json(message).encode(),
+            msg_id=f"config:{account.account_id}:{kind}:{account.config_version}",
         )
 
 
@@ -110,10 +108,11 @@ def command_issue(
             description=f"{kind} issued by {issued_by}: {reason}", account_id=account_id,
             metadata={"command_id": str(command.command_id), "ticket": ticket},
         )  # fmt: skip
-        subject = f"mt5.command.{account_id}.{kind}"
-        payload = binproto.to_json(command_message(command)).encode()
-        transaction.on_commit(
-            partial(get_bus().publish, subject, payload, msg_id=f"command:{command.command_id}"), using=SERVICE
+        outbox_publish_on_commit(
+            tenant_id=tenant_id,
+            subject=f"mt5.command.{account_id}.{kind}",
+            payload=binproto.to_json(command_message(command)).encode(),
+            msg_id=f"command:{command.command_id}",
         )
     return command
 
