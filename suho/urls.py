@@ -22,6 +22,7 @@ urlpatterns = [
     path("api/tv/", include("signals.webhook_urls")),
     path("api/analytics/", include("quotes.urls")),
     path("api/compliance/", include("compliance.urls")),
+    path("api/", include("accounts.user_api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

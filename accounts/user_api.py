@@ -1,0 +1,303 @@
+"""REST edges for traders (and their scripts): MT5 accounts, balances (raw and 5-minute), trades, executions,
+feedback, risk events. JWT (`/api/token/`) or the portal session; tenant-scoped: another tenant's id is 404.
+
+Thin: validate the query, run one selector inside the caller's tenant context, serialize. Errors have the shape of
+accounts/api.py, `{"error": {"code": ..., "message": ...}}`.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from datetime import timedelta
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import exceptions, serializers, status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework_simplejwt.serializers import TokenRefreshSerializer
+from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+
+from accounts import selectors
+from accounts.api import ErrorSerializer, ea_exception_handler, error_response
+from accounts.models import MT5Account
+from accounts.services import TOKEN_SCOPE, mt5_account_create
+from compliance.models import RiskEvent
+from signals.models import SignalExecution
+from signals.selectors import feedback_rows
+from suho.tenancy import tenant_context
+from trading.models import BalanceRollup, BalanceSnapshot, TradeOrder
+
+NOT_FOUND = "not_found"
+ACCOUNT_NOT_FOUND = "No such MT5 account."
+NO_TENANT = "This user belongs to no tenant; operators use the admin."
+RANGE_INVALID = "`start` must be before `end`."
+RANGE_TOO_LONG = "At most {days} days per request."
+EA_TOKEN_REFUSED = "EA refresh tokens are refreshed at /api/ea/token/refresh, not here."  # noqa: S105
+MAX_RANGE_DAYS = 92
+
+ERRORS = {
+    400: OpenApiResponse(ErrorSerializer, description="`invalid_request`: malformed fields or query."),
+    401: OpenApiResponse(ErrorSerializer, description="`not_authenticated`."),
+    403: OpenApiResponse(ErrorSerializer, description="`permission_denied`: a user without tenant."),
+    404: OpenApiResponse(ErrorSerializer, description="`not_found` (also another tenant's id)."),
+}
+
+
+def user_exception_handler(exc, context) -> Response | None:
+    if isinstance(exc, exceptions.NotFound):
+        return error_response(NOT_FOUND, str(exc.detail), status.HTTP_404_NOT_FOUND)
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        return error_response("not_authenticated", str(exc.detail), status.HTTP_401_UNAUTHORIZED)
+    if isinstance(exc, exceptions.PermissionDenied):
+        return error_response("permission_denied", str(exc.detail), status.HTTP_403_FORBIDDEN)
+    return ea_exception_handler(exc, context)
+
+
+class UserApiView(APIView):
+    def get_exception_handler(self):
+        return user_exception_handler
+
+    @contextmanager
+    def tenant(self):
+        """The caller's tenant context (JWT requests reach the view without one: the middleware saw no user)."""
+        tenant_id = getattr(self.request.user, "tenant_id", None)
+        if tenant_id is None:
+            raise exceptions.PermissionDenied(NO_TENANT)
+        with tenant_context(tenant_id):
+            yield
+
+    def account(self, account_id) -> MT5Account:
+        account = selectors.portal_accounts().filter(account_id=account_id).first()
+        if account is None:
+            raise exceptions.NotFound(ACCOUNT_NOT_FOUND)
+        return account
+
+    def page(self, queryset, serializer_class):
+        paginator = LimitOffsetPagination()
+        rows = paginator.paginate_queryset(queryset, self.request, view=self)
+        return paginator.get_paginated_response(serializer_class(rows, many=True).data)
+
+
+class AccountSerializer(serializers.ModelSerializer):
+    online = serializers.SerializerMethodField()
+
+    class Meta:
+        model = MT5Account
+        fields = ("account_id", "name", "account_number", "broker", "server", "account_type", "currency", "leverage",
+                  "is_active", "connection_status", "online", "last_heartbeat_at", "last_refusal_reason",
+                  "last_refusal_at", "last_ea_error", "config_version", "trading_enabled", "emergency_stop",
+                  "max_position_size", "max_daily_loss", "max_drawdown_percent", "min_margin_level",
+                  "allowed_symbols", "created_at")  # fmt: skip
+        read_only_fields = fields
+
+    def get_online(self, account) -> bool:
+        from trading.connection import ea_is_online
+
+        return ea_is_online(account)
+
+
+class AccountCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    account_type = serializers.ChoiceField(choices=MT5Account.AccountType.choices, default="demo")
+    account_number = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=2**63 - 1)
+    broker = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    server = serializers.CharField(max_length=100, required=False, allow_blank=True)
+
+
+class RangeSerializer(serializers.Serializer):
+    start = serializers.DateTimeField(required=False, help_text="Default: 24 hours before `end`.")
+    end = serializers.DateTimeField(required=False, help_text="Default: now.")
+
+    def validate(self, data):
+        data["end"] = data.get("end") or timezone.now()
+        data["start"] = data.get("start") or data["end"] - timedelta(days=1)
+        if data["start"] >= data["end"]:
+            raise serializers.ValidationError(RANGE_INVALID)
+        if data["end"] - data["start"] > timedelta(days=MAX_RANGE_DAYS):
+            raise serializers.ValidationError(RANGE_TOO_LONG.format(days=MAX_RANGE_DAYS))
+        return data
+
+
+class BalanceQuerySerializer(RangeSerializer):
+    resolution = serializers.ChoiceField(choices=["raw", "5min"], default="5min")
+
+
+class TradeQuerySerializer(serializers.Serializer):
+    symbol = serializers.CharField(max_length=32, required=False, allow_blank=True)
+    status = serializers.ChoiceField(choices=TradeOrder.Status.choices, required=False)
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+
+
+class BalanceSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = BalanceSnapshot
+        fields = ("time", "balance", "equity", "margin", "free_margin", "margin_level", "floating_pnl",
+                  "open_positions", "daily_pnl", "drawdown")  # fmt: skip
+
+
+class BalanceRollupSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = BalanceRollup
+        fields = ("bucket", "balance", "equity", "avg_margin_level", "samples")
+
+
+class TradeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TradeOrder
+        fields = ("order_id", "time", "ticket", "signal", "symbol", "order_type", "volume", "open_price", "stop_loss",
+                  "take_profit", "status", "close_time", "close_price", "close_reason", "profit", "commission",
+                  "swap", "comment", "magic_number")  # fmt: skip
+
+
+class ExecutionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SignalExecution
+        exclude = ("tenant",)
+
+
+class RiskEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RiskEvent
+        exclude = ("tenant",)
+
+
+class FeedbackQuerySerializer(serializers.Serializer):
+    days = serializers.IntegerField(min_value=1, max_value=90, default=7)
+
+
+class FeedbackRowSerializer(serializers.Serializer):
+    signal_id = serializers.UUIDField()
+    model_version = serializers.CharField(allow_blank=True)
+    strategy_name = serializers.CharField(allow_blank=True)
+    confidence_score = serializers.DecimalField(max_digits=5, decimal_places=4, allow_null=True)
+    polygon_ask = serializers.DecimalField(max_digits=20, decimal_places=6, allow_null=True)
+    actual_entry_price = serializers.DecimalField(max_digits=20, decimal_places=6, allow_null=True)
+    execution_slippage = serializers.DecimalField(max_digits=20, decimal_places=6, allow_null=True)
+    execution_latency_ms = serializers.IntegerField(allow_null=True)
+    profit = serializers.DecimalField(max_digits=20, decimal_places=2, allow_null=True)
+    profit_pips = serializers.DecimalField(max_digits=12, decimal_places=2, allow_null=True)
+    trade_result = serializers.CharField()
+    market_volatility = serializers.DecimalField(max_digits=12, decimal_places=6, allow_null=True)
+    spread_at_execution = serializers.DecimalField(max_digits=10, decimal_places=2, allow_null=True)
+
+
+class AccountListApi(UserApiView):
+    @extend_schema(operation_id="accounts_list", tags=["Accounts"], responses={200: AccountSerializer(many=True),
+                   **ERRORS})  # fmt: skip
+    def get(self, request):
+        with self.tenant():
+            return self.page(selectors.portal_accounts(), AccountSerializer)
+
+    @extend_schema(operation_id="accounts_create", tags=["Accounts"], request=AccountCreateSerializer,
+                   responses={201: AccountSerializer, **ERRORS})  # fmt: skip
+    def post(self, request):
+        data = AccountCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        with self.tenant():
+            account = mt5_account_create(user=request.user, **data.validated_data)
+        return Response(AccountSerializer(account).data, status=status.HTTP_201_CREATED)
+
+
+class AccountDetailApi(UserApiView):
+    @extend_schema(operation_id="accounts_detail", tags=["Accounts"], responses={200: AccountSerializer, **ERRORS})
+    def get(self, request, account_id):
+        with self.tenant():
+            return Response(AccountSerializer(self.account(account_id)).data)
+
+
+class AccountBalancesApi(UserApiView):
+    @extend_schema(
+        operation_id="accounts_balances", tags=["Accounts"], parameters=[BalanceQuerySerializer],
+        summary="Balance/equity in a time range: raw snapshots or the 5-minute rollup (mt5_balance_5min)",
+        responses={200: BalanceRollupSerializer(many=True), **ERRORS},
+    )  # fmt: skip
+    def get(self, request, account_id):
+        query = BalanceQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        start, end = query.validated_data["start"], query.validated_data["end"]
+        with self.tenant():
+            account = self.account(account_id)
+            if query.validated_data["resolution"] == "raw":
+                rows = BalanceSnapshot.objects.filter(account=account, time__gte=start, time__lt=end).order_by("time")
+                return self.page(rows, BalanceSerializer)
+            rows = BalanceRollup.objects.filter(account=account, bucket__gte=start, bucket__lt=end).order_by("bucket")
+            return self.page(rows, BalanceRollupSerializer)
+
+
+class AccountTradesApi(UserApiView):
+    @extend_schema(operation_id="accounts_trades", tags=["Accounts"], parameters=[TradeQuerySerializer],
+                   responses={200: TradeSerializer(many=True), **ERRORS})  # fmt: skip
+    def get(self, request, account_id):
+        query = TradeQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        with self.tenant():
+            account = self.account(account_id)
+            return self.page(selectors.trades_history(account_id=account.account_id, **query.validated_data),
+                             TradeSerializer)  # fmt: skip
+
+
+class AccountRiskEventsApi(UserApiView):
+    @extend_schema(operation_id="accounts_risk_events", tags=["Accounts"],
+                   responses={200: RiskEventSerializer(many=True), **ERRORS})  # fmt: skip
+    def get(self, request, account_id):
+        with self.tenant():
+            account = self.account(account_id)
+            return self.page(RiskEvent.objects.filter(account=account).order_by("-time"), RiskEventSerializer)
+
+
+class ExecutionListApi(UserApiView):
+    class QuerySerializer(serializers.Serializer):
+        account_id = serializers.UUIDField(required=False)
+
+    @extend_schema(operation_id="executions_list", tags=["Signals"], parameters=[QuerySerializer],
+                   responses={200: ExecutionSerializer(many=True), **ERRORS})  # fmt: skip
+    def get(self, request):
+        query = self.QuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        with self.tenant():
+            rows = SignalExecution.objects.order_by("-time")
+            if "account_id" in query.validated_data:
+                rows = rows.filter(account_id=self.account(query.validated_data["account_id"]).account_id)
+            return self.page(rows, ExecutionSerializer)
+
+
+class FeedbackApi(UserApiView):
+    @extend_schema(operation_id="feedback_list", tags=["Signals"], parameters=[FeedbackQuerySerializer],
+                   summary="Closed executions not yet used for training (seed §7.3), newest first",
+                   responses={200: FeedbackRowSerializer(many=True), **ERRORS})  # fmt: skip
+    def get(self, request):
+        query = FeedbackQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        with self.tenant():
+            return Response(FeedbackRowSerializer(feedback_rows(**query.validated_data), many=True).data)
+
+
+class UserTokenRefreshSerializer(TokenRefreshSerializer):
+    def validate(self, attrs):
+        try:
+            scope = RefreshToken(attrs["refresh"]).get("scope")
+        except Exception:  # noqa: BLE001 — the parent reports a bad token its own way
+            scope = None
+        if scope == TOKEN_SCOPE:
+            raise serializers.ValidationError(EA_TOKEN_REFUSED)
+        return super().validate(attrs)
+
+
+class UserTokenObtainView(TokenObtainPairView):
+    """A trader's JWT pair from user name and password (15-minute access token)."""
+
+    def get_exception_handler(self):
+        return user_exception_handler
+
+
+class UserTokenRefreshView(TokenRefreshView):
+    """Refresh a trader's token pair; EA refresh tokens are refused (they rotate through the EA endpoint)."""
+
+    serializer_class = UserTokenRefreshSerializer
+
+    def get_exception_handler(self):
+        return user_exception_handler
