@@ -3,9 +3,10 @@
 Each tenant's work runs in its own transaction under that tenant's context (the service role, row-level security);
 only the list of tenants is read on the operator path. A breach goes through the SQL `trigger_risk_event(...)`,
 which keeps one open event per account and type and audits its opening. The run that opens an event claims it
-(one conditional update of `notified_at`) and only that run takes the configured action and notifies operators,
-after commit; later runs find the event open and add nothing. An open event whose condition no longer holds is
-resolved and audited. Trading disabled by an action stays disabled until an operator turns it back on.
+(one conditional update of `notified_at`) and only that run takes the configured action and notifies operators
+(a Celery task queued after commit); later runs find the event open and add nothing. An open event whose condition
+no longer holds is resolved and audited. Trading disabled by an action stays disabled until an operator turns it
+back on (`account_trading_restore`, `manage.py trading_enable`).
 """
 
 from __future__ import annotations
