@@ -146,15 +146,26 @@ def deviation_check(now: datetime) -> list[Breach]:
 
 
 def connectivity_check(now: datetime) -> list[Breach]:
-    breaches = []
+    """EAs silent for 2 minutes or offline (the account's connection state), and EAs still sending heartbeats that
+    report a status other than online (the seed's §10.2 query: e.g. the terminal lost its broker)."""
+    from trading.selectors import connectivity_problems
+
+    breaches = {}
     for row in selectors.accounts_silent(silent_before=now - EA_SILENT_AFTER):
         seen = row["last_heartbeat_at"]
         silent_s = Decimal(int((now - seen).total_seconds())) if seen else None
-        breaches.append(Breach(row["account_id"], "ea_connectivity",
-                               f"EA {row['connection_status']}, no heartbeat for "
-                               f"{'ever' if silent_s is None else f'{silent_s} s'}",
-                               Decimal(EA_SILENT_AFTER.total_seconds()), silent_s))  # fmt: skip
-    return breaches
+        message = f"EA {row['connection_status']}, no heartbeat for {'ever' if silent_s is None else f'{silent_s} s'}"
+        breaches[row["account_id"]] = Breach(
+            row["account_id"], "ea_connectivity", message, Decimal(EA_SILENT_AFTER.total_seconds()), silent_s
+        )
+    for row in connectivity_problems():
+        if row["account_id"] not in breaches and row["status"] != "online":
+            silent_s = Decimal(int(row["seconds_since_last_heartbeat"]))
+            breaches[row["account_id"]] = Breach(
+                row["account_id"], "ea_connectivity", f"EA reports {row['status']!r}",
+                Decimal(EA_SILENT_AFTER.total_seconds()), silent_s,
+            )  # fmt: skip
+    return list(breaches.values())
 
 
 Check = Callable[[datetime], list[Breach]]

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 from django.utils import timezone
-from factories import make_account, make_balance, make_quote, make_signal, make_tenant, make_user
+from factories import make_account, make_balance, make_heartbeat, make_quote, make_signal, make_tenant, make_user
 
 from accounts.models import MT5Account
 from compliance.models import RiskEvent
@@ -105,3 +105,15 @@ def test_an_ea_silent_for_two_minutes_opens_a_connectivity_event_until_it_is_hea
     with tenant_context(account.tenant_id):
         MT5Account.objects.filter(pk=account.pk).update(last_heartbeat_at=now)
     assert risk_alerts_run(now=now)["resolved"] == 1
+
+
+def test_an_ea_that_reports_a_status_other_than_online_is_a_connectivity_event(account):
+    now = timezone.now()
+    with tenant_context(account.tenant_id):
+        MT5Account.objects.filter(pk=account.pk).update(
+            connection_status="online", last_connected_at=now - timedelta(hours=1), last_heartbeat_at=now
+        )
+    make_heartbeat(account, time=now - timedelta(seconds=5), status="reconnecting")
+    assert risk_alerts_run()["opened"] == 1
+    with tenant_context(account.tenant_id):
+        assert RiskEvent.objects.get().message == "EA reports 'reconnecting'"
