@@ -12,7 +12,7 @@ class OutboxMessage(models.Model):
     from here until JetStream has stored it (de-duplicated on `msg_id`), so a failed publish is never lost."""
 
     id = models.BigAutoField(primary_key=True)
-    tenant = tenant_fk(null=True, blank=True)
+    tenant = tenant_fk()
     subject = models.CharField(max_length=255)
     payload = models.BinaryField()
     msg_id = models.CharField(max_length=200)

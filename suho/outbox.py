@@ -33,7 +33,7 @@ _kick_pending = threading.Event()
 IMMEDIATE_TIMEOUT_S = 0.5  # the committing thread waits this long for JetStream; then the drainer takes over
 
 
-def outbox_publish_on_commit(*, tenant_id: UUID | None, subject: str, payload: bytes, msg_id: str) -> None:
+def outbox_publish_on_commit(*, tenant_id: UUID, subject: str, payload: bytes, msg_id: str) -> None:
     """Record the message in the current transaction (on the service role, under the tenant's context) and
     publish it once that transaction commits."""
     message = OutboxMessage.objects.using(SERVICE).create(
