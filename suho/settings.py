@@ -106,6 +106,9 @@ STATE_DIR = Path(env("SUHO_STATE_DIR", str(BASE_DIR / ".state")))
 REDIS_URL = required("REDIS_URL", "redis://127.0.0.1:56379/0")
 NATS_URL = required("NATS_URL", "nats://127.0.0.1:54222")
 NATS_STREAM_REPLICAS = env_int("NATS_STREAM_REPLICAS", 1)  # 1 on one machine, 3 on a cluster
+INGEST_MODE = env("INGEST_MODE", "direct")  # direct: the gateway writes volume rows; bridge: data_bridge does
+if INGEST_MODE not in {"direct", "bridge"}:
+    raise ImproperlyConfigured(f"INGEST_MODE must be direct or bridge, got {INGEST_MODE!r}")
 NATS_DUPLICATE_WINDOW_S = env_int("NATS_DUPLICATE_WINDOW_S", 120)
 NATS_ACCOUNT_STREAM_MAX_AGE_H = env_int("NATS_ACCOUNT_STREAM_MAX_AGE_H", 72)
 NATS_ACCOUNT_STREAM_MAX_BYTES = env_int("NATS_ACCOUNT_STREAM_MAX_BYTES", 10 * 1024**3)
@@ -283,6 +286,7 @@ def quoted_url(user: str) -> str:
     password = DB_ROLE_PASSWORDS.get(user, "")
     auth = quote(user) + (":" + quote(password) if password else "")
     return f"postgresql://{auth}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
 
 # --- Risk monitor notifications and e-mail (compliance.risk) --------------------------------------------------
 EMAIL_BACKEND = env(

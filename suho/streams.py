@@ -2,6 +2,7 @@
 
 - MT5_ACCOUNT: everything EAs send (`mt5.account.>`) — replayable by the ML engine and analytics.
 - MT5_OUTBOUND: signals, configuration and commands (`mt5.signal.>`, `mt5.config.>`, `mt5.command.>`).
+- SUHO_INGEST: volume rows on their way to the data bridge (`suho.ingest.>`, work queue; INGEST_MODE=bridge).
 Retention by age and size, a de-duplication window (`Nats-Msg-Id`), file storage, replicas from settings.
 PostgreSQL stays the source of truth: a trade event is durable when it is committed there, not when NATS acks it.
 """
@@ -44,6 +45,14 @@ def stream_configs() -> list[StreamConfig]:
             max_age=settings.NATS_OUTBOUND_STREAM_MAX_AGE_H * 3600.0,
             max_bytes=settings.NATS_OUTBOUND_STREAM_MAX_BYTES,
             **common,
+        ),
+        StreamConfig(  # the data bridge's queue (INGEST_MODE=bridge): a batch leaves once a bridge committed it
+            name="SUHO_INGEST",
+            description="Volume rows (ticks, balances, heartbeats) from gateways to data bridges",
+            subjects=["suho.ingest.>"],
+            max_age=settings.NATS_ACCOUNT_STREAM_MAX_AGE_H * 3600.0,
+            max_bytes=settings.NATS_ACCOUNT_STREAM_MAX_BYTES,
+            **{**common, "retention": RetentionPolicy.WORK_QUEUE},
         ),
     ]
 

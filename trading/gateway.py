@@ -12,14 +12,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.db import DataError, IntegrityError
 
 from quotes.ingest import broker_quotes_after_commit, broker_quotes_insert
 from suho.bus import get_bus
 from suho.metrics import batch_flush_observe
+from trading.bridge import ingest_publish, ingest_publish_nothing_after
 from trading.ingest import (
     balances_after_commit,
     balances_insert,
@@ -40,6 +43,7 @@ class Batcher:
         self._insert = insert
         self._after_commit = after_commit
         self._rows: list = []
+        self._retry: list | None = None
         self._task: asyncio.Task | None = None
         self._wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -73,8 +77,11 @@ class Batcher:
             log.exception("%s: cache/NATS after commit failed (rows are committed)", self.name)
 
     async def flush(self) -> None:
-        while self._rows:
-            rows, self._rows = self._rows[:MAX_ROWS_PER_FLUSH], self._rows[MAX_ROWS_PER_FLUSH:]
+        while self._retry or self._rows:
+            if self._retry:  # the very same batch again: in bridge mode its message id must not change
+                rows, self._retry = self._retry, None
+            else:
+                rows, self._rows = self._rows[:MAX_ROWS_PER_FLUSH], self._rows[MAX_ROWS_PER_FLUSH:]
             try:
                 await database_sync_to_async(self._write, thread_sensitive=False)(rows)
                 self.flushed_rows += len(rows)
@@ -82,7 +89,7 @@ class Batcher:
                 await self._isolate(rows)
             except Exception:
                 log.exception("%s flush of %d rows failed; retrying", self.name, len(rows))
-                self._rows[:0] = rows  # the database is unreachable: keep them first in line
+                self._retry = rows  # the database (or JetStream) is unreachable: keep them first in line
                 await asyncio.sleep(RETRY_DELAY_S)
                 return
 
@@ -102,7 +109,7 @@ class Batcher:
                 await self._isolate(half)
 
     async def _run(self) -> None:
-        while self._rows:
+        while self._rows or self._retry:
             try:
                 await asyncio.wait_for(self._wakeup.wait(), FLUSH_INTERVAL_S)
             except TimeoutError:
@@ -122,6 +129,8 @@ def batcher(kind: str) -> Batcher:
             "balances": (balances_insert, balances_after_commit),
             "heartbeats": (heartbeats_insert, heartbeats_after_commit),
         }[kind]
+        if settings.INGEST_MODE == "bridge":  # rows go to JetStream; `manage.py data_bridge` writes them
+            insert, after = partial(ingest_publish, kind), ingest_publish_nothing_after
         _batchers[kind] = Batcher(kind, insert, after)
     return _batchers[kind]
 

@@ -242,3 +242,19 @@ class EACommand(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} ({self.status})"
+
+
+class BridgeApplied(models.Model):
+    """JetStream sequences the data bridge has committed: written in the same transaction as their rows, so a
+    message redelivered after a crash between commit and ack is recognised and applied exactly once."""
+
+    stream = models.CharField(max_length=40)
+    seq = models.BigIntegerField()
+    applied_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "suho_bridge_applied"
+        constraints = [models.UniqueConstraint("stream", "seq", name="bridge_applied_once")]
+
+    def __str__(self) -> str:
+        return f"{self.stream}#{self.seq}"
