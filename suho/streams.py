@@ -10,15 +10,26 @@ PostgreSQL stays the source of truth: a trade event is durable when it is commit
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import nats
 from django.conf import settings
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.errors import NotFoundError
 
 JETSTREAM_DISABLED = "NATS at {url} has no JetStream: start nats-server with -js (or `jetstream {{}}` in its config)"
 NATS_UNREACHABLE = "cannot reach NATS at {url}: {error}"
 SETUP_TIMEOUT_S = 10
+REPLAY_TIMEOUT_S = 30
 
 
 def stream_configs() -> list[StreamConfig]:
@@ -86,3 +97,55 @@ async def _streams_ensure(url: str) -> list[str]:
 def streams_ensure() -> list[str]:
     """Create or update every stream; raises RuntimeError naming the problem when JetStream is off."""
     return asyncio.run(_streams_ensure(settings.NATS_URL))
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    seq: int
+    subject: str
+    time: datetime
+    data: bytes
+
+
+def account_subject(*, account_id: str | None = None, kind: str | None = None) -> str:
+    """`mt5.account.{account_id or *}.{kind or >}`: kind is profile, balance, heartbeat, quotes, trades, …"""
+    suffix = f"{kind}.>" if kind in {"quotes", "trades"} else (kind or ">")
+    return f"mt5.account.{account_id or '*'}.{suffix}"
+
+
+async def _replay(subject: str, since: datetime | None, start_seq: int | None, limit: int) -> list[StreamEvent]:
+    connection = await nats.connect(settings.NATS_URL, connect_timeout=SETUP_TIMEOUT_S)
+    try:
+        jetstream = connection.jetstream()
+        if start_seq is not None:
+            start = {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": start_seq}
+        elif since is not None:
+            start = {"deliver_policy": DeliverPolicy.BY_START_TIME,
+                     "opt_start_time": since.astimezone(UTC).isoformat().replace("+00:00", "Z")}  # fmt: skip
+        else:
+            start = {"deliver_policy": DeliverPolicy.ALL}
+        config = ConsumerConfig(ack_policy=AckPolicy.NONE, inactive_threshold=30.0, **start)
+        subscription = await jetstream.pull_subscribe(subject, stream="MT5_ACCOUNT", config=config)
+        events: list[StreamEvent] = []
+        deadline = asyncio.get_running_loop().time() + REPLAY_TIMEOUT_S
+        while len(events) < limit and asyncio.get_running_loop().time() < deadline:
+            try:
+                messages = await subscription.fetch(min(256, limit - len(events)), timeout=1.0)
+            except nats.errors.TimeoutError:
+                if (await subscription.consumer_info()).num_pending == 0:
+                    break  # nothing more matches; otherwise the server is still scanning a large stream
+                continue
+            events += [StreamEvent(m.metadata.sequence.stream, m.subject, m.metadata.timestamp, m.data)
+                       for m in messages]  # fmt: skip
+        await subscription.unsubscribe()
+        return events
+    finally:
+        await connection.close()
+
+
+def stream_replay(
+    *, account_id: str | None = None, kind: str | None = None, since: datetime | None = None,
+    start_seq: int | None = None, limit: int = 1000,
+) -> list[StreamEvent]:  # fmt: skip
+    """Account events stored in MT5_ACCOUNT, in stream order, from a time or a sequence (an ephemeral consumer)."""
+    return asyncio.run(_replay(account_subject(account_id=account_id, kind=kind), since, start_seq, limit))

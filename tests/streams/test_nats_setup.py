@@ -36,7 +36,7 @@ def test_streams_are_created_then_updated_in_place():
     first = streams_ensure()
     second = streams_ensure()
     assert all(line.endswith(("created", "updated")) for line in first)
-    assert second == ["MT5_ACCOUNT: updated", "MT5_OUTBOUND: updated"]
+    assert second == ["MT5_ACCOUNT: updated", "MT5_OUTBOUND: updated", "SUHO_INGEST: updated"]
     assert _stream_subjects() == {
         "MT5_ACCOUNT": ["mt5.account.>"],
         "MT5_OUTBOUND": ["mt5.signal.>", "mt5.config.>", "mt5.command.>"],

@@ -1,0 +1,53 @@
+"""A consumer started after the fact replays one account's events from a given time or sequence, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import nats
+from django.conf import settings
+from django.core.management import call_command
+
+from suho.streams import stream_replay, streams_ensure
+
+
+def publish(events: list[tuple[str, bytes]]) -> list[int]:
+    async def send():
+        connection = await nats.connect(settings.NATS_URL)
+        try:
+            jetstream = connection.jetstream()
+            return [(await jetstream.publish(subject, data)).seq for subject, data in events]
+        finally:
+            await connection.close()
+
+    return asyncio.run(send())
+
+
+def test_one_accounts_events_replay_from_a_time_in_order_and_nothing_else():
+    streams_ensure()
+    account, other = str(uuid.uuid4()), str(uuid.uuid4())
+    publish([(f"mt5.account.{account}.balance", b"before")])
+    since = datetime.now(UTC)
+    later = [
+        (f"mt5.account.{account}.trades.open", b"open"),
+        (f"mt5.account.{other}.trades.open", b"someone else"),
+        (f"mt5.account.{account}.quotes.EURUSD", b"tick"),
+        (f"mt5.account.{account}.trades.close", b"close"),
+    ]
+    sequences = publish(later)
+    events = stream_replay(account_id=account, since=since)
+    assert [event.data for event in events] == [b"open", b"tick", b"close"]
+    assert [event.seq for event in events] == sorted(event.seq for event in events)
+    trades = stream_replay(account_id=account, kind="trades", start_seq=sequences[0])
+    assert [event.data for event in trades] == [b"open", b"close"]
+
+
+def test_stream_tail_prints_an_accounts_events(capsys):
+    streams_ensure()
+    account = str(uuid.uuid4())
+    publish([(f"mt5.account.{account}.heartbeat", b'{"status": "online"}')])
+    call_command("stream_tail", "--account", account, "--since", "2000-01-01T00:00:00Z")
+    out = capsys.readouterr().out
+    assert f"mt5.account.{account}.heartbeat" in out and '{"status": "online"}' in out
