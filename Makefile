@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 STACK := $(BIN)/python -m suho.devstack exec --
 
-.PHONY: install run test lint format bench lock clean-state
+.PHONY: install run test lint format bench lock clean-state browser-deps
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,3 +42,9 @@ lock:
 clean-state:
 	$(BIN)/python -m suho.devstack stop || true
 	rm -rf .state
+
+# The portal's browser tests: Debian's Chromium and its driver (no browser download), Selenium. Needs root (CI is).
+browser-deps: install
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver || \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver)
+	$(BIN)/python -m pip install --quiet selenium

@@ -46,6 +46,12 @@ function liveStatus(delayMs = 1000) {
   };
 }
 
+// One 5-minute bucket (a new account) would stretch over years: show the hour around it instead.
+function xScale(t) {
+  const lo = Math.min(...t), hi = Math.max(...t);
+  return hi - lo >= 3600 ? { time: true } : { time: true, auto: false, range: [hi - 3600, hi + 600] };
+}
+
 function balanceChart() {
   const box = document.getElementById("balance-chart");
   const data = document.getElementById("balance-data");
@@ -55,6 +61,8 @@ function balanceChart() {
   const chart = new uPlot({
     ...size(),
     cursor: { drag: { x: true, y: false } },
+    axes: [{}, { size: 70 }],
+    scales: { x: xScale(series.t) },
     series: [{}, { label: "Balance", stroke: "#1a5fb4", width: 2 }, { label: "Equity", stroke: "#0b6b2e", width: 2 }],
   }, [series.t, series.balance, series.equity], box);
   box.dataset.points = String(series.t.length);
