@@ -1,0 +1,99 @@
+"""NATS restarted while an EA streams: trade events are kept and acked, and what was sent during the outage is
+delivered once NATS is back (outbox), without restarting the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from channels.db import database_sync_to_async
+from django.test import override_settings
+
+import binproto
+from suho.outbox import outbox_drain
+from suho.streams import stream_replay, streams_ensure
+from tests.gateway.ea_client import connect, receive_until, trade_opened
+from trading import consumers, gateway
+from trading.outbound import command_issue
+
+pytestmark = [pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])]
+
+
+class NatsServer:
+    """A private JetStream server on a free port that the test can stop and start again with the same storage."""
+
+    def __init__(self, store: Path):
+        self.binary = shutil.which("nats-server", path=str(Path(sys.executable).parent)) or shutil.which("nats-server")
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.store = store
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise AssertionError("nats-server did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def private_nats(tmp_path, monkeypatch):
+    server = NatsServer(tmp_path / "jetstream")
+    if server.binary is None:
+        pytest.skip("nats-server binary not installed")
+    server.start()
+    fresh_hub = gateway.DeliveryHub()  # the process hub subscribes once, on the bus of the URL it first saw
+    monkeypatch.setattr(gateway, "hub", fresh_hub)
+    monkeypatch.setattr(consumers, "hub", fresh_hub)
+    with override_settings(NATS_URL=server.url):
+        streams_ensure()
+        yield server
+    server.stop()
+
+
+async def test_an_outage_loses_no_trade_event_and_outbound_items_arrive_after_it(ea_account, private_nats):
+    tenant, account, secret = ea_account
+    communicator, _ = await connect(account, secret)
+    private_nats.stop()
+    await communicator.send_to(bytes_data=binproto.encode(trade_opened(31337, 1)))
+    ack = await receive_until(communicator, binproto.EventAck, timeout=10)
+    assert ack.status == binproto.EventAckStatus.ACCEPTED  # committed to PostgreSQL: NATS is not needed for that
+    command = await database_sync_to_async(command_issue)(
+        tenant_id=tenant.id, account_id=account.account_id, kind="close_all", issued_by="risk"
+    )
+    private_nats.start()
+    deadline = time.monotonic() + 30
+    delivered = None
+    while delivered is None:
+        assert time.monotonic() < deadline, "nothing arrived after the outage"
+        await database_sync_to_async(outbox_drain)()  # what Celery beat does every 5 s
+        if not await communicator.receive_nothing(timeout=0.2):
+            message = binproto.decode((await communicator.receive_output())["bytes"])
+            if isinstance(message, binproto.Command):
+                delivered = message
+    assert delivered.command_id == command.command_id
+    await communicator.disconnect()
+    trades = await asyncio.to_thread(stream_replay, account_id=str(account.account_id), kind="trades")
+    assert [event.subject.rsplit(".", 1)[1] for event in trades] == ["open"]
