@@ -93,3 +93,42 @@ def account_api_keys(*, account_id) -> list:
     from accounts.models import ApiKey
 
     return list(ApiKey.objects.filter(account_id=account_id).order_by("-created_at"))
+
+
+def operator_dashboard(*, now=None) -> dict:
+    """Platform numbers for operators (run on the operator path: every tenant): EAs online, ingest in the last
+    minute, today's signals by status, open risk events by type."""
+    from datetime import timedelta
+
+    from django.db.models import Count
+    from django.utils import timezone
+
+    from accounts.models import MT5Account
+    from compliance.models import RiskEvent
+    from quotes.models import BrokerQuote
+    from signals.models import TradingSignal
+    from trading.connection import OFFLINE_AFTER
+    from trading.models import BalanceSnapshot
+
+    now = now or timezone.now()
+    minute_ago = now - timedelta(minutes=1)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    quotes_last_minute = BrokerQuote.objects.filter(time__gte=minute_ago).count()
+    return {
+        "eas_online": MT5Account.objects.filter(
+            connection_status="online", last_heartbeat_at__gte=now - OFFLINE_AFTER
+        ).count(),
+        "accounts_total": MT5Account.objects.filter(is_active=True).count(),
+        "quotes_last_minute": quotes_last_minute,
+        "quotes_per_s": round(quotes_last_minute / 60, 1),
+        "balances_last_minute": BalanceSnapshot.objects.filter(time__gte=minute_ago).count(),
+        "signals_today": list(
+            TradingSignal.objects.filter(time__gte=today)
+            .values("status")
+            .annotate(n=Count("signal_id"))
+            .order_by("status")
+        ),
+        "risk_events_open": list(
+            RiskEvent.objects.filter(status="open").values("event_type").annotate(n=Count("id")).order_by("-n")
+        ),
+    }

@@ -6,6 +6,7 @@ from django.urls import include, path, reverse_lazy
 from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from accounts.views import operator_dashboard
 from suho import health, metrics
 
 urlpatterns = [
@@ -13,6 +14,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics_view, name="metrics"),
+    path("admin/dashboard/", admin.site.admin_view(operator_dashboard), name="operator-dashboard"),
     path("admin/", admin.site.urls),
     path("accounts/login/", LoginView.as_view(next_page=reverse_lazy("portal:accounts")), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),

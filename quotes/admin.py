@@ -1,0 +1,26 @@
+"""Read-only admin for broker quotes (per tenant) and reference quotes (platform-wide)."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from quotes.models import BrokerQuote, ReferenceQuote
+from trading.admin import ReadOnlyAdmin
+
+
+@admin.register(BrokerQuote)
+class BrokerQuoteAdmin(ReadOnlyAdmin):
+    list_display = ("time", "tenant", "account", "symbol", "bid", "ask", "spread", "broker_server", "tradeable",
+                    "price_deviation", "deviation_percent")  # fmt: skip
+    list_filter = ("symbol", "tradeable", "quote_quality", "tenant")
+    search_fields = ("symbol", "broker_server", "account__name")
+    date_hierarchy = "time"
+
+
+@admin.register(ReferenceQuote)
+class ReferenceQuoteAdmin(ReadOnlyAdmin):
+    list_display = ("time", "symbol", "bid", "ask", "source")
+    list_filter = ("symbol", "source")
+    list_select_related = ()
+    search_fields = ("symbol",)
+    date_hierarchy = "time"

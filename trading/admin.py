@@ -1,0 +1,74 @@
+"""Read-only admin for what EAs sent and were sent: trades, balances, heartbeats, trade events, the 5-minute
+rollup, commands. Operators act through the MT5 account actions (accounts/admin.py), never by editing these rows."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from trading.models import BalanceRollup, BalanceSnapshot, EACommand, Heartbeat, TradeEvent, TradeOrder
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    show_full_result_count = False  # time series: no second count(*) over the whole table
+    list_select_related = ("tenant", "account")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(TradeOrder)
+class TradeOrderAdmin(ReadOnlyAdmin):
+    list_display = ("time", "tenant", "account", "ticket", "symbol", "order_type", "volume", "open_price", "status",
+                    "close_time", "close_reason", "profit", "signal_id")  # fmt: skip
+    list_filter = ("status", "close_reason", "symbol", "tenant")
+    search_fields = ("ticket", "symbol", "account__name", "=signal__signal_id")
+    date_hierarchy = "time"
+
+
+@admin.register(BalanceSnapshot)
+class BalanceSnapshotAdmin(ReadOnlyAdmin):
+    list_display = ("time", "tenant", "account", "balance", "equity", "margin_level", "floating_pnl",
+                    "open_positions", "drawdown")  # fmt: skip
+    list_filter = ("tenant",)
+    search_fields = ("account__name", "=account__account_number")
+    date_hierarchy = "time"
+
+
+@admin.register(BalanceRollup)
+class BalanceRollupAdmin(ReadOnlyAdmin):
+    list_display = ("bucket", "tenant", "account", "balance", "equity", "avg_margin_level", "samples")
+    list_filter = ("tenant",)
+    search_fields = ("account__name",)
+    date_hierarchy = "bucket"
+
+
+@admin.register(Heartbeat)
+class HeartbeatAdmin(ReadOnlyAdmin):
+    list_display = ("time", "tenant", "account", "status", "latency_ms", "connection_quality", "terminal_connected",
+                    "trade_allowed", "error_count", "last_error_message")  # fmt: skip
+    list_filter = ("status", "terminal_connected", "trade_allowed", "tenant")
+    search_fields = ("account__name", "last_error_message")
+    date_hierarchy = "time"
+
+
+@admin.register(TradeEvent)
+class TradeEventAdmin(ReadOnlyAdmin):
+    list_display = ("event_time", "tenant", "account", "ticket", "kind", "event_seq", "received_at", "session_id")
+    list_filter = ("kind", "tenant")
+    search_fields = ("ticket", "account__name")
+    date_hierarchy = "event_time"
+
+
+@admin.register(EACommand)
+class EACommandAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "tenant", "account", "kind", "status", "issued_by", "reason", "sent_at", "acked_at",
+                    "valid_until")  # fmt: skip
+    list_filter = ("kind", "status", "tenant")
+    search_fields = ("account__name", "issued_by", "reason", "=command_id")
+    date_hierarchy = "created_at"
