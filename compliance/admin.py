@@ -54,8 +54,7 @@ class ComplianceReportAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Download")
     def downloads(self, obj):
-        url = "compliance-report-download"
-        links = [(reverse(url, kwargs={"report_id": obj.pk, "fmt": fmt}), fmt) for fmt in ("json", "csv")]
+        links = [(reverse(f"compliance-report-{fmt}", args=[obj.pk]), fmt) for fmt in ("json", "csv")]
         return format_html(" ".join('<a href="{}">{}</a>' for _ in links), *[v for link in links for v in link])
 
 

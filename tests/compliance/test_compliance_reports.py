@@ -174,6 +174,7 @@ def test_reports_download_as_json_and_csv_for_their_tenant_only(period):
     stranger.force_login(make_user(other))
     assert stranger.get(f"/api/compliance/reports/{report.pk}.json").status_code == 404
     assert Client().get(f"/api/compliance/reports/{report.pk}.csv").status_code in (401, 403)
+    assert stranger.get("/api/compliance/reports/" + "0" * 36 + ".json").status_code == 404  # not a UUID
 
 
 def test_the_daily_schedule_makes_both_reports_per_tenant_once(period):
