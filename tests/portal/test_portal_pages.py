@@ -156,3 +156,16 @@ def test_an_operator_without_tenant_gets_404_not_someone_elses_data(committed, p
 def test_log_in_lands_on_the_accounts_page(trader):
     response = Client().post("/accounts/login/", {"username": "alice", "password": PASSWORD})
     assert response.status_code == 302 and response["Location"] == "/portal/"
+
+
+def test_password_reset_mails_a_link_that_sets_a_new_password(trader, mailoutbox):
+    client = Client()
+    assert client.post("/accounts/password_reset/", {"email": trader.email}).status_code == 302
+    [mail] = mailoutbox
+    link = next(word for word in mail.body.split() if "/accounts/reset/" in word)
+    path = "/" + link.split("/", 3)[3]
+    form_page = client.get(path, follow=True)
+    assert form_page.status_code == 200
+    new = "an entirely new passphrase"
+    done = client.post(form_page.redirect_chain[-1][0], {"new_password1": new, "new_password2": new})
+    assert done.status_code == 302 and User.objects.get(pk=trader.pk).check_password(new)
