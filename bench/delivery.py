@@ -1,0 +1,327 @@
+"""Delivery (issue 9 item 4): NATS publish → EA receive latency with 1, 100 and 1,000 EAs connected; a broadcast.
+
+One daphne; EAs join in steps (1, then 99, then 900 more, in load processes of ≤ 500). At each step the bench
+publishes COMMAND messages (`mt5.command.{account_id}.reconnect`, payload `binproto.to_json` as the gateway expects)
+to random connected EAs, one every `INTERVAL_S`, with `issued_us` set just before the publish; the EA records when
+the binary frame arrived and ACKs it. Commands touch no database row on the way out (signals do: SENT marking), so
+they time the delivery path itself; TRADING_SIGNAL is measured separately at 1,000 EAs. The broadcast publishes one
+command to each of the 1,000 EAs back to back (1,000 subjects: the gateway's hub ignores `mt5.signal.broadcast.*`)
+and takes the time from the first publish to the last arrival. Publisher and EAs share this machine's clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import binproto as bp
+from bench import profile
+from bench.stack import Daphne, LoadProcess
+from bench.stats import cell, met, num, percentile, spread
+
+TARGET_P99_MS = 10
+TARGET_BROADCAST_MS = 250
+LEVELS = (1, 100, 1_000)
+MESSAGES = 400
+INTERVAL_S = 0.005
+BROADCASTS = 5
+BROADCAST_SETTLE_S = 2.5  # the 1,000 ACKs go through the server's one database thread before the next broadcast
+PROCESS_EAS = 500
+API_KEY_HELLOS = 16
+PROFILE_S = 8
+PROFILED_BROADCASTS = 3
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def command(account_id: str) -> tuple[str, bytes, str]:
+    issued = now_us()
+    message = bp.Command(
+        command_id=uuid.uuid4(),
+        command=bp.CommandType.RECONNECT,
+        ticket=0,
+        stop_loss=0.0,
+        take_profit=0.0,
+        issued_us=issued,
+        timestamp_us=issued,
+    )
+    return f"mt5.command.{account_id}.reconnect", bp.to_json(message).encode(), message.command_id.hex
+
+
+def signal(account_id: str) -> tuple[str, bytes, str]:
+    issued = now_us()
+    message = bp.TradingSignal(
+        signal_id=uuid.uuid4(),
+        action=bp.Action.BUY,
+        entry_price=1.0953,
+        entry_min=1.0951,
+        entry_max=1.0955,
+        stop_loss=1.0932,
+        take_profit=1.0982,
+        volume=0.1,
+        risk_percent=1.0,
+        sizing_method=bp.SizingMethod.FIXED_LOTS,
+        confidence=0.87,
+        valid_until_us=issued + 300_000_000,
+        ticket=0,
+        symbol="EURUSD",
+        model_version="bench",
+        strategy_name="bench",
+        timestamp_us=issued,
+    )
+    return f"mt5.signal.{account_id}.{message.signal_id}", bp.to_json(message).encode(), message.signal_id.hex
+
+
+async def _series(nats_url: str, accounts: list[str], build, count: int, interval_s: float) -> list[str]:
+    import nats
+
+    client = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=0, allow_reconnect=False)
+    refs = []
+    try:
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        for _ in range(count):
+            subject, payload, ref = build(random.choice(accounts))
+            await client.publish(subject, payload)
+            refs.append(ref)
+            due += interval_s
+            await asyncio.sleep(max(0.0, due - loop.time()))
+        await client.flush(timeout=5)
+    finally:
+        await client.close()
+    return refs
+
+
+async def _broadcast(nats_url: str, accounts: list[str]) -> tuple[int, list[str], float]:
+    """One command per account, published back to back; the payloads are built before the clock starts."""
+    import nats
+
+    messages = [command(account) for account in accounts]
+    client = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=0, allow_reconnect=False)
+    try:
+        started = now_us()
+        for subject, payload, _ref in messages:
+            await client.publish(subject, payload)
+        await client.flush(timeout=5)
+        published_ms = (now_us() - started) / 1000
+    finally:
+        await client.close()
+    return started, [ref for _s, _p, ref in messages], published_ms
+
+
+def run(*, eas: list, log_dir: Path, runs: int) -> dict:
+    from django.conf import settings
+
+    nats_url = settings.NATS_URL
+    daphne = Daphne(log_dir, name="delivery")
+    loads: list[LoadProcess] = []
+    phases: dict[str, str] = {}  # ref → phase
+    broadcasts: list[tuple[int, list[str], float]] = []
+    setup = []
+    try:
+        keyed = LoadProcess(
+            {
+                "url": daphne.url,
+                "eas": [ea.as_dict() for ea in eas[-API_KEY_HELLOS:]],
+                "use_api_key": True,
+                "connect_concurrency": API_KEY_HELLOS,
+            },
+            log_dir,
+            "delivery-apikey",
+        )
+        ready = keyed.event(120)
+        setup.append(
+            {
+                "what": f"{ready['connected']} HELLOs with an API key (Argon2), concurrently",
+                "seconds": ready["connect_s"],
+                "per_s": ready["connected"] / ready["connect_s"],
+            }
+        )
+        keyed.stop()
+        connected: list[str] = []
+        for level in LEVELS:
+            new = eas[len(connected) : level]
+            batch = [
+                LoadProcess(
+                    {
+                        "url": daphne.url,
+                        "eas": [ea.as_dict() for ea in new[i : i + PROCESS_EAS]],
+                        "connect_concurrency": 20,
+                    },
+                    log_dir,
+                    f"delivery-{level}-{i}",
+                )
+                for i in range(0, len(new), PROCESS_EAS)
+            ]
+            loads += batch
+            ready = [load.event(180) for load in batch]
+            if sum(r["connected"] for r in ready) != len(new):
+                raise RuntimeError(
+                    f"delivery: only {sum(r['connected'] for r in ready)} of {len(new)} EAs connected "
+                    f"({[r['failures'] for r in ready]})"
+                )
+            seconds = max(r["connect_s"] for r in ready)
+            setup.append(
+                {
+                    "what": f"{len(new)} HELLOs with an access token (to {level} connected)",
+                    "seconds": seconds,
+                    "per_s": len(new) / seconds,
+                }
+            )
+            connected += [ea.account_id for ea in new]
+            time.sleep(1)
+            for r in range(runs):
+                for ref in asyncio.run(_series(nats_url, connected, command, MESSAGES, INTERVAL_S)):
+                    phases[ref] = f"command/{level}/{r}"
+                time.sleep(0.5)
+        for r in range(runs):
+            for ref in asyncio.run(_series(nats_url, connected, signal, MESSAGES, INTERVAL_S)):
+                phases[ref] = f"signal/{len(connected)}/{r}"
+            time.sleep(0.5)
+        for _ in range(BROADCASTS):
+            time.sleep(BROADCAST_SETTLE_S)
+            broadcasts.append(asyncio.run(_broadcast(nats_url, connected)))
+        time.sleep(BROADCAST_SETTLE_S)
+        profiled = _profile_broadcasts(daphne, nats_url, connected, log_dir) if profile.available() else None
+        results = [load.stop() for load in loads]
+    finally:
+        for load in loads:
+            load.kill()
+        daphne.stop()
+    received = {ref: (issued, got) for res in results for ref, issued, got in res["received"]}
+    return {
+        "levels": LEVELS,
+        "runs": runs,
+        "setup": setup,
+        **_phases(phases, received),
+        "broadcasts": [
+            _broadcast_result(refs, started, received) | {"published_ms": published_ms}
+            for started, refs, published_ms in broadcasts
+        ],
+        "closed": [res["closed"] for res in results if res["closed"]],
+        "profile": profiled,
+    }
+
+
+def _profile_broadcasts(daphne: Daphne, nats_url: str, connected: list[str], log_dir: Path) -> dict:
+    """py-spy on the server while it delivers PROFILED_BROADCASTS more broadcasts (not counted in the figures)."""
+    out = log_dir / "delivery-profile.txt"
+    out.unlink(missing_ok=True)
+    recorder = threading.Thread(target=profile.record, args=(daphne.proc.pid, PROFILE_S, out))
+    recorder.start()
+    time.sleep(0.5)
+    for _ in range(PROFILED_BROADCASTS):
+        asyncio.run(_broadcast(nats_url, connected))
+        time.sleep(BROADCAST_SETTLE_S)
+    recorder.join(PROFILE_S + 30)
+    return profile.summarise(out, PROFILE_S)
+
+
+def _phases(phases: dict[str, str], received: dict) -> dict:
+    by_phase: dict[str, list[float]] = {}
+    sent: dict[str, int] = {}
+    for ref, phase in phases.items():
+        sent[phase] = sent.get(phase, 0) + 1
+        if ref in received:
+            issued, got = received[ref]
+            by_phase.setdefault(phase, []).append((got - issued) / 1000)
+    per_run = {
+        phase: {
+            "sent": sent[phase],
+            "received": len(by_phase.get(phase, [])),
+            "p50_ms": percentile(by_phase.get(phase, []), 50),
+            "p99_ms": percentile(by_phase.get(phase, []), 99),
+            "max_ms": max(by_phase.get(phase, [0])),
+        }
+        for phase in sent
+    }
+    return {"per_run": per_run}
+
+
+def _broadcast_result(refs: list[str], started: int, received: dict) -> dict:
+    arrivals = [received[ref][1] for ref in refs if ref in received]
+    return {
+        "sent": len(refs),
+        "received": len(arrivals),
+        "last_ms": (max(arrivals) - started) / 1000 if arrivals else None,
+        "median_ms": (percentile(arrivals, 50) - started) / 1000 if arrivals else None,
+    }
+
+
+def _group(result: dict, prefix: str) -> list[dict]:
+    return [v for k, v in result["per_run"].items() if k.startswith(prefix + "/")]
+
+
+def targets(result: dict) -> list[tuple[str, str, str, bool]]:
+    p99 = spread([r["p99_ms"] for r in _group(result, "command/1000")])["median"]
+    last = spread([b["last_ms"] for b in result["broadcasts"]])["median"]
+    return [
+        ("Delivery p99, 1,000 EAs connected", f"{num(p99, 1)} ms", "< 10 ms", p99 is not None and p99 < TARGET_P99_MS),
+        (
+            "Broadcast to 1,000 EAs, last one",
+            f"{num(last)} ms",
+            "< 250 ms",
+            last is not None and last < TARGET_BROADCAST_MS,
+        ),
+    ]
+
+
+def markdown(result: dict) -> str:
+    lines = ["| figure | median | spread | target | met |", "|---|---:|---|---|---|"]
+    for level in result["levels"]:
+        group = _group(result, f"command/{level}")
+        delivered = f"{sum(g['received'] for g in group)}/{sum(g['sent'] for g in group)} delivered"
+        p50, p99 = spread([g["p50_ms"] for g in group]), spread([g["p99_ms"] for g in group])
+        lines.append(f"| command p50, {level:,} EAs connected | {' | '.join(cell(p50, 2, ' ms'))} | | |")
+        ok = p99["median"] is not None and p99["median"] < TARGET_P99_MS
+        lines.append(
+            f"| command p99, {level:,} EAs connected ({delivered}) | {' | '.join(cell(p99, 2, ' ms'))} | "
+            f"< 10 ms | {met(ok)} |"
+        )
+    group = _group(result, "signal")
+    delivered = f"{sum(g['received'] for g in group)}/{sum(g['sent'] for g in group)} delivered"
+    p50, p99 = spread([g["p50_ms"] for g in group]), spread([g["p99_ms"] for g in group])
+    lines.append(f"| trading signal p50, {result['levels'][-1]:,} EAs | {' | '.join(cell(p50, 2, ' ms'))} | | |")
+    lines.append(
+        f"| trading signal p99, {result['levels'][-1]:,} EAs ({delivered}) | {' | '.join(cell(p99, 2, ' ms'))}"
+        f" | < 10 ms | {met(p99['median'] is not None and p99['median'] < TARGET_P99_MS)} |"
+    )
+    last = spread([b["last_ms"] for b in result["broadcasts"]])
+    half = spread([b["median_ms"] for b in result["broadcasts"]])
+    delivered = f"{sum(b['received'] for b in result['broadcasts'])}/{sum(b['sent'] for b in result['broadcasts'])}"
+    lines.append(
+        f"| broadcast to {result['levels'][-1]:,} EAs: half have it | {' | '.join(cell(half, 0, ' ms'))} | | |"
+    )
+    published = spread([b["published_ms"] for b in result["broadcasts"]])
+    lines.append(
+        f"| broadcast: publishing the {result['levels'][-1]:,} messages (bench → NATS, flushed) | "
+        f"{' | '.join(cell(published, 0, ' ms'))} | | |"
+    )
+    lines.append(
+        f"| broadcast to {result['levels'][-1]:,} EAs: the last has it ({delivered} delivered) | "
+        f"{' | '.join(cell(last, 0, ' ms'))} | < 250 ms | "
+        f"{met(last['median'] is not None and last['median'] < TARGET_BROADCAST_MS)} |"
+    )
+    lines += ["", "Set-up (not part of the latency figures):", "", "| step | seconds | per second |", "|---|---:|---:|"]
+    lines += [f"| {s['what']} | {s['seconds']:.2f} | {s['per_s']:,.0f} |" for s in result["setup"]]
+    lines += [
+        "",
+        f"Method: {MESSAGES} messages per run, one every {INTERVAL_S * 1000:.0f} ms to a random connected EA, "
+        f"{result['runs']} runs per level (p50/p99 per run; median and min–max over runs); {BROADCASTS} broadcasts. "
+        f"Connections closed by the server: {result['closed'] or 'none'}.",
+    ]
+    if result.get("profile") and not all(ok for *_rest, ok in targets(result)):
+        lines += [
+            "",
+            f"#### Where the time goes ({PROFILED_BROADCASTS} more broadcasts to 1,000 EAs, "
+            f"{BROADCAST_SETTLE_S} s apart)",
+            "",
+            profile.markdown(result["profile"]),
+        ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,121 @@
+"""Where the server's time goes: `py-spy record` on the daphne process, summarised per thread and per stage.
+
+py-spy samples every thread's Python stack (`--nonblocking`: the server is not paused). Without `--idle`, only
+samples of a thread that was running count, so a thread's share is the fraction of wall time it was busy: above
+~100 % together, threads contend for the one GIL. A sample belongs to the first stage (in STAGES order) that one
+of its frames names.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+# (stage, pattern on a frame "function (file:line)"): a sample counts for the first stage any of its frames matches.
+STAGES = [
+    ("Argon2 (API-key check)", r"argon2"),
+    ("batch INSERT + commit (incl. waiting for PostgreSQL)", r"broker_quotes_insert|_insert_grouped"),
+    ("after commit: cache (Redis) writes", r"cache_set_many"),
+    ("NATS publish", r"publish_many|Bus\.publish|Client\.publish|_flusher"),
+    ("after commit: per-tick JSON for cache and NATS", r"_after_commit"),
+    ("database: ACK / SENT bookkeeping per message", r"outbound_ack_record|signal_sent|signals_mark_sent"),
+    ("database: HELLO, resync, session checks", r"ea_connected|ea_session_active|ea_disconnected|ea_authenticate"),
+    ("channels: close_old_connections per message (sync thread)", r"\bclose_old_connections"),
+    ("other database work", r"django/db|psycopg"),
+    ("binproto encode/decode", r"binproto/"),
+    ("consumer: outbound message", r"deliver_json|_send_outbound|_send_message"),
+    ("consumer: tick rows into the batcher", r"_ingest_ticks|Batcher\.add"),
+    ("delivery hub (NATS → socket owner)", r"DeliveryHub|_on_message"),
+    (
+        "thread hand-off per message (channels dispatch → close_old_connections, SyncToAsync)",
+        r"aclose_old_connections|asgiref/sync|concurrent/futures",
+    ),
+    ("WebSocket framing and masking (autobahn)", r"autobahn/"),
+    (
+        "Channels/daphne dispatch",
+        r"channels/|daphne/(ws_protocol|http_protocol|utils)|Server\.(application_checker|handle_reply|timeout_checker)",
+    ),
+    ("Twisted I/O", r"twisted/"),
+    ("asyncio loop", r"asyncio/|selectors"),
+]
+
+
+def available() -> bool:
+    return _py_spy() is not None
+
+
+def _py_spy() -> str | None:
+    local = Path(sys.executable).parent / "py-spy"
+    return str(local) if local.exists() else shutil.which("py-spy")
+
+
+def record(pid: int, seconds: float, out: Path, rate: int = 100) -> bool:
+    """Sample `pid` for `seconds` into a collapsed-stack file (flamegraph.pl input); False if py-spy could not
+    (it needs ptrace: root, or CAP_SYS_PTRACE in a container)."""
+    done = subprocess.run(
+        [_py_spy(), "record", "-p", str(pid), "-d", str(int(seconds)), "-r", str(rate), "--threads", "--nonblocking",
+         "-f", "raw", "-o", str(out)],
+        check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=seconds + 30,
+    )  # fmt: skip
+    return done.returncode == 0 and out.exists()
+
+
+THREADS = {
+    "MainThread": "event loop (MainThread)",
+    "asyncio": "database_sync_to_async workers (asyncio_N)",
+    "ThreadPoolExecutor-0": "asgiref's sync thread (ThreadPoolExecutor-0)",
+    "suho-bus": "NATS bus loop (suho-bus)",
+}
+
+
+def _thread_name(head: str) -> str:
+    name = re.sub(r"_\d+$", "", head.split(":", 1)[1].strip() if ":" in head else head)  # asyncio_3 → asyncio
+    return THREADS.get(name, name)
+
+
+def summarise(path: Path, seconds: float, rate: int = 100) -> dict | None:
+    """Busy share of wall time per thread, and per stage within each thread (from the collapsed stacks)."""
+    if not path.exists():
+        return None
+    per_thread: Counter = Counter()
+    per_stage: dict[str, Counter] = defaultdict(Counter)
+    compiled = [(name, re.compile(pattern)) for name, pattern in STAGES]
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        frames = stack.split(";")
+        thread, n = _thread_name(frames[0]), int(count)
+        per_thread[thread] += n
+        stage = next((name for name, rx in compiled if any(rx.search(frame) for frame in frames[1:])), "other")
+        per_stage[thread][stage] += n
+    wall = seconds * rate
+    return {
+        "seconds": seconds,
+        "threads": {t: n / wall for t, n in per_thread.most_common()},
+        "stages": {t: {s: n / wall for s, n in c.most_common()} for t, c in per_stage.items()},
+    }
+
+
+def markdown(summary: dict) -> str:
+    lines = [
+        f"py-spy, {summary['seconds']:.0f} s on the daphne process; share of wall time each "
+        "thread was busy (100 % = one core; the threads share one GIL), split by stage:",
+        "",
+        "| thread | busy | stage | busy |",
+        "|---|---:|---|---:|",
+    ]
+    for thread, share in summary["threads"].items():
+        if share < 0.01:
+            continue
+        first = True
+        for stage, part in summary["stages"][thread].items():
+            if part < 0.01:
+                continue
+            lines.append(f"| {thread if first else ''} | {f'{share:.0%}' if first else ''} | {stage} | {part:.0%} |")
+            first = False
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,295 @@
+"""The bench's servers: environment for its own database, a real daphne process, and what the machine runs.
+
+`bench_env()` must run before Django is imported: settings read the environment once, and every role connection
+comes from DATABASE_URL, so pointing its path at `bench_suho` moves all three roles off the dev database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import re
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DB = "bench_suho"
+BENCH_SECRET_KEY = "bench-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz-not-for-production"
+SERVER_START_TIMEOUT_S = 60
+SERVER_STOP_TIMEOUT_S = 5
+
+
+def _with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, ""))
+
+
+def bench_env() -> dict[str, str]:
+    """Point this process (and the daphne it starts) at the bench database; production-like settings, not DEBUG.
+
+    DEBUG would keep every query in memory; SUHO_TESTING is not set, so Argon2 and the real settings stay.
+    """
+    database_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:55432/suho")
+    admin_url = os.environ.get("DATABASE_ADMIN_URL", database_url)
+    values = {
+        "DATABASE_URL": _with_database(database_url, BENCH_DB),
+        "DATABASE_ADMIN_URL": admin_url,
+        "DEBUG": "0",
+        "SECRET_KEY": os.environ.get("SECRET_KEY", BENCH_SECRET_KEY),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "0",
+        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
+        "DJANGO_SETTINGS_MODULE": "suho.settings",
+    }
+    os.environ.update(values)
+    os.environ.pop("SUHO_TESTING", None)
+    return values
+
+
+def admin_dsn() -> str:
+    """A superuser connection to the bench database (bypasses RLS): for counting rows and probing visibility."""
+    url = _with_database(os.environ["DATABASE_ADMIN_URL"], BENCH_DB)
+    return url.replace("postgres://", "postgresql://", 1)
+
+
+def raise_nofile() -> int:
+    """Raise this process's open-file limit to its hard limit (each WebSocket is a descriptor); return it."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Daphne:
+    """One real ASGI server process (`python -m daphne … suho.asgi:application`) on a free local port."""
+
+    def __init__(
+        self, log_dir: Path, name: str = "daphne", app: str = "suho.asgi:application", env: dict | None = None
+    ):
+        self.port = free_port()
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"{name}-{self.port}.log"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "-v", "0", app],
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=raise_nofile,
+        )
+        self.ps = psutil.Process(self.proc.pid)
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while not _port_open(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                tail = self.log_path.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"daphne did not start on port {self.port}:\n{tail}")
+            time.sleep(0.1)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/ea/"
+
+    def cpu_s(self) -> float:
+        times = self.ps.cpu_times()
+        return times.user + times.system
+
+    def rss_bytes(self) -> int:
+        return self.ps.memory_info().rss
+
+    def nofile_limit(self) -> int:
+        return self.ps.rlimit(psutil.RLIMIT_NOFILE)[0]
+
+    def established(self) -> int:
+        return sum(
+            1
+            for c in self.ps.net_connections(kind="tcp")
+            if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == self.port
+        )
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after a bounded wait (thousands of disconnects may still be queued)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(SERVER_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine spent busy (all cores; read as a delta)."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
+_PG_AUX = re.compile(r"checkpointer|background writer|walwriter|wal writer|autovacuum|logical replication|stats")
+
+
+def postgres_cpu() -> dict[int, float]:
+    """CPU seconds per PostgreSQL process serving the bench: its database's backends and the server's own workers
+    (WAL writer, checkpointer …); backends of other databases on a shared server are left out."""
+    seen = {}
+    for proc in psutil.process_iter(["name", "cmdline", "cpu_times"]):
+        title = " ".join(proc.info["cmdline"] or [])
+        if not (proc.info["name"] or "").startswith("postgres") or proc.info["cpu_times"] is None:
+            continue
+        if BENCH_DB in title or _PG_AUX.search(title):
+            seen[proc.pid] = proc.info["cpu_times"].user + proc.info["cpu_times"].system
+    return seen
+
+
+def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU spent between two `postgres_cpu()` readings (a process that started in between counts from zero)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    """The machine and the servers' versions as the servers report them."""
+    import psycopg
+    import redis
+    from django.conf import settings
+
+    info = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "nofile_hard": resource.getrlimit(resource.RLIMIT_NOFILE)[1],
+    }
+    with psycopg.connect(admin_dsn()) as conn:
+        info["postgresql"] = conn.execute("SHOW server_version").fetchone()[0]
+        row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+        info["timescaledb"] = row[0] if row else None
+    info["redis"] = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2).info("server")["redis_version"]
+    info["nats"] = _nats_version(settings.NATS_URL)
+    import daphne
+    import django
+
+    info["commit"] = _git("rev-parse", "--short", "HEAD")
+    info["dirty"] = [line[3:] for line in _git("status", "--porcelain", "--untracked-files=no").splitlines() if line]
+
+    info["django"] = django.get_version()
+    info["daphne"] = daphne.__version__
+    return info
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.rstrip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def _nats_version(url: str) -> str:
+    import asyncio
+
+    import nats
+
+    async def probe() -> str:
+        client = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=0, allow_reconnect=False)
+        try:
+            version = client.connected_server_version
+            return f"{version.major}.{version.minor}.{version.patch}" + (f"-{version.dev}" if version.dev else "")
+        finally:
+            await client.close()
+
+    return asyncio.run(probe())
+
+
+class LoadProcess:
+    """A `bench.ea_load` child: its config as a JSON file, JSON lines back, `stop` on stdin."""
+
+    def __init__(self, config: dict, log_dir: Path, name: str):
+        import json
+        import queue
+        import threading
+
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        config_path = log_dir / f"{name}.json"
+        config_path.write_text(json.dumps(config))
+        self._stderr = (log_dir / f"{name}.log").open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.ea_load", str(config_path)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            preexec_fn=raise_nofile,
+        )
+        self.ps = psutil.Process(self.proc.pid)
+        self._lines: queue.Queue = queue.Queue()
+
+        def pump() -> None:
+            for line in self.proc.stdout:
+                self._lines.put(json.loads(line))
+            self._lines.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    def event(self, timeout: float) -> dict:
+        import queue
+
+        try:
+            item = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"{self.name}: no answer within {timeout:.0f} s") from None
+        if item is None:
+            raise RuntimeError(f"{self.name} exited (code {self.proc.poll()}); see its log")
+        return item
+
+    def stop(self, timeout: float = 60) -> dict:
+        """Ask for the result; the child then exits, dropping its sockets."""
+        self.proc.stdin.write("stop\n")
+        self.proc.stdin.flush()
+        result = self.event(timeout)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self._stderr.close()
+        return result
+
+    def cpu_s(self) -> float:
+        times = self.ps.cpu_times()
+        return times.user + times.system
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self._stderr.close()
