@@ -10,6 +10,7 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.template.response import TemplateResponse
 
+from accounts.admin_login import OperatorLoginForm
 from accounts.models import ApiKey, EASession, MT5Account, Tenant, User
 from accounts.services import (
     account_emergency_stop,
@@ -19,6 +20,8 @@ from accounts.services import (
     api_key_revoke,
     tenant_emergency_stop,
 )
+
+admin.site.login_form = OperatorLoginForm  # the second factor for operators (accounts/admin_login.py)
 
 
 @admin.register(MT5Account)
@@ -118,6 +121,7 @@ class UserAdmin(DjangoUserAdmin):
     list_select_related = ("tenant",)
     date_hierarchy = "date_joined"
     fieldsets = (*DjangoUserAdmin.fieldsets, ("Tenant", {"fields": ("tenant",)}))
+    exclude = ("totp_secret",)  # set only through operator_totp_enable, never shown
 
 
 @admin.register(EASession)

@@ -32,6 +32,9 @@ class User(AbstractUser):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, null=True, blank=True, related_name="users")
     email = models.EmailField(blank=True)
+    totp_secret = models.CharField(
+        max_length=64, blank=True, help_text="Base32 TOTP secret (RFC 6238): set = the admin log-in asks for a code."
+    )
 
     class Meta:
         db_table = "suho_users"
