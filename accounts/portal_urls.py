@@ -4,6 +4,7 @@ from django.urls import path
 
 from accounts import views
 from compliance import views as privacy_views
+from signals import views as signal_views
 
 app_name = "portal"
 
@@ -18,6 +19,8 @@ urlpatterns = [
     path("accounts/<uuid:account_id>/risk/", views.account_risk, name="account-risk"),
     path("accounts/<uuid:account_id>/settings/", views.account_settings, name="account-settings"),
     path("accounts/<uuid:account_id>/stop/", views.account_stop, name="account-stop"),
+    path("signals/", signal_views.signal_list, name="signals"),
+    path("signals/<uuid:signal_id>/cancel/", signal_views.signal_cancel_view, name="signal-cancel"),
     path("docs/protocol/", views.protocol_doc, name="protocol-doc"),
     path("privacy/", privacy_views.privacy, name="privacy"),
     path("privacy/consent/", privacy_views.consent_change, name="consent"),

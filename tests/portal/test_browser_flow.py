@@ -228,7 +228,7 @@ def test_sign_up_to_an_executed_signal_in_a_real_browser(server, browser, commit
 
     for path, name in ((f"/portal/accounts/{account_id}/risk/", "09_risk_form"),
                        (f"/portal/accounts/{account_id}/settings/", "10_settings_form"),
-                       ("/portal/privacy/", "11_privacy")):  # fmt: skip
+                       ("/portal/privacy/", "11_privacy"), ("/portal/signals/", "13_signals")):  # fmt: skip
         driver.get(server + path)
         shot(driver, name)
     driver.set_window_size(390, 844)  # a phone

@@ -169,3 +169,19 @@ def test_password_reset_mails_a_link_that_sets_a_new_password(trader, mailoutbox
     new = "an entirely new passphrase"
     done = client.post(form_page.redirect_chain[-1][0], {"new_password1": new, "new_password2": new})
     assert done.status_code == 302 and User.objects.get(pk=trader.pk).check_password(new)
+
+
+def test_signals_page_lists_filters_and_cancels_a_pending_signal(account, client_of):
+    from signals.models import TradingSignal
+    from suho.tenancy import tenant_context
+    from tests.factories import make_signal
+
+    with tenant_context(account.tenant_id):
+        signal = make_signal(account, symbol="EURUSD")
+    client = client_of(account.user)
+    assert str(signal.signal_id) in client.get("/portal/signals/").content.decode()
+    assert b"No signals match" in client.get("/portal/signals/", {"symbol": "XAUUSD"}).content
+    assert client.post(f"/portal/signals/{signal.signal_id}/cancel/").status_code == 302
+    assert _op(TradingSignal.objects.filter(pk=signal.pk).values_list("status", flat=True)) == ["cancelled"]
+    again = client.post(f"/portal/signals/{signal.signal_id}/cancel/", follow=True)
+    assert again.status_code == 200 and b"msg-error" in again.content

@@ -50,3 +50,18 @@ def test_own_key_under_another_tenants_account_id_is_404(other_tenants_account, 
     key, _ = api_key_create(account=mine, created_by=alice)
     url = f"/portal/accounts/{account.account_id}/keys/{key.id}/revoke/"
     assert client_of(alice).post(url).status_code == 404
+
+
+def test_another_tenants_signal_cannot_be_cancelled_from_the_portal(other_tenants_account, client_of):
+    from signals.models import TradingSignal
+    from suho.tenancy import tenant_context
+    from tests.factories import make_signal
+
+    account, _ = other_tenants_account
+    with tenant_context(account.tenant_id):
+        signal = make_signal(account)
+    alice = trader_make("Alice")
+    assert client_of(alice).post(f"/portal/signals/{signal.signal_id}/cancel/").status_code == 404
+    assert str(signal.signal_id) not in client_of(alice).get("/portal/signals/").content.decode()
+    with operator_path():
+        assert TradingSignal.objects.get(pk=signal.pk).status == "pending"
