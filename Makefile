@@ -43,8 +43,9 @@ clean-state:
 	$(BIN)/python -m suho.devstack stop || true
 	rm -rf .state
 
-# The portal's browser tests: Debian's Chromium and its driver (no browser download), Selenium. Needs root (CI is).
+# Acceptance-test tools: Debian's Chromium and its driver (no browser download), Selenium; schemathesis and
+# openapi-spec-validator for the API fuzz and schema check. Needs root (CI is). Without them those tests skip.
 browser-deps: install
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver || \
 	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver)
-	$(BIN)/python -m pip install --quiet selenium
+	$(BIN)/python -m pip install --quiet -c requirements.lock selenium schemathesis openapi-spec-validator
