@@ -140,18 +140,25 @@ def _log_failure(subject: str):
     return _check
 
 
-_bus: Bus | None = None
+_buses: dict[str, Bus] = {}
 _bus_lock = threading.Lock()
 
 
 def get_bus() -> Bus:
-    global _bus
+    """The process's bus for settings.NATS_URL (one per URL: tests point some code at a private server)."""
     with _bus_lock:
-        if _bus is None or _bus.url != settings.NATS_URL:
-            if _bus is not None:  # the URL changed (tests): stop the old loop and its reconnect attempts
-                _bus.loop.call_soon_threadsafe(_bus.loop.stop)
-            _bus = Bus(settings.NATS_URL)
-        return _bus
+        bus = _buses.get(settings.NATS_URL)
+        if bus is None:
+            bus = _buses[settings.NATS_URL] = Bus(settings.NATS_URL)
+        return bus
+
+
+def bus_discard(url: str) -> None:
+    """Stop and forget the bus for `url` (a test's private server that is gone)."""
+    with _bus_lock:
+        bus = _buses.pop(url, None)
+    if bus is not None:
+        bus.loop.call_soon_threadsafe(bus.loop.stop)
 
 
 def subject_token(value: str) -> str:

@@ -16,6 +16,7 @@ from channels.db import database_sync_to_async
 from django.test import override_settings
 
 import binproto
+from suho.bus import bus_discard
 from suho.outbox import outbox_drain
 from suho.streams import stream_replay, streams_ensure
 from tests.gateway.ea_client import connect, receive_until, trade_opened
@@ -42,7 +43,8 @@ class NatsServer:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [self.binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)],
+            [self.binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store),
+             "-l", str(self.store.parent / "nats.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 10
@@ -51,7 +53,11 @@ class NatsServer:
                 if sock.connect_ex(("127.0.0.1", self.port)) == 0:
                     return
             time.sleep(0.05)
-        raise AssertionError("nats-server did not start")
+        raise AssertionError(f"nats-server did not start: {self.log()}")
+
+    def log(self) -> str:
+        path = self.store.parent / "nats.log"
+        return path.read_text()[-2000:] if path.exists() else "(no log)"
 
     def stop(self) -> None:
         self.process.terminate()
@@ -71,6 +77,7 @@ def private_nats(tmp_path, monkeypatch):
         streams_ensure()
         yield server
     server.stop()
+    bus_discard(server.url)
 
 
 async def test_an_outage_loses_no_trade_event_and_outbound_items_arrive_after_it(ea_account, private_nats):
@@ -87,7 +94,7 @@ async def test_an_outage_loses_no_trade_event_and_outbound_items_arrive_after_it
     deadline = time.monotonic() + 30
     delivered = None
     while delivered is None:
-        assert time.monotonic() < deadline, "nothing arrived after the outage"
+        assert time.monotonic() < deadline, f"nothing arrived after the outage; server log: {private_nats.log()}"
         await database_sync_to_async(outbox_drain)()  # what Celery beat does every 5 s
         if not await communicator.receive_nothing(timeout=0.2):
             message = binproto.decode((await communicator.receive_output())["bytes"])
