@@ -5,6 +5,7 @@ account, a key and a signal, so the tenant-scoped paths have rows to find."""
 from __future__ import annotations
 
 import pytest
+from django.core.cache import cache
 from django.core.wsgi import get_wsgi_application
 from django.test import Client
 from drf_spectacular.generators import SchemaGenerator
@@ -50,7 +51,10 @@ def test_fuzzing_every_api_operation_finds_no_server_error(committed):
             if response.status_code >= 500:
                 failures.append(f"{case.method} {case.formatted_path} → {response.status_code}: {response.text[:300]}")
 
-        fuzz()
+        try:
+            fuzz()
+        finally:  # the EA auth endpoint counts the fuzz's failures against 127.0.0.1: later EAs connect from there
+            cache.delete_many(["ea_auth_fail:ip:127.0.0.1", "ea_auth_fail:ip:127.0.0.1:until"])
     known = [failure for failure in failures if failure.split(" ")[1].startswith(KNOWN)]
     assert operations >= 15
     assert [f for f in failures if f not in known] == [], "\n".join(f[:160] for f in failures)
