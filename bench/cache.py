@@ -105,7 +105,8 @@ def markdown(result: dict) -> str:
         f"POSITIONS every {POSITIONS_S} s, FINANCE and POSITIONS also on connect; {result['reads']:,} reads of each "
         f"kind over {READ_S} s after a {WARMUP_S} s warm-up (one run). A ratio follows from the TTL against the send "
         "period: the quote is refreshed far more often than its 5 s TTL; the balance arrives every 30 s against a "
-        "30 s TTL, so each key lapses for the flush delay before the next one lands; positions sent less often than "
+        "30 s TTL that starts when its batch is written, so a key lapses only when the next write lands later after "
+        "its send than the previous one did (flush jitter); positions sent less often than "
         "their 10 s TTL miss for the rest of the period. "
         f"Connections closed by the server: {result['closed'] or 'none'}.",
     ]

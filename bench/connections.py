@@ -21,7 +21,7 @@ TARGET_KB = 100
 BASELINE_EAS = 20
 STEPS = (1_000, 2_500, 5_000)
 PROCESS_EAS = 1_250
-HOLD_S = 35
+HOLD_S = 32  # ≥ one heartbeat period after the last EA connected
 HEARTBEAT_S = 30
 
 
