@@ -25,5 +25,5 @@ class OperatorLoginForm(AdminAuthenticationForm):
         if user.totp_secret:
             if not totp_verify(user.totp_secret, self.cleaned_data.get("otp_code", "")):
                 raise forms.ValidationError(TOTP_INVALID, code="totp_invalid")
-        elif getattr(settings, "OPERATOR_2FA_REQUIRED", False):
+        elif settings.OPERATOR_2FA_REQUIRED:
             raise forms.ValidationError(TOTP_NOT_ENROLLED, code="totp_not_enrolled")
