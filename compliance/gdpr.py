@@ -131,9 +131,10 @@ def user_erase(*, user: User, actor: str = "") -> User:
         ApiKey.objects.filter(account_id__in=account_ids).update(label="")
         UserConsent.objects.filter(user=locked).update(ip_address=None, user_agent="")
         locked.username, locked.email, locked.first_name, locked.last_name = pseudonym, "", "", ""
-        locked.is_active = False
+        locked.is_active, locked.totp_secret = False, ""
         locked.set_unusable_password()
-        locked.save(update_fields=["username", "email", "first_name", "last_name", "is_active", "password"])
+        locked.save(update_fields=["username", "email", "first_name", "last_name", "is_active", "password",
+                                   "totp_secret"])  # fmt: skip
         audit_record(
             tenant_id=locked.tenant_id, event_type="user_erased", category="gdpr", action="erase",
             description="Personal data pseudonymised", user_id=locked.pk,
