@@ -924,6 +924,21 @@ class SimulatedEA:
         if hits:
             await self._positions_changed()
 
+    async def set_quote(self, symbol: str, bid: float, ask: float) -> Quote:
+        """Quote `symbol` at exactly `bid`/`ask` now, for scripted demos and tests (typically with
+        `ticks_per_second=0`): like one tick of the stream, the quote is applied (positions that hit their SL or TP
+        close) and sent as a price tick; the walk continues from its mid. Returns the quote."""
+        if symbol not in self._symbol_index:
+            raise ValueError(f"{symbol} is not one of this EA's symbols ({', '.join(self.config.symbols)})")
+        if not 0 < bid <= ask:
+            raise ValueError(f"a quote needs 0 < bid <= ask, got {bid}/{ask}")
+        instrument = INSTRUMENTS[symbol]
+        quote = Quote(bid, ask, round((ask - bid) / instrument.point))
+        self.walk.mid[symbol] = (bid + ask) / 2
+        await self.apply_quote(symbol, quote)
+        await self._send_prices([(symbol, quote)])
+        return quote
+
     async def _close_position(self, position: SimPosition, reason: CloseReason) -> None:
         price = exit_price(position, self.walk.quotes[position.symbol])
         profit = position_profit(position, price)
