@@ -146,13 +146,8 @@ def _codec_targets(report: dict) -> list[tuple[str, str, str, bool]]:
 
 def render() -> int:
     """Re-render the document from the last run's raw results (after a change to the wording: same figures)."""
-    bench_env()
-    import django
-
-    django.setup()
-    from django.conf import settings
-
-    results = json.loads((Path(settings.STATE_DIR) / "bench" / "results.json").read_text())
+    state_dir = Path(os.environ.get("SUHO_STATE_DIR", ROOT / ".state"))  # settings.STATE_DIR, without Django
+    results = json.loads((state_dir / "bench" / "results.json").read_text())
     DOC.write_text(document(results), encoding="utf-8")
     print(f"bench: rendered {DOC.relative_to(ROOT)} from the run of {results['finished_at']} UTC", file=sys.stderr)
     return 0
@@ -205,13 +200,14 @@ def document(results: dict) -> str:
         "| figure | measured | target | met |",
         "|---|---:|---|---|",
     ]
-    for name, result in results["sections"].items():
+    for name in sorted(results["sections"], key=list(TITLES).index):
+        result = results["sections"][name]
         rows = _codec_targets(result) if name == "codec" else module(name).targets(result)
         lines += [f"| {figure} | {measured} | {target} | {met(ok)} |" for figure, measured, target, ok in rows]
     for name, why in results["skipped"].items():
         lines.append(f"| {TITLES[name]} | {why} | | |")
-    for name, result in results["sections"].items():
-        lines += ["", f"## {TITLES[name]}", "", module(name).markdown(result).rstrip()]
+    for name in sorted(results["sections"], key=list(TITLES).index):
+        lines += ["", f"## {TITLES[name]}", "", module(name).markdown(results["sections"][name]).rstrip()]
     lines += [
         "",
         "## Run time",
