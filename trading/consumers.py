@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qs
 from uuid import UUID
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
@@ -71,6 +72,15 @@ class EAConsumer(AsyncWebsocketConsumer):
     # No channel layer: outbound messages come from NATS through the delivery hub, and a layer would cost every
     # connection a Redis receive loop (and channels-redis drops messages at capacity).
     channel_layer_alias = "ea-gateway-uses-nats"
+
+    async def dispatch(self, message) -> None:
+        """Channels' dispatch hops to a thread to close stale database connections before every message; this
+        consumer never touches the database on the event loop (its database work runs in `in_thread`, which does
+        that clean-up itself), so one hop per tick frame is pure overhead (~20 % of the loop at 24k ticks/s)."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self) -> None:
         self.authenticated = False

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import nats
 import pytest
 from channels.db import database_sync_to_async
 from django.test import override_settings
@@ -42,6 +43,33 @@ class NatsServer:
         return f"nats://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        """Start and wait until JetStream answers; a server that stalls while recovering its store is restarted
+        once (seen here under heavy load)."""
+        for _attempt in range(2):
+            self._spawn()
+            if self._jetstream_ready():
+                return
+            self.process.kill()
+            self.process.wait(timeout=10)
+        raise AssertionError(f"nats-server did not become ready: {self.log()}")
+
+    def _jetstream_ready(self) -> bool:
+        async def probe() -> bool:
+            try:
+                connection = await nats.connect(self.url, connect_timeout=2, max_reconnect_attempts=0)
+            except Exception:  # noqa: BLE001
+                return False
+            try:
+                await connection.jetstream(timeout=10).account_info()
+                return True
+            except Exception:  # noqa: BLE001
+                return False
+            finally:
+                await connection.close()
+
+        return asyncio.run(probe())
+
+    def _spawn(self) -> None:
         self.process = subprocess.Popen(
             [self.binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store),
              "-l", str(self.store.parent / "nats.log")],
@@ -83,14 +111,14 @@ def private_nats(tmp_path, monkeypatch):
 async def test_an_outage_loses_no_trade_event_and_outbound_items_arrive_after_it(ea_account, private_nats):
     tenant, account, secret = ea_account
     communicator, _ = await connect(account, secret)
-    private_nats.stop()
+    await asyncio.to_thread(private_nats.stop)
     await communicator.send_to(bytes_data=binproto.encode(trade_opened(31337, 1)))
     ack = await receive_until(communicator, binproto.EventAck, timeout=10)
     assert ack.status == binproto.EventAckStatus.ACCEPTED  # committed to PostgreSQL: NATS is not needed for that
     command = await database_sync_to_async(command_issue)(
         tenant_id=tenant.id, account_id=account.account_id, kind="close_all", issued_by="risk"
     )
-    private_nats.start()
+    await asyncio.to_thread(private_nats.start)
     deadline = time.monotonic() + 30
     delivered = None
     while delivered is None:
