@@ -38,7 +38,7 @@ def bench_env() -> dict[str, str]:
 
     DEBUG would keep every query in memory; SUHO_TESTING is not set, so Argon2 and the real settings stay.
     """
-    database_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:55432/suho")
+    database_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:25432/suho")
     admin_url = os.environ.get("DATABASE_ADMIN_URL", database_url)
     values = {
         "DATABASE_URL": _with_database(database_url, BENCH_DB),

@@ -25,9 +25,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = Path(os.environ.get("SUHO_STATE_DIR", ROOT / ".state"))
-PG_PORT = int(os.environ.get("SUHO_EMBEDDED_PG_PORT", "55432"))
-REDIS_PORT = int(os.environ.get("SUHO_EMBEDDED_REDIS_PORT", "56379"))
-NATS_PORT = int(os.environ.get("SUHO_EMBEDDED_NATS_PORT", "54222"))
+PG_PORT = int(os.environ.get("SUHO_EMBEDDED_PG_PORT", "25432"))
+REDIS_PORT = int(os.environ.get("SUHO_EMBEDDED_REDIS_PORT", "26379"))
+NATS_PORT = int(os.environ.get("SUHO_EMBEDDED_NATS_PORT", "24222"))
 PG_SYSTEM_USER = "suho_pg"  # PostgreSQL refuses to run as root; CI and dev VPSes often are root.
 DATABASE_NAME = "suho"
 START_TIMEOUT_S = 60

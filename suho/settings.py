@@ -59,7 +59,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 # The app never runs as DATABASE_URL's user. It connects as the service role (RLS-bound, owns nothing), the owner
 # (migrations, partition upkeep) and the operator (Django admin, cross-tenant jobs, identity look-ups).
 # `manage.py db_setup` uses DATABASE_ADMIN_URL (or DATABASE_URL) to create those roles and the database.
-DATABASE_URL = required("DATABASE_URL", "postgres://postgres@127.0.0.1:55432/suho")
+DATABASE_URL = required("DATABASE_URL", "postgres://postgres@127.0.0.1:25432/suho")
 DATABASE_ADMIN_URL = env("DATABASE_ADMIN_URL", DATABASE_URL)
 DB_SERVICE_USER = env("DB_SERVICE_USER", "suho_service")
 DB_OWNER_USER = env("DB_OWNER_USER", "suho_owner")
@@ -103,8 +103,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 STATE_DIR = Path(env("SUHO_STATE_DIR", str(BASE_DIR / ".state")))
 
 # --- Redis and NATS -----------------------------------------------------------------------------------------------
-REDIS_URL = required("REDIS_URL", "redis://127.0.0.1:56379/0")
-NATS_URL = required("NATS_URL", "nats://127.0.0.1:54222")
+REDIS_URL = required("REDIS_URL", "redis://127.0.0.1:26379/0")
+NATS_URL = required("NATS_URL", "nats://127.0.0.1:24222")
 NATS_STREAM_REPLICAS = env_int("NATS_STREAM_REPLICAS", 1)  # 1 on one machine, 3 on a cluster
 INGEST_MODE = env("INGEST_MODE", "direct")  # direct: the gateway writes volume rows; bridge: data_bridge does
 if INGEST_MODE not in {"direct", "bridge"}:

@@ -93,17 +93,23 @@ class EAConsumer(AsyncWebsocketConsumer):
         self.unacked: dict[UUID, float] = {}
         self.closing = False
         self.legacy = False  # a v1 EA authenticated in the handshake: it is sent nothing but the close frame
-        self.tasks: list[asyncio.Task] = []
+        self.tasks: set[asyncio.Task] = set()
         await self.accept()
         handshake = _handshake_credentials(self.scope)
         if handshake is not None:  # a legacy v1 EA: authenticated in the handshake, never sends HELLO
             await self._authenticate_api_key(*handshake, ea_version="legacy-v1", send_result=False)
             return
-        self.tasks.append(asyncio.create_task(self._hello_deadline()))
+        self._spawn(self._hello_deadline())
+
+    def _spawn(self, coroutine) -> None:
+        """Run a connection-scoped task; it is forgotten when done and cancelled on disconnect."""
+        task = asyncio.create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def disconnect(self, code) -> None:
         self.closing = True
-        for task in self.tasks:
+        for task in list(self.tasks):
             task.cancel()
         if self.authenticated:
             hub.unregister(str(self.claims.account_id), self)
@@ -208,7 +214,7 @@ class EAConsumer(AsyncWebsocketConsumer):
         self.authenticated = True
         self.legacy = not send_result
         if self.legacy:
-            self.tasks.append(asyncio.create_task(self._session_watch()))
+            self._spawn(self._session_watch())
             await hub.register(str(claims.account_id), self)
             await in_thread(connection_services.ea_connected)(
                 tenant_id=claims.tenant_id, account_id=claims.account_id, session_id=claims.session_id,
@@ -233,7 +239,7 @@ class EAConsumer(AsyncWebsocketConsumer):
         self.v1_symbols.update(resync.v1_symbol_overrides)
         for message in resync.messages:
             await self._send_outbound(message)
-        self.tasks.append(asyncio.create_task(self._session_watch()))
+        self._spawn(self._session_watch())
 
     async def _price_stream(self, message: binproto.PriceStream) -> None:
         rows = [(self.symbol_table.get(t.symbol) if message.version == binproto.V2 else self.v1_symbols.get(t.symbol),
@@ -248,7 +254,7 @@ class EAConsumer(AsyncWebsocketConsumer):
         valid = [row for row in rows if 0 < row[1] <= MAX_PRICE and 0 < row[2] <= MAX_PRICE]
         if len(valid) != len(rows) and not self.legacy:  # said, not counted as garbage: a feed can quote zeros
             error = binproto.Error(code=ErrorCode.MALFORMED_FRAME, reason=TICK_PRICE_OUT_OF_RANGE)
-            self.tasks.append(asyncio.create_task(self._send_message(error)))
+            self._spawn(self._send_message(error))
         rows = valid
         if not rows:
             return
@@ -337,7 +343,7 @@ class EAConsumer(AsyncWebsocketConsumer):
         except (binproto.ProtocolError, UnicodeDecodeError):
             log.error("undeliverable outbound payload", extra=self._log_context())
             return
-        self.tasks.append(asyncio.create_task(self._send_outbound(message)))
+        self._spawn(self._send_outbound(message))
 
     async def _send_outbound(self, message) -> None:
         if isinstance(message, binproto.TradingSignal) and message.valid_until_us <= _now_us():
