@@ -28,6 +28,7 @@ class Bus:
         self.url = url
         self.loop = asyncio.new_event_loop()
         self._client: Client | None = None
+        self.reconnected: list[Callable[[], None]] = []  # run on the bus loop after every reconnect
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="suho-bus", daemon=True)
         self._thread.start()
@@ -48,8 +49,17 @@ class Bus:
                 reconnect_time_wait=0.5,
                 pending_size=64 * 1024 * 1024,  # buffer publishes while reconnecting
                 error_cb=_log_nats_error,
+                reconnected_cb=self._on_reconnected,
             )
         return self._client
+
+    async def _on_reconnected(self) -> None:
+        log.warning("NATS: reconnected to %s", self.url)
+        for callback in list(self.reconnected):
+            try:
+                callback()
+            except Exception:
+                log.exception("reconnect callback failed")
 
     def submit(self, coro: Awaitable) -> Future:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)

@@ -46,11 +46,23 @@ def ea_connected(*, tenant_id: UUID, account_id: UUID, session_id: UUID, ea_vers
             description=f"EA connected (session {session_id}, EA {ea_version or 'unknown'})", account_id=account_id,
             metadata={"session_id": str(session_id), "ea_version": ea_version},
         )  # fmt: skip
-        messages = [risk_parameters_message(account), config_update_message(account)]
-        messages += [signal_message(signal) for signal in signals_for_resync(account_id=account_id)]
-        messages += [command_message(command) for command in commands_for_resync(account_id=account_id)]
+        messages = _outbound_pending(account)
         overrides = {int(k): str(v) for k, v in account.symbol_id_overrides.items() if str(k).isdigit()}
     return Resync(messages, overrides)
+
+
+def _outbound_pending(account: MT5Account) -> list:
+    messages = [risk_parameters_message(account), config_update_message(account)]
+    messages += [signal_message(signal) for signal in signals_for_resync(account_id=account.account_id)]
+    messages += [command_message(command) for command in commands_for_resync(account_id=account.account_id)]
+    return messages
+
+
+def outbound_pending(*, tenant_id: UUID, account_id: UUID) -> list:
+    """What a connected EA must have from the database (after NATS reconnects: live messages may have been missed);
+    the EA de-duplicates by id."""
+    with tenant_context(tenant_id):
+        return _outbound_pending(MT5Account.objects.get(account_id=account_id))
 
 
 def ea_disconnected(*, tenant_id: UUID, account_id: UUID, session_id: UUID, close_code) -> None:

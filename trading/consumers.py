@@ -345,6 +345,20 @@ class EAConsumer(AsyncWebsocketConsumer):
             return
         self._spawn(self._send_outbound(message))
 
+    def resync_outbound(self) -> None:
+        """Called on this connection's loop by the delivery hub after NATS reconnected."""
+        if not self.closing and not self.legacy and self.authenticated:
+            self._spawn(self._resync_outbound())
+
+    async def _resync_outbound(self) -> None:
+        messages = await in_thread(connection_services.outbound_pending)(
+            tenant_id=self.claims.tenant_id, account_id=self.claims.account_id
+        )
+        for message in messages:
+            ref_id = getattr(message, "signal_id", None) or getattr(message, "command_id", None)
+            self.unacked.pop(ref_id, None)  # a resend of something already waiting is not a second unacked item
+            await self._send_outbound(message)
+
     async def _send_outbound(self, message) -> None:
         if isinstance(message, binproto.TradingSignal) and message.valid_until_us <= _now_us():
             return  # never deliver an expired signal

@@ -156,6 +156,7 @@ class DeliveryHub:
         if not self._subscribed:
             self._subscribed = True
             bus = get_bus()
+            bus.reconnected.append(self._on_reconnected)
             await asyncio.gather(
                 *(asyncio.wrap_future(bus.subscribe(subject, self._on_message)) for subject in self.SUBJECTS)
             )
@@ -166,6 +167,13 @@ class DeliveryHub:
     def unregister(self, account_id: str, connection) -> None:
         if self.connections.get(account_id) is connection:
             del self.connections[account_id]
+
+    def _on_reconnected(self) -> None:
+        """Runs on the bus loop: what was published while our subscription was down never reached us, so every
+        connection resyncs its outbound items from the database."""
+        if self.loop is not None:
+            for connection in list(self.connections.values()):
+                self.loop.call_soon_threadsafe(connection.resync_outbound)
 
     def _on_message(self, subject: str, data: bytes) -> None:
         """Runs on the bus loop: find the connection, hand the payload to its own loop."""
