@@ -8,23 +8,6 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from django.db import connections
-
-OWNER_TRUNCATE = "TRUNCATE suho_tenants, suho_users, mt5_audit_log CASCADE"  # every tenant table refers to tenants
-
-
-@pytest.fixture
-def committed(django_db_setup, django_db_blocker):
-    """Database access without a wrapping test transaction; everything is truncated by the owner afterwards."""
-    with django_db_blocker.unblock():
-        try:
-            yield
-        finally:
-            for connection in connections.all():
-                if connection.in_atomic_block:
-                    connection.rollback()
-            with connections["owner"].cursor() as cursor:
-                cursor.execute(OWNER_TRUNCATE)
 
 
 @pytest.fixture

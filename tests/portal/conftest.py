@@ -4,26 +4,12 @@ writes identity through the operator role), truncated by the owner afterwards.""
 from __future__ import annotations
 
 import pytest
-from django.db import connections
 from django.test import Client
 
 from accounts.models import MT5Account, User
 from accounts.services import mt5_account_create, tenant_signup
 
 PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture
-def committed(django_db_setup, django_db_blocker):
-    with django_db_blocker.unblock():
-        try:
-            yield
-        finally:
-            for connection in connections.all():
-                if connection.in_atomic_block:
-                    connection.rollback()
-            with connections["owner"].cursor() as cursor:
-                cursor.execute("TRUNCATE suho_tenants, suho_users, mt5_audit_log, django_session CASCADE")
 
 
 def trader_make(name: str) -> User:

@@ -13,7 +13,6 @@ from datetime import datetime
 from decimal import Decimal
 
 import pytest
-from django.db import connections
 from django.test import Client
 from django.utils import timezone
 
@@ -25,29 +24,9 @@ from suho.cache import cache_client, quote_key
 from suho.tenancy import tenant_context
 from tests.accounts.helpers import account_make, tenant_make
 
-OWNER_TRUNCATE = (
-    "TRUNCATE mt5_broker_quotes, mt5_reference_quotes, mt5_account_balance_history, mt5_ea_heartbeat,"
-    " mt5_trade_orders, mt5_trade_events, mt5_signal_executions, mt5_trading_signals, mt5_ea_commands,"
-    " mt5_ea_sessions, mt5_api_keys, suho_tradingview_webhooks, suho_ml_engine_keys, mt5_user_accounts,"
-    " mt5_audit_log, suho_users, suho_tenants CASCADE"
-)
-
 # Seed §6.3's worked example.
 REFERENCE_BID, REFERENCE_ASK = Decimal("1.0949"), Decimal("1.0951")
 BROKER_BID, BROKER_ASK = Decimal("1.0951"), Decimal("1.0953")
-
-
-@pytest.fixture
-def committed(django_db_setup, django_db_blocker):
-    with django_db_blocker.unblock():
-        try:
-            yield
-        finally:
-            for connection in connections.all():
-                if connection.in_atomic_block:
-                    connection.rollback()
-            with connections["owner"].cursor() as cursor:
-                cursor.execute(OWNER_TRUNCATE)
 
 
 @pytest.fixture
