@@ -15,6 +15,7 @@ import binproto
 from accounts.models import MT5Account
 from suho.asgi import application
 from suho.bus import get_bus
+from suho.cache import cache_get, quote_key
 from suho.tenancy import tenant_context
 from tests.gateway.ea_client import connect, hello, receive_until, rows, trade_opened, v1_packet
 from trading.gateway import batchers_flush
@@ -44,8 +45,22 @@ async def test_ea_streams_ticks_balance_heartbeat_and_a_trade_into_its_tenant(ea
     await communicator.send_to(bytes_data=binproto.encode(trade_opened(123456789, 1)))
     ack = await receive_until(communicator, binproto.EventAck)
     assert ack.status == binproto.EventAckStatus.ACCEPTED
+    closed = binproto.TradeClosed(
+        event_seq=2, ticket=123456789, order_type=binproto.OrderType.BUY, volume=0.1, open_price=1.0954,
+        close_price=1.0984, stop_loss=1.0934, take_profit=1.0984, signal_id=None, open_time_us=now_us,
+        close_time_us=now_us + 1_000_000, profit=30.0, commission=-0.7, swap=0.0,
+        close_reason=binproto.CloseReason.TAKE_PROFIT, symbol="EURUSD", timestamp_us=now_us + 1_000_000,
+    )  # fmt: skip
+    await communicator.send_to(bytes_data=binproto.encode(closed))
+    ack = await receive_until(communicator, binproto.EventAck)
+    assert (ack.event_type, ack.status) == (binproto.MsgType.TRADE_CLOSED, binproto.EventAckStatus.ACCEPTED)
     await communicator.disconnect()
     await batchers_flush()
+    assert await database_sync_to_async(rows)(
+        "SELECT tenant_id, status, profit::float FROM mt5_trade_orders WHERE account_id = %s", [account.account_id]
+    ) == [(tenant.id, "closed", 30.0)]
+    cached = cache_get(quote_key(account.account_id, "XAUUSD"))  # symbol id 8 in the last packet sent
+    assert cached is not None and cached["bid"] == pytest.approx(1.0 + 8 / 10 + 124 / 1e5)
     assert await database_sync_to_async(rows)(
         "SELECT count(*), count(DISTINCT tenant_id) FROM mt5_broker_quotes WHERE account_id = %s",
         [account.account_id],
@@ -57,12 +72,12 @@ async def test_ea_streams_ticks_balance_heartbeat_and_a_trade_into_its_tenant(ea
         "SELECT 1 FROM mt5_ea_heartbeat WHERE account_id = %s", [account.account_id])) == 1  # fmt: skip
     bus.flush()
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not {"balance", "heartbeat", "trades.open"} <= {
+    while time.monotonic() < deadline and not {"balance", "heartbeat", "trades.open", "trades.close"} <= {
         s.split(".", 3)[3] for s in seen
     }:
         await asyncio.sleep(0.05)
     kinds = {s.split(".", 3)[3] for s in seen}
-    assert {"balance", "heartbeat", "trades.open", "quotes.EURUSD"} <= kinds
+    assert {"balance", "heartbeat", "trades.open", "trades.close", "quotes.EURUSD"} <= kinds
 
 
 async def test_the_same_trade_event_three_times_yields_one_order_and_one_audit_entry(ea_account):
