@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH_DB = "bench_suho"
+BENCH_DB = os.environ.get("SUHO_BENCH_DB", "bench_suho")  # another name lets two benches share a server
 BENCH_SECRET_KEY = "bench-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz-not-for-production"
 SERVER_START_TIMEOUT_S = 60
 SERVER_STOP_TIMEOUT_S = 5
