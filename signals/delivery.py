@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
+from django.db import connections
 from django.utils import timezone
 
 import binproto
 from signals import lifecycle
 from signals.models import TradingSignal
 from suho.outbox import outbox_publish_on_commit
+from suho.routers import SERVICE
 from suho.tenancy import tenant_context
 
 ACTIONS = {"BUY": binproto.Action.BUY, "SELL": binproto.Action.SELL, "CLOSE": binproto.Action.CLOSE}
@@ -69,16 +71,43 @@ def signals_for_resync(*, account_id: UUID) -> list[TradingSignal]:
     )
 
 
-def signals_mark_sent(*, tenant_id: UUID, signal_ids: list[UUID], sent_at: datetime) -> int:
-    """PENDING → SENT for signals just written to a socket (claimed with one conditional update)."""
-    with tenant_context(tenant_id):
-        return TradingSignal.objects.filter(
-            signal_id__in=signal_ids, status=lifecycle.PENDING, valid_until__gt=sent_at
-        ).update(status=lifecycle.SENT, sent_to_ea_at=sent_at)
+def signals_mark_sent(*, tenant_id: UUID, signal_ids: list[UUID], sent_at: list[datetime]) -> int:
+    """PENDING → SENT for signals just written to a socket, each with its own time; one conditional update claims
+    them, so a signal that expired or moved on meanwhile is left as it is. Caller holds the tenant context."""
+    with connections[SERVICE].cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE mt5_trading_signals s SET status = %s, sent_to_ea_at = v.sent_at, updated_at = now()
+              FROM unnest(%s::uuid[], %s::timestamptz[]) AS v(signal_id, sent_at)
+             WHERE s.signal_id = v.signal_id AND s.tenant_id = %s AND s.status = %s AND s.valid_until > v.sent_at
+            """,
+            [lifecycle.SENT, signal_ids, sent_at, tenant_id, lifecycle.PENDING],
+        )
+        return cursor.rowcount
+
+
+def signals_ack_received(*, tenant_id: UUID, signal_ids: list[UUID], acked_at: list[datetime]) -> int:
+    """The EA has these signals (ACK RECEIVED or EXECUTED): `acked_at` once; a PENDING one becomes SENT (the ACK
+    overtook its SENT mark). A duplicate ACK changes nothing. Caller holds the tenant context."""
+    with connections[SERVICE].cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE mt5_trading_signals s SET
+                   status = CASE WHEN s.status = %s THEN %s ELSE s.status END,
+                   sent_to_ea_at = CASE WHEN s.status = %s THEN coalesce(s.sent_to_ea_at, v.acked_at)
+                                        ELSE s.sent_to_ea_at END,
+                   acked_at = v.acked_at, updated_at = now()
+              FROM unnest(%s::uuid[], %s::timestamptz[]) AS v(signal_id, acked_at)
+             WHERE s.signal_id = v.signal_id AND s.tenant_id = %s AND s.acked_at IS NULL
+            """,
+            [lifecycle.PENDING, lifecycle.SENT, lifecycle.PENDING, signal_ids, acked_at, tenant_id],
+        )
+        return cursor.rowcount
 
 
 def signal_ack_record(*, tenant_id: UUID, signal_id: UUID, status: binproto.AckStatus, reason: str) -> None:
-    """The EA received (acked_at) or refused (SENT → REJECTED with its reason) a signal."""
+    """The EA received (acked_at) or refused (SENT → REJECTED with its reason, audited) a signal; one row, locked.
+    The gateway batches the common ACKs through `signals_ack_received` and sends refusals here."""
     from compliance.services import audit_record
 
     now = timezone.now()

@@ -1,4 +1,5 @@
-"""An EA connection's life: connect (resync from the database), outbound bookkeeping, disconnect; online status."""
+"""An EA connection's life: connect (resync from the database), disconnect; online status. The outbound
+bookkeeping (SENT marks, ACKs) is batched in `trading.outbound_batch`."""
 
 from __future__ import annotations
 
@@ -9,19 +10,12 @@ from uuid import UUID
 from django.db import models, transaction
 from django.utils import timezone
 
-import binproto
 from accounts.models import MT5Account
 from compliance.services import audit_record
-from signals.delivery import signal_ack_record, signal_message, signals_for_resync, signals_mark_sent
+from signals.delivery import signal_message, signals_for_resync
 from suho.routers import OPERATOR
 from suho.tenancy import tenant_context
-from trading.outbound import (
-    command_ack_record,
-    command_message,
-    commands_for_resync,
-    config_update_message,
-    risk_parameters_message,
-)
+from trading.outbound import command_message, commands_for_resync, config_update_message, risk_parameters_message
 
 OFFLINE_AFTER = timedelta(minutes=2)
 
@@ -73,17 +67,6 @@ def ea_disconnected(*, tenant_id: UUID, account_id: UUID, session_id: UUID, clos
             description=f"EA disconnected (code {close_code})", account_id=account_id,
             metadata={"session_id": str(session_id), "close_code": close_code},
         )  # fmt: skip
-
-
-def signal_sent(*, tenant_id: UUID, signal_id: UUID) -> None:
-    signals_mark_sent(tenant_id=tenant_id, signal_ids=[signal_id], sent_at=timezone.now())
-
-
-def outbound_ack_record(*, tenant_id: UUID, ack: binproto.Ack) -> None:
-    if ack.acked_type == binproto.MsgType.TRADING_SIGNAL:
-        signal_ack_record(tenant_id=tenant_id, signal_id=ack.ref_id, status=ack.status, reason=ack.reason)
-    elif ack.acked_type == binproto.MsgType.COMMAND:
-        command_ack_record(tenant_id=tenant_id, command_id=ack.ref_id, status=ack.status, reason=ack.reason)
 
 
 def ea_is_online(account: MT5Account) -> bool:

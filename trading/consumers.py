@@ -25,6 +25,7 @@ from accounts import services as account_services
 from binproto import AuthStatus, CloseCode, ErrorCode, MsgType
 from quotes.ingest import TickRow
 from trading import connection as connection_services
+from trading import outbound_batch
 from trading.gateway import batcher, hub
 from trading.ingest import BalanceRow, HeartbeatRow, positions_cache_write, profile_update, trade_event_record
 
@@ -114,6 +115,7 @@ class EAConsumer(AsyncWebsocketConsumer):
         if self.authenticated:
             hub.unregister(str(self.claims.account_id), self)
             try:
+                await outbound_batch.outbound_flush()  # what this EA told us is committed before it reconnects
                 await in_thread(connection_services.ea_disconnected)(
                     tenant_id=self.claims.tenant_id, account_id=self.claims.account_id,
                     session_id=self.claims.session_id, close_code=code,
@@ -232,6 +234,7 @@ class EAConsumer(AsyncWebsocketConsumer):
         previous = await hub.register(str(claims.account_id), self)
         if previous is not None:
             await previous.close_with(CloseCode.REPLACED, "a newer connection for this account took over")
+        await outbound_batch.outbound_flush()  # ACKs received so far are committed: what they answered is not resent
         resync = await in_thread(connection_services.ea_connected)(
             tenant_id=claims.tenant_id, account_id=claims.account_id, session_id=claims.session_id,
             ea_version=ea_version,
@@ -311,7 +314,7 @@ class EAConsumer(AsyncWebsocketConsumer):
         if ack.ref_id is None:
             return
         self.unacked.pop(ack.ref_id, None)
-        await in_thread(connection_services.outbound_ack_record)(tenant_id=self.claims.tenant_id, ack=ack)
+        outbound_batch.ack_add(tenant_id=self.claims.tenant_id, ack=ack)
 
     async def _token_refresh(self, message: binproto.TokenRefresh) -> None:
         try:
@@ -351,6 +354,7 @@ class EAConsumer(AsyncWebsocketConsumer):
             self._spawn(self._resync_outbound())
 
     async def _resync_outbound(self) -> None:
+        await outbound_batch.outbound_flush()
         messages = await in_thread(connection_services.outbound_pending)(
             tenant_id=self.claims.tenant_id, account_id=self.claims.account_id
         )
@@ -369,10 +373,8 @@ class EAConsumer(AsyncWebsocketConsumer):
                 return
             self.unacked[ref_id] = time.monotonic()
         await self._send_message(message)
-        if isinstance(message, binproto.TradingSignal):
-            await in_thread(connection_services.signal_sent)(
-                tenant_id=self.claims.tenant_id, signal_id=message.signal_id
-            )
+        if isinstance(message, binproto.TradingSignal) and not self.closing:
+            outbound_batch.signal_sent_add(tenant_id=self.claims.tenant_id, signal_id=message.signal_id)
 
     async def _send_message(self, message) -> None:
         if not self.closing:

@@ -7,9 +7,10 @@ that was offline from the database.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
+from django.db import connections
 from django.utils import timezone
 
 import binproto
@@ -17,6 +18,7 @@ from accounts.models import MT5Account
 from compliance.services import audit_record
 from signals.delivery import _us
 from suho.outbox import outbox_publish_on_commit
+from suho.routers import SERVICE
 from suho.tenancy import tenant_context
 from trading.models import EACommand
 
@@ -127,12 +129,32 @@ def commands_for_resync(*, account_id: UUID) -> list[EACommand]:
     )
 
 
-def command_ack_record(*, tenant_id: UUID, command_id: UUID, status: binproto.AckStatus, reason: str) -> None:
-    outcome = {
+def command_ack_outcome(status: binproto.AckStatus) -> str:
+    return {
         binproto.AckStatus.RECEIVED: EACommand.Status.SENT,
         binproto.AckStatus.EXECUTED: EACommand.Status.EXECUTED,
     }.get(status, EACommand.Status.FAILED)
-    with tenant_context(tenant_id):
-        EACommand.objects.filter(command_id=command_id).exclude(status=EACommand.Status.EXECUTED).update(
-            status=outcome, acked_at=timezone.now(), reason=reason[:300]
+
+
+def commands_ack_record(*, tenant_id: UUID, acks: list[tuple[UUID, binproto.AckStatus, str, datetime]]) -> int:
+    """The EA's ACKs for commands, one (command_id, status, reason, acked_at) per command: RECEIVED → sent,
+    EXECUTED → executed, anything else → failed; an executed command stays executed (a late or repeated ACK
+    changes nothing). One statement; caller holds the tenant context."""
+    with connections[SERVICE].cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE mt5_ea_commands c SET status = v.status, acked_at = v.acked_at, reason = v.reason
+              FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::timestamptz[])
+                   AS v(command_id, status, reason, acked_at)
+             WHERE c.command_id = v.command_id AND c.tenant_id = %s AND c.status <> %s
+            """,
+            [
+                [command_id for command_id, *_ in acks],
+                [str(command_ack_outcome(status)) for _id, status, _r, _at in acks],
+                [reason[:300] for _id, _s, reason, _at in acks],
+                [acked_at for *_, acked_at in acks],
+                tenant_id,
+                EACommand.Status.EXECUTED.value,
+            ],
         )
+        return cursor.rowcount

@@ -1,0 +1,159 @@
+"""The gateway's batched outbound bookkeeping (trading.outbound_batch): SENT marks and ACKs applied set-based per
+tenant, with the per-message rules intact: expired signals are not marked, duplicates change nothing, another
+tenant's ids are invisible, refusals are audited, and rows the lifecycle refuses leave the rest of the batch alone."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+from channels.db import database_sync_to_async
+from django.utils import timezone
+
+import binproto
+from compliance.models import AuditLog
+from signals import lifecycle
+from signals.models import TradingSignal
+from suho.tenancy import tenant_context
+from tests.factories import make_account, make_signal, make_tenant, make_user
+from tests.gateway.ea_client import connect, receive_until, rows
+from trading.models import EACommand
+from trading.outbound import command_issue
+from trading.outbound_batch import (
+    COMMAND_ACK,
+    SIGNAL_ACK,
+    SIGNAL_SENT,
+    OutboundRow,
+    outbound_bookkeeping_apply,
+    outbound_flush,
+)
+
+Status = binproto.AckStatus
+
+
+def _account():
+    tenant = make_tenant()
+    return make_account(tenant, make_user(tenant))
+
+
+def _signal(account, **fields) -> TradingSignal:
+    return make_signal(account, **fields)
+
+
+def _fresh(account, model, pk):
+    with tenant_context(account.tenant_id):
+        return model.objects.get(pk=pk)
+
+
+def _row(account, kind, ref_id, status=None, reason="", at=None) -> OutboundRow:
+    return OutboundRow(str(account.tenant_id), kind, ref_id, at or timezone.now(), status, reason)
+
+
+@pytest.mark.django_db(databases=["default"])
+def test_sent_marks_and_acks_apply_once_skip_expired_signals_and_never_reach_another_tenant():
+    mine, theirs = _account(), _account()
+    sent, overtaken, acked = _signal(mine), _signal(mine), _signal(mine, status=lifecycle.SENT)
+    expired = _signal(mine, valid_until=timezone.now() - timedelta(seconds=1))
+    foreign = _signal(theirs)
+    first = timezone.now() - timedelta(seconds=1)
+    outbound_bookkeeping_apply([
+        _row(mine, SIGNAL_SENT, sent.signal_id),
+        _row(mine, SIGNAL_ACK, overtaken.signal_id, Status.RECEIVED),  # before its SENT mark
+        _row(mine, SIGNAL_SENT, overtaken.signal_id),
+        _row(mine, SIGNAL_ACK, acked.signal_id, Status.RECEIVED, at=first),
+        _row(mine, SIGNAL_ACK, acked.signal_id, Status.EXECUTED),  # the same signal twice in one batch
+        _row(mine, SIGNAL_SENT, expired.signal_id),
+        _row(mine, SIGNAL_SENT, foreign.signal_id),  # my session naming their signal
+        _row(mine, SIGNAL_ACK, foreign.signal_id, Status.RECEIVED),
+    ])  # fmt: skip
+    outbound_bookkeeping_apply([_row(mine, SIGNAL_ACK, acked.signal_id, Status.RECEIVED)])  # a repeat, later
+
+    sent, overtaken, acked = (_fresh(mine, TradingSignal, s.pk) for s in (sent, overtaken, acked))
+    assert (sent.status, sent.sent_to_ea_at is not None, sent.acked_at) == (lifecycle.SENT, True, None)
+    assert (overtaken.status, overtaken.sent_to_ea_at is not None) == (lifecycle.SENT, True)
+    assert overtaken.acked_at is not None
+    assert (acked.status, acked.acked_at) == (lifecycle.SENT, first)  # the first ACK counts; repeats change nothing
+    expired = _fresh(mine, TradingSignal, expired.pk)
+    assert (expired.status, expired.sent_to_ea_at) == (lifecycle.PENDING, None)
+    foreign = _fresh(theirs, TradingSignal, foreign.pk)
+    assert (foreign.status, foreign.sent_to_ea_at, foreign.acked_at) == (lifecycle.PENDING, None, None)
+
+
+@pytest.mark.django_db(databases=["default"])
+def test_a_rejection_is_audited_once_and_rows_the_lifecycle_refuses_leave_the_rest_of_the_batch_applied():
+    account = _account()
+    refused = _signal(account, status=lifecycle.SENT)
+    cancelled = _signal(account, status=lifecycle.CANCELLED, is_valid=False)
+    late = _signal(account, status=lifecycle.CANCELLED, is_valid=False)
+    fine = _signal(account)
+    batch = [
+        _row(account, SIGNAL_ACK, refused.signal_id, Status.REJECTED, "price out of range"),
+        _row(account, SIGNAL_ACK, cancelled.signal_id, Status.REJECTED, "too late"),  # CANCELLED → REJECTED: no
+        _row(account, SIGNAL_SENT, late.signal_id),  # CANCELLED → SENT: no
+        _row(account, SIGNAL_SENT, fine.signal_id),
+    ]
+    outbound_bookkeeping_apply(batch)
+    outbound_bookkeeping_apply(batch[:1])  # the EA repeats its REJECTED on a resend
+
+    refused, cancelled, late, fine = (_fresh(account, TradingSignal, s.pk) for s in (refused, cancelled, late, fine))
+    assert (refused.status, refused.status_reason) == (lifecycle.REJECTED, "EA: price out of range")
+    assert (cancelled.status, late.status, late.sent_to_ea_at) == (lifecycle.CANCELLED, lifecycle.CANCELLED, None)
+    assert cancelled.acked_at is not None  # it did reach the EA
+    assert fine.status == lifecycle.SENT
+    with tenant_context(account.tenant_id):
+        audited = list(AuditLog.objects.filter(event_type="signal_rejected").values_list("metadata", flat=True))
+    assert audited == [{"signal_id": str(refused.signal_id), "reason": "price out of range"}]
+
+
+@pytest.mark.django_db(databases=["default"])
+def test_command_acks_end_at_executed_or_the_last_answer_and_never_touch_another_tenant():
+    mine, theirs = _account(), _account()
+
+    def issue(account):
+        return command_issue(tenant_id=account.tenant_id, account_id=account.account_id, kind="reconnect",
+                             issued_by="test")  # fmt: skip
+
+    received, executed, failed, foreign = issue(mine), issue(mine), issue(mine), issue(theirs)
+    outbound_bookkeeping_apply([
+        _row(mine, COMMAND_ACK, received.command_id, Status.RECEIVED),
+        _row(mine, COMMAND_ACK, executed.command_id, Status.RECEIVED),
+        _row(mine, COMMAND_ACK, executed.command_id, Status.EXECUTED),
+        _row(mine, COMMAND_ACK, executed.command_id, Status.FAILED, "late noise"),
+        _row(mine, COMMAND_ACK, failed.command_id, Status.FAILED, "10019"),
+        _row(mine, COMMAND_ACK, foreign.command_id, Status.EXECUTED),
+    ])  # fmt: skip
+    outbound_bookkeeping_apply([_row(mine, COMMAND_ACK, executed.command_id, Status.RECEIVED)])
+
+    got = {c: _fresh(mine, EACommand, c.pk) for c in (received, executed, failed)}
+    assert [(got[c].status, got[c].reason) for c in (received, executed, failed)] == [
+        ("sent", ""), ("executed", ""), ("failed", "10019"),
+    ]  # fmt: skip
+    foreign = _fresh(theirs, EACommand, foreign.pk)
+    assert (foreign.status, foreign.acked_at) == ("pending", None)
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])
+async def test_an_ack_over_the_socket_is_committed_by_the_flush_and_the_signal_is_not_resent_on_reconnect(ea_account):
+    _tenant, account, secret = ea_account
+    signal_id = (await database_sync_to_async(make_signal)(account)).signal_id
+    communicator, _ = await connect(account, secret)
+    delivered = await receive_until(communicator, binproto.TradingSignal)
+    assert delivered.signal_id == signal_id
+    for ref_id in (uuid.uuid4(), signal_id):  # an id nobody issued is ignored
+        await communicator.send_to(bytes_data=binproto.encode(binproto.Ack(
+            acked_type=binproto.MsgType.TRADING_SIGNAL, ref_id=ref_id, ref_version=0, status=Status.RECEIVED,
+            reason_code=0, reason="")))  # fmt: skip
+    query = (
+        "SELECT status, sent_to_ea_at IS NOT NULL, acked_at IS NOT NULL FROM mt5_trading_signals WHERE signal_id = %s"
+    )
+    deadline = time.monotonic() + 5
+    while (state := await database_sync_to_async(rows)(query, [signal_id])) != [("sent", True, True)]:
+        assert time.monotonic() < deadline, state
+        await outbound_flush()
+    await communicator.disconnect()
+    again, _ = await connect(account, secret)
+    await receive_until(again, binproto.ConfigUpdate)
+    assert await again.receive_nothing(timeout=0.3)  # acknowledged: not part of the resync
+    await again.disconnect()

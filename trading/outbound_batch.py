@@ -1,0 +1,133 @@
+"""The gateway's outbound bookkeeping, batched: "signal sent" marks and the EA's ACKs, applied off the event loop.
+
+Marking a signal SENT and recording an ACK used to cost a thread hop and a transaction each, on the process that
+also writes to the sockets: a broadcast to 1,000 EAs spent most of its time there. Now the consumer only appends a
+row (no await, no thread), and `trading.gateway.Batcher` applies the rows every ≤ 250 ms in a worker thread: one
+transaction per batch, one set-based `UPDATE … FROM unnest(…)` per kind per tenant, under that tenant's context
+(row-level security keeps an ACK from touching another tenant's row). Every rule of the per-message path holds:
+PENDING → SENT only for a still-valid PENDING signal, a duplicate ACK changes nothing, a REJECTED/FAILED signal ACK
+goes through `signal_ack_record` (lifecycle check on the locked row, audit row). A batch the database refuses is
+split in halves until only the refused row is dropped (the Batcher's `_isolate`); the others are applied.
+
+Durability: an ACK is in memory until its batch commits (≤ 250 ms plus the write). If the process dies first, the
+row still says "not acknowledged" (`acked_at` NULL; a command still PENDING or SENT), so the next connection of that
+EA is sent the signal or command again on resync, and the EA, which de-duplicates by id, answers a repeat with its
+last ACK for that id (docs/protocol.md section 8): the lost ACK is recorded then. The same holds for a SENT mark,
+which the ACK or the execution trigger also make. Nothing on the server waits for an ACK except the resync itself,
+and `outbound_flush()` runs before each resync reads the database, so a live process never resends what it was
+already told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from datetime import datetime
+from typing import NamedTuple
+from uuid import UUID
+
+from django.db import transaction
+from django.utils import timezone
+
+import binproto
+from signals.delivery import signal_ack_record, signals_ack_received, signals_mark_sent
+from suho.routers import SERVICE
+from suho.tenancy import tenant_context
+from trading.gateway import Batcher
+from trading.outbound import commands_ack_record
+
+SIGNAL_SENT, SIGNAL_ACK, COMMAND_ACK = "signal_sent", "signal_ack", "command_ack"
+REFUSALS = (binproto.AckStatus.REJECTED, binproto.AckStatus.FAILED)
+
+
+class OutboundRow(NamedTuple):
+    tenant_id: str
+    kind: str  # SIGNAL_SENT, SIGNAL_ACK or COMMAND_ACK
+    ref_id: UUID  # signal_id or command_id
+    at: datetime  # when the frame was written (SENT) or the ACK arrived
+    status: binproto.AckStatus | None = None
+    reason: str = ""
+
+
+def outbound_bookkeeping_apply(rows: list[OutboundRow]) -> int:
+    """One transaction for the batch; per tenant, in order: SENT marks, ACKs, refusals (row by row, audited),
+    command ACKs. Every statement is idempotent, so a batch applied twice (retry, isolation) changes nothing more."""
+    by_tenant: dict[str, list[OutboundRow]] = defaultdict(list)
+    for row in rows:
+        by_tenant[row.tenant_id].append(row)
+    with transaction.atomic(using=SERVICE):
+        for tenant_id, items in by_tenant.items():
+            with tenant_context(tenant_id):
+                _apply_tenant(tenant_id, items)
+    return len(rows)
+
+
+def _apply_tenant(tenant_id: str, items: list[OutboundRow]) -> None:
+    sent: dict[UUID, datetime] = {}
+    received: dict[UUID, datetime] = {}
+    commands: dict[UUID, OutboundRow] = {}
+    for row in items:
+        if row.kind == SIGNAL_SENT:
+            sent.setdefault(row.ref_id, row.at)
+        elif row.kind == SIGNAL_ACK and row.status not in REFUSALS:
+            received.setdefault(row.ref_id, row.at)
+        elif row.kind == COMMAND_ACK:
+            # Applied one after another, the ACKs of one command end at its first EXECUTED (never overwritten)
+            # or else at its last ACK: keep that one.
+            kept = commands.get(row.ref_id)
+            if kept is None or kept.status != binproto.AckStatus.EXECUTED:
+                commands[row.ref_id] = row
+    if sent:
+        signals_mark_sent(tenant_id=tenant_id, signal_ids=list(sent), sent_at=list(sent.values()))
+    if received:
+        signals_ack_received(tenant_id=tenant_id, signal_ids=list(received), acked_at=list(received.values()))
+    for row in items:
+        if row.kind == SIGNAL_ACK and row.status in REFUSALS:
+            signal_ack_record(tenant_id=tenant_id, signal_id=row.ref_id, status=row.status, reason=row.reason)
+    if commands:
+        commands_ack_record(
+            tenant_id=tenant_id,
+            acks=[(row.ref_id, row.status, row.reason, row.at) for row in commands.values()],
+        )
+
+
+class _OutboundBatcher(Batcher):
+    """The gateway's Batcher with flushes serialised, so `outbound_flush()` returns only after rows another flush
+    had already taken are committed too (the resync relies on it)."""
+
+    _lock: asyncio.Lock | None = None
+    _lock_loop: asyncio.AbstractEventLoop | None = None
+
+    async def flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:  # tests run a loop per test
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        async with self._lock:
+            await super().flush()
+
+
+_batcher = _OutboundBatcher("outbound", outbound_bookkeeping_apply, lambda rows: None)
+
+
+def signal_sent_add(*, tenant_id, signal_id: UUID) -> None:
+    """A TRADING_SIGNAL was written to the EA's socket (call on the event loop; it never blocks)."""
+    _batcher.add([OutboundRow(str(tenant_id), SIGNAL_SENT, signal_id, timezone.now())])
+
+
+def ack_add(*, tenant_id, ack: binproto.Ack) -> None:
+    """The EA acknowledged a TRADING_SIGNAL or COMMAND (call on the event loop; it never blocks). Versioned
+    messages (risk parameters, configuration) carry no id and are not recorded, as before."""
+    kind = {binproto.MsgType.TRADING_SIGNAL: SIGNAL_ACK, binproto.MsgType.COMMAND: COMMAND_ACK}.get(ack.acked_type)
+    if kind is None or ack.ref_id is None:
+        return
+    _batcher.add([OutboundRow(str(tenant_id), kind, ack.ref_id, timezone.now(), ack.status, ack.reason)])
+
+
+async def outbound_flush() -> None:
+    """Commit every SENT mark and ACK received so far (and any batch being written now)."""
+    await _batcher.flush()
+
+
+def outbound_batcher() -> Batcher:
+    """The process's batcher (for its counters: flushed_rows, dropped_rows, last_flush_ms)."""
+    return _batcher
