@@ -3,10 +3,10 @@
     .venv/bin/pip install atheris
     .venv/bin/python bench/fuzz_binproto.py -max_total_time=300 -print_final_stats=1 [CORPUS_DIR]
 
-Every input goes through decode(), decode_price_rows() (with and without a symbol table) and from_json(); anything
-but ProtocolError escaping is a crash. Whatever decodes must encode back to a frame that decodes to the same
-message. The golden vectors from docs/protocol.md seed the corpus. libFuzzer prints the number of inputs tried
-("#N DONE" / "stat::number_of_executed_units").
+Every input goes through decode(), decode_price_rows() (with and without a symbol table), decode_v1_price_records()
+and from_json(); anything but ProtocolError escaping is a crash. Whatever decodes must encode back to a frame that
+decodes to the same message. The golden vectors from docs/protocol.md seed the corpus. libFuzzer prints the number
+of inputs tried ("#N DONE" / "stat::number_of_executed_units").
 """
 
 import re
@@ -44,6 +44,10 @@ def check(data: bytes) -> None:
             bp.decode_price_rows(data, names)
         except bp.ProtocolError:
             pass
+    try:
+        bp.decode_v1_price_records(data)
+    except bp.ProtocolError:
+        pass
     try:
         bp.from_json(data)
     except bp.ProtocolError:

@@ -1,16 +1,19 @@
 """The Suho Binary Protocol: the EA ↔ server wire as bytes and frozen dataclasses, stdlib only (no Django, no I/O).
 
-Spec: docs/protocol.md. ``decode(buf) -> message``, ``encode(message) -> bytes``, ``decode_price_rows`` for the
-ingest fast path, ``to_json``/``from_json`` for text frames; every malformed input raises ProtocolError.
+Spec: docs/protocol.md. ``decode(buf) -> message``, ``encode(message) -> bytes``, ``decode_price_rows`` and
+``decode_v1_price_records`` for the ingest fast path, ``to_json``/``from_json`` for text frames; every malformed
+input raises ProtocolError.
 """
 
 from binproto.codec import (
     HEADER,
     ROW_FIELDS,
+    V1_RECORD_FIELDS,
     Header,
     decode,
     decode_header,
     decode_price_rows,
+    decode_v1_price_records,
     describe,
     encode,
     resolve_timestamp,
@@ -144,6 +147,7 @@ __all__ = [
     "V1_MAX_PRICE",
     "V1_PACKET_SIZE",
     "V1_PRICE_SCALE",
+    "V1_RECORD_FIELDS",
     "V1_SLOTS",
     "V1_UNKNOWN_SYMBOL_ID",
     "V2",
@@ -196,6 +200,7 @@ __all__ = [
     "decode",
     "decode_header",
     "decode_price_rows",
+    "decode_v1_price_records",
     "describe",
     "ea_may_send",
     "encode",

@@ -41,6 +41,7 @@ from binproto.messages import CLASS_BY_TYPE, Fixed, Items, Message, Pairs, Price
 
 HEADER: Final = struct.Struct(HEADER_FORMAT)
 V1_ROW: Final = struct.Struct("<IIIHH")  # the same 16 bytes, flags split in C into spread (low) and server id (high)
+V1_RECORD_FIELDS: Final = ("symbol_id", "bid", "ask", "spread_points", "server_id")  # V1_ROW's values
 V1_ZERO_PADDING: Final = bytes(V1_PACKET_SIZE)
 ZERO_UUID: Final = bytes(16)
 BOOLS: Final = {0: False, 1: True}
@@ -577,6 +578,34 @@ _WRITERS: Final = {Text: _write_text, Items: _write_items, Pairs: _write_pairs}
 
 # --- the ingest fast path ---------------------------------------------------------------------------------------
 ROW_FIELDS: Final = PriceTick._fields  # rows are ticks with the symbol resolved to its name; enums as plain ints
+
+
+def decode_v1_price_records(buf: bytes | bytearray | memoryview) -> tuple[int, list[tuple[int, int, int, int, int]]]:
+    """A v1 PRICE_STREAM frame → (header timestamp µs, its records as on the wire): V1_RECORD_FIELDS, that is
+    (symbol_id, bid, ask, spread_points, server_id) with the prices still × V1_PRICE_SCALE.
+
+    The ingest path's decode: the legacy EA's 144-byte packet is the server's hottest input, so this checks the
+    header, length and padding and does one C-level unpack, nothing more. The caller names the symbols, drops ids
+    its table lacks and scales the prices in the same pass that builds its own rows (decode_price_rows does both
+    here and makes each row twice). Any other frame raises ProtocolError with decode()'s reason.
+    """
+    if type(buf) is not bytes:
+        buf = _as_bytes(buf)
+    size = len(buf)
+    if size >= 16:
+        magic, version, msg_type, count, timestamp_us = HEADER.unpack_from(buf)
+        end = 16 + 16 * count
+        if (
+            magic == 0x53554854
+            and version == 1
+            and msg_type == 1
+            and (size == end or (size == 144 and count <= 8 and buf[end:] == V1_ZERO_PADDING[end:]))
+        ):
+            return timestamp_us, list(V1_ROW.iter_unpack(buf[16:end]))
+    version, msg_type, _count, _timestamp_us = _read_header(buf)  # raises the precise error, or it is version 2
+    if msg_type != MsgType.PRICE_STREAM:
+        raise ProtocolError(E.ERR_NOT_PRICE_STREAM.format(name=MsgType(msg_type).name))
+    raise ProtocolError(E.ERR_NOT_V1.format(version=version))
 
 
 def decode_price_rows(

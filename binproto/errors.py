@@ -33,6 +33,7 @@ ERR_DUPLICATE = "{what} repeats {key!r}"
 ERR_TYPE = "{what} must be {expected}, got {kind}"
 # price rows
 ERR_NOT_PRICE_STREAM = "expected a PRICE_STREAM frame, got {name}"
+ERR_NOT_V1 = "expected a version 1 price stream, got version {version} (use decode_price_rows)"
 ERR_NO_SYMBOL_TABLE = "a v2 price stream needs the connection's symbol table (symbol_names)"
 ERR_UNKNOWN_SYMBOL = "{what} = {index}: no symbol with that index in the connection's symbol table"
 # JSON form

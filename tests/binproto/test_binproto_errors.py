@@ -152,6 +152,22 @@ def test_v2_price_rows_need_the_connections_symbol_table():
     assert str(info.value) == E.ERR_UNKNOWN_SYMBOL.format(what="PriceStream.ticks[1].symbol", index=2)
 
 
+def test_v1_ingest_records_refuse_other_versions_types_and_bad_padding():
+    with pytest.raises(bp.ProtocolError) as info:
+        bp.decode_v1_price_records(PRICES_RAW)
+    assert str(info.value) == E.ERR_NOT_V1.format(version=2)
+    with pytest.raises(bp.ProtocolError) as info:
+        bp.decode_v1_price_records(SIGNAL_RAW)
+    assert str(info.value) == E.ERR_NOT_PRICE_STREAM.format(name="TRADING_SIGNAL")
+    padded = bytearray(V1_EXACT + bytes(80))
+    padded[-1] = 1
+    with pytest.raises(bp.ProtocolError) as info:
+        bp.decode_v1_price_records(bytes(padded))
+    assert str(info.value) == E.ERR_V1_PADDING.format(count=3)
+    with pytest.raises(TypeError):
+        bp.decode_v1_price_records("SUHO")
+
+
 def test_price_rows_refuse_other_message_types():
     with pytest.raises(bp.ProtocolError) as info:
         bp.decode_price_rows(SIGNAL_RAW, {})

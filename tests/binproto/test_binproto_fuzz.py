@@ -33,6 +33,10 @@ def decode_or_protocol_error(raw: bytes) -> None:
             bp.decode_price_rows(raw, names)
         except bp.ProtocolError:
             pass
+    try:
+        bp.decode_v1_price_records(raw)
+    except bp.ProtocolError:
+        pass
 
 
 @st.composite

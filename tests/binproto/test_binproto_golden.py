@@ -388,6 +388,24 @@ def test_v1_golden_prices_are_the_hand_computed_fixed_point_values():
     )
 
 
+def test_v1_ingest_records_are_the_wire_values_of_the_exact_and_the_padded_packet():
+    records = [(1, 109500, 109520, 20, 1), (2, 127300, 127325, 25, 1), (3, 14985000, 14987000, 20, 1)]
+    for raw in (V1_EXACT, V1_EXACT + bytes(80)):
+        assert bp.decode_v1_price_records(raw) == (1234567890123456, records)
+        assert bp.decode_v1_price_records(bytearray(raw)) == (1234567890123456, records)
+
+
+@pytest.mark.parametrize("raw", [V1_EXACT, V1_EXACT + bytes(80)], ids=["exact", "padded"])
+def test_v1_ingest_records_refuse_every_prefix_and_one_byte_more(raw):
+    for end in range(len(raw)):
+        if end == len(V1_EXACT):
+            continue  # the exact-length frame is valid on its own
+        with pytest.raises(bp.ProtocolError):
+            bp.decode_v1_price_records(raw[:end])
+    with pytest.raises(bp.ProtocolError):
+        bp.decode_v1_price_records(raw + b"\x00")
+
+
 if __name__ == "__main__":
     for vector_name, (_, vector) in GOLDEN.items():
         sys.stdout.write(f"```hex {vector_name}\n{hex_dump(vector)}\n```\n\n")

@@ -51,6 +51,18 @@ def test_v1_price_rows_are_the_typed_ticks_with_symbol_names(msg, pad):
 
 
 @SETTINGS
+@given(v1_price_stream(max_ticks=8), st.booleans())
+def test_v1_ingest_records_scale_back_to_the_typed_ticks(msg, pad):
+    timestamp_us, records = bp.decode_v1_price_records(bp.encode(msg, pad=pad))
+    assert timestamp_us == msg.timestamp_us
+    assert [
+        (sid, bid / bp.V1_PRICE_SCALE, ask / bp.V1_PRICE_SCALE, spread, server)
+        for sid, bid, ask, spread, server in records
+    ] == [(t.symbol, t.bid, t.ask, t.spread_points, t.server_id) for t in msg.ticks]
+    assert all(len(record) == len(bp.V1_RECORD_FIELDS) for record in records)
+
+
+@SETTINGS
 @given(message(bp.PriceStream))
 def test_v2_price_rows_are_the_typed_ticks_with_symbol_names(msg):
     names = {tick.symbol: f"SYM{tick.symbol}.m" for tick in msg.ticks}
