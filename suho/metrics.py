@@ -5,8 +5,9 @@ Two kinds:
 - values read at scrape time by `SuhoCollector`: EA connections this process holds, rows ingested per kind (the
   batchers' own counters), the Celery queue length (Redis LLEN), NATS pending (the bus's unsent buffer, and
   JetStream consumers' pending messages from the NATS monitoring endpoint when `NATS_MONITOR_URL` is set), open
-  risk events by type, and signal delivery / execution latency histograms over the executions of the last
-  `LATENCY_WINDOW` (window histograms: use `histogram_quantile` on them directly, not on `rate()`).
+  risk events by type, outbox messages parked after JetStream refused them, and signal delivery / execution
+  latency histograms over the executions of the last `LATENCY_WINDOW` (window histograms: use
+  `histogram_quantile` on them directly, not on `rate()`).
 Each scrape reads the database through the operator path (cross-tenant), with a statement timeout.
 """
 
@@ -47,6 +48,7 @@ SELECT 'execution', e.execution_latency_ms
   FROM mt5_signal_executions e WHERE e.execution_latency_ms IS NOT NULL AND e.time >= now() - %(window)s::interval
 """
 RISK_EVENTS_OPEN = "SELECT event_type, severity, count(*) FROM mt5_risk_events WHERE status = 'open' GROUP BY 1, 2"
+OUTBOX_PARKED = "SELECT count(*) FROM suho_outbox WHERE parked_at IS NOT NULL"
 
 
 def _histogram(name: str, documentation: str, values: list[float]) -> HistogramMetricFamily:
@@ -127,6 +129,8 @@ class SuhoCollector:
                 risk_rows = cursor.fetchall()
                 cursor.execute(LATENCIES, {"window": LATENCY_WINDOW})
                 latency_rows = cursor.fetchall()
+                cursor.execute(OUTBOX_PARKED)
+                [outbox_parked] = cursor.fetchone()
         except Exception:
             log.warning("metrics: database figures unavailable", exc_info=True)
             return
@@ -134,6 +138,8 @@ class SuhoCollector:
         for event_type, severity, count in risk_rows:
             risk.add_metric([event_type, severity], count)
         yield risk
+        yield GaugeMetricFamily("suho_outbox_parked_messages", "Outbox messages JetStream refused for good, parked "
+                                "until an operator re-queues them (admin)", value=outbox_parked)  # fmt: skip
         for kind, help_text in (("delivery", "Signal created → sent to the EA"),
                                 ("execution", "Signal sent → executed at the broker")):  # fmt: skip
             values = [float(ms) for k, ms in latency_rows if k == kind]

@@ -9,7 +9,11 @@ from suho.fields import tenant_fk
 
 class OutboxMessage(models.Model):
     """A message written in the same transaction as the change it announces; published after commit and retried
-    from here until JetStream has stored it (de-duplicated on `msg_id`), so a failed publish is never lost."""
+    from here until JetStream has stored it (de-duplicated on `msg_id`), so a failed publish is never lost.
+
+    A message JetStream refuses for good (no stream for its subject, too large) is parked after a few refusals
+    (`parked_at`): kept for operators, skipped by the drain so the messages behind it flow, re-queued from the admin.
+    """
 
     id = models.BigAutoField(primary_key=True)
     tenant = tenant_fk()
@@ -20,13 +24,25 @@ class OutboxMessage(models.Model):
     published_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.CharField(max_length=300, blank=True)
+    refusals = models.PositiveSmallIntegerField(default=0)  # permanent refusals since it was (re-)queued
+    retry_at = models.DateTimeField(null=True, blank=True)  # backoff after a refusal: not retried before this
+    parked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "suho_outbox"
         indexes = [
-            models.Index(fields=["id"], name="idx_outbox_unpublished", condition=models.Q(published_at__isnull=True)),
+            models.Index(
+                fields=["id"],
+                name="idx_outbox_pending",
+                condition=models.Q(published_at__isnull=True, parked_at__isnull=True),
+            ),
+            models.Index(fields=["id"], name="idx_outbox_parked", condition=models.Q(parked_at__isnull=False)),
             models.Index(fields=["published_at"], name="idx_outbox_published_at"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.subject} ({'published' if self.published_at else 'pending'})"
+        return f"{self.subject} ({self.state})"
+
+    @property
+    def state(self) -> str:
+        return "published" if self.published_at else "parked" if self.parked_at else "pending"

@@ -4,6 +4,11 @@
 a background thread; `outbox_drain()` publishes pending rows to JetStream in order, waiting for each ack, and marks
 them published. Celery beat runs the drain every few seconds for whatever a crash or an outage left behind.
 Duplicates from a retry are dropped by JetStream's de-duplication window on `Nats-Msg-Id`.
+
+Poison messages: trouble with the connection (NATS down, a timeout, JetStream unavailable) is retried without
+limit, in order. A message JetStream refuses itself (`outbox_refused`: no stream for its subject, too large, a 4xx
+API error) is retried `PARK_AFTER_REFUSALS` times with a doubling wait, then parked (`parked_at`, logged at ERROR,
+counted in /metrics) so the rows behind it flow; an operator re-queues it from the admin (`outbox_requeue`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from uuid import UUID
 
 from django.db import close_old_connections, transaction
 from django.utils import timezone
+from nats.errors import BadSubjectError, MaxPayloadError, NoRespondersError
+from nats.js.errors import APIError, NoStreamResponseError
 
 from suho.bus import get_bus
 from suho.models import OutboxMessage
@@ -25,6 +32,8 @@ from suho.routers import OPERATOR, SERVICE, operator_path
 log = logging.getLogger(__name__)
 DRAIN_BATCH = 500
 KEEP_PUBLISHED = timedelta(days=1)
+PARK_AFTER_REFUSALS = 5  # the waits between them: 1, 2, 4, 8 s (in practice the 5 s beat: parked after ~25 s)
+REFUSALS = (NoStreamResponseError, NoRespondersError, MaxPayloadError, BadSubjectError)
 
 _drainer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="suho-outbox")
 _kick_pending = threading.Event()
@@ -71,33 +80,86 @@ def _drain_in_background() -> None:
         close_old_connections()
 
 
-def outbox_drain(*, limit: int = DRAIN_BATCH) -> int:
-    """Publish pending messages in order; stop at the first failure (NATS is down: the rest would fail too).
+def outbox_refused(exc: BaseException) -> bool:
+    """True when JetStream (or the client) refused this message itself, so a retry would most likely fail the same
+    way: no stream covers the subject, the payload is over the limit, a 4xx API error. False for trouble every
+    message would meet alike — connection lost, timeout, NATS down, JetStream unavailable or out of resources (5xx)
+    — and for anything unknown: those keep the queue in order and are retried without limit."""
+    if isinstance(exc, APIError):
+        return exc.code is not None and 400 <= exc.code < 500
+    return isinstance(exc, REFUSALS)
+
+
+def outbox_drain(*, limit: int = DRAIN_BATCH, now=None) -> int:
+    """Publish pending messages in order, each acked by JetStream before the next. Returns how many were published.
+
+    Connection trouble stops the pass (the rest would fail too) and leaves the row first in line. A refusal
+    (`outbox_refused`) sets a backoff on the row, and the pass stops behind it as well: a refusal that passes (a
+    stream leader election) then reorders nothing, and the wait costs only rows whose own after-commit publish
+    failed. At the `PARK_AFTER_REFUSALS`-th refusal the row is parked and the pass goes on past it. `now` is the
+    clock the backoff is measured on (tests pass a later one instead of sleeping).
 
     Locks the rows it publishes (`select_for_update(skip_locked=True)`), so drainers in several processes share
     the work without sending a row twice at once.
     """
     bus = get_bus()
+    now = now or timezone.now()
     published = 0
     with operator_path(), transaction.atomic(using=OPERATOR):
         pending = list(
             OutboxMessage.objects.select_for_update(skip_locked=True)
-            .filter(published_at__isnull=True)
+            .filter(published_at__isnull=True, parked_at__isnull=True)
             .order_by("id")[:limit]
         )
         for message in pending:
+            if message.retry_at is not None and message.retry_at > now:
+                break  # waiting after a refusal; the rows behind it wait too
             try:
                 bus.jetstream_publish(message.subject, bytes(message.payload), msg_id=message.msg_id)
             except Exception as exc:  # noqa: BLE001 — recorded on the row, retried by the next drain
-                OutboxMessage.objects.filter(id=message.id).update(
-                    attempts=message.attempts + 1, last_error=f"{type(exc).__name__}: {exc}"[:300]
-                )
+                if _failure_record(message, exc, now=now):
+                    continue  # parked: the rows behind it flow
                 break
             OutboxMessage.objects.filter(id=message.id).update(
-                published_at=timezone.now(), attempts=message.attempts + 1
+                published_at=timezone.now(), attempts=message.attempts + 1, retry_at=None
             )
             published += 1
     return published
+
+
+def _failure_record(message: OutboxMessage, exc: Exception, *, now) -> bool:
+    """Record a failed publish on the row (inside the drain's transaction). True when the row is now parked."""
+    fields = {"attempts": message.attempts + 1, "last_error": f"{type(exc).__name__}: {exc}"[:300]}
+    if not outbox_refused(exc):
+        OutboxMessage.objects.filter(id=message.id).update(**fields)
+        return False
+    refusals = message.refusals + 1
+    if refusals < PARK_AFTER_REFUSALS:
+        retry_at = now + timedelta(seconds=2 ** (refusals - 1))
+        OutboxMessage.objects.filter(id=message.id).update(**fields, refusals=refusals, retry_at=retry_at)
+        return False
+    OutboxMessage.objects.filter(id=message.id).update(
+        **fields, refusals=refusals, retry_at=None, parked_at=timezone.now()
+    )
+    log.error(
+        "outbox: message %s (%s, Nats-Msg-Id %s) parked after %d refusals: %s; re-queue it from the admin once fixed",
+        message.id, message.subject, message.msg_id, refusals, fields["last_error"],
+        extra={"tenant_id": message.tenant_id, "task": "outbox"},
+    )  # fmt: skip
+    return True
+
+
+def outbox_requeue(*, message_ids) -> int:
+    """Put parked messages back in line (an operator fixed the cause: added the stream, raised the limit). They
+    keep their place by id and get `PARK_AFTER_REFUSALS` fresh tries; the drain is kicked after commit. Published
+    or pending rows are left alone. Returns how many were re-queued."""
+    with operator_path():
+        requeued = OutboxMessage.objects.filter(
+            id__in=list(message_ids), parked_at__isnull=False, published_at__isnull=True
+        ).update(parked_at=None, refusals=0, retry_at=None)
+    if requeued:
+        transaction.on_commit(outbox_kick, using=OPERATOR)
+    return requeued
 
 
 def outbox_prune(*, now=None) -> int:

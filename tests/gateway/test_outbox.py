@@ -1,29 +1,38 @@
-"""The outbox: a command issued while NATS is down is published once NATS is back, and stored once."""
+"""The outbox: a command issued while NATS is down is published once NATS is back, and stored once; a message
+JetStream refuses for good is parked after a bounded number of refusals, stops blocking the rows behind it, and
+is delivered when an operator re-queues it."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
+from datetime import timedelta
 
 import nats
 import pytest
 from django.conf import settings
-from django.test import override_settings
+from django.test import Client, override_settings
+from django.urls import reverse
+from nats.js.api import StreamConfig
+from prometheus_client.parser import text_string_to_metric_families
 
+from accounts.models import User
 from suho.bus import bus_discard
 from suho.models import OutboxMessage
-from suho.outbox import _drainer, outbox_drain
+from suho.outbox import PARK_AFTER_REFUSALS, _drainer, outbox_drain, outbox_prune, outbox_publish_on_commit
+from suho.tenancy import tenant_context
 from trading.outbound import command_issue
 
 pytestmark = [pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])]
 
 
-def stream_copies(subject: str) -> int:
+def stream_copies(subject: str, stream: str = "MT5_OUTBOUND") -> int:
     async def count():
         connection = await nats.connect(settings.NATS_URL)
         try:
             jetstream = connection.jetstream()
-            consumer = await jetstream.pull_subscribe(subject, durable=None, stream="MT5_OUTBOUND")
+            consumer = await jetstream.pull_subscribe(subject, durable=None, stream=stream)
             messages = []
             try:
                 while True:
@@ -48,6 +57,7 @@ def test_a_command_issued_while_nats_is_down_is_published_when_it_returns(ea_acc
         _drainer.submit(lambda: None).result(timeout=30)  # the after-commit retry in the background has run, and failed
         [row] = pending(command.command_id)
         assert row.published_at is None and row.attempts >= 1 and row.last_error
+        assert row.refusals == 0 and row.retry_at is None and row.parked_at is None  # an outage is not a refusal
     bus_discard("nats://127.0.0.1:1")
     assert outbox_drain() >= 1
     [row] = pending(command.command_id)
@@ -71,3 +81,103 @@ def test_a_message_written_in_a_rolled_back_transaction_is_never_published(ea_ac
         raise RuntimeError("the caller's transaction fails after issuing")
     assert not transaction.get_connection().in_atomic_block
     assert not OutboxMessage.objects.using("operator").filter(subject__endswith="restart_ea").exists()
+
+
+def outbox_write(tenant, subject: str) -> OutboxMessage:
+    """One message through the real path: written in a tenant transaction, published after commit (and, when that
+    fails, handed to the background drainer, which is waited for)."""
+    msg_id = f"test:{uuid.uuid4()}"
+    with tenant_context(tenant.id):
+        outbox_publish_on_commit(tenant_id=tenant.id, subject=subject, payload=b'{"test": 1}', msg_id=msg_id)
+    _drainer.submit(lambda: None).result(timeout=30)
+    return OutboxMessage.objects.using("operator").get(msg_id=msg_id)
+
+
+def reread(message: OutboxMessage) -> OutboxMessage:
+    return OutboxMessage.objects.using("operator").get(id=message.id)
+
+
+def parked_gauge() -> float:
+    text = Client().get("/metrics").content.decode()
+    [family] = [f for f in text_string_to_metric_families(text) if f.name == "suho_outbox_parked_messages"]
+    return family.samples[0].value
+
+
+def drain_until_parked(message: OutboxMessage):
+    """Drain at each backoff's end (a later clock instead of sleeping) until one refusal is left before parking;
+    check on the way that a refused row is not retried inside its backoff and that the backoff doubles. Returns the
+    clock at which the last try is due."""
+    row = reread(message)
+    while True:
+        assert row.refusals >= 1 and row.parked_at is None and row.published_at is None
+        due = row.retry_at
+        if row.refusals == PARK_AFTER_REFUSALS - 1:
+            return due
+        assert outbox_drain(now=due - timedelta(milliseconds=100)) == 0
+        assert reread(message).refusals == row.refusals  # inside the backoff: not retried
+        assert outbox_drain(now=due) == 0
+        refused = reread(message)
+        assert refused.refusals == row.refusals + 1
+        assert refused.retry_at - due == timedelta(seconds=2**row.refusals)
+        row = refused
+
+
+def test_a_message_jetstream_refuses_is_parked_after_bounded_retries_and_the_next_one_is_delivered(ea_account, caplog):
+    tenant, account, _secret = ea_account
+    poison = outbox_write(tenant, f"mt5.alerts.{account.account_id}")  # no stream covers mt5.alerts.>
+    assert poison.published_at is None and poison.refusals == 1  # the after-commit try, then the drainer's
+    assert poison.last_error.startswith("NoStreamResponseError")
+    behind = OutboxMessage.objects.using("operator").create(  # as a crash between commit and publish leaves it
+        tenant_id=tenant.id, subject=f"mt5.command.{account.account_id}.reconnect", payload=b"{}",
+        msg_id=f"test:{uuid.uuid4()}",
+    )  # fmt: skip
+    now = drain_until_parked(poison)  # every drain until then returned 0: the row behind waited in line
+    with caplog.at_level(logging.ERROR, logger="suho.outbox"):
+        assert outbox_drain(now=now) == 1  # the last refusal parks it; the command behind it goes out
+    poison, behind = reread(poison), reread(behind)
+    assert poison.parked_at is not None and poison.published_at is None and poison.refusals == PARK_AFTER_REFUSALS
+    assert behind.published_at is not None
+    assert stream_copies(f"mt5.command.{account.account_id}.reconnect") == 1
+    assert any(r.levelno == logging.ERROR and "parked" in r.getMessage() for r in caplog.records)
+    assert parked_gauge() == 1
+
+    assert outbox_drain(now=now + timedelta(hours=1)) == 0  # parked: no longer tried
+    assert outbox_prune(now=now + timedelta(days=30)) >= 1  # the published command goes, the parked row stays
+    assert reread(poison).refusals == PARK_AFTER_REFUSALS
+
+
+def test_an_operator_requeues_a_parked_message_from_the_admin_and_it_is_delivered(ea_account):
+    tenant, account, _secret = ea_account
+    subject = f"mt5.alerts.{account.account_id}"
+    poison = outbox_write(tenant, subject)
+    assert outbox_drain(now=drain_until_parked(poison)) == 0
+    assert reread(poison).parked_at is not None
+    stream = f"TEST_ALERTS_{uuid.uuid4().hex[:8]}"
+
+    async def stream_add(add: bool):
+        connection = await nats.connect(settings.NATS_URL)
+        try:
+            if add:
+                await connection.jetstream().add_stream(StreamConfig(name=stream, subjects=[subject]))
+            else:
+                await connection.jetstream().delete_stream(stream)
+        finally:
+            await connection.close()
+
+    asyncio.run(stream_add(True))  # the operator's fix: a stream now covers the subject
+    try:
+        staff = User.objects.create_superuser(username=f"op{uuid.uuid4().hex[:8]}", email="op@x.example",
+                                              password="x" * 12)  # fmt: skip
+        client = Client()
+        client.force_login(staff)
+        url = reverse("admin:suho_outboxmessage_changelist")
+        assert client.get(url, {"state": "parked"}).status_code == 200
+        response = client.post(url, {"action": "requeue", "_selected_action": [str(poison.id)]})
+        assert response.status_code == 302
+        _drainer.submit(lambda: None).result(timeout=30)  # the kick after the admin's commit has run
+        row = reread(poison)
+        assert row.parked_at is None and row.published_at is not None and row.refusals == 0
+        assert stream_copies(subject, stream=stream) == 1
+        assert parked_gauge() == 0
+    finally:
+        asyncio.run(stream_add(False))
