@@ -83,12 +83,12 @@ def test_a_message_written_in_a_rolled_back_transaction_is_never_published(ea_ac
     assert not OutboxMessage.objects.using("operator").filter(subject__endswith="restart_ea").exists()
 
 
-def outbox_write(tenant, subject: str) -> OutboxMessage:
+def outbox_write(tenant, subject: str, payload: bytes = b'{"test": 1}') -> OutboxMessage:
     """One message through the real path: written in a tenant transaction, published after commit (and, when that
     fails, handed to the background drainer, which is waited for)."""
     msg_id = f"test:{uuid.uuid4()}"
     with tenant_context(tenant.id):
-        outbox_publish_on_commit(tenant_id=tenant.id, subject=subject, payload=b'{"test": 1}', msg_id=msg_id)
+        outbox_publish_on_commit(tenant_id=tenant.id, subject=subject, payload=payload, msg_id=msg_id)
     _drainer.submit(lambda: None).result(timeout=30)
     return OutboxMessage.objects.using("operator").get(msg_id=msg_id)
 
@@ -144,6 +144,14 @@ def test_a_message_jetstream_refuses_is_parked_after_bounded_retries_and_the_nex
     assert outbox_drain(now=now + timedelta(hours=1)) == 0  # parked: no longer tried
     assert outbox_prune(now=now + timedelta(days=30)) >= 1  # the published command goes, the parked row stays
     assert reread(poison).refusals == PARK_AFTER_REFUSALS
+
+
+def test_a_message_over_the_servers_max_payload_counts_as_a_refusal_not_an_outage(ea_account):
+    tenant, account, _secret = ea_account
+    too_large = b"x" * (1024 * 1024 + 1)  # the server's default max_payload is 1 MB
+    row = outbox_write(tenant, f"mt5.command.{account.account_id}.reconnect", payload=too_large)
+    assert row.published_at is None and row.refusals == 1 and row.retry_at is not None
+    assert row.last_error.startswith("MaxPayloadError")
 
 
 def test_an_operator_requeues_a_parked_message_from_the_admin_and_it_is_delivered(ea_account):
