@@ -22,7 +22,7 @@ from django.db import DataError, IntegrityError
 from quotes.ingest import broker_quotes_after_commit, broker_quotes_insert
 from suho.bus import get_bus
 from suho.metrics import batch_flush_observe
-from trading.bridge import ingest_publish, ingest_publish_nothing_after
+from trading.bridge import ROWS_PER_MESSAGE, ingest_publish, ingest_publish_nothing_after
 from trading.ingest import (
     balances_after_commit,
     balances_insert,
@@ -38,8 +38,10 @@ RETRY_DELAY_S = 1.0
 
 
 class Batcher:
-    def __init__(self, name: str, insert: Callable[[list], int], after_commit: Callable[[list], None]):
+    def __init__(self, name: str, insert: Callable[[list], int], after_commit: Callable[[list], None], *,
+                 max_rows: int = MAX_ROWS_PER_FLUSH):  # fmt: skip
         self.name = name
+        self.max_rows = max_rows  # rows per write: one INSERT (direct mode) or one JetStream message (bridge mode)
         self._insert = insert
         self._after_commit = after_commit
         self._rows: list = []
@@ -61,7 +63,7 @@ class Batcher:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # one loop per process in production; tests start a loop per test
             self._loop, self._wakeup, self._task = loop, asyncio.Event(), None
-        if len(self._rows) >= MAX_ROWS_PER_FLUSH:
+        if len(self._rows) >= self.max_rows:
             self._wakeup.set()
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._run(), name=f"batcher-{self.name}")
@@ -81,7 +83,7 @@ class Batcher:
             if self._retry:  # the very same batch again: in bridge mode its message id must not change
                 rows, self._retry = self._retry, None
             else:
-                rows, self._rows = self._rows[:MAX_ROWS_PER_FLUSH], self._rows[MAX_ROWS_PER_FLUSH:]
+                rows, self._rows = self._rows[: self.max_rows], self._rows[self.max_rows :]
             try:
                 await database_sync_to_async(self._write, thread_sensitive=False)(rows)
                 self.flushed_rows += len(rows)
@@ -130,8 +132,10 @@ def batcher(kind: str) -> Batcher:
             "heartbeats": (heartbeats_insert, heartbeats_after_commit),
         }[kind]
         if settings.INGEST_MODE == "bridge":  # rows go to JetStream; `manage.py data_bridge` writes them
-            insert, after = partial(ingest_publish, kind), ingest_publish_nothing_after
-        _batchers[kind] = Batcher(kind, insert, after)
+            _batchers[kind] = Batcher(kind, partial(ingest_publish, kind), ingest_publish_nothing_after,
+                                      max_rows=ROWS_PER_MESSAGE)  # fmt: skip
+        else:
+            _batchers[kind] = Batcher(kind, insert, after)
     return _batchers[kind]
 
 

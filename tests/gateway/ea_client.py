@@ -1,14 +1,25 @@
-"""A minimal binary EA client for gateway tests, over Channels' communicator."""
+"""Gateway test helpers: a minimal binary EA client over Channels' communicator, and the ingest side around it
+(the data bridge as a process or in this one, and waits on its JetStream queue for INGEST_MODE=bridge)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
 import time
+from urllib.parse import urlsplit
 
+import nats
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from django.db import connections
 
 import binproto
 from suho.asgi import application
+from trading.bridge import INGEST_STREAM, bridge_run
+from trading.gateway import batchers_flush
 
 
 def hello(account, secret) -> bytes:
@@ -63,3 +74,76 @@ def rows(sql: str, params=()):
     with connections["operator"].cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+# --- servers and the data bridge ------------------------------------------------------------------------------------
+
+
+def server_env(**extra: str) -> dict:
+    """The environment of a server process (daphne, data_bridge) on this session's test database, Redis and NATS."""
+    test_database = connections["default"].settings_dict["NAME"]  # "test_" + NAME, set up by django_db_setup
+    return {
+        **os.environ,
+        "DATABASE_URL": urlsplit(settings.DATABASE_URL)._replace(path=f"/{test_database}").geturl(),
+        "REDIS_URL": settings.REDIS_URL,
+        "NATS_URL": settings.NATS_URL,
+        "DJANGO_SETTINGS_MODULE": "suho.test_settings",
+        "SUHO_TESTING": "1",
+        **extra,
+    }
+
+
+def bridge_process(log_path, *options: str) -> subprocess.Popen:
+    """`manage.py data_bridge` in a process of its own (so it can be SIGKILLed), appending to `log_path`."""
+    command = [sys.executable, "manage.py", "data_bridge", *options]
+    with log_path.open("ab") as log_file:
+        return subprocess.Popen(command, env=server_env(INGEST_MODE="bridge"), cwd=settings.BASE_DIR, stdout=log_file,
+                                stderr=subprocess.STDOUT)  # fmt: skip
+
+
+async def ingest_queue_reset() -> None:
+    """Empty SUHO_INGEST and delete its consumers: a work queue takes one consumer per subject, so a test's bridge
+    needs the previous test's durable gone."""
+    connection = await nats.connect(settings.NATS_URL)
+    try:
+        jetstream = connection.jetstream()
+        for consumer in await jetstream.consumers_info(INGEST_STREAM):
+            await jetstream.delete_consumer(INGEST_STREAM, consumer.name)
+        await jetstream.purge_stream(INGEST_STREAM)
+    finally:
+        await connection.close()
+
+
+async def ingest_queue_depth() -> int:
+    """Batches in SUHO_INGEST: a work queue deletes a batch when a bridge acks it, which it does after commit."""
+    connection = await nats.connect(settings.NATS_URL)
+    try:
+        return (await connection.jetstream().stream_info(INGEST_STREAM)).state.messages
+    finally:
+        await connection.close()
+
+
+async def ingest_settled(timeout: float = 30.0) -> None:
+    """Everything this process's gateway accepted is committed: its batchers flushed and, in bridge mode, every
+    batch applied by a bridge and acked (the after-commit cache and NATS work done too)."""
+    await batchers_flush()
+    if settings.INGEST_MODE != "bridge":
+        return
+    deadline = time.monotonic() + timeout
+    while (depth := await ingest_queue_depth()) > 0:
+        assert time.monotonic() < deadline, f"{depth} batches still in {INGEST_STREAM} after {timeout} s"
+        await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def bridge_running(durable: str = "data-bridge-inprocess"):
+    """A data bridge (`bridge_run`) in this process's loop for the duration of the block, on an empty queue."""
+    await ingest_queue_reset()
+    stop = asyncio.Event()
+    task = asyncio.create_task(bridge_run(stop=stop, durable=durable, idle_timeout_s=0.25))
+    try:
+        yield task
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await ingest_queue_reset()

@@ -1,4 +1,6 @@
-"""The EA gateway end to end through Channels' communicator: auth, ingest, idempotent trade events, delivery."""
+"""The EA gateway end to end through Channels' communicator: auth, ingest, idempotent trade events, delivery.
+
+The ingest tests run in both INGEST_MODEs (conftest's `ingest_mode`): both must produce the same rows."""
 
 from __future__ import annotations
 
@@ -17,13 +19,12 @@ from suho.asgi import application
 from suho.bus import get_bus
 from suho.cache import cache_get, quote_key
 from suho.tenancy import tenant_context
-from tests.gateway.ea_client import connect, hello, receive_until, rows, trade_opened, v1_packet
-from trading.gateway import batchers_flush
+from tests.gateway.ea_client import connect, hello, ingest_settled, receive_until, rows, trade_opened, v1_packet
 
 pytestmark = [pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])]
 
 
-async def test_ea_streams_ticks_balance_heartbeat_and_a_trade_into_its_tenant(ea_account):
+async def test_ea_streams_ticks_balance_heartbeat_and_a_trade_into_its_tenant(ea_account, ingest_mode):
     tenant, account, secret = ea_account
     seen: list[str] = []
     bus = get_bus()
@@ -55,7 +56,7 @@ async def test_ea_streams_ticks_balance_heartbeat_and_a_trade_into_its_tenant(ea
     ack = await receive_until(communicator, binproto.EventAck)
     assert (ack.event_type, ack.status) == (binproto.MsgType.TRADE_CLOSED, binproto.EventAckStatus.ACCEPTED)
     await communicator.disconnect()
-    await batchers_flush()
+    await ingest_settled()
     assert await database_sync_to_async(rows)(
         "SELECT tenant_id, status, profit::float FROM mt5_trade_orders WHERE account_id = %s", [account.account_id]
     ) == [(tenant.id, "closed", 30.0)]
@@ -156,7 +157,7 @@ async def test_an_ea_silent_for_two_minutes_is_marked_offline_and_audited(ea_acc
     await communicator.disconnect()
 
 
-async def test_latest_quote_comes_from_the_cache_and_from_the_database_when_the_cache_misses(ea_account):
+async def test_latest_quote_comes_from_the_cache_and_from_the_database_when_the_cache_misses(ea_account, ingest_mode):
     from quotes.selectors import quote_latest
     from suho.cache import cache_client, quote_key
 
@@ -164,7 +165,7 @@ async def test_latest_quote_comes_from_the_cache_and_from_the_database_when_the_
     communicator, _ = await connect(account, secret)
     await communicator.send_to(bytes_data=v1_packet([(1, 1.0951, 1.0953)], time.time_ns() // 1000))
     await communicator.disconnect()
-    await batchers_flush()
+    await ingest_settled()
 
     def latest():
         with tenant_context(tenant.id):

@@ -1,28 +1,18 @@
 """The reference EA (trading/simulator.py) against a real ASGI server: auth, ingest, signals, commands, resync.
 
-The server is daphne in a subprocess on a free port, on the test database (DATABASE_URL's path swapped for it) and
-this machine's Redis and NATS: the EA must speak real WebSocket frames over TCP, and a server in another process is
-the shape production has. Not `ChannelsLiveServerTestCase`/`DaphneProcess`: they fork this process (its NATS bus
-thread and open connections included) and they are unittest classes, where our three-role test database is set up
-by a pytest session fixture. The last part of the file tests the EA's own trading rules offline, without a server.
+The server is daphne in a subprocess (tests/gateway/conftest.py says why and how); the ingest test runs in both
+INGEST_MODEs. The last part of the file tests the EA's own trading rules offline, without a server.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 import pytest
 from channels.db import database_sync_to_async
-from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connections
 from django.utils import timezone
@@ -46,56 +36,14 @@ from trading.simulator import (
 
 live = pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])
 
-SERVER_START_S = 30.0
+
+# --- the server: conftest's `server_url` (direct mode) or `bridge_server_url`; the account is its `ea_account` ----
 
 
-# --- the server (the account is conftest's `ea_account`) --------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server_url(django_db_setup, tmp_path_factory):
-    """daphne serving suho.asgi on the test database; its log is shown if it fails to start."""
-    test_database = connections["default"].settings_dict["NAME"]  # "test_" + NAME, set up by django_db_setup
-    env = {
-        **os.environ,
-        "DATABASE_URL": urlsplit(settings.DATABASE_URL)._replace(path=f"/{test_database}").geturl(),
-        "REDIS_URL": settings.REDIS_URL,
-        "NATS_URL": settings.NATS_URL,
-        "DJANGO_SETTINGS_MODULE": "suho.test_settings",
-        "SUHO_TESTING": "1",
-    }
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("daphne") / "daphne.log"
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "suho.asgi:application"],
-            env=env, cwd=settings.BASE_DIR, stdout=log_file, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"daphne did not start (exit {process.poll()}):\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.1)  # not listening yet: the only wait without an event to wait on
-        yield f"ws://127.0.0.1:{port}/ws/ea/"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+@pytest.fixture
+def ingest_server_url(ingest_mode, request):
+    """The gateway in the test's INGEST_MODE (in bridge mode, conftest's `ingest_mode` runs the data bridge)."""
+    return request.getfixturevalue("bridge_server_url" if ingest_mode == "bridge" else "server_url")
 
 
 # --- helpers ------------------------------------------------------------------------------------------------------
@@ -179,10 +127,10 @@ def signal_create(tenant, account, *, action: str, entry: float, low: float, hig
 @live
 @pytest.mark.parametrize("protocol_version", [2, 1])
 async def test_simulated_ea_authenticates_and_streams_ticks_balances_and_heartbeats_into_its_tenant(
-    server_url, ea_account, protocol_version
+    ea_account, ingest_server_url, protocol_version
 ):
     tenant, account, secret = ea_account
-    ea = simulator(server_url, account, secret, ticks_per_second=25.0, protocol_version=protocol_version)
+    ea = simulator(ingest_server_url, account, secret, ticks_per_second=25.0, protocol_version=protocol_version)
     task = await started(ea)
     await eventually(
         lambda: ea.counters.ticks_sent >= 200 and ea.counters.balances_sent >= 2 and ea.counters.heartbeats_sent >= 2,
