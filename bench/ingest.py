@@ -10,11 +10,16 @@ Phases:
 1. capacity: 120 EAs × 25 packets/s × 8 ticks = 24,000 ticks/s offered (120 % of the target);
 2. latency at a load the server sustains: 60 % of the capacity measured in phase 1, binary;
 3. the same load and EAs as JSON text frames (`binproto.to_json` of the same messages);
+4. bridge mode (issue 10): phase 1's workload again on a daphne with INGEST_MODE=bridge, with 1 and then 2
+   `manage.py data_bridge` processes sharing the bench's durable consumer; SUHO_INGEST is purged and that consumer
+   deleted before and after each run, so no run feeds the next;
 and, in the same run, the naive path: one ORM `BrokerQuote(...).save()` per tick under `tenant_context`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import statistics
 import time
@@ -25,7 +30,7 @@ from pathlib import Path
 import psycopg
 
 from bench import profile
-from bench.stack import Daphne, LoadProcess, admin_dsn, cpu_delta, machine_busy_s, postgres_cpu
+from bench.stack import Bridge, Daphne, LoadProcess, admin_dsn, cpu_delta, machine_busy_s, postgres_cpu
 from bench.stats import cell, met, num, percentile, spread
 
 TARGET_TICKS_S = 20_000
@@ -42,6 +47,17 @@ DRAIN_S = 2
 NAIVE_TICKS = 2_000
 PROFILE_S = 10
 SEED_CLAIM_SAVING = 0.92  # seed §5.3: "92 % less bandwidth" than JSON
+BRIDGE_WORKERS = (1, 2)
+BRIDGE_DURABLE = "bench-bridge"  # not the production durable: the bench never consumes a deployment's queue
+BRIDGE_READY_TIMEOUT_S = 60
+BRIDGE_QUEUE_IN_USE = (
+    "SUHO_INGEST on {url} has other consumers ({names}): a data bridge outside the bench reads it, so the bench "
+    "neither purges it nor measures bridge mode"
+)
+
+
+class BridgeQueueInUse(RuntimeError):
+    """Another bridge consumes SUHO_INGEST on this NATS server: purging would lose its rows."""
 
 
 def _rows() -> int:
@@ -51,7 +67,68 @@ def _rows() -> int:
 
 def _truncate() -> None:
     with psycopg.connect(admin_dsn(), autocommit=True) as conn:
-        conn.execute("TRUNCATE mt5_broker_quotes")
+        conn.execute("TRUNCATE mt5_broker_quotes, suho_bridge_applied")
+
+
+async def _queue_call(fn):
+    import nats
+    from django.conf import settings
+
+    connection = await nats.connect(settings.NATS_URL, connect_timeout=5, allow_reconnect=False)
+    try:
+        return await fn(connection.jetstream(timeout=10))
+    finally:
+        await connection.close()
+
+
+def bridge_queue_clear() -> None:
+    """Empty SUHO_INGEST and delete the bench's durable consumer (purge, never delete the stream: its sequence
+    numbers must keep growing, the bridge records them as applied). Raises BridgeQueueInUse for a foreign consumer."""
+    from django.conf import settings
+    from nats.js.errors import NotFoundError
+
+    from trading.bridge import INGEST_STREAM
+
+    async def clear(jetstream) -> None:
+        foreign = [c.name for c in await jetstream.consumers_info(INGEST_STREAM) if c.name != BRIDGE_DURABLE]
+        if foreign:
+            raise BridgeQueueInUse(BRIDGE_QUEUE_IN_USE.format(url=settings.NATS_URL, names=", ".join(foreign)))
+        with contextlib.suppress(NotFoundError):
+            await jetstream.delete_consumer(INGEST_STREAM, BRIDGE_DURABLE)
+        await jetstream.purge_stream(INGEST_STREAM)
+
+    asyncio.run(_queue_call(clear))
+
+
+def bridge_backlog() -> int:
+    """Messages in SUHO_INGEST that no bridge has committed yet (waiting or fetched and not yet acked)."""
+    from trading.bridge import INGEST_STREAM
+
+    async def backlog(jetstream) -> int:
+        info = await jetstream.consumer_info(INGEST_STREAM, BRIDGE_DURABLE)
+        return (info.num_pending or 0) + (info.num_ack_pending or 0)
+
+    return asyncio.run(_queue_call(backlog))
+
+
+def _bridges_wait(bridges: list[Bridge]) -> None:
+    """Until every bridge has a pull request waiting on the durable consumer (each one is then subscribed)."""
+    from nats.js.errors import NotFoundError
+
+    from trading.bridge import INGEST_STREAM
+
+    async def waiting(jetstream) -> int:
+        try:
+            return (await jetstream.consumer_info(INGEST_STREAM, BRIDGE_DURABLE)).num_waiting or 0
+        except NotFoundError:
+            return 0
+
+    deadline = time.monotonic() + BRIDGE_READY_TIMEOUT_S
+    while asyncio.run(_queue_call(waiting)) < len(bridges):
+        dead = [b for b in bridges if not b.alive()]
+        if dead or time.monotonic() > deadline:
+            raise RuntimeError(f"data bridge not ready ({len(dead)} exited):\n{(dead or bridges)[0].log_tail()}")
+        time.sleep(0.1)
 
 
 def _latencies_ms(results: list[dict], start_us: int, end_us: int) -> tuple[list[float], int]:
@@ -82,11 +159,25 @@ def load_run(
     app: str = "suho.asgi:application",
     server_env: dict | None = None,
     window_s: float = WINDOW_S,
+    bridges: int = 0,
 ) -> dict:
-    """One measured run on fresh daphne process(es); the EAs split over two load processes (or one per server)."""
-    daphnes = [Daphne(log_dir, name=f"ingest{i}", app=app, env=server_env) for i in range(servers)]
+    """One measured run on fresh daphne process(es); the EAs split over two load processes (or one per server).
+
+    `bridges` > 0: daphne runs with INGEST_MODE=bridge and that many data bridges write the rows; they start on an
+    empty queue, are ready before the EAs connect, and are stopped (then the queue emptied) whatever happens."""
+    daphnes: list[Daphne] = []
+    bridge_procs: list[Bridge] = []
     loads: list[LoadProcess] = []
     try:
+        if bridges:
+            server_env = {**(server_env or {}), "INGEST_MODE": "bridge"}
+            bridge_queue_clear()
+            for i in range(bridges):
+                bridge_procs.append(Bridge(log_dir, durable=BRIDGE_DURABLE, name=f"bridge{i}"))
+        for i in range(servers):  # daphne starts while the bridges start: they are ready before the EAs send
+            daphnes.append(Daphne(log_dir, name=f"ingest{i}", app=app, env=server_env))
+        if bridges:
+            _bridges_wait(bridge_procs)
         parts = 2 if servers == 1 else servers
         for k in range(parts):
             server = daphnes[k % servers]
@@ -108,6 +199,7 @@ def load_run(
             postgres_cpu(),
         )
         load0 = sum(load.cpu_s() for load in loads)
+        bridge0 = sum(b.cpu_s() for b in bridge_procs)
         rows0, t0 = _rows(), time.monotonic()
         if profile_out is None or not profile.record(daphnes[0].proc.pid, PROFILE_S, profile_out):
             time.sleep(window_s)
@@ -118,7 +210,11 @@ def load_run(
             postgres_cpu(),
         )
         load1 = sum(load.cpu_s() for load in loads)
+        if dead := [b for b in bridge_procs if not b.alive()]:
+            raise RuntimeError(f"a data bridge exited during the run:\n{dead[0].log_tail()}")
+        bridge1 = sum(b.cpu_s() for b in bridge_procs)
         rows1, t1 = _rows(), time.monotonic()
+        backlog = bridge_backlog() if bridges else None
         time.sleep(DRAIN_S)
         results = [load.stop() for load in loads]
     finally:
@@ -126,7 +222,13 @@ def load_run(
             load.kill()
         for daphne in daphnes:
             daphne.stop()
-        _truncate()
+        for bridge in bridge_procs:
+            bridge.stop()
+        try:
+            if bridges:
+                bridge_queue_clear()
+        finally:
+            _truncate()
     elapsed = t1 - t0
     committed = rows1 - rows0
     latencies, censored = _latencies_ms(results, start_us, end_us)
@@ -147,9 +249,16 @@ def load_run(
         "server_cpu_s_per_10k": sum(c1 - c0 for c0, c1 in zip(cpu0, cpu1, strict=True)) / max(committed, 1) * 1e4,
         "postgres_cpu_s_per_10k": cpu_delta(pg0, pg1) / max(committed, 1) * 1e4,
         "postgres_cpu_cores": cpu_delta(pg0, pg1) / elapsed,
+        "bridges": bridges,
+        "bridge_cpu_cores": (bridge1 - bridge0) / elapsed,
+        "bridge_cpu_s_per_10k": (bridge1 - bridge0) / max(committed, 1) * 1e4,
+        "bridge_backlog_messages": backlog,
         "load_cpu_cores": (load1 - load0) / elapsed,
         "machine_busy_cores": (busy1 - busy0) / elapsed,
-        "other_cpu_cores": (busy1 - busy0 - sum(cpu1) + sum(cpu0) - cpu_delta(pg0, pg1) - load1 + load0) / elapsed,
+        "other_cpu_cores": (
+            busy1 - busy0 - sum(cpu1) + sum(cpu0) - cpu_delta(pg0, pg1) - load1 + load0 - bridge1 + bridge0
+        )
+        / elapsed,
         "p50_ms": p50,
         "p50_censored": p50_censored,
         "p99_ms": p99,
@@ -210,11 +319,28 @@ def run(*, eas: list, log_dir: Path, runs: int, two_servers: bool = True) -> dic
     result = {"capacity": capacity, "binary": binary, "json": text, "naive": naive, "sustained_eas": sustained_eas}
     if two_servers:
         result["two_servers"] = load_run(capacity_eas, log_dir, fps=FPS, servers=2)
+    result["bridge"] = bridge_runs(capacity_eas, log_dir)
     if not all(ok for *_rest, ok in targets(result)) and profile.available():
         (log_dir / "ingest-profile.txt").unlink(missing_ok=True)
         out = load_run(capacity_eas, log_dir, fps=FPS, profile_out=log_dir / "ingest-profile.txt")
         result["profile"] = {"run": out, "summary": profile.summarise(log_dir / "ingest-profile.txt", PROFILE_S)}
     return result
+
+
+def bridge_runs(eas: list, log_dir: Path) -> dict:
+    """Phase 1's workload in bridge mode, once per worker count (one run each: the section's time budget)."""
+    from suho.streams import streams_ensure
+
+    streams_ensure()
+    runs = []
+    for workers in BRIDGE_WORKERS:
+        try:
+            runs.append(load_run(eas, log_dir, fps=FPS, bridges=workers))
+        except BridgeQueueInUse as exc:
+            return {"runs": [], "skipped": str(exc)}
+        except RuntimeError as exc:  # a bridge that died: said in the table, and the rest of the suite still runs
+            runs.append({"bridges": workers, "failed": str(exc).splitlines()[0]})
+    return {"runs": runs}
 
 
 def _figure(runs: list[dict], key: str) -> dict:
@@ -300,6 +426,7 @@ def markdown(result: dict) -> str:
     lines = ["| figure | median | spread | target | met |", "|---|---:|---|---|---|"]
     lines += [f"| {' | '.join(row)} |" for row in rows]
     lines += ["", _wire_markdown(binary, text)]
+    lines += ["", _bridge_markdown(result)]
     lines += ["", _notes(result)]
     if result.get("profile", {}).get("summary"):
         lines += [
@@ -336,6 +463,56 @@ def _wire_markdown(binary: list[dict], text: list[dict]) -> str:
         "",
         f"Binary saves **{saving:.1%}** of the bytes per tick against JSON (seed §5.3 claims "
         f"{SEED_CLAIM_SAVING:.0%}): {'consistent with' if saving >= SEED_CLAIM_SAVING - 0.02 else 'below'} the claim.",
+    ]
+    return "\n".join(lines)
+
+
+def _bridge_markdown(result: dict) -> str:
+    """Direct vs bridge mode on one workload: phase 1's capacity runs, then the same EAs and rate with bridges."""
+    bridge = result.get("bridge", {"runs": [], "skipped": "not measured in this run"})
+    cap = result["capacity"]
+    head = (
+        f"Direct vs bridge mode (`INGEST_MODE`, issue 10): the same {cap[0]['eas']} EAs at "
+        f"{num(cap[0]['offered_ticks_s'])} ticks/s offered, warm-up {WARMUP_S} s, window {WINDOW_S} s."
+    )
+    if bridge.get("skipped"):
+        return head + f" Bridge mode {bridge['skipped']}."
+    lines = [
+        head,
+        "",
+        "| mode | offered | committed | tick→row p50 | tick→row p99 | CPU per 10k ticks: daphne / bridges | runs |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, runs in [("direct: daphne writes", cap)] + [
+        (f"bridge, {r['bridges']} worker{'s' if r['bridges'] > 1 else ''}", [r]) for r in bridge["runs"]
+    ]:
+        if "failed" in runs[0]:
+            lines.append(f"| {label} | {runs[0]['failed']} (see `.state/bench/bridge*.log`) | | | | | |")
+            continue
+        bridges_cpu = num(_figure(runs, "bridge_cpu_s_per_10k")["median"], 3) + " s" if runs[0]["bridges"] else "–"
+        lines.append(
+            f"| {label} | {num(runs[0]['offered_ticks_s'])} ticks/s "
+            f"| {num(_figure(runs, 'committed_ticks_s')['median'])} ticks/s "
+            f"| {_lat(runs, 'p50_ms')[0]} | {_lat(runs, 'p99_ms')[0]} "
+            f"| {num(_figure(runs, 'server_cpu_s_per_10k')['median'], 3)} s / {bridges_cpu} | {len(runs)} |"
+        )
+    measured = [r for r in bridge["runs"] if "failed" not in r]
+    samples = ", ".join(f"{r['latency_samples']} ({r['latency_censored']} not visible)" for r in measured)
+    backlog = ", ".join(f"{num(r['bridge_backlog_messages'])} with {r['bridges']}" for r in measured)
+    lines += [
+        "",
+        "Direct is the median of the capacity runs above; each bridge row is one run. In bridge mode daphne "
+        "publishes each batch of rows to the JetStream stream SUHO_INGEST and waits for JetStream's ack; "
+        f"`manage.py data_bridge --durable {BRIDGE_DURABLE}` processes (1, then 2, sharing that durable consumer so "
+        "they split the batches) pull them, insert the rows and ack after commit. Rows and tick→row latency are "
+        "measured exactly as in direct mode, in PostgreSQL: a tick counts once its row is visible in "
+        "`mt5_broker_quotes`, so bridge latency includes the publish, JetStream's write (the shipped NATS "
+        "configurations fsync every write), the pull and the bridge's commit. Probe samples per bridge run: "
+        f"{samples or 'none'}. Before and after each bridge run the bench purges SUHO_INGEST and deletes its "
+        "durable consumer, so no run feeds the next; the bridges are stopped (SIGTERM, then SIGKILL) even when a "
+        "run fails. Ticks/s is what reached PostgreSQL during the window: when the bridges fall behind, the rest "
+        "waits in the stream and latency grows with the window (messages, each a batch of rows, not yet committed at "
+        f"the window's end, by bridge count: {backlog or 'none'}).",
     ]
     return "\n".join(lines)
 

@@ -140,6 +140,44 @@ class Daphne:
         self._log.close()
 
 
+class Bridge:
+    """One real data bridge process (`python manage.py data_bridge --durable …`), for INGEST_MODE=bridge runs."""
+
+    def __init__(self, log_dir: Path, *, durable: str, name: str = "bridge"):
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"{name}.log"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "manage.py", "data_bridge", "--durable", durable],
+            cwd=ROOT,
+            env=dict(os.environ),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self.ps = psutil.Process(self.proc.pid)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+    def cpu_s(self) -> float:
+        times = self.ps.cpu_times()
+        return times.user + times.system
+
+    def stop(self) -> None:
+        """SIGTERM (the bridge finishes the batch in hand and closes), then SIGKILL after a bounded wait."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(SERVER_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+
 def machine_busy_s() -> float:
     """CPU seconds the whole machine spent busy (all cores; read as a delta)."""
     times = psutil.cpu_times()
