@@ -40,6 +40,7 @@ ERROR_WINDOW_S = 10
 MAX_UNACKED_OUTBOUND = 256  # server messages the EA has not acknowledged: a reader that stopped reading
 
 
+SESSION_NAMES = {session.value: session.name.lower() for session in binproto.MarketSession}  # per tick: no enum call
 MAX_PRICE = 1e11  # mt5_* price columns are numeric(20, 8); the wire allows up to 1e15
 TICK_PRICE_OUT_OF_RANGE = "tick with a price outside (0, 1e11] dropped"
 
@@ -144,9 +145,12 @@ class EAConsumer(AsyncWebsocketConsumer):
             await self._protocol_error(ErrorCode.TOO_LARGE, f"frame of {len(data)} bytes exceeds the limit")
             return
         if self.authenticated and len(data) >= binproto.HEADER_SIZE and data[6] == MsgType.PRICE_STREAM:
-            names = self.v1_symbols if data[4] == binproto.V1 else self.symbol_table
-            timestamp_us, rows = binproto.decode_price_rows(data, names)
-            self._ingest_ticks(timestamp_us, rows)
+            if data[4] == binproto.V1:
+                timestamp_us, records = binproto.decode_v1_price_records(data)
+                self._ingest_v1_ticks(timestamp_us, records)
+            else:
+                timestamp_us, rows = binproto.decode_price_rows(data, self.symbol_table)
+                self._ingest_ticks(timestamp_us, rows)
             return
         await self._dispatch(binproto.decode(data))
 
@@ -253,6 +257,22 @@ class EAConsumer(AsyncWebsocketConsumer):
             return
         self._ingest_ticks(message.timestamp_us, rows)
 
+    def _ingest_v1_ticks(self, timestamp_us: int, records: list[tuple]) -> None:
+        """The legacy packet's wire records → TickRows in one pass: named by the account's v1 id table (ids it lacks,
+        such as the EA's 255, carry no usable quote and give no row), prices scaled from fixed point; a zero price
+        is refused as in _ingest_ticks (a v1 price cannot exceed MAX_PRICE)."""
+        names, scale = self.v1_symbols, binproto.V1_PRICE_SCALE
+        time_us, trusted = binproto.resolve_timestamp(timestamp_us, _now_us())
+        tenant, account = str(self.claims.tenant_id), str(self.claims.account_id)
+        rows = [TickRow(time_us, tenant, account, names[sid], bid / scale, ask / scale, spread, 0, True, "unknown",
+                        trusted)
+                for sid, bid, ask, spread, _server in records if bid and ask and sid in names]  # fmt: skip
+        if not self.legacy and not all(bid and ask for _sid, bid, ask, _spread, _server in records):
+            error = binproto.Error(code=ErrorCode.MALFORMED_FRAME, reason=TICK_PRICE_OUT_OF_RANGE)
+            self._spawn(self._send_message(error))
+        if rows:
+            batcher("quotes").add(rows)
+
     def _ingest_ticks(self, timestamp_us: int, rows: list[tuple]) -> None:
         valid = [row for row in rows if 0 < row[1] <= MAX_PRICE and 0 < row[2] <= MAX_PRICE]
         if len(valid) != len(rows) and not self.legacy:  # said, not counted as garbage: a feed can quote zeros
@@ -265,7 +285,7 @@ class EAConsumer(AsyncWebsocketConsumer):
         tenant, account = str(self.claims.tenant_id), str(self.claims.account_id)
         batcher("quotes").add(
             [TickRow(time_us, tenant, account, symbol, bid, ask, spread, quality, bool(tradeable),
-                     binproto.MarketSession(session).name.lower(), trusted)
+                     SESSION_NAMES[session], trusted)
              for symbol, bid, ask, spread, quality, tradeable, session, _server in rows]
         )  # fmt: skip
 
