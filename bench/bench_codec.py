@@ -52,9 +52,13 @@ def trading_signal() -> bp.TradingSignal:
     )  # fmt: skip
 
 
+RUN_S = 0.05  # one timed run: ≥ 20k calls of a 1 µs decode, long enough to average out timer and scheduler noise
+
+
 def measure(fn, repeat: int) -> dict:
     timer = timeit.Timer(fn)
-    number, _ = timer.autorange()  # ≥ 0.2 s per run
+    probe = timer.timeit(100) / 100
+    number = max(100, int(RUN_S / probe))
     runs = [t / number * 1e6 for t in timer.repeat(repeat=repeat, number=number)]
     return {"median_us": statistics.median(runs), "min_us": min(runs), "max_us": max(runs), "runs": len(runs)}
 
