@@ -220,6 +220,8 @@ def load_run(
     finally:
         for load in loads:
             load.kill()
+        for bridge in bridge_procs:
+            bridge.terminate()
         for daphne in daphnes:
             daphne.stop()
         for bridge in bridge_procs:
@@ -332,7 +334,7 @@ def bridge_runs(eas: list, log_dir: Path) -> dict:
     from suho.streams import streams_ensure
 
     streams_ensure()
-    runs = []
+    runs, started = [], time.monotonic()
     for workers in BRIDGE_WORKERS:
         try:
             runs.append(load_run(eas, log_dir, fps=FPS, bridges=workers))
@@ -340,7 +342,7 @@ def bridge_runs(eas: list, log_dir: Path) -> dict:
             return {"runs": [], "skipped": str(exc)}
         except RuntimeError as exc:  # a bridge that died: said in the table, and the rest of the suite still runs
             runs.append({"bridges": workers, "failed": str(exc).splitlines()[0]})
-    return {"runs": runs}
+    return {"runs": runs, "wall_s": time.monotonic() - started}
 
 
 def _figure(runs: list[dict], key: str) -> dict:

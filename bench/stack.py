@@ -166,10 +166,15 @@ class Bridge:
         times = self.ps.cpu_times()
         return times.user + times.system
 
-    def stop(self) -> None:
-        """SIGTERM (the bridge finishes the batch in hand and closes), then SIGKILL after a bounded wait."""
+    def terminate(self) -> None:
+        """SIGTERM: the bridge finishes the batch in hand and closes (several bridges then stop in parallel)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after a bounded wait."""
+        if self.proc.poll() is None:
+            self.terminate()
             try:
                 self.proc.wait(SERVER_STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
