@@ -51,8 +51,8 @@ BRIDGE_WORKERS = (1, 2)
 BRIDGE_DURABLE = "bench-bridge"  # not the production durable: the bench never consumes a deployment's queue
 BRIDGE_READY_TIMEOUT_S = 60
 BRIDGE_QUEUE_IN_USE = (
-    "SUHO_INGEST on {url} has other consumers ({names}): a data bridge outside the bench reads it, so the bench "
-    "neither purges it nor measures bridge mode"
+    "SUHO_INGEST on {url} has other consumers ({names}), a data bridge outside the bench, and purging the stream "
+    "would lose their rows"
 )
 
 
@@ -341,7 +341,7 @@ def bridge_runs(eas: list, log_dir: Path) -> dict:
         except BridgeQueueInUse as exc:
             return {"runs": [], "skipped": str(exc)}
         except RuntimeError as exc:  # a bridge that died: said in the table, and the rest of the suite still runs
-            runs.append({"bridges": workers, "failed": str(exc).splitlines()[0]})
+            runs.append({"bridges": workers, "failed": str(exc).splitlines()[0].rstrip(":")})
     return {"runs": runs, "wall_s": time.monotonic() - started}
 
 
@@ -471,14 +471,14 @@ def _wire_markdown(binary: list[dict], text: list[dict]) -> str:
 
 def _bridge_markdown(result: dict) -> str:
     """Direct vs bridge mode on one workload: phase 1's capacity runs, then the same EAs and rate with bridges."""
-    bridge = result.get("bridge", {"runs": [], "skipped": "not measured in this run"})
+    bridge = result.get("bridge", {"runs": [], "skipped": "this run did not measure it"})
     cap = result["capacity"]
     head = (
         f"Direct vs bridge mode (`INGEST_MODE`, issue 10): the same {cap[0]['eas']} EAs at "
         f"{num(cap[0]['offered_ticks_s'])} ticks/s offered, warm-up {WARMUP_S} s, window {WINDOW_S} s."
     )
     if bridge.get("skipped"):
-        return head + f" Bridge mode {bridge['skipped']}."
+        return head + f" Bridge mode not measured: {bridge['skipped']}."
     lines = [
         head,
         "",
