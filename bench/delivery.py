@@ -31,7 +31,7 @@ LEVELS = (1, 100, 1_000)
 MESSAGES = 400
 INTERVAL_S = 0.005
 BROADCASTS = 5
-BROADCAST_SETTLE_S = 2.0  # the 1,000 ACKs are committed (one batched write, ≤ 250 ms later) before the next broadcast
+BROADCAST_SETTLE_S = 2.0  # the 1,000 ACKs are committed (batched writes, ≤ 250 ms apart) before the next broadcast
 PROCESS_EAS = 500
 API_KEY_HELLOS = 16
 PROFILE_S = 8
@@ -186,10 +186,15 @@ def run(*, eas: list, log_dir: Path, runs: int) -> dict:
             for ref in asyncio.run(_series(nats_url, connected, signal, MESSAGES, INTERVAL_S)):
                 phases[ref] = f"signal/{len(connected)}/{r}"
             time.sleep(0.5)
-        for _ in range(BROADCASTS):
-            time.sleep(BROADCAST_SETTLE_S)
-            broadcasts.append(asyncio.run(_broadcast(nats_url, connected)))
         time.sleep(BROADCAST_SETTLE_S)
+        cpu_at = daphne.cpu_s()
+        time.sleep(BROADCAST_SETTLE_S)  # the server's own idle work (session checks) over one settle window
+        idle_cpu_ms = (daphne.cpu_s() - cpu_at) * 1000
+        for _ in range(BROADCASTS):
+            cpu_at = daphne.cpu_s()
+            broadcasts.append(asyncio.run(_broadcast(nats_url, connected)))
+            time.sleep(BROADCAST_SETTLE_S)  # the 1,000 ACKs arrive and are committed within it
+            broadcasts[-1] += ((daphne.cpu_s() - cpu_at) * 1000,)
         profiled = _profile_broadcasts(daphne, nats_url, connected, log_dir) if profile.available() else None
         results = [load.stop() for load in loads]
     finally:
@@ -203,9 +208,10 @@ def run(*, eas: list, log_dir: Path, runs: int) -> dict:
         "setup": setup,
         **_phases(phases, received),
         "broadcasts": [
-            _broadcast_result(refs, started, received) | {"published_ms": published_ms}
-            for started, refs, published_ms in broadcasts
+            _broadcast_result(refs, started, received) | {"published_ms": published_ms, "cpu_ms": cpu_ms - idle_cpu_ms}
+            for started, refs, published_ms, cpu_ms in broadcasts
         ],
+        "idle_cpu_ms": idle_cpu_ms,
         "closed": [res["closed"] for res in results if res["closed"]],
         "profile": profiled,
     }
@@ -303,6 +309,13 @@ def markdown(result: dict) -> str:
         f"| broadcast: publishing the {result['levels'][-1]:,} messages (bench → NATS, flushed) | "
         f"{' | '.join(cell(published, 0, ' ms'))} | | |"
     )
+    if all("cpu_ms" in b for b in result["broadcasts"]):
+        cpu = spread([b["cpu_ms"] for b in result["broadcasts"]])
+        lines.append(
+            f"| broadcast: server CPU for the {result['levels'][-1]:,} deliveries and their ACKs (all threads, "
+            f"less {result['idle_cpu_ms']:.0f} ms idle per {BROADCAST_SETTLE_S} s) | "
+            f"{' | '.join(cell(cpu, 0, ' ms'))} | | |"
+        )
     lines.append(
         f"| broadcast to {result['levels'][-1]:,} EAs: the last has it ({delivered} delivered) | "
         f"{' | '.join(cell(last, 0, ' ms'))} | < 250 ms | "
