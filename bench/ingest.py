@@ -30,7 +30,17 @@ from pathlib import Path
 import psycopg
 
 from bench import profile
-from bench.stack import Bridge, Daphne, LoadProcess, admin_dsn, cpu_delta, machine_busy_s, postgres_cpu
+from bench.stack import (
+    Bridge,
+    Daphne,
+    LoadProcess,
+    admin_dsn,
+    cpu_delta,
+    machine_busy_s,
+    nats_process,
+    postgres_cpu,
+    process_cpu_s,
+)
 from bench.stats import cell, met, num, percentile, spread
 
 TARGET_TICKS_S = 20_000
@@ -168,6 +178,7 @@ def load_run(
     daphnes: list[Daphne] = []
     bridge_procs: list[Bridge] = []
     loads: list[LoadProcess] = []
+    nats = nats_process()
     try:
         if bridges:
             server_env = {**(server_env or {}), "INGEST_MODE": "bridge"}
@@ -199,7 +210,7 @@ def load_run(
             postgres_cpu(),
         )
         load0 = sum(load.cpu_s() for load in loads)
-        bridge0 = sum(b.cpu_s() for b in bridge_procs)
+        bridge0, nats0 = sum(b.cpu_s() for b in bridge_procs), process_cpu_s(nats)
         rows0, t0 = _rows(), time.monotonic()
         if profile_out is None or not profile.record(daphnes[0].proc.pid, PROFILE_S, profile_out):
             time.sleep(window_s)
@@ -212,7 +223,7 @@ def load_run(
         load1 = sum(load.cpu_s() for load in loads)
         if dead := [b for b in bridge_procs if not b.alive()]:
             raise RuntimeError(f"a data bridge exited during the run:\n{dead[0].log_tail()}")
-        bridge1 = sum(b.cpu_s() for b in bridge_procs)
+        bridge1, nats1 = sum(b.cpu_s() for b in bridge_procs), process_cpu_s(nats)
         rows1, t1 = _rows(), time.monotonic()
         backlog = bridge_backlog() if bridges else None
         time.sleep(DRAIN_S)
@@ -255,6 +266,7 @@ def load_run(
         "bridge_cpu_cores": (bridge1 - bridge0) / elapsed,
         "bridge_cpu_s_per_10k": (bridge1 - bridge0) / max(committed, 1) * 1e4,
         "bridge_backlog_messages": backlog,
+        "nats_cpu_s_per_10k": None if None in (nats0, nats1) else (nats1 - nats0) / max(committed, 1) * 1e4,
         "load_cpu_cores": (load1 - load0) / elapsed,
         "machine_busy_cores": (busy1 - busy0) / elapsed,
         "other_cpu_cores": (
@@ -482,7 +494,8 @@ def _bridge_markdown(result: dict) -> str:
     lines = [
         head,
         "",
-        "| mode | offered | committed | tick→row p50 | tick→row p99 | CPU per 10k ticks: daphne / bridges | runs |",
+        "| mode | offered | committed | tick→row p50 | tick→row p99 | CPU per 10k ticks: daphne / bridges / NATS "
+        "| runs |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for label, runs in [("direct: daphne writes", cap)] + [
@@ -492,11 +505,13 @@ def _bridge_markdown(result: dict) -> str:
             lines.append(f"| {label} | {runs[0]['failed']} (see `.state/bench/bridge*.log`) | | | | | |")
             continue
         bridges_cpu = num(_figure(runs, "bridge_cpu_s_per_10k")["median"], 3) + " s" if runs[0]["bridges"] else "–"
+        nats_cpu = _figure(runs, "nats_cpu_s_per_10k") if "nats_cpu_s_per_10k" in runs[0] else {"median": None}
         lines.append(
             f"| {label} | {num(runs[0]['offered_ticks_s'])} ticks/s "
             f"| {num(_figure(runs, 'committed_ticks_s')['median'])} ticks/s "
             f"| {_lat(runs, 'p50_ms')[0]} | {_lat(runs, 'p99_ms')[0]} "
-            f"| {num(_figure(runs, 'server_cpu_s_per_10k')['median'], 3)} s / {bridges_cpu} | {len(runs)} |"
+            f"| {num(_figure(runs, 'server_cpu_s_per_10k')['median'], 3)} s / {bridges_cpu} / "
+            f"{num(nats_cpu['median'], 3) + ' s' if nats_cpu['median'] is not None else '–'} | {len(runs)} |"
         )
     measured = [r for r in bridge["runs"] if "failed" not in r]
     samples = ", ".join(f"{r['latency_samples']} ({r['latency_censored']} not visible)" for r in measured)
@@ -510,11 +525,13 @@ def _bridge_markdown(result: dict) -> str:
         "measured exactly as in direct mode, in PostgreSQL: a tick counts once its row is visible in "
         "`mt5_broker_quotes`, so bridge latency includes the publish, JetStream's write (the shipped NATS "
         "configurations fsync every write), the pull and the bridge's commit. Probe samples per bridge run: "
-        f"{samples or 'none'}. Before and after each bridge run the bench purges SUHO_INGEST and deletes its "
-        "durable consumer, so no run feeds the next; the bridges are stopped (SIGTERM, then SIGKILL) even when a "
-        "run fails. Ticks/s is what reached PostgreSQL during the window: when the bridges fall behind, the rest "
-        "waits in the stream and latency grows with the window (messages, each a batch of rows, not yet committed at "
-        f"the window's end, by bridge count: {backlog or 'none'}).",
+        f"{samples or 'none'}. Ticks/s is what reached PostgreSQL during the window: when the bridges fall behind, "
+        "the rest waits in the stream and latency grows with the window (messages, each a batch of rows, not yet "
+        f"committed at the window's end, by bridge count: {backlog or 'none'}). Before and after each bridge run the "
+        "bench purges SUHO_INGEST and deletes its durable consumer, so no run feeds the next; the bridges are stopped "
+        "(SIGTERM, then SIGKILL) even when a run fails. NATS CPU is that of the nats-server serving `NATS_URL` when "
+        "it runs on this machine; in both modes it also stores every tick published on `mt5.account.>` "
+        "(MT5_ACCOUNT).",
     ]
     return "\n".join(lines)
 

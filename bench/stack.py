@@ -205,6 +205,29 @@ def postgres_cpu() -> dict[int, float]:
     return seen
 
 
+def nats_process() -> psutil.Process | None:
+    """The nats-server on this machine that listens on NATS_URL's port (None when NATS runs elsewhere)."""
+    from django.conf import settings
+
+    port = urlsplit(settings.NATS_URL).port or 4222
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] != "nats-server":
+            continue
+        with contextlib.suppress(psutil.Error):
+            if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in proc.net_connections("tcp")):
+                return proc
+    return None
+
+
+def process_cpu_s(proc: psutil.Process | None) -> float | None:
+    if proc is None:
+        return None
+    with contextlib.suppress(psutil.Error):
+        times = proc.cpu_times()
+        return times.user + times.system
+    return None
+
+
 def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
     """CPU spent between two `postgres_cpu()` readings (a process that started in between counts from zero)."""
     return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
