@@ -18,6 +18,7 @@ from nats.js.api import StreamConfig
 from prometheus_client.parser import text_string_to_metric_families
 
 from accounts.models import User
+from compliance.models import AuditLog
 from suho.bus import bus_discard
 from suho.models import OutboxMessage
 from suho.outbox import PARK_AFTER_REFUSALS, _drainer, outbox_drain, outbox_prune, outbox_publish_on_commit
@@ -187,5 +188,7 @@ def test_an_operator_requeues_a_parked_message_from_the_admin_and_it_is_delivere
         assert row.parked_at is None and row.published_at is not None and row.refusals == 0
         assert stream_copies(subject, stream=stream) == 1
         assert parked_gauge() == 0
+        audit = AuditLog.objects.using("operator").filter(tenant_id=tenant.id, event_type="admin_update")
+        assert [entry.metadata["object_id"] for entry in audit] == [poison.id]  # in the tenant's audit chain
     finally:
         asyncio.run(stream_add(False))
