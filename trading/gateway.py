@@ -49,6 +49,8 @@ class Batcher:
         self._task: asyncio.Task | None = None
         self._wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._flush_lock: asyncio.Lock | None = None
+        self._flush_lock_loop: asyncio.AbstractEventLoop | None = None
         self.flushed_rows = 0
         self.dropped_rows = 0
         self.last_flush_ms = 0.0
@@ -79,6 +81,15 @@ class Batcher:
             log.exception("%s: cache/NATS after commit failed (rows are committed)", self.name)
 
     async def flush(self) -> None:
+        """Write what is buffered. One flush at a time: a caller's flush (tests, shutdown) returns only after the rows
+        the background task had already taken are written too."""
+        loop = asyncio.get_running_loop()
+        if self._flush_lock_loop is not loop:
+            self._flush_lock, self._flush_lock_loop = asyncio.Lock(), loop
+        async with self._flush_lock:
+            await self._flush()
+
+    async def _flush(self) -> None:
         while self._retry or self._rows:
             if self._retry:  # the very same batch again: in bridge mode its message id must not change
                 rows, self._retry = self._retry, None

@@ -136,11 +136,13 @@ async def ingest_settled(timeout: float = 30.0) -> None:
 
 
 @contextlib.asynccontextmanager
-async def bridge_running(durable: str = "data-bridge-inprocess"):
-    """A data bridge (`bridge_run`) in this process's loop for the duration of the block, on an empty queue."""
-    await ingest_queue_reset()
+async def bridge_running(*, reset: bool = True, idle_timeout_s: float = 0.25):
+    """A data bridge (`bridge_run`) in this process's loop for the duration of the block, on an empty queue unless
+    `reset` is False; yields its task."""
+    if reset:
+        await ingest_queue_reset()
     stop = asyncio.Event()
-    task = asyncio.create_task(bridge_run(stop=stop, durable=durable, idle_timeout_s=0.25))
+    task = asyncio.create_task(bridge_run(stop=stop, durable="data-bridge-inprocess", idle_timeout_s=idle_timeout_s))
     try:
         yield task
     finally:

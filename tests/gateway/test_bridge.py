@@ -1,26 +1,39 @@
-"""Bridge mode: ticks accepted by JetStream reach PostgreSQL exactly once, though the bridge is killed twice."""
+"""The data bridge on its own: batches accepted by JetStream reach PostgreSQL exactly once, though the bridge is
+killed twice; oversized batches, poison messages and idle fetches do not stop it (end to end over WebSockets:
+test_bridge_websocket.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
+import json
 import signal
-import subprocess
-import sys
 import time
 from functools import partial
-from urllib.parse import urlsplit
 
-import nats
 import pytest
 from channels.db import database_sync_to_async
-from django.conf import settings
 from django.db import connections
 
 from quotes.ingest import TickRow
+from suho.bus import get_bus
 from suho.streams import streams_ensure
-from tests.gateway.ea_client import rows
-from trading.bridge import INGEST_STREAM, ingest_publish, ingest_publish_nothing_after
+from tests.gateway.ea_client import (
+    bridge_process,
+    bridge_running,
+    ingest_queue_depth,
+    ingest_queue_reset,
+    ingest_settled,
+    rows,
+)
+from trading import gateway
+from trading.bridge import (
+    MAX_MESSAGE_BYTES,
+    ROWS_PER_MESSAGE,
+    Batch,
+    batches_apply,
+    ingest_publish,
+    ingest_publish_nothing_after,
+)
 from trading.gateway import Batcher
 
 pytestmark = [pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])]
@@ -30,35 +43,6 @@ BATCH = 500
 DURABLE = "data-bridge-test"
 
 
-def bridge_process(log_path) -> subprocess.Popen:
-    test_database = connections["default"].settings_dict["NAME"]
-    env = {
-        **os.environ,
-        "DATABASE_URL": urlsplit(settings.DATABASE_URL)._replace(path=f"/{test_database}").geturl(),
-        "REDIS_URL": settings.REDIS_URL,
-        "NATS_URL": settings.NATS_URL,
-        "DJANGO_SETTINGS_MODULE": "suho.test_settings",
-        "SUHO_TESTING": "1",
-        "INGEST_MODE": "bridge",
-    }
-    command = [sys.executable, "manage.py", "data_bridge", "--durable", DURABLE]
-    return subprocess.Popen(command, env=env, cwd=settings.BASE_DIR, stdout=log_path.open("ab"),
-                            stderr=subprocess.STDOUT)  # fmt: skip
-
-
-async def reset_queue() -> None:
-    connection = await nats.connect(settings.NATS_URL)
-    try:
-        jetstream = connection.jetstream()
-        await jetstream.purge_stream(INGEST_STREAM)
-        try:
-            await jetstream.delete_consumer(INGEST_STREAM, DURABLE)
-        except nats.js.errors.NotFoundError:
-            pass
-    finally:
-        await connection.close()
-
-
 def stored(account_id) -> tuple[int, int]:
     [(total, distinct)] = rows(
         "SELECT count(*), count(DISTINCT time) FROM mt5_broker_quotes WHERE account_id = %s", [account_id]
@@ -66,26 +50,30 @@ def stored(account_id) -> tuple[int, int]:
     return total, distinct
 
 
+def ticks(tenant, account, count: int, start_us: int | None = None) -> list[TickRow]:
+    start_us = time.time_ns() // 1000 if start_us is None else start_us
+    return [TickRow(start_us + i, str(tenant.id), str(account.account_id), "EURUSD", 1.1, 1.1002, 2.0, 0, True,
+                    "unknown", True) for i in range(count)]  # fmt: skip
+
+
 async def test_every_acknowledged_tick_is_stored_exactly_once_across_two_bridge_kills(ea_account, tmp_path):
     tenant, account, _secret = ea_account
     await asyncio.to_thread(streams_ensure)
-    await reset_queue()
+    await ingest_queue_reset()
     log_path = tmp_path / "bridge.log"
     quotes = Batcher("quotes", partial(ingest_publish, "quotes"), ingest_publish_nothing_after)
-    start_us = time.time_ns() // 1000
-    ticks = [TickRow(start_us + i, str(tenant.id), str(account.account_id), "EURUSD", 1.1, 1.1002, 2.0, 0, True,
-                     "unknown", True) for i in range(TICKS)]  # fmt: skip
-    bridge = bridge_process(log_path)
+    batch = ticks(tenant, account, TICKS)
+    bridge = bridge_process(log_path, "--durable", DURABLE)
     kills = 0
     try:
         for index in range(0, TICKS, BATCH):
-            quotes.add(ticks[index : index + BATCH])
+            quotes.add(batch[index : index + BATCH])
             await quotes.flush()  # returns once JetStream acknowledged the batch
             if index in (TICKS // 3 // BATCH * BATCH, 2 * TICKS // 3 // BATCH * BATCH):
                 bridge.send_signal(signal.SIGKILL)  # mid-stream, wherever it is
                 bridge.wait(timeout=10)
                 kills += 1
-                bridge = bridge_process(log_path)
+                bridge = bridge_process(log_path, "--durable", DURABLE)
         assert quotes.flushed_rows == TICKS and quotes.dropped_rows == 0
         deadline = time.monotonic() + 90
         while (await database_sync_to_async(stored)(account.account_id))[0] < TICKS:
@@ -95,5 +83,66 @@ async def test_every_acknowledged_tick_is_stored_exactly_once_across_two_bridge_
     finally:
         bridge.send_signal(signal.SIGTERM)
         bridge.wait(timeout=20)
+        await ingest_queue_reset()
     assert kills == 2
     assert await database_sync_to_async(stored)(account.account_id) == (TICKS, TICKS)
+
+
+async def test_a_batch_over_the_nats_message_limit_is_sent_in_parts_and_stored_once(ea_account, settings):
+    """20,000 ticks are ≈ 3 MB of JSON, over NATS's 1 MiB max payload: once retried forever, wedging the batcher."""
+    tenant, account, _secret = ea_account
+    settings.INGEST_MODE = "bridge"
+    gateway._batchers.clear()
+    try:
+        await ingest_queue_reset()
+        quotes = gateway.batcher("quotes")
+        quotes.add(ticks(tenant, account, 20_000))
+        await quotes.flush()
+        assert (quotes.flushed_rows, quotes.dropped_rows) == (20_000, 0)
+        assert await ingest_queue_depth() == 20_000 // ROWS_PER_MESSAGE
+        big = ticks(tenant, account, 10_000, start_us=time.time_ns() // 1000 + 1_000_000)
+        assert len(json.dumps(big)) > 2 * MAX_MESSAGE_BYTES  # what a caller other than the batcher might send
+        assert await asyncio.to_thread(ingest_publish, "quotes", big) == 10_000
+        assert await ingest_queue_depth() == 20_000 // ROWS_PER_MESSAGE + 4  # halved, then halved again
+        async with bridge_running(reset=False):
+            await ingest_settled()
+    finally:
+        gateway._batchers.clear()
+    assert await database_sync_to_async(stored)(account.account_id) == (30_000, 30_000)
+
+
+async def test_a_batch_of_an_unknown_kind_or_not_json_is_skipped_and_the_bridge_goes_on(ea_account, settings):
+    tenant, account, _secret = ea_account
+    settings.INGEST_MODE = "bridge"
+    await ingest_queue_reset()
+    bus = get_bus()
+    await asyncio.to_thread(bus.jetstream_publish, "suho.ingest.bogus", b"[]", msg_id="bogus-1")
+    await asyncio.to_thread(bus.jetstream_publish, "suho.ingest.quotes", b"{not json", msg_id="bogus-2")
+    await asyncio.to_thread(ingest_publish, "quotes", ticks(tenant, account, 10))
+    async with bridge_running(reset=False) as bridge:
+        await ingest_settled()
+        assert not bridge.done()
+    assert await database_sync_to_async(stored)(account.account_id) == (10, 10)
+
+
+async def test_an_idle_bridge_whose_fetches_time_out_keeps_running(ea_account, settings):
+    """nats.py raises asyncio's own TimeoutError when the server answers a fetch after its deadline: idle, not fatal."""
+    tenant, account, _secret = ea_account
+    settings.INGEST_MODE = "bridge"
+    async with bridge_running(idle_timeout_s=0.001) as bridge:
+        await asyncio.sleep(0.5)  # a few hundred fetches that time out
+        assert not bridge.done(), bridge.exception()
+        await asyncio.to_thread(ingest_publish, "quotes", ticks(tenant, account, 10))
+        await ingest_settled()
+    assert await database_sync_to_async(stored)(account.account_id) == (10, 10)
+
+
+def test_a_batch_delivered_again_after_its_commit_is_not_applied_twice(ea_account):
+    """A bridge killed between its commit and its ack: JetStream redelivers the batch, suho_bridge_applied skips it."""
+    tenant, account, _secret = ea_account
+    batch = Batch(seq=987_654_321, kind="quotes", rows=[list(row) for row in ticks(tenant, account, 5)])
+    assert batches_apply([batch]) == [batch]
+    assert batches_apply([batch]) == []
+    assert stored(account.account_id) == (5, 5)
+    with connections["owner"].cursor() as cursor:
+        cursor.execute("DELETE FROM suho_bridge_applied WHERE seq = %s", [batch.seq])

@@ -1,0 +1,175 @@
+"""Bridge mode end to end (issue 10's acceptance): 100,000 ticks from simulated EAs over real WebSockets to daphne in
+INGEST_MODE=bridge, the data bridge (`manage.py data_bridge`, its own process) SIGKILLed twice mid-stream and
+restarted: every tick the gateway acknowledged is in mt5_broker_quotes exactly once.
+
+What "acknowledged" means for a tick. Ticks have no per-message ack (docs/protocol.md §8: prices are snapshots, not
+acknowledged, not retried), so the gateway's only ways to refuse one are to tell the EA: ERROR (bad price, unknown
+symbol, malformed frame, rate limit) or SESSION_CLOSING and a close. A tick it does not refuse goes into its batcher,
+which publishes it to SUHO_INGEST and retries the same message until JetStream acks it (a bounded buffer aside, whose
+overflow would be a loss this test counts). So here: the gateway acknowledged every tick an EA sent on a connection
+that was still open at the end and on which the server sent neither ERROR nor SESSION_CLOSING. The test asserts that
+premise for every EA, then that the ticks stored are exactly the ticks sent: each (account, symbol, time) once, none
+missing, none extra, each with the tenant, bid and ask it was sent with.
+
+The kills are mid-stream: each EA holds before the packet at one third (two thirds) of its stream until the first
+(second) kill is done, and a bridge is killed only after it has committed batches of its own, while it holds fetched,
+unacked ones if it can be caught so. Those — committed or not — JetStream redelivers after the ack wait, here 2 s
+(production: 10 s) to keep the test short; a batch redelivered while a live bridge still applies it is skipped
+through suho_bridge_applied, so a short ack wait exercises that path too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections import Counter
+
+import nats
+import pytest
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+import binproto
+from bench.ea_load import Stats, ea_connect, reader
+from tests.gateway.ea_client import bridge_process, ingest_queue_depth, ingest_queue_reset, rows
+from trading.bridge import DURABLE, INGEST_STREAM
+
+pytestmark = [pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])]
+
+TENANTS, ACCOUNTS_PER_TENANT = 2, 2
+SYMBOLS = 25  # per PRICE_STREAM packet: one tick per symbol, all with the packet's timestamp
+PACKETS = 1_000  # per EA: 4 EAs × 1,000 packets × 25 symbols = 100,000 ticks
+TICKS = TENANTS * ACCOUNTS_PER_TENANT * PACKETS * SYMBOLS
+STEP_US = 1_000  # packet n of every EA carries timestamp base + n ms
+PACKETS_PER_S = 150  # per EA: ≈ 15,000 ticks/s in all, so the stream outlasts a bridge's restart
+GATES = (PACKETS // 3, 2 * PACKETS // 3)  # an EA waits here until the first, then the second, kill is done
+ACK_WAIT_S = "2"  # the bridges' --ack-wait
+SETTLE_S = 120.0  # generous: a loaded machine
+
+
+def tick_prices(packet: int, symbol: int) -> tuple[float, float]:
+    bid = round(1.0 + symbol / 100 + packet / 100_000, 5)
+    return bid, round(bid + 0.0002, 5)
+
+
+def symbol_name(symbol: int) -> str:
+    return f"SIM{symbol:02d}"
+
+
+def ea_frames(base_us: int) -> list[bytes]:
+    table = binproto.SymbolTable(symbols=tuple(binproto.SymbolEntry(i, 5, symbol_name(i)) for i in range(SYMBOLS)))
+    packets = [
+        binproto.PriceStream(
+            ticks=tuple(binproto.PriceTick(i, *tick_prices(n, i), 20) for i in range(SYMBOLS)),
+            version=binproto.V2, timestamp_us=base_us + n * STEP_US,
+        )
+        for n in range(PACKETS)
+    ]  # fmt: skip
+    return [binproto.encode(table)] + [binproto.encode(packet) for packet in packets]
+
+
+async def ea_stream(ws, frames: list[bytes], gates: dict[int, asyncio.Event], sent: list[int], index: int) -> None:
+    """Send the symbol table, then the packets at PACKETS_PER_S, waiting at each gate until it opens."""
+    await ws.send(frames[0])
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for packet, frame in enumerate(frames[1:]):
+        if packet in gates and not gates[packet].is_set():
+            await gates[packet].wait()
+            start = loop.time() - packet / PACKETS_PER_S  # resume the pace, no burst
+        delay = start + packet / PACKETS_PER_S - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await ws.send(frame)
+        sent[index] += SYMBOLS
+
+
+def stored_count(account_ids: list[str]) -> int:
+    [(count,)] = rows("SELECT count(*) FROM mt5_broker_quotes WHERE account_id = ANY(%s::uuid[])", [account_ids])
+    return count
+
+
+def stored_ticks(account_ids: list[str]) -> list[tuple]:
+    return rows(
+        "SELECT tenant_id::text, account_id::text, symbol, (extract(epoch FROM time) * 1000000)::bigint,"
+        " bid::float8, ask::float8 FROM mt5_broker_quotes WHERE account_id = ANY(%s::uuid[])",
+        [account_ids],
+    )
+
+
+async def test_every_tick_the_gateway_acknowledged_is_stored_once_though_the_bridge_is_killed_twice(
+    ea_accounts, bridge_server_url, tmp_path
+):
+    started = time.monotonic()
+    eas = await database_sync_to_async(ea_accounts)(TENANTS, ACCOUNTS_PER_TENANT)
+    account_ids = [str(account.account_id) for _tenant, account, _secret in eas]
+    await ingest_queue_reset()
+    base_us = time.time_ns() // 1000 - 60_000_000  # a minute ago: trusted, and no two packets share a time
+    frames = ea_frames(base_us)
+    log_path = tmp_path / "bridge.log"
+    bridge = bridge_process(log_path, "--ack-wait", ACK_WAIT_S)
+    sockets = [
+        await ea_connect(bridge_server_url, {"account_id": str(account.account_id), "api_key": secret}, True)
+        for _tenant, account, secret in eas
+    ]
+    stats = [Stats() for _ in eas]
+    readers = [asyncio.create_task(reader(ws, s)) for ws, s in zip(sockets, stats, strict=True)]
+    gates = {packet: asyncio.Event() for packet in GATES}
+    sent = [0] * len(eas)
+    streams = [asyncio.create_task(ea_stream(ws, frames, gates, sent, i)) for i, ws in enumerate(sockets)]
+    stored = partial_stored = 0
+    kills: list[dict] = []
+    nc = await nats.connect(settings.NATS_URL)
+    try:
+        jetstream = nc.jetstream()
+        for packet, gate in gates.items():
+            baseline = await database_sync_to_async(stored_count)(account_ids)
+            while True:  # until this bridge has committed batches of its own and, if it can be caught, holds more
+                assert bridge.poll() is None, log_path.read_text()[-3000:]
+                assert not any(s.done() for s in streams), [s.exception() for s in streams if s.done()]
+                partial_stored = await database_sync_to_async(stored_count)(account_ids)
+                consumer = await jetstream.consumer_info(INGEST_STREAM, DURABLE)
+                held = all(n >= packet * SYMBOLS for n in sent)  # every EA waits at the gate
+                if partial_stored > baseline and (consumer.num_ack_pending > 0 or held):
+                    break
+                await asyncio.sleep(0.02)
+            bridge.send_signal(signal.SIGKILL)
+            bridge.wait(timeout=10)
+            kills.append({"sent": sum(sent), "stored": partial_stored, "unacked": consumer.num_ack_pending})
+            bridge = bridge_process(log_path, "--ack-wait", ACK_WAIT_S)
+            gate.set()
+        await asyncio.wait_for(asyncio.gather(*streams), SETTLE_S)
+        deadline = time.monotonic() + SETTLE_S
+        while (stored := await database_sync_to_async(stored_count)(account_ids)) < TICKS or await ingest_queue_depth():
+            assert bridge.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"{stored} of {TICKS} ticks stored after {SETTLE_S} s; kills {kills}"
+            await asyncio.sleep(0.1)
+        open_at_end = [ws.state.name for ws in sockets]
+    finally:
+        await nc.close()
+        for task in streams + readers:
+            task.cancel()
+        for ws in sockets:
+            await ws.close()
+        bridge.send_signal(signal.SIGTERM)
+        bridge.wait(timeout=20)
+        await ingest_queue_reset()
+
+    # The premise: the gateway refused nothing, so every tick sent was acknowledged.
+    assert sum(sent) == TICKS and len(kills) == 2 and all(kill["sent"] < TICKS for kill in kills), (sent, kills)
+    assert open_at_end == ["OPEN"] * len(eas)
+    assert [(dict(s.errors), dict(s.closed)) for s in stats] == [({}, {})] * len(eas)
+    # Exactly once: the stored ticks are the sent ticks, each once, each with its tenant and prices.
+    found = await database_sync_to_async(stored_ticks)(account_ids)
+    expected = {
+        (str(tenant.id), str(account.account_id), symbol_name(i), base_us + n * STEP_US): tick_prices(n, i)
+        for tenant, account, _secret in eas
+        for n in range(PACKETS)
+        for i in range(SYMBOLS)
+    }
+    copies = Counter(row[:4] for row in found)
+    assert len(found) == TICKS, f"{len(found)} rows for {TICKS} ticks; {sum(c > 1 for c in copies.values())} twice"
+    assert set(copies) == set(expected) and max(copies.values()) == 1
+    assert all(tuple(row[4:]) == expected[row[:4]] for row in found)
+    print(f"\n{TICKS} ticks, kills {kills}, {time.monotonic() - started:.1f} s")
