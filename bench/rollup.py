@@ -1,18 +1,24 @@
 """Balance rollup (issue 9 item 6): one account's "last 24 h of balance" and "weekly average" from the 5-minute
 rollup (`mt5_balance_5min`) vs the raw history (`mt5_account_balance_history`), as the app runs them.
 
-The raw table is generated in PostgreSQL (`generate_series`, as the administrator): `ACCOUNTS` accounts × 7 days at
-the EA's 30-second cadence. The issue asks for 10 million rows; generating, indexing and rolling up that many on
-this machine would take most of the suite's 10 minutes, so the table is scaled down (the row count is in the
-report). The rollup is filled by `balance_rollup_refresh` over the whole week (timed). Each query runs as the
-service role under the account's tenant context (row-level security on), `QUERY_REPEAT` times per run; the figure
-is the median time, the spread over runs.
+The raw table holds the issue's 10 million rows: `ACCOUNTS` accounts (100 to a tenant, as every bench account) × 7
+days at the EA's 30-second cadence, in time order with the accounts interleaved, as live EAs write them (so one
+account's rows are spread over the heap, not packed together). The day partitions for the week are made first with
+the app's own `partitions_upkeep` (as the daily task would have made them; otherwise the week would land in the
+default partition). The rows are generated in PostgreSQL (`generate_series`) as the administrator, in `CHUNKS`
+slices of the time range over `GENERATORS` parallel connections, with foreign-key triggers off
+(`session_replication_role = replica`: the accounts exist) and asynchronous commit; the indexes are kept, as live.
+The rollup is filled by the app's `balance_rollup_refresh` over the whole week (timed). Each query runs as the
+service role under the account's tenant context (row-level security on), `QUERY_REPEAT` times per run; the figure is
+the median time, the spread over runs.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import psycopg
@@ -22,22 +28,29 @@ from django.utils import timezone
 from bench.stack import admin_dsn
 from bench.stats import spread
 
-ACCOUNTS = 10
+ACCOUNTS = 500
 DAYS = 7
 CADENCE_S = 30
+CHUNKS = 14  # slices of the time range, each one INSERT…SELECT
+GENERATORS = 2  # parallel connections (the machine's cores)
 ISSUE_ROWS = 10_000_000
 QUERY_REPEAT = 15
 SEED_CLAIMS = {"last_24h": 57, "weekly_average": 72}
 
+# n counts 30-second steps back from `now`; a slice is n from hi down to lo, oldest first, every account per step. One
+# series r walks (step, account) in that order, so no sort is needed; values use float arithmetic (cheap) then numeric.
 GENERATE = """
 INSERT INTO mt5_account_balance_history (time, tenant_id, account_id, balance, equity, margin, free_margin,
     margin_level, floating_pnl, open_positions, pending_orders, daily_pnl, drawdown, max_balance)
-SELECT now() - n * interval '30 seconds', a.tenant, a.account,
-       round((10000 + 50 * sin(n / 500.0))::numeric, 2), round((10000 + 60 * sin(n / 400.0))::numeric, 2),
-       100, 9900, round((9000 + 100 * cos(n / 300.0))::numeric, 2), round((10 * sin(n / 50.0))::numeric, 2),
+SELECT %(now)s - n * interval '30 seconds', (%(tenants)s::uuid[])[i], (%(accounts)s::uuid[])[i],
+       (10000 + 50 * sin(n / 500.0::float8 + i))::numeric(20, 2),
+       (10000 + 60 * sin(n / 400.0::float8 + i))::numeric(20, 2),
+       100, 9900, (9000 + 100 * cos(n / 300.0::float8))::numeric(14, 2), (10 * sin(n / 50.0::float8))::numeric(20, 2),
        1, 0, 0, 0.5, 10150
-FROM unnest(%s::uuid[], %s::uuid[]) AS a(tenant, account), generate_series(0, %s) AS n
+FROM generate_series(0, (%(hi)s - %(lo)s + 1) * %(count)s - 1) AS r,
+     LATERAL (SELECT %(hi)s - r / %(count)s AS n, r %% %(count)s + 1 AS i) AS step
 """
+GENERATE_SESSION = ("SET session_replication_role = replica", "SET synchronous_commit = off", "SET work_mem = '256MB'")
 
 QUERIES = {
     "last_24h": (
@@ -69,19 +82,43 @@ def _timed_ms(tenant_id: str, sql: str, account_id: str) -> float:
     return statistics.median(samples)
 
 
+def _generate(now, lo: int, hi: int, tenants: list[str], accounts: list[str]) -> int:
+    with psycopg.connect(admin_dsn(), autocommit=True) as conn:
+        for statement in GENERATE_SESSION:
+            conn.execute(statement)
+        params = {"now": now, "lo": lo, "hi": hi, "count": len(accounts), "tenants": tenants, "accounts": accounts}
+        return conn.execute(GENERATE, params).rowcount
+
+
 def run(*, eas: list, runs: int) -> dict:
+    from bench import fixtures
+    from suho.timeseries import partitions_upkeep
     from trading.services import balance_rollup_refresh
 
+    if len(eas) < ACCOUNTS:  # `--only rollup` makes only a few
+        eas = eas + fixtures.eas_create(count=ACCOUNTS - len(eas), prefix="rollup")
     accounts = eas[:ACCOUNTS]
     per_account = DAYS * 86_400 // CADENCE_S
+    now = timezone.now().replace(microsecond=0)
     started = time.perf_counter()
+    for days_back in range(DAYS + 1, 0, -4):  # each call makes its day's partition and the next ones ahead
+        partitions_upkeep(now=now - timedelta(days=days_back))
     with psycopg.connect(admin_dsn(), autocommit=True) as conn:
         conn.execute("TRUNCATE mt5_account_balance_history, mt5_balance_5min")  # earlier sections' EAs wrote some
-        conn.execute(GENERATE, [[ea.tenant_id for ea in accounts], [ea.account_id for ea in accounts], per_account - 1])
-        conn.execute("ANALYZE mt5_account_balance_history")
-        rows = conn.execute("SELECT count(*) FROM mt5_account_balance_history").fetchone()[0]
+    step = math.ceil(per_account / CHUNKS)
+    tenants, account_ids = [ea.tenant_id for ea in accounts], [ea.account_id for ea in accounts]
+    with ThreadPoolExecutor(GENERATORS) as pool:
+        slices = [(lo, min(lo + step, per_account) - 1) for lo in range(0, per_account, step)]
+        rows = sum(
+            done.result()
+            for done in [pool.submit(_generate, now, lo, hi, tenants, account_ids) for lo, hi in reversed(slices)]
+        )
     generate_s = time.perf_counter() - started
-    now = timezone.now()
+    started = time.perf_counter()
+    with psycopg.connect(admin_dsn(), autocommit=True) as conn:
+        conn.execute("ANALYZE mt5_account_balance_history")  # autovacuum's job on a live table
+        in_default = conn.execute("SELECT count(*) FROM mt5_account_balance_history_default").fetchone()[0]
+    analyze_s = time.perf_counter() - started
     started = time.perf_counter()
     buckets = balance_rollup_refresh(start=now - timedelta(days=DAYS, minutes=10), end=now + timedelta(minutes=5))
     rollup_s = time.perf_counter() - started
@@ -97,9 +134,11 @@ def run(*, eas: list, runs: int) -> dict:
         conn.execute("TRUNCATE mt5_account_balance_history, mt5_balance_5min")
     return {
         "rows": rows,
+        "in_default": in_default,
         "accounts": len(accounts),
         "per_account": per_account,
         "generate_s": generate_s,
+        "analyze_s": analyze_s,
         "buckets": buckets,
         "rollup_s": rollup_s,
         "figures": figures,
@@ -133,16 +172,24 @@ def markdown(result: dict) -> str:
             f"{rollup['median']:.2f} ms ({rollup['min']:.2f}–{rollup['max']:.2f}) | "
             f"{ratio['median']:.0f}× ({ratio['min']:.0f}–{ratio['max']:.0f}) | {claim}× |"
         )
+    runs = len(result["figures"]["last_24h"]["raw"])
     lines += [
         "",
-        f"Raw table: {result['accounts'] * result['per_account']:,} rows generated = {result['accounts']} accounts × "
-        f"{DAYS} days at {CADENCE_S}-second cadence ({result['per_account']:,} rows per account) in "
-        f"{result['generate_s']:.0f} s; {result['rows']:,} rows in the table when queried. The issue "
-        f"asks for {ISSUE_ROWS:,} rows: scaled down to fit the 10-minute budget (both queries read one account "
-        "through the (tenant, account, time) index, so more accounts mostly deepen the index; the rollup refresh, not "
-        "the queries, is what takes the time). "
-        f"`balance_rollup_refresh` over the week wrote {result['buckets']:,} buckets in {result['rollup_s']:.1f} s. "
-        f"Each query {QUERY_REPEAT}× per run (median) as the service role under row-level security; "
-        f"{len(result['figures']['last_24h']['raw'])} runs, min–max in brackets.",
+        f"Raw table: {result['rows']:,} rows = {result['accounts']} accounts × {DAYS} days at the EA's "
+        f"{CADENCE_S}-second cadence ({result['per_account']:,} rows per account), time-ordered with the accounts "
+        f"interleaved as live EAs write them, in day partitions ({result['in_default']:,} rows in the default one); "
+        f"generated in {result['generate_s']:.0f} s ({GENERATORS} connections, indexes kept) and analyzed in "
+        f"{result['analyze_s']:.0f} s. `balance_rollup_refresh` (the app's task function) over the whole week wrote "
+        f"{result['buckets']:,} buckets in {result['rollup_s']:.0f} s; its 5-minute run covers one hour. "
+        f"Each query {QUERY_REPEAT}× per run (median) as the service role under the account's tenant context "
+        f"(row-level security on); {runs} run{'s' * (runs != 1)}, min–max in brackets.",
+        "",
+        "Why not the seed's 57× and 72×: the seed's raw queries take 2.3 s and 8.7 s, i.e. they scan far more than "
+        "one account's rows. Here both raw queries read only that account's rows through the (tenant, account, time) "
+        "index, so the rollup's gain is bounded by the rows it saves: at a 30-second cadence a 5-minute bucket "
+        "replaces 10 raw rows. The 24-hour list returns 2,880 rows vs 288 to the application, and the row transfer "
+        "dominates both; the weekly average reads 20,160 rows on as many heap pages (other accounts' rows sit in "
+        "between) vs 2,016 contiguous rollup rows, so it gains more. A denser feed (more rows per bucket) or a raw "
+        "query without the index would give a larger ratio.",
     ]
     return "\n".join(lines) + "\n"
