@@ -266,7 +266,7 @@ def load_run(
         "bridge_cpu_cores": (bridge1 - bridge0) / elapsed,
         "bridge_cpu_s_per_10k": (bridge1 - bridge0) / max(committed, 1) * 1e4,
         "bridge_backlog_messages": backlog,
-        "nats_cpu_s_per_10k": None if None in (nats0, nats1) else (nats1 - nats0) / max(committed, 1) * 1e4,
+        "nats_cpu_cores": None if None in (nats0, nats1) else (nats1 - nats0) / elapsed,
         "load_cpu_cores": (load1 - load0) / elapsed,
         "machine_busy_cores": (busy1 - busy0) / elapsed,
         "other_cpu_cores": (
@@ -481,6 +481,13 @@ def _wire_markdown(binary: list[dict], text: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _cores(runs: list[dict], key: str | None) -> str:
+    """Median cores busy, or – when not measured (no bridges; NATS on another machine)."""
+    if key is None or any(r.get(key) is None for r in runs):
+        return "–"
+    return num(_figure(runs, key)["median"], 2)
+
+
 def _bridge_markdown(result: dict) -> str:
     """Direct vs bridge mode on one workload: phase 1's capacity runs, then the same EAs and rate with bridges."""
     bridge = result.get("bridge", {"runs": [], "skipped": "this run did not measure it"})
@@ -494,7 +501,7 @@ def _bridge_markdown(result: dict) -> str:
     lines = [
         head,
         "",
-        "| mode | offered | committed | tick→row p50 | tick→row p99 | CPU per 10k ticks: daphne / bridges / NATS "
+        "| mode | offered | committed | tick→row p50 | tick→row p99 | CPU cores: daphne / bridges / NATS / PostgreSQL "
         "| runs |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -504,14 +511,13 @@ def _bridge_markdown(result: dict) -> str:
         if "failed" in runs[0]:
             lines.append(f"| {label} | {runs[0]['failed']} (see `.state/bench/bridge*.log`) | | | | | |")
             continue
-        bridges_cpu = num(_figure(runs, "bridge_cpu_s_per_10k")["median"], 3) + " s" if runs[0]["bridges"] else "–"
-        nats_cpu = _figure(runs, "nats_cpu_s_per_10k") if "nats_cpu_s_per_10k" in runs[0] else {"median": None}
+        bridge_key = "bridge_cpu_cores" if runs[0].get("bridges") else None
+        cores = [_cores(runs, key) for key in ("server_cpu_cores", bridge_key, "nats_cpu_cores", "postgres_cpu_cores")]
         lines.append(
             f"| {label} | {num(runs[0]['offered_ticks_s'])} ticks/s "
             f"| {num(_figure(runs, 'committed_ticks_s')['median'])} ticks/s "
             f"| {_lat(runs, 'p50_ms')[0]} | {_lat(runs, 'p99_ms')[0]} "
-            f"| {num(_figure(runs, 'server_cpu_s_per_10k')['median'], 3)} s / {bridges_cpu} / "
-            f"{num(nats_cpu['median'], 3) + ' s' if nats_cpu['median'] is not None else '–'} | {len(runs)} |"
+            f"| {' / '.join(cores)} | {len(runs)} |"
         )
     measured = [r for r in bridge["runs"] if "failed" not in r]
     samples = ", ".join(f"{r['latency_samples']} ({r['latency_censored']} not visible)" for r in measured)
@@ -529,9 +535,9 @@ def _bridge_markdown(result: dict) -> str:
         "the rest waits in the stream and latency grows with the window (messages, each a batch of rows, not yet "
         f"committed at the window's end, by bridge count: {backlog or 'none'}). Before and after each bridge run the "
         "bench purges SUHO_INGEST and deletes its durable consumer, so no run feeds the next; the bridges are stopped "
-        "(SIGTERM, then SIGKILL) even when a run fails. NATS CPU is that of the nats-server serving `NATS_URL` when "
-        "it runs on this machine; in both modes it also stores every tick published on `mt5.account.>` "
-        "(MT5_ACCOUNT).",
+        "(SIGTERM, then SIGKILL) even when a run fails. CPU is in cores busy during the window (the same offered "
+        "load in every row); NATS is the nats-server serving `NATS_URL` when it runs on this machine (– otherwise), "
+        "and in both modes it also stores every tick published on `mt5.account.>` (MT5_ACCOUNT).",
     ]
     return "\n".join(lines)
 
