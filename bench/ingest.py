@@ -184,7 +184,7 @@ def load_run(
             server_env = {**(server_env or {}), "INGEST_MODE": "bridge"}
             bridge_queue_clear()
             for i in range(bridges):
-                bridge_procs.append(Bridge(log_dir, durable=BRIDGE_DURABLE, name=f"bridge{i}"))
+                bridge_procs.append(Bridge(log_dir, durable=BRIDGE_DURABLE, name=f"bridge{bridges}-{i}"))
         for i in range(servers):  # daphne starts while the bridges start: they are ready before the EAs send
             daphnes.append(Daphne(log_dir, name=f"ingest{i}", app=app, env=server_env))
         if bridges:
@@ -264,7 +264,6 @@ def load_run(
         "postgres_cpu_cores": cpu_delta(pg0, pg1) / elapsed,
         "bridges": bridges,
         "bridge_cpu_cores": (bridge1 - bridge0) / elapsed,
-        "bridge_cpu_s_per_10k": (bridge1 - bridge0) / max(committed, 1) * 1e4,
         "bridge_backlog_messages": backlog,
         "nats_cpu_cores": None if None in (nats0, nats1) else (nats1 - nats0) / elapsed,
         "load_cpu_cores": (load1 - load0) / elapsed,

@@ -1,4 +1,4 @@
-"""The bench's servers: environment for its own database, a real daphne process, and what the machine runs.
+"""The bench's servers: environment for its own database, real daphne and data bridge processes, what the machine runs.
 
 `bench_env()` must run before Django is imported: settings read the environment once, and every role connection
 comes from DATABASE_URL, so pointing its path at `bench_suho` moves all three roles off the dev database.
@@ -150,7 +150,6 @@ class Bridge:
         self.proc = subprocess.Popen(
             [sys.executable, "manage.py", "data_bridge", "--durable", durable],
             cwd=ROOT,
-            env=dict(os.environ),
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
