@@ -49,6 +49,15 @@ def cache_set_many(entries: list[tuple[str, int, dict | list]]) -> None:
     pipe.execute()
 
 
+def cache_fill(key: str, ttl_s: int, value: dict | list) -> bool:
+    """Read-through: put a value just loaded from the database, unless the key was written meanwhile (SET NX).
+
+    The gateway's own writes are plain SETs of what the EA just sent, so they always win over a fill; a fill never
+    replaces them. Returns whether this value was stored.
+    """
+    return bool(cache_client().set(key, json.dumps(value, default=str), ex=ttl_s, nx=True))
+
+
 def cache_get(key: str):
     raw = cache_client().get(key)
     return None if raw is None else json.loads(raw)

@@ -77,17 +77,30 @@ def balance_latest(*, account_id) -> dict | None:
             "source": "database"}  # fmt: skip
 
 
-def positions_open(*, account_id) -> list[dict]:
-    """Open positions: the EA's last snapshot from the cache (≤ 10 s old), else open orders in the database."""
-    from suho.cache import cache_get, positions_key
+def positions_open(*, account_id) -> dict:
+    """Open positions as {"positions": [...], "source": "cache" | "database"}, read through the cache (10 s TTL).
+
+    The cache holds the EA's last POSITIONS snapshot (the EA sends one on connect and on change, so it is usually
+    older than the TTL) or, after a miss, the open orders loaded here from the database: the server's own record of
+    what is open, kept by trade events. A miss fills the key with SET NX, so the reads that follow within the TTL hit
+    and a snapshot the EA sent meanwhile is never overwritten. Database rows carry no live profit ("profit": None).
+    Runs in the caller's tenant context; an account that context cannot see is not cached (its empty answer means
+    "not yours", not "no positions").
+    """
+    from accounts.models import MT5Account
+    from suho.cache import POSITIONS_TTL_S, cache_fill, cache_get, positions_key
     from trading.models import TradeOrder
 
-    cached = cache_get(positions_key(account_id))
+    key = positions_key(account_id)
+    cached = cache_get(key)
     if cached is not None:
-        return cached
-    return [
+        return {"positions": cached, "source": "cache"}
+    positions = [
         {"ticket": o.ticket, "symbol": o.symbol, "type": o.order_type, "volume": float(o.volume),
          "open_price": float(o.open_price), "sl": float(o.stop_loss or 0), "tp": float(o.take_profit or 0),
          "profit": None}
         for o in TradeOrder.objects.filter(account_id=account_id, status=TradeOrder.Status.OPEN).order_by("time")
     ]  # fmt: skip
+    if positions or MT5Account.objects.filter(pk=account_id).exists():
+        cache_fill(key, POSITIONS_TTL_S, positions)
+    return {"positions": positions, "source": "database"}
