@@ -1,32 +1,63 @@
 """Cache hit ratios (issue 9 item 7) for the latest quote, balance and positions under a simulated EA workload.
 
 `EAS` EAs on a real daphne behave as docs/protocol.md §6 says: on connect they send ACCOUNT_FINANCE and POSITIONS,
-then price packets (8 symbols) at `FPS`, ACCOUNT_FINANCE and HEARTBEAT every 30 s and POSITIONS every
-`POSITIONS_S` (the protocol sends them "on change": this stands for a change that often). After a warm-up of one
-FINANCE period (so every key has been refreshed by its periodic send at least once), this process
-reads through the app's selectors — `quote_latest`, `balance_latest`, `positions_open`, under the account's tenant
-context — for random accounts, `READS_PER_S` of each, and counts where each answer came from: the cache, or the
-database fallback. (`positions_open` has no source field: the bench accounts have no open orders in the database,
-so an answer with positions came from the cache.) TTLs: quote 5 s, balance 30 s, positions 10 s (suho.cache).
+then price packets (8 symbols) at `FPS`, ACCOUNT_FINANCE and HEARTBEAT every 30 s, and POSITIONS "on change",
+which stands here for a trade-active EA whose positions change once every `POSITIONS_S`. Each account has the one
+open order its EA reports (ticket 123456789) in the database, as trade events would have recorded it. After a
+warm-up of one FINANCE period (every key has been refreshed by its periodic send at least once), this process reads
+through the app's selectors — `quote_latest`, `balance_latest`, `positions_open`, under the account's tenant
+context — for random accounts, `READS_PER_S` of each, and counts an answer as a hit only when its `source` is the
+cache. TTLs: quote 5 s, balance 30 s, positions 10 s (suho.cache). `positions_open` reads through: a miss loads the
+open orders and fills the key for the TTL.
 """
 
 from __future__ import annotations
 
 import random
 import time
+from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
+from bench import ea_load
 from bench.stack import Daphne, LoadProcess
 from bench.stats import met
 
 EAS = 200
 FPS = 2
-POSITIONS_S = 15
+POSITIONS_S = 60
 WARMUP_S = 30  # every EA has sent its first periodic FINANCE (random phase in 30 s): steady state
 READ_S = 20
 READS_PER_S = 100
 SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "USDCHF", "AUDUSD", "USDCAD", "NZDUSD", "XAUUSD")
 SEED_CLAIMS = {"quote": 0.95, "balance": 0.90, "positions": 0.85}
+
+
+def _open_orders_create(accounts: list) -> None:
+    """The position every bench EA reports (bench.ea_load.positions), as an open order in the database."""
+    from django.utils import timezone
+
+    from suho.routers import operator_path
+    from trading.models import TradeOrder
+
+    p = ea_load.positions().positions[0]
+    opened = timezone.now() - timedelta(hours=1)
+    with operator_path():
+        TradeOrder.objects.bulk_create(
+            TradeOrder(time=opened, tenant_id=ea.tenant_id, account_id=ea.account_id, ticket=p.ticket,
+                       symbol=p.symbol, order_type=p.order_type.name.lower(), volume=Decimal(repr(p.volume)),
+                       open_price=Decimal(repr(p.open_price)), stop_loss=Decimal(repr(p.stop_loss)),
+                       take_profit=Decimal(repr(p.take_profit)))
+            for ea in accounts
+        )  # fmt: skip
+
+
+def _open_orders_delete(accounts: list) -> None:
+    from suho.routers import operator_path
+    from trading.models import TradeOrder
+
+    with operator_path():
+        TradeOrder.objects.filter(account_id__in=[ea.account_id for ea in accounts]).delete()
 
 
 def run(*, eas: list, log_dir: Path) -> dict:
@@ -35,6 +66,7 @@ def run(*, eas: list, log_dir: Path) -> dict:
     from trading.selectors import balance_latest, positions_open
 
     accounts = eas[:EAS]
+    _open_orders_create(accounts)
     daphne = Daphne(log_dir, name="cache")
     loads: list[LoadProcess] = []
     hits = {kind: 0 for kind in SEED_CLAIMS}
@@ -65,7 +97,7 @@ def run(*, eas: list, log_dir: Path) -> dict:
                 positions = positions_open(account_id=ea.account_id)
             hits["quote"] += bool(quote and quote["source"] == "cache")
             hits["balance"] += bool(balance and balance["source"] == "cache")
-            hits["positions"] += bool(positions)
+            hits["positions"] += positions["source"] == "cache"
             reads += 1
             due += 1 / READS_PER_S
             time.sleep(max(0.0, due - time.monotonic()))
@@ -74,6 +106,7 @@ def run(*, eas: list, log_dir: Path) -> dict:
         for load in loads:
             load.kill()
         daphne.stop()
+        _open_orders_delete(accounts)
     return {
         "reads": reads,
         "ratios": {kind: n / max(reads, 1) for kind, n in hits.items()},
@@ -102,12 +135,17 @@ def markdown(result: dict) -> str:
     lines += [
         "",
         f"Workload: {EAS} EAs, {FPS} price packets/s each (8 symbols), ACCOUNT_FINANCE and HEARTBEAT every 30 s, "
-        f"POSITIONS every {POSITIONS_S} s, FINANCE and POSITIONS also on connect; {result['reads']:,} reads of each "
-        f"kind over {READ_S} s after a {WARMUP_S} s warm-up (one run). A ratio follows from the TTL against the send "
-        "period: the quote is refreshed far more often than its 5 s TTL; the balance arrives every 30 s against a "
-        "30 s TTL that starts when its batch is written, so a key lapses only when the next write lands later after "
-        "its send than the previous one did (flush jitter); positions sent less often than "
-        "their 10 s TTL miss for the rest of the period. "
+        f'POSITIONS on connect and then every {POSITIONS_S} s ("on change": a trade-active EA); {result["reads"]:,} '
+        f"reads of each kind for random accounts over {READ_S} s after a {WARMUP_S} s warm-up (one run), about one "
+        f"read of each kind per account every {EAS * READ_S / max(result['reads'], 1):.1f} s. "
+        "A hit is an answer whose source is Redis. "
+        "The quote is refreshed far more often than its 5 s TTL; the balance arrives every 30 s against a 30 s TTL "
+        "that starts when its batch is written, so a key lapses only when the next write lands later after its send "
+        "than the previous one did (flush jitter). Positions change far less often than their 10 s TTL, so the EA's "
+        "snapshot has usually expired: `positions_open` reads through (a miss loads the open orders from the "
+        "database and fills the key for 10 s), and its ratio is set by how often an account is read: for a key the "
+        "EA does not refresh, about 1 − 1/(1 + 10 s × reads per second of that account); an account read every "
+        "few minutes would miss nearly every time. "
         f"Connections closed by the server: {result['closed'] or 'none'}.",
     ]
     return "\n".join(lines) + "\n"
