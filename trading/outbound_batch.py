@@ -13,14 +13,15 @@ Durability: an ACK is in memory until its batch commits (≤ 250 ms plus the wri
 row still says "not acknowledged" (`acked_at` NULL; a command still PENDING or SENT), so the next connection of that
 EA is sent the signal or command again on resync, and the EA, which de-duplicates by id, answers a repeat with its
 last ACK for that id (docs/protocol.md section 8): the lost ACK is recorded then. The same holds for a SENT mark,
-which the ACK or the execution trigger also make. Nothing on the server waits for an ACK except the resync itself,
-and `outbound_flush()` runs before each resync reads the database, so a live process never resends what it was
-already told.
+which the ACK or the execution trigger also make. Nothing on the server waits for an ACK except the resync itself:
+`outbound_flush()` runs before each resync reads the database and when an EA disconnects, so a live process does not
+resend what it was already told (unless the database is slower than FLUSH_TIMEOUT_S: then the EA answers again).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
 from datetime import datetime
 from typing import NamedTuple
@@ -36,6 +37,8 @@ from suho.tenancy import tenant_context
 from trading.gateway import Batcher
 from trading.outbound import commands_ack_record
 
+log = logging.getLogger(__name__)
+FLUSH_TIMEOUT_S = 2.0
 SIGNAL_SENT, SIGNAL_ACK, COMMAND_ACK = "signal_sent", "signal_ack", "command_ack"
 REFUSALS = (binproto.AckStatus.REJECTED, binproto.AckStatus.FAILED)
 
@@ -91,22 +94,7 @@ def _apply_tenant(tenant_id: str, items: list[OutboundRow]) -> None:
         )
 
 
-class _OutboundBatcher(Batcher):
-    """The gateway's Batcher with flushes serialised, so `outbound_flush()` returns only after rows another flush
-    had already taken are committed too (the resync relies on it)."""
-
-    _lock: asyncio.Lock | None = None
-    _lock_loop: asyncio.AbstractEventLoop | None = None
-
-    async def flush(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._lock is None or self._lock_loop is not loop:  # tests run a loop per test
-            self._lock, self._lock_loop = asyncio.Lock(), loop
-        async with self._lock:
-            await super().flush()
-
-
-_batcher = _OutboundBatcher("outbound", outbound_bookkeeping_apply, lambda rows: None)
+_batcher = Batcher("outbound", outbound_bookkeeping_apply, lambda rows: None)
 
 
 def signal_sent_add(*, tenant_id, signal_id: UUID) -> None:
@@ -123,9 +111,17 @@ def ack_add(*, tenant_id, ack: binproto.Ack) -> None:
     _batcher.add([OutboundRow(str(tenant_id), kind, ack.ref_id, timezone.now(), ack.status, ack.reason)])
 
 
-async def outbound_flush() -> None:
-    """Commit every SENT mark and ACK received so far (and any batch being written now)."""
-    await _batcher.flush()
+async def outbound_flush(*, timeout_s: float = FLUSH_TIMEOUT_S) -> bool:
+    """Commit every SENT mark and ACK received so far (Batcher.flush runs one flush at a time, so a batch the
+    background task is writing now is committed too). False when that took longer than `timeout_s` (the database
+    is slow or away): the flush goes on in the background, and the caller goes on without the guarantee — at worst
+    a resync resends what the EA already answered, and the EA answers it again."""
+    try:
+        await asyncio.wait_for(asyncio.shield(_batcher.flush()), timeout_s)  # shielded: a flush never loses its rows
+    except TimeoutError:
+        log.warning("outbound bookkeeping not flushed within %.1f s", timeout_s)
+        return False
+    return True
 
 
 def outbound_batcher() -> Batcher:
