@@ -321,6 +321,8 @@ class EAConsumer(AsyncWebsocketConsumer):
         await in_thread(positions_cache_write)(account_id=self.claims.account_id, positions=message)
 
     async def _trade_event(self, event) -> None:
+        if event.signal_id is not None:  # its SENT mark and ACK first: the execution's latency reads sent_to_ea_at
+            await outbound_batch.outbound_flush()
         result = await in_thread(trade_event_record)(
             tenant_id=self.claims.tenant_id, account_id=self.claims.account_id, session_id=self.claims.session_id,
             event=event,

@@ -28,7 +28,8 @@ from signals.learning import feedback_export
 from signals.models import SignalExecution, TradingSignal
 from suho.routers import operator_path
 from suho.tenancy import tenant_context
-from tests.gateway.test_simulator import eventually, server_url, simulator, started, stopped  # noqa: F401
+from tests.gateway.conftest import server_url  # noqa: F401  (a fixture: tests/gateway/conftest.py is not in this folder)
+from tests.gateway.test_simulator import eventually, simulator, started, stopped
 from tests.signals.conftest import BROKER_ASK, BROKER_BID, reference_put, seed_json
 from trading.simulator import position_profit
 
