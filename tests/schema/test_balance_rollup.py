@@ -152,3 +152,15 @@ def test_the_task_runs_the_seeds_window_every_5_minutes():
     account = new_account()
     snapshot(account, datetime.now(UTC) - timedelta(minutes=10), "1", "1")
     assert balance_rollup_refresh_task.apply().get() == 1
+
+
+@pytest.mark.django_db(databases=[OPERATOR])
+def test_two_samples_at_the_same_instant_give_the_larger_balance_every_time():
+    account = new_account()
+    at = datetime(2026, 3, 2, 11, 30, 10, tzinfo=UTC)
+    snapshot(account, at, "101", "5")
+    snapshot(account, at, "100", "7")
+
+    balance_rollup_refresh(now=NOW)
+
+    assert [row[3:] for row in rollup()] == [(Decimal(101), Decimal(5))]
