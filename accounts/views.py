@@ -106,7 +106,7 @@ def account_detail(request, account_id):
         "chart": selectors.balance_series(
             account_id=account.account_id, since=timezone.now() - timedelta(days=CHART_DAYS)
         ),
-        "positions": positions_open(account_id=account.account_id),
+        "positions": positions_open(account_id=account.account_id)["positions"],
         "filters": filters,
         "trades": page,
         "query": query.urlencode(),
