@@ -110,13 +110,14 @@ def bridge_queue_clear() -> None:
     asyncio.run(_queue_call(clear))
 
 
-def bridge_backlog() -> int:
-    """Messages in SUHO_INGEST that no bridge has committed yet (waiting or fetched and not yet acked)."""
+def bridge_backlog() -> tuple[int, int]:
+    """Messages in SUHO_INGEST no bridge has committed yet (waiting, or fetched and not acked), and how many of them
+    JetStream is redelivering (fetched, not acked within the consumer's ack wait)."""
     from trading.bridge import INGEST_STREAM
 
-    async def backlog(jetstream) -> int:
+    async def backlog(jetstream) -> tuple[int, int]:
         info = await jetstream.consumer_info(INGEST_STREAM, BRIDGE_DURABLE)
-        return (info.num_pending or 0) + (info.num_ack_pending or 0)
+        return (info.num_pending or 0) + (info.num_ack_pending or 0), info.num_redelivered or 0
 
     return asyncio.run(_queue_call(backlog))
 
@@ -225,7 +226,7 @@ def load_run(
             raise RuntimeError(f"a data bridge exited during the run:\n{dead[0].log_tail()}")
         bridge1, nats1 = sum(b.cpu_s() for b in bridge_procs), process_cpu_s(nats)
         rows1, t1 = _rows(), time.monotonic()
-        backlog = bridge_backlog() if bridges else None
+        backlog, redelivered = bridge_backlog() if bridges else (None, None)
         time.sleep(DRAIN_S)
         results = [load.stop() for load in loads]
     finally:
@@ -265,6 +266,7 @@ def load_run(
         "bridges": bridges,
         "bridge_cpu_cores": (bridge1 - bridge0) / elapsed,
         "bridge_backlog_messages": backlog,
+        "bridge_redelivered_messages": redelivered,
         "nats_cpu_cores": None if None in (nats0, nats1) else (nats1 - nats0) / elapsed,
         "load_cpu_cores": (load1 - load0) / elapsed,
         "machine_busy_cores": (busy1 - busy0) / elapsed,
@@ -520,7 +522,11 @@ def _bridge_markdown(result: dict) -> str:
         )
     measured = [r for r in bridge["runs"] if "failed" not in r]
     samples = ", ".join(f"{r['latency_samples']} ({r['latency_censored']} not visible)" for r in measured)
-    backlog = ", ".join(f"{num(r['bridge_backlog_messages'])} with {r['bridges']}" for r in measured)
+    backlog = ", ".join(
+        f"{num(r['bridge_backlog_messages'])} with {r['bridges']} ({num(r.get('bridge_redelivered_messages'))} "
+        "being redelivered)"
+        for r in measured
+    )
     lines += [
         "",
         "Direct is the median of the capacity runs above; each bridge row is one run. In bridge mode daphne "
