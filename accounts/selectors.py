@@ -24,6 +24,21 @@ def ea_session_active(*, session_id: UUID, tenant_id: UUID) -> bool:
         ).exists()
 
 
+def ea_sessions_active(*, tenant_id: UUID, session_ids: list[UUID]) -> set[UUID]:
+    """Which of one tenant's sessions may go on (ea_session_active's rule, one query for all of them): the gateway
+    checks every live connection of a process this way every ~30 s, one query per tenant instead of one per EA."""
+    with tenant_context(tenant_id):
+        return set(
+            EASession.objects.filter(
+                session_id__in=session_ids,
+                ended_at__isnull=True,
+                api_key__revoked_at__isnull=True,
+                account__is_active=True,
+                tenant__is_active=True,
+            ).values_list("session_id", flat=True)
+        )
+
+
 # --- Portal reads (each runs in the signed-in user's tenant context: another tenant's rows are invisible) --------
 
 

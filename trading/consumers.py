@@ -11,7 +11,6 @@ import asyncio
 import logging
 import time
 from collections import deque
-from datetime import UTC, datetime
 from urllib.parse import parse_qs
 from uuid import UUID
 
@@ -28,11 +27,11 @@ from trading import connection as connection_services
 from trading import outbound_batch
 from trading.gateway import batcher, hub
 from trading.ingest import BalanceRow, HeartbeatRow, positions_cache_write, profile_update, trade_event_record
+from trading.session_watch import session_watch
 
 log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT_S = 10
-SESSION_CHECK_INTERVAL_S = 30
 MAX_FRAMES_PER_S = 500  # sustained, per connection; bursts up to MAX_FRAME_BURST
 MAX_FRAME_BURST = 2000
 MAX_ERRORS = 20  # protocol errors within ERROR_WINDOW_S before the connection is closed
@@ -115,6 +114,7 @@ class EAConsumer(AsyncWebsocketConsumer):
             task.cancel()
         if self.authenticated:
             hub.unregister(str(self.claims.account_id), self)
+            session_watch().discard(self)
             try:
                 await outbound_batch.outbound_flush()  # what this EA told us is committed before it reconnects
                 await in_thread(connection_services.ea_disconnected)(
@@ -220,7 +220,7 @@ class EAConsumer(AsyncWebsocketConsumer):
         self.authenticated = True
         self.legacy = not send_result
         if self.legacy:
-            self._spawn(self._session_watch())
+            session_watch().add(self)  # closes it when its key is revoked or token expires
             await hub.register(str(claims.account_id), self)
             await in_thread(connection_services.ea_connected)(
                 tenant_id=claims.tenant_id, account_id=claims.account_id, session_id=claims.session_id,
@@ -246,7 +246,7 @@ class EAConsumer(AsyncWebsocketConsumer):
         self.v1_symbols.update(resync.v1_symbol_overrides)
         for message in resync.messages:
             await self._send_outbound(message)
-        self._spawn(self._session_watch())
+        session_watch().add(self)  # closes it when its key is revoked or token expires
 
     async def _price_stream(self, message: binproto.PriceStream) -> None:
         rows = [(self.symbol_table.get(t.symbol) if message.version == binproto.V2 else self.v1_symbols.get(t.symbol),
@@ -449,20 +449,6 @@ class EAConsumer(AsyncWebsocketConsumer):
         await asyncio.sleep(HELLO_TIMEOUT_S)
         if not self.authenticated:
             await self.close_with(CloseCode.AUTH_FAILED, "no HELLO within the time limit")
-
-    async def _session_watch(self) -> None:
-        """Ends the connection when its key is revoked or its session ended (checked every 30 s) or expired."""
-        while not self.closing:
-            await asyncio.sleep(SESSION_CHECK_INTERVAL_S)
-            if self.claims.expires_at <= datetime.now(UTC):
-                await self.close_with(CloseCode.SESSION_EXPIRED, "access token expired; refresh it or re-authenticate")
-                return
-            active = await in_thread(account_selectors.ea_session_active)(
-                session_id=self.claims.session_id, tenant_id=self.claims.tenant_id
-            )
-            if not active:
-                await self.close_with(CloseCode.REVOKED, "session ended or API key revoked")
-                return
 
     def _remote_addr(self) -> str | None:
         client = self.scope.get("client")

@@ -107,9 +107,9 @@ async def test_a_trade_naming_another_tenants_signal_is_kept_without_the_link(ea
 async def test_revoking_the_key_ends_its_live_session(ea_account, monkeypatch):
     from accounts.models import ApiKey
     from accounts.services import api_key_revoke
-    from trading import consumers
+    from trading import session_watch
 
-    monkeypatch.setattr(consumers, "SESSION_CHECK_INTERVAL_S", 0.2)  # production: 30 s, inside the one-minute goal
+    monkeypatch.setattr(session_watch, "SESSION_CHECK_INTERVAL_S", 0.2)  # production: 30 s, inside the one-minute goal
     _tenant, account, secret = ea_account
     communicator, _ = await connect(account, secret)
 
