@@ -36,6 +36,7 @@ from bench.stack import (
     LoadProcess,
     admin_dsn,
     cpu_delta,
+    errors_logged,
     machine_busy_s,
     nats_process,
     postgres_cpu,
@@ -285,6 +286,8 @@ def load_run(
         "closed": [r["closed"] for r in results],
         "errors": [r["errors"] for r in results],
         "late_resets": sum(r["late_resets"] for r in results),
+        "server_errors_logged": sum(errors_logged(d.log_path) for d in daphnes),
+        "bridge_errors_logged": sum(errors_logged(b.log_path) for b in bridge_procs),
     }
 
 
@@ -527,6 +530,11 @@ def _bridge_markdown(result: dict) -> str:
         "being redelivered)"
         for r in measured
     )
+    closed = [c for r in measured for c in r["closed"] if c]
+    errors = ", ".join(
+        f"{r.get('server_errors_logged', '?')} / {r.get('bridge_errors_logged', '?')} with {r['bridges']}"
+        for r in measured
+    )
     lines += [
         "",
         "Direct is the median of the capacity runs above; each bridge row is one run. In bridge mode daphne "
@@ -542,7 +550,9 @@ def _bridge_markdown(result: dict) -> str:
         "bench purges SUHO_INGEST and deletes its durable consumer, so no run feeds the next; the bridges are stopped "
         "(SIGTERM, then SIGKILL) even when a run fails. CPU is in cores busy during the window (the same offered "
         "load in every row); NATS is the nats-server serving `NATS_URL` when it runs on this machine (– otherwise), "
-        "and in both modes it also stores every tick published on `mt5.account.>` (MT5_ACCOUNT).",
+        "and in both modes it also stores every tick published on `mt5.account.>` (MT5_ACCOUNT). Connections "
+        f"closed by the server during bridge runs: {closed or 'none'}; errors logged by daphne / the bridges, by "
+        f"bridge count: {errors or 'none'}.",
     ]
     return "\n".join(lines)
 

@@ -140,6 +140,14 @@ class Daphne:
         self._log.close()
 
 
+def errors_logged(path: Path) -> int:
+    """ERROR and CRITICAL records in a server's JSON log (DEBUG off: one JSON object a line)."""
+    if not path.exists():
+        return 0
+    text = path.read_text(errors="replace")
+    return text.count('"level": "ERROR"') + text.count('"level": "CRITICAL"')
+
+
 class Bridge:
     """One real data bridge process (`python manage.py data_bridge --durable …`), for INGEST_MODE=bridge runs."""
 
