@@ -124,7 +124,7 @@ def argv_display(args) -> str:
 
 TITLES = {
     "codec": "1. Codec: binary vs JSON, µs per message (`bench/bench_codec.py`)",
-    "ingest": "2–3. Ingest end to end, and binary vs JSON on the wire",
+    "ingest": "2–3. Ingest end to end, binary vs JSON on the wire, direct vs bridge mode",
     "delivery": "4. Delivery: NATS publish → EA receive",
     "connections": "5. Connections held by one process",
     "rollup": "6. Balance rollup vs raw history",
