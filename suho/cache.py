@@ -49,6 +49,11 @@ def cache_set_many(entries: list[tuple[str, int, dict | list]]) -> None:
     pipe.execute()
 
 
+def cache_delete(key: str) -> None:
+    """Forget a value the database has just made stale; the next read loads it again (read-through)."""
+    cache_client().delete(key)
+
+
 def cache_fill(key: str, ttl_s: int, value: dict | list) -> bool:
     """Read-through: put a value just loaded from the database, unless the key was written meanwhile (SET NX).
 

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from typing import NamedTuple
 from uuid import UUID
 
@@ -20,7 +21,7 @@ from django.utils import timezone
 import binproto
 from accounts.models import MT5Account
 from suho.bus import get_bus
-from suho.cache import BALANCE_TTL_S, POSITIONS_TTL_S, balance_key, cache_set_many, positions_key
+from suho.cache import BALANCE_TTL_S, POSITIONS_TTL_S, balance_key, cache_delete, cache_set_many, positions_key
 from suho.outbox import outbox_publish_on_commit
 from suho.routers import SERVICE
 from suho.tenancy import TENANT_SETTING, tenant_context
@@ -282,6 +283,8 @@ def trade_event_record(*, tenant_id: UUID, account_id: UUID, session_id: UUID | 
         elif kind == TradeEvent.Kind.MODIFY and order.status == TradeOrder.Status.OPEN:
             order.stop_loss, order.take_profit = fields["stop_loss"], fields["take_profit"]
             order.save(update_fields=["stop_loss", "take_profit", "updated_at"])
+        # The cached positions (the EA's last snapshot, or a read-through fill) no longer hold: drop them.
+        transaction.on_commit(partial(cache_delete, positions_key(account_id)), using=SERVICE)
         outbox_publish_on_commit(
             tenant_id=tenant_id,
             subject=f"mt5.account.{account_id}.trades.{kind}",

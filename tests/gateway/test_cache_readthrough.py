@@ -75,3 +75,20 @@ def test_an_account_the_tenant_context_cannot_see_is_not_cached(account):
 
     with tenant_context(account.tenant_id):
         assert [p["ticket"] for p in positions_open(account_id=account.pk)["positions"]] == [41]
+
+
+@pytest.mark.django_db(databases=["default", "owner", "operator"])
+def test_a_trade_event_drops_the_cached_positions_so_the_next_read_sees_it(account, django_capture_on_commit_callbacks):
+    from tests.gateway.ea_client import trade_opened
+    from trading.ingest import trade_event_record
+
+    cache_set_many([(positions_key(account.pk), POSITIONS_TTL_S, [])])  # the EA's snapshot from before the trade
+
+    with django_capture_on_commit_callbacks(execute=True):
+        trade_event_record(tenant_id=account.tenant_id, account_id=account.pk, session_id=None,
+                           event=trade_opened(ticket=4242, seq=1))  # fmt: skip
+
+    with tenant_context(account.tenant_id):
+        answer = positions_open(account_id=account.pk)
+    assert answer["source"] == "database"
+    assert [p["ticket"] for p in answer["positions"]] == [4242]
