@@ -71,5 +71,6 @@ def balance_rollup_refresh(
         return 0
     window = {"start": start, "end": end}
     with transaction.atomic(using=OPERATOR), connections[OPERATOR].cursor() as cursor:
+        cursor.execute("SET LOCAL work_mem = '64MB'")  # a week's backfill groups ~1M buckets: in memory, not temp files
         cursor.execute(ROLLUP_REFRESH, window)
         return cursor.rowcount
