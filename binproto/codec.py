@@ -580,17 +580,9 @@ _WRITERS: Final = {Text: _write_text, Items: _write_items, Pairs: _write_pairs}
 ROW_FIELDS: Final = PriceTick._fields  # rows are ticks with the symbol resolved to its name; enums as plain ints
 
 
-def decode_v1_price_records(buf: bytes | bytearray | memoryview) -> tuple[int, list[tuple[int, int, int, int, int]]]:
-    """A v1 PRICE_STREAM frame → (header timestamp µs, its records as on the wire): V1_RECORD_FIELDS, that is
-    (symbol_id, bid, ask, spread_points, server_id) with the prices still × V1_PRICE_SCALE.
-
-    The ingest path's decode: the legacy EA's 144-byte packet is the server's hottest input, so this checks the
-    header, length and padding and does one C-level unpack, nothing more. The caller names the symbols, drops ids
-    its table lacks and scales the prices in the same pass that builds its own rows (decode_price_rows does both
-    here and makes each row twice). Any other frame raises ProtocolError with decode()'s reason.
-    """
-    if type(buf) is not bytes:
-        buf = _as_bytes(buf)
+def _v1_price_records(buf: bytes) -> tuple[int, list[tuple[int, int, int, int, int]]] | None:
+    """The legacy EA's packet checked inline (the hottest input on the server): (timestamp µs, wire records), or
+    None when the frame is anything else, valid or not, for the caller's precise path."""
     size = len(buf)
     if size >= 16:
         magic, version, msg_type, count, timestamp_us = HEADER.unpack_from(buf)
@@ -602,6 +594,23 @@ def decode_v1_price_records(buf: bytes | bytearray | memoryview) -> tuple[int, l
             and (size == end or (size == 144 and count <= 8 and buf[end:] == V1_ZERO_PADDING[end:]))
         ):
             return timestamp_us, list(V1_ROW.iter_unpack(buf[16:end]))
+    return None
+
+
+def decode_v1_price_records(buf: bytes | bytearray | memoryview) -> tuple[int, list[tuple[int, int, int, int, int]]]:
+    """A v1 PRICE_STREAM frame → (header timestamp µs, its records as on the wire): V1_RECORD_FIELDS, that is
+    (symbol_id, bid, ask, spread_points, server_id) with the prices still × V1_PRICE_SCALE.
+
+    The ingest path's decode: the legacy EA's 144-byte packet is the server's hottest input, so this checks the
+    header, length and padding and does one C-level unpack, nothing more. The caller names the symbols, drops ids
+    its table lacks and scales the prices in the same pass that builds its own rows (decode_price_rows does both
+    here and makes each row twice). Any other frame raises ProtocolError with decode()'s reason.
+    """
+    if type(buf) is not bytes:
+        buf = _as_bytes(buf)
+    v1 = _v1_price_records(buf)
+    if v1 is not None:
+        return v1
     version, msg_type, _count, _timestamp_us = _read_header(buf)  # raises the precise error, or it is version 2
     if msg_type != MsgType.PRICE_STREAM:
         raise ProtocolError(E.ERR_NOT_PRICE_STREAM.format(name=MsgType(msg_type).name))
@@ -621,30 +630,17 @@ def decode_price_rows(
     """
     if type(buf) is not bytes:
         buf = _as_bytes(buf)
-    size = len(buf)
-    if size >= 16:  # the legacy EA's packet, checked inline: this is the hottest loop on the server
-        magic, version, msg_type, count, timestamp_us = HEADER.unpack_from(buf)
-        end = 16 + 16 * count
-        if (
-            magic == 0x53554854
-            and version == 1
-            and msg_type == 1
-            and (size == end or (size == 144 and count <= 8 and buf[end:] == V1_ZERO_PADDING[end:]))
-        ):
-            names = _V1_NAMES if symbol_names is None else symbol_names
-            try:
-                rows = [
-                    (names[sid], bid / 100000, ask / 100000, spread, 0, True, 0, server)
-                    for sid, bid, ask, spread, server in V1_ROW.iter_unpack(buf[16:end])
-                ]
-            except KeyError:
-                rows = [
-                    (names[sid], bid / 100000, ask / 100000, spread, 0, True, 0, server)
-                    for sid, bid, ask, spread, server in V1_ROW.iter_unpack(buf[16:end])
-                    if sid in names
-                ]
-            return timestamp_us, rows
-    version, msg_type, count, timestamp_us = _read_header(buf)  # raises the precise error, or it is version 2
+    v1 = _v1_price_records(buf)
+    if v1 is not None:
+        timestamp_us, records = v1
+        names = _V1_NAMES if symbol_names is None else symbol_names
+        rows = [
+            (names[sid], bid / 100000, ask / 100000, spread, 0, True, 0, server)
+            for sid, bid, ask, spread, server in records
+            if sid in names
+        ]
+        return timestamp_us, rows
+    _version, msg_type, count, timestamp_us = _read_header(buf)  # raises the precise error, or it is version 2
     if msg_type != MsgType.PRICE_STREAM:
         raise ProtocolError(E.ERR_NOT_PRICE_STREAM.format(name=MsgType(msg_type).name))
     if symbol_names is None:
