@@ -130,13 +130,7 @@ class Daphne:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after a bounded wait (thousands of disconnects may still be queued)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(SERVER_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        process_stop(self.proc)
         self._log.close()
 
 
@@ -180,14 +174,19 @@ class Bridge:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after a bounded wait."""
-        if self.proc.poll() is None:
-            self.terminate()
-            try:
-                self.proc.wait(SERVER_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        process_stop(self.proc)
         self._log.close()
+
+
+def process_stop(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL when it has not exited within SERVER_STOP_TIMEOUT_S."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(SERVER_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def machine_busy_s() -> float:

@@ -6,9 +6,9 @@ The gateway delivers it to the EA, which fills it at its own ask; the EA's quote
 own SL/TP watcher closes the position, and the schema's triggers fill the execution row (slippage, latency, profit).
 The feedback export then writes it and marks it used for training.
 
-The server is test_simulator.py's daphne subprocess (`server_url`), the EA a `SimulatedEA` without a price stream
+The server is the gateway tests' daphne subprocess (`server_url`, a session-scoped fixture in
+tests/gateway/conftest.py, imported from there and used by name), the EA a `SimulatedEA` without a price stream
 (`ticks_per_second=0`): its quotes are scripted with `SimulatedEA.set_quote`, so every price is the example's.
-`server_url` is imported from there (a module-scoped fixture, used by name).
 """
 
 from __future__ import annotations
