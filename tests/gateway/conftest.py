@@ -10,21 +10,16 @@ by a pytest session fixture. One daphne per ingest mode serves the whole session
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 
 import pytest
-from django.conf import settings
 from django.db import connections
 
 from accounts.models import MT5Account, Tenant, User
 from accounts.services import api_key_create
 from suho.tenancy import tenant_context
 from tests.gateway.ea_client import bridge_running, server_env
+from tests.servers import daphne_serving
 from trading import gateway
 
 OWNER_TRUNCATE = (
@@ -32,7 +27,6 @@ OWNER_TRUNCATE = (
     " mt5_signal_executions, mt5_trading_signals, mt5_ea_commands, mt5_ea_sessions, mt5_api_keys,"
     " mt5_user_accounts, mt5_audit_log, suho_users, suho_tenants CASCADE"
 )
-SERVER_START_S = 30.0
 
 
 def account_create(tenant: Tenant, name: str = "EA") -> tuple[MT5Account, str]:
@@ -95,40 +89,10 @@ async def ingest_mode(request, settings):
         gateway._batchers.clear()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _daphne(log_dir, **env: str):
     """daphne serving suho.asgi on the test database; yields its EA URL; its log is shown if it fails to start."""
-    port = _free_port()
-    log_path = log_dir / "daphne.log"
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "suho.asgi:application"],
-            env=server_env(**env), cwd=settings.BASE_DIR, stdout=log_file, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"daphne did not start (exit {process.poll()}):\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.1)  # not listening yet: the only wait without an event to wait on
+    with daphne_serving(server_env(**env), log_dir / "daphne.log") as port:
         yield f"ws://127.0.0.1:{port}/ws/ea/"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")

@@ -11,12 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -33,6 +29,7 @@ from signals.models import TradingSignal
 from suho.routers import operator_path
 from suho.tenancy import tenant_context
 from tests.portal.conftest import PASSWORD
+from tests.servers import daphne_serving
 from trading.services import balance_rollup_refresh
 from trading.simulator import SimulatedEA, SimulatorConfig
 
@@ -50,12 +47,6 @@ SCREENSHOTS = Path(settings.BASE_DIR) / "artifacts" / "screenshots"
 WAIT_S = 20
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(django_db_setup, tmp_path_factory):
     """daphne on the test database; yields the base URL (localhost: Chromium sends Secure cookies there)."""
@@ -66,32 +57,8 @@ def server(django_db_setup, tmp_path_factory):
         "REDIS_URL": settings.REDIS_URL, "NATS_URL": settings.NATS_URL,
         "DJANGO_SETTINGS_MODULE": "suho.test_settings", "SUHO_TESTING": "1",
     }  # fmt: skip
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("daphne") / "daphne.log"
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "suho.asgi:application"],
-            env=env, cwd=settings.BASE_DIR, stdout=log_file, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"daphne did not start (exit {process.poll()}):\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.1)
+    with daphne_serving(env, tmp_path_factory.mktemp("daphne") / "daphne.log") as port:
         yield f"http://localhost:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 @pytest.fixture
