@@ -267,7 +267,7 @@ class EAConsumer(AsyncWebsocketConsumer):
         rows = [TickRow(time_us, tenant, account, names[sid], bid / scale, ask / scale, spread, 0, True, "unknown",
                         trusted)
                 for sid, bid, ask, spread, _server in records if bid and ask and sid in names]  # fmt: skip
-        if not self.legacy and not all(bid and ask for _sid, bid, ask, _spread, _server in records):
+        if len(rows) != len(records) and not self.legacy and not all(bid and ask for _, bid, ask, _, _ in records):
             error = binproto.Error(code=ErrorCode.MALFORMED_FRAME, reason=TICK_PRICE_OUT_OF_RANGE)
             self._spawn(self._send_message(error))
         if rows:
