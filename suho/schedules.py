@@ -15,6 +15,7 @@ BEAT_SCHEDULE = {
         "task": "trading.tasks.accounts_mark_silent_offline_task",
         "schedule": timedelta(minutes=1),
     },
+    "bridge-applied-prune": {"task": "trading.tasks.bridge_applied_prune_task", "schedule": timedelta(hours=1)},
     "risk-checks": {"task": "compliance.tasks.risk_checks_task", "schedule": timedelta(minutes=5)},
     "risk-alerts": {"task": "compliance.tasks.risk_alerts_task", "schedule": timedelta(minutes=1)},
     "signals-expire-stale": {"task": "signals.tasks.signals_expire_stale_task", "schedule": timedelta(seconds=15)},

@@ -2,9 +2,11 @@
 
 The gateway publishes each batch to `suho.ingest.{kind}` and treats JetStream's ack as acceptance (the message id
 is a hash of the batch, so a retried publish is stored once). `manage.py data_bridge` pulls with a durable consumer,
-writes the rows with the same set-based inserts as direct mode, records the stream sequences in the same transaction
-(`suho_bridge_applied`), and acks only after commit: a bridge killed at any point applies every batch exactly once.
-Several bridges share the durable consumer and scale out.
+writes the rows with the same set-based inserts as direct mode, records each batch's message id in the same
+transaction (`suho_bridge_applied`), and acks only after commit: a bridge killed at any point applies every batch
+exactly once. The record is keyed on the message id, not the stream sequence, so a stream deleted and created again
+(its sequences restart at 1) never has a new batch mistaken for an old one. Several bridges share the durable
+consumer and scale out.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import nats
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DataError, IntegrityError, connections, transaction
+from django.utils import timezone
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from quotes.ingest import TickRow, broker_quotes_after_commit, broker_quotes_insert
@@ -55,9 +59,13 @@ def ingest_publish(kind: str, rows: list) -> int:
     if len(payload) > MAX_MESSAGE_BYTES and len(rows) > 1:
         middle = len(rows) // 2
         return ingest_publish(kind, rows[:middle]) + ingest_publish(kind, rows[middle:])
-    msg_id = f"{kind}:{hashlib.sha256(payload).hexdigest()}"
-    get_bus().jetstream_publish(f"suho.ingest.{kind}", payload, msg_id=msg_id)
+    get_bus().jetstream_publish(f"suho.ingest.{kind}", payload, msg_id=batch_msg_id(kind, payload))
     return len(rows)
+
+
+def batch_msg_id(kind: str, payload: bytes) -> str:
+    """A batch's identity: its kind and a hash of its bytes (its rows carry their account and timestamps)."""
+    return f"{kind}:{hashlib.sha256(payload).hexdigest()}"
 
 
 def ingest_publish_nothing_after(rows: list) -> None:
@@ -66,7 +74,8 @@ def ingest_publish_nothing_after(rows: list) -> None:
 
 @dataclass(frozen=True)
 class Batch:
-    seq: int
+    msg_id: str  # Nats-Msg-Id: what makes a redelivered batch recognisable
+    seq: int  # the stream sequence, for the logs
     kind: str
     rows: list
 
@@ -77,9 +86,9 @@ def batches_apply(batches: list[Batch]) -> list[Batch]:
     with transaction.atomic(using=SERVICE), connections[SERVICE].cursor() as cursor:
         for batch in batches:
             cursor.execute(
-                "INSERT INTO suho_bridge_applied (stream, seq, applied_at) VALUES (%s, %s, now())"
-                " ON CONFLICT (stream, seq) DO NOTHING RETURNING seq",
-                [INGEST_STREAM, batch.seq],
+                "INSERT INTO suho_bridge_applied (msg_id, stream, seq, applied_at) VALUES (%s, %s, %s, now())"
+                " ON CONFLICT (msg_id) DO NOTHING RETURNING seq",
+                [batch.msg_id, INGEST_STREAM, batch.seq],
             )
             if cursor.fetchone() is None:
                 continue  # redelivered after a crash between our commit and our ack
@@ -102,6 +111,20 @@ def batches_apply(batches: list[Batch]) -> list[Batch]:
         except Exception:
             log.exception("bridge: cache/NATS after commit failed (rows are committed)")
     return fresh
+
+
+def bridge_applied_prune(*, now: datetime | None = None) -> int:
+    """Forget batches older than SUHO_INGEST keeps messages (plus a day): none of them can be delivered again."""
+    keep = timedelta(hours=settings.NATS_ACCOUNT_STREAM_MAX_AGE_H, days=1)
+    with connections[SERVICE].cursor() as cursor:
+        cursor.execute("DELETE FROM suho_bridge_applied WHERE applied_at < %s", [(now or timezone.now()) - keep])
+        return cursor.rowcount
+
+
+def _message_batch(message) -> Batch:
+    kind = message.subject.rsplit(".", 1)[1]
+    msg_id = (message.headers or {}).get("Nats-Msg-Id") or batch_msg_id(kind, message.data)
+    return Batch(msg_id, message.metadata.sequence.stream, kind, _rows(message.data))
 
 
 def _rows(data: bytes) -> list:
@@ -137,7 +160,7 @@ async def bridge_run(
                 messages = await subscription.fetch(fetch_batch, timeout=idle_timeout_s)
             except TimeoutError:  # nats.errors.TimeoutError, or asyncio's own when the server answers late: both idle
                 continue
-            batches = [Batch(m.metadata.sequence.stream, m.subject.rsplit(".", 1)[1], _rows(m.data)) for m in messages]
+            batches = [_message_batch(m) for m in messages]
             await sync_to_async(batches_apply, thread_sensitive=False)(batches)
             for message in messages:
                 await message.ack()

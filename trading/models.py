@@ -245,16 +245,17 @@ class EACommand(models.Model):
 
 
 class BridgeApplied(models.Model):
-    """JetStream sequences the data bridge has committed: written in the same transaction as their rows, so a
-    message redelivered after a crash between commit and ack is recognised and applied exactly once."""
+    """Batches the data bridge has committed, by message id: written in the same transaction as their rows, so a
+    message redelivered after a crash between commit and ack is recognised and applied exactly once. Pruned once the
+    stream can no longer deliver them (trading.bridge.bridge_applied_prune)."""
 
+    msg_id = models.CharField(max_length=100, unique=True)
     stream = models.CharField(max_length=40)
     seq = models.BigIntegerField()
-    applied_at = models.DateTimeField(auto_now_add=True)
+    applied_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
         db_table = "suho_bridge_applied"
-        constraints = [models.UniqueConstraint("stream", "seq", name="bridge_applied_once")]
 
     def __str__(self) -> str:
-        return f"{self.stream}#{self.seq}"
+        return f"{self.stream}#{self.seq} {self.msg_id}"

@@ -19,3 +19,11 @@ def accounts_mark_silent_offline_task() -> int:
     from trading.connection import accounts_mark_silent_offline
 
     return accounts_mark_silent_offline()
+
+
+@shared_task
+def bridge_applied_prune_task() -> int:
+    """Hourly (suho.schedules): the data bridge's applied-batch records the stream can no longer redeliver."""
+    from trading.bridge import bridge_applied_prune
+
+    return bridge_applied_prune()

@@ -5,17 +5,23 @@ test_bridge_websocket.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import time
+from datetime import timedelta
 from functools import partial
 
+import nats
 import pytest
 from channels.db import database_sync_to_async
 from django.db import connections
+from django.utils import timezone
+from nats.js.errors import NotFoundError
 
 from quotes.ingest import TickRow
 from suho.bus import get_bus
+from suho.schedules import BEAT_SCHEDULE
 from suho.streams import streams_ensure
 from tests.gateway.ea_client import (
     bridge_process,
@@ -27,14 +33,17 @@ from tests.gateway.ea_client import (
 )
 from trading import gateway
 from trading.bridge import (
+    INGEST_STREAM,
     MAX_MESSAGE_BYTES,
     ROWS_PER_MESSAGE,
     Batch,
     batches_apply,
+    bridge_applied_prune,
     ingest_publish,
     ingest_publish_nothing_after,
 )
 from trading.gateway import Batcher
+from trading.tasks import bridge_applied_prune_task
 
 pytestmark = [pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])]
 
@@ -140,9 +149,53 @@ async def test_an_idle_bridge_whose_fetches_time_out_keeps_running(ea_account, s
 def test_a_batch_delivered_again_after_its_commit_is_not_applied_twice(ea_account):
     """A bridge killed between its commit and its ack: JetStream redelivers the batch, suho_bridge_applied skips it."""
     tenant, account, _secret = ea_account
-    batch = Batch(seq=987_654_321, kind="quotes", rows=[list(row) for row in ticks(tenant, account, 5)])
+    batch = Batch("quotes:redelivered", 987_654_321, "quotes", [list(row) for row in ticks(tenant, account, 5)])
     assert batches_apply([batch]) == [batch]
     assert batches_apply([batch]) == []
     assert stored(account.account_id) == (5, 5)
     with connections["owner"].cursor() as cursor:
-        cursor.execute("DELETE FROM suho_bridge_applied WHERE seq = %s", [batch.seq])
+        cursor.execute("DELETE FROM suho_bridge_applied WHERE msg_id = %s", [batch.msg_id])
+
+
+async def _ingest_stream_create_again(url: str) -> None:
+    connection = await nats.connect(url)
+    try:
+        with contextlib.suppress(NotFoundError):
+            await connection.jetstream().delete_stream(INGEST_STREAM)
+    finally:
+        await connection.close()
+    await asyncio.to_thread(streams_ensure)
+
+
+async def test_batches_in_a_stream_created_again_are_applied_though_its_sequences_start_at_1_again(
+    ea_account, settings
+):
+    """An operator deletes SUHO_INGEST and `nats_setup` creates it again: sequences restart at 1. A bridge that
+    remembered sequences would take each new batch for one it had applied and drop its rows."""
+    tenant, account, _secret = ea_account
+    settings.INGEST_MODE = "bridge"
+    for round_ in range(2):
+        await _ingest_stream_create_again(settings.NATS_URL)
+        async with bridge_running():
+            start_us = time.time_ns() // 1000 + round_ * 1_000_000
+            await asyncio.to_thread(ingest_publish, "quotes", ticks(tenant, account, 10, start_us=start_us))
+            await ingest_settled()
+    assert await database_sync_to_async(stored)(account.account_id) == (20, 20)
+    applied = await database_sync_to_async(rows)(
+        "SELECT seq FROM suho_bridge_applied WHERE stream = %s ORDER BY applied_at", [INGEST_STREAM]
+    )
+    assert applied == [(1,), (1,)]  # the same sequence twice: two batches, both applied
+
+
+def test_applied_batch_records_are_kept_while_the_stream_could_redeliver_them_and_pruned_after(settings):
+    keep_h = settings.NATS_ACCOUNT_STREAM_MAX_AGE_H + 24
+    now = timezone.now()
+    with connections["owner"].cursor() as cursor:
+        for msg_id, hours_ago in [("quotes:old", keep_h + 1), ("quotes:recent", keep_h - 1), ("quotes:now", 0)]:
+            cursor.execute(
+                "INSERT INTO suho_bridge_applied (msg_id, stream, seq, applied_at) VALUES (%s, %s, 1, %s)",
+                [msg_id, INGEST_STREAM, now - timedelta(hours=hours_ago)],
+            )
+    assert bridge_applied_prune(now=now) == 1
+    assert rows("SELECT msg_id FROM suho_bridge_applied ORDER BY msg_id") == [("quotes:now",), ("quotes:recent",)]
+    assert BEAT_SCHEDULE["bridge-applied-prune"]["task"] == bridge_applied_prune_task.name
