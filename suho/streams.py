@@ -1,6 +1,11 @@
 """JetStream streams as code (ARCHITECTURE §4, seed's Kafka role): created or updated idempotently at start-up.
 
-- MT5_ACCOUNT: everything EAs send (`mt5.account.>`) — replayable by the ML engine and analytics.
+- MT5_ACCOUNT: account events EAs send (`mt5.account.*.{profile,balance,heartbeat,trades.>}`) — replayable by the ML
+  engine and analytics. Ticks (`mt5.account.*.quotes.>`) are not stored: they go to live subscribers on core NATS and
+  their history is `mt5_broker_quotes`. With `sync_interval: always` JetStream stores a few thousand messages a second
+  on this class of machine, and core-published messages it cannot keep up with are dropped ("IPQ len limit reached"):
+  at a gateway's 24,000 ticks/s most ticks were silently missing from the stream, and storing the rest cost the CPU
+  the database needed.
 - MT5_OUTBOUND: signals, configuration and commands (`mt5.signal.>`, `mt5.config.>`, `mt5.command.>`).
 - SUHO_INGEST: volume rows on their way to the data bridge (`suho.ingest.>`, work queue; INGEST_MODE=bridge).
 Retention by age and size, a de-duplication window (`Nats-Msg-Id`), file storage, replicas from settings.
@@ -30,6 +35,11 @@ JETSTREAM_DISABLED = "NATS at {url} has no JetStream: start nats-server with -js
 NATS_UNREACHABLE = "cannot reach NATS at {url}: {error}"
 SETUP_TIMEOUT_S = 10
 REPLAY_TIMEOUT_S = 30
+ACCOUNT_EVENT_KINDS = ("profile", "balance", "heartbeat", "trades")  # what MT5_ACCOUNT stores, per account
+TICKS_NOT_STORED = (
+    "ticks are not kept in MT5_ACCOUNT: subscribe to mt5.account.{id}.quotes.> for live ones, read mt5_broker_quotes "
+    "for their history"
+)
 
 
 def stream_configs() -> list[StreamConfig]:
@@ -43,8 +53,8 @@ def stream_configs() -> list[StreamConfig]:
     return [
         StreamConfig(
             name="MT5_ACCOUNT",
-            description="Everything MT5 EAs send, after it is committed",
-            subjects=["mt5.account.>"],
+            description="Account events MT5 EAs send (not ticks), after they are committed",
+            subjects=[account_subject(kind=kind) for kind in ACCOUNT_EVENT_KINDS],
             max_age=settings.NATS_ACCOUNT_STREAM_MAX_AGE_H * 3600.0,
             max_bytes=settings.NATS_ACCOUNT_STREAM_MAX_BYTES,
             **common,
@@ -107,45 +117,63 @@ class StreamEvent:
     data: bytes
 
 
-def account_subject(*, account_id: str | None = None, kind: str | None = None) -> str:
-    """`mt5.account.{account_id or *}.{kind or >}`: kind is profile, balance, heartbeat, quotes, trades, …"""
-    suffix = f"{kind}.>" if kind in {"quotes", "trades"} else (kind or ">")
+def account_subject(*, account_id: str | None = None, kind: str) -> str:
+    """`mt5.account.{account_id or *}.{kind}`, with `.>` after the kinds that have sub-subjects (quotes, trades)."""
+    suffix = f"{kind}.>" if kind in {"quotes", "trades"} else kind
     return f"mt5.account.{account_id or '*'}.{suffix}"
 
 
-async def _replay(subject: str, since: datetime | None, start_seq: int | None, limit: int) -> list[StreamEvent]:
+async def _replay(subjects: list[str], since: datetime | None, start_seq: int | None, limit: int) -> list[StreamEvent]:
+    """One ephemeral consumer per subject (a filter must lie inside one of the stream's subjects on NATS < 2.10),
+    merged back into stream order."""
     connection = await nats.connect(settings.NATS_URL, connect_timeout=SETUP_TIMEOUT_S)
     try:
         jetstream = connection.jetstream()
-        if start_seq is not None:
-            start = {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": start_seq}
-        elif since is not None:
-            start = {"deliver_policy": DeliverPolicy.BY_START_TIME,
-                     "opt_start_time": since.astimezone(UTC).isoformat().replace("+00:00", "Z")}  # fmt: skip
-        else:
-            start = {"deliver_policy": DeliverPolicy.ALL}
-        config = ConsumerConfig(ack_policy=AckPolicy.NONE, inactive_threshold=30.0, **start)
-        subscription = await jetstream.pull_subscribe(subject, stream="MT5_ACCOUNT", config=config)
-        events: list[StreamEvent] = []
-        deadline = asyncio.get_running_loop().time() + REPLAY_TIMEOUT_S
-        while len(events) < limit and asyncio.get_running_loop().time() < deadline:
-            try:
-                messages = await subscription.fetch(min(256, limit - len(events)), timeout=1.0)
-            except nats.errors.TimeoutError:
-                if (await subscription.consumer_info()).num_pending == 0:
-                    break  # nothing more matches; otherwise the server is still scanning a large stream
-                continue
-            events += [StreamEvent(m.metadata.sequence.stream, m.subject, m.metadata.timestamp, m.data)
-                       for m in messages]  # fmt: skip
-        await subscription.unsubscribe()
-        return events
+        per_subject = [await _replay_subject(jetstream, subject, since, start_seq, limit) for subject in subjects]
+        return sorted((event for events in per_subject for event in events), key=lambda event: event.seq)[:limit]
     finally:
         await connection.close()
+
+
+async def _replay_subject(jetstream, subject: str, since, start_seq, limit: int) -> list[StreamEvent]:
+    """What matched when the consumer was made (its num_pending), up to `limit`. Acked one by one: a message that
+    reaches the client after a fetch gave up is redelivered (ack wait 2 s) instead of lost, as it would be with no
+    acks; duplicates are dropped by sequence."""
+    if start_seq is not None:
+        start = {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": start_seq}
+    elif since is not None:
+        start = {"deliver_policy": DeliverPolicy.BY_START_TIME,
+                 "opt_start_time": since.astimezone(UTC).isoformat().replace("+00:00", "Z")}  # fmt: skip
+    else:
+        start = {"deliver_policy": DeliverPolicy.ALL}
+    config = ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=2.0, inactive_threshold=30.0, **start)
+    subscription = await jetstream.pull_subscribe(subject, stream="MT5_ACCOUNT", config=config)
+    wanted = min(limit, (await subscription.consumer_info()).num_pending)
+    events: dict[int, StreamEvent] = {}
+    deadline = asyncio.get_running_loop().time() + REPLAY_TIMEOUT_S
+    while len(events) < wanted and asyncio.get_running_loop().time() < deadline:
+        try:
+            messages = await subscription.fetch(min(256, wanted - len(events)), timeout=1.0)
+        except nats.errors.TimeoutError:
+            continue
+        for m in messages:
+            seq = m.metadata.sequence.stream
+            events.setdefault(seq, StreamEvent(seq, m.subject, m.metadata.timestamp, m.data))
+            await m.ack()
+    await subscription.unsubscribe()
+    return sorted(events.values(), key=lambda event: event.seq)[:limit]
 
 
 def stream_replay(
     *, account_id: str | None = None, kind: str | None = None, since: datetime | None = None,
     start_seq: int | None = None, limit: int = 1000,
 ) -> list[StreamEvent]:  # fmt: skip
-    """Account events stored in MT5_ACCOUNT, in stream order, from a time or a sequence (an ephemeral consumer)."""
-    return asyncio.run(_replay(account_subject(account_id=account_id, kind=kind), since, start_seq, limit))
+    """Account events stored in MT5_ACCOUNT, in stream order, from a time or a sequence (ephemeral consumers).
+    Raises ValueError for a kind the stream does not keep (ticks among them)."""
+    if kind == "quotes":
+        raise ValueError(TICKS_NOT_STORED)
+    if kind is not None and kind not in ACCOUNT_EVENT_KINDS:
+        raise ValueError(f"unknown kind {kind!r}: one of {', '.join(ACCOUNT_EVENT_KINDS)}")
+    kinds = [kind] if kind else list(ACCOUNT_EVENT_KINDS)
+    subjects = [account_subject(account_id=account_id, kind=k) for k in kinds]
+    return asyncio.run(_replay(subjects, since, start_seq, limit))

@@ -38,7 +38,12 @@ def test_streams_are_created_then_updated_in_place():
     assert all(line.endswith(("created", "updated")) for line in first)
     assert second == ["MT5_ACCOUNT: updated", "MT5_OUTBOUND: updated", "SUHO_INGEST: updated"]
     assert _stream_subjects() == {
-        "MT5_ACCOUNT": ["mt5.account.>"],
+        "MT5_ACCOUNT": [
+            "mt5.account.*.profile",
+            "mt5.account.*.balance",
+            "mt5.account.*.heartbeat",
+            "mt5.account.*.trades.>",
+        ],
         "MT5_OUTBOUND": ["mt5.signal.>", "mt5.config.>", "mt5.command.>"],
     }
 

@@ -12,7 +12,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--account", help="account id (default: every account)")
-        parser.add_argument("--kind", help="profile, balance, heartbeat, quotes, trades (default: all)")
+        parser.add_argument("--kind", help="profile, balance, heartbeat, trades (default: all; ticks are not stored)")
         parser.add_argument("--since", help="ISO time, e.g. 2026-11-25T12:00:00Z")
         parser.add_argument("--seq", type=int, help="start at this stream sequence instead")
         parser.add_argument("--limit", type=int, default=100)
@@ -24,8 +24,11 @@ class Command(BaseCommand):
                 since = datetime.fromisoformat(options["since"].replace("Z", "+00:00"))
             except ValueError as exc:
                 raise CommandError(f"--since is not an ISO time: {options['since']!r}") from exc
-        events = stream_replay(account_id=options["account"], kind=options["kind"], since=since,
-                               start_seq=options["seq"], limit=options["limit"])  # fmt: skip
+        try:
+            events = stream_replay(account_id=options["account"], kind=options["kind"], since=since,
+                                   start_seq=options["seq"], limit=options["limit"])  # fmt: skip
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
         for event in events:
             self.stdout.write(
                 f"{event.seq}\t{event.time.isoformat()}\t{event.subject}\t{event.data.decode(errors='replace')}"
