@@ -11,8 +11,9 @@ Phases:
 2. latency at a load the server sustains: 60 % of the capacity measured in phase 1, binary;
 3. the same load and EAs as JSON text frames (`binproto.to_json` of the same messages);
 4. bridge mode (issue 10): phase 1's workload again on a daphne with INGEST_MODE=bridge, with 1 and then 2
-   `manage.py data_bridge` processes sharing the bench's durable consumer; SUHO_INGEST is purged and that consumer
-   deleted before and after each run, so no run feeds the next;
+   `manage.py data_bridge` processes sharing the bench's durable consumer (their capacity), then each layout again
+   at 60 % of the capacity it measured (its latency, as phase 2 for direct mode); SUHO_INGEST is purged and that
+   consumer deleted before and after each run, so no run feeds the next;
 and, in the same run, the naive path: one ORM `BrokerQuote(...).save()` per tick under `tenant_context`.
 """
 
@@ -53,7 +54,7 @@ TICKS_PER_PACKET = 8
 SUSTAINED_SHARE = 0.6
 WARMUP_S = 3
 WINDOW_S = 10  # capacity runs
-SUSTAINED_WINDOW_S = 8  # latency and wire runs
+SUSTAINED_WINDOW_S = 6  # latency and wire runs
 DRAIN_S = 2
 NAIVE_TICKS = 2_000
 PROFILE_S = 10
@@ -93,8 +94,8 @@ async def _queue_call(fn):
 
 
 def bridge_queue_clear() -> None:
-    """Empty SUHO_INGEST and delete the bench's durable consumer (purge, never delete the stream: its sequence
-    numbers must keep growing, the bridge records them as applied). Raises BridgeQueueInUse for a foreign consumer."""
+    """Empty SUHO_INGEST and delete the bench's durable consumer (the stream itself, made by nats_setup, stays).
+    Raises BridgeQueueInUse for a foreign consumer."""
     from django.conf import settings
     from nats.js.errors import NotFoundError
 
@@ -328,7 +329,7 @@ def run(*, eas: list, log_dir: Path, runs: int, two_servers: bool = True) -> dic
     capacity_eas = eas[:CAPACITY_EAS]
     capacity = [load_run(capacity_eas, log_dir, fps=FPS) for _ in range(runs)]
     measured = statistics.median(r["committed_ticks_s"] for r in capacity)
-    sustained_eas = max(2, min(CAPACITY_EAS, round(measured * SUSTAINED_SHARE / (FPS * TICKS_PER_PACKET))))
+    sustained_eas = _sustained_eas(measured)
     binary, text = [], []
     for _ in range(runs):  # interleaved, so a neighbour's load on the machine hits both formats alike
         binary.append(load_run(capacity_eas[:sustained_eas], log_dir, fps=FPS, window_s=SUSTAINED_WINDOW_S))
@@ -346,19 +347,33 @@ def run(*, eas: list, log_dir: Path, runs: int, two_servers: bool = True) -> dic
 
 
 def bridge_runs(eas: list, log_dir: Path) -> dict:
-    """Phase 1's workload in bridge mode, once per worker count (one run each: the section's time budget)."""
+    """Per worker count: phase 1's workload in bridge mode (capacity), then the same layout at 60 % of the capacity it
+    measured (latency), as direct mode gets. One run each: the section's time budget."""
     from suho.streams import streams_ensure
 
     streams_ensure()
     runs, started = [], time.monotonic()
     for workers in BRIDGE_WORKERS:
         try:
-            runs.append(load_run(eas, log_dir, fps=FPS, bridges=workers))
+            capacity = {**load_run(eas, log_dir, fps=FPS, bridges=workers), "phase": "capacity"}
+            runs.append(capacity)
+            count = _sustained_eas(capacity["committed_ticks_s"])
+            runs.append(
+                {
+                    **load_run(eas[:count], log_dir, fps=FPS, bridges=workers, window_s=SUSTAINED_WINDOW_S),
+                    "phase": "sustained",
+                }
+            )
         except BridgeQueueInUse as exc:
             return {"runs": [], "skipped": str(exc)}
         except RuntimeError as exc:  # a bridge that died: said in the table, and the rest of the suite still runs
             runs.append({"bridges": workers, "failed": str(exc).splitlines()[0].rstrip(":")})
     return {"runs": runs, "wall_s": time.monotonic() - started}
+
+
+def _sustained_eas(committed_ticks_s: float) -> int:
+    """How many EAs offer SUSTAINED_SHARE of a measured capacity (at least 2: one per load process)."""
+    return max(2, min(CAPACITY_EAS, round(committed_ticks_s * SUSTAINED_SHARE / (FPS * TICKS_PER_PACKET))))
 
 
 def _figure(runs: list[dict], key: str) -> dict:
@@ -493,12 +508,14 @@ def _cores(runs: list[dict], key: str | None) -> str:
 
 
 def _bridge_markdown(result: dict) -> str:
-    """Direct vs bridge mode on one workload: phase 1's capacity runs, then the same EAs and rate with bridges."""
+    """Direct vs bridge mode: each layout at phase 1's offered load (capacity) and at 60 % of what it committed."""
     bridge = result.get("bridge", {"runs": [], "skipped": "this run did not measure it"})
-    cap = result["capacity"]
+    cap, binary = result["capacity"], result["binary"]
     head = (
-        f"Direct vs bridge mode (`INGEST_MODE`, issue 10): the same {cap[0]['eas']} EAs at "
-        f"{num(cap[0]['offered_ticks_s'])} ticks/s offered, warm-up {WARMUP_S} s, window {WINDOW_S} s."
+        f"Direct vs bridge mode (`INGEST_MODE`, issue 10): each layout first gets phase 1's workload ({cap[0]['eas']} "
+        f"EAs, {num(cap[0]['offered_ticks_s'])} ticks/s offered, window {WINDOW_S} s: its capacity), then "
+        f"{SUSTAINED_SHARE:.0%} of the ticks/s it committed there (window {SUSTAINED_WINDOW_S} s: its latency when "
+        f"it keeps up); warm-up {WARMUP_S} s."
     )
     if bridge.get("skipped"):
         return head + f" Bridge mode not measured: {bridge['skipped']}."
@@ -509,9 +526,12 @@ def _bridge_markdown(result: dict) -> str:
         "| runs |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for label, runs in [("direct: daphne writes", cap)] + [
-        (f"bridge, {r['bridges']} worker{'s' if r['bridges'] > 1 else ''}", [r]) for r in bridge["runs"]
-    ]:
+    at_share = f", at {SUSTAINED_SHARE:.0%} of its capacity"
+    layouts = [("direct: daphne writes", cap), ("direct: daphne writes" + at_share, binary)]
+    for r in bridge["runs"]:
+        label = f"bridge, {r['bridges']} worker{'s' if r['bridges'] > 1 else ''}"
+        layouts.append((label + (at_share if r.get("phase") == "sustained" else ""), [r]))
+    for label, runs in layouts:
         if "failed" in runs[0]:
             lines.append(f"| {label} | {runs[0]['failed']} (see `.state/bench/bridge*.log`) | | | | | |")
             continue
@@ -524,20 +544,26 @@ def _bridge_markdown(result: dict) -> str:
             f"| {' / '.join(cores)} | {len(runs)} |"
         )
     measured = [r for r in bridge["runs"] if "failed" not in r]
-    samples = ", ".join(f"{r['latency_samples']} ({r['latency_censored']} not visible)" for r in measured)
+
+    def which(r: dict) -> str:
+        share = f" at {SUSTAINED_SHARE:.0%}" if r.get("phase") == "sustained" else ""
+        return f"{r['bridges']} worker{'s' if r['bridges'] > 1 else ''}{share}"
+
+    samples = ", ".join(
+        f"{r['latency_samples']} ({r['latency_censored']} not visible) with {which(r)}" for r in measured
+    )
     backlog = ", ".join(
-        f"{num(r['bridge_backlog_messages'])} with {r['bridges']} ({num(r.get('bridge_redelivered_messages'))} "
+        f"{num(r['bridge_backlog_messages'])} with {which(r)} ({num(r.get('bridge_redelivered_messages'))} "
         "being redelivered)"
         for r in measured
     )
     closed = [c for r in measured for c in r["closed"] if c]
     errors = ", ".join(
-        f"{r.get('server_errors_logged', '?')} / {r.get('bridge_errors_logged', '?')} with {r['bridges']}"
-        for r in measured
+        f"{r.get('server_errors_logged', '?')} / {r.get('bridge_errors_logged', '?')} with {which(r)}" for r in measured
     )
     lines += [
         "",
-        "Direct is the median of the capacity runs above; each bridge row is one run. In bridge mode daphne "
+        "Direct rows are the medians of phases 1 and 2 above; each bridge row is one run. In bridge mode daphne "
         "publishes each batch of rows to the JetStream stream SUHO_INGEST and waits for JetStream's ack; "
         f"`manage.py data_bridge --durable {BRIDGE_DURABLE}` processes (1, then 2, sharing that durable consumer so "
         "they split the batches) pull them, insert the rows and ack after commit. Rows and tick→row latency are "
@@ -546,13 +572,13 @@ def _bridge_markdown(result: dict) -> str:
         "configurations fsync every write), the pull and the bridge's commit. Probe samples per bridge run: "
         f"{samples or 'none'}. Ticks/s is what reached PostgreSQL during the window: when the bridges fall behind, "
         "the rest waits in the stream and latency grows with the window (messages, each a batch of rows, not yet "
-        f"committed at the window's end, by bridge count: {backlog or 'none'}). Before and after each bridge run the "
+        f"committed at the window's end: {backlog or 'none'}). Before and after each bridge run the "
         "bench purges SUHO_INGEST and deletes its durable consumer, so no run feeds the next; the bridges are stopped "
-        "(SIGTERM, then SIGKILL) even when a run fails. CPU is in cores busy during the window (the same offered "
-        "load in every row); NATS is the nats-server serving `NATS_URL` when it runs on this machine (– otherwise), "
-        "and in both modes it also stores every tick published on `mt5.account.>` (MT5_ACCOUNT). Connections "
-        f"closed by the server during bridge runs: {closed or 'none'}; errors logged by daphne / the bridges, by "
-        f"bridge count: {errors or 'none'}.",
+        "(SIGTERM, then SIGKILL) even when a run fails. CPU is in cores busy during the window; NATS is the "
+        "nats-server serving `NATS_URL` when it runs on this machine (– otherwise); ticks published after commit on "
+        "`mt5.account.*.quotes.>` are not stored by JetStream (docs/decisions/0008). Connections "
+        f"closed by the server during bridge runs: {closed or 'none'}; errors logged by daphne / the bridges: "
+        f"{errors or 'none'}.",
     ]
     return "\n".join(lines)
 
