@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hypothesis  # noqa: F401  imported here, at a shallow stack: see below
 import pytest
 from django.conf import settings
 from django.core.management import call_command
@@ -9,6 +10,10 @@ from django.db import connections
 
 from suho.dbsetup import database_drop, database_setup
 from suho.streams import streams_ensure
+
+# hypothesis's pytest plugin imports hypothesis lazily at session end when no test did; under pytest's assertion
+# rewriting that import runs deep in the stack and CPython 3.11.7 aborts it ("AST constructor recursion depth
+# mismatch"), failing a run of only tests/gateway after every test passed.
 
 ALL_DATABASES = ["default", "owner", "operator"]
 # Every tenant table refers to suho_tenants, so CASCADE empties them all; the rest are the tables without a tenant.
