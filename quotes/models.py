@@ -8,12 +8,17 @@ from suho.fields import account_fk, price, tenant_fk
 
 
 class BrokerQuote(models.Model):
-    """One tick from the user's broker. Time series: 30-minute chunks, 90 days (seed §3.3)."""
+    """One tick from the user's broker. Time series: 30-minute chunks, 90 days (seed §3.3).
+
+    No foreign-key constraints in the database (as in the seed's DDL): each would be a deferred check per row at
+    commit, and the two cost a third of the tick insert's throughput (27k → 37k rows/s). Only the gateway writes
+    ticks, for the account and tenant of an authenticated session, and accounts are never deleted (GDPR erasure
+    pseudonymises), so the ids always exist."""
 
     id = models.BigAutoField(primary_key=True)
     time = models.DateTimeField()
-    tenant = tenant_fk()
-    account = account_fk()
+    tenant = tenant_fk(db_constraint=False)
+    account = account_fk(db_constraint=False)
     symbol = models.CharField(max_length=32)
     bid = price()
     ask = price()

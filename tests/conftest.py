@@ -17,8 +17,15 @@ from suho.streams import streams_ensure
 
 ALL_DATABASES = ["default", "owner", "operator"]
 # Every tenant table refers to suho_tenants, so CASCADE empties them all; the rest are the tables without a tenant.
-TRUNCATED_TABLES = ("suho_tenants", "suho_users", "mt5_audit_log", "mt5_reference_quotes", "suho_model_versions",
-                    "django_session")  # fmt: skip
+TRUNCATED_TABLES = (
+    "suho_tenants",
+    "suho_users",
+    "mt5_audit_log",
+    "mt5_reference_quotes",
+    "suho_model_versions",
+    "django_session",
+    "mt5_broker_quotes",
+)  # fmt: skip  (ticks: no foreign key to cascade along)
 OWNER_TRUNCATE = f"TRUNCATE {', '.join(TRUNCATED_TABLES)} CASCADE"
 
 
