@@ -1,7 +1,8 @@
 """The EA gateway's process-wide parts: volume batchers and the NATS → socket delivery hub (ARCHITECTURE §4).
 
 - `Batcher`: rows from every connection of the process, flushed every ≤ 250 ms or `max_rows`, in a worker thread,
-  so the event loop never waits on the database. A failed flush keeps its rows and retries (bounded buffer).
+  so the event loop never waits on the database. A failed flush keeps its rows and retries (bounded buffer). A
+  batch's after-commit work (cache, NATS) runs while the next batch is inserted, one batch of it at a time, in order.
 - `DeliveryHub`: one NATS subscription per process for `mt5.signal.*.*`, `mt5.config.*.*`, `mt5.command.*.*`,
   routed through an in-process map account → connection (not channels-redis groups, which drop messages).
 """
@@ -51,6 +52,7 @@ class Batcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flush_lock: asyncio.Lock | None = None
         self._flush_lock_loop: asyncio.AbstractEventLoop | None = None
+        self._after: asyncio.Task | None = None  # the last batch's after-commit work, maybe still running
         self.flushed_rows = 0
         self.dropped_rows = 0
         self.last_flush_ms = 0.0
@@ -64,7 +66,7 @@ class Batcher:
             log.error("%s batcher over capacity: dropped %d oldest rows", self.name, excess)
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # one loop per process in production; tests start a loop per test
-            self._loop, self._wakeup, self._task = loop, asyncio.Event(), None
+            self._loop, self._wakeup, self._task, self._after = loop, asyncio.Event(), None, None
         if len(self._rows) >= self.max_rows:
             self._wakeup.set()
         if self._task is None or self._task.done():
@@ -75,14 +77,29 @@ class Batcher:
         self._insert(rows)
         self.last_flush_ms = (time.perf_counter() - started) * 1000
         batch_flush_observe(self.name, self.last_flush_ms)
+
+    def _write_after_commit(self, rows: list) -> None:
         try:
             self._after_commit(rows)
         except Exception:
             log.exception("%s: cache/NATS after commit failed (rows are committed)", self.name)
 
+    async def _after_commit_settled(self) -> None:
+        """Wait for the last batch's after-commit work (if it started on this loop). Only `_flush`, under the lock,
+        starts the next one, after this: the cache's latest quote never goes back to an older one."""
+        after = self._after
+        if after is not None and after.get_loop() is asyncio.get_running_loop():
+            await after  # never raises: _write_after_commit logs its errors
+        if self._after is after:
+            self._after = None
+
     async def flush(self) -> None:
-        """Write what is buffered. One flush at a time: a caller's flush (tests, shutdown) returns only after the rows
-        the background task had already taken are written too."""
+        """Write what is buffered and finish its after-commit work. One flush at a time: a caller's flush (tests,
+        shutdown) returns only after the rows the background task had already taken are written too."""
+        await self._flush_locked()
+        await self._after_commit_settled()
+
+    async def _flush_locked(self) -> None:
         loop = asyncio.get_running_loop()
         if self._flush_lock_loop is not loop:
             self._flush_lock, self._flush_lock_loop = asyncio.Lock(), loop
@@ -96,15 +113,21 @@ class Batcher:
             else:
                 rows, self._rows = self._rows[: self.max_rows], self._rows[self.max_rows :]
             try:
-                await database_sync_to_async(self._write, thread_sensitive=False)(rows)
+                await database_sync_to_async(self._write, thread_sensitive=False)(rows)  # while the last after runs
                 self.flushed_rows += len(rows)
             except (DataError, IntegrityError):
+                await self._after_commit_settled()
                 await self._isolate(rows)
+                continue
             except Exception:
                 log.exception("%s flush of %d rows failed; retrying", self.name, len(rows))
                 self._retry = rows  # the database (or JetStream) is unreachable: keep them first in line
                 await asyncio.sleep(RETRY_DELAY_S)
                 return
+            await self._after_commit_settled()
+            self._after = asyncio.get_running_loop().create_task(
+                database_sync_to_async(self._write_after_commit, thread_sensitive=False)(rows)
+            )
 
     async def _isolate(self, rows: list) -> None:
         """A batch the database refuses for its data: write it in halves, so only the offending rows are dropped
@@ -120,6 +143,8 @@ class Batcher:
                 self.flushed_rows += len(half)
             except (DataError, IntegrityError):
                 await self._isolate(half)
+                continue
+            await database_sync_to_async(self._write_after_commit, thread_sensitive=False)(half)
 
     async def _run(self) -> None:
         while self._rows or self._retry:
@@ -128,7 +153,8 @@ class Batcher:
             except TimeoutError:
                 pass
             self._wakeup.clear()
-            await self.flush()
+            await self._flush_locked()  # its after-commit work overlaps the next batch's insert
+        await self._after_commit_settled()
 
 
 _batchers: dict[str, Batcher] = {}
