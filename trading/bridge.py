@@ -42,6 +42,7 @@ INGEST_STREAM = "SUHO_INGEST"
 DURABLE = "data-bridge"
 ROWS_PER_MESSAGE = 2_000  # the gateway's batch size in bridge mode: ≈ 300 KB of ticks as JSON
 MAX_MESSAGE_BYTES = 512 * 1024  # NATS refuses a message over max_payload (1 MiB by default): stay well under it
+MSG_ID_MAX = 100  # suho_bridge_applied.msg_id
 ACK_WAIT_S = 10.0  # a batch a killed bridge fetched but never acked is redelivered after this long
 KINDS = {
     "quotes": (TickRow, broker_quotes_insert, broker_quotes_after_commit),
@@ -123,7 +124,9 @@ def bridge_applied_prune(*, now: datetime | None = None) -> int:
 
 def _message_batch(message) -> Batch:
     kind = message.subject.rsplit(".", 1)[1]
-    msg_id = (message.headers or {}).get("Nats-Msg-Id") or batch_msg_id(kind, message.data)
+    msg_id = (message.headers or {}).get("Nats-Msg-Id", "")
+    if not 0 < len(msg_id) <= MSG_ID_MAX:  # not from our gateway: a key that fits the column, from the content
+        msg_id = batch_msg_id(kind, message.data)
     return Batch(msg_id, message.metadata.sequence.stream, kind, _rows(message.data))
 
 

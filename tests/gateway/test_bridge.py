@@ -121,6 +121,7 @@ async def test_a_batch_over_the_nats_message_limit_is_sent_in_parts_and_stored_o
 
 
 async def test_a_batch_of_an_unknown_kind_or_not_json_is_skipped_and_the_bridge_goes_on(ea_account, settings):
+    """…and a batch whose Nats-Msg-Id would not fit suho_bridge_applied is recorded under its content hash."""
     tenant, account, _secret = ea_account
     settings.INGEST_MODE = "bridge"
     await ingest_queue_reset()
@@ -128,10 +129,12 @@ async def test_a_batch_of_an_unknown_kind_or_not_json_is_skipped_and_the_bridge_
     await asyncio.to_thread(bus.jetstream_publish, "suho.ingest.bogus", b"[]", msg_id="bogus-1")
     await asyncio.to_thread(bus.jetstream_publish, "suho.ingest.quotes", b"{not json", msg_id="bogus-2")
     await asyncio.to_thread(ingest_publish, "quotes", ticks(tenant, account, 10))
+    long_id = json.dumps(ticks(tenant, account, 5, start_us=time.time_ns() // 1000 + 1_000_000)).encode()
+    await asyncio.to_thread(bus.jetstream_publish, "suho.ingest.quotes", long_id, msg_id="x" * 300)  # > the column
     async with bridge_running(reset=False) as bridge:
         await ingest_settled()
         assert not bridge.done()
-    assert await database_sync_to_async(stored)(account.account_id) == (10, 10)
+    assert await database_sync_to_async(stored)(account.account_id) == (15, 15)
 
 
 async def test_an_idle_bridge_whose_fetches_time_out_keeps_running(ea_account, settings):
