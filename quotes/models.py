@@ -12,7 +12,8 @@ class BrokerQuote(models.Model):
 
     No foreign-key constraints in the database (as in the seed's DDL): each would be a deferred check per row at
     commit, and the two cost a third of the tick insert's throughput (27k → 37k rows/s). Only the gateway writes
-    ticks, for the account and tenant of an authenticated session, and accounts are never deleted (GDPR erasure
+    ticks, for the account and tenant of an authenticated session (in bridge mode the data bridge writes the batches
+    gateways published on `suho.ingest.>`, an internal subject), and accounts are never deleted (GDPR erasure
     pseudonymises), so the ids always exist."""
 
     id = models.BigAutoField(primary_key=True)

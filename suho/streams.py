@@ -125,12 +125,15 @@ def account_subject(*, account_id: str | None = None, kind: str) -> str:
 
 async def _replay(subjects: list[str], since: datetime | None, start_seq: int | None, limit: int) -> list[StreamEvent]:
     """One ephemeral consumer per subject (a filter must lie inside one of the stream's subjects on NATS < 2.10),
-    merged back into stream order."""
+    merged back into stream order up to the stream's last message when the replay began: a kind read later must not
+    add events that a kind read earlier could not have seen."""
     connection = await nats.connect(settings.NATS_URL, connect_timeout=SETUP_TIMEOUT_S)
     try:
         jetstream = connection.jetstream()
+        last_seq = (await jetstream.stream_info("MT5_ACCOUNT")).state.last_seq  # one cut for every kind
         per_subject = [await _replay_subject(jetstream, subject, since, start_seq, limit) for subject in subjects]
-        return sorted((event for events in per_subject for event in events), key=lambda event: event.seq)[:limit]
+        events = (event for events in per_subject for event in events if event.seq <= last_seq)
+        return sorted(events, key=lambda event: event.seq)[:limit]
     finally:
         await connection.close()
 

@@ -115,7 +115,10 @@ def batches_apply(batches: list[Batch]) -> list[Batch]:
 
 
 def bridge_applied_prune(*, now: datetime | None = None) -> int:
-    """Forget batches older than SUHO_INGEST keeps messages (plus a day): none of them can be delivered again."""
+    """Forget batches older than SUHO_INGEST keeps messages (plus a day): none of them can be delivered again.
+    A stream without an age limit (0) could redeliver any of them: then nothing is forgotten."""
+    if settings.NATS_ACCOUNT_STREAM_MAX_AGE_H <= 0:
+        return 0
     keep = timedelta(hours=settings.NATS_ACCOUNT_STREAM_MAX_AGE_H, days=1)
     with connections[SERVICE].cursor() as cursor:
         cursor.execute("DELETE FROM suho_bridge_applied WHERE applied_at < %s", [(now or timezone.now()) - keep])

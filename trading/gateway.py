@@ -89,8 +89,11 @@ class Batcher:
         starts the next one, after this: the cache's latest quote never goes back to an older one."""
         after = self._after
         if after is not None and after.get_loop() is asyncio.get_running_loop():
-            await after  # never raises: _write_after_commit logs its errors
-        if self._after is after:
+            try:
+                await asyncio.shield(after)  # a cancelled waiter must not cancel the work it waits for
+            except Exception:  # _write_after_commit logs its own errors; this is the thread hop failing
+                log.exception("%s: after-commit work failed (rows are committed)", self.name)
+        if self._after is after:  # not reached when cancelled: the work is still running and stays the last
             self._after = None
 
     async def flush(self) -> None:
@@ -148,13 +151,14 @@ class Batcher:
 
     async def _run(self) -> None:
         while self._rows or self._retry:
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), FLUSH_INTERVAL_S)
-            except TimeoutError:
-                pass
-            self._wakeup.clear()
-            await self._flush_locked()  # its after-commit work overlaps the next batch's insert
-        await self._after_commit_settled()
+            while self._rows or self._retry:
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), FLUSH_INTERVAL_S)
+                except TimeoutError:
+                    pass
+                self._wakeup.clear()
+                await self._flush_locked()  # its after-commit work overlaps the next batch's insert
+            await self._after_commit_settled()  # rows added meanwhile found this task running: look again
 
 
 _batchers: dict[str, Batcher] = {}

@@ -4,6 +4,7 @@ batch order, and a caller's flush returns only once all of it is done."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 
 from trading.gateway import Batcher
@@ -43,3 +44,54 @@ async def test_a_failing_after_commit_is_logged_and_the_rows_still_count_as_writ
     await asyncio.wait_for(batcher.flush(), WAIT_S)
     assert batcher.flushed_rows == 3
     assert caplog.text.count("after commit failed") == 2
+
+
+def _blocking_after_commit(done: list):
+    """An after-commit that holds batch "a" until released; returns it with its started/release events."""
+    started, release = threading.Event(), threading.Event()
+
+    def after_commit(rows: list) -> None:
+        if rows[0] == "a":
+            started.set()
+            release.wait(WAIT_S)
+        done.append(rows[0])
+
+    return after_commit, started, release
+
+
+async def _until(condition, timeout: float = WAIT_S) -> bool:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+async def test_rows_added_while_the_last_after_commit_runs_are_written_without_another_flush():
+    """The background task waits for the last batch's after-commit before it ends; a row added meanwhile finds the
+    task still running (so none is started for it) and must be written by that task."""
+    inserted, done = [], []
+    after_commit, started, release = _blocking_after_commit(done)
+    batcher = Batcher("test", lambda rows: inserted.extend(rows), after_commit)
+    batcher.add(["a"])
+    assert await asyncio.to_thread(started.wait, WAIT_S)
+    await asyncio.sleep(0.05)  # the task has nothing left to insert: it is waiting for "a"'s after-commit
+    batcher.add(["b"])
+    release.set()
+    assert await _until(lambda: done == ["a", "b"]), (inserted, done)
+    assert inserted == ["a", "b"]
+
+
+async def test_a_flush_cancelled_while_it_waits_does_not_cancel_the_after_commit_work():
+    inserted, done = [], []
+    after_commit, started, release = _blocking_after_commit(done)
+    batcher = Batcher("test", lambda rows: inserted.extend(rows), after_commit, max_rows=1)
+    batcher.add(["a"])
+    assert await asyncio.to_thread(started.wait, WAIT_S)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(batcher.flush(), 0.05)  # the caller gives up while "a"'s after-commit runs
+    release.set()
+    batcher.add(["b"])
+    await asyncio.wait_for(batcher.flush(), WAIT_S)
+    assert (inserted, done) == (["a", "b"], ["a", "b"])

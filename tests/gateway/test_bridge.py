@@ -201,4 +201,6 @@ def test_applied_batch_records_are_kept_while_the_stream_could_redeliver_them_an
             )
     assert bridge_applied_prune(now=now) == 1
     assert rows("SELECT msg_id FROM suho_bridge_applied ORDER BY msg_id") == [("quotes:now",), ("quotes:recent",)]
+    settings.NATS_ACCOUNT_STREAM_MAX_AGE_H = 0  # no age limit: the stream could redeliver any of them
+    assert bridge_applied_prune(now=now + timedelta(days=365)) == 0
     assert BEAT_SCHEDULE["bridge-applied-prune"]["task"] == bridge_applied_prune_task.name
