@@ -151,14 +151,14 @@ class Batcher:
 
     async def _run(self) -> None:
         while self._rows or self._retry:
-            while self._rows or self._retry:
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), FLUSH_INTERVAL_S)
-                except TimeoutError:
-                    pass
-                self._wakeup.clear()
-                await self._flush_locked()  # its after-commit work overlaps the next batch's insert
-            await self._after_commit_settled()  # rows added meanwhile found this task running: look again
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), FLUSH_INTERVAL_S)
+            except TimeoutError:
+                pass
+            self._wakeup.clear()
+            await self._flush_locked()  # its after-commit work overlaps the next batch's insert
+            if not (self._rows or self._retry):
+                await self._after_commit_settled()  # rows added meanwhile find this task running: the loop looks again
 
 
 _batchers: dict[str, Batcher] = {}
