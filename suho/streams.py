@@ -118,8 +118,8 @@ class StreamEvent:
 
 
 def account_subject(*, account_id: str | None = None, kind: str) -> str:
-    """`mt5.account.{account_id or *}.{kind}`, with `.>` after the kinds that have sub-subjects (quotes, trades)."""
-    suffix = f"{kind}.>" if kind in {"quotes", "trades"} else kind
+    """`mt5.account.{account_id or *}.{kind}`, with `.>` after trades (open, close, modify)."""
+    suffix = f"{kind}.>" if kind == "trades" else kind
     return f"mt5.account.{account_id or '*'}.{suffix}"
 
 
@@ -139,9 +139,9 @@ async def _replay(subjects: list[str], since: datetime | None, start_seq: int | 
 
 
 async def _replay_subject(jetstream, subject: str, since, start_seq, limit: int) -> list[StreamEvent]:
-    """What matched when the consumer was made (its num_pending), up to `limit`. Acked one by one: a message that
-    reaches the client after a fetch gave up is redelivered (ack wait 2 s) instead of lost, as it would be with no
-    acks; duplicates are dropped by sequence."""
+    """What matched when the consumer was made (its num_pending), up to `limit`. Acked one by
+    one: a message that reaches the client after a fetch gave up is redelivered (ack wait 2 s) instead of lost, as it
+    would be with no acks; a redelivered duplicate is dropped by its sequence."""
     if start_seq is not None:
         start = {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": start_seq}
     elif since is not None:
@@ -164,7 +164,7 @@ async def _replay_subject(jetstream, subject: str, since, start_seq, limit: int)
             events.setdefault(seq, StreamEvent(seq, m.subject, m.metadata.timestamp, m.data))
             await m.ack()
     await subscription.unsubscribe()
-    return sorted(events.values(), key=lambda event: event.seq)[:limit]
+    return list(events.values())  # at most `wanted`; _replay orders every kind's events together
 
 
 def stream_replay(
