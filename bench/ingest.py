@@ -326,8 +326,7 @@ def naive_run(ea) -> dict:
     }
 
 
-def run(*, eas: list, log_dir: Path, runs: int, two_servers: bool = False) -> dict:
-    """`two_servers`: also one capacity run on two daphne processes (left out of `make bench`: its time budget)."""
+def run(*, eas: list, log_dir: Path, runs: int) -> dict:
     capacity_eas = eas[:CAPACITY_EAS]
     capacity = [load_run(capacity_eas, log_dir, fps=FPS) for _ in range(runs)]
     measured = statistics.median(r["committed_ticks_s"] for r in capacity)
@@ -341,8 +340,6 @@ def run(*, eas: list, log_dir: Path, runs: int, two_servers: bool = False) -> di
             )
     naive = [naive_run(eas[0]) for _ in range(runs)]
     result = {"capacity": capacity, "binary": binary, "json": text, "naive": naive, "sustained_eas": sustained_eas}
-    if two_servers:
-        result["two_servers"] = load_run(capacity_eas, log_dir, fps=FPS, servers=2)
     result["bridge"] = bridge_runs(capacity_eas, log_dir)
     if not all(ok for *_rest, ok in targets(result)) and profile.available():
         (log_dir / "ingest-profile.txt").unlink(missing_ok=True)
@@ -449,18 +446,6 @@ def markdown(result: dict) -> str:
         ("Naive: one ORM save() per tick (in-process)", *cell(naive_rate, 0, " ticks/s"), "", ""),
         ("Batched gateway vs naive", *cell(ratios, 1, "×"), "≥ 20×", met(ratios["median"] >= TARGET_RATIO)),
     ]
-    if "two_servers" in result:
-        two = result["two_servers"]
-        rows.insert(
-            1,
-            (
-                "Sustained ingest, 2 daphne processes, EAs split (offered " + num(two["offered_ticks_s"]) + " ticks/s)",
-                num(two["committed_ticks_s"]) + " ticks/s",
-                "1 run",
-                "",
-                "",
-            ),
-        )
     lines = ["| figure | median | spread | target | met |", "|---|---:|---|---|---|"]
     lines += [f"| {' | '.join(row)} |" for row in rows]
     lines += ["", _wire_markdown(binary, text)]
@@ -516,6 +501,12 @@ def _cores(runs: list[dict], key: str | None) -> str:
     return num(_figure(runs, key)["median"], 2)
 
 
+def _bridge_layout(run: dict, at_share: str) -> str:
+    """ "1 worker" / "2 workers", and `at_share` after it for a run at a share of that layout's capacity."""
+    workers = f"{run['bridges']} worker{'s' if run['bridges'] > 1 else ''}"
+    return workers + (at_share if run.get("phase") == "sustained" else "")
+
+
 def _bridge_markdown(result: dict) -> str:
     """Direct vs bridge mode: each layout at phase 1's offered load (capacity) and at 60 % of what it committed."""
     bridge = result.get("bridge", {"runs": [], "skipped": "this run did not measure it"})
@@ -537,9 +528,7 @@ def _bridge_markdown(result: dict) -> str:
     ]
     at_share = f", at {SUSTAINED_SHARE:.0%} of its capacity"
     layouts = [("direct: daphne writes", cap), ("direct: daphne writes" + at_share, binary)]
-    for r in bridge["runs"]:
-        label = f"bridge, {r['bridges']} worker{'s' if r['bridges'] > 1 else ''}"
-        layouts.append((label + (at_share if r.get("phase") == "sustained" else ""), [r]))
+    layouts += [(f"bridge, {_bridge_layout(r, at_share)}", [r]) for r in bridge["runs"]]
     for label, runs in layouts:
         if "failed" in runs[0]:
             lines.append(f"| {label} | {runs[0]['failed']} (see `.state/bench/bridge*.log`) | | | | | |")
@@ -552,23 +541,19 @@ def _bridge_markdown(result: dict) -> str:
             f"| {_lat(runs, 'p50_ms')[0]} | {_lat(runs, 'p99_ms')[0]} "
             f"| {' / '.join(cores)} | {len(runs)} |"
         )
-    measured = [r for r in bridge["runs"] if "failed" not in r]
-
-    def which(r: dict) -> str:
-        share = f" at {SUSTAINED_SHARE:.0%}" if r.get("phase") == "sustained" else ""
-        return f"{r['bridges']} worker{'s' if r['bridges'] > 1 else ''}{share}"
-
+    measured = [(_bridge_layout(r, f" at {SUSTAINED_SHARE:.0%}"), r) for r in bridge["runs"] if "failed" not in r]
     samples = ", ".join(
-        f"{r['latency_samples']} ({r['latency_censored']} not visible) with {which(r)}" for r in measured
+        f"{r['latency_samples']} ({r['latency_censored']} not visible) with {name}" for name, r in measured
     )
     backlog = ", ".join(
-        f"{num(r['bridge_backlog_messages'])} with {which(r)} ({num(r.get('bridge_redelivered_messages'))} "
+        f"{num(r['bridge_backlog_messages'])} with {name} ({num(r.get('bridge_redelivered_messages'))} "
         "being redelivered)"
-        for r in measured
+        for name, r in measured
     )
-    closed = [c for r in measured for c in r["closed"] if c]
+    closed = [c for _name, r in measured for c in r["closed"] if c]
     errors = ", ".join(
-        f"{r.get('server_errors_logged', '?')} / {r.get('bridge_errors_logged', '?')} with {which(r)}" for r in measured
+        f"{r.get('server_errors_logged', '?')} / {r.get('bridge_errors_logged', '?')} with {name}"
+        for name, r in measured
     )
     lines += [
         "",
