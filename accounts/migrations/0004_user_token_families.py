@@ -27,8 +27,6 @@ class Migration(migrations.Migration):
                 (
                     "tenant",
                     models.ForeignKey(
-                        blank=True,
-                        null=True,
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="+",
                         to="accounts.tenant",
@@ -48,5 +46,5 @@ class Migration(migrations.Migration):
                 "indexes": [models.Index(fields=["user", "-created_at"], name="idx_token_families_user")],
             },
         ),
-        EnableRowSecurity("suho_user_token_families"),  # identity data: the operator path only
+        EnableRowSecurity("suho_user_token_families"),
     ]
