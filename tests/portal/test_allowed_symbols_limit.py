@@ -14,6 +14,7 @@ from accounts.models import ALLOWED_SYMBOLS_TOO_MANY, MT5Account, User
 from binproto import MAX_SYMBOLS
 from compliance.services import account_risk_parameters_update
 from suho.routers import operator_path
+from tests.factories import staff_login
 
 RISK_FORM = {"trading_enabled": "on", "max_position_size": "2", "max_daily_loss": "300", "max_drawdown_percent": "15",
              "min_margin_level": "120", "sizing_method": "fixed_lots", "risk_percent": "1"}  # fmt: skip
@@ -43,8 +44,7 @@ def test_the_portal_form_refuses_more_symbols_than_the_protocol_carries_and_chan
 def test_the_admin_change_form_refuses_them_too(account):
     with operator_path():
         operator = User.objects.create_superuser(username="operator", email="op@suho.example", password="x" * 12)
-    client = Client()
-    client.force_login(operator)
+    client = staff_login(Client(), operator)
     url = reverse("admin:accounts_mt5account_change", args=[account.pk])
     form = client.get(url).context["adminform"].form
     data = {name: form.fields[name].prepare_value(form[name].value()) for name in form.fields}
