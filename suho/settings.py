@@ -262,6 +262,7 @@ SIMPLE_JWT = {
     "SIGNING_KEY": env("JWT_SIGNING_KEY", SECRET_KEY),
     "ALGORITHM": "HS256",
     "USER_AUTHENTICATION_RULE": "accounts.staff_auth.user_token_allowed",  # staff: /api/staff/token/ only
+    "CHECK_REVOKE_TOKEN": True,  # users' tokens carry a password fingerprint: a password change ends them
 }
 
 # --- Demo data (`manage.py seed_demo`): passwords for the demo trader and operator; random when unset --------------
