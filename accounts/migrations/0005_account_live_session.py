@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("accounts", "0003_user_totp_secret"),
+        ("accounts", "0004_user_token_families"),
     ]
 
     operations = [
