@@ -10,6 +10,8 @@ from __future__ import annotations
 from contextlib import contextmanager
 from datetime import timedelta
 
+from django.contrib.auth import authenticate
+from django.contrib.auth.signals import user_login_failed
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
@@ -17,13 +19,14 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
-from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from accounts import selectors
 from accounts.api import ErrorSerializer, ea_exception_handler, error_response
 from accounts.models import MT5Account
 from accounts.services import TOKEN_SCOPE, mt5_account_create
+from accounts.staff_auth import STAFF_2FA_CLAIM, staff_second_factor_check
 from compliance.models import RiskEvent
 from signals.models import SignalExecution
 from signals.selectors import feedback_rows
@@ -36,6 +39,7 @@ NO_TENANT = "This user belongs to no tenant; operators use the admin."
 RANGE_INVALID = "`start` must be before `end`."
 RANGE_TOO_LONG = "At most {days} days per request."
 EA_TOKEN_REFUSED = "EA refresh tokens are refreshed at /api/ea/token/refresh, not here."  # noqa: S105
+STAFF_TOKEN_INVALID = "No active staff account found with these credentials and authentication code."  # noqa: S105
 MAX_RANGE_DAYS = 92
 
 ERRORS = {
@@ -301,3 +305,39 @@ class UserTokenRefreshView(TokenRefreshView):
 
     def get_exception_handler(self):
         return user_exception_handler
+
+
+class StaffTokenSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=4096, trim_whitespace=False, style={"input_type": "password"})
+    otp_code = serializers.CharField(max_length=10, required=False, allow_blank=True)
+
+
+class StaffTokenResponseSerializer(serializers.Serializer):
+    access = serializers.CharField(help_text="15-minute access token; there is no refresh token for staff.")
+
+
+class StaffTokenObtainView(APIView):
+    """An operator's access token: password and the current TOTP code, the same refusal for any wrong part."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    def get_exception_handler(self):
+        return user_exception_handler
+
+    @extend_schema(operation_id="staff_token", tags=["Auth"], request=StaffTokenSerializer,
+                   responses={200: StaffTokenResponseSerializer, 400: ERRORS[400], 401: ERRORS[401]})  # fmt: skip
+    def post(self, request):
+        data = StaffTokenSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        credentials = data.validated_data
+        user = authenticate(request, username=credentials["username"], password=credentials["password"])
+        if user is None or not user.is_active or not user.is_staff:
+            raise exceptions.AuthenticationFailed(STAFF_TOKEN_INVALID)
+        if not staff_second_factor_check(user, credentials.get("otp_code")):
+            user_login_failed.send(sender=__name__, credentials={"username": user.username}, request=request)
+            raise exceptions.AuthenticationFailed(STAFF_TOKEN_INVALID)
+        token = AccessToken.for_user(user)
+        token[STAFF_2FA_CLAIM] = True
+        return Response({"access": str(token)})

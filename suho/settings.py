@@ -188,6 +188,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "accounts.staff_auth.StaffSecondFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "suho.tenancy.TenantContextMiddleware",
@@ -244,7 +245,7 @@ LOGIN_URL = "/accounts/login/"
 
 # --- Security (clean `manage.py check --deploy` with production values) ----------------------------------------
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not (DEBUG or TESTING))
-OPERATOR_2FA_REQUIRED = env_bool("OPERATOR_2FA_REQUIRED", False)  # staff must enrol TOTP before the admin
+OPERATOR_2FA_REQUIRED = env_bool("OPERATOR_2FA_REQUIRED", True)  # staff need a TOTP code on every path
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", True) else None
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
@@ -259,7 +260,7 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 # --- REST API and tokens --------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "accounts.staff_auth.SecondFactorJWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -278,6 +279,7 @@ SIMPLE_JWT = {
     "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("EA_REFRESH_TOKEN_DAYS", 30)),
     "SIGNING_KEY": env("JWT_SIGNING_KEY", SECRET_KEY),
     "ALGORITHM": "HS256",
+    "USER_AUTHENTICATION_RULE": "accounts.staff_auth.user_token_allowed",  # staff: /api/staff/token/ only
 }
 
 # --- Demo data (`manage.py seed_demo`): passwords for the demo trader and operator; random when unset --------------
@@ -293,7 +295,14 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "suho.logging.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain" if DEBUG else "json"}},
+    "filters": {"redact_secrets": {"()": "suho.logging.SecretRedactingFilter"}},  # the webhook's secret URL
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain" if DEBUG else "json",
+            "filters": ["redact_secrets"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

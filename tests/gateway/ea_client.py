@@ -12,6 +12,7 @@ import time
 from urllib.parse import urlsplit
 
 import nats
+import nats.js.errors
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.db import connections
@@ -112,6 +113,20 @@ async def ingest_queue_reset() -> None:
         await jetstream.purge_stream(INGEST_STREAM)
     finally:
         await connection.close()
+
+
+async def ingest_consumer_wait(jetstream, durable: str, *, timeout: float = 60.0, process=None):
+    """The info of `durable` on SUHO_INGEST once a bridge has created it: a bridge process boots Django before it
+    adds its consumer, which on a loaded machine takes seconds (asking at once raised NotFoundError). `process`, if
+    given, must stay alive meanwhile."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await jetstream.consumer_info(INGEST_STREAM, durable)
+        except nats.js.errors.NotFoundError:
+            assert process is None or process.poll() is None, f"the bridge exited with {process.returncode}"
+            assert time.monotonic() < deadline, f"no consumer {durable} on {INGEST_STREAM} after {timeout} s"
+            await asyncio.sleep(0.05)
 
 
 async def ingest_queue_depth() -> int:
