@@ -179,3 +179,28 @@ class EASession(models.Model):
 
     def __str__(self) -> str:
         return str(self.session_id)
+
+
+class UserTokenFamily(models.Model):
+    """One chain of a user's rotating refresh tokens, from one `/api/token/` log-in (accounts/user_tokens.py).
+
+    Each refresh spends the presented token (`generation` moves on); presenting a spent one revokes the whole chain,
+    since one of its two holders is not the user. Read and written on the operator path (a refresh starts before any
+    tenant context); row-level security keeps it from other tenants' contexts like every tenant table.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="token_families")
+    generation = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_refreshed_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoke_reason = models.CharField(max_length=40, blank=True)
+
+    class Meta:
+        db_table = "suho_user_token_families"
+        indexes = [models.Index(fields=["user", "-created_at"], name="idx_token_families_user")]
+
+    def __str__(self) -> str:
+        return f"token family {self.id}"

@@ -83,9 +83,9 @@ class StaffSecondFactorMiddleware:
 
 
 def user_token_allowed(user) -> bool:
-    """SIMPLE_JWT's USER_AUTHENTICATION_RULE for `/api/token/` and its refresh: active users who need no second
-    factor. Staff are refused there with the wrong-password message; they use `/api/staff/token/`."""
-    return user is not None and user.is_active and not staff_needs_second_factor(user)
+    """SIMPLE_JWT's USER_AUTHENTICATION_RULE for `/api/token/` and its refresh: active users of a tenant who need no
+    second factor. Staff are refused there with the wrong-password message; they use `/api/staff/token/`."""
+    return user is not None and user.is_active and user.tenant_id is not None and not staff_needs_second_factor(user)
 
 
 class SecondFactorJWTAuthentication(JWTAuthentication):

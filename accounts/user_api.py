@@ -18,7 +18,12 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework_simplejwt.serializers import TokenRefreshSerializer
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.serializers import (
+    TokenObtainPairSerializer,
+    TokenObtainSerializer,
+    TokenRefreshSerializer,
+)
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
@@ -27,6 +32,7 @@ from accounts.api import ErrorSerializer, ea_exception_handler, error_response
 from accounts.models import MT5Account
 from accounts.services import TOKEN_SCOPE, mt5_account_create
 from accounts.staff_auth import STAFF_2FA_CLAIM, staff_second_factor_check
+from accounts.user_tokens import UserTokenError, user_tokens_issue, user_tokens_refresh
 from compliance.models import RiskEvent
 from signals.models import SignalExecution
 from signals.selectors import feedback_rows
@@ -280,26 +286,41 @@ class FeedbackApi(UserApiView):
             return Response(FeedbackRowSerializer(feedback_rows(**query.validated_data), many=True).data)
 
 
+class UserTokenObtainSerializer(TokenObtainPairSerializer):
+    def validate(self, attrs):
+        TokenObtainSerializer.validate(self, attrs)  # authenticates; refuses inactive users and staff
+        return user_tokens_issue(user=self.user)
+
+
 class UserTokenRefreshSerializer(TokenRefreshSerializer):
+    refresh = serializers.CharField(max_length=4096)
+
     def validate(self, attrs):
         try:
             scope = RefreshToken(attrs["refresh"]).get("scope")
-        except Exception:  # noqa: BLE001 — the parent reports a bad token its own way
-            scope = None
+        except TokenError:
+            scope = None  # user_tokens_refresh reports a bad token
         if scope == TOKEN_SCOPE:
             raise serializers.ValidationError(EA_TOKEN_REFUSED)
-        return super().validate(attrs)
+        try:
+            return user_tokens_refresh(refresh=attrs["refresh"])
+        except UserTokenError as exc:
+            raise exceptions.AuthenticationFailed(exc.message) from exc
 
 
 class UserTokenObtainView(TokenObtainPairView):
-    """A trader's JWT pair from user name and password (15-minute access token)."""
+    """A trader's JWT pair from user name and password (15-minute access token; the refresh token starts a family
+    of rotating tokens, accounts/user_tokens.py)."""
+
+    serializer_class = UserTokenObtainSerializer
 
     def get_exception_handler(self):
         return user_exception_handler
 
 
 class UserTokenRefreshView(TokenRefreshView):
-    """Refresh a trader's token pair; EA refresh tokens are refused (they rotate through the EA endpoint)."""
+    """Spend a trader's refresh token for a new pair (a spent one revokes its family); EA refresh tokens are
+    refused (they rotate through the EA endpoint)."""
 
     serializer_class = UserTokenRefreshSerializer
 

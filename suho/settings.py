@@ -230,7 +230,7 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env("STATIC_ROOT", str(BASE_DIR / "staticfiles")))  # collectstatic writes here
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -280,6 +280,7 @@ SIMPLE_JWT = {
     "SIGNING_KEY": env("JWT_SIGNING_KEY", SECRET_KEY),
     "ALGORITHM": "HS256",
     "USER_AUTHENTICATION_RULE": "accounts.staff_auth.user_token_allowed",  # staff: /api/staff/token/ only
+    "CHECK_REVOKE_TOKEN": True,  # users' tokens carry a password fingerprint: a password change ends them
 }
 
 # --- Demo data (`manage.py seed_demo`): passwords for the demo trader and operator; random when unset --------------
