@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib.auth.forms import BaseUserCreationForm
 
-from accounts.models import MT5Account, User
+from accounts.models import MT5Account, User, allowed_symbols_problem
 
 EMAIL_TAKEN = "An account with this e-mail address already exists."
 SYMBOL_INVALID = "Symbols are letters and digits, separated by commas (e.g. EURUSD, XAUUSD): {symbol!r}."
@@ -62,8 +62,11 @@ class RiskParametersForm(forms.Form):
     def clean_allowed_symbols(self) -> list[str]:
         symbols = [s.strip().upper() for s in self.cleaned_data["allowed_symbols"].split(",") if s.strip()]
         for symbol in symbols:
-            if not symbol.isalnum() or len(symbol) > 32:
+            if not symbol.isalnum():
                 raise forms.ValidationError(SYMBOL_INVALID.format(symbol=symbol))
+        problem = allowed_symbols_problem(symbols)
+        if problem:
+            raise forms.ValidationError(problem)
         return symbols
 
     def clean(self):

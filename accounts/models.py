@@ -5,8 +5,32 @@ from __future__ import annotations
 import uuid
 
 from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
+
+from binproto import MAX_SYMBOL_BYTES, MAX_SYMBOLS
+
+ALLOWED_SYMBOLS_NOT_A_LIST = "Allowed symbols must be a list of symbol names."
+ALLOWED_SYMBOLS_TOO_MANY = "At most {limit} allowed symbols (the EA protocol's limit), not {count}."
+ALLOWED_SYMBOL_INVALID = "A symbol name is 1 to {limit} bytes of text without NUL characters, not {symbol!r}."
+
+
+def allowed_symbols_problem(symbols) -> str | None:
+    """Why `symbols` cannot be an account's allowed_symbols, or None. RISK_PARAMETERS carries at most MAX_SYMBOLS
+    names of 1..MAX_SYMBOL_BYTES UTF-8 bytes; a list beyond that could never reach the EA (docs/protocol.md §7)."""
+    if not isinstance(symbols, list):
+        return ALLOWED_SYMBOLS_NOT_A_LIST
+    if len(symbols) > MAX_SYMBOLS:
+        return ALLOWED_SYMBOLS_TOO_MANY.format(limit=MAX_SYMBOLS, count=len(symbols))
+    for symbol in symbols:
+        try:
+            size = len(symbol.encode()) if isinstance(symbol, str) else 0
+        except UnicodeEncodeError:
+            size = 0
+        if not 1 <= size <= MAX_SYMBOL_BYTES or "\0" in symbol:
+            return ALLOWED_SYMBOL_INVALID.format(limit=MAX_SYMBOL_BYTES, symbol=symbol)
+    return None
 
 
 class Tenant(models.Model):
@@ -128,6 +152,12 @@ class MT5Account(models.Model):
     def __str__(self) -> str:
         label = self.name or (f"{self.account_number}@{self.server}" if self.account_number else str(self.account_id))
         return label
+
+    def clean(self) -> None:
+        """The admin's form validates through here: the same protocol limits as the portal form and the service."""
+        problem = allowed_symbols_problem(self.allowed_symbols)
+        if problem:
+            raise ValidationError({"allowed_symbols": problem})
 
 
 class ApiKey(models.Model):

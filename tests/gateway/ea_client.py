@@ -26,7 +26,8 @@ from trading.gateway import batchers_flush
 def hello(account, secret) -> bytes:
     return binproto.encode(
         binproto.Hello(account_id=account.account_id, auth_method=binproto.AuthMethod.API_KEY, ea_version="1.0",
-                       mt5_build=4000, access_token=secret, protocol_versions=(1, 2))
+                       mt5_build=4000, access_token=secret, protocol_versions=(1, 2),
+                       timestamp_us=time.time_ns() // 1000)
     )  # fmt: skip
 
 
