@@ -14,10 +14,9 @@ import weakref
 from collections import defaultdict
 from datetime import UTC, datetime
 
-from channels.db import database_sync_to_async
-
 from accounts.selectors import ea_sessions_active
 from binproto import CloseCode
+from suho.asyncdb import db_thread
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ class SessionWatch:
             else:
                 by_tenant[consumer.claims.tenant_id].append(consumer)
         for tenant_id, consumers in by_tenant.items():
-            active = await database_sync_to_async(ea_sessions_active, thread_sensitive=False)(
+            active = await db_thread(ea_sessions_active)(
                 tenant_id=tenant_id, session_ids=[consumer.claims.session_id for consumer in consumers]
             )
             for consumer in consumers:
