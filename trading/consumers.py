@@ -15,7 +15,6 @@ from urllib.parse import parse_qs
 from uuid import UUID
 
 from channels.consumer import get_handler_name
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import DataError
 
@@ -24,6 +23,7 @@ from accounts import selectors as account_selectors
 from accounts import services as account_services
 from binproto import AuthStatus, CloseCode, ErrorCode, MsgType
 from quotes.ingest import TickRow
+from suho.asyncdb import db_thread
 from trading import connection as connection_services
 from trading import outbound_batch
 from trading.gateway import NODE, SESSION_REPLACED_REASON, batcher, hub
@@ -59,7 +59,7 @@ TICK_PRICE_OUT_OF_RANGE = "tick with a price outside (0, 1e11] dropped"
 def in_thread(func):
     """Run blocking work (database, Argon2) in the thread pool, not Channels' single shared thread: one slow
     HELLO must not hold up every other connection's trade events."""
-    return database_sync_to_async(func, thread_sensitive=False)
+    return db_thread(func)
 
 
 REFUSAL_CLOSE_CODES = {AuthStatus.REVOKED_KEY: CloseCode.REVOKED, AuthStatus.RATE_LIMITED: CloseCode.RATE_LIMITED}

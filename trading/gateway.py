@@ -23,12 +23,12 @@ from concurrent.futures import Future
 from functools import partial
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import DataError, IntegrityError
 
 from binproto import CloseCode
 from quotes.ingest import broker_quotes_after_commit, broker_quotes_insert
+from suho.asyncdb import db_thread
 from suho.bus import get_bus, subject_token
 from suho.metrics import batch_flush_observe
 from trading.bridge import ROWS_PER_MESSAGE, ingest_publish, ingest_publish_nothing_after
@@ -131,7 +131,7 @@ class Batcher:
             else:
                 rows, self._rows = self._rows[: self.max_rows], self._rows[self.max_rows :]
             try:
-                await database_sync_to_async(self._write, thread_sensitive=False)(rows)  # while the last after runs
+                await db_thread(self._write)(rows)  # while the last after runs
                 self.flushed_rows += len(rows)
             except (DataError, IntegrityError):
                 await self._after_commit_settled()
@@ -143,9 +143,7 @@ class Batcher:
                 await asyncio.sleep(RETRY_DELAY_S)
                 return
             await self._after_commit_settled()
-            self._after = asyncio.get_running_loop().create_task(
-                database_sync_to_async(self._write_after_commit, thread_sensitive=False)(rows)
-            )
+            self._after = asyncio.get_running_loop().create_task(db_thread(self._write_after_commit)(rows))
 
     async def _isolate(self, rows: list) -> None:
         """A batch the database refuses for its data: write it in halves, so only the offending rows are dropped
@@ -157,12 +155,12 @@ class Batcher:
         middle = len(rows) // 2
         for half in (rows[:middle], rows[middle:]):
             try:
-                await database_sync_to_async(self._write, thread_sensitive=False)(half)
+                await db_thread(self._write)(half)
                 self.flushed_rows += len(half)
             except (DataError, IntegrityError):
                 await self._isolate(half)
                 continue
-            await database_sync_to_async(self._write_after_commit, thread_sensitive=False)(half)
+            await db_thread(self._write_after_commit)(half)
 
     async def _run(self) -> None:
         while self._rows or self._retry:

@@ -16,10 +16,9 @@ import weakref
 from collections import defaultdict
 from datetime import UTC, datetime
 
-from channels.db import database_sync_to_async
-
 from accounts.selectors import ea_sessions_active, ea_sessions_replaced
 from binproto import CloseCode
+from suho.asyncdb import db_thread
 from trading.gateway import SESSION_REPLACED_REASON
 
 log = logging.getLogger(__name__)
@@ -64,13 +63,13 @@ class SessionWatch:
             else:
                 by_tenant[consumer.claims.tenant_id].append(consumer)
         for tenant_id, consumers in by_tenant.items():
-            active = await database_sync_to_async(ea_sessions_active, thread_sensitive=False)(
+            active = await db_thread(ea_sessions_active)(
                 tenant_id=tenant_id, session_ids=[consumer.claims.session_id for consumer in consumers]
             )
             ending = [consumer for consumer in consumers if consumer.claims.session_id not in active]
             replaced = set()
             if ending:
-                replaced = await database_sync_to_async(ea_sessions_replaced, thread_sensitive=False)(
+                replaced = await db_thread(ea_sessions_replaced)(
                     tenant_id=tenant_id, session_ids=[consumer.claims.session_id for consumer in ending]
                 )
             for consumer in ending:
