@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 STACK := $(BIN)/python -m suho.devstack exec --
 
-.PHONY: install run test lint format bench lock clean-state browser-deps
+.PHONY: install run test prod-smoke lint format bench lock clean-state browser-deps
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ run: install
 
 test: install
 	$(STACK) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# docker/compose.yaml's own commands run as local processes with production settings, then used as a trader, the
+# ML engine and an EA would; exit 1 says what failed (suho/prodsmoke.py, docs/decisions/0016).
+prod-smoke: install
+	$(STACK) $(BIN)/python -m suho.prodsmoke
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,29 +1,56 @@
-"""The admin log-in with a second factor: staff with a TOTP secret must give the current code; with
-OPERATOR_2FA_REQUIRED on, staff without one cannot log in until `manage.py operator_totp_enable`."""
+"""The log-in forms. The admin's: user name, password and (for staff who need one) the TOTP code, checked together.
+
+A wrong password, a wrong or missing code, a staff user without an enrolled secret (with OPERATOR_2FA_REQUIRED)
+and a non-staff user all get the same message, so the form never tells a correct password apart from a wrong one.
+The rule for who needs a code is accounts/staff_auth.py's. The portal's form refuses staff who need a code with
+the message of a wrong password: operators log in at /admin/login/.
+"""
 
 from __future__ import annotations
 
 from django import forms
-from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth import authenticate
+from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.signals import user_login_failed
+from django.views.decorators.debug import sensitive_variables
 
-from accounts.totp import totp_verify
+from accounts.staff_auth import staff_needs_second_factor, staff_second_factor_check
 
-TOTP_INVALID = "The authentication code is missing or wrong; use the current code from your authenticator app."
-TOTP_NOT_ENROLLED = "Two-factor log-in is required: ask an administrator to run manage.py operator_totp_enable."
+STAFF_LOGIN_INVALID = (
+    "Please enter the correct user name, password and authentication code of a staff account. "
+    "All fields may be case-sensitive."
+)
 
 
 class OperatorLoginForm(AdminAuthenticationForm):
+    error_messages = {**AdminAuthenticationForm.error_messages, "invalid_login": STAFF_LOGIN_INVALID}
+
     otp_code = forms.CharField(
         label="Authentication code", required=False, max_length=10,
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
-        help_text="6 digits from your authenticator app (if two-factor log-in is on for you).",
+        help_text="6 digits from your authenticator app.",
     )  # fmt: skip
 
+    @sensitive_variables()
+    def clean(self):
+        username = self.cleaned_data.get("username")
+        password = self.cleaned_data.get("password")
+        if username is None or not password:
+            return self.cleaned_data
+        user = authenticate(self.request, username=username, password=password)
+        if user is None:
+            raise self.get_invalid_login_error()
+        self.confirm_login_allowed(user)
+        if not staff_second_factor_check(user, self.cleaned_data.get("otp_code")):
+            user_login_failed.send(sender=__name__, credentials={"username": username}, request=self.request)
+            raise self.get_invalid_login_error()
+        self.user_cache = user
+        return self.cleaned_data
+
+
+class PortalLoginForm(AuthenticationForm):
     def confirm_login_allowed(self, user):
         super().confirm_login_allowed(user)
-        if user.totp_secret:
-            if not totp_verify(user.totp_secret, self.cleaned_data.get("otp_code", "")):
-                raise forms.ValidationError(TOTP_INVALID, code="totp_invalid")
-        elif settings.OPERATOR_2FA_REQUIRED:
-            raise forms.ValidationError(TOTP_NOT_ENROLLED, code="totp_not_enrolled")
+        if staff_needs_second_factor(user):  # the code is asked for on the admin's log-in only
+            raise self.get_invalid_login_error()

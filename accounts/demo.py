@@ -14,7 +14,7 @@ from uuid import UUID
 from django.conf import settings
 
 from accounts.models import ApiKey, MT5Account, Tenant, User
-from accounts.services import api_key_create, mt5_account_create
+from accounts.services import api_key_create, mt5_account_create, operator_totp_enable
 from compliance.services import audit_record
 from suho.routers import operator_path
 
@@ -33,16 +33,17 @@ class DemoSeed:
     admin: User
     account: MT5Account
     api_key: ApiKey
-    created: tuple[str, ...]  # what this run made: "tenant", "user", "admin", "account", "api_key"
+    created: tuple[str, ...]  # what this run made: "tenant", "user", "admin", "admin_totp", "account", "api_key"
     user_password: str | None  # the secrets, only when this run made them
     admin_password: str | None
     api_key_plaintext: str | None
+    admin_totp_uri: str | None  # the operator's otpauth:// URI, only when this run enrolled the second factor
 
 
 def demo_seed(*, user_password: str | None = None, admin_password: str | None = None) -> DemoSeed:
     """Create whatever of the demo set is missing. Runs on the operator path (it is an operator's job)."""
     created: list[str] = []
-    new_user_password = new_admin_password = plaintext = None
+    new_user_password = new_admin_password = plaintext = totp_uri = None
     with operator_path():
         tenant, made = Tenant.objects.get_or_create(slug=DEMO_TENANT_SLUG, defaults={"name": DEMO_TENANT_NAME})
         created += ["tenant"] if made else []
@@ -62,6 +63,9 @@ def demo_seed(*, user_password: str | None = None, admin_password: str | None = 
                 username=DEMO_ADMIN_USERNAME, email="admin@example.com", password=new_admin_password
             )
             created.append("admin")
+        if not admin.totp_secret:  # staff need a second factor (OPERATOR_2FA_REQUIRED): enrol it with the password
+            admin.totp_secret, totp_uri = operator_totp_enable(user=admin)
+            created.append("admin_totp")
 
         account = MT5Account.objects.filter(tenant=tenant, name=DEMO_ACCOUNT_NAME).first()
         if account is None:
@@ -86,6 +90,7 @@ def demo_seed(*, user_password: str | None = None, admin_password: str | None = 
     return DemoSeed(
         tenant=tenant, user=user, admin=admin, account=account, api_key=api_key, created=tuple(created),
         user_password=new_user_password, admin_password=new_admin_password, api_key_plaintext=plaintext,
+        admin_totp_uri=totp_uri,
     )  # fmt: skip
 
 

@@ -10,23 +10,32 @@ from __future__ import annotations
 from contextlib import contextmanager
 from datetime import timedelta
 
+from django.contrib.auth import authenticate
+from django.contrib.auth.signals import user_login_failed
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework_simplejwt.serializers import TokenRefreshSerializer
-from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.serializers import (
+    TokenObtainPairSerializer,
+    TokenObtainSerializer,
+    TokenRefreshSerializer,
+)
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from accounts import selectors
 from accounts.api import ErrorSerializer, ea_exception_handler, error_response
 from accounts.models import MT5Account
 from accounts.services import TOKEN_SCOPE, mt5_account_create
+from accounts.staff_auth import STAFF_2FA_CLAIM, staff_second_factor_check
+from accounts.user_tokens import UserTokenError, user_tokens_issue, user_tokens_refresh
 from compliance.models import RiskEvent
 from signals.models import SignalExecution
 from signals.selectors import feedback_rows
+from suho.edge import BoundedLimitOffsetPagination, date_bounded
 from suho.tenancy import tenant_context
 from trading.models import BalanceRollup, BalanceSnapshot, TradeOrder
 
@@ -36,6 +45,7 @@ NO_TENANT = "This user belongs to no tenant; operators use the admin."
 RANGE_INVALID = "`start` must be before `end`."
 RANGE_TOO_LONG = "At most {days} days per request."
 EA_TOKEN_REFUSED = "EA refresh tokens are refreshed at /api/ea/token/refresh, not here."  # noqa: S105
+STAFF_TOKEN_INVALID = "No active staff account found with these credentials and authentication code."  # noqa: S105
 MAX_RANGE_DAYS = 92
 
 ERRORS = {
@@ -76,7 +86,7 @@ class UserApiView(APIView):
         return account
 
     def page(self, queryset, serializer_class):
-        paginator = LimitOffsetPagination()
+        paginator = BoundedLimitOffsetPagination()
         rows = paginator.paginate_queryset(queryset, self.request, view=self)
         return paginator.get_paginated_response(serializer_class(rows, many=True).data)
 
@@ -108,8 +118,9 @@ class AccountCreateSerializer(serializers.Serializer):
 
 
 class RangeSerializer(serializers.Serializer):
-    start = serializers.DateTimeField(required=False, help_text="Default: 24 hours before `end`.")
-    end = serializers.DateTimeField(required=False, help_text="Default: now.")
+    start = serializers.DateTimeField(required=False, validators=[date_bounded],
+                                      help_text="Default: 24 hours before `end`.")  # fmt: skip
+    end = serializers.DateTimeField(required=False, validators=[date_bounded], help_text="Default: now.")
 
     def validate(self, data):
         data["end"] = data.get("end") or timezone.now()
@@ -128,8 +139,8 @@ class BalanceQuerySerializer(RangeSerializer):
 class TradeQuerySerializer(serializers.Serializer):
     symbol = serializers.CharField(max_length=32, required=False, allow_blank=True)
     status = serializers.ChoiceField(choices=TradeOrder.Status.choices, required=False)
-    since = serializers.DateTimeField(required=False)
-    until = serializers.DateTimeField(required=False)
+    since = serializers.DateTimeField(required=False, validators=[date_bounded])
+    until = serializers.DateTimeField(required=False, validators=[date_bounded])
 
 
 class BalanceSerializer(serializers.ModelSerializer):
@@ -276,28 +287,79 @@ class FeedbackApi(UserApiView):
             return Response(FeedbackRowSerializer(feedback_rows(**query.validated_data), many=True).data)
 
 
+class UserTokenObtainSerializer(TokenObtainPairSerializer):
+    def validate(self, attrs):
+        TokenObtainSerializer.validate(self, attrs)  # authenticates; refuses inactive users and staff
+        return user_tokens_issue(user=self.user)
+
+
 class UserTokenRefreshSerializer(TokenRefreshSerializer):
+    refresh = serializers.CharField(max_length=4096)
+
     def validate(self, attrs):
         try:
             scope = RefreshToken(attrs["refresh"]).get("scope")
-        except Exception:  # noqa: BLE001 — the parent reports a bad token its own way
-            scope = None
+        except TokenError:
+            scope = None  # user_tokens_refresh reports a bad token
         if scope == TOKEN_SCOPE:
             raise serializers.ValidationError(EA_TOKEN_REFUSED)
-        return super().validate(attrs)
+        try:
+            return user_tokens_refresh(refresh=attrs["refresh"])
+        except UserTokenError as exc:
+            raise exceptions.AuthenticationFailed(exc.message) from exc
 
 
 class UserTokenObtainView(TokenObtainPairView):
-    """A trader's JWT pair from user name and password (15-minute access token)."""
+    """A trader's JWT pair from user name and password (15-minute access token; the refresh token starts a family
+    of rotating tokens, accounts/user_tokens.py)."""
+
+    serializer_class = UserTokenObtainSerializer
 
     def get_exception_handler(self):
         return user_exception_handler
 
 
 class UserTokenRefreshView(TokenRefreshView):
-    """Refresh a trader's token pair; EA refresh tokens are refused (they rotate through the EA endpoint)."""
+    """Spend a trader's refresh token for a new pair (a spent one revokes its family); EA refresh tokens are
+    refused (they rotate through the EA endpoint)."""
 
     serializer_class = UserTokenRefreshSerializer
 
     def get_exception_handler(self):
         return user_exception_handler
+
+
+class StaffTokenSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=4096, trim_whitespace=False, style={"input_type": "password"})
+    otp_code = serializers.CharField(max_length=10, required=False, allow_blank=True)
+
+
+class StaffTokenResponseSerializer(serializers.Serializer):
+    access = serializers.CharField(help_text="15-minute access token; there is no refresh token for staff.")
+
+
+class StaffTokenObtainView(APIView):
+    """An operator's access token: password and the current TOTP code, the same refusal for any wrong part."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    def get_exception_handler(self):
+        return user_exception_handler
+
+    @extend_schema(operation_id="staff_token", tags=["Auth"], request=StaffTokenSerializer,
+                   responses={200: StaffTokenResponseSerializer, 400: ERRORS[400], 401: ERRORS[401]})  # fmt: skip
+    def post(self, request):
+        data = StaffTokenSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        credentials = data.validated_data
+        user = authenticate(request, username=credentials["username"], password=credentials["password"])
+        if user is None or not user.is_active or not user.is_staff:
+            raise exceptions.AuthenticationFailed(STAFF_TOKEN_INVALID)
+        if not staff_second_factor_check(user, credentials.get("otp_code")):
+            user_login_failed.send(sender=__name__, credentials={"username": user.username}, request=request)
+            raise exceptions.AuthenticationFailed(STAFF_TOKEN_INVALID)
+        token = AccessToken.for_user(user)
+        token[STAFF_2FA_CLAIM] = True
+        return Response({"access": str(token)})

@@ -1,4 +1,5 @@
-"""REST routes for traders, mounted under /api/: token pair, accounts, balances, trades, executions, feedback."""
+"""REST routes for traders, mounted under /api/: token pair (staff: an access token with a TOTP code), accounts,
+balances, trades, executions, feedback."""
 
 from django.urls import path
 
@@ -7,6 +8,7 @@ from accounts import user_api
 urlpatterns = [
     path("token/", user_api.UserTokenObtainView.as_view(), name="user-token"),
     path("token/refresh/", user_api.UserTokenRefreshView.as_view(), name="user-token-refresh"),
+    path("staff/token/", user_api.StaffTokenObtainView.as_view(), name="staff-token"),
     path("accounts/", user_api.AccountListApi.as_view(), name="api-accounts"),
     path("accounts/<uuid:account_id>/", user_api.AccountDetailApi.as_view(), name="api-account"),
     path("accounts/<uuid:account_id>/balances/", user_api.AccountBalancesApi.as_view(), name="api-balances"),

@@ -70,11 +70,20 @@ DB_ROLE_PASSWORDS = {
     DB_OPERATOR_USER: env("DB_OPERATOR_PASSWORD", ""),
 }
 TIMESCALEDB = env("SUHO_TIMESCALEDB", "auto")  # auto | on | off
-DB_CONN_MAX_AGE = env_int("DB_CONN_MAX_AGE", 60)
 DB_SSLMODE = env("DB_SSLMODE", "prefer")
+# One bounded psycopg pool per role and process (docs/operations.md, "Database connections"): a request or thread
+# takes a connection for its work and hands it back; past the bound it queues up to DB_POOL_TIMEOUT_S, then gets
+# 503 database_busy. A process holds at most 2 × DB_POOL_MAX_SIZE + DB_OWNER_POOL_MAX_SIZE connections.
+DB_POOL_MIN_SIZE = env_int("DB_POOL_MIN_SIZE", 1)
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 10)
+DB_POOL_TIMEOUT_S = env_int("DB_POOL_TIMEOUT_S", 5)
+DB_OWNER_POOL_MAX_SIZE = 2  # migrations and partition upkeep: one at a time
+if not 0 <= DB_POOL_MIN_SIZE <= DB_POOL_MAX_SIZE or DB_POOL_MAX_SIZE < 1 or DB_POOL_TIMEOUT_S < 1:
+    raise ImproperlyConfigured("DB_POOL_* need 0 <= DB_POOL_MIN_SIZE <= DB_POOL_MAX_SIZE, MAX >= 1 and TIMEOUT_S >= 1")
+DB_CONNECTIONS_PER_PROCESS = 2 * DB_POOL_MAX_SIZE + DB_OWNER_POOL_MAX_SIZE
 
 
-def database_for(user: str, url: str = DATABASE_URL) -> dict:
+def database_for(user: str, url: str = DATABASE_URL, *, pool_min_size=DB_POOL_MIN_SIZE, pool_max_size=DB_POOL_MAX_SIZE):
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql", "timescale"}:
         raise ImproperlyConfigured(f"DATABASE_URL must be a postgres:// URL, got scheme {parts.scheme!r}")
@@ -85,15 +94,23 @@ def database_for(user: str, url: str = DATABASE_URL) -> dict:
         "PASSWORD": DB_ROLE_PASSWORDS.get(user, ""),
         "HOST": parts.hostname or "127.0.0.1",
         "PORT": str(parts.port or 5432),
-        "CONN_MAX_AGE": DB_CONN_MAX_AGE,
+        "CONN_MAX_AGE": 0,  # required with a pool: "closing" hands the connection back to it
         "CONN_HEALTH_CHECKS": True,
-        "OPTIONS": {"sslmode": DB_SSLMODE, "application_name": "suho"},
+        "OPTIONS": {
+            "sslmode": DB_SSLMODE,
+            "application_name": "suho",
+            "pool": {
+                "min_size": pool_min_size,
+                "max_size": pool_max_size,
+                "timeout": DB_POOL_TIMEOUT_S,
+            },
+        },
     }
 
 
 DATABASES = {
     "default": database_for(DB_SERVICE_USER),
-    "owner": database_for(DB_OWNER_USER),
+    "owner": database_for(DB_OWNER_USER, pool_min_size=0, pool_max_size=DB_OWNER_POOL_MAX_SIZE),
     "operator": database_for(DB_OPERATOR_USER),
 }
 DATABASE_ROUTERS = ["suho.routers.RoleRouter"]
@@ -165,11 +182,13 @@ INSTALLED_APPS = [
 ]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "suho.errors.DatabaseBusyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "accounts.staff_auth.StaffSecondFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "suho.tenancy.TenantContextMiddleware",
@@ -211,7 +230,7 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env("STATIC_ROOT", str(BASE_DIR / "staticfiles")))  # collectstatic writes here
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -226,7 +245,7 @@ LOGIN_URL = "/accounts/login/"
 
 # --- Security (clean `manage.py check --deploy` with production values) ----------------------------------------
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not (DEBUG or TESTING))
-OPERATOR_2FA_REQUIRED = env_bool("OPERATOR_2FA_REQUIRED", False)  # staff must enrol TOTP before the admin
+OPERATOR_2FA_REQUIRED = env_bool("OPERATOR_2FA_REQUIRED", True)  # staff need a TOTP code on every path
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", True) else None
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
@@ -241,11 +260,16 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 # --- REST API and tokens --------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "accounts.staff_auth.SecondFactorJWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PARSER_CLASSES": [
+        "suho.edge.BoundedJSONParser",  # depth and NUL limits (suho/edge.py)
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "suho.edge.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
@@ -260,6 +284,8 @@ SIMPLE_JWT = {
     "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("EA_REFRESH_TOKEN_DAYS", 30)),
     "SIGNING_KEY": env("JWT_SIGNING_KEY", SECRET_KEY),
     "ALGORITHM": "HS256",
+    "USER_AUTHENTICATION_RULE": "accounts.staff_auth.user_token_allowed",  # staff: /api/staff/token/ only
+    "CHECK_REVOKE_TOKEN": True,  # users' tokens carry a password fingerprint: a password change ends them
 }
 
 # --- Demo data (`manage.py seed_demo`): passwords for the demo trader and operator; random when unset --------------
@@ -275,7 +301,14 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "suho.logging.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain" if DEBUG else "json"}},
+    "filters": {"redact_secrets": {"()": "suho.logging.SecretRedactingFilter"}},  # the webhook's secret URL
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain" if DEBUG else "json",
+            "filters": ["redact_secrets"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

@@ -3,7 +3,8 @@
 Ctrl-C (or SIGTERM) stops every child and waits for it; if one child dies, the others are stopped too. With
 `SUHO_DEMO_EA=1` a simulated EA on the demo account (`manage.py simulate_ea --demo`) and a replayed reference feed
 (`manage.py reference_feed --source replay`) run beside them: a live demo that is optional, so their exit is
-reported and the rest keeps running.
+reported and the rest keeps running. With DEBUG off (`DEBUG=0 make run`, production settings) the static files are
+collected first: whitenoise serves them from STATIC_ROOT by their manifest, and a page whose file is missing is a 500.
 """
 
 from __future__ import annotations
@@ -19,9 +20,16 @@ MANAGE = [PYTHON, "manage.py"]
 
 
 def prepare() -> None:
-    steps = (["db_setup"], ["migrate", "--database", "owner", "--no-input", "-v", "0"], ["nats_setup"], ["seed_demo"])
+    steps = [["db_setup"], ["migrate", "--database", "owner", "--no-input", "-v", "0"], ["nats_setup"], ["seed_demo"]]
+    if not debug():  # whitenoise serves STATIC_ROOT's manifest then: without it every page is a 500
+        steps.insert(0, ["collectstatic", "--no-input", "-v", "0"])
     for step in steps:
         subprocess.run([*MANAGE, *step], check=True)
+
+
+def debug() -> bool:
+    """DEBUG as suho/settings.py reads it (off unless set), without loading the settings in this process."""
+    return os.environ.get("DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def main() -> int:
@@ -45,7 +53,9 @@ def main() -> int:
         children["reference-feed"] = subprocess.Popen([*MANAGE, "reference_feed", "--source", "replay"])
     base = f"http://127.0.0.1:{port}"
     print(
-        f"\nSuho is up:\n  portal     {base}/\n  admin      {base}/admin/\n  API docs   {base}/api/docs/\n"
+        f"\nSuho is up:\n  portal     {base}/\n"
+        f"  admin      {base}/admin/ (user admin; current code: python manage.py operator_totp_code)\n"
+        f"  API docs   {base}/api/docs/\n"
         f"  EA socket  ws://127.0.0.1:{port}/ws/ea/\nCtrl-C stops everything.\n",
         flush=True,
     )

@@ -6,8 +6,11 @@ from django.urls import include, path, reverse_lazy
 from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from accounts.admin_login import PortalLoginForm
 from accounts.views import operator_dashboard
 from suho import health, metrics
+
+handler500 = "suho.errors.server_error"  # a pool timeout outside a view is 503 database_busy, not 500
 
 urlpatterns = [
     path("", TemplateView.as_view(template_name="home.html"), name="home"),
@@ -16,7 +19,11 @@ urlpatterns = [
     path("metrics", metrics.metrics_view, name="metrics"),
     path("admin/dashboard/", admin.site.admin_view(operator_dashboard), name="operator-dashboard"),
     path("admin/", admin.site.urls),
-    path("accounts/login/", LoginView.as_view(next_page=reverse_lazy("portal:accounts")), name="login"),
+    path(
+        "accounts/login/",
+        LoginView.as_view(next_page=reverse_lazy("portal:accounts"), authentication_form=PortalLoginForm),
+        name="login",
+    ),
     path("accounts/", include("django.contrib.auth.urls")),
     path("portal/", include("accounts.portal_urls")),
     path("api/ea/", include("accounts.urls")),

@@ -228,5 +228,17 @@ def make_consent(user: User, *, using: str | None = None, **fields) -> UserConse
     return _create(UserConsent, user.tenant_id, using, fields)
 
 
+def staff_login(client, user: User):
+    """Sign `user` in on the test client as the admin log-in does after password and code: the session carries
+    the second-factor mark (accounts.staff_auth), without which staff sessions are signed out."""
+    from accounts.staff_auth import STAFF_SESSION_KEY
+
+    client.force_login(user)
+    session = client.session
+    session[STAFF_SESSION_KEY] = str(user.pk)
+    session.save()
+    return client
+
+
 def ago(**delta) -> datetime:
     return timezone.now() - timedelta(**delta)

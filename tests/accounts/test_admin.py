@@ -14,6 +14,7 @@ from compliance.models import AuditLog
 from suho.admin_site import OperatorAdminMiddleware
 from suho.routers import on_operator_path, operator_path
 from tests.accounts.helpers import account_make, secret_of, tenant_make
+from tests.factories import staff_login
 
 ACCOUNTS_URL = "/admin/accounts/mt5account/"
 KEYS_URL = "/admin/accounts/apikey/"
@@ -29,7 +30,7 @@ def staff(committed) -> User:
 @pytest.fixture
 def admin_client(staff) -> Client:
     client = Client()
-    client.force_login(staff)
+    staff_login(client, staff)
     return client
 
 

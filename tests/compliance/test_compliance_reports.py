@@ -16,7 +16,7 @@ import pytest
 from django.core.management import call_command
 from django.db import DatabaseError, connections, transaction
 from django.test import Client
-from factories import make_account, make_order, make_signal, make_tenant, make_user
+from factories import make_account, make_order, make_signal, make_tenant, make_user, staff_login
 
 from accounts.models import User
 from compliance.models import AuditLog, ComplianceReport
@@ -205,7 +205,7 @@ def test_operators_read_compliance_tables_in_the_admin_and_download_any_tenants_
     with operator_path():
         staff = User.objects.create_superuser(username="ops-reports", password="staff password 3")
     client = Client()
-    client.force_login(staff)
+    staff_login(client, staff)
     for model in ("auditlog", "riskevent", "compliancereport", "userconsent"):
         assert client.get(f"/admin/compliance/{model}/").status_code == 200, model
     page = client.get(f"/admin/compliance/compliancereport/{report.pk}/change/")

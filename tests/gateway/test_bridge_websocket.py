@@ -18,6 +18,11 @@ and not acked — committed or not — JetStream redelivers after the ack wait, 
 test short; a batch redelivered while a live bridge still applies it is skipped through suho_bridge_applied, so the
 short ack wait exercises that path too. (Checked against broken bridges: one that skips that check stores ticks
 twice, one that acks before its commit loses some.)
+
+The first bridge is held (SIGSTOP) until the test has seen that its durable consumer does not exist yet, then the
+test waits for the consumer with a deadline: on a loaded machine the bridge's Django start took long enough that
+asking for the consumer at once failed with NotFoundError (issue 15, finding 15); holding it makes that case happen
+on every run instead of by chance.
 """
 
 from __future__ import annotations
@@ -34,7 +39,13 @@ from django.conf import settings
 
 import binproto
 from bench.ea_load import Stats, ea_connect, reader
-from tests.gateway.ea_client import bridge_process, ingest_queue_depth, ingest_queue_reset, rows
+from tests.gateway.ea_client import (
+    bridge_process,
+    ingest_consumer_wait,
+    ingest_queue_depth,
+    ingest_queue_reset,
+    rows,
+)
 from trading.bridge import DURABLE, INGEST_STREAM
 
 pytestmark = [pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])]
@@ -107,7 +118,8 @@ async def test_every_tick_the_gateway_acknowledged_is_stored_once_though_the_bri
     started = time.monotonic()
     await ingest_queue_reset()
     log_path = tmp_path / "bridge.log"
-    bridge = bridge_process(log_path, "--ack-wait", ACK_WAIT_S)  # it boots while the accounts are made
+    bridge = bridge_process(log_path, "--ack-wait", ACK_WAIT_S)
+    bridge.send_signal(signal.SIGSTOP)  # held until the test has looked for its consumer: what a loaded machine did
     eas = await database_sync_to_async(ea_accounts)(TENANTS, ACCOUNTS_PER_TENANT)
     account_ids = [str(account.account_id) for _tenant, account, _secret in eas]
     base_us = time.time_ns() // 1000 - 60_000_000  # a minute ago: trusted, and no two packets share a time
@@ -126,6 +138,9 @@ async def test_every_tick_the_gateway_acknowledged_is_stored_once_though_the_bri
     nc = await nats.connect(settings.NATS_URL)
     try:
         jetstream = nc.jetstream()
+        assert not await jetstream.consumers_info(INGEST_STREAM)  # the held bridge has not created its consumer yet
+        bridge.send_signal(signal.SIGCONT)
+        await ingest_consumer_wait(jetstream, DURABLE, process=bridge)
         for packet, gate in gates.items():
             seen, fetched_by_then = await database_sync_to_async(stored_count)(account_ids), None
             while True:  # until this bridge has committed a batch and fetched another since: mid-batch, most likely
@@ -168,6 +183,7 @@ async def test_every_tick_the_gateway_acknowledged_is_stored_once_though_the_bri
         for task in streams + readers:
             task.cancel()
         await asyncio.gather(*(ws.close() for ws in sockets))
+        bridge.send_signal(signal.SIGCONT)  # in case it is still held
         bridge.send_signal(signal.SIGTERM)
         bridge.wait(timeout=20)
         await ingest_queue_reset()

@@ -23,6 +23,7 @@ from suho.bus import bus_discard
 from suho.models import OutboxMessage
 from suho.outbox import PARK_AFTER_REFUSALS, _drainer, outbox_drain, outbox_prune, outbox_publish_on_commit
 from suho.tenancy import tenant_context
+from tests.factories import staff_login
 from trading.outbound import command_issue
 
 pytestmark = [pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])]
@@ -174,7 +175,7 @@ def test_an_operator_requeues_a_parked_message_from_the_admin_and_it_is_delivere
         staff = User.objects.create_superuser(username=f"op{uuid.uuid4().hex[:8]}", email="op@x.example",
                                               password="x" * 12)  # fmt: skip
         client = Client()
-        client.force_login(staff)
+        staff_login(client, staff)
         url = reverse("admin:suho_outboxmessage_changelist")
         assert client.get(url, {"state": "parked"}).status_code == 200
         response = client.post(url, {"action": "requeue", "_selected_action": [str(poison.id)]})

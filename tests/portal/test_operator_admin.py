@@ -12,7 +12,7 @@ from django.utils import timezone
 from accounts.models import MT5Account, Tenant, User
 from compliance.models import AuditLog
 from suho.routers import operator_path
-from tests.factories import make_balance, make_order, make_quote, make_risk_event, make_signal
+from tests.factories import make_balance, make_order, make_quote, make_risk_event, make_signal, staff_login
 from trading.models import EACommand
 
 
@@ -21,7 +21,7 @@ def operator(committed):
     with operator_path():
         user = User.objects.create_superuser(username="operator", email="op@suho.example", password="x" * 12)
     client = Client()
-    client.force_login(user)
+    staff_login(client, user)
     return client
 
 

@@ -14,6 +14,7 @@ from accounts.services import ea_authenticate
 from compliance.models import AuditLog, UserConsent
 from compliance.views import ERASE_CONFIRM_MISMATCH
 from suho.routers import operator_path
+from tests.factories import staff_login
 from tests.portal.conftest import PASSWORD
 from trading.models import EACommand
 
@@ -149,7 +150,7 @@ def test_an_operator_without_tenant_gets_404_not_someone_elses_data(committed, p
     with operator_path():
         staff = User.objects.create_user(username="op", is_staff=True)
     client = Client()
-    client.force_login(staff)
+    staff_login(client, staff)
     assert client.get(path).status_code == 404
 
 

@@ -13,6 +13,7 @@ from signals.models import TradingSignal
 from signals.services import ml_engine_key_create, ml_engine_key_verify
 from suho.routers import operator_path
 from tests.accounts.helpers import account_make, tenant_make
+from tests.factories import staff_login
 
 SIGNALS_URL = "/admin/signals/tradingsignal/"
 
@@ -22,7 +23,7 @@ def admin_client(committed) -> Client:
     with operator_path():
         staff = User.objects.create_superuser(username="ops1", email="ops1@example.com", password="x" * 12)
     client = Client()
-    client.force_login(staff)
+    staff_login(client, staff)
     return client
 
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.test import Client
 from django.utils import timezone
-from factories import make_signal
+from factories import make_signal, staff_login
 
 from accounts.models import User
 from compliance.models import AuditLog
@@ -102,7 +102,7 @@ def test_an_operator_cancels_any_tenants_signal_and_is_named_in_the_audit(accoun
         staff = User.objects.create_user(username="ops", password="x" * 12, is_staff=True)
     signal = make_signal(account, status=lifecycle.PENDING)
     client = Client()
-    client.force_login(staff)
+    staff_login(client, staff)
     response = client.post(f"/api/signals/{signal.pk}/cancel/")
     assert response.status_code == 200, response.content
     assert _state(signal) == (lifecycle.CANCELLED, "cancelled by operator:ops", 1)

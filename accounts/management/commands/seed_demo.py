@@ -22,6 +22,11 @@ class Command(BaseCommand):
         write(f'Demo tenant "{seed.tenant.name}": {state("tenant")}')
         write(f"Portal user {seed.user.username}: {state('user')}{password(seed.user_password, seed.user.username)}")
         write(f"Operator {seed.admin.username}: {state('admin')}{password(seed.admin_password, seed.admin.username)}")
+        if seed.admin_totp_uri:
+            write(f"Operator {seed.admin.username}: two-factor log-in enrolled; add this URI to an authenticator app:")
+            write(seed.admin_totp_uri)
+            if settings.DEBUG:
+                write("(development: manage.py operator_totp_code --username admin prints the current code)")
         write(f'MT5 account "{seed.account.name}" ({seed.account.pk}): {state("account")}')
         if seed.api_key_plaintext is None:
             another = f"manage.py create_api_key --account {seed.account.pk}"

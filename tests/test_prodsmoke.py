@@ -1,0 +1,143 @@
+"""`make prod-smoke` (suho/prodsmoke.py): it reads docker/ as compose and the image would run it, and fails clearly.
+
+The whole smoke runs in CI (`.ci/run`, `make prod-smoke`); these tests pin what it reads from the real
+docker/compose.yaml and docker/Dockerfile, compose's variable substitution, and that a broken step ends the run with
+exit 1 and the step's own error.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from suho import prodsmoke
+from suho.prodsmoke import (
+    COMPOSE,
+    DOCKERFILE,
+    SmokeFailure,
+    base_env,
+    compose_services,
+    dockerfile_read,
+    interpolate,
+    process_env,
+    smoke_variables,
+    static_links,
+    web_listen,
+)
+
+SHELL = {
+    "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/suho",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "NATS_URL": "nats://127.0.0.1:4222",
+    "DEBUG": "1",  # a developer's shell: must not reach a production process
+}
+
+
+@pytest.fixture
+def services():
+    variables, _database = smoke_variables(SHELL)
+    image = dockerfile_read(DOCKERFILE.read_text())
+    return image, variables, {service.name: service for service in compose_services(COMPOSE.read_text(), image,
+                                                                                     variables)}  # fmt: skip
+
+
+def test_the_smoke_runs_composes_migrate_job_first_then_web_from_the_images_cmd_and_worker_and_beat(services):
+    image, _variables, by_name = services
+    assert list(by_name) == ["migrate", "web", "worker", "beat"]  # one-shot jobs first, then compose's order
+    assert [name for name, service in by_name.items() if service.one_shot] == ["migrate"]
+    migrate = " ".join(by_name["migrate"].argv)
+    for step in ("manage.py db_setup", "manage.py migrate --database owner", "manage.py nats_setup"):
+        assert step in migrate  # nats_setup: without the streams every account event waits in the outbox
+    assert by_name["web"].argv == image.cmd
+    assert by_name["web"].argv[:1] == ["daphne"] and "--proxy-headers" in by_name["web"].argv
+    assert by_name["web"].container_port == 8000
+    assert by_name["worker"].argv[:4] == ["celery", "-A", "suho", "worker"]
+    assert by_name["beat"].argv[:4] == ["celery", "-A", "suho", "beat"]
+    assert by_name["worker"].healthcheck == ["python", "/app/docker/healthcheck.py", "worker"]
+
+
+def test_every_service_gets_composes_environment_and_only_migrate_the_superusers_url(services, tmp_path):
+    image, variables, by_name = services
+    assert variables["DATABASE_URL"] == "postgres://postgres@127.0.0.1:5432/suho_prodsmoke"
+    for name, service in by_name.items():
+        env = process_env(image, service, tmp_path)
+        assert "DEBUG" not in env, name  # settings: off unless set
+        assert env["SECRET_KEY"] == variables["SECRET_KEY"] and len(env["SECRET_KEY"]) >= 50
+        assert env["ALLOWED_HOSTS"] == "127.0.0.1,localhost"
+        assert env["DATABASE_URL"] == variables["DATABASE_URL"]
+        assert env["DJANGO_SETTINGS_MODULE"] == "suho.settings"  # the image's ENV
+        assert env["SUHO_STATE_DIR"] == str(tmp_path)
+        assert ("DATABASE_ADMIN_URL" in env) == (name == "migrate")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("${A}", "a"),
+        ("$A/$$B", "a/$B"),
+        ("${MISSING:-fallback}", "fallback"),
+        ("${EMPTY:-fallback}", "fallback"),
+        ("${EMPTY-fallback}", ""),  # without the colon only an unset variable takes the default
+        ("${MISSING:-postgres://u:${A}@db/x}", "postgres://u:a@db/x"),  # compose.yaml nests one
+        ("${A:+set}${MISSING:+set}", "set"),
+        ("${A:?never}", "a"),
+    ],
+)
+def test_compose_variable_substitution(text, expected):
+    assert interpolate(text, {"A": "a", "EMPTY": ""}) == expected
+
+
+def test_a_required_variable_left_empty_fails_with_composes_message():
+    with pytest.raises(SmokeFailure, match=r"SECRET_KEY is missing a value: set SECRET_KEY in docker/\.env"):
+        interpolate("${SECRET_KEY:?set SECRET_KEY in docker/.env}", {"SECRET_KEY": ""})
+
+
+def test_web_listens_where_the_smoke_says_and_a_drift_from_composes_published_port_is_refused():
+    cmd = ["daphne", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "suho.asgi:application"]  # noqa: S104
+    assert web_listen(cmd, 8000, 4321) == ["daphne", "-b", "127.0.0.1", "-p", "4321", "--proxy-headers",
+                                           "suho.asgi:application"]  # fmt: skip
+    with pytest.raises(SmokeFailure, match="compose publishes container port 9000, but web listens on 8000"):
+        web_listen(cmd, 9000, 4321)
+
+
+def test_static_links_are_the_pages_stylesheets_and_scripts_each_once():
+    html = '<link href="/static/a.1.css"><script src="/static/b.js"></script><a href="/x/">x</a>'
+    html += '<img src="/static/a.1.css">'
+    assert static_links(html) == ["/static/a.1.css", "/static/b.js"]
+
+
+def test_the_dockerfiles_collectstatic_step_runs_with_only_its_own_stand_ins(tmp_path):
+    """The image build's step as written: settings need SECRET_KEY *and* ALLOWED_HOSTS with DEBUG off (the build
+    failed on the second before)."""
+    image = dockerfile_read(DOCKERFILE.read_text())
+    env = {**base_env(), "STATIC_ROOT": str(tmp_path)}
+    result = subprocess.run(["sh", "-c", image.collectstatic], env=env, cwd=settings.BASE_DIR, capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "staticfiles.json").is_file()
+
+
+def test_a_failing_step_ends_the_smoke_with_exit_1_and_the_steps_own_error(tmp_path):
+    broken = tmp_path / "compose.yaml"
+    broken.write_text(COMPOSE.read_text().replace("python manage.py db_setup &&", "python manage.py no_such_step &&"))
+    environ = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
+    result = subprocess.run([sys.executable, "-m", "suho.prodsmoke", "--compose", str(broken)], env=environ,
+                            cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "prod-smoke: FAILED: migrate exited with 1; its log" in result.stderr
+    assert "Unknown command: 'no_such_step'" in result.stderr
+
+
+def test_without_the_servers_urls_the_smoke_says_to_use_make():
+    with pytest.raises(SmokeFailure, match="REDIS_URL is not set: run `make prod-smoke`"):
+        smoke_variables({"DATABASE_URL": "postgres://x/suho"})
+
+
+def test_paths_in_the_image_are_this_checkout():
+    assert prodsmoke.app_path(["python", "/app/docker/healthcheck.py", "beat"]) == [
+        "python", str(Path(settings.BASE_DIR) / "docker" / "healthcheck.py"), "beat"]  # fmt: skip
