@@ -5,8 +5,32 @@ from __future__ import annotations
 import uuid
 
 from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
+
+from binproto import MAX_SYMBOL_BYTES, MAX_SYMBOLS
+
+ALLOWED_SYMBOLS_NOT_A_LIST = "Allowed symbols must be a list of symbol names."
+ALLOWED_SYMBOLS_TOO_MANY = "At most {limit} allowed symbols (the EA protocol's limit), not {count}."
+ALLOWED_SYMBOL_INVALID = "A symbol name is 1 to {limit} bytes of text without NUL characters, not {symbol!r}."
+
+
+def allowed_symbols_problem(symbols) -> str | None:
+    """Why `symbols` cannot be an account's allowed_symbols, or None. RISK_PARAMETERS carries at most MAX_SYMBOLS
+    names of 1..MAX_SYMBOL_BYTES UTF-8 bytes; a list beyond that could never reach the EA (docs/protocol.md §7)."""
+    if not isinstance(symbols, list):
+        return ALLOWED_SYMBOLS_NOT_A_LIST
+    if len(symbols) > MAX_SYMBOLS:
+        return ALLOWED_SYMBOLS_TOO_MANY.format(limit=MAX_SYMBOLS, count=len(symbols))
+    for symbol in symbols:
+        try:
+            size = len(symbol.encode()) if isinstance(symbol, str) else 0
+        except UnicodeEncodeError:
+            size = 0
+        if not 1 <= size <= MAX_SYMBOL_BYTES or "\0" in symbol:
+            return ALLOWED_SYMBOL_INVALID.format(limit=MAX_SYMBOL_BYTES, symbol=symbol)
+    return None
 
 
 class Tenant(models.Model):
@@ -87,6 +111,11 @@ class MT5Account(models.Model):
     last_refusal_reason = models.CharField(max_length=40, blank=True)
     last_refusal_at = models.DateTimeField(null=True, blank=True)
     last_ea_error = models.CharField(max_length=300, blank=True)
+    # The one live EA session (decision 0017): every HELLO bumps the epoch in one locked update; frames of a session
+    # whose epoch is no longer this one change nothing, and the process in `live_session_node` is told to close it.
+    live_session_epoch = models.BigIntegerField(default=0, db_default=0)
+    live_session_id = models.UUIDField(null=True, blank=True)
+    live_session_node = models.CharField(max_length=100, blank=True, default="", db_default="")
     # Risk parameters (seed §2.2 item 2).
     config_version = models.PositiveIntegerField(default=1)
     trading_enabled = models.BooleanField(default=True)
@@ -129,6 +158,12 @@ class MT5Account(models.Model):
         label = self.name or (f"{self.account_number}@{self.server}" if self.account_number else str(self.account_id))
         return label
 
+    def clean(self) -> None:
+        """The admin's form validates through here: the same protocol limits as the portal form and the service."""
+        problem = allowed_symbols_problem(self.allowed_symbols)
+        if problem:
+            raise ValidationError({"allowed_symbols": problem})
+
 
 class ApiKey(models.Model):
     """An EA's API key (seed §4.3): `suho_ea_<key_id>_<secret>`; only an Argon2 hash of the secret is stored."""
@@ -159,7 +194,10 @@ class ApiKey(models.Model):
 
 
 class EASession(models.Model):
-    """One authenticated EA connection lifetime: created at API-key auth, ended by revocation, expiry or logout."""
+    """One authenticated EA connection lifetime: created at API-key auth, ended by revocation, expiry, logout or a
+    newer session of the account (`END_REPLACED`, decision 0017)."""
+
+    END_REPLACED = "replaced"
 
     session_id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")

@@ -32,6 +32,7 @@ from binproto.constants import (
     V1_RECORD_SIZE,
     V1_SLOTS,
     V2,
+    ErrorCode,
     MarketSession,
     MsgType,
     QuoteQuality,
@@ -191,13 +192,13 @@ def _read_header(buf: bytes) -> tuple[int, int, int, int]:
     if size < HEADER_SIZE:
         raise ProtocolError(E.ERR_SHORT_HEADER.format(size=size))
     if size > MAX_FRAME_SIZE:
-        raise ProtocolError(E.ERR_TOO_LARGE.format(size=size, limit=MAX_FRAME_SIZE))
+        raise ProtocolError(E.ERR_TOO_LARGE.format(size=size, limit=MAX_FRAME_SIZE), ErrorCode.TOO_LARGE)
     magic, version, msg_type, count, timestamp_us = HEADER.unpack_from(buf)
     if magic != MAGIC:
         raise ProtocolError(E.ERR_BAD_MAGIC.format(magic=magic))
     if version == V1:
         if msg_type != MsgType.PRICE_STREAM:
-            raise ProtocolError(E.ERR_BAD_TYPE.format(msg_type=msg_type, version=version))
+            raise ProtocolError(E.ERR_BAD_TYPE.format(msg_type=msg_type, version=version), ErrorCode.UNKNOWN_TYPE)
         if size != HEADER_SIZE + V1_RECORD_SIZE * count and not (size == V1_PACKET_SIZE and count <= V1_SLOTS):
             raise ProtocolError(
                 E.ERR_V1_LENGTH.format(
@@ -209,9 +210,9 @@ def _read_header(buf: bytes) -> tuple[int, int, int, int]:
             raise ProtocolError(E.ERR_V1_PADDING.format(count=count))
         return version, msg_type, count, timestamp_us
     if version != V2:
-        raise ProtocolError(E.ERR_BAD_VERSION.format(version=version))
+        raise ProtocolError(E.ERR_BAD_VERSION.format(version=version), ErrorCode.UNSUPPORTED_VERSION)
     if msg_type not in LAYOUT_BY_TYPE:
-        raise ProtocolError(E.ERR_BAD_TYPE.format(msg_type=msg_type, version=version))
+        raise ProtocolError(E.ERR_BAD_TYPE.format(msg_type=msg_type, version=version), ErrorCode.UNKNOWN_TYPE)
     if count:
         raise ProtocolError(E.ERR_DATA_COUNT.format(version=version, count=count))
     return version, msg_type, count, timestamp_us
@@ -662,7 +663,8 @@ def decode_price_rows(
         symbols = list(map(symbol_names.__getitem__, indexes))
     except KeyError:
         row, index = next((row, i) for row, i in enumerate(indexes) if i not in symbol_names)
-        raise ProtocolError(E.ERR_UNKNOWN_SYMBOL.format(what=f"PriceStream.ticks[{row}].symbol", index=index)) from None
+        error = E.ERR_UNKNOWN_SYMBOL.format(what=f"PriceStream.ticks[{row}].symbol", index=index)
+        raise ProtocolError(error, ErrorCode.UNKNOWN_SYMBOL) from None
     return timestamp_us, list(zip(symbols, *columns[1:], repeat(0)))
 
 

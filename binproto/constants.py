@@ -58,6 +58,7 @@ ALL_WEEKDAYS: Final = 0x7F  # bit 0 = Monday … bit 6 = Sunday
 # --- timestamps -------------------------------------------------------------------------------------------------
 MAX_FUTURE_SKEW_US: Final = 5 * 60 * 1_000_000  # a header more than 5 minutes ahead of our clock is implausible
 MAX_PAST_SKEW_US: Final = 24 * 3600 * 1_000_000  # … and so is one more than 24 hours behind it
+MAX_HELLO_SKEW_US: Final = 60 * 1_000_000  # HELLO is built just before it is sent: further off → AUTH_RESULT CLOCK_SKEW
 
 
 # --- message types ----------------------------------------------------------------------------------------------

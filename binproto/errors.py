@@ -1,8 +1,16 @@
 """ProtocolError and the exact reasons it carries (tests format the same constants)."""
 
+from binproto.constants import ErrorCode
+
 
 class ProtocolError(ValueError):
-    """A buffer, JSON text or message that is not valid Suho Binary Protocol. The message says precisely why."""
+    """A buffer, JSON text or message that is not valid Suho Binary Protocol. The message says precisely why;
+    `code` is the ERROR code the server answers with (docs/protocol.md §9): MALFORMED_FRAME unless the reason is an
+    unsupported version, an unknown type, an oversized frame or an unknown symbol index."""
+
+    def __init__(self, message: str, code: ErrorCode = ErrorCode.MALFORMED_FRAME) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 # framing

@@ -23,7 +23,7 @@ from binproto.codec import (
     check_v1_tick,
     item_layout,
 )
-from binproto.constants import MAX_JSON_FRAME_SIZE, SUPPORTED_VERSIONS, V1, V1_MAX_RECORDS, MsgType
+from binproto.constants import MAX_JSON_FRAME_SIZE, SUPPORTED_VERSIONS, V1, V1_MAX_RECORDS, ErrorCode, MsgType
 from binproto.errors import ProtocolError
 from binproto.messages import Fixed, Message, Pairs, PriceStream, PriceTick, Text
 
@@ -39,11 +39,12 @@ def to_dict(msg: Message) -> dict:
         raise TypeError(f"not a binproto message: {type(msg).__name__}")
     out = {"type": TYPE_NAMES[layout.cls.TYPE], "version": msg.version, "timestamp": msg.timestamp_us}
     for spec in layout.fields:
-        out[spec.name] = _out(spec, getattr(msg, spec.name))
+        out[spec.name] = _out(spec, getattr(msg, spec.name), msg.version == V1)
     return out
 
 
-def _out(spec: Field, value: Any) -> Any:
+def _out(spec: Field, value: Any, v1: bool = False) -> Any:
+    """A field's JSON value. Record fields that only version 1 carries (PriceTick.server_id) appear only in v1."""
     kind = spec.kind
     if isinstance(kind, Fixed):
         if value is None or type(value) in (int, float, bool, str):
@@ -64,7 +65,7 @@ def _out(spec: Field, value: Any) -> Any:
     return [
         {
             **{spec.name: _out(spec, v) for spec, v in zip(layout.fields, item, strict=False)},
-            **dict(zip(layout.cls._fields[n_wire:], item[n_wire:], strict=True)),
+            **(dict(zip(layout.cls._fields[n_wire:], item[n_wire:], strict=True)) if v1 else {}),
         }
         for item in value
     ]
@@ -81,7 +82,7 @@ def _reject_constant(name: str) -> None:
 
 def from_json(text: str | bytes) -> Message:
     if len(text) > MAX_JSON_FRAME_SIZE:
-        raise ProtocolError(E.ERR_JSON_TOO_LARGE.format(size=len(text), limit=MAX_JSON_FRAME_SIZE))
+        raise ProtocolError(E.ERR_JSON_TOO_LARGE.format(size=len(text), limit=MAX_JSON_FRAME_SIZE), ErrorCode.TOO_LARGE)
     try:
         data = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
@@ -97,7 +98,7 @@ def from_dict(data: Any) -> Message:
     type_name = data.get("type")
     msg_type = TYPES_BY_NAME.get(type_name) if type(type_name) is str else None
     if msg_type is None:
-        raise ProtocolError(E.ERR_JSON_TYPE_NAME.format(type=type_name))
+        raise ProtocolError(E.ERR_JSON_TYPE_NAME.format(type=type_name), ErrorCode.UNKNOWN_TYPE)
     layout = LAYOUT_BY_TYPE[msg_type]
     version = data.get("version")
     if (
@@ -105,7 +106,8 @@ def from_dict(data: Any) -> Message:
         or version not in SUPPORTED_VERSIONS
         or (version == V1 and msg_type != MsgType.PRICE_STREAM)
     ):
-        raise ProtocolError(E.ERR_BAD_VERSION.format(version=version))
+        code = ErrorCode.UNKNOWN_TYPE if version == V1 else ErrorCode.UNSUPPORTED_VERSION  # v1 carries only prices
+        raise ProtocolError(E.ERR_BAD_VERSION.format(version=version), code)
     timestamp = data.get("timestamp")
     if type(timestamp) is not int or not 0 <= timestamp <= U64_MAX:
         raise ProtocolError(E.ERR_RANGE.format(what=f"{layout.name}.timestamp", value=timestamp, lo=0, hi=U64_MAX))

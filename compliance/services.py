@@ -59,15 +59,20 @@ def account_risk_parameters_update(*, account, changes: dict, actor) -> object:
     """Change an MT5 account's risk parameters: lock the row, bump `config_version`, audit old → new, and push the
     new parameters to the EA after commit. `actor` is a User or a system name ("risk_monitor").
 
-    Raises ValueError (RISK_PARAMETER_UNKNOWN) for a field that is not a risk parameter, before changing anything.
+    Raises ValueError (RISK_PARAMETER_UNKNOWN) for a field that is not a risk parameter, and ValueError (one of
+    accounts.models' ALLOWED_SYMBOL* messages) for allowed symbols the EA protocol cannot carry, before changing
+    anything.
     A change to the values already set is a no-op: no version bump, no audit row, nothing published.
     """
-    from accounts.models import MT5Account
+    from accounts.models import MT5Account, allowed_symbols_problem
     from trading.outbound import account_config_publish_on_commit
 
     unknown = sorted(set(changes) - RISK_PARAMETER_FIELDS)
     if unknown:
         raise ValueError(RISK_PARAMETER_UNKNOWN.format(names=", ".join(unknown)))
+    problem = allowed_symbols_problem(changes["allowed_symbols"]) if "allowed_symbols" in changes else None
+    if problem:
+        raise ValueError(problem)
     user_id = getattr(actor, "pk", None)
     actor_name = getattr(actor, "username", None) or str(actor)
     with tenant_context(account.tenant_id):

@@ -70,11 +70,20 @@ DB_ROLE_PASSWORDS = {
     DB_OPERATOR_USER: env("DB_OPERATOR_PASSWORD", ""),
 }
 TIMESCALEDB = env("SUHO_TIMESCALEDB", "auto")  # auto | on | off
-DB_CONN_MAX_AGE = env_int("DB_CONN_MAX_AGE", 60)
 DB_SSLMODE = env("DB_SSLMODE", "prefer")
+# One bounded psycopg pool per role and process (docs/operations.md, "Database connections"): a request or thread
+# takes a connection for its work and hands it back; past the bound it queues up to DB_POOL_TIMEOUT_S, then gets
+# 503 database_busy. A process holds at most 2 × DB_POOL_MAX_SIZE + DB_OWNER_POOL_MAX_SIZE connections.
+DB_POOL_MIN_SIZE = env_int("DB_POOL_MIN_SIZE", 1)
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 10)
+DB_POOL_TIMEOUT_S = env_int("DB_POOL_TIMEOUT_S", 5)
+DB_OWNER_POOL_MAX_SIZE = 2  # migrations and partition upkeep: one at a time
+if not 0 <= DB_POOL_MIN_SIZE <= DB_POOL_MAX_SIZE or DB_POOL_MAX_SIZE < 1 or DB_POOL_TIMEOUT_S < 1:
+    raise ImproperlyConfigured("DB_POOL_* need 0 <= DB_POOL_MIN_SIZE <= DB_POOL_MAX_SIZE, MAX >= 1 and TIMEOUT_S >= 1")
+DB_CONNECTIONS_PER_PROCESS = 2 * DB_POOL_MAX_SIZE + DB_OWNER_POOL_MAX_SIZE
 
 
-def database_for(user: str, url: str = DATABASE_URL) -> dict:
+def database_for(user: str, url: str = DATABASE_URL, *, pool_min_size=DB_POOL_MIN_SIZE, pool_max_size=DB_POOL_MAX_SIZE):
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql", "timescale"}:
         raise ImproperlyConfigured(f"DATABASE_URL must be a postgres:// URL, got scheme {parts.scheme!r}")
@@ -85,15 +94,23 @@ def database_for(user: str, url: str = DATABASE_URL) -> dict:
         "PASSWORD": DB_ROLE_PASSWORDS.get(user, ""),
         "HOST": parts.hostname or "127.0.0.1",
         "PORT": str(parts.port or 5432),
-        "CONN_MAX_AGE": DB_CONN_MAX_AGE,
+        "CONN_MAX_AGE": 0,  # required with a pool: "closing" hands the connection back to it
         "CONN_HEALTH_CHECKS": True,
-        "OPTIONS": {"sslmode": DB_SSLMODE, "application_name": "suho"},
+        "OPTIONS": {
+            "sslmode": DB_SSLMODE,
+            "application_name": "suho",
+            "pool": {
+                "min_size": pool_min_size,
+                "max_size": pool_max_size,
+                "timeout": DB_POOL_TIMEOUT_S,
+            },
+        },
     }
 
 
 DATABASES = {
     "default": database_for(DB_SERVICE_USER),
-    "owner": database_for(DB_OWNER_USER),
+    "owner": database_for(DB_OWNER_USER, pool_min_size=0, pool_max_size=DB_OWNER_POOL_MAX_SIZE),
     "operator": database_for(DB_OPERATOR_USER),
 }
 DATABASE_ROUTERS = ["suho.routers.RoleRouter"]
@@ -165,6 +182,7 @@ INSTALLED_APPS = [
 ]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "suho.errors.DatabaseBusyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -246,7 +264,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PARSER_CLASSES": [
+        "suho.edge.BoundedJSONParser",  # depth and NUL limits (suho/edge.py)
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "suho.edge.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }

@@ -10,6 +10,8 @@ from accounts.admin_login import PortalLoginForm
 from accounts.views import operator_dashboard
 from suho import health, metrics
 
+handler500 = "suho.errors.server_error"  # a pool timeout outside a view is 503 database_busy, not 500
+
 urlpatterns = [
     path("", TemplateView.as_view(template_name="home.html"), name="home"),
     path("healthz", health.healthz, name="healthz"),

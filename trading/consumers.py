@@ -15,18 +15,26 @@ from urllib.parse import parse_qs
 from uuid import UUID
 
 from channels.consumer import get_handler_name
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.db import DataError
 
 import binproto
 from accounts import selectors as account_selectors
 from accounts import services as account_services
 from binproto import AuthStatus, CloseCode, ErrorCode, MsgType
 from quotes.ingest import TickRow
+from suho.asyncdb import db_thread
 from trading import connection as connection_services
 from trading import outbound_batch
-from trading.gateway import batcher, hub
-from trading.ingest import BalanceRow, HeartbeatRow, positions_cache_write, profile_update, trade_event_record
+from trading.gateway import NODE, SESSION_REPLACED_REASON, batcher, hub
+from trading.ingest import (
+    REPLACED,
+    BalanceRow,
+    HeartbeatRow,
+    positions_cache_write,
+    profile_update,
+    trade_event_record,
+)
 from trading.session_watch import session_watch
 
 log = logging.getLogger(__name__)
@@ -34,11 +42,15 @@ log = logging.getLogger(__name__)
 HELLO_TIMEOUT_S = 10
 MAX_FRAMES_PER_S = 500  # sustained, per connection; bursts up to MAX_FRAME_BURST
 MAX_FRAME_BURST = 2000
-MAX_ERRORS = 20  # protocol errors within ERROR_WINDOW_S before the connection is closed
-ERROR_WINDOW_S = 10
+MAX_ERRORS = 10  # the 10th counted protocol error within ERROR_WINDOW_S closes the connection (docs/protocol.md §9)
+ERROR_WINDOW_S = 60
+COUNTED_ERRORS = frozenset(
+    {ErrorCode.MALFORMED_FRAME, ErrorCode.UNSUPPORTED_VERSION, ErrorCode.UNKNOWN_TYPE, ErrorCode.NOT_ALLOWED_IN_STATE}
+)  # the EA's own garbage; not UNKNOWN_SYMBOL (it resends)
 MAX_UNACKED_OUTBOUND = 256  # server messages the EA has not acknowledged: a reader that stopped reading
 
 
+CLOCK_SKEW_REASON = "HELLO timestamp is {skew_s:+.0f} s off the server clock (limit ±{limit_s} s)"
 SESSION_NAMES = {session.value: session.name.lower() for session in binproto.MarketSession}  # per tick: no enum call
 MAX_PRICE = 1e11  # mt5_* price columns are numeric(20, 8); the wire allows up to 1e15
 TICK_PRICE_OUT_OF_RANGE = "tick with a price outside (0, 1e11] dropped"
@@ -47,7 +59,7 @@ TICK_PRICE_OUT_OF_RANGE = "tick with a price outside (0, 1e11] dropped"
 def in_thread(func):
     """Run blocking work (database, Argon2) in the thread pool, not Channels' single shared thread: one slow
     HELLO must not hold up every other connection's trade events."""
-    return database_sync_to_async(func, thread_sensitive=False)
+    return db_thread(func)
 
 
 REFUSAL_CLOSE_CODES = {AuthStatus.REVOKED_KEY: CloseCode.REVOKED, AuthStatus.RATE_LIMITED: CloseCode.RATE_LIMITED}
@@ -86,6 +98,7 @@ class EAConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.authenticated = False
         self.claims = None
+        self.epoch = 0  # the live-session epoch this connection's session claimed (decision 0017)
         self.symbol_table: dict[int, str] = {}
         self.v1_symbols: dict[int, str] = dict(binproto.DEFAULT_V1_SYMBOLS)
         self.errors: deque[float] = deque()
@@ -119,7 +132,7 @@ class EAConsumer(AsyncWebsocketConsumer):
                 await outbound_batch.outbound_flush()  # what this EA told us is committed before it reconnects
                 await in_thread(connection_services.ea_disconnected)(
                     tenant_id=self.claims.tenant_id, account_id=self.claims.account_id,
-                    session_id=self.claims.session_id, close_code=code,
+                    session_id=self.claims.session_id, close_code=code, epoch=self.epoch,
                 )  # fmt: skip
             except Exception:
                 log.exception("disconnect bookkeeping failed", extra={"account_id": self.claims.account_id})
@@ -135,7 +148,7 @@ class EAConsumer(AsyncWebsocketConsumer):
             elif text_data is not None:
                 await self._receive_json(text_data)
         except binproto.ProtocolError as exc:
-            await self._protocol_error(ErrorCode.MALFORMED_FRAME, str(exc))
+            await self._protocol_error(exc.code, str(exc))
         except Exception:
             log.exception("EA message failed", extra=self._log_context())
             await self._send_message(binproto.Error(code=ErrorCode.INTERNAL_ERROR, reason="internal error"))
@@ -143,6 +156,7 @@ class EAConsumer(AsyncWebsocketConsumer):
     async def _receive_frame(self, data: bytes) -> None:
         if len(data) > binproto.MAX_FRAME_SIZE:
             await self._protocol_error(ErrorCode.TOO_LARGE, f"frame of {len(data)} bytes exceeds the limit")
+            await self.close_with(CloseCode.TOO_LARGE, f"a frame over {binproto.MAX_FRAME_SIZE} bytes")
             return
         if self.authenticated and len(data) >= binproto.HEADER_SIZE and data[6] == MsgType.PRICE_STREAM:
             if data[4] == binproto.V1:
@@ -157,6 +171,7 @@ class EAConsumer(AsyncWebsocketConsumer):
     async def _receive_json(self, text: str) -> None:
         if len(text) > binproto.MAX_JSON_FRAME_SIZE:
             await self._protocol_error(ErrorCode.TOO_LARGE, "text frame exceeds the limit")
+            await self.close_with(CloseCode.TOO_LARGE, f"a text frame over {binproto.MAX_JSON_FRAME_SIZE} characters")
             return
         await self._dispatch(binproto.from_json(text))
 
@@ -190,6 +205,11 @@ class EAConsumer(AsyncWebsocketConsumer):
         if binproto.V2 not in hello.protocol_versions and binproto.V1 not in hello.protocol_versions:
             await self._refuse(AuthStatus.UNSUPPORTED_VERSION, "no supported protocol version", hello.account_id)
             return
+        skew_us = hello.timestamp_us - _now_us()
+        if abs(skew_us) > binproto.MAX_HELLO_SKEW_US:
+            reason = CLOCK_SKEW_REASON.format(skew_s=skew_us / 1e6, limit_s=binproto.MAX_HELLO_SKEW_US // 1_000_000)
+            await self._refuse(AuthStatus.CLOCK_SKEW, reason, hello.account_id)
+            return
         if hello.auth_method == binproto.AuthMethod.API_KEY:
             await self._authenticate_api_key(hello.account_id, hello.access_token, ea_version=hello.ea_version)
             return
@@ -216,37 +236,44 @@ class EAConsumer(AsyncWebsocketConsumer):
         await self._start_session(claims, tokens, ea_version=ea_version, send_result=send_result)
 
     async def _start_session(self, claims, tokens, *, ea_version: str, send_result: bool = True) -> None:
+        """Claim the account's one live session (any process: decision 0017), ask the process that held it to close
+        it, and only then answer OK: a signal made after AUTH_RESULT reaches this socket alone."""
         self.claims = claims
-        self.authenticated = True
         self.legacy = not send_result
-        if self.legacy:
-            session_watch().add(self)  # closes it when its key is revoked or token expires
-            await hub.register(str(claims.account_id), self)
-            await in_thread(connection_services.ea_connected)(
-                tenant_id=claims.tenant_id, account_id=claims.account_id, session_id=claims.session_id,
-                ea_version=ea_version,
+        account_id = str(claims.account_id)
+        await hub.start()  # this process can be asked to close the session before it claims it
+        claim = await in_thread(connection_services.ea_session_claim)(
+            tenant_id=claims.tenant_id, account_id=claims.account_id, session_id=claims.session_id, node=NODE
+        )
+        self.epoch = claim.epoch
+        if claim.previous_node and claim.previous_node != NODE:  # on this process, register() replaces it
+            await hub.take_over(node=claim.previous_node, account_id=account_id, epoch=claim.epoch)
+        self.authenticated = True
+        if not self.legacy:
+            await self._send_message(
+                binproto.AuthResult(
+                    status=AuthStatus.OK, session_id=claims.session_id,
+                    access_expires_us=int(claims.expires_at.timestamp() * 1e6), server_time_us=_now_us(),
+                    access_token=tokens.access if tokens else "", refresh_token=tokens.refresh if tokens else "",
+                    reason="",
+                )
             )  # fmt: skip
+        for replaced in await hub.register(account_id, self):  # an older one here, or this one if already older
+            await replaced.close_with(CloseCode.REPLACED, SESSION_REPLACED_REASON)
+        if self.closing:
             return
-        await self._send_message(
-            binproto.AuthResult(
-                status=AuthStatus.OK, session_id=claims.session_id,
-                access_expires_us=int(claims.expires_at.timestamp() * 1e6), server_time_us=_now_us(),
-                access_token=tokens.access if tokens else "", refresh_token=tokens.refresh if tokens else "",
-                reason="",
-            )
-        )  # fmt: skip
-        previous = await hub.register(str(claims.account_id), self)
-        if previous is not None:
-            await previous.close_with(CloseCode.REPLACED, "a newer connection for this account took over")
-        await outbound_batch.outbound_flush()  # ACKs received so far are committed: what they answered is not resent
+        session_watch().add(self)  # before the resync: one that fails must not leave a revoked key's socket open
+        if not self.legacy:
+            await outbound_batch.outbound_flush()  # ACKs received so far committed: what they answered is not resent
         resync = await in_thread(connection_services.ea_connected)(
             tenant_id=claims.tenant_id, account_id=claims.account_id, session_id=claims.session_id,
             ea_version=ea_version,
         )  # fmt: skip
+        if self.legacy:
+            return
         self.v1_symbols.update(resync.v1_symbol_overrides)
         for message in resync.messages:
             await self._send_outbound(message)
-        session_watch().add(self)  # closes it when its key is revoked or token expires
 
     async def _price_stream(self, message: binproto.PriceStream) -> None:
         rows = [(self.symbol_table.get(t.symbol) if message.version == binproto.V2 else self.v1_symbols.get(t.symbol),
@@ -323,11 +350,20 @@ class EAConsumer(AsyncWebsocketConsumer):
     async def _trade_event(self, event) -> None:
         if event.signal_id is not None:  # its SENT mark and ACK first: the execution's latency reads sent_to_ea_at
             await outbound_batch.outbound_flush()
-        result = await in_thread(trade_event_record)(
-            tenant_id=self.claims.tenant_id, account_id=self.claims.account_id, session_id=self.claims.session_id,
-            event=event,
-        )  # fmt: skip
-        status = binproto.EventAckStatus.ACCEPTED if result.status == "accepted" else binproto.EventAckStatus.DUPLICATE
+        try:
+            result = await in_thread(trade_event_record)(
+                tenant_id=self.claims.tenant_id, account_id=self.claims.account_id, session_id=self.claims.session_id,
+                event=event, epoch=self.epoch,
+            )  # fmt: skip
+        except DataError:  # a value the columns cannot hold: it never will, so REJECTED ends the EA's retries
+            log.warning("trade event rejected: %s", binproto.to_json(event), exc_info=True, extra=self._log_context())
+            status = binproto.EventAckStatus.REJECTED
+        else:
+            if result.status == REPLACED:  # a newer session holds the account; its process may not know it yet
+                await self.close_with(CloseCode.REPLACED, SESSION_REPLACED_REASON)
+                return
+            accepted = result.status == "accepted"
+            status = binproto.EventAckStatus.ACCEPTED if accepted else binproto.EventAckStatus.DUPLICATE
         await self._send_message(
             binproto.EventAck(event_type=event.TYPE, event_seq=event.event_seq, ticket=event.ticket, status=status)
         )
@@ -336,7 +372,8 @@ class EAConsumer(AsyncWebsocketConsumer):
         if ack.ref_id is None:
             return
         self.unacked.pop(ack.ref_id, None)
-        outbound_batch.ack_add(tenant_id=self.claims.tenant_id, ack=ack)
+        outbound_batch.ack_add(tenant_id=self.claims.tenant_id, ack=ack, account_id=self.claims.account_id,
+                               epoch=self.epoch)  # fmt: skip
 
     async def _token_refresh(self, message: binproto.TokenRefresh) -> None:
         try:
@@ -388,19 +425,30 @@ class EAConsumer(AsyncWebsocketConsumer):
     async def _send_outbound(self, message) -> None:
         if isinstance(message, binproto.TradingSignal) and message.valid_until_us <= _now_us():
             return  # never deliver an expired signal
+        try:
+            frame = binproto.encode(message)
+        except binproto.ProtocolError:  # our own data breaks a protocol limit: log it, never blame the EA for it
+            log.exception("%s not sent: it does not fit the protocol", message.TYPE.name, extra=self._log_context())
+            return
         ref_id = getattr(message, "signal_id", None) or getattr(message, "command_id", None)
         if ref_id is not None:
+            if ref_id in self.unacked:  # already on this socket: the resync and the live delivery of one item raced
+                return
             if len(self.unacked) >= MAX_UNACKED_OUTBOUND:
                 await self.close_with(CloseCode.SLOW_CONSUMER, "too many unacknowledged server messages")
                 return
             self.unacked[ref_id] = time.monotonic()
-        await self._send_message(message)
+        await self._send_frame(frame)
         if isinstance(message, binproto.TradingSignal) and not self.closing:
-            outbound_batch.signal_sent_add(tenant_id=self.claims.tenant_id, signal_id=message.signal_id)
+            outbound_batch.signal_sent_add(tenant_id=self.claims.tenant_id, signal_id=message.signal_id,
+                                           account_id=self.claims.account_id, epoch=self.epoch)  # fmt: skip
 
     async def _send_message(self, message) -> None:
+        await self._send_frame(binproto.encode(message))
+
+    async def _send_frame(self, frame: bytes) -> None:
         if not self.closing:
-            await self.send(bytes_data=binproto.encode(message))
+            await self.send(bytes_data=frame)
 
     async def close_with(self, code: CloseCode, reason: str, *, notify: bool = True) -> None:
         """Say why (SESSION_CLOSING; never to a legacy v1 EA, which only understands the close frame), then close."""
@@ -424,13 +472,16 @@ class EAConsumer(AsyncWebsocketConsumer):
         return True
 
     async def _protocol_error(self, code: ErrorCode, reason: str) -> None:
-        now = time.monotonic()
-        self.errors.append(now)
-        while self.errors and self.errors[0] < now - ERROR_WINDOW_S:
-            self.errors.popleft()
+        """Answer ERROR (never to a legacy v1 EA); the 10th of the EA's own bad frames within a minute closes."""
         if not self.legacy:
             await self._send_message(binproto.Error(code=code, reason=reason[:250]))
-        if len(self.errors) > MAX_ERRORS:
+        if code not in COUNTED_ERRORS:
+            return
+        now = time.monotonic()
+        self.errors.append(now)
+        while self.errors[0] < now - ERROR_WINDOW_S:
+            self.errors.popleft()
+        if len(self.errors) >= MAX_ERRORS:
             await self.close_with(CloseCode.PROTOCOL_VIOLATION, "too many malformed frames")
 
     def _auth_result(self, status: AuthStatus, reason: str) -> binproto.AuthResult:

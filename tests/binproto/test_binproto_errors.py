@@ -323,3 +323,28 @@ def test_json_rejects_a_server_id_in_version_2():
     with pytest.raises(bp.ProtocolError) as info:
         bp.from_dict(doc)
     assert str(info.value) == E.ERR_V2_SERVER_ID.format(what="PriceStream.ticks[0].server_id", value=3)
+
+
+def code(raw, decoder=bp.decode) -> bp.ErrorCode:
+    with pytest.raises(bp.ProtocolError) as info:
+        decoder(raw)
+    return info.value.code
+
+
+def test_each_error_carries_the_error_code_the_server_answers_with():
+    """docs/protocol.md §9: the code an EA sees depends on what was wrong, not only "malformed"."""
+    assert code(header(0x81, version=3) + SIGNAL_RAW[16:]) == bp.ErrorCode.UNSUPPORTED_VERSION
+    assert code(header(0x7F) + SIGNAL_RAW[16:]) == bp.ErrorCode.UNKNOWN_TYPE
+    assert code(header(0x0B) + bytes(bp.MAX_FRAME_SIZE)) == bp.ErrorCode.TOO_LARGE
+    assert code(b"SUHO" + SIGNAL_RAW[4:]) == bp.ErrorCode.MALFORMED_FRAME
+    assert code(PRICES_RAW, lambda raw: bp.decode_price_rows(raw, {0: "EURUSD"})) == bp.ErrorCode.UNKNOWN_SYMBOL
+    assert code('{"type":"no_such","version":2,"timestamp":0}', bp.from_json) == bp.ErrorCode.UNKNOWN_TYPE
+    assert code('{"type":"heartbeat","version":3,"timestamp":0}', bp.from_json) == bp.ErrorCode.UNSUPPORTED_VERSION
+
+
+def test_json_of_a_v2_tick_has_no_server_id_which_only_v1_carries():
+    v2 = bp.decode(PRICES_RAW)
+    assert all("server_id" not in tick for tick in bp.to_dict(v2)["ticks"])
+    assert bp.from_json(bp.to_json(v2)) == v2
+    v1 = bp.decode(V1_EXACT)
+    assert [tick["server_id"] for tick in bp.to_dict(v1)["ticks"]] == [1, 1, 1]

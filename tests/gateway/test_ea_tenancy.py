@@ -35,7 +35,7 @@ async def hello_with(account_id, token, method=binproto.AuthMethod.ACCESS_TOKEN)
     await communicator.connect()
     await communicator.send_to(bytes_data=binproto.encode(binproto.Hello(
         account_id=account_id, auth_method=method, ea_version="1", mt5_build=1, access_token=token,
-        protocol_versions=(2,))))  # fmt: skip
+        protocol_versions=(2,), timestamp_us=time.time_ns() // 1000)))  # fmt: skip
     return communicator, await receive_until(communicator, binproto.AuthResult)
 
 
