@@ -2,7 +2,7 @@
 
 Redis is a cache here, never the record: when it is down or slow, a read is a miss (the caller reads PostgreSQL)
 and a write is skipped, logged once a minute per process, and nothing a client is told depends on it. Django's
-cache (`ResilientRedisCache`, the auth rate-limit counters) behaves the same way.
+cache (the auth back-off counters) falls back to counting in the process instead (accounts/throttle.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import time
 
 import redis
 from django.conf import settings
-from django.core.cache.backends.redis import RedisCache
 
 QUOTE_TTL_S = 5
 BALANCE_TTL_S = 30
@@ -103,40 +102,3 @@ def cache_get(key: str):
         redis_unavailable(exc)
         return None
     return None if raw is None else json.loads(raw)
-
-
-def _resilient(fallback):
-    """A RedisCache method that answers `fallback(*args, **kwargs)` when Redis fails instead of raising."""
-
-    def wrap(method):
-        def run(self, *args, **kwargs):
-            try:
-                return method(self, *args, **kwargs)
-            except redis.RedisError as exc:
-                redis_unavailable(exc)
-                return fallback(*args, **kwargs)
-
-        run.__name__, run.__doc__ = method.__name__, method.__doc__
-        return run
-
-    return wrap
-
-
-class ResilientRedisCache(RedisCache):
-    """Django's Redis cache, where Redis trouble is a miss (reads) or a no-op (writes) instead of an exception.
-
-    Used for the EA auth failure counters and notes: with Redis down they count nothing (authentication still
-    checks the key and runs Argon2), which beats refusing every EA or answering 500.
-    """
-
-    get = _resilient(lambda key, default=None, version=None: default)(RedisCache.get)
-    get_many = _resilient(lambda keys, version=None: {})(RedisCache.get_many)
-    has_key = _resilient(lambda key, version=None: False)(RedisCache.has_key)
-    add = _resilient(lambda *args, **kwargs: False)(RedisCache.add)
-    set = _resilient(lambda *args, **kwargs: None)(RedisCache.set)
-    set_many = _resilient(lambda data, *args, **kwargs: list(data))(RedisCache.set_many)
-    touch = _resilient(lambda *args, **kwargs: False)(RedisCache.touch)
-    delete = _resilient(lambda *args, **kwargs: False)(RedisCache.delete)
-    delete_many = _resilient(lambda *args, **kwargs: None)(RedisCache.delete_many)
-    incr = _resilient(lambda key, delta=1, version=None: delta)(RedisCache.incr)
-    clear = _resilient(lambda *args, **kwargs: False)(RedisCache.clear)

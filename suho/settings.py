@@ -143,7 +143,7 @@ def redis_db(url: str, db: int) -> str:
 REDIS_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 2}
 CACHES = {
     "default": {
-        "BACKEND": "suho.cache.ResilientRedisCache",
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",  # its one user, accounts/throttle.py, falls back
         "LOCATION": redis_db(REDIS_URL, env_int("REDIS_CACHE_DB", 1)),
         "KEY_PREFIX": "suho",
         "OPTIONS": REDIS_OPTIONS,
