@@ -10,7 +10,6 @@ from dataclasses import asdict
 
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -23,6 +22,7 @@ from accounts.services import (
     ea_authenticate,
     ea_token_refresh,
 )
+from suho.edge import BoundedJSONParser
 
 INVALID_REQUEST = "invalid_request"
 
@@ -91,7 +91,7 @@ class EAAuthView(APIView):
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
-    parser_classes = [JSONParser]
+    parser_classes = [BoundedJSONParser]
 
     def get_exception_handler(self):
         return ea_exception_handler

@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from accounts.selectors import portal_account_statuses
+from suho.asyncdb import db_thread
 from suho.tenancy import tenant_context
 
 POLL_INTERVAL_S = 2.0
@@ -46,7 +46,7 @@ class PortalConsumer(AsyncJsonWebsocketConsumer):
 
     async def _poll(self):
         while True:
-            statuses = await database_sync_to_async(_statuses)(self.tenant_id)
+            statuses = await db_thread(_statuses)(self.tenant_id)
             if statuses != self.last:
                 self.last = statuses
                 await self.send_json({"type": "status", "accounts": statuses})

@@ -6,6 +6,7 @@ from django import forms
 from django.contrib.auth.forms import BaseUserCreationForm
 
 from accounts.models import MT5Account, User, allowed_symbols_problem
+from suho.edge import date_bounded
 
 EMAIL_TAKEN = "An account with this e-mail address already exists."
 SYMBOL_INVALID = "Symbols are letters and digits, separated by commas (e.g. EURUSD, XAUUSD): {symbol!r}."
@@ -92,5 +93,7 @@ class EASettingsForm(forms.Form):
 class TradeFilterForm(forms.Form):
     symbol = forms.CharField(max_length=32, required=False)
     status = forms.ChoiceField(choices=[("", "any"), ("open", "open"), ("closed", "closed")], required=False)
-    since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
-    until = forms.DateField(required=False, label="Until", widget=forms.DateInput(attrs={"type": "date"}))
+    since = forms.DateField(required=False, label="From", validators=[date_bounded],
+                            widget=forms.DateInput(attrs={"type": "date"}))  # fmt: skip
+    until = forms.DateField(required=False, label="Until", validators=[date_bounded],
+                            widget=forms.DateInput(attrs={"type": "date"}))  # fmt: skip

@@ -111,6 +111,11 @@ class MT5Account(models.Model):
     last_refusal_reason = models.CharField(max_length=40, blank=True)
     last_refusal_at = models.DateTimeField(null=True, blank=True)
     last_ea_error = models.CharField(max_length=300, blank=True)
+    # The one live EA session (decision 0017): every HELLO bumps the epoch in one locked update; frames of a session
+    # whose epoch is no longer this one change nothing, and the process in `live_session_node` is told to close it.
+    live_session_epoch = models.BigIntegerField(default=0, db_default=0)
+    live_session_id = models.UUIDField(null=True, blank=True)
+    live_session_node = models.CharField(max_length=100, blank=True, default="", db_default="")
     # Risk parameters (seed §2.2 item 2).
     config_version = models.PositiveIntegerField(default=1)
     trading_enabled = models.BooleanField(default=True)
@@ -189,7 +194,10 @@ class ApiKey(models.Model):
 
 
 class EASession(models.Model):
-    """One authenticated EA connection lifetime: created at API-key auth, ended by revocation, expiry or logout."""
+    """One authenticated EA connection lifetime: created at API-key auth, ended by revocation, expiry, logout or a
+    newer session of the account (`END_REPLACED`, decision 0017)."""
+
+    END_REPLACED = "replaced"
 
     session_id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")

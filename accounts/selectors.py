@@ -39,6 +39,16 @@ def ea_sessions_active(*, tenant_id: UUID, session_ids: list[UUID]) -> set[UUID]
         )
 
 
+def ea_sessions_replaced(*, tenant_id: UUID, session_ids: list[UUID]) -> set[UUID]:
+    """Which of one tenant's sessions were ended by a newer session of their account (closed with 4012, not 4003)."""
+    with tenant_context(tenant_id):
+        return set(
+            EASession.objects.filter(session_id__in=session_ids, end_reason=EASession.END_REPLACED).values_list(
+                "session_id", flat=True
+            )
+        )
+
+
 # --- Portal reads (each runs in the signed-in user's tenant context: another tenant's rows are invisible) --------
 
 

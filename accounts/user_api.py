@@ -15,7 +15,6 @@ from django.contrib.auth.signals import user_login_failed
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import TokenError
@@ -36,6 +35,7 @@ from accounts.user_tokens import UserTokenError, user_tokens_issue, user_tokens_
 from compliance.models import RiskEvent
 from signals.models import SignalExecution
 from signals.selectors import feedback_rows
+from suho.edge import BoundedLimitOffsetPagination, date_bounded
 from suho.tenancy import tenant_context
 from trading.models import BalanceRollup, BalanceSnapshot, TradeOrder
 
@@ -86,7 +86,7 @@ class UserApiView(APIView):
         return account
 
     def page(self, queryset, serializer_class):
-        paginator = LimitOffsetPagination()
+        paginator = BoundedLimitOffsetPagination()
         rows = paginator.paginate_queryset(queryset, self.request, view=self)
         return paginator.get_paginated_response(serializer_class(rows, many=True).data)
 
@@ -118,8 +118,9 @@ class AccountCreateSerializer(serializers.Serializer):
 
 
 class RangeSerializer(serializers.Serializer):
-    start = serializers.DateTimeField(required=False, help_text="Default: 24 hours before `end`.")
-    end = serializers.DateTimeField(required=False, help_text="Default: now.")
+    start = serializers.DateTimeField(required=False, validators=[date_bounded],
+                                      help_text="Default: 24 hours before `end`.")  # fmt: skip
+    end = serializers.DateTimeField(required=False, validators=[date_bounded], help_text="Default: now.")
 
     def validate(self, data):
         data["end"] = data.get("end") or timezone.now()
@@ -138,8 +139,8 @@ class BalanceQuerySerializer(RangeSerializer):
 class TradeQuerySerializer(serializers.Serializer):
     symbol = serializers.CharField(max_length=32, required=False, allow_blank=True)
     status = serializers.ChoiceField(choices=TradeOrder.Status.choices, required=False)
-    since = serializers.DateTimeField(required=False)
-    until = serializers.DateTimeField(required=False)
+    since = serializers.DateTimeField(required=False, validators=[date_bounded])
+    until = serializers.DateTimeField(required=False, validators=[date_bounded])
 
 
 class BalanceSerializer(serializers.ModelSerializer):

@@ -114,7 +114,8 @@ def account_detail(request, account_id):
         "risk_events": selectors.account_risk_events(account_id=account.account_id),
         "api_keys": selectors.account_api_keys(account_id=account.account_id),
     }
-    return render(request, "portal/account_detail.html", context)
+    bad_filter = filters.is_bound and not filters.is_valid()  # shown with its error, trades unfiltered
+    return render(request, "portal/account_detail.html", context, status=400 if bad_filter else 200)
 
 
 @login_required

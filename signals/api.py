@@ -23,8 +23,6 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.authentication import BaseAuthentication
-from rest_framework.pagination import LimitOffsetPagination
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -48,6 +46,7 @@ from signals.services import (
 )
 from signals.services.credentials import ML_KEY_PREFIX
 from signals.webhooks import TradingViewAlertError, tradingview_alert_parse
+from suho.edge import BoundedJSONParser, BoundedLimitOffsetPagination
 from suho.routers import OPERATOR, operator_path
 from suho.tenancy import tenant_context
 
@@ -59,7 +58,7 @@ PERMISSION_DENIED = "permission_denied"
 OPERATOR_CANNOT_SUBMIT = "Signals belong to a tenant: submit them with the tenant's ML engine key or as its trader."
 
 ERRORS = {
-    400: OpenApiResponse(ErrorSerializer, description="`invalid_request`: malformed JSON or fields."),
+    400: OpenApiResponse(ErrorSerializer, description="`invalid_request`: malformed JSON, fields or paging."),
     401: OpenApiResponse(ErrorSerializer, description="`not_authenticated`."),
     404: OpenApiResponse(ErrorSerializer, description="`not_found` (also another tenant's signal)."),
     409: OpenApiResponse(ErrorSerializer, description="`illegal_transition`: the signal's status does not allow it."),
@@ -157,7 +156,7 @@ class SignalsView(APIView):
         *APIView.authentication_classes,  # the portal's JWT and session authentication
     ]
     permission_classes = [IsAuthenticated]
-    parser_classes = [JSONParser]
+    parser_classes = [BoundedJSONParser]
 
     def get_exception_handler(self):
         return signals_exception_handler
@@ -205,7 +204,7 @@ class SignalListCreateApi(SignalsView):
         caller = _caller(request)
         filters = SignalListFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        paginator = LimitOffsetPagination()
+        paginator = BoundedLimitOffsetPagination()
         with _scope(caller):
             page = paginator.paginate_queryset(selectors.signals_list(**filters.validated_data), request, view=self)
             data = SignalOutputSerializer(page, many=True).data

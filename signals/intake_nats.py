@@ -14,13 +14,14 @@ import json
 import logging
 
 import nats
-from channels.db import database_sync_to_async
 from django.conf import settings
 from rest_framework.utils.encoders import JSONEncoder
 
 from accounts.api import INVALID_REQUEST, _validation_message
 from signals.serializers import SignalInputSerializer, SignalOutputSerializer
 from signals.services import SignalInvalid, ml_engine_key_verify, signal_submit
+from suho.asyncdb import db_thread
+from suho.edge import EdgeInputError, json_loads
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,9 @@ def signal_intake_handle(data: bytes, headers: dict | None) -> dict:
     if len(data) > MAX_REQUEST_BYTES:
         return _error(INVALID_REQUEST, TOO_LARGE)
     try:
-        payload = json.loads(data)
+        payload = json_loads(data)
+    except EdgeInputError as exc:
+        return _error(INVALID_REQUEST, str(exc))
     except ValueError:
         payload = None
     if not isinstance(payload, dict):
@@ -78,7 +81,7 @@ async def signal_intake_serve(
 
     async def on_request(msg) -> None:
         try:
-            reply = await database_sync_to_async(signal_intake_handle)(msg.data, msg.headers)
+            reply = await db_thread(signal_intake_handle)(msg.data, msg.headers)
         except Exception:
             log.exception("signal intake failed")
             reply = _error("internal_error", "The signal could not be processed; try again.")

@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from signals.models import TradingSignal
 from signals.services import SignalSpec
+from suho.edge import date_bounded
 
 
 def _number(**kwargs) -> serializers.DecimalField:
@@ -32,7 +33,7 @@ class SignalInputSerializer(serializers.Serializer):
     model_version = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
     strategy_name = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
     confidence_score = _number(required=False, allow_null=True, default=None)
-    valid_until = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    valid_until = serializers.DateTimeField(required=False, allow_null=True, default=None, validators=[date_bounded])
     metadata = serializers.DictField(required=False, default=dict, help_text="polygon_ask/polygon_bid are used.")
 
     def spec(self) -> SignalSpec:

@@ -7,8 +7,9 @@ from now), id (the alert's own id: idempotency), conf|confidence, strategy, mode
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
+
+from suho.edge import json_loads
 
 MAX_ALERT_BYTES = 4096
 TV_ALERT_EMPTY = "The alert is empty; send `action,symbol,key=value…` or JSON."
@@ -47,7 +48,7 @@ def tradingview_alert_parse(body: bytes, *, now: datetime) -> dict:
         raise TradingViewAlertError(TV_ALERT_EMPTY)
     if text.startswith("{"):
         try:
-            raw = json.loads(text)
+            raw = json_loads(text)
         except ValueError as exc:
             raise TradingViewAlertError(TV_ALERT_BAD_JSON.format(error=exc)) from exc
         if not isinstance(raw, dict):

@@ -119,6 +119,36 @@ class Bus:
 
         return self.submit(_subscribe())
 
+    def serve(self, subject: str, handler: Callable[[bytes], Awaitable[bytes]]) -> Future:
+        """Answer NATS requests on `subject`: `await handler(data)` runs on the bus loop and its bytes are the reply.
+        A handler that fails is logged and answered with an empty reply."""
+
+        async def _serve():
+            client = await self._connected()
+
+            async def _on_request(msg) -> None:
+                try:
+                    reply = await handler(msg.data)
+                except Exception:
+                    log.exception("bus request handler failed", extra={"task": subject})
+                    reply = b""
+                if msg.reply:
+                    await msg.respond(reply)
+
+            return await client.subscribe(subject, cb=_on_request)
+
+        return self.submit(_serve())
+
+    async def arequest(self, subject: str, payload: bytes, *, timeout: float) -> bytes:
+        """Send a request from another event loop and wait at most `timeout` for the reply (raises TimeoutError,
+        or nats' NoRespondersError when nothing serves the subject)."""
+
+        async def _request() -> bytes:
+            client = await self._connected()
+            return (await client.request(subject, payload, timeout=timeout)).data
+
+        return await asyncio.wait_for(asyncio.wrap_future(self.submit(_request())), timeout + 1)
+
     def flush(self, timeout: float = PUBLISH_TIMEOUT_S) -> None:
         async def _flush():
             client = await self._connected()

@@ -6,10 +6,11 @@ import asyncio
 
 import nats
 import redis.asyncio as aioredis
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connections
 from django.http import JsonResponse
+
+from suho.asyncdb import db_thread
 
 CHECK_TIMEOUT_S = 2.0
 
@@ -49,7 +50,7 @@ async def _check(name: str, probe) -> tuple[str, str]:
 async def readyz(request):
     results = dict(
         await asyncio.gather(
-            _check("database", sync_to_async(_database_ok, thread_sensitive=False)),
+            _check("database", db_thread(_database_ok)),
             _check("redis", _redis_ok),
             _check("nats", _nats_ok),
         )

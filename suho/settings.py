@@ -70,11 +70,20 @@ DB_ROLE_PASSWORDS = {
     DB_OPERATOR_USER: env("DB_OPERATOR_PASSWORD", ""),
 }
 TIMESCALEDB = env("SUHO_TIMESCALEDB", "auto")  # auto | on | off
-DB_CONN_MAX_AGE = env_int("DB_CONN_MAX_AGE", 60)
 DB_SSLMODE = env("DB_SSLMODE", "prefer")
+# One bounded psycopg pool per role and process (docs/operations.md, "Database connections"): a request or thread
+# takes a connection for its work and hands it back; past the bound it queues up to DB_POOL_TIMEOUT_S, then gets
+# 503 database_busy. A process holds at most 2 × DB_POOL_MAX_SIZE + DB_OWNER_POOL_MAX_SIZE connections.
+DB_POOL_MIN_SIZE = env_int("DB_POOL_MIN_SIZE", 1)
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 10)
+DB_POOL_TIMEOUT_S = env_int("DB_POOL_TIMEOUT_S", 5)
+DB_OWNER_POOL_MAX_SIZE = 2  # migrations and partition upkeep: one at a time
+if not 0 <= DB_POOL_MIN_SIZE <= DB_POOL_MAX_SIZE or DB_POOL_MAX_SIZE < 1 or DB_POOL_TIMEOUT_S < 1:
+    raise ImproperlyConfigured("DB_POOL_* need 0 <= DB_POOL_MIN_SIZE <= DB_POOL_MAX_SIZE, MAX >= 1 and TIMEOUT_S >= 1")
+DB_CONNECTIONS_PER_PROCESS = 2 * DB_POOL_MAX_SIZE + DB_OWNER_POOL_MAX_SIZE
 
 
-def database_for(user: str, url: str = DATABASE_URL) -> dict:
+def database_for(user: str, url: str = DATABASE_URL, *, pool_min_size=DB_POOL_MIN_SIZE, pool_max_size=DB_POOL_MAX_SIZE):
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql", "timescale"}:
         raise ImproperlyConfigured(f"DATABASE_URL must be a postgres:// URL, got scheme {parts.scheme!r}")
@@ -85,15 +94,23 @@ def database_for(user: str, url: str = DATABASE_URL) -> dict:
         "PASSWORD": DB_ROLE_PASSWORDS.get(user, ""),
         "HOST": parts.hostname or "127.0.0.1",
         "PORT": str(parts.port or 5432),
-        "CONN_MAX_AGE": DB_CONN_MAX_AGE,
+        "CONN_MAX_AGE": 0,  # required with a pool: "closing" hands the connection back to it
         "CONN_HEALTH_CHECKS": True,
-        "OPTIONS": {"sslmode": DB_SSLMODE, "application_name": "suho"},
+        "OPTIONS": {
+            "sslmode": DB_SSLMODE,
+            "application_name": "suho",
+            "pool": {
+                "min_size": pool_min_size,
+                "max_size": pool_max_size,
+                "timeout": DB_POOL_TIMEOUT_S,
+            },
+        },
     }
 
 
 DATABASES = {
     "default": database_for(DB_SERVICE_USER),
-    "owner": database_for(DB_OWNER_USER),
+    "owner": database_for(DB_OWNER_USER, pool_min_size=0, pool_max_size=DB_OWNER_POOL_MAX_SIZE),
     "operator": database_for(DB_OPERATOR_USER),
 }
 DATABASE_ROUTERS = ["suho.routers.RoleRouter"]
@@ -155,6 +172,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served as our static files
     "channels",
     "suho",
     "accounts",
@@ -165,6 +183,8 @@ INSTALLED_APPS = [
 ]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "suho.csp.ContentSecurityPolicyMiddleware",
+    "suho.errors.DatabaseBusyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -228,6 +248,7 @@ LOGIN_URL = "/accounts/login/"
 # --- Security (clean `manage.py check --deploy` with production values) ----------------------------------------
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not (DEBUG or TESTING))
 OPERATOR_2FA_REQUIRED = env_bool("OPERATOR_2FA_REQUIRED", True)  # staff need a TOTP code on every path
+TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)  # proxies appending to X-Forwarded-For (suho/client_addr.py)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", True) else None
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
@@ -250,7 +271,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PARSER_CLASSES": [
+        "suho.edge.BoundedJSONParser",  # depth and NUL limits (suho/edge.py)
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "suho.edge.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
@@ -259,6 +285,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "MT5 EA gateway, signals and analytics",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",  # static/drf_spectacular_sidecar/, no CDN (and the CSP allows no other host)
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=15),
@@ -321,7 +350,10 @@ RISK_WEBHOOK_URL = env("RISK_WEBHOOK_URL", "")  # JSON POST of each new risk eve
 RISK_WEBHOOK_TIMEOUT_S = env_int("RISK_WEBHOOK_TIMEOUT_S", 5)
 
 # --- Metrics (suho.metrics, GET /metrics) --------------------------------------------------------------------------
-METRICS_TOKEN = env("METRICS_TOKEN", "")  # when set, Prometheus must send "Authorization: Bearer <token>"
+METRICS_TOKEN = env("METRICS_TOKEN", "")  # Prometheus sends "Authorization: Bearer <token>"
+METRICS_PUBLIC = env_bool("METRICS_PUBLIC", False)  # without a token /metrics is 403 unless this opens it
+# A scrape reads the database at most once per this many seconds per process (tests: every scrape reads).
+METRICS_CACHE_S = env_int("METRICS_CACHE_S", 0 if TESTING else 5)
 NATS_MONITOR_URL = env("NATS_MONITOR_URL", "")  # e.g. http://nats:8222, for JetStream consumers' pending counts
 SECURE_REDIRECT_EXEMPT += [r"^metrics$"]  # scraped over the internal network, like the health checks
 

@@ -36,6 +36,7 @@ def django_db_setup(django_db_blocker):
     with django_db_blocker.unblock():
         for connection in connections.all():
             connection.close()
+            connection.close_pool()  # a pool made before now would keep connecting to the database it was made for
         database_setup(
             admin_url=settings.DATABASE_ADMIN_URL,
             database=name,
@@ -54,6 +55,7 @@ def django_db_setup(django_db_blocker):
     with django_db_blocker.unblock():
         for connection in connections.all():
             connection.close()
+            connection.close_pool()  # its idle connections would keep the database from being dropped
         database_drop(admin_url=settings.DATABASE_ADMIN_URL, database=name)
 
 

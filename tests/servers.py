@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -55,3 +56,18 @@ def daphne_serving(env: dict[str, str], log_path: Path):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+def http(url: str, *, method: str = "GET", body: bytes | None = None, headers: dict | None = None):
+    """One HTTP request to a test server → (status, response headers, body); 4xx and 5xx are answers, not errors."""
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})  # noqa: S310 (http://)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310  (a test server: http://)
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()
+
+
+def http_base(ws_url: str) -> str:
+    """http://host:port of a gateway fixture's `ws://host:port/ws/ea/`."""
+    return ws_url.replace("ws://", "http://", 1).removesuffix("/ws/ea/")

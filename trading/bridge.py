@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import nats
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DataError, IntegrityError, connections, transaction
 from django.utils import timezone
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from quotes.ingest import TickRow, broker_quotes_after_commit, broker_quotes_insert
+from suho.asyncdb import db_thread
 from suho.bus import get_bus
 from suho.routers import SERVICE
 from trading.ingest import (
@@ -167,7 +167,7 @@ async def bridge_run(
             except TimeoutError:  # nats.errors.TimeoutError, or asyncio's own when the server answers late: both idle
                 continue
             batches = [_message_batch(m) for m in messages]
-            await sync_to_async(batches_apply, thread_sensitive=False)(batches)
+            await db_thread(batches_apply)(batches)
             for message in messages:
                 await message.ack()
             applied += len(messages)

@@ -15,7 +15,6 @@ from urllib.parse import parse_qs
 from uuid import UUID
 
 from channels.consumer import get_handler_name
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import DataError
 
@@ -24,10 +23,18 @@ from accounts import selectors as account_selectors
 from accounts import services as account_services
 from binproto import AuthStatus, CloseCode, ErrorCode, MsgType
 from quotes.ingest import TickRow
+from suho.asyncdb import db_thread
 from trading import connection as connection_services
 from trading import outbound_batch
-from trading.gateway import batcher, hub
-from trading.ingest import BalanceRow, HeartbeatRow, positions_cache_write, profile_update, trade_event_record
+from trading.gateway import NODE, SESSION_REPLACED_REASON, batcher, hub
+from trading.ingest import (
+    REPLACED,
+    BalanceRow,
+    HeartbeatRow,
+    positions_cache_write,
+    profile_update,
+    trade_event_record,
+)
 from trading.session_watch import session_watch
 
 log = logging.getLogger(__name__)
@@ -50,7 +57,7 @@ TICK_PRICE_OUT_OF_RANGE = "tick with a price outside (0, 1e11] dropped"
 def in_thread(func):
     """Run blocking work (database, Argon2) in the thread pool, not Channels' single shared thread: one slow
     HELLO must not hold up every other connection's trade events."""
-    return database_sync_to_async(func, thread_sensitive=False)
+    return db_thread(func)
 
 
 REFUSAL_CLOSE_CODES = {AuthStatus.REVOKED_KEY: CloseCode.REVOKED, AuthStatus.RATE_LIMITED: CloseCode.RATE_LIMITED}
@@ -89,6 +96,7 @@ class EAConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.authenticated = False
         self.claims = None
+        self.epoch = 0  # the live-session epoch this connection's session claimed (decision 0017)
         self.symbol_table: dict[int, str] = {}
         self.v1_symbols: dict[int, str] = dict(binproto.DEFAULT_V1_SYMBOLS)
         self.errors: deque[float] = deque()
@@ -123,7 +131,7 @@ class EAConsumer(AsyncWebsocketConsumer):
                 await outbound_batch.outbound_flush()  # what this EA told us is committed before it reconnects
                 await in_thread(connection_services.ea_disconnected)(
                     tenant_id=self.claims.tenant_id, account_id=self.claims.account_id,
-                    session_id=self.claims.session_id, close_code=code,
+                    session_id=self.claims.session_id, close_code=code, epoch=self.epoch,
                 )  # fmt: skip
             except Exception:
                 log.exception("disconnect bookkeeping failed", extra={"account_id": self.claims.account_id})
@@ -229,34 +237,41 @@ class EAConsumer(AsyncWebsocketConsumer):
         await self._start_session(claims, tokens, ea_version=ea_version, send_result=send_result)
 
     async def _start_session(self, claims, tokens, *, ea_version: str, send_result: bool = True) -> None:
+        """Claim the account's one live session (any process: decision 0017), ask the process that held it to close
+        it, and only then answer OK: a signal made after AUTH_RESULT reaches this socket alone."""
         self.claims = claims
-        self.authenticated = True
         self.legacy = not send_result
-        if self.legacy:
-            session_watch().add(self)  # closes it when its key is revoked or token expires
-            await hub.register(str(claims.account_id), self)
-            await in_thread(connection_services.ea_connected)(
-                tenant_id=claims.tenant_id, account_id=claims.account_id, session_id=claims.session_id,
-                ea_version=ea_version,
+        account_id = str(claims.account_id)
+        await hub.start()  # this process can be asked to close the session before it claims it
+        claim = await in_thread(connection_services.ea_session_claim)(
+            tenant_id=claims.tenant_id, account_id=claims.account_id, session_id=claims.session_id, node=NODE
+        )
+        self.epoch = claim.epoch
+        if claim.previous_node and claim.previous_node != NODE:  # on this process, register() replaces it
+            await hub.take_over(node=claim.previous_node, account_id=account_id, epoch=claim.epoch)
+        self.authenticated = True
+        if not self.legacy:
+            await self._send_message(
+                binproto.AuthResult(
+                    status=AuthStatus.OK, session_id=claims.session_id,
+                    access_expires_us=int(claims.expires_at.timestamp() * 1e6), server_time_us=_now_us(),
+                    access_token=tokens.access if tokens else "", refresh_token=tokens.refresh if tokens else "",
+                    reason="",
+                )
             )  # fmt: skip
+        for replaced in await hub.register(account_id, self):  # an older one here, or this one if already older
+            await replaced.close_with(CloseCode.REPLACED, SESSION_REPLACED_REASON)
+        if self.closing:
             return
-        await self._send_message(
-            binproto.AuthResult(
-                status=AuthStatus.OK, session_id=claims.session_id,
-                access_expires_us=int(claims.expires_at.timestamp() * 1e6), server_time_us=_now_us(),
-                access_token=tokens.access if tokens else "", refresh_token=tokens.refresh if tokens else "",
-                reason="",
-            )
-        )  # fmt: skip
-        previous = await hub.register(str(claims.account_id), self)
-        if previous is not None:
-            await previous.close_with(CloseCode.REPLACED, "a newer connection for this account took over")
         session_watch().add(self)  # before the resync: one that fails must not leave a revoked key's socket open
-        await outbound_batch.outbound_flush()  # ACKs received so far are committed: what they answered is not resent
+        if not self.legacy:
+            await outbound_batch.outbound_flush()  # ACKs received so far committed: what they answered is not resent
         resync = await in_thread(connection_services.ea_connected)(
             tenant_id=claims.tenant_id, account_id=claims.account_id, session_id=claims.session_id,
             ea_version=ea_version,
         )  # fmt: skip
+        if self.legacy:
+            return
         self.v1_symbols.update(resync.v1_symbol_overrides)
         for message in resync.messages:
             await self._send_outbound(message)
@@ -339,12 +354,15 @@ class EAConsumer(AsyncWebsocketConsumer):
         try:
             result = await in_thread(trade_event_record)(
                 tenant_id=self.claims.tenant_id, account_id=self.claims.account_id, session_id=self.claims.session_id,
-                event=event,
+                event=event, epoch=self.epoch,
             )  # fmt: skip
         except DataError:  # a value the columns cannot hold: it never will, so REJECTED ends the EA's retries
             log.warning("trade event rejected: %s", binproto.to_json(event), exc_info=True, extra=self._log_context())
             status = binproto.EventAckStatus.REJECTED
         else:
+            if result.status == REPLACED:  # a newer session holds the account; its process may not know it yet
+                await self.close_with(CloseCode.REPLACED, SESSION_REPLACED_REASON)
+                return
             accepted = result.status == "accepted"
             status = binproto.EventAckStatus.ACCEPTED if accepted else binproto.EventAckStatus.DUPLICATE
         await self._send_message(
@@ -355,7 +373,8 @@ class EAConsumer(AsyncWebsocketConsumer):
         if ack.ref_id is None:
             return
         self.unacked.pop(ack.ref_id, None)
-        outbound_batch.ack_add(tenant_id=self.claims.tenant_id, ack=ack)
+        outbound_batch.ack_add(tenant_id=self.claims.tenant_id, ack=ack, account_id=self.claims.account_id,
+                               epoch=self.epoch)  # fmt: skip
 
     async def _token_refresh(self, message: binproto.TokenRefresh) -> None:
         try:
@@ -414,13 +433,16 @@ class EAConsumer(AsyncWebsocketConsumer):
             return
         ref_id = getattr(message, "signal_id", None) or getattr(message, "command_id", None)
         if ref_id is not None:
+            if ref_id in self.unacked:  # already on this socket: the resync and the live delivery of one item raced
+                return
             if len(self.unacked) >= MAX_UNACKED_OUTBOUND:
                 await self.close_with(CloseCode.SLOW_CONSUMER, "too many unacknowledged server messages")
                 return
             self.unacked[ref_id] = time.monotonic()
         await self._send_frame(frame)
         if isinstance(message, binproto.TradingSignal) and not self.closing:
-            outbound_batch.signal_sent_add(tenant_id=self.claims.tenant_id, signal_id=message.signal_id)
+            outbound_batch.signal_sent_add(tenant_id=self.claims.tenant_id, signal_id=message.signal_id,
+                                           account_id=self.claims.account_id, epoch=self.epoch)  # fmt: skip
 
     async def _send_message(self, message) -> None:
         await self._send_frame(binproto.encode(message))

@@ -4,24 +4,32 @@
   so the event loop never waits on the database. A failed flush keeps its rows and retries (bounded buffer). A
   batch's after-commit work (cache, NATS) runs while the next batch is inserted, one batch of it at a time, in order.
 - `DeliveryHub`: one NATS subscription per process for `mt5.signal.*.*`, `mt5.config.*.*`, `mt5.command.*.*`,
-  routed through an in-process map account → connection (not channels-redis groups, which drop messages).
+  routed through an in-process map account → connection (not channels-redis groups, which drop messages). It also
+  serves this process's takeover subject (`suho.session.takeover.<node>`): a newer session of an account, claimed
+  on another process, closes ours (decision 0017). The map keeps only the newest session it knows of per account.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+import secrets
+import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from functools import partial
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import DataError, IntegrityError
 
+from binproto import CloseCode
 from quotes.ingest import broker_quotes_after_commit, broker_quotes_insert
-from suho.bus import get_bus
+from suho.asyncdb import db_thread
+from suho.bus import get_bus, subject_token
 from suho.metrics import batch_flush_observe
 from trading.bridge import ROWS_PER_MESSAGE, ingest_publish, ingest_publish_nothing_after
 from trading.ingest import (
@@ -36,6 +44,13 @@ FLUSH_INTERVAL_S = 0.25
 MAX_ROWS_PER_FLUSH = 20_000
 MAX_BUFFERED_ROWS = 500_000  # ≈ 25 s of the target load: beyond it the oldest volume rows are dropped, loudly
 RETRY_DELAY_S = 1.0
+NODE = subject_token(f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}")  # this process, for takeovers
+TAKEOVER_TIMEOUT_S = 1.0
+SESSION_REPLACED_REASON = "a newer connection for this account took over"
+
+
+def takeover_subject(node: str) -> str:
+    return f"suho.session.takeover.{subject_token(node)}"
 
 
 class Batcher:
@@ -116,7 +131,7 @@ class Batcher:
             else:
                 rows, self._rows = self._rows[: self.max_rows], self._rows[self.max_rows :]
             try:
-                await database_sync_to_async(self._write, thread_sensitive=False)(rows)  # while the last after runs
+                await db_thread(self._write)(rows)  # while the last after runs
                 self.flushed_rows += len(rows)
             except (DataError, IntegrityError):
                 await self._after_commit_settled()
@@ -128,9 +143,7 @@ class Batcher:
                 await asyncio.sleep(RETRY_DELAY_S)
                 return
             await self._after_commit_settled()
-            self._after = asyncio.get_running_loop().create_task(
-                database_sync_to_async(self._write_after_commit, thread_sensitive=False)(rows)
-            )
+            self._after = asyncio.get_running_loop().create_task(db_thread(self._write_after_commit)(rows))
 
     async def _isolate(self, rows: list) -> None:
         """A batch the database refuses for its data: write it in halves, so only the offending rows are dropped
@@ -142,12 +155,12 @@ class Batcher:
         middle = len(rows) // 2
         for half in (rows[:middle], rows[middle:]):
             try:
-                await database_sync_to_async(self._write, thread_sensitive=False)(half)
+                await db_thread(self._write)(half)
                 self.flushed_rows += len(half)
             except (DataError, IntegrityError):
                 await self._isolate(half)
                 continue
-            await database_sync_to_async(self._write_after_commit, thread_sensitive=False)(half)
+            await db_thread(self._write_after_commit)(half)
 
     async def _run(self) -> None:
         while self._rows or self._retry:
@@ -186,32 +199,84 @@ async def batchers_flush() -> None:
 
 
 class DeliveryHub:
-    """Routes outbound NATS messages to the connection of this process that holds the account's EA."""
+    """Routes outbound NATS messages to the connection of this process that holds the account's EA.
+
+    A connection carries `epoch`, its session's live-session epoch (trading.connection.ea_session_claim); the hub
+    keeps the newest epoch it has heard of per account, from claims made here and takeover requests from elsewhere,
+    so a connection that lost the account before it registered is refused here too.
+    """
 
     SUBJECTS = ("mt5.signal.*.*", "mt5.config.*.*", "mt5.command.*.*")
 
     def __init__(self) -> None:
         self.connections: dict[str, Any] = {}
+        self.epochs: dict[str, int] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._subscribed = False
+        self._subscriptions: dict[str, Future] = {}
 
-    async def register(self, account_id: str, connection) -> Any:
-        """Register a connection; return the one it replaces (the caller closes it with REPLACED)."""
+    async def start(self) -> None:
+        """Subscribe this process once (deliveries and its takeover subject; one that failed, such as before NATS
+        was first reached, is tried again); every caller waits until that is done, so a session is claimed only
+        once this process can be asked to close it."""
         self.loop = asyncio.get_running_loop()
-        if not self._subscribed:
-            self._subscribed = True
-            bus = get_bus()
+        bus = get_bus()
+        if not self._subscriptions:
             bus.reconnected.append(self._on_reconnected)
-            await asyncio.gather(
-                *(asyncio.wrap_future(bus.subscribe(subject, self._on_message)) for subject in self.SUBJECTS)
-            )
+        takeover = takeover_subject(NODE)
+        for subject in (*self.SUBJECTS, takeover):
+            future = self._subscriptions.get(subject)
+            if future is None or (future.done() and future.exception() is not None):
+                self._subscriptions[subject] = (
+                    bus.serve(subject, self._on_takeover) if subject == takeover
+                    else bus.subscribe(subject, self._on_message)
+                )  # fmt: skip
+        await asyncio.gather(*(asyncio.wrap_future(future) for future in self._subscriptions.values()))
+
+    async def register(self, account_id: str, connection) -> list:
+        """Make `connection` the account's socket on this process, unless a newer session of the account is known;
+        return what the caller must close with REPLACED: the connection it replaced, or itself."""
+        await self.start()
+        if connection.epoch < self.epochs.get(account_id, 0):
+            return [connection]
+        self.epochs[account_id] = connection.epoch
         previous = self.connections.get(account_id)
         self.connections[account_id] = connection
-        return previous if previous is not connection else None
+        return [previous] if previous is not None and previous is not connection else []
 
     def unregister(self, account_id: str, connection) -> None:
         if self.connections.get(account_id) is connection:
             del self.connections[account_id]
+
+    async def take_over(self, *, node: str, account_id: str, epoch: int) -> int:
+        """Ask process `node` to close its session of the account older than `epoch`, waiting at most
+        TAKEOVER_TIMEOUT_S; returns how many it closed. A process that is gone or slow is only logged: its frames
+        are fenced in the database, and the session watch closes the (ended) session within its interval."""
+        payload = json.dumps({"account_id": account_id, "epoch": epoch}).encode()
+        try:
+            reply = await get_bus().arequest(takeover_subject(node), payload, timeout=TAKEOVER_TIMEOUT_S)
+            return int(json.loads(reply or b"{}").get("closed", 0))
+        except Exception as exc:  # noqa: BLE001 — any failure here leaves the fence and the session watch to act
+            log.warning("session takeover request to %s failed: %r", node, exc, extra={"account_id": account_id})
+            return 0
+
+    async def _on_takeover(self, data: bytes) -> bytes:
+        """Runs on the bus loop: hand the request to the connections' loop and answer how many were closed."""
+        request = json.loads(data)
+        account_id, epoch = str(request["account_id"]), int(request["epoch"])
+        closed = 0
+        if self.loop is not None:
+            future = asyncio.run_coroutine_threadsafe(self._close_older(account_id, epoch), self.loop)
+            closed = await asyncio.wait_for(asyncio.wrap_future(future), TAKEOVER_TIMEOUT_S)
+        return json.dumps({"closed": closed}).encode()
+
+    async def _close_older(self, account_id: str, epoch: int) -> int:
+        self.epochs[account_id] = max(self.epochs.get(account_id, 0), epoch)
+        connection = self.connections.get(account_id)
+        if connection is None or connection.epoch >= epoch:
+            return 0
+        del self.connections[account_id]
+        await connection.close_with(CloseCode.REPLACED, SESSION_REPLACED_REASON)
+        return 1
 
     def _on_reconnected(self) -> None:
         """Runs on the bus loop: what was published while our subscription was down never reached us, so every

@@ -25,6 +25,7 @@ from suho.cache import BALANCE_TTL_S, POSITIONS_TTL_S, balance_key, cache_delete
 from suho.outbox import outbox_publish_on_commit
 from suho.routers import SERVICE
 from suho.tenancy import TENANT_SETTING, tenant_context
+from trading.connection import ea_session_is_live
 from trading.models import TradeEvent, TradeOrder
 
 TRADE_EVENT_KIND = {
@@ -32,7 +33,7 @@ TRADE_EVENT_KIND = {
     binproto.TradeClosed: TradeEvent.Kind.CLOSE,
     binproto.TradeModified: TradeEvent.Kind.MODIFY,
 }
-ACCEPTED, DUPLICATE = "accepted", "duplicate"
+ACCEPTED, DUPLICATE, REPLACED = "accepted", "duplicate", "replaced"
 
 
 def us_to_datetime(value_us: int) -> datetime:
@@ -206,7 +207,7 @@ def positions_cache_write(*, account_id: UUID, positions: binproto.Positions) ->
 
 @dataclass(frozen=True)
 class TradeEventResult:
-    status: str  # ACCEPTED or DUPLICATE
+    status: str  # ACCEPTED, DUPLICATE or REPLACED (the session no longer holds the account: nothing was written)
     ticket: int
     kind: str
 
@@ -247,14 +248,20 @@ def _signal_known(signal_id: UUID | None) -> UUID | None:
     return signal_id if TradingSignal.objects.filter(signal_id=signal_id).exists() else None
 
 
-def trade_event_record(*, tenant_id: UUID, account_id: UUID, session_id: UUID | None, event) -> TradeEventResult:
-    """Journal and apply one trade event, once. A replay returns DUPLICATE and changes nothing.
+def trade_event_record(
+    *, tenant_id: UUID, account_id: UUID, session_id: UUID | None, event, epoch: int | None = None
+) -> TradeEventResult:
+    """Journal and apply one trade event, once. A replay returns DUPLICATE and changes nothing; so does (as
+    REPLACED) an event of a session whose `epoch` no longer holds the account (decision 0017).
 
     A close that arrives before its open creates the order already closed (the close carries the open's fields);
-    the late open then only joins the journal. Locks the account's order rows it touches (`select_for_update`).
+    the late open then only joins the journal. Locks the account row (FOR SHARE, first), then the ticket, then the
+    account's order rows it touches (`select_for_update`).
     """
     kind = TRADE_EVENT_KIND[type(event)]
     with tenant_context(tenant_id):
+        if epoch is not None and not ea_session_is_live(account_id=account_id, epoch=epoch):
+            return TradeEventResult(REPLACED, event.ticket, kind)
         with connections[SERVICE].cursor() as cursor:  # one writer per ticket: an open and its close may race
             cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"{account_id}:{event.ticket}"])
         try:

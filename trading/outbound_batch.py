@@ -7,7 +7,8 @@ transaction per batch, one set-based `UPDATE … FROM unnest(…)` per kind per 
 (row-level security keeps an ACK from touching another tenant's row). Every rule of the per-message path holds:
 PENDING → SENT only for a still-valid PENDING signal, a duplicate ACK changes nothing, a REJECTED/FAILED signal ACK
 goes through `signal_ack_record` (lifecycle check on the locked row, audit row). A batch the database refuses is
-split in halves until only the refused row is dropped (the Batcher's `_isolate`); the others are applied.
+split in halves until only the refused row is dropped (the Batcher's `_isolate`); the others are applied. A row of
+a session that no longer holds its account (another process took it over: decision 0017) is dropped when applied.
 
 Durability: an ACK is in memory until its batch commits (≤ 250 ms plus the write). If the process dies first, the
 row still says "not acknowledged" (`acked_at` NULL; a command still PENDING or SENT), so the next connection of that
@@ -27,7 +28,7 @@ from datetime import datetime
 from typing import NamedTuple
 from uuid import UUID
 
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 import binproto
@@ -50,6 +51,8 @@ class OutboundRow(NamedTuple):
     at: datetime  # when the frame was written (SENT) or the ACK arrived
     status: binproto.AckStatus | None = None
     reason: str = ""
+    account_id: str = ""
+    epoch: int | None = None  # the sending session's live-session epoch: None = not fenced
 
 
 def outbound_bookkeeping_apply(rows: list[OutboundRow]) -> int:
@@ -65,7 +68,27 @@ def outbound_bookkeeping_apply(rows: list[OutboundRow]) -> int:
     return len(rows)
 
 
+def _live_only(items: list[OutboundRow]) -> list[OutboundRow]:
+    """The rows whose session still holds its account. Takes those account rows FOR SHARE, in order, before any
+    other lock of the transaction (decision 0017's lock order), so a concurrent claim waits for this batch."""
+    accounts = sorted({row.account_id for row in items if row.epoch is not None})
+    if not accounts:
+        return items
+    with connections[SERVICE].cursor() as cursor:
+        cursor.execute(
+            "SELECT account_id::text, live_session_epoch FROM mt5_user_accounts WHERE account_id = ANY(%s::uuid[])"
+            " ORDER BY account_id FOR SHARE",
+            [accounts],
+        )
+        live = set(cursor.fetchall())
+    kept = [row for row in items if row.epoch is None or (row.account_id, row.epoch) in live]
+    if len(kept) != len(items):
+        log.info("dropped %d SENT marks/ACKs of replaced EA sessions", len(items) - len(kept))
+    return kept
+
+
 def _apply_tenant(tenant_id: str, items: list[OutboundRow]) -> None:
+    items = _live_only(items)
     sent: dict[UUID, datetime] = {}
     received: dict[UUID, datetime] = {}
     commands: dict[UUID, OutboundRow] = {}
@@ -97,18 +120,22 @@ def _apply_tenant(tenant_id: str, items: list[OutboundRow]) -> None:
 _batcher = Batcher("outbound", outbound_bookkeeping_apply, lambda rows: None)
 
 
-def signal_sent_add(*, tenant_id, signal_id: UUID) -> None:
-    """A TRADING_SIGNAL was written to the EA's socket (call on the event loop; it never blocks)."""
-    _batcher.add([OutboundRow(str(tenant_id), SIGNAL_SENT, signal_id, timezone.now())])
+def signal_sent_add(*, tenant_id, signal_id: UUID, account_id=None, epoch: int | None = None) -> None:
+    """A TRADING_SIGNAL was written to the EA's socket (call on the event loop; it never blocks). With `epoch`, the
+    mark counts only while that session still holds `account_id`."""
+    _batcher.add([OutboundRow(str(tenant_id), SIGNAL_SENT, signal_id, timezone.now(), account_id=str(account_id),
+                              epoch=epoch)])  # fmt: skip
 
 
-def ack_add(*, tenant_id, ack: binproto.Ack) -> None:
+def ack_add(*, tenant_id, ack: binproto.Ack, account_id=None, epoch: int | None = None) -> None:
     """The EA acknowledged a TRADING_SIGNAL or COMMAND (call on the event loop; it never blocks). Versioned
-    messages (risk parameters, configuration) carry no id and are not recorded, as before."""
+    messages (risk parameters, configuration) carry no id and are not recorded, as before. With `epoch`, the ACK
+    counts only while that session still holds `account_id`."""
     kind = {binproto.MsgType.TRADING_SIGNAL: SIGNAL_ACK, binproto.MsgType.COMMAND: COMMAND_ACK}.get(ack.acked_type)
     if kind is None or ack.ref_id is None:
         return
-    _batcher.add([OutboundRow(str(tenant_id), kind, ack.ref_id, timezone.now(), ack.status, ack.reason)])
+    _batcher.add([OutboundRow(str(tenant_id), kind, ack.ref_id, timezone.now(), ack.status, ack.reason,
+                              str(account_id), epoch)])  # fmt: skip
 
 
 async def outbound_flush(*, timeout_s: float = FLUSH_TIMEOUT_S) -> bool:

@@ -1,9 +1,11 @@
 """One session check for all of a process's EA connections every 30 s, instead of one query per connection.
 
-A revoked key, an ended session or a disabled account/tenant closes the socket (REVOKED) and an expired access
-token closes it (SESSION_EXPIRED) within one interval. With 1,000 EAs on a process the per-connection check was a
-thread hop and a query 33 times a second, competing with deliveries for the GIL; this is one query per tenant.
-One watch per event loop (tests run each on a loop of their own); it runs while it has connections.
+A revoked key, an ended session or a disabled account/tenant closes the socket (REVOKED), a session a newer one of
+its account replaced closes it (REPLACED: the backstop when that newer session's process could not reach this one,
+decision 0017), and an expired access token closes it (SESSION_EXPIRED), each within one interval. With 1,000 EAs
+on a process the per-connection check was a thread hop and a query 33 times a second, competing with deliveries for
+the GIL; this is one query per tenant. One watch per event loop (tests run each on a loop of their own); it runs
+while it has connections.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ import weakref
 from collections import defaultdict
 from datetime import UTC, datetime
 
-from channels.db import database_sync_to_async
-
-from accounts.selectors import ea_sessions_active
+from accounts.selectors import ea_sessions_active, ea_sessions_replaced
 from binproto import CloseCode
+from suho.asyncdb import db_thread
+from trading.gateway import SESSION_REPLACED_REASON
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +63,22 @@ class SessionWatch:
             else:
                 by_tenant[consumer.claims.tenant_id].append(consumer)
         for tenant_id, consumers in by_tenant.items():
-            active = await database_sync_to_async(ea_sessions_active, thread_sensitive=False)(
+            active = await db_thread(ea_sessions_active)(
                 tenant_id=tenant_id, session_ids=[consumer.claims.session_id for consumer in consumers]
             )
-            for consumer in consumers:
-                if consumer.claims.session_id not in active and not consumer.closing:
+            ending = [consumer for consumer in consumers if consumer.claims.session_id not in active]
+            replaced = set()
+            if ending:
+                replaced = await db_thread(ea_sessions_replaced)(
+                    tenant_id=tenant_id, session_ids=[consumer.claims.session_id for consumer in ending]
+                )
+            for consumer in ending:
+                if not consumer.closing:
                     self.consumers.discard(consumer)
-                    await consumer.close_with(CloseCode.REVOKED, SESSION_REVOKED_REASON)
+                    if consumer.claims.session_id in replaced:
+                        await consumer.close_with(CloseCode.REPLACED, SESSION_REPLACED_REASON)
+                    else:
+                        await consumer.close_with(CloseCode.REVOKED, SESSION_REVOKED_REASON)
 
 
 def session_watch() -> SessionWatch:

@@ -41,6 +41,7 @@ SIGNAL_NO_ELIGIBLE_ACCOUNT = "No account of this tenant can take a broadcast (no
 SIGNAL_UNKNOWN_SYMBOL = "Unknown symbol {symbol!r}: not a currency pair, metal, index, energy or crypto symbol."
 SIGNAL_INVALID_ACTION = "action must be BUY or SELL, got {action!r}."
 SIGNAL_PRICE_NOT_POSITIVE = "{name} must be a positive price, got {value}."
+SIGNAL_PRICE_TOO_LARGE = "{name} must be below {limit}, got {value}."
 SIGNAL_STOP_LOSS_WRONG_SIDE = "For a {action} the stop loss must be {side} the entry price {entry}, got {stop_loss}."
 SIGNAL_TAKE_PROFIT_WRONG_SIDE = (
     "For a {action} the take profit must be {side} the entry price {entry}, got {take_profit}."
@@ -52,6 +53,8 @@ SIGNAL_NO_FRESH_QUOTE = "no fresh broker quote for {symbol} (none, or older than
 
 BROADCAST = "broadcast"
 MAX_VOLUME_LOTS = Decimal(100)
+# suho.fields.price holds 12 integer digits; two are left for the broker adjustment (SL/TP move by the deviation).
+MAX_PRICE = Decimal(10_000_000_000)
 DEFAULT_TTL = timedelta(minutes=5)
 PRICE_PLACES, VOLUME_PLACES, CONFIDENCE_PLACES = Decimal("1e-8"), Decimal("1e-4"), Decimal("1e-4")
 CURRENCIES = frozenset(
@@ -182,6 +185,9 @@ def _validated(spec: SignalSpec, now: datetime) -> SignalSpec:
             prices[name] = _decimal(value)
             if prices[name] is None or prices[name] <= 0:
                 raise SignalInvalid("invalid_price", SIGNAL_PRICE_NOT_POSITIVE.format(name=name, value=value))
+            if prices[name] >= MAX_PRICE:
+                raise SignalInvalid("invalid_price", SIGNAL_PRICE_TOO_LARGE.format(name=name, limit=MAX_PRICE,
+                                                                                  value=value))  # fmt: skip
     if prices.get("entry_price") is not None:
         check_sides(action=action, entry=prices["entry_price"], stop_loss=prices.get("stop_loss"),
                     take_profit=prices.get("take_profit"))  # fmt: skip

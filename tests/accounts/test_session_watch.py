@@ -11,6 +11,8 @@ from django.utils import timezone
 from accounts.services import api_key_create, api_key_revoke, ea_access_verify, ea_authenticate, ea_session_end
 from binproto import CloseCode
 from tests.accounts.helpers import account_make, remote_addr_make, tenant_make
+from trading.connection import ea_session_claim
+from trading.gateway import SESSION_REPLACED_REASON
 from trading.session_watch import ACCESS_EXPIRED_REASON, SESSION_REVOKED_REASON, SessionWatch
 
 
@@ -52,6 +54,22 @@ def test_one_check_closes_the_revoked_ended_and_expired_connections_and_no_other
     assert expired.closed_with == (CloseCode.SESSION_EXPIRED, ACCESS_EXPIRED_REASON)
     assert kept_a.closed_with is None and kept_b.closed_with is None
     assert watch.consumers == {kept_a, kept_b}
+
+
+def test_a_session_a_newer_one_replaced_is_closed_with_4012_though_its_process_was_never_told(committed):
+    tenant = tenant_make()
+    account = account_make(tenant)
+    _key, secret = api_key_create(account=account)
+    first, second = (ea_authenticate(account_id=account.account_id, api_key=secret) for _ in range(2))
+    older = Connection(ea_access_verify(token=first.access))
+    for tokens, node in ((first, "a"), (second, "b")):  # claimed on process a, then on b, which cannot reach a
+        ea_session_claim(tenant_id=tenant.pk, account_id=account.account_id, session_id=tokens.session_id, node=node)
+    watch = SessionWatch()
+    watch.consumers = {older}
+
+    asyncio.run(watch.check())
+
+    assert older.closed_with == (CloseCode.REPLACED, SESSION_REPLACED_REASON)
 
 
 def test_a_session_claimed_under_another_tenant_is_not_active(committed):

@@ -1,5 +1,6 @@
 """Gateway test fixtures: committed tenants, accounts and API keys (cleaned up as the owner), the ingest mode a
-volume-ingest test runs in, and daphne serving the gateway in a process of its own.
+volume-ingest test runs in, and daphne serving the gateway in a process of its own (a second one for the tests of
+one live session per account across processes).
 
 The server is daphne in a subprocess on a free port, on the test database (DATABASE_URL's path swapped for it) and
 this machine's Redis and NATS: an EA must speak real WebSocket frames over TCP, and a server in another process is
@@ -99,6 +100,12 @@ def _daphne(log_dir, **env: str):
 def server_url(django_db_setup, tmp_path_factory):
     """The gateway in direct mode: it writes ticks, balances and heartbeats itself."""
     yield from _daphne(tmp_path_factory.mktemp("daphne"), INGEST_MODE="direct")
+
+
+@pytest.fixture(scope="session")
+def second_server_url(django_db_setup, tmp_path_factory):
+    """A second gateway process of the same deployment (same database, Redis and NATS), in direct mode."""
+    yield from _daphne(tmp_path_factory.mktemp("daphne-second"), INGEST_MODE="direct")
 
 
 @pytest.fixture(scope="session")

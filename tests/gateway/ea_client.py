@@ -1,5 +1,6 @@
-"""Gateway test helpers: a minimal binary EA client over Channels' communicator, and the ingest side around it
-(the data bridge as a process or in this one, and waits on its JetStream queue for INGEST_MODE=bridge)."""
+"""Gateway test helpers: a minimal binary EA client over Channels' communicator, one at the wire (`WireEA`, for a
+server in another process), and the ingest side around it (the data bridge as a process or in this one, and waits
+on its JetStream queue for INGEST_MODE=bridge)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ import nats.js.errors
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.db import connections
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
 
 import binproto
 from suho.asgi import application
@@ -51,6 +55,76 @@ async def connect(account, secret):
     if result.status == binproto.AuthStatus.OK:
         await receive_until(communicator, binproto.RiskParameters)  # the resync starts once the connect committed
     return communicator, result
+
+
+class WireEA:
+    """An EA at the wire: one real WebSocket to a server process. A reader task keeps every message it receives
+    and the close code, so a test can wait on either with a deadline."""
+
+    def __init__(self, ws: ClientConnection, name: str):
+        self.ws = ws
+        self.name = name
+        self.received: list = []
+        self.close_code: int | None = None
+        self._changed = asyncio.Condition()
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def connect(cls, url: str, account, secret: str, name: str = "EA") -> tuple[WireEA, binproto.AuthResult]:
+        """Connect and send HELLO; return once AUTH_RESULT came (the server may close it right after)."""
+        ea = cls(await ws_connect(url, open_timeout=10, close_timeout=2), name)
+        await ea.send_bytes(hello(account, secret))
+        return ea, await ea.next(binproto.AuthResult)
+
+    async def _read(self) -> None:
+        try:
+            async for frame in self.ws:
+                message = binproto.decode(frame) if isinstance(frame, bytes) else binproto.from_json(frame)
+                async with self._changed:
+                    self.received.append(message)
+                    self._changed.notify_all()
+        except ConnectionClosed:
+            pass
+        async with self._changed:
+            self.close_code = self.ws.close_code
+            self._changed.notify_all()
+
+    async def _until(self, found, what: str, timeout: float):
+        async with self._changed:
+            try:
+                return await asyncio.wait_for(self._changed.wait_for(found), timeout)
+            except TimeoutError:
+                raise AssertionError(f"{self.name}: no {what} within {timeout} s; got {self.received!r}") from None
+
+    async def next(self, kind, match=lambda message: True, timeout: float = 10.0):
+        """The first message of `kind` (received so far or later) for which `match` holds."""
+        await self._until(lambda: self._first(kind, match) is not None or self.close_code is not None,
+                          kind.__name__, timeout)  # fmt: skip
+        message = self._first(kind, match)
+        if message is None:
+            raise AssertionError(f"{self.name}: closed ({self.close_code}) before a {kind.__name__}")
+        return message
+
+    def _first(self, kind, match):
+        return next((m for m in self.received if isinstance(m, kind) and match(m)), None)
+
+    async def closed(self, timeout: float = 10.0) -> int:
+        """The close code the server closed this socket with."""
+        await self._until(lambda: self.close_code is not None, "close", timeout)
+        return self.close_code
+
+    def count(self, kind, match=lambda message: True) -> int:
+        return sum(1 for m in self.received if isinstance(m, kind) and match(m))
+
+    async def send(self, message) -> None:
+        await self.send_bytes(binproto.encode(message))
+
+    async def send_bytes(self, data: bytes) -> None:
+        await self.ws.send(data)
+
+    async def aclose(self) -> None:
+        await self.ws.close()
+        await asyncio.wait_for(self._reader, 10)
 
 
 def v1_packet(ticks: list[tuple[int, float, float]], timestamp_us: int) -> bytes:

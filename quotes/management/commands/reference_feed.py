@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from quotes.feeds import PolygonForexFeed, ReplayFeed, feed_pump, random_walk, recorded_ticks
 from quotes.services import reference_quotes_record
+from suho.asyncdb import db_thread
 
 POLYGON_KEY_MISSING = "POLYGON_API_KEY is not set: the Polygon feed needs an API key (or use --source replay)."
 
@@ -39,6 +39,6 @@ class Command(BaseCommand):
             ticks = recorded_ticks(file) if file else random_walk(
                 symbols=symbols, seed=seed, start=datetime.now(UTC), count=limit)  # fmt: skip
             feed = ReplayFeed(ticks, realtime=not fast)
-        record = sync_to_async(partial(reference_quotes_record, source=source, publish=publish))
+        record = db_thread(partial(reference_quotes_record, source=source, publish=publish))
         total = asyncio.run(feed_pump(feed, lambda batch: record(ticks=batch), limit=limit))
         self.stdout.write(f"{total} reference quotes stored")
