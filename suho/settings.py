@@ -262,6 +262,10 @@ CSRF_COOKIE_SECURE = not DEBUG
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Request bodies: suho.server answers 413 before buffering one over this (Content-Length, or a chunked body as it
+# passes it); Django's own limit is the same number behind it.
+HTTP_MAX_BODY_BYTES = env_int("HTTP_MAX_BODY_BYTES", 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = HTTP_MAX_BODY_BYTES
 
 # --- REST API and tokens --------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
