@@ -54,7 +54,7 @@ def test_the_smoke_runs_composes_migrate_job_first_then_web_from_the_images_cmd_
     for step in ("manage.py db_setup", "manage.py migrate --database owner", "manage.py nats_setup"):
         assert step in migrate  # nats_setup: without the streams every account event waits in the outbox
     assert by_name["web"].argv == image.cmd
-    assert by_name["web"].argv[:1] == ["daphne"] and by_name["web"].argv[-1] == "suho.asgi:application"
+    assert by_name["web"].argv[:3] == ["python", "-m", "suho.server"]  # daphne with Suho's limits (decision 0012)
     assert by_name["web"].container_port == 8000
     assert by_name["worker"].argv[:4] == ["celery", "-A", "suho", "worker"]
     assert by_name["beat"].argv[:4] == ["celery", "-A", "suho", "beat"]
@@ -98,8 +98,9 @@ def test_a_required_variable_left_empty_fails_with_composes_message():
 
 
 def test_web_listens_where_the_smoke_says_and_a_drift_from_composes_published_port_is_refused():
-    cmd = ["daphne", "-b", "0.0.0.0", "-p", "8000", "suho.asgi:application"]  # noqa: S104
-    assert web_listen(cmd, 8000, 4321) == ["daphne", "-b", "127.0.0.1", "-p", "4321", "suho.asgi:application"]
+    cmd = ["daphne", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "suho.asgi:application"]  # noqa: S104
+    assert web_listen(cmd, 8000, 4321) == ["daphne", "-b", "127.0.0.1", "-p", "4321", "--proxy-headers",
+                                           "suho.asgi:application"]  # fmt: skip
     with pytest.raises(SmokeFailure, match="compose publishes container port 9000, but web listens on 8000"):
         web_listen(cmd, 9000, 4321)
 
