@@ -11,9 +11,7 @@ the `Refusal` codes (the lowercase names of `binproto.AuthStatus`) and a message
 from __future__ import annotations
 
 import ipaddress
-import math
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -29,6 +27,7 @@ from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from accounts.models import ApiKey, EASession, MT5Account, User
+from accounts.throttle import EA_PAIR, EA_SOURCE, AttemptThrottle, note_once
 from compliance.models import AuditLog
 from compliance.services import audit_record
 from suho.routers import OPERATOR, SERVICE, on_operator_path, operator_path
@@ -41,11 +40,8 @@ MAX_API_KEY_LENGTH = 200
 MAX_TOKEN_LENGTH = 4096  # binproto.MAX_TOKEN_BYTES
 TOKEN_SCOPE = "ea"  # noqa: S105 — claim `scope`: EA tokens are never portal tokens and the other way round
 
-# Failed authentications, counted in Redis per account and per client IP over a window that starts at the first
-# failure. While a counter is at its limit every attempt is refused before any verification.
-AUTH_FAILURE_WINDOW_S = 300
-AUTH_FAILURES_PER_ACCOUNT = 10
-AUTH_FAILURES_PER_IP = 30
+# Failed authentications back off per (client address, account) and per client address (accounts/throttle.py);
+# a blocked attempt is refused before any look-up or verification.
 REFUSAL_RECORD_INTERVAL_S = 60  # ea_refusal_record writes one row per account and reason per interval
 
 AUDIT_CATEGORY = "security"
@@ -231,10 +227,12 @@ def ea_authenticate(*, account_id: UUID | str, api_key: str, remote_addr: str | 
     now = timezone.now()
     remote_addr = _ip_or_none(remote_addr)
     account_uuid = _uuid_or_none(account_id)
-    limits = _failure_counters(account_id=account_uuid, remote_addr=remote_addr)
-    blocked_s, blocking = _blocking(limits)
+    throttle = AttemptThrottle(
+        "ea", source=remote_addr, principal=str(account_uuid), pair=EA_PAIR, per_source=EA_SOURCE
+    )
+    blocked_s = throttle.wait_s()
     if blocked_s:
-        _rate_limited_note(blocking=blocking, account_id=account_uuid, remote_addr=remote_addr, retry_after_s=blocked_s)
+        _rate_limited_note(throttle=throttle, account_id=account_uuid, remote_addr=remote_addr, retry_after_s=blocked_s)
         raise EAAuthError(Refusal.RATE_LIMITED, AUTH_RATE_LIMITED, retry_after_s=blocked_s)
 
     key_id, secret = _api_key_parse(api_key)
@@ -245,7 +243,7 @@ def ea_authenticate(*, account_id: UUID | str, api_key: str, remote_addr: str | 
 
     refusal = _auth_refusal(account=account, key=key, secret_ok=secret_ok)
     if refusal is not None:
-        _failures_count(limits)
+        throttle.failed()
         _refusal_write(
             account=account, code=refusal.code, message=refusal.message, remote_addr=remote_addr,
             metadata={"claimed_account_id": str(account_id)[:64], "key_id": key_id},
@@ -265,7 +263,7 @@ def ea_authenticate(*, account_id: UUID | str, api_key: str, remote_addr: str | 
             description=f"EA authenticated with API key {key}", account_id=account.pk, ip_address=remote_addr,
             metadata={"key_id": key.key_id, "session_id": str(session.session_id)},
         )  # fmt: skip
-    redis_cache.delete_many([k for counter in limits if counter.per == "account" for k in counter.keys])
+    throttle.succeeded()
     return _tokens_issue(session=session, generation=0)
 
 
@@ -404,72 +402,14 @@ def _dummy_hash() -> str:
     return _hasher.hash(secrets.token_urlsafe(SECRET_BYTES))
 
 
-# --- failure counters (Redis) -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Counter:
-    per: str  # "account" | "ip"
-    key: str
-    limit: int
-
-    @property
-    def until_key(self) -> str:
-        return f"{self.key}:until"
-
-    @property
-    def keys(self) -> tuple[str, str]:
-        return self.key, self.until_key
-
-
-def _failure_counters(*, account_id: UUID | None, remote_addr: str | None) -> list[_Counter]:
-    counters = []
-    if account_id is not None:
-        counters.append(_Counter("account", f"ea_auth_fail:account:{account_id}", AUTH_FAILURES_PER_ACCOUNT))
-    if remote_addr is not None:
-        counters.append(_Counter("ip", f"ea_auth_fail:ip:{_client_network(remote_addr)}", AUTH_FAILURES_PER_IP))
-    return counters
-
-
-def _client_network(remote_addr: str) -> str:
-    """The unit the per-IP limit counts: an IPv4 address, or the /64 an IPv6 client can pick addresses from."""
-    ip = ipaddress.ip_address(remote_addr)
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else str(ip)
-
-
-def _blocking(counters: list[_Counter]) -> tuple[int, list[_Counter]]:
-    """The counters at their limit, and the seconds until all of them have expired (0 when none is)."""
-    values = redis_cache.get_many([k for counter in counters for k in counter.keys])
-    now = time.time()
-    blocked_s, blocking = 0.0, []
-    for counter in counters:
-        if (values.get(counter.key) or 0) >= counter.limit:
-            until = values.get(counter.until_key) or now + AUTH_FAILURE_WINDOW_S
-            blocked_s = max(blocked_s, until - now, 1)
-            blocking.append(counter)
-    return math.ceil(blocked_s), blocking
-
-
-def _failures_count(counters: list[_Counter]) -> None:
-    now = time.time()
-    for counter in counters:
-        redis_cache.add(counter.until_key, now + AUTH_FAILURE_WINDOW_S, timeout=AUTH_FAILURE_WINDOW_S)
-        if not redis_cache.add(counter.key, 1, timeout=AUTH_FAILURE_WINDOW_S):
-            try:
-                redis_cache.incr(counter.key)
-            except ValueError:  # expired between add and incr
-                redis_cache.set(counter.key, 1, timeout=AUTH_FAILURE_WINDOW_S)
+# --- rate-limited refusals ---------------------------------------------------------------------------------------
 
 
 def _rate_limited_note(
-    *, blocking: list[_Counter], account_id: UUID | None, remote_addr: str | None, retry_after_s: int
+    *, throttle: AttemptThrottle, account_id: UUID | None, remote_addr: str | None, retry_after_s: int
 ) -> None:
-    """Record a rate-limited refusal once per window and limit, not once per attempt: a flood must not become
-    writes."""
-    note_key = "ea_auth_limited:" + "|".join(counter.key for counter in blocking)
-    if not redis_cache.add(note_key, 1, timeout=retry_after_s):
+    """Record a rate-limited refusal once per block, not once per attempt: a flood must not become writes."""
+    if not note_once("ea:" + "|".join(counter.key for counter in throttle.blocking), retry_after_s):
         return
     with operator_path():
         account = MT5Account.objects.filter(account_id=account_id).first() if account_id else None

@@ -19,8 +19,10 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import psycopg
+
 from bench import ea_load
-from bench.stack import Daphne, LoadProcess
+from bench.stack import Daphne, LoadProcess, admin_dsn
 from bench.stats import met
 
 EAS = 200
@@ -53,11 +55,9 @@ def _open_orders_create(accounts: list) -> None:
 
 
 def _open_orders_delete(accounts: list) -> None:
-    from suho.routers import operator_path
-    from trading.models import TradeOrder
-
-    with operator_path():
-        TradeOrder.objects.filter(account_id__in=[ea.account_id for ea in accounts]).delete()
+    """As the administrator: the app roles may not delete time-series rows (decision 0014)."""
+    with psycopg.connect(admin_dsn(), autocommit=True) as conn:
+        conn.execute("DELETE FROM mt5_trade_orders WHERE account_id = ANY (%s)", [[ea.account_id for ea in accounts]])
 
 
 def run(*, eas: list, log_dir: Path) -> dict:

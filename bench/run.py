@@ -25,11 +25,12 @@ from pathlib import Path
 
 from bench.stack import ROOT, bench_env
 
-SECTIONS = ("codec", "ingest", "delivery", "connections", "rollup", "cache")
+SECTIONS = ("codec", "ingest", "delivery", "connections", "rollup", "cache", "paths")
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 BUDGET_S = 570  # the issue's 10 minutes, with room for `make`'s own start-up and the embedded servers
-# Skipped, and said so, when less time than this is left (they take about 80 s and 53 s on a quiet machine).
-OPTIONAL_MIN_LEFT_S = {"rollup": 105, "cache": 60}
+# Skipped, and said so, when less time than this is left (rollup and cache take about 80 s and 53 s on a quiet
+# machine; paths, with section 2's plain figures to reuse, the TimescaleDB database and two ingest runs on it).
+OPTIONAL_MIN_LEFT_S = {"rollup": 105, "cache": 60, "paths": 90}
 CODEC_REPEAT = 7  # timed runs of ~50 ms per codec figure
 
 
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
     timed("database", fixtures.database_create)
     needed = max(
-        (120 if "ingest" in sections else 0),
+        (120 if "ingest" in sections or "paths" in sections else 0),
         (1_000 + 16 if "delivery" in sections else 0),
         (5_000 if "connections" in sections else 0),
         (200 if "cache" in sections else 0),
@@ -86,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         if name in OPTIONAL_MIN_LEFT_S and args.only is None and left < OPTIONAL_MIN_LEFT_S[name]:
             results["skipped"][name] = f"skipped: {left:.0f} s of the {BUDGET_S} s budget left"
             continue
-        results["sections"][name] = timed(name, lambda name=name: _run_section(name, eas, log_dir, args.runs))
+        results["sections"][name] = timed(
+            name, lambda name=name: _run_section(name, eas, log_dir, args.runs, results["sections"])
+        )
     results["timings"] = timings
     results["loads"] = loads
     results["total_s"] = time.monotonic() - started
@@ -94,7 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     results["command"] = argv_display(args)
     (log_dir / "results.json").write_text(json.dumps(results, indent=1, default=str))
     text = document(results)
-    if args.only is None or args.write:
+    if args.only is not None and args.write and DOC.exists():
+        DOC.write_text(splice(DOC.read_text(encoding="utf-8"), results), encoding="utf-8")
+        print(f"bench: replaced {', '.join(results['sections'])} in {DOC.relative_to(ROOT)}", file=sys.stderr)
+    elif args.only is None or args.write:
         DOC.write_text(text, encoding="utf-8")
         print(f"bench: wrote {DOC.relative_to(ROOT)} in {results['total_s']:.0f} s", file=sys.stderr)
     else:
@@ -106,9 +112,11 @@ def module(name: str):
     return importlib.import_module("bench.bench_codec" if name == "codec" else f"bench.{name}")
 
 
-def _run_section(name: str, eas: list, log_dir: Path, runs: int) -> dict:
+def _run_section(name: str, eas: list, log_dir: Path, runs: int, earlier: dict) -> dict:
     if name == "codec":
         return module(name).run(repeat=CODEC_REPEAT)
+    if name == "paths":
+        return module(name).run(eas=eas, log_dir=log_dir, runs=runs, ingest_result=earlier.get("ingest"))
     if name in ("ingest", "delivery"):
         return module(name).run(eas=eas, log_dir=log_dir, runs=runs)
     if name in ("connections", "cache"):
@@ -130,6 +138,7 @@ TITLES = {
     "connections": "5. Connections held by one process",
     "rollup": "6. Balance rollup vs raw history",
     "cache": "7. Cache hit ratios",
+    "paths": "8. Native partitions vs TimescaleDB: ingest and rollup on both databases",
 }
 
 
@@ -143,6 +152,28 @@ def _codec_targets(report: dict) -> list[tuple[str, str, str, bool]]:
         )
         for t in report["targets"]
     ]
+
+
+def splice(doc: str, results: dict) -> str:
+    """The document with this run's sections put in place of their earlier text (or before "Run time"), each saying
+    when and how it was measured: `--only … --write` updates part of the document without running the rest."""
+    m = results["machine"]
+    for name, result in results["sections"].items():
+        heading = f"\n## {TITLES[name]}\n"
+        block = (
+            f"{heading}\nMeasured on its own on {results['finished_at']} UTC (`{results['command']} --write`, "
+            f"commit {m['commit']}, {results['total_s'] / 60:.1f} minutes, 1-min load average "
+            f"{results['loads'][name]:.2f} at its start); the rest of this document is from the run above.\n\n"
+            f"{module(name).markdown(result).rstrip()}\n"
+        )
+        if heading in doc:
+            start = doc.index(heading)
+            end = doc.find("\n## ", start + len(heading))
+            doc = doc[:start] + block + doc[end:]
+        else:
+            at = doc.index("\n## Run time\n")
+            doc = doc[:at] + block + doc[at:]
+    return doc
 
 
 def render() -> int:

@@ -91,7 +91,7 @@ class Daphne:
         self.log_path = log_dir / f"{name}-{self.port}.log"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "-v", "0", app],
+            [sys.executable, "-m", "suho.server", "-b", "127.0.0.1", "-p", str(self.port), "-v", "0", app],
             cwd=ROOT,
             env={**os.environ, **(env or {})},
             stdout=self._log,

@@ -9,13 +9,23 @@ Idempotent: run on every `make run` / test session. Needs a superuser (BYPASSRLS
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 
-TIMESCALE_INTERNAL_SCHEMAS = ("_timescaledb_internal", "_timescaledb_catalog", "_timescaledb_cache",
-                              "_timescaledb_config", "_timescaledb_functions", "_timescaledb_debug")  # fmt: skip
+log = logging.getLogger(__name__)
+
+TIMESCALEDB_MISSING = "SUHO_TIMESCALEDB=on but the server has no timescaledb extension"
+TIMESCALEDB_NOT_PRELOADED = (
+    "SUHO_TIMESCALEDB=on but timescaledb is not in the server's shared_preload_libraries"
+    " (add it there and restart PostgreSQL, or set SUHO_TIMESCALEDB=auto/off for the plain path)"
+)
+TIMESCALEDB_AUTO_PLAIN = (
+    "timescaledb is installed on the server but not in shared_preload_libraries: using plain PostgreSQL"
+    " (native partitioning)"
+)
 
 
 def _connect(admin_url: str, database: str) -> psycopg.Connection:
@@ -32,15 +42,38 @@ def _ensure_role(cur, name: str, attributes: str, password: str) -> None:
         cur.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(name), sql.Literal(password)))
 
 
+def _timescale_usable(cur, *, required: bool) -> bool:
+    """Whether TimescaleDB can be installed: packaged on the server *and* preloaded (else CREATE EXTENSION fails).
+
+    Not usable: `required` raises with the reason; otherwise the plain path is taken, with a notice when only the
+    preloading is missing (the operator may have meant TimescaleDB).
+    """
+    cur.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
+    if cur.fetchone() is None:
+        if required:
+            raise RuntimeError(TIMESCALEDB_MISSING)
+        return False
+    cur.execute("SELECT current_setting('shared_preload_libraries')")
+    preloaded = {name.strip().strip('"') for name in cur.fetchone()[0].split(",")}
+    if "timescaledb" in preloaded:
+        return True
+    if required:
+        raise RuntimeError(TIMESCALEDB_NOT_PRELOADED)
+    log.warning(TIMESCALEDB_AUTO_PLAIN)
+    return False
+
+
 def database_setup(
     *, admin_url: str, database: str, owner: str, service: str, operator: str,
     passwords: dict[str, str], timescale: str = "auto", drop_first: bool = False,
 ) -> bool:  # fmt: skip
     """Make `database` ready for migrations; return whether TimescaleDB is installed in it.
 
-    `timescale`: "auto" installs the extension when the server has it, "off" never does, "on" requires it.
+    `timescale`: "auto" installs the extension when the server has it preloaded, "off" never does, "on" requires it
+    (RuntimeError naming what is missing).
     """
     with _connect(admin_url, "postgres") as conn, conn.cursor() as cur:
+        use_timescale = timescale != "off" and _timescale_usable(cur, required=timescale == "on")  # before changes
         _ensure_role(cur, owner, "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS", passwords.get(owner, ""))
         _ensure_role(cur, service, "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS NOINHERIT",
                      passwords.get(service, ""))  # fmt: skip
@@ -52,11 +85,6 @@ def database_setup(
         if not cur.fetchone():
             cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), sql.Identifier(owner)))
         cur.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(database), sql.Identifier(owner)))
-        cur.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
-        timescale_available = cur.fetchone() is not None
-
-    if timescale == "on" and not timescale_available:
-        raise RuntimeError("SUHO_TIMESCALEDB=on but the server has no timescaledb extension")
     ids = {name: sql.Identifier(name) for name in (database, owner, service, operator)}
     with _connect(admin_url, database) as conn, conn.cursor() as cur:
         statements = [
@@ -76,14 +104,11 @@ def database_setup(
                     db=ids[database], owner=ids[owner], service=ids[service], operator=ids[operator]
                 )
             )
-        if timescale_available and timescale != "off":
+        if use_timescale:
+            # TimescaleDB's schemas keep their default USAGE for PUBLIC: every connection runs its GUC hooks in
+            # _timescaledb_functions, and every query or insert through a hypertable resolves its chunks in
+            # _timescaledb_internal. Chunks are closed by table privileges instead (suho.timeseries, decision 0014).
             cur.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-            # Chunks do not carry the hypertable's policies: nobody but the owner may name them directly.
-            for schema in TIMESCALE_INTERNAL_SCHEMAS:
-                cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema])
-                if cur.fetchone():
-                    cur.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(sql.Identifier(schema)))
-            cur.execute(sql.SQL("GRANT USAGE ON SCHEMA _timescaledb_internal TO {}").format(ids[owner]))
         cur.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
         return cur.fetchone() is not None
 

@@ -8,13 +8,19 @@ Two kinds:
   risk events by type, outbox messages parked after JetStream refused them, and signal delivery / execution
   latency histograms over the executions of the last `LATENCY_WINDOW` (window histograms: use
   `histogram_quantile` on them directly, not on `rate()`).
-Each scrape reads the database through the operator path (cross-tenant), with a statement timeout.
+The database figures are read through the operator path (cross-tenant), with a statement timeout, at most once per
+`METRICS_CACHE_S` per process: scrapes in between get the last figures, so scraping cannot load the database.
+`/metrics` needs `Authorization: Bearer <METRICS_TOKEN>`; without a token set it is 403 unless `METRICS_PUBLIC=1`
+(issue 15, finding 13: it was open by default).
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+import threading
+import time
 import urllib.request
 
 from django.conf import settings
@@ -49,6 +55,41 @@ SELECT 'execution', e.execution_latency_ms
 """
 RISK_EVENTS_OPEN = "SELECT event_type, severity, count(*) FROM mt5_risk_events WHERE status = 'open' GROUP BY 1, 2"
 OUTBOX_PARKED = "SELECT count(*) FROM suho_outbox WHERE parked_at IS NOT NULL"
+
+
+METRICS_FORBIDDEN = "metrics need Authorization: Bearer <METRICS_TOKEN> (or METRICS_PUBLIC=1 with no token set)"
+
+_database_lock = threading.Lock()
+_database_cached: tuple[float, tuple] | None = None  # (monotonic time read, rows)
+
+
+def _database_rows() -> tuple:
+    """(open risk events, latency rows, parked outbox count), read at most once per METRICS_CACHE_S; concurrent
+    scrapes wait for the one read in progress. Raises what the database raises (nothing is cached then)."""
+    global _database_cached
+    with _database_lock:
+        cached = _database_cached
+        if cached is not None and time.monotonic() - cached[0] < settings.METRICS_CACHE_S:
+            return cached[1]
+        rows = _database_read()
+        _database_cached = (time.monotonic(), rows)
+        return rows
+
+
+def _database_read() -> tuple:
+    from django.db import connections, transaction
+
+    from suho.routers import OPERATOR
+
+    with transaction.atomic(using=OPERATOR), connections[OPERATOR].cursor() as cursor:
+        cursor.execute("SET LOCAL statement_timeout = '5s'")
+        cursor.execute(RISK_EVENTS_OPEN)
+        risk_rows = cursor.fetchall()
+        cursor.execute(LATENCIES, {"window": LATENCY_WINDOW})
+        latency_rows = cursor.fetchall()
+        cursor.execute(OUTBOX_PARKED)
+        [outbox_parked] = cursor.fetchone()
+    return risk_rows, latency_rows, outbox_parked
 
 
 def _histogram(name: str, documentation: str, values: list[float]) -> HistogramMetricFamily:
@@ -118,19 +159,8 @@ class SuhoCollector:
         yield pending
 
     def _database(self):
-        from django.db import connections, transaction
-
-        from suho.routers import OPERATOR
-
         try:
-            with transaction.atomic(using=OPERATOR), connections[OPERATOR].cursor() as cursor:
-                cursor.execute("SET LOCAL statement_timeout = '5s'")
-                cursor.execute(RISK_EVENTS_OPEN)
-                risk_rows = cursor.fetchall()
-                cursor.execute(LATENCIES, {"window": LATENCY_WINDOW})
-                latency_rows = cursor.fetchall()
-                cursor.execute(OUTBOX_PARKED)
-                [outbox_parked] = cursor.fetchone()
+            risk_rows, latency_rows, outbox_parked = _database_rows()
         except Exception:
             log.warning("metrics: database figures unavailable", exc_info=True)
             return
@@ -150,9 +180,16 @@ _collector = SuhoCollector()
 REGISTRY.register(_collector)
 
 
-def metrics_view(request):
-    """`GET /metrics`: Prometheus text format. With `METRICS_TOKEN` set, a `Bearer` token is required."""
+def metrics_allowed(authorization: str) -> bool:
+    """The `Authorization` header carries METRICS_TOKEN; with no token set, only METRICS_PUBLIC opens /metrics."""
     token = settings.METRICS_TOKEN
-    if token and request.headers.get("Authorization", "") != f"Bearer {token}":
-        return HttpResponseForbidden("metrics token required")
+    if token:
+        return hmac.compare_digest(authorization.encode(), f"Bearer {token}".encode())
+    return settings.METRICS_PUBLIC
+
+
+def metrics_view(request):
+    """`GET /metrics`: Prometheus text format, for a caller metrics_allowed lets in; 403 for anyone else."""
+    if not metrics_allowed(request.headers.get("Authorization", "")):
+        return HttpResponseForbidden(METRICS_FORBIDDEN)
     return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)

@@ -9,9 +9,10 @@ ones for what is unset): the Dockerfile's collectstatic step; the one-shot jobs 
 `service_completed_successfully`: `migrate`); then every other service built from the repository (web, worker,
 beat, …) with compose's environment, interpolated as compose does: DEBUG unset (off), a generated SECRET_KEY,
 ALLOWED_HOSTS, role passwords. Then, as a user and an EA would: /healthz and /readyz, the portal's and admin's login
-pages with their static files, a trader's login and account page, an EA that connects with its API key, streams
-ticks that land in the database, receives a signal posted to the API by the ML engine's key, opens the trade and
-gets its EVENT_ACK once the trade is stored; and the worker's and beat's compose health checks. Then everything
+pages with their static files, a trader's login and account page, the operator's admin login (second factor
+included) and account list, an EA that connects with its API key, streams ticks that land in the database, receives
+a signal posted to the API by the ML engine's key, opens the trade and gets its EVENT_ACK once the trade is stored,
+the trade on JetStream; and the worker's and beat's compose health checks. Then everything
 stops. Any failure ends the run with exit 1 and one line saying what failed (and where the service logs are).
 
 Where it differs from compose, on purpose: PostgreSQL, Redis and NATS are the configured servers, not containers;
@@ -373,18 +374,22 @@ class Stack:
 
     def stop(self) -> list[str]:
         """SIGTERM to each process group, as compose does; what did not stop in time is killed and reported."""
+        stopping = time.monotonic()
         for service in self.running:
             if service.process.poll() is None:
                 os.killpg(service.process.pid, signal.SIGTERM)
-        unclean = []
+        unclean, took = [], []
         for service in self.running:
             try:
-                service.process.wait(timeout=STOP_S)
+                service.process.wait(timeout=max(0.0, stopping + STOP_S - time.monotonic()))
+                took.append(f"{service.name} {time.monotonic() - stopping:.1f} s")
             except subprocess.TimeoutExpired:
                 os.killpg(service.process.pid, signal.SIGKILL)
                 service.process.wait()
                 unclean.append(f"{service.name} did not stop within {STOP_S:.0f} s of SIGTERM")
         self.running.clear()
+        if took:
+            say(f"stopped on SIGTERM: {', '.join(took)}")
         return unclean
 
 
@@ -454,6 +459,17 @@ class Browser:
     def post_json(self, path: str, payload: dict, token: str) -> Response:
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
         return self.request("POST", path, json.dumps(payload).encode(), headers)
+
+
+def form_login(browser: Browser, path: str, fields: dict[str, str]) -> None:
+    """Fill in a login form as a browser does (its CSRF token, the site's Origin); a login redirects (302)."""
+    page = browser.get(path)
+    token = CSRF_INPUT.search(page.body)
+    if token is None:
+        raise SmokeFailure(f"{path} has no CSRF token in its form")
+    answer = browser.post_form(path, {"csrfmiddlewaretoken": token[1], **fields})
+    if answer.status != 302:
+        raise SmokeFailure(f"the login at {path} answered {answer.status}, expected 302: {answer.body[:300]!r}")
 
 
 def static_links(html: str) -> list[str]:
@@ -538,6 +554,9 @@ def smoke(compose_path: Path, dockerfile_path: Path, *, keep: bool = False) -> N
         stack.run_once("build-collectstatic", ["sh", "-c", image.collectstatic], base_env())
         for service in (s for s in services if s.one_shot):
             stack.run_once(service.name, app_path(service.argv), process_env(image, service, state_dir))
+            log = (state_dir / f"{service.name}.log").read_text(errors="replace")
+            for line in (line for line in log.splitlines() if line.startswith("database ready:")):
+                say(f"{service.name}: {line}")  # which path db_setup took: TimescaleDB or plain PostgreSQL
         port = None
         long_running = [s for s in services if not s.one_shot]
         for service in long_running:
@@ -555,9 +574,9 @@ def smoke(compose_path: Path, dockerfile_path: Path, *, keep: bool = False) -> N
         unclean = stack.stop()
         if not keep:
             database_drop(admin_url=admin_url, database=database)
+            say(f"database {database} dropped")
     if unclean:
         raise SmokeFailure("; ".join(unclean))
-    say("every service stopped on SIGTERM")
 
 
 def flow(stack: Stack, port: int, web_env: dict[str, str], state_dir: Path) -> None:
@@ -570,24 +589,30 @@ def flow(stack: Stack, port: int, web_env: dict[str, str], state_dir: Path) -> N
     page_with_static(browser, "/admin/login/")
 
     # The operator's first steps, as `docker compose exec web python manage.py …` would run them.
-    demo_password = secrets.token_urlsafe(16)
-    seed_env = {**web_env, "DEMO_PASSWORD": demo_password, "DEMO_ADMIN_PASSWORD": secrets.token_urlsafe(16)}
+    demo_password, admin_password = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+    seed_env = {**web_env, "DEMO_PASSWORD": demo_password, "DEMO_ADMIN_PASSWORD": admin_password}
     stack.run_once("exec-seed_demo", [sys.executable, "manage.py", "seed_demo"], seed_env)
     account_id, api_key = (state_dir / "demo_ea.txt").read_text().split()
+    seeded = (state_dir / "exec-seed_demo.log").read_text()
     stack.run_once("exec-ml_engine_key_create", [sys.executable, "manage.py", "ml_engine_key_create", "--tenant",
                                                  "demo"], web_env)  # fmt: skip
     ml_key = (state_dir / "exec-ml_engine_key_create.log").read_text().strip().splitlines()[-1]
 
-    # The trader signs in and sees the account.
-    login = browser.get("/accounts/login/")
-    token = CSRF_INPUT.search(login.body)
-    if token is None:
-        raise SmokeFailure("the login page has no CSRF token")
-    signed_in = browser.post_form("/accounts/login/", {"csrfmiddlewaretoken": token[1], "username": "demo",
-                                                       "password": demo_password})  # fmt: skip
-    if signed_in.status != 302:
-        raise SmokeFailure(f"the trader's login answered {signed_in.status}, expected 302: {signed_in.body[:300]!r}")
+    # The trader signs in and sees the account (the service role, under row-level security).
+    form_login(browser, "/accounts/login/", {"username": "demo", "password": demo_password})
     page_with_static(browser, f"/portal/accounts/{account_id}/")
+
+    # The operator signs in to the admin (the operator role), with the second factor seed_demo enrolled if any.
+    operator = Browser(port)
+    otp = re.search(r"otpauth://\S*[?&]secret=([A-Z2-7]+)", seeded)
+    from accounts.totp import totp_code
+
+    fields = {"username": "admin", "password": admin_password} | ({"otp_code": totp_code(otp[1])} if otp else {})
+    form_login(operator, "/admin/login/?next=/admin/", fields)
+    listed = operator.get("/admin/accounts/mt5account/")
+    if account_id not in listed.body:
+        raise SmokeFailure("the admin's MT5 account list does not show the demo account")
+    say("the operator signed in to the admin and sees the demo account")
 
     # Django for the database checks, on the web's own settings (the service role, tenant context) and nothing of
     # this shell's (a SUHO_TESTING or DEBUG here would change them).

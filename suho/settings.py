@@ -172,6 +172,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served as our static files
     "channels",
     "suho",
     "accounts",
@@ -182,6 +183,7 @@ INSTALLED_APPS = [
 ]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "suho.csp.ContentSecurityPolicyMiddleware",
     "suho.errors.DatabaseBusyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -246,6 +248,7 @@ LOGIN_URL = "/accounts/login/"
 # --- Security (clean `manage.py check --deploy` with production values) ----------------------------------------
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not (DEBUG or TESTING))
 OPERATOR_2FA_REQUIRED = env_bool("OPERATOR_2FA_REQUIRED", True)  # staff need a TOTP code on every path
+TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)  # proxies appending to X-Forwarded-For (suho/client_addr.py)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", True) else None
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
@@ -256,6 +259,10 @@ CSRF_COOKIE_SECURE = not DEBUG
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Request bodies: suho.server answers 413 before buffering one over this (Content-Length, or a chunked body as it
+# passes it); Django's own limit is the same number behind it.
+HTTP_MAX_BODY_BYTES = env_int("HTTP_MAX_BODY_BYTES", 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = HTTP_MAX_BODY_BYTES
 
 # --- REST API and tokens --------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -278,6 +285,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "MT5 EA gateway, signals and analytics",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",  # static/drf_spectacular_sidecar/, no CDN (and the CSP allows no other host)
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=15),
@@ -340,7 +350,10 @@ RISK_WEBHOOK_URL = env("RISK_WEBHOOK_URL", "")  # JSON POST of each new risk eve
 RISK_WEBHOOK_TIMEOUT_S = env_int("RISK_WEBHOOK_TIMEOUT_S", 5)
 
 # --- Metrics (suho.metrics, GET /metrics) --------------------------------------------------------------------------
-METRICS_TOKEN = env("METRICS_TOKEN", "")  # when set, Prometheus must send "Authorization: Bearer <token>"
+METRICS_TOKEN = env("METRICS_TOKEN", "")  # Prometheus sends "Authorization: Bearer <token>"
+METRICS_PUBLIC = env_bool("METRICS_PUBLIC", False)  # without a token /metrics is 403 unless this opens it
+# A scrape reads the database at most once per this many seconds per process (tests: every scrape reads).
+METRICS_CACHE_S = env_int("METRICS_CACHE_S", 0 if TESTING else 5)
 NATS_MONITOR_URL = env("NATS_MONITOR_URL", "")  # e.g. http://nats:8222, for JetStream consumers' pending counts
 SECURE_REDIRECT_EXEMPT += [r"^metrics$"]  # scraped over the internal network, like the health checks
 

@@ -89,11 +89,38 @@ class EnableRowSecurity(Operation):
         return f"Enable row-level security on {self.table}"
 
 
+def _key_sql(table: str, columns: tuple[str, ...], tenant_nullable: bool) -> str:
+    """The table's key: its id, time and tenant columns (each partitioning column must be in every unique index).
+
+    A primary key cannot hold a nullable column, so where `tenant_id` may be NULL (the audit log's system rows) the
+    key is a unique constraint treating NULLs as equal, which holds the same rows apart.
+    """
+    names = ", ".join(f'"{column}"' for column in columns)
+    if tenant_nullable:
+        return f'CONSTRAINT "{table}_key" UNIQUE NULLS NOT DISTINCT ({names})'
+    return f'CONSTRAINT "{table}_pkey" PRIMARY KEY ({names})'
+
+
+def hypertable_grants(execute, table: str, columns: list[str]) -> None:
+    """The app roles' privileges on a hypertable, as column privileges only.
+
+    TimescaleDB copies a hypertable's table privileges to every chunk it creates, and a chunk has no row security:
+    a chunk named directly would show every tenant's rows. Column privileges are not copied, while a query, an
+    insert (creating a new chunk) or an update through the hypertable needs only the hypertable's. There is no
+    column DELETE: nor is DELETE granted on the plain path's time-series tables (retention deletes, as the owner).
+    """
+    roles = f'"{settings.DB_SERVICE_USER}", "{settings.DB_OPERATOR_USER}"'
+    names = ", ".join(f'"{column}"' for column in columns)
+    execute(f'REVOKE ALL ON "{table}" FROM {roles}')
+    execute(f'GRANT SELECT ({names}), INSERT ({names}), UPDATE ({names}) ON "{table}" TO {roles}')
+
+
 class CreateTimeSeriesModel(CreateModel):
-    """CreateModel for a time-series table: primary key (pk, time); a hypertable or a partitioned table.
+    """CreateModel for a time-series table: key (pk, time, tenant_id); a hypertable or a partitioned table.
 
     Django keeps seeing the single-column primary key (admin and ORM look-ups by id keep working); the database
-    key includes the time column, because both TimescaleDB and native partitioning require it.
+    key includes the time column, because both TimescaleDB and native partitioning require it, and `tenant_id`,
+    TimescaleDB's hash dimension (the same key on the plain path: one schema on both).
     """
 
     def __init__(self, name, fields, *, time_column="time", **kwargs):
@@ -111,24 +138,29 @@ class CreateTimeSeriesModel(CreateModel):
             return
         table = model._meta.db_table
         series = TIME_SERIES[table]
-        pk_column = model._meta.pk.column
+        tenant = model._meta.get_field("tenant")
         timescale = timescale_enabled(schema_editor.connection)
         create_sql, params = schema_editor.table_sql(model)
         create_sql = create_sql.replace(" PRIMARY KEY", "", 1)
-        create_sql = create_sql[: create_sql.rindex(")")] + f', PRIMARY KEY ("{pk_column}", "{self.time_column}"))'
+        key = _key_sql(table, (model._meta.pk.column, self.time_column, tenant.column), tenant.null)
+        create_sql = create_sql[: create_sql.rindex(")")] + f", {key})"
         if not timescale:
             create_sql += f' PARTITION BY RANGE ("{self.time_column}")'
         schema_editor.execute(create_sql, params or None)
         schema_editor.deferred_sql.extend(schema_editor._model_indexes_sql(model))
         if timescale:
             schema_editor.execute(
-                "SELECT create_hypertable(%s, by_range(%s, INTERVAL %s))",
+                "SELECT create_hypertable(%s, by_range(%s, INTERVAL %s), create_default_indexes => false)",
                 [table, self.time_column, series.chunk_interval],
             )
-            schema_editor.execute("SELECT add_dimension(%s, by_hash('tenant_id', 4))", [table])
+            schema_editor.execute("SELECT add_dimension(%s, by_hash(%s, 4))", [table, tenant.column])
             schema_editor.execute(
                 "SELECT add_retention_policy(%s, drop_after => INTERVAL %s)", [table, series.retention]
             )
+            hypertable_grants(schema_editor.execute, table, [field.column for field in model._meta.local_fields])
+        else:
+            roles = f'"{settings.DB_SERVICE_USER}", "{settings.DB_OPERATOR_USER}"'
+            schema_editor.execute(f'REVOKE DELETE, TRUNCATE ON "{table}" FROM {roles}')
         for statement in rls_statements(table):
             schema_editor.execute(statement)
         if not timescale:
@@ -137,6 +169,52 @@ class CreateTimeSeriesModel(CreateModel):
 
     def describe(self):
         return f"Create time-series model {self.name}"
+
+
+class TimeSeriesKeyWithTenant(Operation):
+    """Give a time-series table created with the key (id, time) the key (id, time, tenant_id), and take DELETE from
+    the app roles; a no-op where the table already has it (created so, as every TimescaleDB path is)."""
+
+    reduces_to_sql = False
+    reversible = True
+
+    def __init__(self, table: str):
+        self.table = table
+
+    def deconstruct(self):
+        return (self.__class__.__name__, [self.table], {})
+
+    def state_forwards(self, app_label, state):
+        pass
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        with schema_editor.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT NOT attnotnull FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'tenant_id'",
+                [self.table],
+            )
+            tenant_nullable = cursor.fetchone()[0]
+            cursor.execute(
+                "SELECT conname, (SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute"
+                "                 WHERE attrelid = conrelid AND attnum = ANY (conkey))"
+                " FROM pg_constraint WHERE conrelid = %s::regclass AND contype IN ('p', 'u')",
+                [self.table],
+            )
+            keys = cursor.fetchall()
+        if any("tenant_id" in columns for _, columns in keys):
+            return
+        [(name, columns)] = keys  # the (pk, time) key CreateTimeSeriesModel made
+        schema_editor.execute(f'ALTER TABLE "{self.table}" DROP CONSTRAINT "{name}"')
+        key = _key_sql(self.table, (*columns, "tenant_id"), tenant_nullable)
+        schema_editor.execute(f'ALTER TABLE "{self.table}" ADD {key}')
+        roles = f'"{settings.DB_SERVICE_USER}", "{settings.DB_OPERATOR_USER}"'
+        schema_editor.execute(f'REVOKE DELETE, TRUNCATE ON "{self.table}" FROM {roles}')
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        pass  # the wider key holds every row the narrower one did: kept
+
+    def describe(self):
+        return f"Key (id, time, tenant_id) on {self.table}"
 
 
 # --- plain-PostgreSQL partitions --------------------------------------------------------------------------------

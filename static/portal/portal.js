@@ -18,6 +18,12 @@ document.addEventListener("click", async (event) => {
   setTimeout(() => { button.textContent = label; }, 1500);
 });
 
+// A form with data-confirm asks first (no inline onsubmit: the Content-Security-Policy allows no inline script).
+document.addEventListener("submit", (event) => {
+  const form = event.target.closest("form[data-confirm]");
+  if (form && !confirm(form.dataset.confirm)) event.preventDefault();
+});
+
 function showStatus(account) {
   document.querySelectorAll(`[data-status-for="${account.account_id}"]`).forEach((badge) => {
     badge.textContent = account.online ? "online" : "offline";

@@ -8,14 +8,12 @@ import uuid
 import pytest
 from argon2 import PasswordHasher
 
-from accounts import services
+from accounts import services, throttle
 from accounts.models import ApiKey, EASession, MT5Account
 from accounts.selectors import ea_session_active
 from accounts.services import (
     AUTH_ACCOUNT_DISABLED,
     AUTH_BAD_KEY,
-    AUTH_FAILURES_PER_ACCOUNT,
-    AUTH_FAILURES_PER_IP,
     AUTH_RATE_LIMITED,
     AUTH_UNKNOWN_ACCOUNT,
     EAAuthError,
@@ -195,43 +193,69 @@ def test_disabled_account_or_tenant_is_refused(tenant, account, issued, remote_a
     assert snapshot(account)["sessions"] == []
 
 
-# --- rate limits ---------------------------------------------------------------------------------------------------
+# --- rate limits (accounts/throttle.py) -----------------------------------------------------------------------------
+
+PAIR_FREE, SOURCE_FREE = throttle.EA_PAIR.free, throttle.EA_SOURCE.free
 
 
-def test_failures_per_account_are_rate_limited_even_for_the_right_key(account, issued, verifications):
-    _api_key, plaintext = issued
-    for _ in range(AUTH_FAILURES_PER_ACCOUNT):
-        assert refused(account_id=account.pk, api_key="wrong", remote_addr=remote_addr_make()).code == Refusal.BAD_KEY
+def test_failures_from_one_source_back_off_that_source_for_that_account(account, issued, verifications):
+    attacker = remote_addr_make()
+    for _ in range(PAIR_FREE + 1):
+        assert refused(account_id=account.pk, api_key="wrong", remote_addr=attacker).code == Refusal.BAD_KEY
     before, verified = snapshot(account), len(verifications)
 
-    error = refused(account_id=account.pk, api_key=plaintext, remote_addr=remote_addr_make())
-    again = refused(account_id=account.pk, api_key=plaintext, remote_addr=remote_addr_make())
+    error = refused(account_id=account.pk, api_key=issued[1], remote_addr=attacker)
+    again = refused(account_id=account.pk, api_key=issued[1], remote_addr=attacker)
 
     assert (error.code, error.message) == (Refusal.RATE_LIMITED, AUTH_RATE_LIMITED)
-    assert 0 < error.retry_after_s <= services.AUTH_FAILURE_WINDOW_S and again.code == Refusal.RATE_LIMITED
+    assert 0 < error.retry_after_s <= throttle.EA_PAIR.max_s and again.code == Refusal.RATE_LIMITED
     assert len(verifications) == verified  # refused before any verification
     assert snapshot(account) == before
     assert refusal_of(account) == ("rate_limited", True)
     codes = [a.metadata["code"] for a in failed_audits(account_id=account.pk)]
-    assert codes == ["bad_key"] * AUTH_FAILURES_PER_ACCOUNT + ["rate_limited"]  # noted once, not per attempt
+    assert codes == ["bad_key"] * (PAIR_FREE + 1) + ["rate_limited"]  # noted once, not per attempt
 
 
-def test_failures_per_ip_are_rate_limited_across_accounts(account, issued):
-    attacker, bystander = remote_addr_make(), remote_addr_make()
-    for _ in range(AUTH_FAILURES_PER_IP):
-        refused(account_id=uuid.uuid4(), api_key="wrong", remote_addr=attacker)
-    before = snapshot(account)
+def test_someone_elses_failures_never_block_the_genuine_key_from_its_own_source(account, issued):
+    for _ in range(3):
+        attacker = remote_addr_make()
+        for _ in range(PAIR_FREE + 5):
+            refused(account_id=account.pk, api_key="wrong", remote_addr=attacker)
+    assert ea_authenticate(account_id=account.pk, api_key=issued[1], remote_addr=remote_addr_make()).account_id == (
+        account.pk
+    )
 
-    error = refused(account_id=account.pk, api_key=issued[1], remote_addr=attacker)
 
+def test_back_off_doubles_and_is_capped():
+    source = remote_addr_make()
+    attempt = throttle.AttemptThrottle("test", source=source, principal="p", pair=throttle.EA_PAIR,
+                                       per_source=throttle.EA_SOURCE)  # fmt: skip
+    waits = []
+    for _ in range(PAIR_FREE + 12):
+        attempt.failed()
+        waits.append(attempt.wait_s())
+    assert waits[:PAIR_FREE] == [0] * PAIR_FREE
+    assert waits[PAIR_FREE : PAIR_FREE + 4] == [1, 2, 4, 8]
+    assert max(waits) == throttle.EA_PAIR.max_s  # never longer than the cap
+
+
+def test_a_source_spraying_accounts_is_blocked_but_not_the_ones_it_authenticated_before(account, issued):
+    nat = remote_addr_make()
+    assert ea_authenticate(account_id=account.pk, api_key=issued[1], remote_addr=nat).account_id == account.pk
+    other_account = account_make(account.tenant)
+    other_key = api_key_create(account=other_account)[1]
+    for _ in range(SOURCE_FREE + 1):
+        refused(account_id=uuid.uuid4(), api_key="wrong", remote_addr=nat)
+
+    error = refused(account_id=other_account.pk, api_key=other_key, remote_addr=nat)
     assert error.code == Refusal.RATE_LIMITED and error.retry_after_s > 0
-    assert snapshot(account) == before
-    assert ea_authenticate(account_id=account.pk, api_key=issued[1], remote_addr=bystander).account_id == account.pk
+    assert ea_authenticate(account_id=account.pk, api_key=issued[1], remote_addr=nat).account_id == account.pk
+    assert ea_authenticate(account_id=other_account.pk, api_key=other_key, remote_addr=remote_addr_make())
 
 
 def test_ipv6_clients_are_counted_per_64_network(account, issued):
     prefix = f"2001:db8:{uuid.uuid4().int % 0xFFFF:x}:1"
-    for host in range(AUTH_FAILURES_PER_IP):
+    for host in range(SOURCE_FREE + 1):
         refused(account_id=uuid.uuid4(), api_key="wrong", remote_addr=f"{prefix}::{host + 1:x}")
 
     assert refused(account_id=account.pk, api_key=issued[1], remote_addr=f"{prefix}::ffff").code == Refusal.RATE_LIMITED
@@ -240,11 +264,25 @@ def test_ipv6_clients_are_counted_per_64_network(account, issued):
     )
 
 
-def test_a_success_clears_the_account_counter(account, issued):
+def test_a_success_clears_the_pairs_counter(account, issued):
+    source = remote_addr_make()
     for _ in range(2):
-        for _ in range(AUTH_FAILURES_PER_ACCOUNT - 1):
-            refused(account_id=account.pk, api_key="wrong", remote_addr=remote_addr_make())
-        ea_authenticate(account_id=account.pk, api_key=issued[1], remote_addr=remote_addr_make())
+        for _ in range(PAIR_FREE):
+            refused(account_id=account.pk, api_key="wrong", remote_addr=source)
+        ea_authenticate(account_id=account.pk, api_key=issued[1], remote_addr=source)
+
+
+def test_without_redis_the_limits_count_in_this_process(account, issued, settings):
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
+    }  # fmt: skip  (nothing listens there)
+    source = remote_addr_make()
+    attempt = throttle.AttemptThrottle("ea", source=source, principal=str(account.pk), pair=throttle.EA_PAIR,
+                                       per_source=throttle.EA_SOURCE)  # fmt: skip
+    for _ in range(PAIR_FREE + 1):
+        assert attempt.wait_s() == 0
+        attempt.failed()
+    assert attempt.wait_s() >= 1 and throttle._local_store.get_many([attempt.counters[0].key])
 
 
 # --- refusals the gateway detects ---------------------------------------------------------------------------------

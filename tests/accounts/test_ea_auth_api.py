@@ -10,13 +10,12 @@ from django.test import Client
 from accounts.models import EASession
 from accounts.services import (
     AUTH_BAD_KEY,
-    AUTH_FAILURES_PER_ACCOUNT,
-    AUTH_FAILURES_PER_IP,
     AUTH_RATE_LIMITED,
     AUTH_UNKNOWN_ACCOUNT,
     REFRESH_TOKEN_REUSED,
     ea_access_verify,
 )
+from accounts.throttle import EA_PAIR, EA_SOURCE
 from suho.routers import operator_path
 
 AUTH_URL = "/api/ea/auth"
@@ -102,19 +101,22 @@ def test_unparsable_body_is_400_in_the_same_shape(api, account):
 
 
 def test_rate_limited_is_429_with_retry_after(api, account, issued):
-    for _ in range(AUTH_FAILURES_PER_ACCOUNT):
+    for _ in range(EA_PAIR.free + 1):
         assert api(AUTH_URL, {"account_id": str(account.pk), "api_key": "wrong"}).status_code == 401
 
     response = api(AUTH_URL, {"account_id": str(account.pk), "api_key": issued[1]})
 
     assert response.status_code == 429
     assert response.json() == {"error": {"code": "rate_limited", "message": AUTH_RATE_LIMITED}}
-    assert 0 < int(response.headers["Retry-After"]) <= 300
+    assert 0 < int(response.headers["Retry-After"]) <= EA_PAIR.max_s
     assert session_count(account) == 0
+    assert api(
+        AUTH_URL, {"account_id": str(account.pk), "api_key": issued[1]}, REMOTE_ADDR="192.0.2.78"
+    ).status_code == (200)  # the genuine EA elsewhere is not locked out
 
 
 def test_failures_count_against_the_client_address(api, account, issued):
-    for _ in range(AUTH_FAILURES_PER_IP):
+    for _ in range(EA_SOURCE.free + 1):
         api(AUTH_URL, {"account_id": str(uuid.uuid4()), "api_key": "wrong"})
     body = {"account_id": str(account.pk), "api_key": issued[1]}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
-from django.test import Client
+from django.test import Client, override_settings
 from django.utils import timezone
 from factories import make_account, make_risk_event, make_signal, make_tenant, make_user
 from prometheus_client.parser import text_string_to_metric_families
@@ -16,7 +16,10 @@ from suho.tenancy import tenant_context
 
 
 def scrape(client=None, **headers) -> dict:
-    response = (client or Client()).get("/metrics", **headers)
+    """The samples of one scrape; without headers it is let in as Prometheus would be (tests/test_metrics_access.py
+    covers who is let in)."""
+    with override_settings(METRICS_PUBLIC=not headers):
+        response = (client or Client()).get("/metrics", **headers)
     assert response.status_code == 200, response.content
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value

@@ -51,6 +51,6 @@ def test_fuzzing_every_api_operation_finds_no_server_error(committed):
         try:
             fuzz()
         finally:  # the EA auth endpoint counts the fuzz's failures against 127.0.0.1: later EAs connect from there
-            cache.delete_many(["ea_auth_fail:ip:127.0.0.1", "ea_auth_fail:ip:127.0.0.1:until"])
+            cache.delete_many(["auth_throttle:ea:source:127.0.0.1", "auth_throttle:ea:source:127.0.0.1:until"])
     assert operations >= 15
     assert failures == [], "\n".join(f[:160] for f in failures)

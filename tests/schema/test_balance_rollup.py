@@ -113,7 +113,7 @@ def test_a_refresh_rewrites_a_bucket_that_received_a_late_row_and_nothing_else()
     assert [row[3:] for row in rollup()] == [(Decimal(150), Decimal(151)), (Decimal(200), Decimal(200))]
 
 
-@pytest.mark.django_db(databases=[OPERATOR])
+@pytest.mark.django_db(transaction=True, databases=[OPERATOR, "owner"])
 def test_an_on_demand_refresh_covers_any_range_and_drops_buckets_whose_rows_are_gone():
     account = new_account()
     last_week = NOW - timedelta(days=7)
@@ -124,7 +124,8 @@ def test_an_on_demand_refresh_covers_any_range_and_drops_buckets_whose_rows_are_
     assert balance_rollup_refresh(start=last_week - timedelta(hours=1), end=last_week + timedelta(hours=2)) == 2
     assert [row[3:] for row in rollup()] == [(Decimal(500), Decimal(501)), (Decimal(600), Decimal(601))]
 
-    with connections[OPERATOR].cursor() as cursor:
+    # Deleted as the owner, in the tenant's context: the app roles may not delete time-series rows (decision 0014).
+    with tenant_context(account.tenant_id, using="owner"), connections["owner"].cursor() as cursor:
         cursor.execute("DELETE FROM mt5_account_balance_history WHERE time < %s", [last_week + timedelta(minutes=30)])
     balance_rollup_refresh(start=last_week - timedelta(hours=1), end=last_week + timedelta(hours=2))
     assert [row[3:] for row in rollup()] == [(Decimal(600), Decimal(601))]

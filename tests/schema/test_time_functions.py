@@ -29,7 +29,8 @@ def test_last_takes_the_value_at_the_latest_time_whatever_the_row_order_and_type
         f" FROM {VALUES}"
     )
     assert (status, balance, at) == ("c", Decimal("3.50"), datetime(2026, 3, 2, 12, 4, 59, tzinfo=UTC))
-    assert kind == "text", "varchar resolves to the text overload"
+    # TimescaleDB's last() is polymorphic (varchar in, varchar out); the plain path's resolves to its text overload.
+    assert kind in {"text", "character varying"}
 
 
 def test_time_bucket_floors_to_the_bucket_with_timescaledbs_origin():

@@ -1,19 +1,33 @@
 """The TimescaleDB path (ARCHITECTURE §6): each time-series table a hypertable with the seed's chunk interval, 4 hash
-partitions on tenant_id and a retention job; no continuous aggregate, no compression (row security forbids both);
-no chunk readable by name by the service role. Runs only where the test database has the extension."""
+partitions on tenant_id and a retention job; no continuous aggregate, no compression (row security forbids both).
+Chunks carry no row security, so the app roles hold no privilege on any chunk: a chunk named directly is refused,
+while everything through the hypertable works, creating new chunks included (decision 0014). Runs only where the
+test database has the extension (CI's TimescaleDB pass)."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
 from django.db import ProgrammingError, connections, transaction
-from factories import make_account, make_heartbeat, make_tenant, make_user
+from django.utils import timezone
+from factories import (
+    make_account,
+    make_audit,
+    make_balance,
+    make_heartbeat,
+    make_order,
+    make_quote,
+    make_tenant,
+    make_user,
+)
 
-from suho.dbsetup import TIMESCALE_INTERNAL_SCHEMAS
 from suho.tenancy import tenant_context
 from suho.timeseries import TIME_SERIES, timescale_enabled
 
-pytestmark = pytest.mark.django_db(databases=["default", "owner"])
+pytestmark = pytest.mark.django_db(databases=["default", "owner", "operator"])
+APP_ALIASES = ["default", "operator"]  # the service and operator roles
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -23,10 +37,16 @@ def timescale_path(django_db_setup, django_db_blocker):
             pytest.skip("the test database has no TimescaleDB: the plain-PostgreSQL path is what runs here")
 
 
-def query(sql: str, params: list | None = None) -> list[tuple]:
-    with connections["owner"].cursor() as cursor:
+def query(sql: str, params: list | None = None, *, using: str = "owner") -> list[tuple]:
+    with connections[using].cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+def chunks(table: str, *, using: str = "default") -> list[str]:
+    """The table's chunks, as seen by `using`'s transaction (a chunk made in an open one is not visible elsewhere)."""
+    return [row[0] for row in query("SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = %s::regclass",
+                                    [table], using=using)]  # fmt: skip
 
 
 def test_every_time_series_table_is_a_hypertable_and_nothing_else_is():
@@ -63,28 +83,71 @@ def test_there_is_no_continuous_aggregate_and_no_compression_job():
     assert query("SELECT count(*) FROM timescaledb_information.jobs WHERE proc_name LIKE '%%compression%%'") == [(0,)]
 
 
-def test_the_service_role_has_no_usage_on_timescaledbs_internal_schemas():
-    for schema in TIMESCALE_INTERNAL_SCHEMAS:
-        if query("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema]):
-            assert query("SELECT has_schema_privilege(%s, %s, 'USAGE')", [settings.DB_SERVICE_USER, schema]) == [
-                (False,)
-            ], schema
+def test_time_bucket_and_last_are_timescaledbs_own():
+    rows = query(
+        "SELECT p.proname, n.nspname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+        " JOIN pg_depend d ON d.objid = p.oid AND d.deptype = 'e'"
+        " JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'timescaledb'"
+        " WHERE p.proname IN ('time_bucket', 'last') GROUP BY 1, 2 ORDER BY 1"
+    )
+    assert rows == [("last", "public"), ("time_bucket", "public")]
+    assert query("SELECT count(*) FROM pg_proc WHERE proname IN ('time_bucket', 'last')"
+                 " AND pronamespace = 'public'::regnamespace AND NOT EXISTS"
+                 " (SELECT 1 FROM pg_depend d WHERE d.objid = pg_proc.oid AND d.deptype = 'e')") == [(0,)]  # fmt: skip
 
 
-def test_a_chunk_named_directly_is_not_readable_by_the_service_role_while_the_hypertable_is():
+def test_the_app_roles_hold_no_privilege_on_any_chunk():
+    make_heartbeat(make_account(tenant := make_tenant(), make_user(tenant)))
+    rows = query(
+        "SELECT c.oid::regclass::text, r.rolname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " CROSS JOIN pg_roles r WHERE i.inhparent::regclass::text = ANY (%s) AND r.rolname IN (%s, %s)"
+        "   AND (has_table_privilege(r.oid, c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')"
+        "        OR has_any_column_privilege(r.oid, c.oid, 'SELECT, INSERT, UPDATE, REFERENCES'))",
+        [list(TIME_SERIES), settings.DB_SERVICE_USER, settings.DB_OPERATOR_USER],
+        using="default",
+    )
+    assert chunks("mt5_ea_heartbeat"), "writing through the hypertable created a chunk"
+    assert rows == []
+
+
+@pytest.mark.parametrize("alias", APP_ALIASES)
+def test_a_chunk_named_directly_is_refused_to_the_app_roles_while_the_hypertable_serves_them(alias):
+    tenant = make_tenant(using=alias)
+    account = make_account(tenant, make_user(tenant, using=alias), using=alias)
+    before = set(chunks("mt5_ea_heartbeat", using=alias))
+    make_heartbeat(account, latency_ms=12, time=timezone.now() + timedelta(days=900), using=alias)
+    [chunk] = set(chunks("mt5_ea_heartbeat", using=alias)) - before
+    for statement in (f"SELECT * FROM {chunk}", f"INSERT INTO {chunk} SELECT * FROM {chunk}",
+                      f"UPDATE {chunk} SET latency_ms = 0", f"DELETE FROM {chunk}"):  # fmt: skip
+        with pytest.raises(ProgrammingError, match="permission denied"), transaction.atomic(using=alias):
+            query(statement, using=alias)
+    with tenant_context(tenant.id, using=alias):
+        assert query("SELECT latency_ms FROM mt5_ea_heartbeat", using=alias) == [(12,)]
+
+
+def test_the_service_role_inserts_into_a_far_future_chunk_and_reads_it_back_in_its_tenant_only():
     tenant = make_tenant()
     account = make_account(tenant, make_user(tenant))
-    make_heartbeat(account, latency_ms=12)
-    with connections["default"].cursor() as cursor:
-        cursor.execute(
-            "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'mt5_ea_heartbeat'::regclass"
-        )
-        chunks = [row[0] for row in cursor.fetchall()]
-    assert chunks, "writing through the hypertable created a chunk"
-    for chunk in chunks:
-        with pytest.raises(ProgrammingError, match="permission denied"), transaction.atomic():
-            with connections["default"].cursor() as cursor:
-                cursor.execute(f"SELECT * FROM {chunk}")
-    with tenant_context(tenant.id), connections["default"].cursor() as cursor:
-        cursor.execute("SELECT latency_ms FROM mt5_ea_heartbeat")
-        assert cursor.fetchall() == [(12,)]
+    before = set(chunks("mt5_account_balance_history"))
+    far = timezone.now() + timedelta(days=400)
+    make_balance(account, time=far)
+    assert len(set(chunks("mt5_account_balance_history")) - before) == 1, "a new chunk, created by the service role"
+    with tenant_context(tenant.id):
+        assert query("SELECT time FROM mt5_account_balance_history", using="default") == [(far,)]
+    other = make_tenant()
+    with tenant_context(other.id):
+        assert query("SELECT count(*) FROM mt5_account_balance_history", using="default") == [(0,)]
+
+
+def test_with_no_tenant_context_every_time_series_table_reads_nothing():
+    tenant = make_tenant()
+    account = make_account(tenant, make_user(tenant))
+    for make in (make_balance, make_heartbeat, make_order, make_quote):
+        make(account)
+    make_audit(tenant)
+    with tenant_context(tenant.id):
+        counts = {table: query(f'SELECT count(*) FROM "{table}"', using="default")[0][0] for table in TIME_SERIES}
+    assert all(counts.values()), counts
+    with transaction.atomic():
+        counts = {table: query(f'SELECT count(*) FROM "{table}"', using="default")[0][0] for table in TIME_SERIES}
+    assert counts == dict.fromkeys(TIME_SERIES, 0)
