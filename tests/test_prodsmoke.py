@@ -141,3 +141,14 @@ def test_without_the_servers_urls_the_smoke_says_to_use_make():
 def test_paths_in_the_image_are_this_checkout():
     assert prodsmoke.app_path(["python", "/app/docker/healthcheck.py", "beat"]) == [
         "python", str(Path(settings.BASE_DIR) / "docker" / "healthcheck.py"), "beat"]  # fmt: skip
+
+
+def test_a_database_out_of_reach_fails_in_one_line_naming_the_error():
+    unreachable = "postgres://postgres@127.0.0.1:1/suho"
+    environ = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
+    environ |= {"DATABASE_URL": unreachable, "DATABASE_ADMIN_URL": unreachable}
+    result = subprocess.run([sys.executable, "-m", "suho.prodsmoke"], env=environ, cwd=settings.BASE_DIR,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.startswith("prod-smoke: FAILED: OperationalError: connection failed:"), result.stderr
+    assert "Traceback" not in result.stderr
