@@ -139,11 +139,14 @@ def redis_db(url: str, db: int) -> str:
     return parts._replace(path=f"/{db}").geturl()
 
 
+# A dead or stalled Redis is a cache miss within a second or two, never a hung request (suho/cache.py).
+REDIS_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 2}
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",  # its one user, accounts/throttle.py, falls back
         "LOCATION": redis_db(REDIS_URL, env_int("REDIS_CACHE_DB", 1)),
         "KEY_PREFIX": "suho",
+        "OPTIONS": REDIS_OPTIONS,
     }
 }
 CHANNEL_LAYERS = {
