@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
-from django.contrib.auth import authenticate
 from django.contrib.auth.forms import AuthenticationForm
-from django.contrib.auth.signals import user_login_failed
 from django.views.decorators.debug import sensitive_variables
 
-from accounts.staff_auth import staff_needs_second_factor, staff_second_factor_check
+from accounts.staff_auth import staff_login_accept, staff_needs_second_factor
+from accounts.throttle import LoginThrottled, password_login
 
 STAFF_LOGIN_INVALID = (
     "Please enter the correct user name, password and authentication code of a staff account. "
@@ -38,19 +37,36 @@ class OperatorLoginForm(AdminAuthenticationForm):
         password = self.cleaned_data.get("password")
         if username is None or not password:
             return self.cleaned_data
-        user = authenticate(self.request, username=username, password=password)
+        code = self.cleaned_data.get("otp_code")
+        try:
+            user = password_login(
+                request=self.request, username=username, password=password, accept=staff_login_accept(code)
+            )
+        except LoginThrottled as exc:
+            raise forms.ValidationError(exc.message, code="throttled") from exc
         if user is None:
-            raise self.get_invalid_login_error()
-        self.confirm_login_allowed(user)
-        if not staff_second_factor_check(user, self.cleaned_data.get("otp_code")):
-            user_login_failed.send(sender=__name__, credentials={"username": username}, request=self.request)
             raise self.get_invalid_login_error()
         self.user_cache = user
         return self.cleaned_data
 
 
 class PortalLoginForm(AuthenticationForm):
-    def confirm_login_allowed(self, user):
-        super().confirm_login_allowed(user)
-        if staff_needs_second_factor(user):  # the code is asked for on the admin's log-in only
+    """The portal's log-in, behind the back-off; staff who need a code are refused as if the password were wrong
+    (the code is asked for on the admin's log-in only)."""
+
+    @sensitive_variables()
+    def clean(self):
+        username = self.cleaned_data.get("username")
+        password = self.cleaned_data.get("password")
+        if username is None or not password:
+            return self.cleaned_data
+        try:
+            user = password_login(request=self.request, username=username, password=password,
+                                  accept=lambda user: not staff_needs_second_factor(user))  # fmt: skip
+        except LoginThrottled as exc:
+            raise forms.ValidationError(exc.message, code="throttled") from exc
+        if user is None:
             raise self.get_invalid_login_error()
+        self.confirm_login_allowed(user)
+        self.user_cache = user
+        return self.cleaned_data

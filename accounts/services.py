@@ -20,7 +20,6 @@ from uuid import UUID
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from django.core.cache import cache as redis_cache
 from django.db import transaction
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
@@ -334,9 +333,7 @@ def ea_refusal_record(
     if reason not in Refusal._value2member_map_:
         raise ValueError(REFUSAL_REASON_UNKNOWN.format(reason=reason))
     account_uuid = _uuid_or_none(account_id)
-    if account_uuid is None or not redis_cache.add(
-        f"ea_refusal:{account_uuid}:{reason}", 1, timeout=REFUSAL_RECORD_INTERVAL_S
-    ):
+    if account_uuid is None or not note_once(f"ea_refusal:{account_uuid}:{reason}", REFUSAL_RECORD_INTERVAL_S):
         return False
     with operator_path():
         account = MT5Account.objects.filter(account_id=account_uuid).first()

@@ -51,6 +51,12 @@ def staff_second_factor_check(user, code: str | None) -> bool:
     return True
 
 
+def staff_login_accept(code: str | None):
+    """The check a staff log-in (admin form, `/api/staff/token/`) puts on the authenticated user: staff, and the
+    second factor when they need one."""
+    return lambda user: user.is_staff and staff_second_factor_check(user, code)
+
+
 def staff_session_verified(request) -> bool:
     return request.session.get(STAFF_SESSION_KEY) == str(request.user.pk)
 

@@ -25,8 +25,11 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.contrib.auth import authenticate
+from django.contrib.auth.signals import user_login_failed
 from django.core.cache import cache
 from redis.exceptions import RedisError
 
@@ -108,6 +111,46 @@ class AttemptThrottle:
         _store_call("delete_many", [key for counter in pair for key in (counter.key, counter.until_key)])
         if self.trust_key:
             _store_call("set", self.trust_key, 1, TRUST_TTL_S)
+
+
+LOGIN_THROTTLED = "Too many failed log-ins; try again in {retry_after_s} s."
+
+
+class LoginThrottled(Exception):
+    def __init__(self, retry_after_s: int):
+        super().__init__(LOGIN_THROTTLED.format(retry_after_s=retry_after_s))
+        self.message = str(self)
+        self.retry_after_s = retry_after_s
+
+
+def login_throttle(request, username: str) -> AttemptThrottle:
+    """The counters of one password log-in (portal, admin, API): per (client address, user name), per client
+    address and per user name. The address is REMOTE_ADDR, which suho/client_addr.py has set from the proxies."""
+    source = (getattr(request, "META", None) or {}).get("REMOTE_ADDR")
+    return AttemptThrottle("login", source=source, principal=(username or "").strip().lower(), pair=LOGIN_PAIR,
+                           per_source=LOGIN_SOURCE, per_principal=LOGIN_PRINCIPAL)  # fmt: skip
+
+
+def password_login(*, request, username: str, password: str, accept: Callable[[object], bool] | None = None):
+    """`authenticate()` behind the back-off: raises LoginThrottled before any look-up or hashing while blocked.
+
+    `accept` is the caller's further check on the authenticated user (staff only, the second factor); a user it
+    refuses is a failed log-in like a wrong password (counted, `user_login_failed` sent) and None is returned.
+    A success clears the (address, user name) pair and trusts it.
+    """
+    attempt = login_throttle(request, username)
+    blocked_s = attempt.wait_s()
+    if blocked_s:
+        raise LoginThrottled(blocked_s)
+    user = authenticate(request, username=username, password=password)
+    if user is not None and accept is not None and not accept(user):
+        user_login_failed.send(sender=__name__, credentials={"username": username}, request=request)
+        user = None
+    if user is None:
+        attempt.failed()
+    else:
+        attempt.succeeded()
+    return user
 
 
 def source_network(remote_addr: str) -> str | None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 from contextlib import contextmanager
 from datetime import timedelta
 
-from django.contrib.auth import authenticate
-from django.contrib.auth.signals import user_login_failed
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
@@ -20,7 +18,6 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.serializers import (
     TokenObtainPairSerializer,
-    TokenObtainSerializer,
     TokenRefreshSerializer,
 )
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
@@ -30,7 +27,8 @@ from accounts import selectors
 from accounts.api import ErrorSerializer, ea_exception_handler, error_response
 from accounts.models import MT5Account
 from accounts.services import TOKEN_SCOPE, mt5_account_create
-from accounts.staff_auth import STAFF_2FA_CLAIM, staff_second_factor_check
+from accounts.staff_auth import STAFF_2FA_CLAIM, staff_login_accept, user_token_allowed
+from accounts.throttle import LoginThrottled, password_login
 from accounts.user_tokens import UserTokenError, user_tokens_issue, user_tokens_refresh
 from compliance.models import RiskEvent
 from signals.models import SignalExecution
@@ -40,6 +38,7 @@ from suho.tenancy import tenant_context
 from trading.models import BalanceRollup, BalanceSnapshot, TradeOrder
 
 NOT_FOUND = "not_found"
+RATE_LIMITED = "rate_limited"
 ACCOUNT_NOT_FOUND = "No such MT5 account."
 NO_TENANT = "This user belongs to no tenant; operators use the admin."
 RANGE_INVALID = "`start` must be before `end`."
@@ -57,6 +56,9 @@ ERRORS = {
 
 
 def user_exception_handler(exc, context) -> Response | None:
+    if isinstance(exc, LoginThrottled):
+        return error_response(RATE_LIMITED, exc.message, status.HTTP_429_TOO_MANY_REQUESTS,
+                              retry_after_s=exc.retry_after_s)  # fmt: skip
     if isinstance(exc, exceptions.NotFound):
         return error_response(NOT_FOUND, str(exc.detail), status.HTTP_404_NOT_FOUND)
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
@@ -289,7 +291,12 @@ class FeedbackApi(UserApiView):
 
 class UserTokenObtainSerializer(TokenObtainPairSerializer):
     def validate(self, attrs):
-        TokenObtainSerializer.validate(self, attrs)  # authenticates; refuses inactive users and staff
+        """simplejwt's checks behind the log-in back-off: inactive users, users without a tenant and staff get
+        simplejwt's one "no active account" answer (and count as failed log-ins)."""
+        self.user = password_login(request=self.context.get("request"), username=attrs[self.username_field],
+                                   password=attrs["password"], accept=user_token_allowed)  # fmt: skip
+        if self.user is None:
+            raise exceptions.AuthenticationFailed(self.error_messages["no_active_account"], "no_active_account")
         return user_tokens_issue(user=self.user)
 
 
@@ -354,11 +361,10 @@ class StaffTokenObtainView(APIView):
         data = StaffTokenSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         credentials = data.validated_data
-        user = authenticate(request, username=credentials["username"], password=credentials["password"])
-        if user is None or not user.is_active or not user.is_staff:
-            raise exceptions.AuthenticationFailed(STAFF_TOKEN_INVALID)
-        if not staff_second_factor_check(user, credentials.get("otp_code")):
-            user_login_failed.send(sender=__name__, credentials={"username": user.username}, request=request)
+        code = credentials.get("otp_code")
+        user = password_login(request=request, username=credentials["username"], password=credentials["password"],
+                              accept=staff_login_accept(code))  # fmt: skip
+        if user is None:
             raise exceptions.AuthenticationFailed(STAFF_TOKEN_INVALID)
         token = AccessToken.for_user(user)
         token[STAFF_2FA_CLAIM] = True

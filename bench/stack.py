@@ -81,7 +81,7 @@ def _port_open(port: int) -> bool:
 
 
 class Daphne:
-    """One real ASGI server process (`python -m daphne … suho.asgi:application`) on a free local port."""
+    """One real ASGI server process (`python -m suho.server … suho.asgi:application`) on a free local port."""
 
     def __init__(
         self, log_dir: Path, name: str = "daphne", app: str = "suho.asgi:application", env: dict | None = None
@@ -91,7 +91,7 @@ class Daphne:
         self.log_path = log_dir / f"{name}-{self.port}.log"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "-v", "0", app],
+            [sys.executable, "-m", "suho.server", "-b", "127.0.0.1", "-p", str(self.port), "-v", "0", app],
             cwd=ROOT,
             env={**os.environ, **(env or {})},
             stdout=self._log,

@@ -90,6 +90,27 @@ class MsgType(IntEnum):
 SERVER_TYPES_FROM: Final = 0x80
 TRADE_EVENT_TYPES: Final = frozenset({MsgType.TRADE_OPENED, MsgType.TRADE_CLOSED, MsgType.TRADE_MODIFIED})
 
+# --- rate limits: per connection and message kind, counted where frames arrive (docs/protocol.md §9) -----------
+# (sustained messages per second, burst). A frame over its kind's limit closes the connection with 4008.
+RATE_LIMITS: Final[Mapping[MsgType, tuple[float, int]]] = MappingProxyType(
+    {
+        MsgType.PRICE_STREAM: (500.0, 2000),
+        MsgType.HELLO: (1.0, 3),
+        MsgType.SYMBOL_TABLE: (10.0, 50),
+        MsgType.ACCOUNT_PROFILE: (1.0, 10),
+        MsgType.ACCOUNT_FINANCE: (20.0, 200),
+        MsgType.TRADE_OPENED: (20.0, 200),
+        MsgType.TRADE_CLOSED: (20.0, 200),
+        MsgType.TRADE_MODIFIED: (20.0, 200),
+        MsgType.HEARTBEAT: (1.0, 10),
+        MsgType.ACK: (50.0, 600),
+        MsgType.TOKEN_REFRESH: (1.0, 10),
+        MsgType.POSITIONS: (10.0, 100),
+    }
+)
+RATE_LIMIT_OTHER: Final = (5.0, 20)  # frames whose kind cannot be read: garbage, unknown or server types
+RATE_LIMIT_RETRY_AFTER_S: Final = 10  # SESSION_CLOSING.retry_after_ms after a 4008; the account waits that long
+
 
 # --- enumerations carried in message bodies ---------------------------------------------------------------------
 class QuoteQuality(IntEnum):

@@ -1,9 +1,16 @@
-"""The latest-value cache (Redis/Dragonfly) with the seed's keys and TTLs (§9.3): JSON values others can read."""
+"""The latest-value cache (Redis/Dragonfly) with the seed's keys and TTLs (§9.3): JSON values others can read.
+
+Redis is a cache here, never the record: when it is down or slow, a read is a miss (the caller reads PostgreSQL)
+and a write is skipped, logged once a minute per process, and nothing a client is told depends on it. Django's
+cache (the auth back-off counters) falls back to counting in the process instead (accounts/throttle.py).
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import time
 
 import redis
 from django.conf import settings
@@ -13,16 +20,29 @@ BALANCE_TTL_S = 30
 POSITIONS_TTL_S = 10
 REFERENCE_QUOTE_TTL_S = 10  # the reference feed ticks several times a second while the market is open
 
+REDIS_DOWN_LOG_INTERVAL_S = 60
+
+log = logging.getLogger(__name__)
 _client: redis.Redis | None = None
 _lock = threading.Lock()
+_logged_at = 0.0
 
 
 def cache_client() -> redis.Redis:
     global _client
     with _lock:
         if _client is None:
-            _client = redis.Redis.from_url(settings.CACHES["default"]["LOCATION"], socket_timeout=2)
+            _client = redis.Redis.from_url(settings.CACHES["default"]["LOCATION"], **settings.REDIS_OPTIONS)
         return _client
+
+
+def redis_unavailable(exc: redis.RedisError) -> None:
+    """Log that Redis failed, at most once per REDIS_DOWN_LOG_INTERVAL_S: an outage must not flood the log."""
+    global _logged_at
+    now = time.monotonic()
+    if now - _logged_at >= REDIS_DOWN_LOG_INTERVAL_S or not _logged_at:
+        _logged_at = now
+        log.warning("Redis unavailable (%s: %s): cache reads miss and writes are skipped", type(exc).__name__, exc)
 
 
 def quote_key(account_id, symbol: str) -> str:
@@ -46,12 +66,19 @@ def cache_set_many(entries: list[tuple[str, int, dict | list]]) -> None:
     pipe = cache_client().pipeline(transaction=False)
     for key, ttl, value in entries:
         pipe.set(key, json.dumps(value, default=str), ex=ttl)
-    pipe.execute()
+    try:
+        pipe.execute()
+    except redis.RedisError as exc:
+        redis_unavailable(exc)
 
 
 def cache_delete(key: str) -> None:
-    """Forget a value the database has just made stale; the next read loads it again (read-through)."""
-    cache_client().delete(key)
+    """Forget a value the database has just made stale; the next read loads it again (read-through). With Redis
+    unreachable the value cannot be read either; if Redis kept it, its TTL (at most 30 s) ends it."""
+    try:
+        cache_client().delete(key)
+    except redis.RedisError as exc:
+        redis_unavailable(exc)
 
 
 def cache_fill(key: str, ttl_s: int, value: dict | list) -> bool:
@@ -60,9 +87,18 @@ def cache_fill(key: str, ttl_s: int, value: dict | list) -> bool:
     The gateway's own writes are plain SETs of what the EA just sent, so they always win over a fill; a fill never
     replaces them. Returns whether this value was stored.
     """
-    return bool(cache_client().set(key, json.dumps(value, default=str), ex=ttl_s, nx=True))
+    try:
+        return bool(cache_client().set(key, json.dumps(value, default=str), ex=ttl_s, nx=True))
+    except redis.RedisError as exc:
+        redis_unavailable(exc)
+        return False
 
 
 def cache_get(key: str):
-    raw = cache_client().get(key)
+    """The cached value, or None: not cached, or Redis unreachable (the caller reads the database)."""
+    try:
+        raw = cache_client().get(key)
+    except redis.RedisError as exc:
+        redis_unavailable(exc)
+        return None
     return None if raw is None else json.loads(raw)

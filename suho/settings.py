@@ -139,11 +139,14 @@ def redis_db(url: str, db: int) -> str:
     return parts._replace(path=f"/{db}").geturl()
 
 
+# A dead or stalled Redis is a cache miss within a second or two, never a hung request (suho/cache.py).
+REDIS_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 2}
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",  # its one user, accounts/throttle.py, falls back
         "LOCATION": redis_db(REDIS_URL, env_int("REDIS_CACHE_DB", 1)),
         "KEY_PREFIX": "suho",
+        "OPTIONS": REDIS_OPTIONS,
     }
 }
 CHANNEL_LAYERS = {
@@ -259,6 +262,10 @@ CSRF_COOKIE_SECURE = not DEBUG
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Request bodies: suho.server answers 413 before buffering one over this (Content-Length, or a chunked body as it
+# passes it); Django's own limit is the same number behind it.
+HTTP_MAX_BODY_BYTES = env_int("HTTP_MAX_BODY_BYTES", 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = HTTP_MAX_BODY_BYTES
 
 # --- REST API and tokens --------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

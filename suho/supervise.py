@@ -39,7 +39,7 @@ def main() -> int:
         os.environ.setdefault("REFERENCE_STRATEGY_ENABLED", "1")
     prepare()
     children = {
-        "web": subprocess.Popen([PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", port, "suho.asgi:application"]),
+        "web": subprocess.Popen([PYTHON, "-m", "suho.server", "-b", "127.0.0.1", "-p", port, "suho.asgi:application"]),
         "worker": subprocess.Popen(
             [PYTHON, "-m", "celery", "-A", "suho", "worker", "-l", "info", "-c", "2", "--without-gossip"]
         ),

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hypothesis  # noqa: F401  imported here, at a shallow stack: see below
 import pytest
 from django.conf import settings
+from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connections
+from redis.exceptions import RedisError
 
 from suho.dbsetup import database_drop, database_setup
 from suho.streams import streams_ensure
@@ -73,3 +75,20 @@ def committed(django_db_setup, django_db_blocker):
                     connection.rollback()  # a failed test may leave one open
             with connections["owner"].cursor() as cursor:
                 cursor.execute(OWNER_TRUNCATE)
+
+
+@pytest.fixture(autouse=True)
+def auth_throttle_reset():
+    """Every test starts with no failed log-ins on record (accounts/throttle.py keeps them in Redis for 15 minutes):
+    tests reuse user names and the test client's 127.0.0.1, and one test's failures must not block the next."""
+    from accounts import throttle
+
+    throttle._local_store.delete_many(list(throttle._local_store._values))
+    try:
+        client = cache._cache.get_client(write=True)
+        keys = list(client.scan_iter(match="*auth_throttle:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    except RedisError:
+        pass  # a test that stops Redis has its own counters in the process
+    yield

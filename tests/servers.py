@@ -1,4 +1,5 @@
-"""A real daphne serving suho.asgi for tests that need a network server (simulated EAs, the browser flow)."""
+"""A real server (`python -m suho.server`: daphne with Suho's limits) serving suho.asgi for tests that need a network
+server (simulated EAs, the browser flow, the server's own limits)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from django.conf import settings
 
 SERVER_START_S = 30.0
+SERVER_PIDS: dict[int, int] = {}  # port → process id of each server daphne_serving runs (its memory is measured)
 
 
 def free_port() -> int:
@@ -30,7 +32,7 @@ def daphne_serving(env: dict[str, str], log_path: Path):
     port = free_port()
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "suho.asgi:application"],
+            [sys.executable, "-m", "suho.server", "-b", "127.0.0.1", "-p", str(port), "suho.asgi:application"],
             env=env, cwd=settings.BASE_DIR, stdout=log_file, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
@@ -44,8 +46,10 @@ def daphne_serving(env: dict[str, str], log_path: Path):
                         break
             except OSError:
                 time.sleep(0.1)  # not listening yet: the only wait without an event to wait on
+        SERVER_PIDS[port] = process.pid
         yield port
     finally:
+        SERVER_PIDS.pop(port, None)
         process.terminate()
         try:
             process.wait(timeout=10)

@@ -15,10 +15,13 @@ from uuid import UUID
 
 from django.db import connections, models, transaction
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from accounts.models import EASession, MT5Account
+from binproto import RATE_LIMIT_RETRY_AFTER_S
 from compliance.services import audit_record
 from signals.delivery import signal_message, signals_for_resync
+from suho.cache import cache_client, redis_unavailable
 from suho.routers import OPERATOR, SERVICE
 from suho.tenancy import tenant_context
 from trading.outbound import command_message, commands_for_resync, config_update_message, risk_parameters_message
@@ -160,3 +163,25 @@ def accounts_mark_silent_offline(*, now=None) -> int:
                 metadata={"last_heartbeat_at": account.last_heartbeat_at},
             )  # fmt: skip
     return len(silent)
+
+
+def ea_rate_limit_hold(*, account_id: UUID) -> None:
+    """The account's EA was closed with 4008: its reconnects are refused for RATE_LIMIT_RETRY_AFTER_S (every
+    process sees it). A Redis failure only loses the hold; it is a brake, not a record."""
+    try:
+        cache_client().set(rate_limit_hold_key(account_id), "1", ex=RATE_LIMIT_RETRY_AFTER_S)
+    except RedisError as exc:
+        redis_unavailable(exc)
+
+
+def ea_rate_limit_hold_left_s(*, account_id) -> int:
+    """Seconds the account's reconnects are still refused after a 4008 (0: none)."""
+    try:
+        return max(0, cache_client().ttl(rate_limit_hold_key(account_id)))
+    except RedisError as exc:
+        redis_unavailable(exc)
+        return 0
+
+
+def rate_limit_hold_key(account_id) -> str:
+    return f"ea_rate_limited:{account_id}"

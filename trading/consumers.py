@@ -40,8 +40,6 @@ from trading.session_watch import session_watch
 log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT_S = 10
-MAX_FRAMES_PER_S = 500  # sustained, per connection; bursts up to MAX_FRAME_BURST
-MAX_FRAME_BURST = 2000
 MAX_ERRORS = 10  # the 10th counted protocol error within ERROR_WINDOW_S closes the connection (docs/protocol.md §9)
 ERROR_WINDOW_S = 60
 COUNTED_ERRORS = frozenset(
@@ -102,8 +100,6 @@ class EAConsumer(AsyncWebsocketConsumer):
         self.symbol_table: dict[int, str] = {}
         self.v1_symbols: dict[int, str] = dict(binproto.DEFAULT_V1_SYMBOLS)
         self.errors: deque[float] = deque()
-        self.tokens = float(MAX_FRAME_BURST)
-        self.tokens_at = time.monotonic()
         self.unacked: dict[UUID, float] = {}
         self.closing = False
         self.legacy = False  # a v1 EA authenticated in the handshake: it is sent nothing but the close frame
@@ -111,7 +107,8 @@ class EAConsumer(AsyncWebsocketConsumer):
         await self.accept()
         handshake = _handshake_credentials(self.scope)
         if handshake is not None:  # a legacy v1 EA: authenticated in the handshake, never sends HELLO
-            await self._authenticate_api_key(*handshake, ea_version="legacy-v1", send_result=False)
+            if not await self._held_after_rate_limit(handshake[0], send_result=False):
+                await self._authenticate_api_key(*handshake, ea_version="legacy-v1", send_result=False)
             return
         self._spawn(self._hello_deadline())
 
@@ -129,6 +126,8 @@ class EAConsumer(AsyncWebsocketConsumer):
             hub.unregister(str(self.claims.account_id), self)
             session_watch().discard(self)
             try:
+                if code == CloseCode.RATE_LIMITED:  # suho.server closed it on arrival: hold its reconnects
+                    await in_thread(connection_services.ea_rate_limit_hold)(account_id=self.claims.account_id)
                 await outbound_batch.outbound_flush()  # what this EA told us is committed before it reconnects
                 await in_thread(connection_services.ea_disconnected)(
                     tenant_id=self.claims.tenant_id, account_id=self.claims.account_id,
@@ -141,7 +140,7 @@ class EAConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         try:
-            if self.closing or not await self._within_rate():
+            if self.closing:  # rate limits are counted where frames arrive, in suho.server
                 return
             if bytes_data is not None:
                 await self._receive_frame(bytes_data)
@@ -209,6 +208,8 @@ class EAConsumer(AsyncWebsocketConsumer):
         if abs(skew_us) > binproto.MAX_HELLO_SKEW_US:
             reason = CLOCK_SKEW_REASON.format(skew_s=skew_us / 1e6, limit_s=binproto.MAX_HELLO_SKEW_US // 1_000_000)
             await self._refuse(AuthStatus.CLOCK_SKEW, reason, hello.account_id)
+            return
+        if await self._held_after_rate_limit(hello.account_id):
             return
         if hello.auth_method == binproto.AuthMethod.API_KEY:
             await self._authenticate_api_key(hello.account_id, hello.access_token, ea_version=hello.ea_version)
@@ -450,26 +451,17 @@ class EAConsumer(AsyncWebsocketConsumer):
         if not self.closing:
             await self.send(bytes_data=frame)
 
-    async def close_with(self, code: CloseCode, reason: str, *, notify: bool = True) -> None:
+    async def close_with(self, code: CloseCode, reason: str, *, notify: bool = True, retry_after_ms: int = 0) -> None:
         """Say why (SESSION_CLOSING; never to a legacy v1 EA, which only understands the close frame), then close."""
         if self.closing:
             return
         if notify and not self.legacy:
-            await self._send_message(binproto.SessionClosing(close_code=code, retry_after_ms=0, reason=reason[:200]))
+            closing = binproto.SessionClosing(close_code=code, retry_after_ms=retry_after_ms, reason=reason[:200])
+            await self._send_message(closing)
         self.closing = True
         await self.close(code=int(code))
 
     # --- limits and checks ---------------------------------------------------------------------------------------
-
-    async def _within_rate(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(MAX_FRAME_BURST, self.tokens + (now - self.tokens_at) * MAX_FRAMES_PER_S)
-        self.tokens_at = now
-        if self.tokens < 1:
-            await self.close_with(CloseCode.RATE_LIMITED, "frame rate above the limit")
-            return False
-        self.tokens -= 1
-        return True
 
     async def _protocol_error(self, code: ErrorCode, reason: str) -> None:
         """Answer ERROR (never to a legacy v1 EA); the 10th of the EA's own bad frames within a minute closes."""
@@ -488,13 +480,27 @@ class EAConsumer(AsyncWebsocketConsumer):
         return binproto.AuthResult(status=status, session_id=None, access_expires_us=0, server_time_us=_now_us(),
                                    access_token="", refresh_token="", reason=reason[:250])  # fmt: skip
 
-    async def _refuse(self, status: AuthStatus, reason: str, account_id, *, send_result: bool = True) -> None:
+    async def _refuse(
+        self, status: AuthStatus, reason: str, account_id, *, send_result: bool = True, retry_after_ms: int = 0
+    ) -> None:
         if send_result:
             await self._send_message(self._auth_result(status, reason))
         if status in (AuthStatus.UNSUPPORTED_VERSION, AuthStatus.CLOCK_SKEW):
             await in_thread(account_services.ea_refusal_record)(account_id=account_id, reason=status.name.lower())
         code = REFUSAL_CLOSE_CODES.get(status, CloseCode.AUTH_FAILED)
-        await self.close_with(code, f"authentication refused: {status.name.lower()}", notify=send_result)
+        await self.close_with(
+            code, f"authentication refused: {status.name.lower()}", notify=send_result, retry_after_ms=retry_after_ms
+        )
+
+    async def _held_after_rate_limit(self, account_id, *, send_result: bool = True) -> bool:
+        """Refuse (RATE_LIMITED, 4008) a reconnect within RATE_LIMIT_RETRY_AFTER_S of a 4008 close, before the key
+        is checked: a flooding EA that reconnects at once costs no Argon2 hash."""
+        left_s = await in_thread(connection_services.ea_rate_limit_hold_left_s)(account_id=account_id)
+        if left_s:
+            reason = f"rate limited: reconnect in {left_s} s"
+            await self._refuse(AuthStatus.RATE_LIMITED, reason, account_id, send_result=send_result,
+                               retry_after_ms=left_s * 1000)  # fmt: skip
+        return bool(left_s)
 
     async def _hello_deadline(self) -> None:
         await asyncio.sleep(HELLO_TIMEOUT_S)

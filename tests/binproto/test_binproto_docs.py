@@ -90,3 +90,11 @@ def test_limits_table_matches_the_constants():
 def test_default_v1_symbol_table_matches():
     rows = table_after("v1 symbol ids")
     assert {int(sid): name for sid, name, *_ in rows if name != "unknown"} == dict(bp.DEFAULT_V1_SYMBOLS)
+
+
+def test_rate_limits_table_matches_the_constants():
+    rows = table_after("Rate limits")
+    documented = {name: (float(rate), int(burst)) for name, rate, burst in rows}
+    assert documented.pop("anything else (undecodable, unknown or server types)") == C.RATE_LIMIT_OTHER
+    assert documented == {kind.name: limit for kind, limit in C.RATE_LIMITS.items()}
+    assert set(C.RATE_LIMITS) == {kind for kind in C.MsgType if kind < C.SERVER_TYPES_FROM}  # every EA message kind

@@ -1,0 +1,264 @@
+"""`python -m suho.server [daphne's options] suho.asgi:application`: daphne with limits where the bytes arrive.
+
+daphne (4.x) hands the application every WebSocket message and every request body through queues without a bound.
+An EA flooding trade events queued 1.3 M frames (+430 MB) before its consumer saw them, so the consumer's own rate
+limit never fired; a 600 MB body was buffered (+400 MB) before Django refused it (issue 15, findings 3 and 4;
+decision 0012). This module keeps daphne and adds, on the reactor side, before anything is queued:
+
+- each EA frame is counted against its kind's token bucket (binproto.RATE_LIMITS, docs/protocol.md §9) on arrival;
+  over the limit the connection is closed with 4008 (after SESSION_CLOSING, for an EA that sent HELLO);
+- the frames a connection's consumer has not yet taken are bounded (INBOUND_MAX_FRAMES, INBOUND_MAX_BYTES): past
+  that the socket is not read until the consumer has caught up, so TCP pushes back on the sender;
+- a request body over HTTP_MAX_BODY_BYTES is answered 413 from its Content-Length, or as soon as a chunked body
+  passes the limit, and what follows is read and dropped, never buffered.
+"""
+
+import daphne.server  # isort:skip  (first: it installs the asyncio reactor before anything imports twisted)
+
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections import deque
+from functools import partial
+
+from daphne.cli import CommandLineInterface
+from daphne.http_protocol import HTTPFactory, WebRequest
+from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
+from twisted.internet import reactor
+
+import binproto
+from binproto import CloseCode, MsgType
+
+log = logging.getLogger(__name__)
+
+INBOUND_MAX_FRAMES = 256  # frames read but not yet taken by the consumer: past this the socket is not read
+INBOUND_MAX_BYTES = 2 * 1024 * 1024  # … or past this many bytes of them; reading resumes at half of both
+BODY_LINGER_S = 5.0  # after a 413, the rest of the body is read and dropped this long, so the client sees the 413
+BODY_TOO_LARGE = "request body over {limit} bytes"
+RATE_LIMITED_REASON = "{kind} above {rate:g}/s (burst {burst})"
+MAGIC_BYTES = binproto.HEADER.pack(binproto.MAGIC, 0, 0, 0, 0)[:4]
+KIND_BY_NAME = {name: msg_type for msg_type, name in binproto.TYPE_NAMES.items()}
+
+
+def frame_kind(payload: bytes, is_binary: bool) -> MsgType | None:
+    """The message kind a frame claims (header byte 6, or a text frame's "type"); None when it cannot be read or
+    has no rate limit of its own (garbage, unknown and server types share RATE_LIMIT_OTHER)."""
+    if is_binary:
+        kind = payload[6] if len(payload) >= binproto.HEADER_SIZE and payload[:4] == MAGIC_BYTES else None
+    else:
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            return None
+        name = data.get("type") if isinstance(data, dict) else None
+        kind = KIND_BY_NAME.get(name) if isinstance(name, str) else None
+    return MsgType(kind) if kind in binproto.RATE_LIMITS else None
+
+
+class TokenBucket:
+    """`rate` tokens a second up to `burst`; a frame takes one."""
+
+    __slots__ = ("at", "burst", "rate", "tokens")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate, self.burst, self.tokens, self.at = rate, burst, float(burst), now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class EAWebSocketProtocol(WebSocketProtocol):
+    """daphne's WebSocket protocol, with per-kind rate limits and a bounded inbound queue (module docstring)."""
+
+    def onConnect(self, request):
+        self.buckets: dict[MsgType | None, TokenBucket] = {}
+        self.pending_sizes: deque[int] = deque()  # sizes of the frames queued for the consumer, oldest first
+        self.pending_bytes = 0
+        self.reading_paused = False
+        self.hello_seen = False  # a v2 EA: it is told why it is closed; a legacy v1 EA only gets the close frame
+        self.limit_close_code: int | None = None
+        return super().onConnect(request)
+
+    def onMessage(self, payload, isBinary):
+        if self.limit_close_code is not None:
+            return  # closing: drop what still arrives
+        kind = frame_kind(payload, isBinary)
+        self.hello_seen = self.hello_seen or kind == MsgType.HELLO
+        bucket = self.buckets.get(kind)
+        if bucket is None:
+            rate, burst = binproto.RATE_LIMITS.get(kind, binproto.RATE_LIMIT_OTHER)
+            bucket = self.buckets[kind] = TokenBucket(rate, burst, time.monotonic())
+        if not bucket.take(time.monotonic()):
+            self._close_rate_limited(kind, bucket)
+            return
+        self.pending_sizes.append(len(payload))
+        self.pending_bytes += len(payload)
+        super().onMessage(payload, isBinary)
+        if not self.reading_paused and (
+            len(self.pending_sizes) >= INBOUND_MAX_FRAMES or self.pending_bytes >= INBOUND_MAX_BYTES
+        ):
+            self.reading_paused = True
+            self.transport.pauseProducing()
+
+    def message_taken(self, message: dict) -> None:
+        """The consumer took `message` off its queue (InboundQueue): resume reading once it has caught up."""
+        if message.get("type") != "websocket.receive" or not self.pending_sizes:
+            return
+        self.pending_bytes -= self.pending_sizes.popleft()
+        if (
+            self.reading_paused
+            and len(self.pending_sizes) <= INBOUND_MAX_FRAMES // 2
+            and self.pending_bytes <= INBOUND_MAX_BYTES // 2
+        ):
+            self._resume_reading()
+
+    def _resume_reading(self) -> None:
+        if self.reading_paused:
+            self.reading_paused = False
+            self.transport.resumeProducing()
+
+    def _close_rate_limited(self, kind: MsgType | None, bucket: TokenBucket) -> None:
+        reason = RATE_LIMITED_REASON.format(
+            kind=kind.name if kind is not None else "unrecognised frames", rate=bucket.rate, burst=bucket.burst
+        )
+        self.limit_close_code = int(CloseCode.RATE_LIMITED)
+        log.warning("EA connection closed: %s", reason, extra={"client": self.client_addr})
+        if self.hello_seen:
+            closing = binproto.SessionClosing(
+                close_code=CloseCode.RATE_LIMITED, retry_after_ms=binproto.RATE_LIMIT_RETRY_AFTER_S * 1000,
+                reason=reason, timestamp_us=time.time_ns() // 1000,
+            )  # fmt: skip
+            self.sendMessage(binproto.encode(closing), isBinary=True)
+        self.sendClose(code=self.limit_close_code, reason=reason)
+        self._resume_reading()  # the peer's close frame must still be read
+        queue = getattr(self, "application_queue", None)
+        while queue is not None and not queue.empty():  # frames the consumer has not started on are dropped
+            queue.get_nowait()
+
+    def serverSend(self, content, binary=False):
+        if self.limit_close_code is None:  # once closed for its rate, the consumer's answers are dropped
+            super().serverSend(content, binary)
+
+    def onClose(self, wasClean, code, reason):
+        """The consumer learns the code this side closed with (4008), not whatever the peer echoed."""
+        super().onClose(wasClean, self.limit_close_code or code, reason)
+
+
+class EAWebSocketFactory(WebSocketFactory):
+    protocol = EAWebSocketProtocol
+
+
+class BoundedRequest(WebRequest):
+    """A request whose body is answered 413 once it is known to exceed HTTP_MAX_BODY_BYTES, and never buffered."""
+
+    body_refused = False
+    body_bytes = 0
+    linger = None
+
+    @staticmethod
+    def max_body_bytes() -> int:
+        from django.conf import settings  # configured by the application's import, before any request
+
+        return settings.HTTP_MAX_BODY_BYTES
+
+    def gotLength(self, length):
+        if length is not None and length > self.max_body_bytes():
+            self.requestHeaders.removeHeader(b"expect")  # no "100 Continue" for a body that is refused
+            self._refuse_body(length)
+            length = 0
+        super().gotLength(length)
+
+    def handleContentChunk(self, data):
+        if self.body_refused:
+            return
+        self.body_bytes += len(data)
+        if self.body_bytes > self.max_body_bytes():
+            self._refuse_body(None)
+            return
+        super().handleContentChunk(data)
+
+    def _refuse_body(self, length: int | None) -> None:
+        limit = self.max_body_bytes()
+        self.body_refused = True
+        self.content.close() if self.content is not None else None
+        self.content = None
+        body = json.dumps({"error": {"code": "too_large", "message": BODY_TOO_LARGE.format(limit=limit)}}).encode()
+        transport = self.channel.transport
+        transport.write(
+            b"HTTP/1.1 413 Content Too Large\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        log.warning("request body refused: %s bytes, limit %s", length or f"over {limit}", limit,
+                    extra={"client": getattr(self.client, "host", None)})  # fmt: skip
+        self.linger = reactor.callLater(BODY_LINGER_S, transport.abortConnection)
+
+    def process(self):
+        if self.body_refused:  # the whole (dropped) body arrived: nothing left to read
+            self.channel.transport.loseConnection()
+            return None
+        return super().process()
+
+    def connectionLost(self, reason):
+        if self.linger is not None and self.linger.active():
+            self.linger.cancel()
+        return super().connectionLost(reason)
+
+
+class BoundedHTTPFactory(HTTPFactory):
+    def buildProtocol(self, addr):
+        protocol = super().buildProtocol(addr)
+        protocol.requestFactory = BoundedRequest
+        return protocol
+
+
+class InboundQueue(asyncio.Queue):
+    """An application's input queue that tells its protocol when a message is taken off (to resume reading)."""
+
+    def __init__(self, on_take) -> None:
+        super().__init__()
+        self.on_take = on_take
+
+    def _get(self):
+        message = super()._get()
+        if self.on_take is not None:
+            self.on_take(message)
+        return message
+
+
+class Server(daphne.server.Server):
+    def create_application(self, protocol, scope):
+        """daphne's create_application with an InboundQueue instead of an asyncio.Queue."""
+        assert "application_instance" not in self.connections[protocol]
+        input_queue = InboundQueue(getattr(protocol, "message_taken", None))
+        scope.setdefault("asgi", {"version": "3.0"})
+        application_instance = self.application(
+            scope=scope, receive=input_queue.get, send=partial(self.handle_reply, protocol)
+        )
+        if protocol not in self.connections:
+            return None
+        self.connections[protocol]["application_instance"] = asyncio.ensure_future(
+            application_instance, loop=asyncio.get_event_loop()
+        )
+        return input_queue
+
+
+class CLI(CommandLineInterface):
+    server_class = Server
+
+
+def main(argv: list[str]) -> None:
+    # daphne's Server.run() builds its factories from these module globals; ours are subclasses of daphne's own.
+    daphne.server.HTTPFactory = BoundedHTTPFactory
+    daphne.server.WebSocketFactory = EAWebSocketFactory
+    CLI().run(argv)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
