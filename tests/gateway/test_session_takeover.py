@@ -16,6 +16,7 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 import binproto
+from accounts.models import MT5Account
 from accounts.services import ea_authenticate
 from binproto import CloseCode
 from signals.delivery import signal_publish_on_commit
@@ -148,3 +149,21 @@ async def test_within_one_process_a_newer_session_still_replaces_the_older(ea_ac
     assert await older.closed(timeout=DEADLINE_S) == CloseCode.REPLACED
     await only_one_gets_the_next_signal(tenant, account, newer, older)
     await newer.aclose()
+
+
+@live
+def test_a_stale_copy_of_the_account_saved_in_full_never_moves_the_live_session_back(ea_account):
+    """The admin and forms save every column of the copy they read: the epoch they carry must not undo a claim."""
+    tenant, account, secret = ea_account
+    with tenant_context(tenant.id):
+        stale = MT5Account.objects.get(pk=account.pk)
+    newer = ea_authenticate(account_id=account.account_id, api_key=secret)
+    claim = ea_session_claim(tenant_id=tenant.id, account_id=account.account_id, session_id=newer.session_id, node="b")
+    with tenant_context(tenant.id):
+        stale.name = "renamed in the admin"
+        stale.save()
+
+    assert rows(
+        "SELECT name, live_session_epoch, live_session_id, live_session_node FROM mt5_user_accounts"
+        " WHERE account_id = %s", [account.account_id]
+    ) == [("renamed in the admin", claim.epoch, newer.session_id, "b")]  # fmt: skip
