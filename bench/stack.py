@@ -81,7 +81,7 @@ def _port_open(port: int) -> bool:
 
 
 class Daphne:
-    """One real ASGI server process (`python -m daphne … suho.asgi:application`) on a free local port."""
+    """One real ASGI server process (`python -m suho.server … suho.asgi:application`) on a free local port."""
 
     def __init__(
         self, log_dir: Path, name: str = "daphne", app: str = "suho.asgi:application", env: dict | None = None

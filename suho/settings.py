@@ -134,28 +134,46 @@ NATS_OUTBOUND_STREAM_MAX_BYTES = env_int("NATS_OUTBOUND_STREAM_MAX_BYTES", 1024*
 
 
 def redis_db(url: str, db: int) -> str:
-    """The same Redis server, another logical database (cache, channel layer and Celery stay apart)."""
+    """The same Redis server, another logical database."""
     parts = urlsplit(url)
     return parts._replace(path=f"/{db}").geturl()
 
 
+def redis_url_db(url: str) -> int:
+    path = urlsplit(url).path.strip("/")
+    if not path.isdigit() and path:
+        raise ImproperlyConfigured(f"REDIS_URL's path must be a database number, got {path!r}")
+    return int(path or 0)
+
+
+# Several deployments may share one Redis: each uses the database REDIS_URL names (or the REDIS_*_DB overrides) and
+# puts every key of the cache, the channel layer and the Celery queues under REDIS_KEY_PREFIX (default: the
+# PostgreSQL database's name). The latest-value keys (suho/cache.py) keep the seed's names for readers outside Suho.
+REDIS_KEY_PREFIX = env(
+    "REDIS_KEY_PREFIX", "suho-test" if TESTING else urlsplit(DATABASE_URL).path.lstrip("/") or "suho"
+)
+REDIS_URL_DB = redis_url_db(REDIS_URL)
 # A dead or stalled Redis is a cache miss within a second or two, never a hung request (suho/cache.py).
 REDIS_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 2}
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",  # its one user, accounts/throttle.py, falls back
-        "LOCATION": redis_db(REDIS_URL, env_int("REDIS_CACHE_DB", 1)),
-        "KEY_PREFIX": "suho",
+        "LOCATION": redis_db(REDIS_URL, env_int("REDIS_CACHE_DB", REDIS_URL_DB)),
+        "KEY_PREFIX": REDIS_KEY_PREFIX,
         "OPTIONS": REDIS_OPTIONS,
     }
 }
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [redis_db(REDIS_URL, env_int("REDIS_CHANNELS_DB", 2))]},
+        "CONFIG": {
+            "hosts": [redis_db(REDIS_URL, env_int("REDIS_CHANNELS_DB", REDIS_URL_DB))],
+            "prefix": f"{REDIS_KEY_PREFIX}:asgi",
+        },
     }
 }
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", redis_db(REDIS_URL, env_int("REDIS_CELERY_DB", 3)))
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", redis_db(REDIS_URL, env_int("REDIS_CELERY_DB", REDIS_URL_DB)))
+CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": f"{REDIS_KEY_PREFIX}:"}  # queues, bindings, unacked
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -55,6 +55,7 @@ def test_the_smoke_runs_composes_migrate_job_first_then_web_from_the_images_cmd_
         assert step in migrate  # nats_setup: without the streams every account event waits in the outbox
     assert by_name["web"].argv == image.cmd
     assert by_name["web"].argv[:3] == ["python", "-m", "suho.server"]  # daphne with Suho's limits (decision 0012)
+    assert "--proxy-headers" not in by_name["web"].argv  # X-Forwarded-For is read per TRUSTED_PROXY_HOPS instead
     assert by_name["web"].container_port == 8000
     assert by_name["worker"].argv[:4] == ["celery", "-A", "suho", "worker"]
     assert by_name["beat"].argv[:4] == ["celery", "-A", "suho", "beat"]

@@ -9,7 +9,6 @@ they never follow it). Lock order: the account row before any other lock (the au
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 from uuid import UUID
@@ -22,12 +21,10 @@ from accounts.models import EASession, MT5Account
 from binproto import RATE_LIMIT_RETRY_AFTER_S
 from compliance.services import audit_record
 from signals.delivery import signal_message, signals_for_resync
-from suho.cache import cache_client
+from suho.cache import cache_client, redis_unavailable
 from suho.routers import OPERATOR, SERVICE
 from suho.tenancy import tenant_context
 from trading.outbound import command_message, commands_for_resync, config_update_message, risk_parameters_message
-
-log = logging.getLogger(__name__)
 
 OFFLINE_AFTER = timedelta(minutes=2)
 
@@ -173,15 +170,16 @@ def ea_rate_limit_hold(*, account_id: UUID) -> None:
     process sees it). A Redis failure only loses the hold; it is a brake, not a record."""
     try:
         cache_client().set(rate_limit_hold_key(account_id), "1", ex=RATE_LIMIT_RETRY_AFTER_S)
-    except RedisError:
-        log.warning("rate-limit hold not recorded (Redis)", extra={"account_id": account_id})
+    except RedisError as exc:
+        redis_unavailable(exc)
 
 
 def ea_rate_limit_hold_left_s(*, account_id) -> int:
     """Seconds the account's reconnects are still refused after a 4008 (0: none)."""
     try:
         return max(0, cache_client().ttl(rate_limit_hold_key(account_id)))
-    except RedisError:
+    except RedisError as exc:
+        redis_unavailable(exc)
         return 0
 
 

@@ -266,7 +266,9 @@ class DeliveryHub:
         closed = 0
         if self.loop is not None:
             future = asyncio.run_coroutine_threadsafe(self._close_older(account_id, epoch), self.loop)
-            closed = await asyncio.wait_for(asyncio.wrap_future(future), TAKEOVER_TIMEOUT_S)
+            # shielded: a slow close still finishes after the timeout (cancelled mid-way, the socket would be out
+            # of the map but still open until the session watch found it)
+            closed = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), TAKEOVER_TIMEOUT_S)
         return json.dumps({"closed": closed}).encode()
 
     async def _close_older(self, account_id: str, epoch: int) -> int:
