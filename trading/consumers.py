@@ -321,9 +321,10 @@ class EAConsumer(AsyncWebsocketConsumer):
         self.symbol_table.update({entry.index: entry.name for entry in message.symbols})
 
     async def _profile(self, message: binproto.AccountProfile) -> None:
-        await in_thread(profile_update)(
-            tenant_id=self.claims.tenant_id, account_id=self.claims.account_id, profile=message
-        )
+        if not await in_thread(profile_update)(
+            tenant_id=self.claims.tenant_id, account_id=self.claims.account_id, profile=message, epoch=self.epoch
+        ):  # a newer session holds the account
+            await self.close_with(CloseCode.REPLACED, SESSION_REPLACED_REASON)
 
     async def _finance(self, m: binproto.AccountFinance) -> None:
         time_us, _trusted = binproto.resolve_timestamp(m.timestamp_us, _now_us())

@@ -171,10 +171,16 @@ def heartbeats_after_commit(rows: list[HeartbeatRow]) -> None:
 # --- profile and positions ----------------------------------------------------------------------------------------
 
 
-def profile_update(*, tenant_id: UUID, account_id: UUID, profile: binproto.AccountProfile) -> None:
-    """The EA's account profile (seed §2.1 item 1) onto the account row; published after commit."""
+def profile_update(
+    *, tenant_id: UUID, account_id: UUID, profile: binproto.AccountProfile, epoch: int | None = None
+) -> bool:
+    """The EA's account profile (seed §2.1 item 1) onto the account row; published after commit. With `epoch`, only
+    while that session still holds the account (one conditional update: decision 0017); False = nothing written."""
     with tenant_context(tenant_id):
-        MT5Account.objects.filter(account_id=account_id).update(
+        accounts = MT5Account.objects.filter(account_id=account_id)
+        if epoch is not None:
+            accounts = accounts.filter(live_session_epoch=epoch)
+        updated = accounts.update(
             account_number=profile.login,
             broker=profile.broker,
             server=profile.server,
@@ -185,12 +191,15 @@ def profile_update(*, tenant_id: UUID, account_id: UUID, profile: binproto.Accou
             ea_settings_reported=dict(profile.settings),
             profile_updated_at=timezone.now(),
         )
+        if not updated:
+            return False
         outbox_publish_on_commit(
             tenant_id=tenant_id,
             subject=f"mt5.account.{account_id}.profile",
             payload=binproto.to_json(profile).encode(),
             msg_id=f"profile:{account_id}:{profile.timestamp_us}",
         )
+    return True
 
 
 def positions_cache_write(*, account_id: UUID, positions: binproto.Positions) -> None:

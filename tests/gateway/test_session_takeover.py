@@ -167,3 +167,23 @@ def test_a_stale_copy_of_the_account_saved_in_full_never_moves_the_live_session_
         "SELECT name, live_session_epoch, live_session_id, live_session_node FROM mt5_user_accounts"
         " WHERE account_id = %s", [account.account_id]
     ) == [("renamed in the admin", claim.epoch, newer.session_id, "b")]  # fmt: skip
+
+
+@live
+async def test_a_profile_from_a_replaced_session_changes_nothing_and_closes_it_with_4012(ea_account, server_url):
+    tenant, account, secret = ea_account
+    older, _ = await WireEA.connect(server_url, account, secret, "older")
+    await older.next(binproto.RiskParameters)
+    newer = await database_sync_to_async(ea_authenticate)(account_id=account.account_id, api_key=secret)
+    await database_sync_to_async(ea_session_claim)(
+        tenant_id=tenant.id, account_id=account.account_id, session_id=newer.session_id, node="unreachable"
+    )
+    await older.send(binproto.AccountProfile(51234567, binproto.AccountType.LIVE, 500, 4755, "Broker", "Server", "USD",
+                                             "2.1.0", (), timestamp_us=time.time_ns() // 1000))  # fmt: skip
+
+    assert (await older.next(binproto.SessionClosing, timeout=DEADLINE_S)).close_code == CloseCode.REPLACED
+    assert await older.closed(timeout=DEADLINE_S) == CloseCode.REPLACED
+    assert await database_sync_to_async(rows)(
+        "SELECT account_number, broker, profile_updated_at FROM mt5_user_accounts WHERE account_id = %s",
+        [account.account_id],
+    ) == [(None, "", None)]
