@@ -4,8 +4,10 @@ something false). Through a daphne whose REDIS_URL points at a port nothing list
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
+import time
 
 import pytest
 import websockets
@@ -21,6 +23,10 @@ from tests.servers import daphne_serving, free_port
 from tests.signals.conftest import quote_put, reference_put, seed_json
 
 TRADE_EVENTS = 20
+DISCONNECT_S = 30.0
+DISCONNECTED = (
+    "SELECT count(*) FROM mt5_audit_log WHERE event_type = 'ea_disconnected' AND metadata->>'session_id' = %s"
+)
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +100,8 @@ async def test_committed_trade_events_are_acknowledged_with_redis_down(redisless
         "SELECT count(*) FROM mt5_trade_events WHERE account_id = %s", [account.account_id]
     )
     assert stored == [(TRADE_EVENTS,)]
+    # The server's disconnect work is done before the fixture truncates (its transaction would race the TRUNCATE).
+    deadline = time.monotonic() + DISCONNECT_S
+    while await database_sync_to_async(rows)(DISCONNECTED, [str(result.session_id)]) != [(1,)]:
+        assert time.monotonic() < deadline, "the server never recorded the disconnect"
+        await asyncio.sleep(0.05)
