@@ -113,6 +113,13 @@ def database_setup(
         return cur.fetchone() is not None
 
 
+def database_names(*, admin_url: str, prefix: str) -> list[str]:
+    """The server's databases whose names start with prefix (the test set-up's leftovers from killed runs)."""
+    with _connect(admin_url, "postgres") as conn, conn.cursor() as cur:
+        cur.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)", [prefix])
+        return [name for (name,) in cur.fetchall()]
+
+
 def database_drop(*, admin_url: str, database: str) -> None:
     with _connect(admin_url, "postgres") as conn, conn.cursor() as cur:
         cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import hypothesis  # noqa: F401  imported here, at a shallow stack: see below
 import pytest
 from django.conf import settings
@@ -10,7 +12,7 @@ from django.core.management import call_command
 from django.db import connections
 from redis.exceptions import RedisError
 
-from suho.dbsetup import database_drop, database_setup
+from suho.dbsetup import database_drop, database_names, database_setup
 from suho.streams import streams_ensure
 
 # hypothesis's pytest plugin imports hypothesis lazily at session end when no test did; under pytest's assertion
@@ -31,11 +33,34 @@ TRUNCATED_TABLES = (
 OWNER_TRUNCATE = f"TRUNCATE {', '.join(TRUNCATED_TABLES)} CASCADE"
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # someone else's process, alive
+    return True
+
+
+def _stale_test_databases_drop(prefix: str) -> None:
+    """Drop the databases of runs that were killed before their teardown (their pid is in the name and gone)."""
+    for database in database_names(admin_url=settings.DATABASE_ADMIN_URL, prefix=prefix):
+        pid = database.removeprefix(prefix)
+        if pid.isdigit() and not _process_alive(int(pid)):
+            database_drop(admin_url=settings.DATABASE_ADMIN_URL, database=database)
+
+
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_blocker):
-    """Replace pytest-django's creation: the service role may not create databases or run migrations."""
-    name = "test_" + settings.DATABASES["default"]["NAME"]
+    """Replace pytest-django's creation: the service role may not create databases or run migrations.
+
+    The database is test_<name>_<pid>: two runs against one server (CI beside a developer's run on a shared
+    TimescaleDB) must never drop, migrate or truncate each other's database."""
+    prefix = f"test_{settings.DATABASES['default']['NAME']}_"
+    name = f"{prefix}{os.getpid()}"
     with django_db_blocker.unblock():
+        _stale_test_databases_drop(prefix)
         for connection in connections.all():
             connection.close()
             connection.close_pool()  # a pool made before now would keep connecting to the database it was made for
