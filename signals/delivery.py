@@ -106,9 +106,10 @@ def signals_ack_received(*, tenant_id: UUID, signal_ids: list[UUID], acked_at: l
 
 
 def signal_ack_record(*, tenant_id: UUID, signal_id: UUID, status: binproto.AckStatus, reason: str) -> None:
-    """The EA received (acked_at) or refused (SENT → REJECTED with its reason, audited) a signal; one row, locked.
-    The gateway batches the common ACKs through `signals_ack_received` and sends refusals here."""
-    from compliance.services import audit_record
+    """The EA received (acked_at) or refused (SENT → REJECTED with its reason, through the lifecycle service: invalid,
+    audited) a signal; one row, locked. The gateway batches the common ACKs through `signals_ack_received` and sends
+    refusals here."""
+    from signals.services.lifecycle import signal_transition_locked
 
     now = timezone.now()
     with tenant_context(tenant_id):
@@ -118,16 +119,10 @@ def signal_ack_record(*, tenant_id: UUID, signal_id: UUID, status: binproto.AckS
         if signal.status == lifecycle.PENDING:  # the ack overtook our SENT marking
             signal.status, signal.sent_to_ea_at = lifecycle.SENT, signal.sent_to_ea_at or now
             signal.save(update_fields=["status", "sent_to_ea_at", "updated_at"])
-        signal.acked_at = signal.acked_at or now
-        fields = ["acked_at", "updated_at"]
+        if signal.acked_at is None:
+            signal.acked_at = now
+            signal.save(update_fields=["acked_at", "updated_at"])
         if status in (binproto.AckStatus.REJECTED, binproto.AckStatus.FAILED) and lifecycle.transition_allowed(
             signal.status, lifecycle.REJECTED
         ):
-            signal.status, signal.status_reason = lifecycle.REJECTED, f"EA: {reason}"[:300]
-            fields += ["status", "status_reason"]
-            audit_record(
-                tenant_id=tenant_id, event_type="signal_rejected", category="signal", action="reject",
-                description=f"EA rejected signal {signal_id}: {reason}", account_id=signal.account_id,
-                metadata={"signal_id": str(signal_id), "reason": reason},
-            )  # fmt: skip
-        signal.save(update_fields=fields)
+            signal_transition_locked(signal=signal, to=lifecycle.REJECTED, reason=f"EA: {reason}", actor="ea")

@@ -50,7 +50,7 @@ def signal_transition(
     with tenant_context(signal.tenant_id, using=OPERATOR if on_operator_path() else SERVICE):
         locked = TradingSignal.objects.select_for_update().get(pk=signal.pk)
         signal_check_transition(signal=locked, to=to)
-        _transition_locked(locked, to=to, reason=reason, actor=actor, user_id=user_id)
+        signal_transition_locked(signal=locked, to=to, reason=reason, actor=actor, user_id=user_id)
     return locked
 
 
@@ -75,11 +75,16 @@ def signals_expire_stale(*, now: datetime | None = None) -> int:
             .order_by("valid_until")[:EXPIRE_BATCH]
         )
         for signal in stale:
-            _transition_locked(signal, to=lifecycle.EXPIRED, reason=EXPIRY_REASON, actor="expiry")
+            signal_transition_locked(signal=signal, to=lifecycle.EXPIRED, reason=EXPIRY_REASON, actor="expiry")
     return len(stale)
 
 
-def _transition_locked(signal: TradingSignal, *, to: str, reason: str, actor: str, user_id: UUID | None = None) -> None:
+def signal_transition_locked(
+    *, signal: TradingSignal, to: str, reason: str, actor: str, user_id: UUID | None = None
+) -> None:
+    """The one place a signal's status changes: status, reason, `is_valid` (off in every final state but CLOSED),
+    the state's timestamp, and the audit row. For a caller that already holds the row `select_for_update` in its
+    tenant's context and has checked `lifecycle.transition_allowed` (the EA's refusals, applied in a batch)."""
     old, now = signal.status, timezone.now()
     signal.status, signal.status_reason = to, reason[:300]
     fields = ["status", "status_reason", "updated_at"]

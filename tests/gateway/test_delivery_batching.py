@@ -104,7 +104,22 @@ def test_a_rejection_is_audited_once_and_rows_the_lifecycle_refuses_leave_the_re
     assert fine.status == lifecycle.SENT
     with tenant_context(account.tenant_id):
         audited = list(AuditLog.objects.filter(event_type="signal_rejected").values_list("metadata", flat=True))
-    assert audited == [{"signal_id": str(refused.signal_id), "reason": "price out of range"}]
+    assert audited == [{"signal_id": str(refused.signal_id), "old_status": "sent", "new_status": "rejected",
+                        "reason": "EA: price out of range", "actor": "ea"}]  # fmt: skip
+
+
+@pytest.mark.django_db(databases=["default"])
+def test_an_ea_rejected_signal_is_no_longer_valid():
+    """Issue 19: the EA's refusal went around the lifecycle service and left `is_valid` true, so the signal still
+    looked live to every reader that filters on it."""
+    account = _account()
+    for status in (Status.REJECTED, Status.FAILED):
+        signal = _signal(account, status=lifecycle.SENT)
+
+        outbound_bookkeeping_apply([_row(account, SIGNAL_ACK, signal.signal_id, status, "no money")])
+
+        signal = _fresh(account, TradingSignal, signal.pk)
+        assert (signal.status, signal.is_valid, signal.acked_at is not None) == (lifecycle.REJECTED, False, True)
 
 
 @pytest.mark.django_db(databases=["default"])
