@@ -17,6 +17,9 @@ class OperatorAdminMiddleware:
     """Admin requests from active staff run on the operator path, in one transaction on the operator alias.
 
     Anyone else (the login page included) stays on the service role; the admin's own permission checks still apply.
+    A request that fails rolls the whole transaction back: Django turns the view's exception into a 500 response
+    before it reaches a middleware, so without the explicit rollback an action that failed on its second account
+    would commit (and publish) what it did to the first (issue 19).
     """
 
     def __init__(self, get_response):
@@ -28,4 +31,7 @@ class OperatorAdminMiddleware:
         if not staff or not request.path.startswith(reverse("admin:index")):
             return self.get_response(request)
         with operator_path(), transaction.atomic(using=OPERATOR):
-            return self.get_response(request)
+            response = self.get_response(request)
+            if response.status_code >= 500:
+                transaction.set_rollback(True, using=OPERATOR)
+            return response

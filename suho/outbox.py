@@ -20,14 +20,14 @@ from datetime import timedelta
 from functools import partial
 from uuid import UUID
 
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, router, transaction
 from django.utils import timezone
 from nats.errors import BadSubjectError, MaxPayloadError, NoRespondersError
 from nats.js.errors import APIError, NoStreamResponseError
 
 from suho.bus import get_bus
 from suho.models import OutboxMessage
-from suho.routers import OPERATOR, SERVICE, operator_path
+from suho.routers import OPERATOR, operator_path
 
 log = logging.getLogger(__name__)
 DRAIN_BATCH = 500
@@ -43,12 +43,18 @@ IMMEDIATE_TIMEOUT_S = 0.5  # the committing thread waits this long for JetStream
 
 
 def outbox_publish_on_commit(*, tenant_id: UUID, subject: str, payload: bytes, msg_id: str) -> None:
-    """Record the message in the current transaction (on the service role, under the tenant's context) and
-    publish it once that transaction commits."""
-    message = OutboxMessage.objects.using(SERVICE).create(
+    """Record the message in the transaction that makes the change it announces, and publish it once that
+    transaction commits (its outermost block, whichever alias opened it).
+
+    The alias is the one the router gives every write of this code path: the service role under the tenant's
+    context, or the operator role on the operator path (the admin runs each request in one operator transaction).
+    Writing the row on the service role there would commit it, and publish, when the service's inner transaction
+    ended, before the admin's commit or rollback (issue 19)."""
+    alias = router.db_for_write(OutboxMessage)
+    message = OutboxMessage.objects.using(alias).create(
         tenant_id=tenant_id, subject=subject, payload=payload, msg_id=msg_id
     )
-    transaction.on_commit(partial(_publish_committed, message), using=SERVICE)
+    transaction.on_commit(partial(_publish_committed, message), using=alias)
 
 
 def _publish_committed(message: OutboxMessage) -> None:

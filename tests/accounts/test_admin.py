@@ -6,15 +6,20 @@ import re
 
 import pytest
 from django.contrib.auth.models import AnonymousUser
+from django.db import DatabaseError, connections
+from django.http import HttpResponse
 from django.test import Client, RequestFactory
 
-from accounts.models import ApiKey, EASession, User
+from accounts.models import ApiKey, EASession, MT5Account, User
 from accounts.services import ea_authenticate
 from compliance.models import AuditLog
 from suho.admin_site import OperatorAdminMiddleware
+from suho.bus import get_bus
+from suho.models import OutboxMessage
 from suho.routers import on_operator_path, operator_path
 from tests.accounts.helpers import account_make, secret_of, tenant_make
 from tests.factories import staff_login
+from trading.models import EACommand
 
 ACCOUNTS_URL = "/admin/accounts/mt5account/"
 KEYS_URL = "/admin/accounts/apikey/"
@@ -86,13 +91,13 @@ def test_non_staff_cannot_issue_keys(committed, account):
 def test_only_staff_admin_requests_take_the_operator_path(path, is_staff, expected):
     request = RequestFactory().get(path)
     request.user = User(is_staff=is_staff, is_active=True) if is_staff else AnonymousUser()
-    middleware = OperatorAdminMiddleware(lambda request: on_operator_path())
+    middleware = OperatorAdminMiddleware(lambda request: HttpResponse(str(on_operator_path())))
     if expected:
         with pytest.MonkeyPatch.context() as patch:  # no database needed to observe the path
             patch.setattr("suho.admin_site.transaction.atomic", lambda using: _null())
-            assert middleware(request) is True
+            assert middleware(request).content == b"True"
     else:
-        assert middleware(request) is False
+        assert middleware(request).content == b"False"
 
 
 class _null:
@@ -101,3 +106,59 @@ class _null:
 
     def __exit__(self, *exc):
         return False
+
+
+REFUSE_SECOND_ACCOUNT = """
+CREATE FUNCTION test_refuse_second_account() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF coalesce(current_setting('test.first_account', true), '') = '' THEN
+    PERFORM set_config('test.first_account', NEW.account_id::text, true);
+  ELSIF current_setting('test.first_account') <> NEW.account_id::text THEN
+    RAISE EXCEPTION 'the test refuses the second account';
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER test_refuse_second_account BEFORE UPDATE ON mt5_user_accounts
+  FOR EACH ROW EXECUTE FUNCTION test_refuse_second_account();
+"""
+
+
+@pytest.fixture
+def second_account_refused(committed):
+    """The database refuses the update of the second account one transaction touches (whichever the admin takes
+    first goes through): a real failure half-way through an action, with no mock in the way."""
+    with connections["owner"].cursor() as cursor:
+        cursor.execute(REFUSE_SECOND_ACCOUNT)
+    yield
+    with connections["owner"].cursor() as cursor:
+        cursor.execute("DROP TRIGGER test_refuse_second_account ON mt5_user_accounts;"
+                       " DROP FUNCTION test_refuse_second_account()")  # fmt: skip
+
+
+def test_an_admin_action_whose_second_account_fails_publishes_nothing_for_the_first(
+    admin_client, account, second_account_refused
+):
+    """Issue 19, two faults, each enough to fail this: the outbox wrote its rows in the services' own service-role
+    transaction and published when that one committed, before the admin's operator transaction ended; and the admin's
+    transaction committed a failed request anyway (Django makes the exception a 500 response before any middleware
+    sees it). The first account's new parameters and DISABLE_TRADING reached NATS although the action failed."""
+    other = account_make(account.tenant)
+    received: list[str] = []
+    bus = get_bus()
+    subscriptions = [bus.subscribe(f"mt5.*.{a.account_id}.*", lambda subject, data: received.append(subject))
+                     for a in (account, other)]  # fmt: skip
+    for subscription in subscriptions:
+        subscription.result(timeout=5)
+
+    with pytest.raises(DatabaseError, match="the test refuses the second account"):
+        admin_client.post(ACCOUNTS_URL, {"action": "disable_trading",
+                                         "_selected_action": [str(account.pk), str(other.pk)]})  # fmt: skip
+    bus.flush()  # anything published before the failure is delivered to our subscriptions before this returns
+
+    assert received == []
+    with operator_path():
+        assert not OutboxMessage.objects.exists()
+        assert not EACommand.objects.exists()
+        assert all(MT5Account.objects.filter(pk__in=[account.pk, other.pk]).values_list("trading_enabled", flat=True))
+    for subscription in subscriptions:
+        bus.submit(subscription.result().unsubscribe()).result(timeout=5)
