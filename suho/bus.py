@@ -17,6 +17,8 @@ from concurrent.futures import Future
 import nats
 from django.conf import settings
 from nats.aio.client import Client
+from prometheus_client import REGISTRY
+from prometheus_client.core import GaugeMetricFamily
 
 log = logging.getLogger(__name__)
 PUBLISH_TIMEOUT_S = 5.0
@@ -199,6 +201,24 @@ def bus_discard(url: str) -> None:
         bus = _buses.pop(url, None)
     if bus is not None:
         bus.loop.call_soon_threadsafe(bus.loop.stop)
+
+
+class BusCollector:
+    """`suho_nats_publish_pending_bytes` at scrape time: bytes this process's buses have accepted but not yet
+    written to NATS (grows while NATS is away; the client buffers up to 64 MiB per connection)."""
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        with _bus_lock:
+            clients = [bus._client for bus in _buses.values()]
+        pending = sum(client.pending_data_size for client in clients if client is not None)
+        yield GaugeMetricFamily("suho_nats_publish_pending_bytes", "Bytes published but not yet sent to NATS",
+                                value=pending)  # fmt: skip
+
+
+REGISTRY.register(BusCollector())
 
 
 def subject_token(value: str) -> str:

@@ -1,13 +1,17 @@
 """Prometheus metrics of this process, served at `/metrics` (docs/operations.md; alert rules in docker/).
 
-Two kinds:
+Three kinds:
 - instruments updated where things happen: batch flush latency (the gateway's batchers call `batch_flush_observe`);
-- values read at scrape time by `SuhoCollector`: EA connections this process holds, rows ingested per kind (the
-  batchers' own counters), the Celery queue length (Redis LLEN), NATS pending (the bus's unsent buffer, and
-  JetStream consumers' pending messages from the NATS monitoring endpoint when `NATS_MONITOR_URL` is set), open
-  risk events by type, outbox messages parked after JetStream refused them, and signal delivery / execution
-  latency histograms over the executions of the last `LATENCY_WINDOW` (window histograms: use
-  `histogram_quantile` on them directly, not on `rate()`).
+- collectors each component registers itself with prometheus_client's `REGISTRY` when it is imported, read at
+  scrape time: the gateway's EA connections and rows written/dropped per batcher, the outbound batcher included
+  (`trading.gateway`), the bus's unsent bytes (`suho.bus`). This module reads no other module's private names and
+  imports no domain app (docs/dependencies.md); `trading.apps` imports the gateway at start-up, so every process
+  that serves /metrics has those collectors registered;
+- values read at scrape time by `SuhoCollector`: the Celery queue length (Redis LLEN), JetStream consumers' pending
+  messages from the NATS monitoring endpoint when `NATS_MONITOR_URL` is set, open risk events by type, outbox
+  messages parked after JetStream refused them, and signal delivery / execution latency histograms over the
+  executions of the last `LATENCY_WINDOW` (window histograms: use `histogram_quantile` on them directly, not on
+  `rate()`).
 The database figures are read through the operator path (cross-tenant), with a statement timeout, at most once per
 `METRICS_CACHE_S` per process: scrapes in between get the last figures, so scraping cannot load the database.
 `/metrics` needs `Authorization: Bearer <METRICS_TOKEN>`; without a token set it is 403 unless `METRICS_PUBLIC=1`
@@ -26,7 +30,7 @@ import urllib.request
 from django.conf import settings
 from django.http import HttpResponse, HttpResponseForbidden
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 
 log = logging.getLogger(__name__)
 
@@ -100,27 +104,12 @@ def _histogram(name: str, documentation: str, values: list[float]) -> HistogramM
 
 class SuhoCollector:
     def describe(self):
-        return []  # no collect() at registration: it would read the database and import the gateway
+        return []  # no collect() at registration: it would read the database
 
     def collect(self):
-        yield from self._gateway()
         yield from self._celery()
         yield from self._nats()
         yield from self._database()
-
-    def _gateway(self):
-        from trading.gateway import _batchers, hub
-
-        yield GaugeMetricFamily("suho_ea_connections", "EA WebSocket connections held by this process",
-                                value=len(hub.connections))  # fmt: skip
-        ingested = CounterMetricFamily("suho_ingested_rows", "Volume rows written, per kind", labels=["kind"])
-        dropped = CounterMetricFamily("suho_dropped_rows", "Volume rows dropped (refused or over capacity)",
-                                      labels=["kind"])  # fmt: skip
-        for kind, batcher in sorted(_batchers.items()):
-            ingested.add_metric([kind], batcher.flushed_rows)
-            dropped.add_metric([kind], batcher.dropped_rows)
-        yield ingested
-        yield dropped
 
     def _celery(self):
         try:
@@ -134,12 +123,6 @@ class SuhoCollector:
         yield GaugeMetricFamily("suho_celery_queue_length", "Tasks waiting in the Celery queue", value=length)
 
     def _nats(self):
-        from suho import bus
-
-        client = getattr(getattr(bus, "_bus", None), "_client", None)
-        if client is not None:
-            yield GaugeMetricFamily("suho_nats_publish_pending_bytes", "Bytes published but not yet sent to NATS",
-                                    value=getattr(client, "pending_data_size", 0))  # fmt: skip
         url = settings.NATS_MONITOR_URL
         if not url.startswith(("http://", "https://")):
             return

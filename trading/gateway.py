@@ -25,6 +25,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DataError, IntegrityError
+from prometheus_client import REGISTRY
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from binproto import CloseCode
 from quotes.ingest import broker_quotes_after_commit, broker_quotes_insert
@@ -175,6 +177,14 @@ class Batcher:
 
 
 _batchers: dict[str, Batcher] = {}
+_metered: dict[str, Batcher] = {}  # every batcher of the process, by name, for /metrics
+
+
+def batcher_meter(item: Batcher) -> Batcher:
+    """Count `item`'s written and dropped rows in /metrics under its name (the volume batchers are metered when
+    made; the outbound bookkeeping's registers itself)."""
+    _metered[item.name] = item
+    return item
 
 
 def batcher(kind: str) -> Batcher:
@@ -190,6 +200,7 @@ def batcher(kind: str) -> Batcher:
                                       max_rows=ROWS_PER_MESSAGE)  # fmt: skip
         else:
             _batchers[kind] = Batcher(kind, insert, after)
+        batcher_meter(_batchers[kind])
     return _batchers[kind]
 
 
@@ -298,3 +309,27 @@ class DeliveryHub:
 
 
 hub = DeliveryHub()
+
+
+class GatewayCollector:
+    """The gateway's figures at scrape time: EA connections this process holds, and rows written and dropped per
+    batcher (their own counters)."""
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        yield GaugeMetricFamily("suho_ea_connections", "EA WebSocket connections held by this process",
+                                value=len(hub.connections))  # fmt: skip
+        ingested = CounterMetricFamily("suho_ingested_rows", "Rows written, per batcher (volume kinds, outbound)",
+                                       labels=["kind"])  # fmt: skip
+        dropped = CounterMetricFamily("suho_dropped_rows", "Rows dropped (refused or over capacity), per batcher",
+                                      labels=["kind"])  # fmt: skip
+        for name, item in sorted(_metered.items()):
+            ingested.add_metric([name], item.flushed_rows)
+            dropped.add_metric([name], item.dropped_rows)
+        yield ingested
+        yield dropped
+
+
+REGISTRY.register(GatewayCollector())

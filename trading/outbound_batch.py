@@ -35,7 +35,7 @@ import binproto
 from signals.delivery import signal_ack_record, signals_ack_received, signals_mark_sent
 from suho.routers import SERVICE
 from suho.tenancy import tenant_context
-from trading.gateway import Batcher
+from trading.gateway import Batcher, batcher_meter
 from trading.outbound import commands_ack_record
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ def _apply_tenant(tenant_id: str, items: list[OutboundRow]) -> None:
         )
 
 
-_batcher = Batcher("outbound", outbound_bookkeeping_apply, lambda rows: None)
+_batcher = batcher_meter(Batcher("outbound", outbound_bookkeeping_apply, lambda rows: None))
 
 
 def signal_sent_add(*, tenant_id, signal_id: UUID, account_id=None, epoch: int | None = None) -> None:

@@ -5,14 +5,17 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+from channels.db import database_sync_to_async
 from django.test import Client, override_settings
 from django.utils import timezone
 from factories import make_account, make_risk_event, make_signal, make_tenant, make_user
 from prometheus_client.parser import text_string_to_metric_families
 
 from signals.models import SignalExecution
+from suho.bus import get_bus
 from suho.metrics import batch_flush_observe
 from suho.tenancy import tenant_context
+from trading.outbound_batch import outbound_batcher, outbound_flush, signal_sent_add
 
 
 def scrape(client=None, **headers) -> dict:
@@ -56,3 +59,30 @@ def test_a_metrics_token_is_required_when_set(committed, settings):
     settings.METRICS_TOKEN = "scrape-secret"
     assert Client().get("/metrics").status_code == 403
     assert scrape(HTTP_AUTHORIZATION="Bearer scrape-secret")
+
+
+async def test_the_outbound_batchers_counts_are_reported(committed):
+    """Issue 19: /metrics read the gateway's private batcher map, and the outbound bookkeeping's batcher was not in
+    it. Each batcher is now metered under its name by the gateway's own collector."""
+
+    def signal_make():
+        tenant = make_tenant()
+        return make_signal(make_account(tenant, make_user(tenant)))
+
+    signal = await database_sync_to_async(signal_make)()
+    before = outbound_batcher().flushed_rows
+    signal_sent_add(tenant_id=signal.tenant_id, signal_id=signal.signal_id)
+    assert await outbound_flush(timeout_s=10)
+
+    samples = await database_sync_to_async(scrape)()
+
+    assert samples[("suho_ingested_rows_total", (("kind", "outbound"),))] == before + 1
+    assert samples[("suho_dropped_rows_total", (("kind", "outbound"),))] == outbound_batcher().dropped_rows
+
+
+def test_the_bus_unsent_bytes_are_reported(committed):
+    """Issue 19: /metrics read `suho.bus._bus`, gone since the bus became one per URL, so the gauge was never
+    emitted. The bus registers its own collector."""
+    get_bus().flush()  # the process's bus is connected
+
+    assert scrape()[("suho_nats_publish_pending_bytes", ())] >= 0
