@@ -27,9 +27,11 @@ test: install
 prod-smoke: install
 	$(STACK) $(BIN)/python -m suho.prodsmoke
 
+# lint-imports: the import contracts in pyproject.toml (the dependency order, docs/dependencies.md).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache --no-logo
 
 format: install
 	$(BIN)/ruff check --fix .

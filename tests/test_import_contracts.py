@@ -1,0 +1,59 @@
+"""`make lint` runs the import contracts of pyproject.toml (docs/dependencies.md): they hold today, and a broken one
+fails the run. The broken cases are made by editing a copy of the configuration, never the code."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+CONFIG = (ROOT / "pyproject.toml").read_text()
+
+
+def lint_imports(config: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    path = tmp_path / "pyproject.toml"
+    path.write_text(config)
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache", "--no-logo", "--config", str(path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_the_contracts_hold(tmp_path):
+    result = lint_imports(CONFIG, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 kept, 0 broken" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("listed", "contract"),
+    [
+        ('    "quotes.admin -> trading.admin",', "domain apps in layers"),  # an upward import not on the debt list
+        ('    "suho.urls -> accounts.**", ', "suho (plumbing) imports no domain app"),
+    ],
+)
+def test_an_import_the_order_forbids_fails_the_lint(tmp_path, listed, contract):
+    assert listed in CONFIG
+    result = lint_imports(CONFIG.replace(listed, "", 1), tmp_path)
+    assert result.returncode == 1, result.stdout
+    assert f"{contract}" in result.stdout and "BROKEN" in result.stdout
+
+
+def test_binproto_importing_anything_but_the_standard_library_fails_the_lint(tmp_path):
+    """`binproto` imports `json` (standard library): forbid it as if it were a third-party package, and the contract
+    breaks the way it would for `import django`."""
+    config = CONFIG.replace('"websockets", "prometheus_client",', '"websockets", "prometheus_client", "json",', 1)
+    assert config != CONFIG
+    result = lint_imports(config, tmp_path)
+    assert result.returncode == 1 and "binproto imports only the standard library BROKEN" in result.stdout
+
+
+def test_a_debt_entry_whose_import_is_gone_fails_the_lint(tmp_path):
+    """The list of known upward imports only shrinks: an entry that matches no import is refused."""
+    listed = '    "quotes.admin -> trading.admin",'
+    result = lint_imports(CONFIG.replace(listed, f'{listed}\n    "quotes.admin -> trading.models",', 1), tmp_path)
+    assert result.returncode == 1 and "No matches for ignored import" in result.stdout + result.stderr
