@@ -11,17 +11,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from compliance.models import AuditLog, ComplianceReport, RiskEvent, UserConsent
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+from suho.admin_site import ReadOnlyAdmin
 
 
 @admin.register(AuditLog)

@@ -15,21 +15,12 @@ from signals.services import (
     signal_cancel,
     tradingview_webhook_revoke,
 )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields]
+from suho.admin_site import ReadOnlyAdmin
 
 
 @admin.register(TradingSignal)
 class TradingSignalAdmin(ReadOnlyAdmin):
+    acts = True  # the cancel action
     list_display = ("time", "account", "tenant", "symbol", "action", "volume", "entry_price", "status",
                     "status_reason", "source", "valid_until")  # fmt: skip
     list_filter = ("status", "source", "action")
@@ -54,6 +45,7 @@ class TradingSignalAdmin(ReadOnlyAdmin):
 
 @admin.register(MLEngineKey)
 class MLEngineKeyAdmin(ReadOnlyAdmin):
+    acts = True  # the revoke action
     list_display = ("__str__", "tenant", "label", "created_at", "last_used_at", "revoked_at")
     list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
     list_select_related = ("tenant",)
@@ -73,6 +65,7 @@ class MLEngineKeyAdmin(ReadOnlyAdmin):
 
 @admin.register(TradingViewWebhook)
 class TradingViewWebhookAdmin(ReadOnlyAdmin):
+    acts = True  # the revoke action
     list_display = ("__str__", "account", "tenant", "created_at", "last_used_at", "revoked_at")
     list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
     list_select_related = ("account", "tenant")

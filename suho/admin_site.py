@@ -7,6 +7,7 @@ change lists, forms, foreign-key choices, saves, actions and the services they c
 
 from __future__ import annotations
 
+from django.contrib import admin
 from django.db import transaction
 from django.urls import reverse
 
@@ -35,3 +36,28 @@ class OperatorAdminMiddleware:
             if response.status_code >= 500:
                 transaction.set_rollback(True, using=OPERATOR)
             return response
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """The one base for admin pages of rows operators read but never add, edit or delete here (changes go through
+    services: the apps' admin actions, the risk monitor, the lifecycle).
+
+    `acts = True` for a page with admin actions: an action needs the change permission, so that permission stays,
+    and every field is read-only instead, so the actions are the only way to change a row.
+    """
+
+    acts = False
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return self.acts and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_readonly_fields(self, request, obj=None):
+        if self.acts:
+            return [field.name for field in self.model._meta.fields]
+        return super().get_readonly_fields(request, obj)

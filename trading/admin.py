@@ -5,25 +5,19 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from suho.admin_site import ReadOnlyAdmin
 from trading.models import BalanceRollup, BalanceSnapshot, EACommand, Heartbeat, TradeEvent, TradeOrder
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class TimeSeriesAdmin(ReadOnlyAdmin):
+    """Read-only rows of an account's time series."""
+
     show_full_result_count = False  # time series: no second count(*) over the whole table
     list_select_related = ("tenant", "account")
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
 
 @admin.register(TradeOrder)
-class TradeOrderAdmin(ReadOnlyAdmin):
+class TradeOrderAdmin(TimeSeriesAdmin):
     list_display = ("time", "tenant", "account", "ticket", "symbol", "order_type", "volume", "open_price", "status",
                     "close_time", "close_reason", "profit", "signal_id")  # fmt: skip
     list_filter = ("status", "close_reason", "symbol", "tenant")
@@ -32,7 +26,7 @@ class TradeOrderAdmin(ReadOnlyAdmin):
 
 
 @admin.register(BalanceSnapshot)
-class BalanceSnapshotAdmin(ReadOnlyAdmin):
+class BalanceSnapshotAdmin(TimeSeriesAdmin):
     list_display = ("time", "tenant", "account", "balance", "equity", "margin_level", "floating_pnl",
                     "open_positions", "drawdown")  # fmt: skip
     list_filter = ("tenant",)
@@ -41,7 +35,7 @@ class BalanceSnapshotAdmin(ReadOnlyAdmin):
 
 
 @admin.register(BalanceRollup)
-class BalanceRollupAdmin(ReadOnlyAdmin):
+class BalanceRollupAdmin(TimeSeriesAdmin):
     list_display = ("bucket", "tenant", "account", "balance", "equity", "avg_margin_level", "samples")
     list_filter = ("tenant",)
     search_fields = ("account__name",)
@@ -49,7 +43,7 @@ class BalanceRollupAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Heartbeat)
-class HeartbeatAdmin(ReadOnlyAdmin):
+class HeartbeatAdmin(TimeSeriesAdmin):
     list_display = ("time", "tenant", "account", "status", "latency_ms", "connection_quality", "terminal_connected",
                     "trade_allowed", "error_count", "last_error_message")  # fmt: skip
     list_filter = ("status", "terminal_connected", "trade_allowed", "tenant")
@@ -58,7 +52,7 @@ class HeartbeatAdmin(ReadOnlyAdmin):
 
 
 @admin.register(TradeEvent)
-class TradeEventAdmin(ReadOnlyAdmin):
+class TradeEventAdmin(TimeSeriesAdmin):
     list_display = ("event_time", "tenant", "account", "ticket", "kind", "event_seq", "received_at", "session_id")
     list_filter = ("kind", "tenant")
     search_fields = ("ticket", "account__name")
@@ -66,7 +60,7 @@ class TradeEventAdmin(ReadOnlyAdmin):
 
 
 @admin.register(EACommand)
-class EACommandAdmin(ReadOnlyAdmin):
+class EACommandAdmin(TimeSeriesAdmin):
     list_display = ("created_at", "tenant", "account", "kind", "status", "issued_by", "reason", "sent_at", "acked_at",
                     "valid_until")  # fmt: skip
     list_filter = ("kind", "status", "tenant")
