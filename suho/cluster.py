@@ -26,16 +26,16 @@ def haproxy_available() -> bool:
     return HAPROXY.is_file() and os.access(HAPROXY, os.X_OK)
 
 
-def haproxy_config(web_ports: list[int], *, admin_socket: Path | None = None) -> str:
+def haproxy_config(web_ports: list[int], *, admin_socket: Path | None = None, source: Path = HAPROXY_CONFIG) -> str:
     """docker/haproxy.cfg with one `server` line per web process on 127.0.0.1 (module docstring), and the runtime
     API on `admin_socket` when given (tests read which servers HAProxy considers up)."""
-    text = HAPROXY_CONFIG.read_text()
+    text = source.read_text()
     if admin_socket is not None:
         text = text.replace("global\n", f"global\n    stats socket {admin_socket} mode 600 level admin\n", 1)
     servers = "\n".join(f"    server web{i} 127.0.0.1:{port}" for i, port in enumerate(web_ports, 1))
     text, found = SERVER_TEMPLATE.subn(servers, text)
     if found != 1:
-        raise ValueError(f"{HAPROXY_CONFIG} must have exactly one `server-template web` line, found {found}")
+        raise ValueError(f"{source} must have exactly one `server-template web` line, found {found}")
     return RESOLVERS.sub("", text)
 
 

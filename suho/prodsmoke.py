@@ -8,19 +8,20 @@ What runs, in compose's order, against the servers the environment names (`make 
 ones for what is unset): the Dockerfile's collectstatic step; the one-shot jobs (services others wait for with
 `service_completed_successfully`: `migrate`); then every other service built from the repository (web, worker,
 beat, …) with compose's environment, interpolated as compose does: DEBUG unset (off), a generated SECRET_KEY,
-ALLOWED_HOSTS, role passwords. Then, as a user and an EA would: /healthz and /readyz, the portal's and admin's login
-pages with their static files, a trader's login and account page, the operator's admin login (second factor
-included) and account list, an EA that connects with its API key, streams ticks that land in the database, receives
-a signal posted to the API by the ML engine's key, opens the trade and gets its EVENT_ACK once the trade is stored,
-the trade on JetStream; and the worker's and beat's compose health checks. Then everything
-stops. Any failure ends the run with exit 1 and one line saying what failed (and where the service logs are).
+ALLOWED_HOSTS, role passwords; web as compose's `deploy.replicas` processes behind compose's load balancer (`lb`:
+Debian's HAProxy with docker/haproxy.cfg, its servers the local web processes; one web alone, said so, when HAProxy
+is not installed). Then, through the balancer, as a user and an EA would: /healthz and /readyz, the portal's and
+admin's login pages with their static files, a trader's login and account page, the operator's admin login (second
+factor included) and account list, an EA that connects with its API key, streams ticks that land in the database,
+receives a signal posted to the API by the ML engine's key, opens the trade and gets its EVENT_ACK once the trade is
+stored, the trade on JetStream; and the worker's and beat's compose health checks. Then everything stops. Any failure ends the run with exit 1 and one line saying what failed (and where the service logs are).
 
 Where it differs from compose, on purpose: PostgreSQL, Redis and NATS are the configured servers, not containers;
 the database is DATABASE_URL's name + `_prodsmoke`, made fresh and dropped at the end (`--keep` keeps it); roles are
 `suho_prodsmoke_*` unless DB_*_USER is set (db_setup changes roles server-wide: the smoke leaves other checkouts'
-roles alone); SUHO_TIMESCALEDB is `auto` unless set (compose's `on` assumes its own TimescaleDB container); web
-listens on 127.0.0.1 and a free port instead of 0.0.0.0:8000; requests carry the `X-Forwarded-Proto: https` the TLS
-proxy in front would add; paths under the image's /app are this checkout.
+roles alone); SUHO_TIMESCALEDB is `auto` unless set (compose's `on` assumes its own TimescaleDB container); each
+web process and the balancer listen on 127.0.0.1 and a free port instead of 0.0.0.0:8000; requests carry the
+`X-Forwarded-Proto: https` the TLS proxy in front would add; paths under the image's /app are this checkout.
 """
 
 from __future__ import annotations
@@ -138,8 +139,18 @@ class Service:
     argv: list[str]
     environment: dict[str, str]
     one_shot: bool  # others wait for it to complete (compose: service_completed_successfully)
-    container_port: int | None  # the port compose publishes, if any
+    container_port: int | None  # the port compose publishes or exposes (to the load balancer), if any
     healthcheck: list[str] | None  # compose's CMD-form health check, without "CMD"
+    replicas: int = 1  # compose's deploy.replicas
+
+
+@dataclass(frozen=True)
+class Balancer:
+    """compose's load balancer: the service that mounts docker/haproxy.cfg, and its environment."""
+
+    name: str
+    config: Path
+    environment: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -222,15 +233,30 @@ def compose_services(text: str, image: Image, variables: Mapping[str, str]) -> l
                 argv=[*entrypoint, *command],
                 environment={key: interpolate(str(value), variables) for key, value in environment.items()},
                 one_shot=name in awaited,
-                container_port=_container_port(spec.get("ports") or [], variables),
+                container_port=_container_port([*(spec.get("ports") or []), *(spec.get("expose") or [])], variables),
                 healthcheck=[interpolate(part, variables) for part in healthcheck[1:]]
                 if isinstance(healthcheck, list) and healthcheck[:1] == ["CMD"]
                 else None,
+                replicas=int(interpolate(str((spec.get("deploy") or {}).get("replicas", 1)), variables)),
             )
         )
     if not found:
         raise SmokeFailure("docker/compose.yaml has no service built from the repository")
     return sorted(found, key=lambda service: not service.one_shot)
+
+
+def compose_balancer(text: str, compose_dir: Path, variables: Mapping[str, str]) -> Balancer | None:
+    """The service that mounts a haproxy.cfg from docker/ (compose's `lb`), if any."""
+    import yaml
+
+    for name, spec in (yaml.safe_load(text).get("services") or {}).items():
+        for volume in spec.get("volumes") or []:
+            source = str(volume).split(":", 1)[0]
+            if source.endswith("haproxy.cfg"):
+                environment = spec.get("environment") or {}
+                environment = {key: interpolate(str(value), variables) for key, value in environment.items()}
+                return Balancer(name=name, config=(compose_dir / source).resolve(), environment=environment)
+    return None
 
 
 def _depends_on(spec: dict) -> dict[str, str]:
@@ -269,6 +295,7 @@ def smoke_variables(environ: Mapping[str, str]) -> tuple[dict[str, str], str]:
     generated = {
         "SECRET_KEY": secrets.token_urlsafe(48),
         "ALLOWED_HOSTS": f"{ALLOWED_HOST},localhost",
+        "LB_CHECK_HOST": ALLOWED_HOST,
         "POSTGRES_PASSWORD": secrets.token_urlsafe(24),
         "SUHO_TIMESCALEDB": "auto",
         **{f"DB_{role}_USER": ROLE_PREFIX + role.lower() for role in ("SERVICE", "OWNER", "OPERATOR")},
@@ -562,16 +589,9 @@ def smoke(compose_path: Path, dockerfile_path: Path, *, keep: bool = False) -> N
             log = (state_dir / f"{service.name}.log").read_text(errors="replace")
             for line in (line for line in log.splitlines() if line.startswith("database ready:")):
                 say(f"{service.name}: {line}")  # which path db_setup took: TimescaleDB or plain PostgreSQL
-        port = None
         long_running = [s for s in services if not s.one_shot]
-        for service in long_running:
-            argv = app_path(service.argv)
-            if service.container_port is not None:
-                port = free_port()
-                argv = web_listen(argv, service.container_port, port)
-            stack.start(service.name, argv, process_env(image, service, state_dir))
-        if port is None:
-            raise SmokeFailure("no service in docker/compose.yaml publishes a port: nothing serves HTTP")
+        port = web_start(stack, image, long_running, state_dir,
+                         compose_balancer(compose_path.read_text(), compose_path.parent, variables))  # fmt: skip
         web_env = process_env(image, next(s for s in long_running if s.container_port is not None), state_dir)
         flow(stack, port, web_env, state_dir)
         health_checks(stack, image, long_running, state_dir)
@@ -582,6 +602,39 @@ def smoke(compose_path: Path, dockerfile_path: Path, *, keep: bool = False) -> N
             say(f"database {database} dropped")
     if unclean:
         raise SmokeFailure("; ".join(unclean))
+
+
+def web_start(stack: Stack, image: Image, services: list[Service], state_dir: Path, balancer: Balancer | None) -> int:
+    """Start the long-running services; web as compose's replicas behind its balancer (HAProxy with compose's
+    docker/haproxy.cfg, the local processes as its servers: suho/cluster.py), or one web alone when HAProxy is not
+    installed. Returns the port HTTP and the EA go to."""
+    from suho import cluster
+
+    behind = balancer is not None and cluster.haproxy_available()
+    if balancer is not None and not behind:
+        say(f"{cluster.HAPROXY_MISSING}; one web process without {balancer.name}")
+    web_ports = []
+    for service in services:
+        argv, env = app_path(service.argv), process_env(image, service, state_dir)
+        if service.container_port is None:
+            stack.start(service.name, argv, env)
+            continue
+        replicas = max(service.replicas, 1) if behind else 1
+        for replica in range(1, replicas + 1):
+            web_ports.append(free_port())
+            name = service.name if replicas == 1 else f"{service.name}-{replica}"
+            stack.start(name, web_listen(argv, service.container_port, web_ports[-1]), env)
+    if not web_ports:
+        raise SmokeFailure("no service in docker/compose.yaml publishes or exposes a port: nothing serves HTTP")
+    if not behind:
+        return web_ports[0]
+    port = free_port()
+    config = state_dir / "haproxy.cfg"
+    config.write_text(cluster.haproxy_config(web_ports, source=balancer.config))
+    env = {**base_env(), **balancer.environment, "SUHO_LB_BIND": f"127.0.0.1:{port}"}
+    stack.start(balancer.name, [str(cluster.HAPROXY), "-db", "-f", str(config)], env)
+    say(f"{len(web_ports)} web processes behind {balancer.name} (HAProxy) on port {port}")
+    return port
 
 
 def flow(stack: Stack, port: int, web_env: dict[str, str], state_dir: Path) -> None:
