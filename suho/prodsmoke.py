@@ -14,7 +14,8 @@ is not installed). Then, through the balancer, as a user and an EA would: /healt
 admin's login pages with their static files, a trader's login and account page, the operator's admin login (second
 factor included) and account list, an EA that connects with its API key, streams ticks that land in the database,
 receives a signal posted to the API by the ML engine's key, opens the trade and gets its EVENT_ACK once the trade is
-stored, the trade on JetStream; and the worker's and beat's compose health checks. Then everything stops. Any failure ends the run with exit 1 and one line saying what failed (and where the service logs are).
+stored, the trade on JetStream; and the worker's and beat's compose health checks. Then everything stops. Any
+failure ends the run with exit 1 and one line saying what failed (and where the service logs are).
 
 Where it differs from compose, on purpose: PostgreSQL, Redis and NATS are the configured servers, not containers;
 the database is DATABASE_URL's name + `_prodsmoke`, made fresh and dropped at the end (`--keep` keeps it); roles are
