@@ -14,7 +14,9 @@ is not installed). Then, through the balancer, as a user and an EA would: /healt
 admin's login pages with their static files, a trader's login and account page, the operator's admin login (second
 factor included) and account list, an EA that connects with its API key, streams ticks that land in the database,
 receives a signal posted to the API by the ML engine's key, opens the trade and gets its EVENT_ACK once the trade is
-stored, the trade on JetStream; and the worker's and beat's compose health checks. Then everything stops. Any
+stored, the trade on JetStream; with replicas, SIGTERM to the web process serving the EA (it drains: the EA is
+closed with 1012 and reconnects through the balancer to another); and the worker's and beat's compose health
+checks. Then everything stops. Any
 failure ends the run with exit 1 and one line saying what failed (and where the service logs are).
 
 Where it differs from compose, on purpose: PostgreSQL, Redis and NATS are the configured servers, not containers;
@@ -682,8 +684,42 @@ def flow(stack: Stack, port: int, web_env: dict[str, str], state_dir: Path) -> N
     ea.start()
     try:
         ea_flow(stack, browser, ea, UUID(account_id), ml_key)
+        drain_flow(stack, ea, UUID(account_id))
     finally:
         ea.stop()
+
+
+def drain_flow(stack: Stack, ea: EAThread, account_id: UUID) -> None:
+    """With web replicas behind the balancer: SIGTERM the one serving the EA, as a rolling deploy would. It must
+    close the EA with 1012 and exit 0; the EA reconnects through the balancer to another replica (decision 0018)."""
+    from accounts.models import MT5Account
+    from suho.routers import operator_path
+
+    def serving_pid() -> int | None:
+        with operator_path():
+            node = MT5Account.objects.get(account_id=account_id).live_session_node
+        return int(node.rsplit("-", 2)[1]) if node else None
+
+    webs = {running.process.pid: running for running in stack.running if running.name.startswith("web-")}
+    if len(webs) < 2:
+        return
+    serving = webs.get(serving_pid())
+    if serving is None:
+        raise SmokeFailure(f"the EA's live session is on none of the web processes {sorted(webs)}")
+    counters = ea.ea.counters
+    connects = counters.connects
+    os.killpg(serving.process.pid, signal.SIGTERM)
+    try:
+        code = serving.process.wait(timeout=STOP_S)
+    except subprocess.TimeoutExpired:
+        raise SmokeFailure(f"{serving.name} did not stop within {STOP_S:.0f} s of SIGTERM; {serving.tail()}") from None
+    stack.running.remove(serving)
+    if code != 0:
+        raise SmokeFailure(f"{serving.name} exited with {code} after SIGTERM; {serving.tail()}")
+    until(lambda: counters.last_close.startswith("1012"), "the EA's SESSION_CLOSING 1012", stack=stack)
+    until(lambda: counters.connects > connects and serving_pid() in webs and serving_pid() != serving.process.pid,
+          "the EA reconnected through the balancer to another web process", stack=stack)  # fmt: skip
+    say(f"{serving.name} stopped on SIGTERM, drained: the EA was closed with 1012 and is back on another process")
 
 
 def health_checks(stack: Stack, image: Image, services: list[Service], state_dir: Path) -> None:
