@@ -116,6 +116,14 @@ class WebCluster:
         except (FileNotFoundError, ConnectionRefusedError):  # HAProxy has not opened its socket yet
             return None
 
+    def wait_idle(self, timeout: float = BALANCER_WAIT_S) -> None:
+        """Until HAProxy holds no connection to any process (an earlier test's sockets are closed): its choice of
+        process for the next connection depends on those counts."""
+        deadline = time.monotonic() + timeout
+        while any(int(row["scur"]) for row in self._stat().values()):
+            assert time.monotonic() < deadline, f"HAProxy still holds connections: {self._stat()}"
+            time.sleep(0.1)
+
     def sessions_total(self) -> dict[str, int]:
         """{server name: connections HAProxy has sent it so far}."""
         return {name: int(row["stot"]) for name, row in self._stat().items()}

@@ -51,6 +51,7 @@ def web_cluster(django_db_setup, tmp_path_factory):
 def balancer(web_cluster):
     """The cluster with both processes running and up in HAProxy (an earlier test may have stopped one)."""
     web_cluster.ensure_running()
+    web_cluster.wait_idle()
     return web_cluster
 
 
