@@ -10,6 +10,7 @@ competes with PostgreSQL and the load generators for the same cores: the CPU spl
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from bench.ingest import CAPACITY_EAS, FPS, load_run
@@ -44,9 +45,10 @@ def markdown(result: dict) -> str:
         "One run per layout (`bench/scaleout.py`); the EAs, load and window are section 2's capacity runs "
         "(warm-up 2 s, window 10 s), each EA authenticated through the balancer. Connections closed by the server: "
         + ", ".join(f"{servers} process(es): {_closed(r) or 'none'}" for servers, r in result.items())
-        + ". All processes share this machine's cores: past one web process the ceiling is the machine (PostgreSQL, "
-        "the load generators and the web processes on 2 cores), not the web process, so the second process buys "
-        "little here; on a host where the database has its own cores the same layout spreads daphne's share.",
+        + ". All processes share this machine's cores with PostgreSQL, the load generators and whatever else runs "
+        "(machine busy, in cores of "
+        f"{os.cpu_count()}): when it is near all of them, the figures measure the machine, not the web processes; "
+        "compare the daphne cores with section 2's 0.8 for one process at capacity.",
     ]
     return "\n".join(lines)
 
