@@ -26,7 +26,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 
 from quotes.ingest import TickRow, broker_quotes_after_commit, broker_quotes_insert
 from suho.asyncdb import db_thread
-from suho.bus import get_bus
+from suho.bus import get_bus, nats_servers
 from suho.routers import SERVICE
 from trading.ingest import (
     BalanceRow,
@@ -155,7 +155,8 @@ async def bridge_run(
     The durable consumer is created or updated with our ack wait (JetStream's default, 30 s, would hold up what a
     killed bridge had fetched for that long). Any ack wait is safe: a batch redelivered while another bridge still
     applies it waits on that bridge's row in suho_bridge_applied and is then skipped."""
-    connection = await nats.connect(settings.NATS_URL, max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+    connection = await nats.connect(nats_servers(settings.NATS_URL), max_reconnect_attempts=-1,
+                                    reconnect_time_wait=0.5)  # fmt: skip
     applied = 0
     try:
         jetstream = connection.jetstream()
