@@ -251,7 +251,7 @@ def main(argv: list[str]) -> int:
         if argv[0] == "run":
             for key, value in cluster_env(cluster).items():
                 print(f"export {key}={value}")
-            print("natscluster: three servers up (logs in", cluster.nodes[0].folder.parent, "); Ctrl-C stops them")
+            print(f"natscluster: three servers up, logs in {cluster.nodes[0].folder.parent}/n*/; Ctrl-C stops them")
             while all(node.alive for node in cluster.nodes):
                 time.sleep(0.5)
             print("natscluster: a server exited; stopping the others")
