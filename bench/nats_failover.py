@@ -1,4 +1,4 @@
-"""How long JetStream publishing stalls when a node of a three-node NATS cluster dies (issue 17, decision 0018).
+"""How long JetStream publishing stalls when a node of a three-node NATS cluster dies (issue 17, decision 0019).
 
 Each run starts a fresh cluster (suho.natscluster: three nats-server processes on loopback, `sync_interval: always`),
 creates the project's streams with three replicas, and publishes to MT5_OUTBOUND through the project's own path
@@ -39,6 +39,7 @@ class Publisher(threading.Thread):
         self.acks: list[float] = []
         self.acked_ids: set[str] = set()
         self.failures = 0
+        self.failure_kinds: dict[str, int] = {}  # what the outbox would see: a refusal or an outage (outbox_refused)
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -47,8 +48,11 @@ class Publisher(threading.Thread):
             msg_id = f"bench-failover:{sequence}"
             try:
                 self.bus.jetstream_publish(SUBJECT, b"{}", msg_id=msg_id, timeout=PUBLISH_TIMEOUT_S)
-            except Exception:
+            except Exception as exc:
                 self.failures += 1
+                kind = type(exc).__name__
+                self.failure_kinds[kind] = self.failure_kinds.get(kind, 0) + 1
+                time.sleep(0.01)  # a refusal comes back at once (no responders mid-election): do not spin
                 continue
             self.acks.append(time.monotonic())
             self.acked_ids.add(msg_id)
@@ -58,7 +62,7 @@ class Publisher(threading.Thread):
         return bool(self.acks) and self.acks[-1] > moment
 
     def stall_around(self, moment: float) -> float:
-        """The longest gap between consecutive acks from the last ack before `moment` on."""
+        """The longest gap between consecutive acks from the last ack before `moment` up to now."""
         before = [t for t in self.acks if t <= moment]
         times = ([before[-1]] if before else []) + [t for t in self.acks if t > moment]
         return max((b - a for a, b in itertools.pairwise(times)), default=LIMIT_S)
@@ -87,14 +91,15 @@ def one_run(folder: Path) -> dict:
     try:
         with override_settings(NATS_URL=cluster.url, NATS_STREAM_REPLICAS=3):
             streams_ensure()
-        leader = asyncio.run(stream_leader(cluster.url, STREAM))
         bus.flush()
-        connected_port = bus._client.connected_url.port
-        follower = next(node for node in cluster.nodes if node.name != leader)
         publisher.start()
         time.sleep(WARM_S)
-        result = {"leader": leader, "follower": follower.name}
-        for label, victim in (("follower", follower), ("leader", cluster.node(leader))):
+        result = {}
+        for label in ("follower", "leader"):
+            leader = asyncio.run(stream_leader(cluster.url, STREAM))  # asked again: a restart may move it
+            victim = next(node for node in cluster.nodes if (node.name == leader) == (label == "leader"))
+            connected_port = bus._client.connected_url.port
+            result[label] = victim.name
             killed_at = time.monotonic()
             victim.kill()
             _wait(lambda at=killed_at: publisher.acked_after(at))
@@ -104,13 +109,16 @@ def one_run(folder: Path) -> dict:
             result[f"{label}_first_ack_s"] = first_ack - killed_at
             result[f"{label}_client_on_it"] = victim.client_port == connected_port
             if label == "follower":
+                restarted_at = time.monotonic()
                 cluster.restart(victim.name)
                 time.sleep(AFTER_S)  # the restarted node catches up before the leader goes
+                result["rejoin_stall_s"] = publisher.stall_around(restarted_at)
         publisher.stop.set()
         publisher.join(timeout=10)
         result["new_leader"] = asyncio.run(stream_leader(cluster.url, STREAM))
         result["acked"] = len(publisher.acked_ids)
         result["failed_tries"] = publisher.failures
+        result["failure_kinds"] = publisher.failure_kinds
         result["lost"] = len(publisher.acked_ids) - asyncio.run(_stored(nats_servers(cluster.url)))
         return result
     finally:
@@ -146,12 +154,23 @@ def targets(result: dict) -> list[tuple[str, str, str, bool]]:
 def markdown(result: dict) -> str:
     rows = [
         ("follower killed: longest gap between acks", _spread(result, "follower_stall_s"), 2, " s"),
+        (
+            "killed follower restarted and rejoining: longest gap between acks",
+            _spread(result, "rejoin_stall_s"),
+            2,
+            " s",
+        ),
         ("stream leader killed: longest gap between acks", _spread(result, "leader_stall_s"), 2, " s"),
         ("stream leader killed: first ack after the kill", _spread(result, "leader_first_ack_s"), 2, " s"),
         ("publishes acknowledged per run", _spread(result, "acked"), 0, ""),
         ("tries that failed (timeout or no responder) and were repeated", _spread(result, "failed_tries"), 0, ""),
         ("acknowledged but not in the stream afterwards", _spread(result, "lost"), 0, ""),
     ]
+    kinds: dict[str, int] = {}
+    for run in result["runs"]:
+        for kind, count in run.get("failure_kinds", {}).items():
+            kinds[kind] = kinds.get(kind, 0) + count
+    stalled = [run for run in result["runs"] if run["leader_stall_s"] >= 1.0]
     on_victim = sum(run["follower_client_on_it"] or run["leader_client_on_it"] for run in result["runs"])
     lines = ["| figure | median | spread |", "|---|---:|---|"]
     lines += [f"| {label} | {' | '.join(cell(figure, digits, unit))} |" for label, figure, digits, unit in rows]
@@ -164,6 +183,11 @@ def markdown(result: dict) -> str:
         "follower's loss costs nothing measurable beyond the client's own reconnect when it was connected to it; the "
         "leader's costs an election (the Raft election timeout is randomised, so the figure varies). The Celery "
         "drain's publishes wait up to 5 s for an ack, so a publish in flight to the dead leader adds up to that "
-        f"much for the outbox. The client was connected to a killed node in {on_victim} of {len(result['runs'])} runs.",
+        f"much for the outbox. The client was connected to a killed node in {on_victim} of {len(result['runs'])} runs. "
+        f"The stream leader's loss stalled publishing by at least 1 s in {len(stalled)} of {len(result['runs'])} runs. "
+        "The failed tries, all runs together: "
+        + (", ".join(f"{kind} {count:,}" for kind, count in sorted(kinds.items())) or "none")
+        + " (the outbox counts NoStreamResponseError as a refusal, retried with backoff and parked after 5, about "
+        "25 s; a timeout as an outage, retried without limit).",
     ]
     return "\n".join(lines)

@@ -1,5 +1,5 @@
 """A three-node NATS cluster with JetStream on loopback: `make nats-cluster`, the cluster fault tests and the
-failover bench (issue 17; docs/decisions/0018).
+failover bench (issue 17; docs/decisions/0019).
 
     python -m suho.natscluster run             start three servers, create the streams with 3 replicas, print the
                                                NATS_URL to use, stop them on Ctrl-C

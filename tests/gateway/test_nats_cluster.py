@@ -2,7 +2,7 @@
 then the leader of MT5_ACCOUNT (each SIGKILLed by its PID), under load from an EA's trade events, commands for it
 and the data bridge's tick batches: publishing and delivery go on, every publish JetStream acknowledged is in its
 stream afterwards, the outbox drains and the bridge (INGEST_MODE=bridge, its own process) applies every batch
-(issue 17; docs/decisions/0018)."""
+(issue 17; docs/decisions/0019)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,7 @@ def nats_cluster(tmp_path, monkeypatch):
         with override_settings(NATS_URL=cluster.url, NATS_STREAM_REPLICAS=3):
             streams_ensure()
             yield cluster
+            get_bus().close()  # drained while the cluster is up (a loop stopped with it open warns at exit)
     finally:
         bus_discard(cluster.url)
         cluster.stop()
@@ -161,19 +162,19 @@ async def test_losing_a_follower_then_the_stream_leader_loses_nothing_acknowledg
     killed = []
     try:
         await load.progressed((0, 0, 0))
-        leader = await stream_leader(url, "MT5_ACCOUNT")
-        # the follower this process's bus is connected to, if it is one: then one of the two kills always cuts the
-        # gateway's own connection (nats-py picks a server at random) and the test proves its failover too
-        bus_port = get_bus()._client.connected_url.port
-        followers = sorted((node for node in nats_cluster.nodes if node.name != leader),
-                           key=lambda node: node.client_port != bus_port)  # fmt: skip
-        follower = followers[0]
-        for victim in (follower.name, leader):
+        for role in ("follower", "leader"):
+            leader = await stream_leader(url, "MT5_ACCOUNT")  # asked each time: the restart may have moved it
+            # the follower: the one this process's bus is connected to if it qualifies (nats-py picks a server at
+            # random), so one of the two kills always cuts the gateway's own connection and its failover is proven
+            bus_port = get_bus()._client.connected_url.port
+            followers = sorted((node.name for node in nats_cluster.nodes if node.name != leader),
+                               key=lambda name: nats_cluster.node(name).client_port != bus_port)  # fmt: skip
+            victim = leader if role == "leader" else followers[0]
             before = load.counts()
             nats_cluster.node(victim).kill()  # SIGKILL by PID
-            killed.append(victim)
+            killed.append(role)
             await load.progressed(before)  # publishing and delivery go on with two servers of three
-            if victim == follower.name:
+            if role == "follower":
                 assert await stream_leader(url, "MT5_ACCOUNT") == leader
             else:
                 assert await stream_leader(url, "MT5_ACCOUNT") != leader  # a new one was elected
@@ -217,7 +218,7 @@ async def test_losing_a_follower_then_the_stream_leader_loses_nothing_acknowledg
         bridge.send_signal(signal.SIGTERM)
         bridge.wait(timeout=20)
         await communicator.disconnect()
-    assert killed == [follower.name, leader]
+    assert killed == ["follower", "leader"]
     trades = await asyncio.to_thread(stream_replay, account_id=str(account.account_id), kind="trades", limit=100_000)
     stored_tickets = [json.loads(event.data)["ticket"] for event in trades]
     assert sorted(stored_tickets) == sorted(load.acked_tickets)  # every acked trade on the stream, once
