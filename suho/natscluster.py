@@ -196,8 +196,14 @@ class NatsCluster:
 
 
 async def stream_leader(url: str, stream: str, *, timeout: float = 10.0) -> str:
-    """The server name (`n1`…) leading `stream`'s replica group, from JetStream's stream info. Retried until
-    `timeout`: just after a leader is lost, the answer is "no leader" until the election is over."""
+    """The server name (`n1`…) leading `stream`'s replica group (see stream_cluster)."""
+    return (await stream_cluster(url, stream, timeout=timeout)).leader
+
+
+async def stream_cluster(url: str, stream: str, *, timeout: float = 10.0):
+    """`stream`'s cluster info from JetStream (leader, leader_since, replicas), once it names a leader. Retried until
+    `timeout`: just after a leader is lost, the answer is "no leader" until the election is over. The answer can be
+    a moment old: a caller that kills "the leader" checks `leader_since` afterwards to know an election followed."""
     import nats
 
     deadline = asyncio.get_running_loop().time() + timeout
@@ -209,7 +215,7 @@ async def stream_leader(url: str, stream: str, *, timeout: float = 10.0) -> str:
             try:
                 info = await jetstream.stream_info(stream)
                 if info.cluster is not None and info.cluster.leader:
-                    return info.cluster.leader
+                    return info.cluster
             except Exception:  # noqa: BLE001, S110 — mid-election the API times out or answers 503
                 pass
             if asyncio.get_running_loop().time() > deadline:
