@@ -94,8 +94,9 @@ def one_run(folder: Path) -> dict:
             streams_ensure()
         bus.flush()
         publisher.start()
+        _wait(lambda: bool(publisher.acks))  # a new stream answers "no responders" for a moment
         time.sleep(WARM_S)
-        publisher.failures, publisher.failure_kinds = 0, {}  # a new stream answers "no responders" at first
+        publisher.failures, publisher.failure_kinds = 0, {}
         result = {}
         for label in ("follower", "leader"):
             leader = asyncio.run(stream_cluster(cluster.url, STREAM)).leader  # asked again: a restart may move it
@@ -192,8 +193,8 @@ def markdown(result: dict) -> str:
         "drain's publishes wait up to 5 s for an ack, so a publish in flight to the dead leader adds up to that "
         f"much for the outbox. The client was connected to a killed node in {on_victim} of {len(result['runs'])} runs. "
         f"The leader figures are over the {confirmed} of {len(result['runs'])} runs in which stream info taken just "
-        "before the kill named the leader correctly (a new leader elected after the kill); in the others it named a server "
-        "that no longer led, and the kill cost nothing. "
+        "before the kill named the leader correctly (a new leader elected after the kill); in the others it named a "
+        "server that no longer led, and the kill cost nothing. "
         "The failed tries after the warm-up, all runs together: "
         + (", ".join(f"{kind} {count:,}" for kind, count in sorted(kinds.items())) or "none")
         + " (the outbox counts NoStreamResponseError as a refusal, retried with backoff and parked after 5, about "
