@@ -22,7 +22,32 @@ STAFF_LOGIN_INVALID = (
 )
 
 
-class OperatorLoginForm(AdminAuthenticationForm):
+class ThrottledLoginMixin:
+    """clean() through accounts.throttle's back-off; each form says which users it lets in (login_accept)."""
+
+    def login_accept(self):
+        raise NotImplementedError
+
+    @sensitive_variables()
+    def clean(self):
+        username = self.cleaned_data.get("username")
+        password = self.cleaned_data.get("password")
+        if username is None or not password:
+            return self.cleaned_data
+        try:
+            user = password_login(
+                request=self.request, username=username, password=password, accept=self.login_accept()
+            )
+        except LoginThrottled as exc:
+            raise forms.ValidationError(exc.message, code="throttled") from exc
+        if user is None:
+            raise self.get_invalid_login_error()
+        self.confirm_login_allowed(user)
+        self.user_cache = user
+        return self.cleaned_data
+
+
+class OperatorLoginForm(ThrottledLoginMixin, AdminAuthenticationForm):
     error_messages = {**AdminAuthenticationForm.error_messages, "invalid_login": STAFF_LOGIN_INVALID}
 
     otp_code = forms.CharField(
@@ -31,42 +56,13 @@ class OperatorLoginForm(AdminAuthenticationForm):
         help_text="6 digits from your authenticator app.",
     )  # fmt: skip
 
-    @sensitive_variables()
-    def clean(self):
-        username = self.cleaned_data.get("username")
-        password = self.cleaned_data.get("password")
-        if username is None or not password:
-            return self.cleaned_data
-        code = self.cleaned_data.get("otp_code")
-        try:
-            user = password_login(
-                request=self.request, username=username, password=password, accept=staff_login_accept(code)
-            )
-        except LoginThrottled as exc:
-            raise forms.ValidationError(exc.message, code="throttled") from exc
-        if user is None:
-            raise self.get_invalid_login_error()
-        self.user_cache = user
-        return self.cleaned_data
+    def login_accept(self):
+        return staff_login_accept(self.cleaned_data.get("otp_code"))
 
 
-class PortalLoginForm(AuthenticationForm):
-    """The portal's log-in, behind the back-off; staff who need a code are refused as if the password were wrong
-    (the code is asked for on the admin's log-in only)."""
+class PortalLoginForm(ThrottledLoginMixin, AuthenticationForm):
+    """The portal's log-in; staff who need a code are refused as if the password were wrong (the code is asked for
+    on the admin's log-in only)."""
 
-    @sensitive_variables()
-    def clean(self):
-        username = self.cleaned_data.get("username")
-        password = self.cleaned_data.get("password")
-        if username is None or not password:
-            return self.cleaned_data
-        try:
-            user = password_login(request=self.request, username=username, password=password,
-                                  accept=lambda user: not staff_needs_second_factor(user))  # fmt: skip
-        except LoginThrottled as exc:
-            raise forms.ValidationError(exc.message, code="throttled") from exc
-        if user is None:
-            raise self.get_invalid_login_error()
-        self.confirm_login_allowed(user)
-        self.user_cache = user
-        return self.cleaned_data
+    def login_accept(self):
+        return lambda user: not staff_needs_second_factor(user)

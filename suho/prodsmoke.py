@@ -7,20 +7,26 @@ order come from docker/compose.yaml, the image's CMD, ENV and static-files build
 What runs, in compose's order, against the servers the environment names (`make prod-smoke` starts the embedded
 ones for what is unset): the Dockerfile's collectstatic step; the one-shot jobs (services others wait for with
 `service_completed_successfully`: `migrate`); then every other service built from the repository (web, worker,
-beat, …) with compose's environment, interpolated as compose does: DEBUG unset (off), a generated SECRET_KEY,
-ALLOWED_HOSTS, role passwords. Then, as a user and an EA would: /healthz and /readyz, the portal's and admin's login
-pages with their static files, a trader's login and account page, the operator's admin login (second factor
-included) and account list, an EA that connects with its API key, streams ticks that land in the database, receives
-a signal posted to the API by the ML engine's key, opens the trade and gets its EVENT_ACK once the trade is stored,
-the trade on JetStream; and the worker's and beat's compose health checks. Then everything
-stops. Any failure ends the run with exit 1 and one line saying what failed (and where the service logs are).
+beat, data_bridge, signal_intake, and reference_feed of the `reference` profile) with compose's environment,
+interpolated as compose does: DEBUG unset (off), a generated SECRET_KEY, ALLOWED_HOSTS, role passwords,
+INGEST_MODE=bridge. Then, as a user and an EA would: /healthz and /readyz, the portal's and admin's login pages with
+their static files, a trader's login and account page, the operator's admin login (second factor included) and
+account list, an EA that connects with its API key, streams ticks that land in the database through the data bridge,
+receives a signal posted to the API by the ML engine's key, opens the trade and gets its EVENT_ACK once the trade is
+stored, the trade on JetStream, then a second signal requested on NATS (`ml.signals`, the signal intake) executed
+too; reference quotes from a local stand-in for Polygon's WebSocket stored by the reference feed; and the worker's
+and beat's compose health checks. Every service compose runs must have passed its check (SERVICE_CHECKS). Then
+everything stops. Any failure ends the run with exit 1 and one line saying what failed (and where the service logs
+are).
 
 Where it differs from compose, on purpose: PostgreSQL, Redis and NATS are the configured servers, not containers;
 the database is DATABASE_URL's name + `_prodsmoke`, made fresh and dropped at the end (`--keep` keeps it); roles are
 `suho_prodsmoke_*` unless DB_*_USER is set (db_setup changes roles server-wide: the smoke leaves other checkouts'
 roles alone); SUHO_TIMESCALEDB is `auto` unless set (compose's `on` assumes its own TimescaleDB container); web
 listens on 127.0.0.1 and a free port instead of 0.0.0.0:8000; requests carry the `X-Forwarded-Proto: https` the TLS
-proxy in front would add; paths under the image's /app are this checkout.
+proxy in front would add; paths under the image's /app are this checkout; INGEST_MODE is `bridge` (compose's default
+is direct) so the EA's ticks must pass through the data_bridge service; POLYGON_WS_URL is always the local stand-in
+(the smoke never reaches the network), with a generated POLYGON_API_KEY unless one is set.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import argparse
 import asyncio
 import http.client
 import json
+import logging
 import os
 import re
 import secrets
@@ -60,6 +67,19 @@ START_S = 60.0  # a service's start, a health check's wait
 STEP_S = 20.0  # one step of the flow (a row to land, a signal to arrive)
 STOP_S = 20.0
 HTTP_TIMEOUT_S = 10.0
+SMOKE_PROFILES = frozenset({"reference"})  # compose profiles whose services the smoke runs as well
+
+# What the smoke checks of each service compose runs. A service compose runs that is not here fails the run (and
+# tests/test_prodsmoke.py): a new service needs a check, not only a line in compose.yaml.
+SERVICE_CHECKS = {
+    "migrate": "db_setup, migrate and nats_setup exit 0",
+    "web": "/healthz, /readyz, pages with static files, logins, the EA's WebSocket, POST /api/signals/",
+    "worker": "compose's health check (a Celery ping answered by this worker)",
+    "beat": "compose's health check (the broker)",
+    "data_bridge": "with INGEST_MODE=bridge the EA's ticks land in mt5_broker_quotes through it (suho_bridge_applied)",
+    "signal_intake": "a signal requested on NATS (ml.signals) with the ML engine's key is executed by the EA",
+    "reference_feed": "quotes from a local stand-in for Polygon's WebSocket land in mt5_reference_quotes",
+}
 STATIC_LINK = re.compile(r"""(?:href|src)=["'](/static/[^"']+)["']""")
 CSRF_INPUT = re.compile(r"""name=["']csrfmiddlewaretoken["']\s+value=["']([^"']+)["']""")
 
@@ -140,6 +160,7 @@ class Service:
     one_shot: bool  # others wait for it to complete (compose: service_completed_successfully)
     container_port: int | None  # the port compose publishes, if any
     healthcheck: list[str] | None  # compose's CMD-form health check, without "CMD"
+    profiles: tuple[str, ...] = ()  # compose starts it only when one of these is enabled (none: always)
 
 
 @dataclass(frozen=True)
@@ -226,6 +247,7 @@ def compose_services(text: str, image: Image, variables: Mapping[str, str]) -> l
                 healthcheck=[interpolate(part, variables) for part in healthcheck[1:]]
                 if isinstance(healthcheck, list) and healthcheck[:1] == ["CMD"]
                 else None,
+                profiles=tuple(spec.get("profiles") or ()),
             )
         )
     if not found:
@@ -273,8 +295,10 @@ def smoke_variables(environ: Mapping[str, str]) -> tuple[dict[str, str], str]:
         "SUHO_TIMESCALEDB": "auto",
         **{f"DB_{role}_USER": ROLE_PREFIX + role.lower() for role in ("SERVICE", "OWNER", "OPERATOR")},
         **{f"DB_{role}_PASSWORD": secrets.token_urlsafe(24) for role in ("SERVICE", "OWNER", "OPERATOR")},
+        "POLYGON_API_KEY": secrets.token_urlsafe(16),
     }
     variables = {**generated, **{key: value for key, value in environ.items() if value}}
+    variables["INGEST_MODE"] = "bridge"  # the EA's ticks must pass through the data_bridge service
     variables["DATABASE_URL"] = parts._replace(path=f"/{database}").geturl()
     variables["DATABASE_ADMIN_URL"] = environ.get("DATABASE_ADMIN_URL") or database_url
     return variables, database
@@ -349,6 +373,11 @@ def log_tail(log: Path, lines: int = 12) -> str:
 class Stack:
     log_dir: Path
     running: list[Running] = field(default_factory=list)
+    checked: set[str] = field(default_factory=set)  # services whose SERVICE_CHECKS entry held
+
+    def passed(self, service: str, what: str) -> None:
+        say(f"{service}: {what}")
+        self.checked.add(service)
 
     def run_once(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         log = self.log_dir / f"{name}.log"
@@ -491,6 +520,68 @@ def page_with_static(browser: Browser, path: str) -> Response:
     return page
 
 
+# --- Polygon's forex WebSocket, on 127.0.0.1 -----------------------------------------------------------------------
+
+POLYGON_QUOTES = ((1.0949, 1.0951), (1.0950, 1.0952))  # EUR/USD, what the stand-in sends after the subscribe
+
+
+class FakePolygon:
+    """Polygon's forex WebSocket as the reference feed meets it (`connected`, auth, subscribe, then `C` quotes), on a
+    thread and loop of its own: compose's reference_feed command runs unchanged without the network. A key other
+    than the one given is refused as Polygon refuses it (the feed then exits, which the smoke sees)."""
+
+    def __init__(self, api_key: str):
+        self.api_key = api_key
+        self.port: int | None = None
+        self.subscribed: list[str] = []
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="prod-smoke-polygon", daemon=True)
+        self._stop: asyncio.Event | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://{ALLOWED_HOST}:{self.port}"
+
+    async def _session(self, ws) -> None:
+        await ws.send(json.dumps([{"ev": "status", "status": "connected", "message": "Connected Successfully"}]))
+        auth = json.loads(await ws.recv())
+        if auth.get("action") != "auth" or auth.get("params") != self.api_key:
+            await ws.send(json.dumps([{"ev": "status", "status": "auth_failed", "message": "authentication failed"}]))
+            return
+        await ws.send(json.dumps([{"ev": "status", "status": "auth_success", "message": "authenticated"}]))
+        self.subscribed.append(json.loads(await ws.recv()).get("params", ""))
+        now_ms = time.time_ns() // 1_000_000
+        await ws.send(json.dumps([{"ev": "C", "x": 48, "p": "EUR/USD", "b": bid, "a": ask, "t": now_ms + index}
+                                  for index, (bid, ask) in enumerate(POLYGON_QUOTES)]))  # fmt: skip
+        await ws.wait_closed()
+
+    async def _main(self) -> None:
+        from websockets.asyncio.server import serve
+
+        self._stop = asyncio.Event()
+        quiet = logging.getLogger("suho.prodsmoke.polygon")  # websockets logs every connection at INFO
+        quiet.setLevel(logging.WARNING)
+        async with serve(self._session, ALLOWED_HOST, 0, logger=quiet) as server:
+            self.port = server.sockets[0].getsockname()[1]
+            self.ready.set()
+            await self._stop.wait()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._main())
+
+    def start(self) -> None:
+        self.thread.start()
+        if not self.ready.wait(START_S):
+            raise SmokeFailure("the stand-in for Polygon's WebSocket did not start")
+
+    def stop(self) -> None:
+        if self.thread.is_alive() and self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+            self.thread.join(STOP_S)
+
+
 # --- the EA: the reference EA (trading/simulator.py) on a loop of its own -----------------------------------------
 
 
@@ -543,10 +634,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def smoke_services(services: list[Service]) -> list[Service]:
+    """The services compose starts with the smoke's profiles enabled; each must have a check in SERVICE_CHECKS."""
+    run = [s for s in services if not s.profiles or SMOKE_PROFILES & set(s.profiles)]
+    unchecked = [s.name for s in run if s.name not in SERVICE_CHECKS]
+    if unchecked:
+        raise SmokeFailure(f"compose runs {', '.join(unchecked)}, which the smoke checks nothing of: add a check "
+                           "(suho/prodsmoke.py, SERVICE_CHECKS)")  # fmt: skip
+    return run
+
+
 def smoke(compose_path: Path, dockerfile_path: Path, *, keep: bool = False) -> None:
     variables, database = smoke_variables(os.environ)
+    polygon = FakePolygon(api_key=variables["POLYGON_API_KEY"])
+    polygon.start()
+    variables["POLYGON_WS_URL"] = polygon.url  # never the real Polygon
     image = dockerfile_read(dockerfile_path.read_text())
-    services = compose_services(compose_path.read_text(), image, variables)
+    services = smoke_services(compose_services(compose_path.read_text(), image, variables))
     state_dir = ROOT / ".state" / "prodsmoke"
     state_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(log_dir=state_dir)
@@ -562,6 +666,7 @@ def smoke(compose_path: Path, dockerfile_path: Path, *, keep: bool = False) -> N
             log = (state_dir / f"{service.name}.log").read_text(errors="replace")
             for line in (line for line in log.splitlines() if line.startswith("database ready:")):
                 say(f"{service.name}: {line}")  # which path db_setup took: TimescaleDB or plain PostgreSQL
+            stack.passed(service.name, "completed")
         port = None
         long_running = [s for s in services if not s.one_shot]
         for service in long_running:
@@ -573,10 +678,14 @@ def smoke(compose_path: Path, dockerfile_path: Path, *, keep: bool = False) -> N
         if port is None:
             raise SmokeFailure("no service in docker/compose.yaml publishes a port: nothing serves HTTP")
         web_env = process_env(image, next(s for s in long_running if s.container_port is not None), state_dir)
-        flow(stack, port, web_env, state_dir)
+        flow(stack, port, web_env, state_dir, {s.name for s in long_running}, polygon)
         health_checks(stack, image, long_running, state_dir)
+        unchecked = [s.name for s in services if s.name not in stack.checked]
+        if unchecked:
+            raise SmokeFailure("no check passed for " + "; ".join(f"{n} ({SERVICE_CHECKS[n]})" for n in unchecked))
     finally:
         unclean = stack.stop()
+        polygon.stop()
         if not keep:
             database_drop(admin_url=admin_url, database=database)
             say(f"database {database} dropped")
@@ -584,8 +693,11 @@ def smoke(compose_path: Path, dockerfile_path: Path, *, keep: bool = False) -> N
         raise SmokeFailure("; ".join(unclean))
 
 
-def flow(stack: Stack, port: int, web_env: dict[str, str], state_dir: Path) -> None:
-    """What a user, the ML engine and an EA do against the running deployment."""
+def flow(
+    stack: Stack, port: int, web_env: dict[str, str], state_dir: Path, running: set[str], polygon: FakePolygon
+) -> None:
+    """What a user, the ML engine and an EA do against the running deployment; `running` names compose's services
+    that were started (a check of a service compose does not run is skipped, and SERVICE_CHECKS says so)."""
     browser = Browser(port)
     until(lambda: browser.request("GET", "/healthz").status == 200, "web's /healthz", START_S, stack)
     browser.get("/readyz")
@@ -627,9 +739,12 @@ def flow(stack: Stack, port: int, web_env: dict[str, str], state_dir: Path) -> N
     ea = EAThread(f"ws://{ALLOWED_HOST}:{port}/ws/ea/", UUID(account_id), api_key)
     ea.start()
     try:
-        ea_flow(stack, browser, ea, UUID(account_id), ml_key)
+        ea_flow(stack, browser, ea, UUID(account_id), ml_key, web_env, running)
     finally:
         ea.stop()
+    stack.passed("web", "pages, logins, the EA's WebSocket and POST /api/signals/ all answered")
+    if "reference_feed" in running:
+        reference_feed_check(stack, polygon)
 
 
 def health_checks(stack: Stack, image: Image, services: list[Service], state_dir: Path) -> None:
@@ -639,14 +754,17 @@ def health_checks(stack: Stack, image: Image, services: list[Service], state_dir
         if service.healthcheck and service.container_port is None:
             check, env = app_path(service.healthcheck), process_env(image, service, state_dir)
             until(lambda c=check, e=env: _healthy(c, e), f"{service.name}'s compose health check", START_S, stack)
-            say(f"{service.name}: compose health check passed")
+            stack.passed(service.name, "compose health check passed")
 
 
 def _healthy(argv: list[str], env: dict[str, str]) -> bool:
     return subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, timeout=30).returncode == 0
 
 
-def ea_flow(stack: Stack, browser: Browser, ea: EAThread, account_id: UUID, ml_key: str) -> None:
+def ea_flow(
+    stack: Stack, browser: Browser, ea: EAThread, account_id: UUID, ml_key: str, web_env: dict[str, str],
+    running: set[str],
+) -> None:  # fmt: skip
     from django.utils import timezone
 
     from accounts.models import MT5Account
@@ -673,6 +791,14 @@ def ea_flow(stack: Stack, browser: Browser, ea: EAThread, account_id: UUID, ml_k
 
     until(ticks_landed, "the EA's two ticks in mt5_broker_quotes", stack=stack)
     say("the EA's ticks are stored")
+    if web_env.get("INGEST_MODE") == "bridge" and "data_bridge" in running:
+        from trading.models import BridgeApplied
+
+        with operator_path():  # web only published them: the bridge wrote them, and recorded each batch it applied
+            batches = BridgeApplied.objects.filter(msg_id__startswith="quotes:").count()
+        if not batches:
+            raise SmokeFailure("the ticks are stored, but suho_bridge_applied records no quotes batch")
+        stack.passed("data_bridge", f"INGEST_MODE=bridge: the ticks came through it ({batches} quotes batch(es))")
 
     signal_body = {
         "signal_id": f"prodsmoke-{time.time_ns()}", "account_id": str(account_id), "symbol": "EURUSD",
@@ -709,6 +835,64 @@ def ea_flow(stack: Stack, browser: Browser, ea: EAThread, account_id: UUID, ml_k
 
     until(trade_on_stream, "the trade on JetStream (stream MT5_ACCOUNT)", stack=stack)
     say("the trade is on JetStream for the ML engine")
+    if "signal_intake" in running:
+        nats_signal_flow(stack, ea, signal_body, ml_key, web_env["NATS_URL"])
+
+
+def nats_signal_flow(stack: Stack, ea: EAThread, rest_body: dict, ml_key: str, nats_url: str) -> None:
+    """The ML engine's second path: the same JSON requested on `ml.signals` (signal_intake_nats) reaches the EA."""
+    from signals.intake_nats import SUBJECT
+    from signals.models import TradingSignal
+    from suho.routers import operator_path
+
+    # A fresh quote first (SIGNAL_MAX_QUOTE_AGE_S): the signal is placed on the account's own latest broker quote.
+    ea.call(ea.ea.set_quote("EURUSD", 1.0952, 1.0954))
+    executed_before = ea.ea.counters.signals_executed
+    body = {**rest_body, "signal_id": f"prodsmoke-nats-{time.time_ns()}", "entry_price": 1.0954,
+            "entry_price_range": {"min": 1.0952, "max": 1.0956}, "stop_loss": 1.0934,
+            "take_profit": 1.0984}  # fmt: skip
+
+    async def request() -> dict:
+        import nats
+        from nats.errors import NoRespondersError
+
+        connection = await nats.connect(nats_url, name="prod-smoke-ml-engine", connect_timeout=HTTP_TIMEOUT_S)
+        try:
+            reply = await connection.request(SUBJECT, json.dumps(body).encode(), timeout=HTTP_TIMEOUT_S,
+                                             headers={"Authorization": f"Bearer {ml_key}"})  # fmt: skip
+        except (NoRespondersError, TimeoutError) as exc:  # not subscribed yet: the same signal_id is stored once
+            raise SmokeFailure(f"{type(exc).__name__} on {SUBJECT}") from exc
+        finally:
+            await connection.close()
+        return json.loads(reply.data)
+
+    answer = until(lambda: asyncio.run(request()), f"an answer on {SUBJECT} from the signal intake", START_S, stack)
+    if "error" in answer or not answer.get("signals"):
+        raise SmokeFailure(f"the signal intake on {SUBJECT} answered {answer!r}")
+    signal_id = answer["signals"][0]["signal_id"]
+    until(lambda: ea.ea.counters.signals_executed > executed_before, f"signal {signal_id} (NATS) at the EA",
+          stack=stack)  # fmt: skip
+
+    def executed() -> bool:
+        with operator_path():
+            return TradingSignal.objects.get(signal_id=signal_id).status == "executed"
+
+    until(executed, f"signal {signal_id} (NATS) recorded as executed", stack=stack)
+    stack.passed("signal_intake", f"signal {signal_id} requested on {SUBJECT} was executed by the EA")
+
+
+def reference_feed_check(stack: Stack, polygon: FakePolygon) -> None:
+    """compose's reference_feed command, pointed at the stand-in: it authenticates, subscribes and stores quotes."""
+    from quotes.models import ReferenceQuote
+    from suho.routers import operator_path
+
+    def stored() -> bool:
+        with operator_path():
+            rows = ReferenceQuote.objects.filter(symbol="EURUSD", source="polygon").values_list("bid", "ask")
+            return {(float(bid), float(ask)) for bid, ask in rows} >= set(POLYGON_QUOTES)
+
+    until(stored, "the stand-in Polygon's quotes in mt5_reference_quotes", START_S, stack)
+    stack.passed("reference_feed", f"subscribed to {polygon.subscribed[-1]}; its quotes are stored")
 
 
 if __name__ == "__main__":

@@ -61,10 +61,9 @@ def rls_statements(table: str) -> list[str]:
     ]
 
 
-class EnableRowSecurity(Operation):
-    """Turn on and force row-level security on a tenant-owned table, with the tenant policy."""
+class TableOperation(Operation):
+    """A schema operation on one existing table that Django's model state does not see (SQL the ORM cannot say)."""
 
-    reduces_to_sql = True
     reversible = True
 
     def __init__(self, table: str):
@@ -75,6 +74,12 @@ class EnableRowSecurity(Operation):
 
     def state_forwards(self, app_label, state):
         pass
+
+
+class EnableRowSecurity(TableOperation):
+    """Turn on and force row-level security on a tenant-owned table, with the tenant policy."""
+
+    reduces_to_sql = True
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         for statement in rls_statements(self.table):
@@ -171,21 +176,11 @@ class CreateTimeSeriesModel(CreateModel):
         return f"Create time-series model {self.name}"
 
 
-class TimeSeriesKeyWithTenant(Operation):
+class TimeSeriesKeyWithTenant(TableOperation):
     """Give a time-series table created with the key (id, time) the key (id, time, tenant_id), and take DELETE from
     the app roles; a no-op where the table already has it (created so, as every TimescaleDB path is)."""
 
     reduces_to_sql = False
-    reversible = True
-
-    def __init__(self, table: str):
-        self.table = table
-
-    def deconstruct(self):
-        return (self.__class__.__name__, [self.table], {})
-
-    def state_forwards(self, app_label, state):
-        pass
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         with schema_editor.connection.cursor() as cursor:

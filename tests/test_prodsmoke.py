@@ -7,6 +7,7 @@ exit 1 and the step's own error.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -19,12 +20,16 @@ from suho import prodsmoke
 from suho.prodsmoke import (
     COMPOSE,
     DOCKERFILE,
+    SERVICE_CHECKS,
+    SMOKE_PROFILES,
+    FakePolygon,
     SmokeFailure,
     base_env,
     compose_services,
     dockerfile_read,
     interpolate,
     process_env,
+    smoke_services,
     smoke_variables,
     static_links,
     web_listen,
@@ -48,7 +53,8 @@ def services():
 
 def test_the_smoke_runs_composes_migrate_job_first_then_web_from_the_images_cmd_and_worker_and_beat(services):
     image, _variables, by_name = services
-    assert list(by_name) == ["migrate", "web", "worker", "beat"]  # one-shot jobs first, then compose's order
+    # one-shot jobs first, then compose's order
+    assert list(by_name) == ["migrate", "web", "worker", "beat", "data_bridge", "signal_intake", "reference_feed"]
     assert [name for name, service in by_name.items() if service.one_shot] == ["migrate"]
     migrate = " ".join(by_name["migrate"].argv)
     for step in ("manage.py db_setup", "manage.py migrate --database owner", "manage.py nats_setup"):
@@ -60,6 +66,70 @@ def test_the_smoke_runs_composes_migrate_job_first_then_web_from_the_images_cmd_
     assert by_name["worker"].argv[:4] == ["celery", "-A", "suho", "worker"]
     assert by_name["beat"].argv[:4] == ["celery", "-A", "suho", "beat"]
     assert by_name["worker"].healthcheck == ["python", "/app/docker/healthcheck.py", "worker"]
+
+
+def test_every_service_compose_runs_is_one_the_smoke_starts_and_checks_and_every_check_is_of_one_it_runs(services):
+    """The drift guard: a service added to compose (in any profile) needs a check in the smoke, and a check whose
+    service left compose goes too."""
+    _image, _variables, by_name = services
+    assert set(by_name) == set(SERVICE_CHECKS)
+    assert [s.name for s in smoke_services(list(by_name.values()))] == list(by_name)
+    assert {profile for service in by_name.values() for profile in service.profiles} <= SMOKE_PROFILES
+
+
+def test_a_service_compose_gains_without_a_check_in_the_smoke_fails_it(services):
+    image, variables, _by_name = services
+    grown = COMPOSE.read_text().replace("\nvolumes:\n", """
+  ml_scorer:
+    <<: *app
+    command: ["python", "manage.py", "ml_scorer"]
+
+volumes:
+""", 1)  # fmt: skip
+    with pytest.raises(SmokeFailure, match=r"compose runs ml_scorer, which the smoke checks nothing of"):
+        smoke_services(compose_services(grown, image, variables))
+
+
+def test_the_data_bridge_signal_intake_and_reference_feed_run_the_projects_own_commands(services):
+    from django.core.management import get_commands
+
+    _image, _variables, by_name = services
+    commands = get_commands()
+    for name, command in (("data_bridge", "data_bridge"), ("signal_intake", "signal_intake_nats"),
+                          ("reference_feed", "reference_feed")):  # fmt: skip
+        assert by_name[name].argv[:3] == ["python", "manage.py", command]
+        assert command in commands, command
+        assert by_name[name].container_port is None  # scalable: nothing published (compose --scale)
+    assert by_name["reference_feed"].argv[3:] == ["--source", "polygon"]  # production: never the random walk
+    assert by_name["reference_feed"].profiles == ("reference",)  # needs POLYGON_API_KEY: only when enabled
+
+
+def test_the_smoke_runs_bridge_mode_whatever_the_shell_says(services):
+    variables, _database = smoke_variables({**SHELL, "INGEST_MODE": "direct"})
+    assert variables["INGEST_MODE"] == "bridge"  # the EA's ticks must pass through the data_bridge service
+    _image, _variables, by_name = services
+    assert {service.environment["INGEST_MODE"] for service in by_name.values()} == {"bridge"}
+
+
+def test_the_polygon_stand_in_serves_the_feed_and_refuses_a_wrong_key_as_polygon_does():
+    from quotes.feeds import PolygonAuthError, PolygonForexFeed
+
+    polygon = FakePolygon(api_key="right")
+    polygon.start()
+    try:
+
+        async def first(api_key: str):
+            feed = PolygonForexFeed(api_key=api_key, symbols=["EURUSD"], url=polygon.url, max_connects=1)
+            async for tick in feed:
+                return tick
+
+        tick = asyncio.run(asyncio.wait_for(first("right"), 10))
+        assert (tick.symbol, tick.bid, tick.ask) == ("EURUSD", 1.0949, 1.0951)
+        assert polygon.subscribed == ["C.EUR/USD"]
+        with pytest.raises(PolygonAuthError):
+            asyncio.run(asyncio.wait_for(first("wrong"), 10))
+    finally:
+        polygon.stop()
 
 
 def test_every_service_gets_composes_environment_and_only_migrate_the_superusers_url(services, tmp_path):
