@@ -172,7 +172,8 @@ async def bridge_run(
 
     The durable consumer is created or updated with our ack wait (JetStream's default, 30 s, would hold up what a
     killed bridge had fetched for that long). Any ack wait is safe: a batch redelivered while another bridge still
-    applies it waits on that bridge's row in suho_bridge_applied and is then skipped."""
+    applies it waits on that bridge's row in suho_bridge_applied and is then skipped. A NATS failover (a server of
+    the cluster gone, the consumer's leader re-elected) refuses fetches for a few seconds: retried, not fatal."""
     connection = await nats.connect(nats_servers(settings.NATS_URL), max_reconnect_attempts=-1,
                                     reconnect_time_wait=0.5)  # fmt: skip
     applied = 0
