@@ -1,13 +1,19 @@
-"""Container health checks for the one image: `python docker/healthcheck.py web|worker|beat`; exit 0 = healthy.
+"""Container health checks for the one image: `python docker/healthcheck.py SERVICE`; exit 0 = healthy.
 
 - web: GET /healthz on the local daphne. The request carries a Host that ALLOWED_HOSTS accepts: with DEBUG off
   Django answers 400 to any other Host, which would read as "unhealthy" for the wrong reason.
 - worker: this container's Celery worker answers a ping over the broker.
 - beat: the broker is reachable (beat has no endpoint of its own; if the process dies, the container stops).
+- data_bridge: NATS answers and the bridges' durable consumer is on SUHO_INGEST (each bridge makes it on start).
+- signal_intake: a request on `ml.signals` without a key is answered `not_authenticated` by a signal intake.
+
+The image's own HEALTHCHECK is web's: every other service sets its own or disables it in compose.yaml.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import socket
 import sys
@@ -47,7 +53,58 @@ def check_beat() -> bool:
     return True
 
 
-CHECKS = {"web": check_web, "worker": check_worker, "beat": check_beat}
+async def _nats_probe(probe):
+    """Connect once, bounded: nats.py retries a first connection for ever otherwise, logging each failure."""
+    import nats
+    from django.conf import settings
+
+    async def quiet(_error: Exception) -> None:
+        pass
+
+    try:
+        async with asyncio.timeout(TIMEOUT_S):
+            connection = await nats.connect(settings.NATS_URL, allow_reconnect=False, error_cb=quiet)
+    except TimeoutError:
+        raise ConnectionError(f"NATS at {settings.NATS_URL} did not answer within {TIMEOUT_S} s") from None
+    try:
+        return await probe(connection)
+    finally:
+        await connection.close()
+
+
+def check_data_bridge() -> bool:
+    import django
+
+    django.setup()
+    from trading.bridge import DURABLE, INGEST_STREAM
+
+    async def probe(connection) -> bool:
+        info = await connection.jetstream(timeout=TIMEOUT_S).consumer_info(INGEST_STREAM, DURABLE)
+        return info.name == DURABLE
+
+    return asyncio.run(_nats_probe(probe))
+
+
+def check_signal_intake() -> bool:
+    import django
+
+    django.setup()
+    from signals.intake_nats import SUBJECT
+
+    async def probe(connection) -> bool:
+        reply = await connection.request(SUBJECT, b"{}", timeout=TIMEOUT_S)
+        return json.loads(reply.data).get("error", {}).get("code") == "not_authenticated"
+
+    return asyncio.run(_nats_probe(probe))
+
+
+CHECKS = {
+    "web": check_web,
+    "worker": check_worker,
+    "beat": check_beat,
+    "data_bridge": check_data_bridge,
+    "signal_intake": check_signal_intake,
+}
 
 
 def main(argv: list[str]) -> int:

@@ -104,6 +104,18 @@ def test_the_data_bridge_signal_intake_and_reference_feed_run_the_projects_own_c
     assert by_name["reference_feed"].profiles == ("reference",)  # needs POLYGON_API_KEY: only when enabled
 
 
+def test_no_service_but_web_inherits_the_images_health_check_which_reads_webs_port():
+    import yaml
+
+    specs = yaml.safe_load(COMPOSE.read_text())["services"]
+    for name, spec in specs.items():
+        if "build" in spec and name != "web":
+            healthcheck = spec.get("healthcheck") or {}
+            assert healthcheck.get("disable") or healthcheck.get("test"), name
+    assert specs["data_bridge"]["healthcheck"]["test"][-1] == "data_bridge"
+    assert specs["signal_intake"]["healthcheck"]["test"][-1] == "signal_intake"
+
+
 def test_the_smoke_runs_bridge_mode_whatever_the_shell_says(services):
     variables, _database = smoke_variables({**SHELL, "INGEST_MODE": "direct"})
     assert variables["INGEST_MODE"] == "bridge"  # the EA's ticks must pass through the data_bridge service
