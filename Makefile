@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 STACK := $(BIN)/python -m suho.devstack exec --
 
-.PHONY: install run test prod-smoke nats-cluster lint format bench lock clean-state browser-deps
+.PHONY: install run run-cluster cluster-deps test prod-smoke nats-cluster lint format bench lock clean-state browser-deps
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,12 @@ install: $(STAMP)
 
 run: install
 	DEBUG=$${DEBUG:-1} $(STACK) $(BIN)/python -m suho.supervise
+
+# N web processes behind HAProxy on PORT (8000), with worker and beat: the production shape on one machine
+# (docs/operations.md, "Scaling out"). Needs `make cluster-deps`.
+N ?= 3
+run-cluster: install
+	WEB_PROCESSES=$(N) DEBUG=$${DEBUG:-1} $(STACK) $(BIN)/python -m suho.supervise
 
 test: install
 	$(STACK) $(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -60,3 +66,8 @@ browser-deps: install
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver || \
 	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver)
 	$(BIN)/python -m pip install --quiet -c requirements.lock selenium schemathesis openapi-spec-validator
+
+# Debian's HAProxy for `make run-cluster` and the scale-out fault tests (which skip without it). Needs root (CI is).
+cluster-deps:
+	test -x /usr/sbin/haproxy || DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy || \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy)

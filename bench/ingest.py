@@ -23,11 +23,13 @@ import asyncio
 import contextlib
 import os
 import statistics
+import subprocess
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import psutil
 import psycopg
 
 from bench import profile
@@ -38,6 +40,7 @@ from bench.stack import (
     admin_dsn,
     cpu_delta,
     errors_logged,
+    free_port,
     machine_busy_s,
     nats_process,
     postgres_cpu,
@@ -174,12 +177,17 @@ def load_run(
     server_env: dict | None = None,
     window_s: float = WINDOW_S,
     bridges: int = 0,
+    balancer: bool = False,
 ) -> dict:
     """One measured run on fresh daphne process(es); the EAs split over two load processes (or one per server).
 
     `bridges` > 0: daphne runs with INGEST_MODE=bridge and that many data bridges write the rows; they start on an
-    empty queue, are ready before the EAs connect, and are stopped (then the queue emptied) whatever happens."""
+    empty queue, are ready before the EAs connect, and are stopped (then the queue emptied) whatever happens.
+    `balancer`: the EAs connect through HAProxy (docker/haproxy.cfg, suho/cluster.py) in front of the servers."""
+    from suho import cluster
+
     daphnes: list[Daphne] = []
+    lb: subprocess.Popen | None = None
     bridge_procs: list[Bridge] = []
     loads: list[LoadProcess] = []
     nats = nats_process()
@@ -193,11 +201,17 @@ def load_run(
             daphnes.append(Daphne(log_dir, name=f"ingest{i}", app=app, env=server_env))
         if bridges:
             _bridges_wait(bridge_procs)
+        if balancer:
+            lb_port = free_port()
+            lb_log = (log_dir / f"haproxy-{lb_port}.log").open("ab")
+            lb = cluster.haproxy_start([d.port for d in daphnes], port=lb_port, workdir=log_dir, log_file=lb_log)
+            lb_log.close()  # HAProxy holds its own descriptor
+            lb_ps = psutil.Process(lb.pid)
         parts = 2 if servers == 1 else servers
         for k in range(parts):
             server = daphnes[k % servers]
             config = {
-                "url": server.url,
+                "url": f"ws://127.0.0.1:{lb_port}/ws/ea/" if balancer else server.url,
                 "eas": [ea.as_dict() for ea in eas[k::parts]],
                 "fps": fps,
                 "json": as_json,
@@ -214,6 +228,7 @@ def load_run(
             postgres_cpu(),
         )
         load0 = sum(load.cpu_s() for load in loads)
+        lb0 = process_cpu_s(lb_ps) if lb else None
         bridge0, nats0 = sum(b.cpu_s() for b in bridge_procs), process_cpu_s(nats)
         rows0, t0 = _rows(), time.monotonic()
         if profile_out is None or not profile.record(daphnes[0].proc.pid, PROFILE_S, profile_out):
@@ -225,6 +240,7 @@ def load_run(
             postgres_cpu(),
         )
         load1 = sum(load.cpu_s() for load in loads)
+        lb1 = process_cpu_s(lb_ps) if lb else None
         if dead := [b for b in bridge_procs if not b.alive()]:
             raise RuntimeError(f"a data bridge exited during the run:\n{dead[0].log_tail()}")
         bridge1, nats1 = sum(b.cpu_s() for b in bridge_procs), process_cpu_s(nats)
@@ -235,6 +251,9 @@ def load_run(
     finally:
         for load in loads:
             load.kill()
+        if lb is not None:
+            lb.terminate()
+            lb.wait(timeout=10)
         for bridge in bridge_procs:
             bridge.terminate()
         for daphne in daphnes:
@@ -271,10 +290,21 @@ def load_run(
         "bridge_backlog_messages": backlog,
         "bridge_redelivered_messages": redelivered,
         "nats_cpu_cores": None if None in (nats0, nats1) else (nats1 - nats0) / elapsed,
+        "server_cpu_cores_each": [(c1 - c0) / elapsed for c0, c1 in zip(cpu0, cpu1, strict=True)],
+        "balancer_cpu_cores": None if lb is None else (lb1 - lb0) / elapsed,
         "load_cpu_cores": (load1 - load0) / elapsed,
         "machine_busy_cores": (busy1 - busy0) / elapsed,
         "other_cpu_cores": (
-            busy1 - busy0 - sum(cpu1) + sum(cpu0) - cpu_delta(pg0, pg1) - load1 + load0 - bridge1 + bridge0
+            busy1
+            - busy0
+            - sum(cpu1)
+            + sum(cpu0)
+            - cpu_delta(pg0, pg1)
+            - load1
+            + load0
+            - bridge1
+            + bridge0
+            - ((lb1 - lb0) if lb is not None else 0)
         )
         / elapsed,
         "p50_ms": p50,

@@ -235,6 +235,7 @@ class CloseCode(IntEnum):
     NORMAL = 1000
     GOING_AWAY = 1001  # server shutdown or deploy: reconnect
     INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012  # this process is shutting down (draining): reconnect after retry_after_ms
     AUTH_FAILED = 4001
     SESSION_EXPIRED = 4002
     REVOKED = 4003

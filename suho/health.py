@@ -1,4 +1,5 @@
-"""Liveness and readiness: /healthz says the process answers; /readyz checks PostgreSQL, Redis and NATS."""
+"""Liveness and readiness: /healthz says the process answers; /readyz checks PostgreSQL, Redis and NATS, and says
+"draining" (503) once the process has begun its shutdown (suho/drain.py), so the load balancer sends it nothing new."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from django.http import JsonResponse
 
 from suho.asyncdb import db_thread
 from suho.bus import nats_servers
+from suho.drain import draining
 
 CHECK_TIMEOUT_S = 2.0
 
@@ -50,6 +52,8 @@ async def _check(name: str, probe) -> tuple[str, str]:
 
 
 async def readyz(request):
+    if draining():
+        return JsonResponse({"status": "draining", "checks": {}}, status=503)
     results = dict(
         await asyncio.gather(
             _check("database", db_thread(_database_ok)),

@@ -9,24 +9,28 @@ ones for what is unset): the Dockerfile's collectstatic step; the one-shot jobs 
 `service_completed_successfully`: `migrate`); then every other service built from the repository (web, worker,
 beat, data_bridge, signal_intake, and reference_feed of the `reference` profile) with compose's environment,
 interpolated as compose does: DEBUG unset (off), a generated SECRET_KEY, ALLOWED_HOSTS, role passwords,
-INGEST_MODE=bridge. Then, as a user and an EA would: /healthz and /readyz, the portal's and admin's login pages with
-their static files, a trader's login and account page, the operator's admin login (second factor included) and
-account list, an EA that connects with its API key, streams ticks that land in the database through the data bridge,
-receives a signal posted to the API by the ML engine's key, opens the trade and gets its EVENT_ACK once the trade is
-stored, the trade on JetStream, then a second signal requested on NATS (`ml.signals`, the signal intake) executed
-too; reference quotes from a local stand-in for Polygon's WebSocket stored by the reference feed; and the worker's
-and beat's compose health checks. Every service compose runs must have passed its check (SERVICE_CHECKS). Then
-everything stops. Any failure ends the run with exit 1 and one line saying what failed (and where the service logs
-are).
+INGEST_MODE=bridge; web as compose's `deploy.replicas` processes behind compose's load balancer (`lb`: Debian's
+HAProxy with docker/haproxy.cfg, its servers the local web processes; one web alone, said so, when HAProxy is not
+installed). Then, through the balancer, as a user and an EA would: /healthz and /readyz, the portal's and admin's
+login pages with their static files, a trader's login and account page, the operator's admin login (second factor
+included) and account list, an EA that connects with its API key, streams ticks that land in the database through
+the data bridge, receives a signal posted to the API by the ML engine's key, opens the trade and gets its EVENT_ACK
+once the trade is stored, the trade on JetStream, then a second signal requested on NATS (`ml.signals`, the signal
+intake) executed too; with replicas, SIGTERM to the web process serving the EA (it drains: the EA is closed with
+1012 and reconnects through the balancer to another); reference quotes from a local stand-in for Polygon's
+WebSocket stored by the reference feed; and the worker's and beat's compose health checks. Every service compose
+runs must have passed its check (SERVICE_CHECKS). Then everything stops. Any failure ends the run with exit 1 and
+one line saying what failed (and where the service logs are).
 
 Where it differs from compose, on purpose: PostgreSQL, Redis and NATS are the configured servers, not containers;
 the database is DATABASE_URL's name + `_prodsmoke`, made fresh and dropped at the end (`--keep` keeps it); roles are
 `suho_prodsmoke_*` unless DB_*_USER is set (db_setup changes roles server-wide: the smoke leaves other checkouts'
-roles alone); SUHO_TIMESCALEDB is `auto` unless set (compose's `on` assumes its own TimescaleDB container); web
-listens on 127.0.0.1 and a free port instead of 0.0.0.0:8000; requests carry the `X-Forwarded-Proto: https` the TLS
-proxy in front would add; paths under the image's /app are this checkout; INGEST_MODE is `bridge` (compose's default
-is direct) so the EA's ticks must pass through the data_bridge service; POLYGON_WS_URL is always the local stand-in
-(the smoke never reaches the network), with a generated POLYGON_API_KEY unless one is set.
+roles alone); SUHO_TIMESCALEDB is `auto` unless set (compose's `on` assumes its own TimescaleDB container); each
+web process and the balancer listen on 127.0.0.1 and a free port instead of 0.0.0.0:8000; requests carry the
+`X-Forwarded-Proto: https` the TLS proxy in front would add; paths under the image's /app are this checkout;
+INGEST_MODE is `bridge` (compose's default is direct) so the EA's ticks must pass through the data_bridge service;
+POLYGON_WS_URL is always the local stand-in (the smoke never reaches the network), with a generated POLYGON_API_KEY
+unless one is set.
 """
 
 from __future__ import annotations
@@ -158,9 +162,19 @@ class Service:
     argv: list[str]
     environment: dict[str, str]
     one_shot: bool  # others wait for it to complete (compose: service_completed_successfully)
-    container_port: int | None  # the port compose publishes, if any
+    container_port: int | None  # the port compose publishes or exposes (to the load balancer), if any
     healthcheck: list[str] | None  # compose's CMD-form health check, without "CMD"
     profiles: tuple[str, ...] = ()  # compose starts it only when one of these is enabled (none: always)
+    replicas: int = 1  # compose's deploy.replicas
+
+
+@dataclass(frozen=True)
+class Balancer:
+    """compose's load balancer: the service that mounts docker/haproxy.cfg, and its environment."""
+
+    name: str
+    config: Path
+    environment: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -243,16 +257,31 @@ def compose_services(text: str, image: Image, variables: Mapping[str, str]) -> l
                 argv=[*entrypoint, *command],
                 environment={key: interpolate(str(value), variables) for key, value in environment.items()},
                 one_shot=name in awaited,
-                container_port=_container_port(spec.get("ports") or [], variables),
+                container_port=_container_port([*(spec.get("ports") or []), *(spec.get("expose") or [])], variables),
                 healthcheck=[interpolate(part, variables) for part in healthcheck[1:]]
                 if isinstance(healthcheck, list) and healthcheck[:1] == ["CMD"]
                 else None,
                 profiles=tuple(spec.get("profiles") or ()),
+                replicas=int(interpolate(str((spec.get("deploy") or {}).get("replicas", 1)), variables)),
             )
         )
     if not found:
         raise SmokeFailure("docker/compose.yaml has no service built from the repository")
     return sorted(found, key=lambda service: not service.one_shot)
+
+
+def compose_balancer(text: str, compose_dir: Path, variables: Mapping[str, str]) -> Balancer | None:
+    """The service that mounts a haproxy.cfg from docker/ (compose's `lb`), if any."""
+    import yaml
+
+    for name, spec in (yaml.safe_load(text).get("services") or {}).items():
+        for volume in spec.get("volumes") or []:
+            source = str(volume).split(":", 1)[0]
+            if source.endswith("haproxy.cfg"):
+                environment = spec.get("environment") or {}
+                environment = {key: interpolate(str(value), variables) for key, value in environment.items()}
+                return Balancer(name=name, config=(compose_dir / source).resolve(), environment=environment)
+    return None
 
 
 def _depends_on(spec: dict) -> dict[str, str]:
@@ -291,6 +320,7 @@ def smoke_variables(environ: Mapping[str, str]) -> tuple[dict[str, str], str]:
     generated = {
         "SECRET_KEY": secrets.token_urlsafe(48),
         "ALLOWED_HOSTS": f"{ALLOWED_HOST},localhost",
+        "LB_CHECK_HOST": ALLOWED_HOST,
         "POSTGRES_PASSWORD": secrets.token_urlsafe(24),
         "SUHO_TIMESCALEDB": "auto",
         **{f"DB_{role}_USER": ROLE_PREFIX + role.lower() for role in ("SERVICE", "OWNER", "OPERATOR")},
@@ -667,16 +697,9 @@ def smoke(compose_path: Path, dockerfile_path: Path, *, keep: bool = False) -> N
             for line in (line for line in log.splitlines() if line.startswith("database ready:")):
                 say(f"{service.name}: {line}")  # which path db_setup took: TimescaleDB or plain PostgreSQL
             stack.passed(service.name, "completed")
-        port = None
         long_running = [s for s in services if not s.one_shot]
-        for service in long_running:
-            argv = app_path(service.argv)
-            if service.container_port is not None:
-                port = free_port()
-                argv = web_listen(argv, service.container_port, port)
-            stack.start(service.name, argv, process_env(image, service, state_dir))
-        if port is None:
-            raise SmokeFailure("no service in docker/compose.yaml publishes a port: nothing serves HTTP")
+        port = web_start(stack, image, long_running, state_dir,
+                         compose_balancer(compose_path.read_text(), compose_path.parent, variables))  # fmt: skip
         web_env = process_env(image, next(s for s in long_running if s.container_port is not None), state_dir)
         flow(stack, port, web_env, state_dir, {s.name for s in long_running}, polygon)
         health_checks(stack, image, long_running, state_dir)
@@ -691,6 +714,39 @@ def smoke(compose_path: Path, dockerfile_path: Path, *, keep: bool = False) -> N
             say(f"database {database} dropped")
     if unclean:
         raise SmokeFailure("; ".join(unclean))
+
+
+def web_start(stack: Stack, image: Image, services: list[Service], state_dir: Path, balancer: Balancer | None) -> int:
+    """Start the long-running services; web as compose's replicas behind its balancer (HAProxy with compose's
+    docker/haproxy.cfg, the local processes as its servers: suho/cluster.py), or one web alone when HAProxy is not
+    installed. Returns the port HTTP and the EA go to."""
+    from suho import cluster
+
+    behind = balancer is not None and cluster.haproxy_available()
+    if balancer is not None and not behind:
+        say(f"{cluster.HAPROXY_MISSING}; one web process without {balancer.name}")
+    web_ports = []
+    for service in services:
+        argv, env = app_path(service.argv), process_env(image, service, state_dir)
+        if service.container_port is None:
+            stack.start(service.name, argv, env)
+            continue
+        replicas = max(service.replicas, 1) if behind else 1
+        for replica in range(1, replicas + 1):
+            web_ports.append(free_port())
+            name = service.name if replicas == 1 else f"{service.name}-{replica}"
+            stack.start(name, web_listen(argv, service.container_port, web_ports[-1]), env)
+    if not web_ports:
+        raise SmokeFailure("no service in docker/compose.yaml publishes or exposes a port: nothing serves HTTP")
+    if not behind:
+        return web_ports[0]
+    port = free_port()
+    config = state_dir / "haproxy.cfg"
+    config.write_text(cluster.haproxy_config(web_ports, source=balancer.config))
+    env = {**base_env(), **balancer.environment, "SUHO_LB_BIND": f"127.0.0.1:{port}"}
+    stack.start(balancer.name, [str(cluster.HAPROXY), "-db", "-f", str(config)], env)
+    say(f"{len(web_ports)} web processes behind {balancer.name} (HAProxy) on port {port}")
+    return port
 
 
 def flow(
@@ -740,11 +796,45 @@ def flow(
     ea.start()
     try:
         ea_flow(stack, browser, ea, UUID(account_id), ml_key, web_env, running)
+        drain_flow(stack, ea, UUID(account_id))
     finally:
         ea.stop()
     stack.passed("web", "pages, logins, the EA's WebSocket and POST /api/signals/ all answered")
     if "reference_feed" in running:
         reference_feed_check(stack, polygon)
+
+
+def drain_flow(stack: Stack, ea: EAThread, account_id: UUID) -> None:
+    """With web replicas behind the balancer: SIGTERM the one serving the EA, as a rolling deploy would. It must
+    close the EA with 1012 and exit 0; the EA reconnects through the balancer to another replica (decision 0018)."""
+    from accounts.models import MT5Account
+    from suho.routers import operator_path
+
+    def serving_pid() -> int | None:
+        with operator_path():
+            node = MT5Account.objects.get(account_id=account_id).live_session_node
+        return int(node.rsplit("-", 2)[1]) if node else None
+
+    webs = {running.process.pid: running for running in stack.running if running.name.startswith("web-")}
+    if len(webs) < 2:
+        return
+    serving = webs.get(serving_pid())
+    if serving is None:
+        raise SmokeFailure(f"the EA's live session is on none of the web processes {sorted(webs)}")
+    counters = ea.ea.counters
+    connects = counters.connects
+    os.killpg(serving.process.pid, signal.SIGTERM)
+    try:
+        code = serving.process.wait(timeout=STOP_S)
+    except subprocess.TimeoutExpired:
+        raise SmokeFailure(f"{serving.name} did not stop within {STOP_S:.0f} s of SIGTERM; {serving.tail()}") from None
+    stack.running.remove(serving)
+    if code != 0:
+        raise SmokeFailure(f"{serving.name} exited with {code} after SIGTERM; {serving.tail()}")
+    until(lambda: counters.last_close.startswith("1012"), "the EA's SESSION_CLOSING 1012", stack=stack)
+    until(lambda: counters.connects > connects and serving_pid() in webs and serving_pid() != serving.process.pid,
+          "the EA reconnected through the balancer to another web process", stack=stack)  # fmt: skip
+    say(f"{serving.name} stopped on SIGTERM, drained: the EA was closed with 1012 and is back on another process")
 
 
 def health_checks(stack: Stack, image: Image, services: list[Service], state_dir: Path) -> None:

@@ -11,6 +11,10 @@ decision 0012). This module keeps daphne and adds, on the reactor side, before a
   that the socket is not read until the consumer has caught up, so TCP pushes back on the sender;
 - a request body over HTTP_MAX_BODY_BYTES is answered 413 from its Content-Length, or as soon as a chunked body
   passes the limit, and what follows is read and dropped, never buffered.
+
+On SIGTERM the process drains before daphne cancels its applications (suho/drain.py, decision 0018): /readyz says
+503, each EA connection is closed with 1012 after the frames it already read, and the process waits (at most
+SHUTDOWN_DRAIN_S) for those connections' disconnect bookkeeping and the gateway's buffered rows to be written.
 """
 
 import daphne.server  # isort:skip  (first: it installs the asyncio reactor before anything imports twisted)
@@ -26,10 +30,11 @@ from functools import partial
 from daphne.cli import CommandLineInterface
 from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
 
 import binproto
 from binproto import CloseCode, MsgType
+from suho.drain import drain_start
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,7 @@ BODY_LINGER_S = 5.0  # after a 413, the rest of the body is read and dropped thi
 BODY_TOO_LARGE = "request body over {limit} bytes"
 RATE_LIMITED_REASON = "{kind} above {rate:g}/s (burst {burst})"
 MAGIC_BYTES = binproto.HEADER.pack(binproto.MAGIC, 0, 0, 0, 0)[:4]
+EA_PATH = b"/ws/ea/"  # the connections a drain closes (suho/routing.py); the portal's socket is cancelled as before
 KIND_BY_NAME = {name: msg_type for msg_type, name in binproto.TYPE_NAMES.items()}
 
 
@@ -146,6 +152,14 @@ class EAWebSocketProtocol(WebSocketProtocol):
         if self.limit_close_code is None:  # once closed for its rate, the consumer's answers are dropped
             super().serverSend(content, binary)
 
+    def serverClose(self, code=None):
+        """autobahn's sendClose accepts only 1000 and 3000-4999 from an application; 1012 (Service Restart, the
+        drain's code: suho/drain.py) is a registered code a server may send, so it goes out as a close frame as is."""
+        if code == CloseCode.SERVICE_RESTART:
+            self.sendCloseFrame(code=int(code), isReply=False)
+            return
+        super().serverClose(code)
+
     def onClose(self, wasClean, code, reason):
         """The consumer learns the code this side closed with (4008), not whatever the peer echoed."""
         super().onClose(wasClean, self.limit_close_code or code, reason)
@@ -247,6 +261,42 @@ class Server(daphne.server.Server):
             application_instance, loop=asyncio.get_event_loop()
         )
         return input_queue
+
+    def kill_all_applications(self):
+        """daphne's "before shutdown" step cancels every application; drain first (module docstring)."""
+        drained = defer.Deferred.fromFuture(asyncio.ensure_future(self.drain()))
+        drained.addErrback(lambda failure: log.error("drain failed: %s", failure.getErrorMessage()))
+        drained.addCallback(lambda _: super(Server, self).kill_all_applications())
+        return drained
+
+    async def drain(self) -> None:
+        """Put an `ea.drain` message behind what each EA connection has already read (EAConsumer.ea_drain closes it
+        with 1012), then wait until those applications have finished their disconnect, bounded by SHUTDOWN_DRAIN_S."""
+        from django.conf import settings
+
+        from trading.gateway import batchers_flush
+
+        drain_start()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.SHUTDOWN_DRAIN_S
+        instances = []
+        for protocol, details in list(self.connections.items()):
+            queue = getattr(protocol, "application_queue", None)
+            instance = details.get("application_instance")
+            if getattr(protocol, "path", b"") != EA_PATH or queue is None or instance is None or instance.done():
+                continue
+            queue.put_nowait({"type": "ea.drain"})
+            instances.append(instance)
+        log.warning("draining: %d EA connections told to reconnect elsewhere", len(instances))
+        if instances:
+            _done, pending = await asyncio.wait(instances, timeout=max(deadline - loop.time(), 0))
+            if pending:
+                log.error("draining: %d EA connections still open after %s s", len(pending), settings.SHUTDOWN_DRAIN_S)
+        try:
+            await asyncio.wait_for(batchers_flush(), timeout=max(deadline - loop.time(), 1))
+        except Exception:
+            log.exception("draining: the gateway's buffered rows were not all written")
+        log.warning("drained")
 
 
 class CLI(CommandLineInterface):

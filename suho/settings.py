@@ -284,6 +284,9 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 # passes it); Django's own limit is the same number behind it.
 HTTP_MAX_BODY_BYTES = env_int("HTTP_MAX_BODY_BYTES", 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = HTTP_MAX_BODY_BYTES
+# On SIGTERM a web process drains (suho/drain.py): /readyz answers 503 and every EA socket is closed with 1012; the
+# process waits at most this long for them to close before it exits (compose's stop_grace_period is longer).
+SHUTDOWN_DRAIN_S = env_int("SHUTDOWN_DRAIN_S", 15)
 
 # --- REST API and tokens --------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

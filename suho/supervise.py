@@ -3,17 +3,24 @@
 Ctrl-C (or SIGTERM) stops every child and waits for it; if one child dies, the others are stopped too. With
 `SUHO_DEMO_EA=1` a simulated EA on the demo account (`manage.py simulate_ea --demo`) and a replayed reference feed
 (`manage.py reference_feed --source replay`) run beside them: a live demo that is optional, so their exit is
-reported and the rest keeps running. With DEBUG off (`DEBUG=0 make run`, production settings) the static files are
-collected first: whitenoise serves them from STATIC_ROOT by their manifest, and a page whose file is missing is a 500.
+reported and the rest keeps running. With `WEB_PROCESSES=N` (`make run-cluster N=3`) N web processes run on free
+loopback ports behind HAProxy on PORT (suho/cluster.py, docs/operations.md "Scaling out"). With DEBUG off
+(`DEBUG=0 make run`, production settings) the static files are collected first: whitenoise serves them from
+STATIC_ROOT by their manifest, and a page whose file is missing is a 500.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
+
+from suho import cluster
 
 PYTHON = sys.executable
 MANAGE = [PYTHON, "manage.py"]
@@ -32,14 +39,37 @@ def debug() -> bool:
     return os.environ.get("DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def web_children(count: int, port: int) -> dict[str, subprocess.Popen]:
+    """One web process on `port`, or `count` of them on free ports behind HAProxy on `port`."""
+    if count <= 1:
+        return {"web": subprocess.Popen(cluster.web_command(port))}
+    ports = [free_port() for _ in range(count)]
+    children = {f"web{i}": subprocess.Popen(cluster.web_command(p)) for i, p in enumerate(ports, 1)}
+    workdir = Path(tempfile.mkdtemp(prefix="suho-cluster-"))
+    host = os.environ.get("ALLOWED_HOSTS", "localhost").split(",")[0].strip() or "localhost"
+    children["haproxy"] = cluster.haproxy_start(ports, port=port, workdir=workdir, check_host=host)
+    print(f"{count} web processes on 127.0.0.1:{', '.join(map(str, ports))} behind HAProxy on :{port}", flush=True)
+    return children
+
+
 def main() -> int:
     port = os.environ.get("PORT", "8000")
     demo_ea = os.environ.get("SUHO_DEMO_EA", "").strip().lower() in {"1", "true", "yes", "on"}
     if demo_ea:  # the whole loop without an external ML engine: reference feed → reference strategy → the EA
         os.environ.setdefault("REFERENCE_STRATEGY_ENABLED", "1")
+    web_processes = int(os.environ.get("WEB_PROCESSES", "1"))
+    if web_processes > 1 and not cluster.haproxy_available():
+        print(cluster.HAPROXY_MISSING, file=sys.stderr)
+        return 1
     prepare()
-    children = {
-        "web": subprocess.Popen([PYTHON, "-m", "suho.server", "-b", "127.0.0.1", "-p", port, "suho.asgi:application"]),
+    children = web_children(web_processes, int(port))
+    children |= {
         "worker": subprocess.Popen(
             [PYTHON, "-m", "celery", "-A", "suho", "worker", "-l", "info", "-c", "2", "--without-gossip"]
         ),

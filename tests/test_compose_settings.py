@@ -36,7 +36,7 @@ NOT_PASSED = {
 }
 MIGRATE_ONLY = {"DATABASE_ADMIN_URL"}  # the superuser's URL: the one-shot migrate job alone gets it
 # docker/env.example's lines compose reads itself, not Suho.
-COMPOSE_ONLY = {"POSTGRES_PASSWORD", "WEB_PUBLISH", "SUHO_IMAGE", "COMPOSE_PROFILES"}
+COMPOSE_ONLY = {"POSTGRES_PASSWORD", "WEB_PUBLISH", "SUHO_IMAGE", "COMPOSE_PROFILES", "WEB_REPLICAS", "LB_CHECK_HOST"}
 
 
 def readme_settings() -> list[str]:

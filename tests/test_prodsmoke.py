@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from suho import prodsmoke
+from suho import cluster, prodsmoke
 from suho.prodsmoke import (
     COMPOSE,
     DOCKERFILE,
@@ -25,6 +25,7 @@ from suho.prodsmoke import (
     FakePolygon,
     SmokeFailure,
     base_env,
+    compose_balancer,
     compose_services,
     dockerfile_read,
     interpolate,
@@ -178,6 +179,20 @@ def test_compose_variable_substitution(text, expected):
 def test_a_required_variable_left_empty_fails_with_composes_message():
     with pytest.raises(SmokeFailure, match=r"SECRET_KEY is missing a value: set SECRET_KEY in docker/\.env"):
         interpolate("${SECRET_KEY:?set SECRET_KEY in docker/.env}", {"SECRET_KEY": ""})
+
+
+def test_web_is_published_only_through_composes_balancer_which_mounts_the_haproxy_config_the_cluster_uses(services):
+    """web exposes its port to lb and runs as replicas; lb (the one published port) mounts docker/haproxy.cfg,
+    the file `make run-cluster` and the scale-out tests render (suho/cluster.py)."""
+    _image, variables, by_name = services
+    balancer = compose_balancer(COMPOSE.read_text(), COMPOSE.parent, variables)
+    assert balancer is not None and balancer.name == "lb"
+    assert balancer.config == cluster.HAPROXY_CONFIG
+    assert balancer.environment == {"SUHO_LB_BIND": ":8000", "SUHO_LB_CHECK_HOST": "127.0.0.1"}
+    assert (by_name["web"].container_port, by_name["web"].replicas) == (8000, 2)
+    assert by_name["web"].environment["TRUSTED_PROXY_HOPS"] == "2"  # the TLS proxy, then lb's X-Forwarded-For
+    assert "server 127.0.0.1" not in cluster.HAPROXY_CONFIG.read_text()
+    assert "    server web2 127.0.0.1:5002\n" in cluster.haproxy_config([5001, 5002])
 
 
 def test_web_listens_where_the_smoke_says_and_a_drift_from_composes_published_port_is_refused():

@@ -24,6 +24,7 @@ from accounts import services as account_services
 from binproto import AuthStatus, CloseCode, ErrorCode, MsgType
 from quotes.ingest import TickRow
 from suho.asyncdb import db_thread
+from suho.drain import DRAIN_REASON, drain_retry_after_ms, draining
 from trading import connection as connection_services
 from trading import outbound_batch
 from trading.gateway import NODE, SESSION_REPLACED_REASON, batcher, hub
@@ -105,6 +106,9 @@ class EAConsumer(AsyncWebsocketConsumer):
         self.legacy = False  # a v1 EA authenticated in the handshake: it is sent nothing but the close frame
         self.tasks: set[asyncio.Task] = set()
         await self.accept()
+        if draining():  # the balancer has not noticed yet: send this EA to another process
+            await self.ea_drain({"type": "ea.drain"})
+            return
         handshake = _handshake_credentials(self.scope)
         if handshake is not None:  # a legacy v1 EA: authenticated in the handshake, never sends HELLO
             if not await self._held_after_rate_limit(handshake[0], send_result=False):
@@ -135,6 +139,11 @@ class EAConsumer(AsyncWebsocketConsumer):
                 )  # fmt: skip
             except Exception:
                 log.exception("disconnect bookkeeping failed", extra={"account_id": self.claims.account_id})
+
+    async def ea_drain(self, message) -> None:
+        """This process is shutting down (suho.server's drain queued this message behind the frames already read, so
+        their trade events are recorded and acknowledged first): close with 1012 and a jittered reconnect delay."""
+        await self.close_with(CloseCode.SERVICE_RESTART, DRAIN_REASON, retry_after_ms=drain_retry_after_ms())
 
     # --- inbound -------------------------------------------------------------------------------------------------
 
