@@ -25,7 +25,18 @@ from pathlib import Path
 
 from bench.stack import ROOT, bench_env
 
-SECTIONS = ("codec", "ingest", "delivery", "connections", "rollup", "cache", "paths", "flood", "scaleout", "nats_failover")
+SECTIONS = (
+    "codec",
+    "ingest",
+    "delivery",
+    "connections",
+    "rollup",
+    "cache",
+    "paths",
+    "flood",
+    "scaleout",
+    "nats_failover",
+)
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 BUDGET_S = 570  # the issue's 10 minutes, with room for `make`'s own start-up and the embedded servers
 # Skipped, and said so, when less time than this is left (rollup and cache take about 80 s and 53 s on a quiet
