@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 STACK := $(BIN)/python -m suho.devstack exec --
 
-.PHONY: install run run-cluster cluster-deps test prod-smoke lint format bench lock clean-state browser-deps
+.PHONY: install run run-cluster cluster-deps test prod-smoke nats-cluster lint format bench lock clean-state browser-deps
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ test: install
 # ML engine and an EA would; exit 1 says what failed (suho/prodsmoke.py, docs/decisions/0016).
 prod-smoke: install
 	$(STACK) $(BIN)/python -m suho.prodsmoke
+
+# Three clustered JetStream servers on 127.0.0.1:24251-24253 (SUHO_NATS_CLUSTER_PORT moves them), the streams on
+# three replicas; prints the NATS_URL to export, Ctrl-C stops them. `.venv/bin/python -m suho.natscluster exec --
+# make run` runs a command against it instead (suho/natscluster.py, docs/operations.md#nats-cluster).
+nats-cluster: install
+	$(BIN)/python -m suho.natscluster run
 
 # lint-imports: the import contracts in pyproject.toml (the dependency order, docs/dependencies.md).
 lint: install

@@ -58,12 +58,14 @@ async def _nats_probe(probe):
     import nats
     from django.conf import settings
 
+    from suho.bus import nats_servers  # NATS_URL may list a cluster's servers
+
     async def quiet(_error: Exception) -> None:
         pass
 
     try:
         async with asyncio.timeout(TIMEOUT_S):
-            connection = await nats.connect(settings.NATS_URL, allow_reconnect=False, error_cb=quiet)
+            connection = await nats.connect(nats_servers(settings.NATS_URL), allow_reconnect=False, error_cb=quiet)
     except TimeoutError:
         raise ConnectionError(f"NATS at {settings.NATS_URL} did not answer within {TIMEOUT_S} s") from None
     try:

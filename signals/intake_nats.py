@@ -21,6 +21,7 @@ from accounts.api import INVALID_REQUEST, _validation_message
 from signals.serializers import SignalInputSerializer, SignalOutputSerializer
 from signals.services import SignalInvalid, ml_engine_key_verify, signal_submit
 from suho.asyncdb import db_thread
+from suho.bus import nats_servers
 from suho.edge import EdgeInputError, json_loads
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,9 @@ async def signal_intake_serve(
 ) -> None:
     """Serve `ml.signals` until `stop` is set, then drain (requests in flight are answered). `ready` is set once
     the subscription is registered with the server."""
-    connection = await nats.connect(url or settings.NATS_URL, name="suho-signal-intake", max_reconnect_attempts=-1)
+    connection = await nats.connect(
+        nats_servers(url or settings.NATS_URL), name="suho-signal-intake", max_reconnect_attempts=-1
+    )
 
     async def on_request(msg) -> None:
         try:

@@ -44,7 +44,7 @@ class Bus:
     async def _connected(self) -> Client:
         if self._client is None or self._client.is_closed:
             self._client = await nats.connect(
-                self.url,
+                nats_servers(self.url),  # a cluster: every server, tried in turn on connect and reconnect
                 name="suho",
                 connect_timeout=CONNECT_TIMEOUT_S,
                 max_reconnect_attempts=-1,  # keep trying through a NATS restart
@@ -56,7 +56,7 @@ class Bus:
         return self._client
 
     async def _on_reconnected(self) -> None:
-        log.warning("NATS: reconnected to %s", self.url)
+        log.warning("NATS: reconnected to %s", getattr(self._client and self._client.connected_url, "netloc", self.url))
         for callback in list(self.reconnected):
             try:
                 callback()
@@ -219,6 +219,13 @@ class BusCollector:
 
 
 REGISTRY.register(BusCollector())
+
+
+def nats_servers(url: str) -> list[str]:
+    """NATS_URL as the server list nats-py takes: one URL, or a cluster's servers comma-separated
+    (`nats://n1:4222,nats://n2:4222,nats://n3:4222`). nats-py reads a single string as one URL (it would not split
+    it), and fails over only among the servers in its list (plus those the cluster gossips)."""
+    return [server.strip() for server in url.split(",") if server.strip()]
 
 
 def subject_token(value: str) -> str:

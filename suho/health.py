@@ -12,6 +12,7 @@ from django.db import connections
 from django.http import JsonResponse
 
 from suho.asyncdb import db_thread
+from suho.bus import nats_servers
 from suho.drain import draining
 
 CHECK_TIMEOUT_S = 2.0
@@ -35,9 +36,10 @@ async def _redis_ok() -> None:
 
 
 async def _nats_ok() -> None:
-    connection = await nats.connect(
-        settings.NATS_URL, connect_timeout=CHECK_TIMEOUT_S, max_reconnect_attempts=0, allow_reconnect=False
-    )
+    connection = await nats.connect(  # a cluster is up while any one of its servers answers
+        nats_servers(settings.NATS_URL), connect_timeout=CHECK_TIMEOUT_S, max_reconnect_attempts=0,
+        allow_reconnect=False,
+    )  # fmt: skip
     await connection.close()
 
 

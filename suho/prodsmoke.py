@@ -946,7 +946,10 @@ def nats_signal_flow(stack: Stack, ea: EAThread, rest_body: dict, ml_key: str, n
         import nats
         from nats.errors import NoRespondersError
 
-        connection = await nats.connect(nats_url, name="prod-smoke-ml-engine", connect_timeout=HTTP_TIMEOUT_S)
+        from suho.bus import nats_servers  # NATS_URL may list a cluster's servers (configures no Django)
+
+        connection = await nats.connect(nats_servers(nats_url), name="prod-smoke-ml-engine",
+                                        connect_timeout=HTTP_TIMEOUT_S)  # fmt: skip
         try:
             reply = await connection.request(SUBJECT, json.dumps(body).encode(), timeout=HTTP_TIMEOUT_S,
                                              headers={"Authorization": f"Bearer {ml_key}"})  # fmt: skip

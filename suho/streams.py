@@ -31,6 +31,8 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
+from suho.bus import nats_servers
+
 JETSTREAM_DISABLED = "NATS at {url} has no JetStream: start nats-server with -js (or `jetstream {{}}` in its config)"
 NATS_UNREACHABLE = "cannot reach NATS at {url}: {error}"
 SETUP_TIMEOUT_S = 10
@@ -80,7 +82,7 @@ def stream_configs() -> list[StreamConfig]:
 
 async def _streams_ensure(url: str) -> list[str]:
     try:
-        connection = await nats.connect(url, connect_timeout=SETUP_TIMEOUT_S, max_reconnect_attempts=1,
+        connection = await nats.connect(nats_servers(url), connect_timeout=SETUP_TIMEOUT_S, max_reconnect_attempts=1,
                                         allow_reconnect=False)  # fmt: skip
     except Exception as exc:
         raise RuntimeError(NATS_UNREACHABLE.format(url=url, error=exc)) from exc
@@ -127,7 +129,7 @@ async def _replay(subjects: list[str], since: datetime | None, start_seq: int | 
     """One ephemeral consumer per subject (a filter must lie inside one of the stream's subjects on NATS < 2.10),
     merged back into stream order up to the stream's last message when the replay began: a kind read later must not
     add events that a kind read earlier could not have seen."""
-    connection = await nats.connect(settings.NATS_URL, connect_timeout=SETUP_TIMEOUT_S)
+    connection = await nats.connect(nats_servers(settings.NATS_URL), connect_timeout=SETUP_TIMEOUT_S)
     try:
         jetstream = connection.jetstream()
         last_seq = (await jetstream.stream_info("MT5_ACCOUNT")).state.last_seq  # one cut for every kind

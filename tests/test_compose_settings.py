@@ -29,6 +29,7 @@ NOT_PASSED = {
     "SUHO_EMBEDDED_PG_PORT": "make run's embedded servers",
     "SUHO_EMBEDDED_REDIS_PORT": "make run's embedded servers",
     "SUHO_EMBEDDED_NATS_PORT": "make run's embedded servers",
+    "SUHO_NATS_CLUSTER_PORT": "make nats-cluster only: the dev cluster on loopback",
     "PORT": "make run only",
     "SUHO_DEMO_EA": "make run only",
     "SUHO_TESTING": "tests only",

@@ -46,3 +46,17 @@ async def test_the_data_bridge_check_fails_naming_why_when_nats_is_out_of_reach(
     returncode, output = await _check("data_bridge")
     assert returncode == 1
     assert output == "data_bridge: ConnectionError: NATS at nats://127.0.0.1:1 did not answer within 4 s\n", output
+
+
+async def test_a_check_reaches_nats_through_any_server_a_cluster_url_lists(monkeypatch):
+    """NATS_URL may list a cluster's servers (docs/decisions/0019): the first one here is down, the check uses the
+    next."""
+    monkeypatch.setenv("NATS_URL", f"nats://127.0.0.1:1,{settings.NATS_URL}")
+    stop, ready = asyncio.Event(), asyncio.Event()
+    server = asyncio.create_task(signal_intake_serve(stop=stop, ready=ready))
+    await asyncio.wait_for(ready.wait(), 5)
+    try:
+        assert await _check("signal_intake") == (0, "signal_intake: ok\n")
+    finally:
+        stop.set()
+        await asyncio.wait_for(server, 5)

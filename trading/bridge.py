@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import nats
+import nats.errors
+import nats.js.errors
 from django.conf import settings
 from django.db import DataError, IntegrityError, connections, transaction
 from django.utils import timezone
@@ -26,7 +28,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 
 from quotes.ingest import TickRow, broker_quotes_after_commit, broker_quotes_insert
 from suho.asyncdb import db_thread
-from suho.bus import get_bus
+from suho.bus import get_bus, nats_servers
 from suho.routers import SERVICE
 from trading.ingest import (
     BalanceRow,
@@ -43,6 +45,7 @@ DURABLE = "data-bridge"
 ROWS_PER_MESSAGE = 2_000  # the gateway's batch size in bridge mode: ≈ 300 KB of ticks as JSON
 MAX_MESSAGE_BYTES = 512 * 1024  # NATS refuses a message over max_payload (1 MiB by default): stay well under it
 MSG_ID_MAX = 100  # suho_bridge_applied.msg_id
+FETCH_RETRY_S = 0.5  # after a fetch a NATS failover refused (503 while the consumer's leader is elected)
 ACK_WAIT_S = 10.0  # a batch a killed bridge fetched but never acked is redelivered after this long
 KINDS = {
     "quotes": (TickRow, broker_quotes_insert, broker_quotes_after_commit),
@@ -141,6 +144,21 @@ def _rows(data: bytes) -> list:
     return rows if isinstance(rows, list) else []
 
 
+async def _ack_all(messages: list) -> None:
+    """Ack committed batches. An ack lost to a failover is only logged: the batch comes back after the ack wait and
+    is skipped by its suho_bridge_applied row, as after a bridge killed between commit and ack."""
+    for message in messages:
+        try:
+            await message.ack()
+        except nats.errors.Error as exc:
+            log.warning(
+                "bridge: ack of batch #%s lost (%s); it is redelivered and skipped",
+                message.metadata.sequence.stream,
+                exc,
+            )
+            return
+
+
 def consumer_config(durable: str, ack_wait_s: float) -> ConsumerConfig:
     return ConsumerConfig(durable_name=durable, filter_subject="suho.ingest.>", ack_policy=AckPolicy.EXPLICIT,
                           ack_wait=ack_wait_s)  # fmt: skip
@@ -154,8 +172,10 @@ async def bridge_run(
 
     The durable consumer is created or updated with our ack wait (JetStream's default, 30 s, would hold up what a
     killed bridge had fetched for that long). Any ack wait is safe: a batch redelivered while another bridge still
-    applies it waits on that bridge's row in suho_bridge_applied and is then skipped."""
-    connection = await nats.connect(settings.NATS_URL, max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+    applies it waits on that bridge's row in suho_bridge_applied and is then skipped. A NATS failover (a server of
+    the cluster gone, the consumer's leader re-elected) refuses fetches for a few seconds: retried, not fatal."""
+    connection = await nats.connect(nats_servers(settings.NATS_URL), max_reconnect_attempts=-1,
+                                    reconnect_time_wait=0.5)  # fmt: skip
     applied = 0
     try:
         jetstream = connection.jetstream()
@@ -166,11 +186,18 @@ async def bridge_run(
                 messages = await subscription.fetch(fetch_batch, timeout=idle_timeout_s)
             except TimeoutError:  # nats.errors.TimeoutError, or asyncio's own when the server answers late: both idle
                 continue
+            except (nats.js.errors.ServiceUnavailableError, nats.js.errors.ServerError, nats.errors.NoRespondersError,
+                    nats.errors.StaleConnectionError, nats.errors.ConnectionReconnectingError) as exc:  # fmt: skip
+                if connection.is_closed:
+                    raise
+                log.warning("bridge: fetch failed (%s: %s); a NATS server or the consumer's leader is gone, retrying",
+                            type(exc).__name__, exc)  # fmt: skip
+                await asyncio.sleep(FETCH_RETRY_S)  # the client reconnects to another server; a new leader is elected
+                continue
             batches = [_message_batch(m) for m in messages]
             await db_thread(batches_apply)(batches)
-            for message in messages:
-                await message.ack()
             applied += len(messages)
+            await _ack_all(messages)
     finally:
         await connection.close()
     return applied

@@ -23,6 +23,7 @@ from websockets.exceptions import ConnectionClosed
 
 import binproto
 from suho.asgi import application
+from suho.bus import nats_servers
 from trading.bridge import INGEST_STREAM, bridge_run
 from trading.gateway import batchers_flush
 
@@ -180,7 +181,7 @@ def bridge_process(log_path, *options: str) -> subprocess.Popen:
 async def ingest_queue_reset() -> None:
     """Empty SUHO_INGEST and delete its consumers: a work queue takes one consumer per subject, so a test's bridge
     needs the previous test's durable gone."""
-    connection = await nats.connect(settings.NATS_URL)
+    connection = await nats.connect(nats_servers(settings.NATS_URL))
     try:
         jetstream = connection.jetstream()
         for consumer in await jetstream.consumers_info(INGEST_STREAM):
@@ -206,7 +207,7 @@ async def ingest_consumer_wait(jetstream, durable: str, *, timeout: float = 60.0
 
 async def ingest_queue_depth() -> int:
     """Batches in SUHO_INGEST: a work queue deletes a batch when a bridge acks it, which it does after commit."""
-    connection = await nats.connect(settings.NATS_URL)
+    connection = await nats.connect(nats_servers(settings.NATS_URL))
     try:
         return (await connection.jetstream().stream_info(INGEST_STREAM)).state.messages
     finally:
