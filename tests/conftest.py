@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 
 from suho.dbsetup import database_drop, database_names, database_setup
 from suho.streams import streams_ensure
+from tests.servers import SERVER_LOGS
 
 # hypothesis's pytest plugin imports hypothesis lazily at session end when no test did; under pytest's assertion
 # rewriting that import runs deep in the stack and CPython 3.11.7 aborts it ("AST constructor recursion depth
@@ -117,3 +118,15 @@ def auth_throttle_reset():
     except RedisError:
         pass  # a test that stops Redis has its own counters in the process
     yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test that fails while servers run shows the end of each server's log: an exception inside a server
+    (answered INTERNAL_ERROR on the wire) is otherwise invisible in CI's output."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        for port, log_path in list(SERVER_LOGS.items()):
+            tail = log_path.read_text(errors="replace")[-4000:] if log_path.exists() else "(no log)"
+            report.sections.append((f"server on port {port}: end of its log", tail))

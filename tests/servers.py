@@ -17,6 +17,7 @@ from django.conf import settings
 
 SERVER_START_S = 30.0
 SERVER_PIDS: dict[int, int] = {}  # port → process id of each server daphne_serving runs (its memory is measured)
+SERVER_LOGS: dict[int, Path] = {}  # port → log of each running server: a failed test's report shows their tails
 
 
 def free_port() -> int:
@@ -47,9 +48,11 @@ def daphne_serving(env: dict[str, str], log_path: Path):
             except OSError:
                 time.sleep(0.1)  # not listening yet: the only wait without an event to wait on
         SERVER_PIDS[port] = process.pid
+        SERVER_LOGS[port] = log_path
         yield port
     finally:
         SERVER_PIDS.pop(port, None)
+        SERVER_LOGS.pop(port, None)
         process.terminate()
         try:
             process.wait(timeout=10)
