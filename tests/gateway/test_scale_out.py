@@ -12,22 +12,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
-from django.utils import timezone
 
 import binproto
 from binproto import CloseCode
-from signals.delivery import signal_publish_on_commit
-from signals.models import TradingSignal
 from suho import cluster as cluster_module
 from suho import drain
-from suho.tenancy import tenant_context
 from tests.gateway.cluster import WebCluster, needs_haproxy, node_pid
 from tests.gateway.ea_client import WireEA, rows, trade_opened
-from tests.gateway.test_session_takeover import only_one_gets_the_next_signal
+from tests.gateway.test_session_takeover import only_one_gets_the_next_signal, signal_create
 from trading.simulator import SimulatedEA, SimulatorConfig
 
 live = pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])
@@ -55,16 +50,9 @@ def balancer(web_cluster):
     return web_cluster
 
 
-def signal_create(tenant, account):
+def wide_signal_create(tenant, account):
     """A BUY the reference EA executes at any EURUSD price it walks to."""
-    with tenant_context(tenant.id):
-        now = timezone.now()
-        signal = TradingSignal.objects.create(
-            time=now, tenant=tenant, account=account, symbol="EURUSD", action="BUY", entry_price=1.1,
-            entry_price_min=0.5, entry_price_max=2.0, volume=0.01, valid_until=now + timedelta(minutes=5),
-        )  # fmt: skip
-        signal_publish_on_commit(signal)
-    return signal.signal_id
+    return signal_create(tenant, account, entry=1.1, low=0.5, high=2.0, volume=0.01)
 
 
 def simulator(url: str, account, secret: str) -> SimulatedEA:
@@ -223,11 +211,11 @@ async def test_kill_9_of_one_process_moves_its_eas_through_the_balancer_within_1
         assert len(set(nodes.values())) == 2, f"the balancer used one process only: {Counter(nodes.values())}"
         victim = balancer.web_by_pid(victim_pid)
         survivor = next(web for web in balancer.webs if web is not victim)
-        before = [await database_sync_to_async(signal_create)(t, a) for t, a, _ in made]  # in flight at the kill
+        before = [await database_sync_to_async(wide_signal_create)(t, a) for t, a, _ in made]  # in flight at the kill
 
         victim.kill()
         killed_at = time.monotonic()
-        during = [await database_sync_to_async(signal_create)(t, a) for t, a, _ in made]
+        during = [await database_sync_to_async(wide_signal_create)(t, a) for t, a, _ in made]
         await until(lambda: live_nodes_all(accounts, survivor.pid), "every EA on the surviving process", FAILOVER_S)
         failover_s = time.monotonic() - killed_at
         print(f"{victims} EAs of the killed process back on the other within {failover_s:.1f} s")

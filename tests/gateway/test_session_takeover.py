@@ -29,12 +29,13 @@ live = pytest.mark.django_db(transaction=True, databases=["default", "owner", "o
 DEADLINE_S = 5.0
 
 
-def signal_create(tenant, account):
+def signal_create(tenant, account, *, entry=1.0953, low=1.0951, high=1.0955, volume=0.1):
+    """A EURUSD BUY, published when it commits."""
     with tenant_context(tenant.id):
         now = timezone.now()
         signal = TradingSignal.objects.create(
-            time=now, tenant=tenant, account=account, symbol="EURUSD", action="BUY", entry_price=1.0953,
-            entry_price_min=1.0951, entry_price_max=1.0955, volume=0.1, valid_until=now + timedelta(minutes=5),
+            time=now, tenant=tenant, account=account, symbol="EURUSD", action="BUY", entry_price=entry,
+            entry_price_min=low, entry_price_max=high, volume=volume, valid_until=now + timedelta(minutes=5),
         )  # fmt: skip
         signal_publish_on_commit(signal)
     return signal.signal_id
