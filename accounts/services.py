@@ -521,7 +521,7 @@ def account_ea_settings_update(*, account: MT5Account, changes: dict, by: User) 
     if unknown:
         raise ValueError(EA_SETTING_UNKNOWN.format(names=", ".join(unknown)))
     with _tenant_transaction(account.tenant_id):
-        locked = MT5Account.objects.select_for_update().get(account_id=account.account_id)
+        locked = MT5Account.objects.select_for_update(no_key=True).get(account_id=account.account_id)
         diff = {k: {"old": getattr(locked, k), "new": v} for k, v in changes.items() if getattr(locked, k) != v}
         if not diff:
             return locked

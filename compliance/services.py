@@ -76,7 +76,7 @@ def account_risk_parameters_update(*, account, changes: dict, actor) -> object:
     user_id = getattr(actor, "pk", None)
     actor_name = getattr(actor, "username", None) or str(actor)
     with tenant_context(account.tenant_id):
-        locked = MT5Account.objects.select_for_update().get(account_id=account.account_id)
+        locked = MT5Account.objects.select_for_update(no_key=True).get(account_id=account.account_id)
         diff = {
             name: {"old": getattr(locked, name), "new": value}
             for name, value in changes.items()

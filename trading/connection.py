@@ -41,7 +41,7 @@ def ea_session_claim(*, tenant_id: UUID, account_id: UUID, session_id: UUID, nod
     session and node, end the previous session in the database (so its tokens no longer refresh and the session
     watch closes it even if the takeover request is lost) and audit that. Locks the account row first."""
     with tenant_context(tenant_id):
-        account = MT5Account.objects.select_for_update().only(
+        account = MT5Account.objects.select_for_update(no_key=True).only(
             "live_session_epoch", "live_session_id", "live_session_node"
         ).get(account_id=account_id)  # fmt: skip
         previous = SessionClaim(account.live_session_epoch, account.live_session_id, account.live_session_node)
@@ -86,7 +86,7 @@ def ea_connected(*, tenant_id: UUID, account_id: UUID, session_id: UUID, ea_vers
     still-valid signals, pending commands — the database is the source of truth."""
     now = timezone.now()
     with tenant_context(tenant_id):
-        account = MT5Account.objects.select_for_update().get(account_id=account_id)
+        account = MT5Account.objects.select_for_update(no_key=True).get(account_id=account_id)
         account.connection_status, account.last_connected_at = "online", now
         account.last_heartbeat_at = account.last_heartbeat_at or now
         account.save(update_fields=["connection_status", "last_connected_at", "last_heartbeat_at"])
@@ -150,7 +150,7 @@ def accounts_mark_silent_offline(*, now=None) -> int:
     now = now or timezone.now()
     with operator_path(), transaction.atomic(using=OPERATOR):
         silent = list(
-            MT5Account.objects.select_for_update(skip_locked=True)
+            MT5Account.objects.select_for_update(skip_locked=True, no_key=True)
             .filter(connection_status="online")
             .filter(models.Q(last_heartbeat_at__lt=now - OFFLINE_AFTER) | models.Q(last_heartbeat_at__isnull=True))
         )

@@ -8,17 +8,20 @@ so a pass proves the takeover over NATS, not the periodic check; the one-second 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
+from django.db import connections
 from django.utils import timezone
 
 import binproto
-from accounts.models import MT5Account
+from accounts.models import ApiKey, EASession, MT5Account
 from accounts.services import ea_authenticate
 from binproto import CloseCode
+from compliance.services import audit_record
 from signals.delivery import signal_publish_on_commit
 from signals.models import TradingSignal
 from suho.tenancy import tenant_context
@@ -168,6 +171,46 @@ def test_a_stale_copy_of_the_account_saved_in_full_never_moves_the_live_session_
         "SELECT name, live_session_epoch, live_session_id, live_session_node FROM mt5_user_accounts"
         " WHERE account_id = %s", [account.account_id]
     ) == [("renamed in the admin", claim.epoch, newer.session_id, "b")]  # fmt: skip
+
+
+@live
+def test_a_claim_never_deadlocks_with_an_authentication_that_has_audited(ea_account):
+    """ea_authenticate's transaction audits (taking the tenant's audit-chain lock) and inserts its session, whose
+    foreign key to the account is checked at COMMIT with FOR KEY SHARE on the account row. A claim locks that row,
+    then audits the replaced session. Had the claim locked it FOR UPDATE, the two would deadlock (seen in CI as
+    INTERNAL_ERROR at HELLO); FOR NO KEY UPDATE lets the foreign-key check through."""
+    tenant, account, secret = ea_account
+    first = ea_authenticate(account_id=account.account_id, api_key=secret)
+    ea_session_claim(tenant_id=tenant.id, account_id=account.account_id, session_id=first.session_id, node="a")
+    second = ea_authenticate(account_id=account.account_id, api_key=secret)
+    outcome = {}
+
+    def claim():
+        try:
+            outcome["claim"] = ea_session_claim(
+                tenant_id=tenant.id, account_id=account.account_id, session_id=second.session_id, node="b"
+            )
+        except Exception as exc:  # noqa: BLE001 — reported by the assertion below
+            outcome["claim"] = exc
+        finally:
+            connections.close_all()
+
+    claimer = threading.Thread(target=claim)
+    with tenant_context(tenant.id):  # what ea_authenticate's transaction does, held open at its end
+        key = ApiKey.objects.get(account=account)
+        EASession.objects.create(tenant_id=tenant.id, account=account, api_key=key, last_seen_at=timezone.now())
+        audit_record(tenant_id=tenant.id, event_type="ea_auth_succeeded", category="auth", action="login",
+                     account_id=account.account_id)  # fmt: skip
+        claimer.start()
+        deadline = time.monotonic() + DEADLINE_S
+        while not rows("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"):
+            assert time.monotonic() < deadline, "the claim never waited for the audit chain"
+            time.sleep(0.02)
+    claimer.join(DEADLINE_S)
+
+    assert not claimer.is_alive()
+    assert not isinstance(outcome["claim"], Exception), outcome["claim"]
+    assert outcome["claim"].epoch == 2
 
 
 @live
