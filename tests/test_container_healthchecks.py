@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -27,15 +28,22 @@ async def _check(service: str) -> tuple[int, str]:
     return process.returncode, output.decode()
 
 
-async def test_the_signal_intake_check_passes_while_an_intake_serves_and_fails_naming_why_without_one():
+@contextlib.asynccontextmanager
+async def intake_serving():
+    """The NATS signal intake, serving until the block ends."""
     stop, ready = asyncio.Event(), asyncio.Event()
     server = asyncio.create_task(signal_intake_serve(stop=stop, ready=ready))
     await asyncio.wait_for(ready.wait(), 5)
     try:
-        assert await _check("signal_intake") == (0, "signal_intake: ok\n")
+        yield
     finally:
         stop.set()
         await asyncio.wait_for(server, 5)
+
+
+async def test_the_signal_intake_check_passes_while_an_intake_serves_and_fails_naming_why_without_one():
+    async with intake_serving():
+        assert await _check("signal_intake") == (0, "signal_intake: ok\n")
     returncode, output = await _check("signal_intake")
     assert returncode == 1
     assert output.startswith("signal_intake: NoRespondersError"), output
@@ -52,11 +60,5 @@ async def test_a_check_reaches_nats_through_any_server_a_cluster_url_lists(monke
     """NATS_URL may list a cluster's servers (docs/decisions/0019): the first one here is down, the check uses the
     next."""
     monkeypatch.setenv("NATS_URL", f"nats://127.0.0.1:1,{settings.NATS_URL}")
-    stop, ready = asyncio.Event(), asyncio.Event()
-    server = asyncio.create_task(signal_intake_serve(stop=stop, ready=ready))
-    await asyncio.wait_for(ready.wait(), 5)
-    try:
+    async with intake_serving():
         assert await _check("signal_intake") == (0, "signal_intake: ok\n")
-    finally:
-        stop.set()
-        await asyncio.wait_for(server, 5)
