@@ -22,7 +22,7 @@ from suho import cluster as cluster_module
 from suho import drain
 from tests.gateway.cluster import WebCluster, needs_haproxy, node_pid
 from tests.gateway.ea_client import WireEA, rows, trade_opened
-from tests.gateway.test_session_takeover import only_one_gets_the_next_signal, signal_create
+from tests.gateway.test_session_takeover import only_one_gets_the_next_signal, replaced_and_survivor, signal_create
 from trading.simulator import SimulatedEA, SimulatorConfig
 
 live = pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])
@@ -48,6 +48,14 @@ def balancer(web_cluster):
     web_cluster.ensure_running()
     web_cluster.wait_idle()
     return web_cluster
+
+
+async def live_session_node(account) -> str:
+    """The process that holds the account's live session (decision 0017)."""
+    [(node,)] = await database_sync_to_async(rows)(
+        "SELECT live_session_node FROM mt5_user_accounts WHERE account_id = %s", [account.account_id]
+    )
+    return node
 
 
 def wide_signal_create(tenant, account):
@@ -145,13 +153,7 @@ async def test_one_account_through_the_balancer_on_both_processes_keeps_one_live
     one, _ = await WireEA.connect(balancer.url, account, secret, "first")
     two, _ = await WireEA.connect(balancer.url, account, secret, "second")
     assert {name: balancer.sessions_total()[name] - before[name] for name in before} == {"web1": 1, "web2": 1}
-    done, _pending = await asyncio.wait(
-        [asyncio.create_task(one.closed(10)), asyncio.create_task(two.closed(10))], timeout=10,
-        return_when=asyncio.FIRST_COMPLETED,
-    )  # fmt: skip
-    assert done, "neither connection was closed"
-    replaced, survivor = (one, two) if one.close_code is not None else (two, one)
-    assert replaced.close_code == CloseCode.REPLACED
+    replaced, survivor = await replaced_and_survivor(one, two, timeout=10)
     await only_one_gets_the_next_signal(tenant, account, survivor, replaced)
     await survivor.aclose()
     await disconnects_recorded(account, 2)
@@ -167,9 +169,7 @@ async def test_a_process_stopped_with_sigterm_finishes_what_it_read_closes_its_e
     tenant, account, secret = ea_account
     ea, _ = await WireEA.connect(balancer.url, account, secret, "draining")
     await ea.next(binproto.RiskParameters)
-    [(node,)] = await database_sync_to_async(rows)(
-        "SELECT live_session_node FROM mt5_user_accounts WHERE account_id = %s", [account.account_id]
-    )
+    node = await live_session_node(account)
     web = balancer.web_by_pid(node_pid(node))
     for seq in range(1, 21):
         await ea.send(trade_opened(ticket=7000 + seq, seq=seq))
@@ -186,9 +186,7 @@ async def test_a_process_stopped_with_sigterm_finishes_what_it_read_closes_its_e
 
     again, result = await WireEA.connect(balancer.url, account, secret, "reconnected")
     assert result.status == binproto.AuthStatus.OK
-    [(node,)] = await database_sync_to_async(rows)(
-        "SELECT live_session_node FROM mt5_user_accounts WHERE account_id = %s", [account.account_id]
-    )
+    node = await live_session_node(account)
     assert node_pid(node) != web.pid
     await only_one_gets_the_next_signal(tenant, account, again, ea)
     await again.aclose()

@@ -44,6 +44,18 @@ def signal_create(tenant, account, *, entry=1.0953, low=1.0951, high=1.0955, vol
     return signal.signal_id
 
 
+async def replaced_and_survivor(one: WireEA, two: WireEA, timeout: float = DEADLINE_S) -> tuple[WireEA, WireEA]:
+    """Of two sessions of one account, the one closed with 4012 (asserted) and the other."""
+    done, _pending = await asyncio.wait(
+        [asyncio.create_task(one.closed(timeout)), asyncio.create_task(two.closed(timeout))],
+        timeout=timeout, return_when=asyncio.FIRST_COMPLETED,
+    )  # fmt: skip
+    assert done, "neither connection was closed"
+    replaced, survivor = (one, two) if one.close_code is not None else (two, one)
+    assert replaced.close_code == CloseCode.REPLACED
+    return replaced, survivor
+
+
 def ack(signal_id) -> binproto.Ack:
     return binproto.Ack(acked_type=binproto.MsgType.TRADING_SIGNAL, ref_id=signal_id, ref_version=0,
                         status=binproto.AckStatus.RECEIVED, reason_code=0, reason="")  # fmt: skip
@@ -103,13 +115,7 @@ async def test_the_same_account_on_two_processes_at_once_keeps_exactly_one_live_
     (one, _), (two, _) = await asyncio.gather(
         WireEA.connect(server_url, account, secret, "on A"), WireEA.connect(second_server_url, account, secret, "on B")
     )
-    done, _pending = await asyncio.wait(
-        [asyncio.create_task(one.closed(DEADLINE_S)), asyncio.create_task(two.closed(DEADLINE_S))],
-        timeout=DEADLINE_S, return_when=asyncio.FIRST_COMPLETED,
-    )  # fmt: skip
-    assert done, "neither connection was closed"
-    replaced, survivor = (one, two) if one.close_code is not None else (two, one)
-    assert replaced.close_code == CloseCode.REPLACED
+    replaced, survivor = await replaced_and_survivor(one, two)
     await only_one_gets_the_next_signal(tenant, account, survivor, replaced)
     await survivor.aclose()
 
