@@ -23,7 +23,7 @@ DEMO_TENANT_NAME = "Demo Trading"
 DEMO_USERNAME = "demo"
 DEMO_ADMIN_USERNAME = "admin"
 DEMO_ACCOUNT_NAME = "Demo EA"
-DEMO_EA_FILE = "demo_ea.txt"  # in settings.STATE_DIR: "account_id api_key", read by `simulate_ea --demo`
+DEMO_EA_FILE = "demo_ea.txt"  # in settings.STATE_DIR: "account_id api_key", read by `eaclient.simulate --demo`
 
 
 @dataclass(frozen=True)

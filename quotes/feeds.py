@@ -159,7 +159,7 @@ class PolygonForexFeed:
 
 # --- Replay: recorded or generated streams -----------------------------------------------------------------------
 
-# The simulated EA's start prices (trading.simulator), so the demo's broker-vs-reference deviations stay small.
+# The simulated EA's start prices (eaclient.simulated), so the demo's broker-vs-reference deviations stay small.
 START_PRICES = {
     "EURUSD": 1.085, "GBPUSD": 1.27, "USDJPY": 149.5, "USDCHF": 0.88, "AUDUSD": 0.66, "USDCAD": 1.36,
     "NZDUSD": 0.60, "XAUUSD": 2400.0, "XAGUSD": 28.5,

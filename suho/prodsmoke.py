@@ -612,14 +612,14 @@ class FakePolygon:
             self.thread.join(STOP_S)
 
 
-# --- the EA: the reference EA (trading/simulator.py) on a loop of its own -----------------------------------------
+# --- the EA: the reference EA (eaclient/simulated.py) on a loop of its own -----------------------------------------
 
 
 class EAThread:
     """A SimulatedEA running in a thread (its own event loop), so the checks here stay plain blocking code."""
 
     def __init__(self, url: str, account_id: UUID, api_key: str):
-        from trading.simulator import SimulatedEA, SimulatorConfig
+        from eaclient.simulated import SimulatedEA, SimulatorConfig
 
         config = SimulatorConfig(url=url, account_id=account_id, api_key=api_key, symbols=("EURUSD",),
                                  ticks_per_second=0.0, balance_interval_s=1.0, heartbeat_interval_s=1.0)  # fmt: skip

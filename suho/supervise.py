@@ -1,9 +1,10 @@
 """`make run`: prepare the database and streams, then run web (daphne), Celery worker and beat as one group.
 
 Ctrl-C (or SIGTERM) stops every child and waits for it; if one child dies, the others are stopped too. With
-`SUHO_DEMO_EA=1` a simulated EA on the demo account (`manage.py simulate_ea --demo`) and a replayed reference feed
-(`manage.py reference_feed --source replay`) run beside them: a live demo that is optional, so their exit is
-reported and the rest keeps running. With `WEB_PROCESSES=N` (`make run-cluster N=3`) N web processes run on free
+`SUHO_DEMO_EA=1` a simulated EA on the demo account (`python -m eaclient.simulate --demo`, a program of its own,
+reading the key `seed_demo` wrote under SUHO_STATE_DIR) and a replayed reference feed (`manage.py reference_feed
+--source replay`) run beside them: a live demo that is optional, so their exit is reported and the rest keeps
+running. With `WEB_PROCESSES=N` (`make run-cluster N=3`) N web processes run on free
 loopback ports behind HAProxy on PORT (suho/cluster.py, docs/operations.md "Scaling out"). With DEBUG off
 (`DEBUG=0 make run`, production settings) the static files are collected first: whitenoise serves them from
 STATIC_ROOT by their manifest, and a page whose file is missing is a 500.
@@ -78,7 +79,7 @@ def main() -> int:
     optional = {"demo-ea", "reference-feed"}
     if demo_ea:
         children["demo-ea"] = subprocess.Popen(
-            [*MANAGE, "simulate_ea", "--demo", "--url", f"ws://127.0.0.1:{port}/ws/ea/"]
+            [PYTHON, "-m", "eaclient.simulate", "--demo", "--url", f"ws://127.0.0.1:{port}/ws/ea/"]
         )
         children["reference-feed"] = subprocess.Popen([*MANAGE, "reference_feed", "--source", "replay"])
     base = f"http://127.0.0.1:{port}"

@@ -26,7 +26,7 @@ def lint_imports(config: str, tmp_path: Path) -> subprocess.CompletedProcess:
 def test_the_contracts_hold(tmp_path):
     result = lint_imports(CONFIG, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 kept, 0 broken" in result.stdout
+    assert "5 kept, 0 broken" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -35,6 +35,8 @@ def test_the_contracts_hold(tmp_path):
         # an upward import taken off the debt list, as if it had just been written
         ('    "signals.services.risk -> trading.models",', "domain apps in layers"),
         ('    "suho.urls -> accounts.**", ', "suho (plumbing) imports no domain app"),
+        # prod-smoke drives a simulated EA: without its listed exception, a server package imports eaclient
+        ('ignore_imports = ["suho.prodsmoke -> eaclient.simulated"]', "no server package imports eaclient"),
     ],
 )
 def test_an_import_the_order_forbids_fails_the_lint(tmp_path, listed, contract):
@@ -59,3 +61,12 @@ def test_a_debt_entry_whose_import_is_gone_fails_the_lint(tmp_path):
     stale = f'{listed}\n    "signals.services.risk -> trading.connection",'
     result = lint_imports(CONFIG.replace(listed, stale, 1), tmp_path)
     assert result.returncode == 1 and "No matches for ignored import" in result.stdout + result.stderr
+
+
+def test_eaclient_importing_anything_but_binproto_websockets_and_the_standard_library_fails_the_lint(tmp_path):
+    """`eaclient` imports `sqlite3` (standard library, the persisted outbox): forbid it as if it were a third-party
+    package, and the contract breaks the way it would for `import django` in an EA."""
+    listed = '"orjson", "yaml", "MetaTrader5",'
+    assert listed in CONFIG
+    result = lint_imports(CONFIG.replace(listed, f'{listed} "sqlite3",', 1), tmp_path)
+    assert result.returncode == 1 and "eaclient is not allowed to import sqlite3" in result.stdout

@@ -2,7 +2,7 @@
 decision 0018): one process drains on SIGTERM, one is killed with SIGKILL, one account reaches two processes.
 
 Real processes throughout: two `python -m suho.server` on the test database, Redis and NATS, HAProxy from Debian's
-package (skipped with the reason when it is missing: `make cluster-deps`), and the reference EA (trading/simulator.py)
+package (skipped with the reason when it is missing: `make cluster-deps`), and the reference EA (eaclient/simulated.py)
 or EAs at the wire. The ten seconds of the failover goal is the issue's acceptance bound; every other wait is a
 bounded poll for an outcome.
 """
@@ -18,12 +18,12 @@ from channels.db import database_sync_to_async
 
 import binproto
 from binproto import CloseCode
+from eaclient.simulated import SimulatedEA, SimulatorConfig
 from suho import cluster as cluster_module
 from suho import drain
 from tests.gateway.cluster import WebCluster, needs_haproxy, node_pid
 from tests.gateway.ea_client import WireEA, rows, trade_opened
 from tests.gateway.test_session_takeover import only_one_gets_the_next_signal, replaced_and_survivor, signal_create
-from trading.simulator import SimulatedEA, SimulatorConfig
 
 live = pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])
 FAILOVER_S = 10.0  # issue 17: every EA of a killed process is back, through the balancer, within this

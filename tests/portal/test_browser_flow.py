@@ -2,7 +2,7 @@
 sign up → add an account → copy the key from the page → the reference EA connects with it → the status turns online
 without a reload → the balance chart shows the EA's data → a signal shows as executed after the EA fills it.
 
-The server is daphne in a subprocess on the test database (as tests/gateway/test_simulator.py does); the EA runs in
+The server is daphne in a subprocess on the test database (as tests/gateway/test_simulated_ea.py does); the EA runs in
 a thread with its own event loop. Screenshots of each page go to artifacts/screenshots/.
 """
 
@@ -24,6 +24,7 @@ from django.db import connections
 from django.utils import timezone
 
 from accounts.models import MT5Account
+from eaclient.simulated import SimulatedEA, SimulatorConfig
 from signals.delivery import signal_publish_on_commit
 from signals.models import TradingSignal
 from suho.routers import operator_path
@@ -31,7 +32,6 @@ from suho.tenancy import tenant_context
 from tests.portal.conftest import PASSWORD
 from tests.servers import daphne_serving
 from trading.services import balance_rollup_refresh
-from trading.simulator import SimulatedEA, SimulatorConfig
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

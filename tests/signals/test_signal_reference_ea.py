@@ -1,4 +1,4 @@
-"""Issue 6, acceptance 1: the trading loop end to end with the reference EA (trading/simulator.py) on a real server.
+"""Issue 6, acceptance 1: the trading loop end to end with the reference EA (eaclient/simulated.py) on a real server.
 
 Seed §6.3's worked example: the ML engine prices EURUSD on the reference feed (1.0949/1.0951) and posts the seed's
 JSON; the EA's broker quotes 1.0951/1.0953, so the signal becomes entry 1.0953, range 1.0951–1.0955, SL/TP +0.0002.
@@ -23,15 +23,15 @@ import pytest
 from channels.db import database_sync_to_async
 
 from accounts.services import api_key_create
+from eaclient.simulated import position_profit
 from quotes.selectors import quote_latest
 from signals.learning import feedback_export
 from signals.models import SignalExecution, TradingSignal
 from suho.routers import operator_path
 from suho.tenancy import tenant_context
 from tests.gateway.conftest import server_url  # noqa: F401  (a fixture: tests/gateway/conftest.py is not in this folder)
-from tests.gateway.test_simulator import eventually, simulator, started, stopped
+from tests.gateway.test_simulated_ea import eventually, simulator, started, stopped
 from tests.signals.conftest import BROKER_ASK, BROKER_BID, reference_put, seed_json
-from trading.simulator import position_profit
 
 PIP = Decimal("0.0001")  # EURUSD
 CENTS = Decimal("0.01")

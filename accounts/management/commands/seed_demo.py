@@ -33,6 +33,6 @@ class Command(BaseCommand):
             write(f"EA API key {seed.api_key}: exists (not shown again; for another: {another})")
         else:
             path = demo_ea_file_write(account_id=seed.account.pk, api_key=seed.api_key_plaintext)
-            write(f"Demo EA key file: {path} (mode 0600, read by `manage.py simulate_ea --demo`)")
+            write(f"Demo EA key file: {path} (mode 0600, read by `python -m eaclient.simulate --demo`)")
             write("EA API key: created. It is shown once; store it in the EA's settings:")
             write(seed.api_key_plaintext)
