@@ -7,6 +7,8 @@ Errors have the shape of accounts/api.py, `{"error": {"code": ..., "message": ..
 `unknown_symbol`, `invalid_action`, `invalid_price`, `stop_loss_wrong_side`, `take_profit_wrong_side`, `expired`,
 `volume_out_of_range`, `confidence_out_of_range`, `no_eligible_account`).
 
+`GET /api/signals/feedback/`: the ML engine's execution feedback (its key only), a page at a time from a cursor.
+
 Callers: the ML engine with `Authorization: Bearer suho_ml_…` (a tenant's key, docs/decisions/0005), a signed-in
 trader (their tenant), or an operator (staff without a tenant: list, detail and cancel across tenants).
 """
@@ -31,9 +33,13 @@ from accounts.api import ErrorSerializer, ea_exception_handler, error_response
 from signals import selectors
 from signals.serializers import (
     BroadcastOutputSerializer,
+    FeedbackPageSerializer,
+    FeedbackQuerySerializer,
+    FeedbackRowSerializer,
     SignalInputSerializer,
     SignalListFilterSerializer,
     SignalOutputSerializer,
+    feedback_cursor,
 )
 from signals.services import (
     BROADCAST,
@@ -55,6 +61,9 @@ SIGNAL_NOT_FOUND = "No such signal."
 WEBHOOK_NOT_FOUND = "No such webhook."
 NOT_AUTHENTICATED = "not_authenticated"
 PERMISSION_DENIED = "permission_denied"
+FEEDBACK_ML_KEY_ONLY = (
+    "Execution feedback for training is read with the tenant's ML-engine key (Authorization: Bearer suho_ml_…)."
+)
 OPERATOR_CANNOT_SUBMIT = "Signals belong to a tenant: submit them with the tenant's ML engine key or as its trader."
 
 ERRORS = {
@@ -237,6 +246,39 @@ class SignalCancelApi(SignalsView):
                 raise exceptions.NotFound(SIGNAL_NOT_FOUND)
             signal = signal_cancel(signal=signal, actor=caller.actor, user_id=caller.user_id)
         return Response(SignalOutputSerializer(signal).data)
+
+
+class FeedbackApi(SignalsView):
+    @extend_schema(
+        operation_id="signals_feedback",
+        tags=["Signals"],
+        summary="Closed executions for retraining (seed §7.3), page by page from a cursor; ML-engine key only",
+        description="Every closed execution of the key's tenant whose signal time is in [`start`, `end`), oldest "
+        "first in (signal time, signal id) order, exported or not (an export marks rows `included_in_training`, "
+        "it never hides them). Pass `next_cursor` back as `cursor` with the same filters until it is null. A "
+        "trader's JWT or session is 403 `permission_denied`; a cursor this API did not issue is 400 "
+        "`invalid_request`.",
+        parameters=[FeedbackQuerySerializer],
+        responses={200: FeedbackPageSerializer, 400: ERRORS[400], 401: ERRORS[401],
+                   403: OpenApiResponse(ErrorSerializer, description="`permission_denied`: not an ML-engine key.")},
+        auth=[{"mlEngineKey": []}],
+    )  # fmt: skip
+    def get(self, request):
+        if not isinstance(request.user, MLEngine):
+            raise exceptions.PermissionDenied(FEEDBACK_ML_KEY_ONLY)
+        query = FeedbackQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        filters = query.validated_data
+        limit = filters["limit"]
+        with tenant_context(request.user.tenant_id):
+            rows = selectors.feedback_page(start=filters["start"], end=filters["end"],
+                                           strategy=filters.get("strategy"), after=filters.get("cursor"),
+                                           limit=limit + 1)  # fmt: skip
+        more = len(rows) > limit
+        rows = rows[:limit]
+        body = {"results": FeedbackRowSerializer(rows, many=True).data,
+                "next_cursor": feedback_cursor(rows[-1]) if more else None}  # fmt: skip
+        return Response(body)
 
 
 class TradingViewWebhookApi(APIView):

@@ -1,6 +1,7 @@
 """The learning loop (seed §7.3, §2.3 step 8): feedback export, the reference model, its versions and confidence.
 
-- `feedback_export` writes the closed-signal dataset as CSV and marks those executions `included_in_training`.
+- `feedback_export` writes the closed-signal dataset as CSV and Parquet and marks those executions
+  `included_in_training` (a mark, not a removal: the ML engine still reads them at `/api/signals/feedback/`).
 - `model_retrain` exports, then trains a calibrated logistic regression (P(WIN)) on every included execution of the
   last 30 days and stores it as the one active `ModelVersion`.
 - `model_confidence` / `model_prediction` score a new signal with the active model (None when there is none).
@@ -43,6 +44,14 @@ EXPORT_COLUMNS = (
     "confidence", "polygon_ask", "deviation", "deviation_pips", "slippage", "slippage_pips", "latency",
     "volatility", "spread", "profit", "profit_pips", "trade_result",
 )  # fmt: skip
+# The Parquet file's types: exact decimals with the columns' scales, so it reads back to the database's values.
+PARQUET_TYPES = {
+    "signal_id": "string", "signal_time": "timestamp", "symbol": "string", "action": "string",
+    "model_version": "string", "strategy_name": "string", "confidence": (5, 4), "polygon_ask": (20, 8),
+    "deviation": (20, 8), "deviation_pips": (12, 2), "slippage": (20, 8), "slippage_pips": (12, 2),
+    "latency": "int32", "volatility": (12, 6), "spread": (10, 2), "profit": (20, 2), "profit_pips": (12, 2),
+    "trade_result": "string",
+}  # fmt: skip
 FEATURES = ("confidence", "deviation_pips", "spread", "volatility", "slippage_pips", "latency", "is_buy")
 
 MODEL_TOO_FEW_SAMPLES = (
@@ -93,10 +102,30 @@ def feedback_dataset(*, status: str, since: datetime, claim: bool = False) -> li
         return fetch_dicts(SignalExecution, sql, {"status": status, "since": since})
 
 
+def parquet_schema():
+    import pyarrow as pa
+
+    kinds = {"string": pa.string(), "int32": pa.int32(), "timestamp": pa.timestamp("us", tz="UTC")}
+    return pa.schema([
+        (name, pa.decimal128(*kind) if isinstance(kind, tuple) else kinds[kind]) for name, kind in PARQUET_TYPES.items()
+    ])  # fmt: skip
+
+
+def feedback_parquet_write(*, rows: list[dict], path: Path) -> None:
+    """EXPORT_COLUMNS of `rows` as one Parquet file (PARQUET_TYPES; an empty file still has the schema)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {name: [row[name] for row in rows] for name in EXPORT_COLUMNS}
+    columns["signal_id"] = [str(value) for value in columns["signal_id"]]
+    pq.write_table(pa.table(columns, schema=parquet_schema()), path)
+
+
 def feedback_export(*, now: datetime | None = None, directory: Path | None = None, days: int = EXPORT_DAYS) -> Path:
-    """Write the not-yet-exported closed signals of the last `days` to `feedback-<UTC time>.csv` in `directory`
-    (FEEDBACK_EXPORT_DIR) and mark them `included_in_training` with `exported_at`; one transaction, so a failed
-    write marks nothing. The file always has the header, even with no rows."""
+    """Write the not-yet-exported closed signals of the last `days` to `feedback-<UTC time>.csv` and `.parquet` in
+    `directory` (FEEDBACK_EXPORT_DIR) and mark them `included_in_training` with `exported_at`; one transaction, so
+    a failed write marks nothing. The files always have the header (schema), even with no rows. Returns the CSV's
+    path; the Parquet file is beside it with the same stem."""
     now = now or timezone.now()
     directory = Path(directory or settings.FEEDBACK_EXPORT_DIR)
     directory.mkdir(parents=True, exist_ok=True)
@@ -110,10 +139,13 @@ def feedback_export(*, now: datetime | None = None, directory: Path | None = Non
             writer = csv.DictWriter(handle, fieldnames=EXPORT_COLUMNS, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
+        partial_parquet = path.with_suffix(".parquet.partial")
+        feedback_parquet_write(rows=rows, path=partial_parquet)
         SignalExecution.objects.filter(
             execution_id__in=[row["execution_id"] for row in rows],
             feedback_status=SignalExecution.FeedbackStatus.PENDING,
         ).update(feedback_status=SignalExecution.FeedbackStatus.INCLUDED, exported_at=now)
+        partial_parquet.rename(path.with_suffix(".parquet"))
         partial.rename(path)
     log.info("feedback export: %d rows to %s", len(rows), path)
     return path

@@ -47,6 +47,41 @@ def feedback_rows(*, days: int = 7) -> list[dict]:
     return fetch_dicts(SignalExecution, FEEDBACK_ROWS, {"days": days})
 
 
+# Every closed execution of the caller's tenant (any feedback status: an export marks rows, it never hides them), in
+# one stable order, (signal time, signal id), read a page at a time after a keyset position.
+FEEDBACK_PAGE = """
+SELECT
+    s.signal_id, s.time AS signal_time, s.account_id, s.symbol, s.action,
+    s.model_version, s.strategy_name, s.confidence_score, s.polygon_ask,
+    s.price_deviation, s.deviation_pips,
+    e.execution_id, e.actual_entry_price, e.price_difference AS execution_slippage, e.slippage_pips,
+    e.execution_latency_ms, e.profit, e.profit_pips,
+    CASE WHEN e.profit > 0 THEN 'WIN' WHEN e.profit < 0 THEN 'LOSS' ELSE 'BREAKEVEN' END AS trade_result,
+    e.market_volatility, e.spread_at_execution, e.closed_at, e.feedback_status, e.exported_at
+FROM mt5_trading_signals s
+JOIN mt5_signal_executions e ON s.signal_id = e.signal_id
+WHERE e.trade_closed = true
+  AND s.time >= %(start)s AND s.time < %(end)s
+  AND (%(strategy)s::text IS NULL OR s.strategy_name = %(strategy)s::text)
+  AND (%(after_time)s::timestamptz IS NULL OR (s.time, s.signal_id) > (%(after_time)s::timestamptz, %(after_id)s::uuid))
+ORDER BY s.time, s.signal_id
+LIMIT %(limit)s
+"""
+
+
+def feedback_page(*, start, end, strategy: str | None = None, after: tuple | None = None, limit: int) -> list[dict]:
+    """Up to `limit` closed executions with signal time in [start, end), optionally of one `strategy_name`, that
+    come after the keyset position `after` = (signal_time, signal_id) in (signal time, signal id) order.
+
+    Runs in the caller's tenant context (row-level security: only that tenant's rows). Whether a row was exported
+    does not matter. A trade that closes later joins its signal's place in the order: re-read a range to see it.
+    """
+    after_time, after_id = after or (None, None)
+    params = {"start": start, "end": end, "strategy": strategy, "after_time": after_time, "after_id": after_id,
+              "limit": limit}  # fmt: skip
+    return fetch_dicts(SignalExecution, FEEDBACK_PAGE, params)
+
+
 def signals_list(*, status: str | None = None, account_id=None, symbol: str | None = None):
     """The tenant's signals, newest first, optionally filtered (a lazy queryset: evaluate it in the tenant's
     context, or inside `operator_path()` for every tenant)."""

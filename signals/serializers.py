@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from uuid import UUID
+
+from django.core import signing
+from django.utils import timezone
 from rest_framework import serializers
 
 from signals.models import TradingSignal
@@ -90,3 +95,86 @@ class SignalListFilterSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=TradingSignal.Status.choices, required=False)
     account_id = serializers.UUIDField(required=False)
     symbol = serializers.CharField(max_length=32, required=False)
+
+
+FEEDBACK_CURSOR_SALT = "suho.signals.feedback-cursor"
+FEEDBACK_CURSOR_INVALID = "is not a cursor this API issued (pass `next_cursor` from the previous page unchanged)."
+FEEDBACK_RANGE_INVALID = "`start` must be before `end`."
+FEEDBACK_PAGE_MAX = 1000
+
+
+def feedback_cursor(row: dict) -> str:
+    """The opaque position after `row`: its (signal time, signal id), signed so a forged or truncated cursor is a
+    clear 400 rather than a silently different page. It holds no tenant: another tenant's key reads its own rows."""
+    return signing.dumps([row["signal_time"].isoformat(), str(row["signal_id"])], salt=FEEDBACK_CURSOR_SALT,
+                         compress=True)  # fmt: skip
+
+
+class FeedbackQuerySerializer(serializers.Serializer):
+    start = serializers.DateTimeField(required=False, validators=[date_bounded],
+                                      help_text="Signal time from (inclusive); default: the earliest.")  # fmt: skip
+    end = serializers.DateTimeField(required=False, validators=[date_bounded],
+                                    help_text="Signal time before (exclusive); default: now.")  # fmt: skip
+    strategy = serializers.CharField(max_length=64, required=False, help_text="Only this `strategy_name`.")
+    cursor = serializers.CharField(max_length=500, required=False,
+                                   help_text="`next_cursor` of the previous page (same filters).")  # fmt: skip
+    limit = serializers.IntegerField(min_value=1, max_value=FEEDBACK_PAGE_MAX, default=500)
+
+    def validate_cursor(self, value: str) -> tuple:
+        try:
+            signal_time, signal_id = signing.loads(value, salt=FEEDBACK_CURSOR_SALT)
+            return datetime.fromisoformat(signal_time), UUID(signal_id)
+        except (signing.BadSignature, ValueError, TypeError) as exc:
+            raise serializers.ValidationError(FEEDBACK_CURSOR_INVALID) from exc
+
+    def validate(self, attrs: dict) -> dict:
+        attrs.setdefault("start", datetime(2000, 1, 1, tzinfo=UTC))
+        attrs.setdefault("end", timezone.now())
+        if attrs["start"] >= attrs["end"]:
+            raise serializers.ValidationError(FEEDBACK_RANGE_INVALID)
+        return attrs
+
+
+def _decimal(digits: int, places: int, **kwargs) -> serializers.DecimalField:
+    return serializers.DecimalField(max_digits=digits, decimal_places=places, allow_null=True, coerce_to_string=False,
+                                    **kwargs)  # fmt: skip
+
+
+class FeedbackRowSerializer(serializers.Serializer):
+    """One closed execution with its signal: seed §7.3's columns, plus what an incremental reader needs."""
+
+    class Meta:
+        ref_name = "MLFeedbackRow"
+
+    signal_id = serializers.UUIDField()
+    signal_time = serializers.DateTimeField()
+    account_id = serializers.UUIDField()
+    symbol = serializers.CharField()
+    action = serializers.CharField()
+    model_version = serializers.CharField(allow_blank=True)
+    strategy_name = serializers.CharField(allow_blank=True)
+    confidence_score = _decimal(5, 4)
+    polygon_ask = _decimal(20, 8)
+    price_deviation = _decimal(20, 8)
+    deviation_pips = _decimal(12, 2)
+    execution_id = serializers.UUIDField()
+    actual_entry_price = _decimal(20, 8)
+    execution_slippage = _decimal(20, 8, help_text="actual − signal entry, price units")
+    slippage_pips = _decimal(12, 2)
+    execution_latency_ms = serializers.IntegerField(allow_null=True)
+    profit = _decimal(20, 2)
+    profit_pips = _decimal(12, 2)
+    trade_result = serializers.ChoiceField(choices=["WIN", "LOSS", "BREAKEVEN"])
+    market_volatility = _decimal(12, 6)
+    spread_at_execution = _decimal(10, 2)
+    closed_at = serializers.DateTimeField(allow_null=True)
+    feedback_status = serializers.CharField(help_text="`included_in_training` once an export has taken the row.")
+    exported_at = serializers.DateTimeField(allow_null=True)
+
+
+class FeedbackPageSerializer(serializers.Serializer):
+    class Meta:
+        ref_name = "MLFeedbackPage"
+
+    results = FeedbackRowSerializer(many=True)
+    next_cursor = serializers.CharField(allow_null=True, help_text="Pass as `cursor` for the next page; null: the end.")
