@@ -201,11 +201,3 @@ def _day_start(day, plus_days: int = 0):
     if day is None:
         return None
     return datetime.combine(day, time.min, tzinfo=UTC) + timedelta(days=plus_days)
-
-
-def operator_dashboard(request):
-    """/admin/dashboard/ (wrapped by admin_view: active staff; the operator path covers every tenant)."""
-    from django.contrib import admin
-
-    context = {**admin.site.each_context(request), "title": "Operator dashboard", **selectors.operator_dashboard()}
-    return render(request, "admin/operator_dashboard.html", context)

@@ -1,4 +1,5 @@
-"""Admin for the outbox: operators see what is pending or parked, and re-queue parked messages once fixed.
+"""Admin for the outbox (operators see what is pending or parked, and re-queue parked messages once fixed) and
+for the last run of each scheduled task.
 
 Runs on the operator path (suho.admin_site.OperatorAdminMiddleware). Rows are never edited or deleted here: a
 parked message is evidence of something JetStream refused, and re-queueing is the only change (audited through the
@@ -9,7 +10,8 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
-from suho.models import OutboxMessage
+from suho.admin_site import ReadOnlyAdmin
+from suho.models import BeatTaskRun, OutboxMessage
 from suho.outbox import outbox_requeue
 
 PAYLOAD_SHOWN = 2000  # characters of the payload on the detail page
@@ -65,3 +67,13 @@ class OutboxMessageAdmin(admin.ModelAdmin):
         self.message_user(request, f"Re-queued {requeued} parked message(s).", messages.SUCCESS)
         if requeued < queryset.count():
             self.message_user(request, "Messages that were not parked were left alone.", messages.WARNING)
+
+
+@admin.register(BeatTaskRun)
+class BeatTaskRunAdmin(ReadOnlyAdmin):
+    """The last run of each scheduled task (suho.beat); the operator dashboard flags overdue ones."""
+
+    list_display = ("task", "started_at", "finished_at", "state")
+    list_filter = ("state",)
+    search_fields = ("task",)
+    ordering = ("task",)

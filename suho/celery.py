@@ -1,8 +1,10 @@
-"""The Celery app: Redis broker, tasks discovered in each Django app, beat schedule in suho.schedules."""
+"""The Celery app: Redis broker, tasks discovered in each Django app, beat schedule in suho.schedules; every run
+of a scheduled task is recorded (suho.beat) for the operator dashboard."""
 
 import os
 
 from celery import Celery
+from celery.signals import task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "suho.settings")
 
@@ -16,3 +18,17 @@ def _install_schedule(sender, **kwargs):
     from suho.schedules import BEAT_SCHEDULE
 
     sender.conf.beat_schedule = BEAT_SCHEDULE
+
+
+@task_prerun.connect(dispatch_uid="suho_beat_task_started")
+def _record_start(sender=None, **kwargs):
+    from suho.beat import beat_task_started
+
+    beat_task_started(task=sender.name)
+
+
+@task_postrun.connect(dispatch_uid="suho_beat_task_finished")
+def _record_end(sender=None, state=None, **kwargs):
+    from suho.beat import beat_task_finished
+
+    beat_task_finished(task=sender.name, state=state or "")

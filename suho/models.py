@@ -1,4 +1,4 @@
-"""Plumbing tables: the transactional outbox of messages for NATS."""
+"""Plumbing tables: the transactional outbox of messages for NATS, the last run of each scheduled task."""
 
 from __future__ import annotations
 
@@ -46,3 +46,22 @@ class OutboxMessage(models.Model):
     @property
     def state(self) -> str:
         return "published" if self.published_at else "parked" if self.parked_at else "pending"
+
+
+class BeatTaskRun(models.Model):
+    """The last run of each scheduled task (suho.schedules), one row per task, written by the worker as the task
+    starts and ends (suho.beat): the operator dashboard warns when one is overdue, so a dead beat is seen.
+
+    Platform-wide, not a tenant's: no tenant_id, no row-level security.
+    """
+
+    task = models.CharField(max_length=200, primary_key=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)  # NULL while the run started last is going on
+    state = models.CharField(max_length=20, help_text="STARTED, then Celery's end state: SUCCESS, FAILURE, RETRY")
+
+    class Meta:
+        db_table = "suho_beat_task_runs"
+
+    def __str__(self) -> str:
+        return f"{self.task} ({self.state} at {self.started_at:%Y-%m-%d %H:%M:%S})"

@@ -155,6 +155,16 @@ def _failure_record(message: OutboxMessage, exc: Exception, *, now) -> bool:
     return True
 
 
+def outbox_backlog() -> dict[str, int]:
+    """How many messages wait to be published (`pending`) and how many JetStream refused for good (`parked`): the
+    operator dashboard's figures. Every tenant's only inside `operator_path()`."""
+    waiting = OutboxMessage.objects.filter(published_at__isnull=True)
+    return {
+        "pending": waiting.filter(parked_at__isnull=True).count(),
+        "parked": waiting.filter(parked_at__isnull=False).count(),
+    }
+
+
 def outbox_requeue(*, message_ids) -> int:
     """Put parked messages back in line (an operator fixed the cause: added the stream, raised the limit). They
     keep their place by id and get `PARK_AFTER_REFUSALS` fresh tries; the drain is kicked after commit. Published

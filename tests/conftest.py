@@ -30,6 +30,7 @@ TRUNCATED_TABLES = (
     "suho_model_versions",
     "django_session",
     "mt5_broker_quotes",
+    "suho_beat_task_runs",
 )  # fmt: skip  (ticks: no foreign key to cascade along)
 OWNER_TRUNCATE = f"TRUNCATE {', '.join(TRUNCATED_TABLES)} CASCADE"
 

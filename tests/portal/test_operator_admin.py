@@ -1,4 +1,4 @@
-"""Operator admin: every model's list renders for staff (operator path, every tenant), the dashboard counts, and the
+"""Operator admin: every model's list renders for staff (operator path, every tenant), and the
 actions — disable trading, close all, emergency stop per account and per tenant — go through audited services."""
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ import pytest
 from django.contrib import admin
 from django.test import Client
 from django.urls import reverse
-from django.utils import timezone
 
 from accounts.models import MT5Account, Tenant, User
 from compliance.models import AuditLog
@@ -40,22 +39,6 @@ def test_every_registered_model_lists_and_searches_for_staff(operator, account):
         url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
         assert operator.get(url).status_code == 200, url
         assert operator.get(url, {"q": "x"}).status_code == 200, url
-
-
-def test_dashboard_counts_eas_online_ingest_signals_and_risk_events(operator, account):
-    with operator_path():
-        MT5Account.objects.filter(pk=account.pk).update(connection_status="online", last_heartbeat_at=timezone.now())
-    make_quote(account, time=timezone.now())
-    make_signal(account, time=timezone.now())
-    make_risk_event(account)
-    html = operator.get("/admin/dashboard/").content.decode()
-    assert "1 of 1 active accounts" in html and "1 quotes" in html
-    assert "pending" in html and "No open risk events" not in html
-
-
-def test_dashboard_is_for_staff_only(account, client_of):
-    response = client_of(account.user).get("/admin/dashboard/")
-    assert response.status_code == 302 and "/admin/login/" in response["Location"]
 
 
 def _action(client, model: str, action: str, pk) -> None:
