@@ -55,7 +55,7 @@ bench: install
 # Re-pin every dependency after changing pyproject.toml.
 lock:
 	rm -rf /tmp/suho-lock && $(PYTHON) -m venv /tmp/suho-lock
-	/tmp/suho-lock/bin/pip install --quiet ".[embedded,dev]"
+	/tmp/suho-lock/bin/pip install --quiet ".[embedded,dev,browser]"
 	/tmp/suho-lock/bin/pip freeze --exclude suho > requirements.lock
 
 clean-state:
@@ -67,7 +67,7 @@ clean-state:
 browser-deps: install
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver || \
 	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver)
-	$(BIN)/python -m pip install --quiet -c requirements.lock selenium schemathesis openapi-spec-validator
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[browser]"
 
 # Debian's HAProxy for `make run-cluster` and the scale-out fault tests (which skip without it). Needs root (CI is).
 cluster-deps:
