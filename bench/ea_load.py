@@ -1,4 +1,7 @@
 """Simulated EAs for the benchmarks, in a process of their own: real WebSockets (`websockets`), binproto, no Django.
+Each session is opened as every EA opens it (eaclient's `session_open` and HELLO); the load itself is pre-encoded
+frames with the timestamp patched in, so that thousands of EAs in one process measure the server, not this process
+(eaclient's `EAClient`, which builds each frame from its dataclasses, is the EA to use anywhere else).
 
     python -m bench.ea_load CONFIG.json     (started by bench.run: JSON lines on stdout, commands on stdin)
 
@@ -30,12 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from uuid import UUID
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import binproto as bp
+from eaclient.client import ack_build, hello_build, session_open
 
 CONNECT_TIMEOUT_S = 30
 LOST_AFTER_S = 10.0  # a probed tick not visible after this long is counted lost, not waited for
@@ -98,42 +102,15 @@ class Stats:
     probe_polls: int = 0
 
 
-def hello_frame(ea: dict, use_api_key: bool) -> bytes:
-    return bp.encode(
-        bp.Hello(
-            account_id=UUID(ea["account_id"]),
-            auth_method=bp.AuthMethod.API_KEY if use_api_key else bp.AuthMethod.ACCESS_TOKEN,
-            mt5_build=4755,
-            ea_version="bench-1.0",
-            access_token=ea["api_key"] if use_api_key else ea["access_token"],
-            protocol_versions=(2, 1),
-            timestamp_us=now_us(),
-        )
-    )
-
-
 async def ea_connect(url: str, ea: dict, use_api_key: bool) -> ClientConnection:
-    ws = await connect(
-        url,
-        compression=None,
-        proxy=None,
-        ping_interval=None,
-        open_timeout=CONNECT_TIMEOUT_S,
-        close_timeout=2,
-        max_size=2**20,
+    """Connected and authenticated (eaclient.AuthRefused otherwise): with the API key, or the access token of the
+    session made in bulk for it. No keepalive pings and no proxy: thousands of sockets on loopback."""
+    secret = {"api_key": ea["api_key"]} if use_api_key else {"access_token": ea["access_token"]}
+    hello = hello_build(UUID(ea["account_id"]), **secret, ea_version="bench-1.0")
+    ws, _result = await session_open(
+        url, hello, timeout_s=CONNECT_TIMEOUT_S, proxy=None, ping_interval=None, close_timeout=2, max_size=2**20
     )
-    try:
-        await ws.send(hello_frame(ea, use_api_key))
-        async with asyncio.timeout(CONNECT_TIMEOUT_S):
-            while True:
-                message = bp.decode(await ws.recv())
-                if isinstance(message, bp.AuthResult):
-                    if message.status != bp.AuthStatus.OK:
-                        raise RuntimeError(f"auth refused: {message.status.name} {message.reason}")
-                    return ws
-    except BaseException:
-        await ws.close()
-        raise
+    return ws
 
 
 async def reader(ws: ClientConnection, stats: Stats, ack: bool = True) -> None:
@@ -148,15 +125,7 @@ async def reader(ws: ClientConnection, stats: Stats, ack: bool = True) -> None:
                 ref = message.command_id if isinstance(message, bp.Command) else message.signal_id
                 issued = message.issued_us if isinstance(message, bp.Command) else message.timestamp_us
                 stats.received.append([ref.hex, issued, received_us])
-                reply = bp.Ack(
-                    acked_type=message.TYPE,
-                    ref_id=ref,
-                    ref_version=0,
-                    status=bp.AckStatus.RECEIVED,
-                    reason_code=0,
-                    reason="",
-                    timestamp_us=now_us(),
-                )
+                reply = ack_build(message.TYPE, ref_id=ref, status=bp.AckStatus.RECEIVED)
                 if ack:
                     await ws.send(bp.encode(reply))
             elif isinstance(message, bp.Error):

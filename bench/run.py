@@ -238,10 +238,11 @@ def document(results: dict) -> str:
         "How: a dedicated database (`bench_suho`, dropped, recreated and migrated at the start); the real ASGI server "
         "(`python -m suho.server … suho.asgi:application`: daphne with Suho's limits, production settings, DEBUG off) "
         "started fresh for each run; "
-        "simulated EAs in separate processes (`bench/ea_load.py`, the `websockets` library) speaking the binary "
-        "protocol over real WebSockets. Bench accounts sit 100 to a tenant; their sessions are made in bulk and the "
-        "EAs send HELLO with an access token (an Argon2 check per API key would make set-up take minutes; the "
-        "API-key HELLO is timed separately under Delivery). Raw results and server logs: `.state/bench/`.",
+        "simulated EAs in separate processes (`bench/ea_load.py`: sessions opened by `eaclient`, then pre-encoded "
+        "frames) speaking the binary protocol over real WebSockets. Bench accounts sit 100 to a tenant; their "
+        "sessions are made in bulk and the EAs send HELLO with an access token (an Argon2 check per API key would "
+        "make set-up take minutes; the API-key HELLO is timed separately under Delivery). Raw results and server "
+        "logs: `.state/bench/`.",
         "",
         "## Targets",
         "",

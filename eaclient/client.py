@@ -41,10 +41,90 @@ SEEN_IDS_TTL_S = 24 * 3600  # signal and command ids are remembered this long (d
 NO_ANSWER = "the EA did not answer"  # ACK FAILED when a handler returned without answering
 SIGNALS_UNSUPPORTED = "this EA does not trade"
 V1_IDS = {name: symbol_id for symbol_id, name in binproto.DEFAULT_V1_SYMBOLS.items()}
+EA_VERSION = "suho-ea/1.0"
+MT5_BUILD = 4755
 
 
 def now_us() -> int:
     return time.time_ns() // 1000
+
+
+# --- opening a session: shared by EAClient and by callers that drive the wire themselves (bench, wire tests) --------
+
+
+class AuthRefused(Exception):
+    """AUTH_RESULT was not OK; `result` says why."""
+
+    def __init__(self, result: binproto.AuthResult):
+        super().__init__(f"authentication refused: {result.status.name} {result.reason}")
+        self.result = result
+
+
+def hello_build(
+    account_id: UUID,
+    *,
+    api_key: str = "",
+    access_token: str = "",
+    ea_version: str = EA_VERSION,
+    mt5_build: int = MT5_BUILD,
+) -> binproto.Hello:
+    """HELLO for `account_id`: with the access token when one is given (a quick reconnect spares the server an
+    Argon2 check of the key), else with the API key. Offers versions 2 and 1; the server picks."""
+    return binproto.Hello(
+        account_id=account_id,
+        auth_method=AuthMethod.ACCESS_TOKEN if access_token else AuthMethod.API_KEY,
+        mt5_build=mt5_build,
+        ea_version=ea_version,
+        access_token=access_token or api_key,
+        protocol_versions=(binproto.V2, binproto.V1),
+        timestamp_us=now_us(),
+    )
+
+
+async def ws_open(url: str, *, timeout_s: float = 10.0, **options) -> ClientConnection:
+    """The WebSocket as an EA opens it: no compression (binary frames are small and dense), keepalive pings (the
+    server may be silent for minutes), room for the largest JSON frame. `options` override (the bench turns pings
+    off and caps frames lower)."""
+    defaults = {
+        "open_timeout": timeout_s,
+        "close_timeout": timeout_s,
+        "ping_interval": 20,
+        "ping_timeout": 20,
+        "compression": None,
+        "max_size": binproto.MAX_JSON_FRAME_SIZE * 4,
+    }
+    return await connect(url, **defaults | options)
+
+
+async def authenticate(ws: ClientConnection, hello: binproto.Hello, *, timeout_s: float, on_other=None):
+    """Send HELLO and read until AUTH_RESULT (returned, whatever its status). A frame before it (ERROR,
+    SESSION_CLOSING) goes to the coroutine function `on_other`, if given. TimeoutError after `timeout_s`."""
+    async with asyncio.timeout(timeout_s):
+        await ws.send(binproto.encode(hello))
+        while True:
+            data = await ws.recv()
+            message = binproto.from_json(data) if isinstance(data, str) else binproto.decode(data)
+            if isinstance(message, binproto.AuthResult):
+                return message
+            if on_other is not None:
+                await on_other(message)
+
+
+async def session_open(
+    url: str, hello: binproto.Hello, *, timeout_s: float = 10.0, **options
+) -> tuple[ClientConnection, binproto.AuthResult]:
+    """A connected, authenticated socket for a caller that drives the session itself (a load generator sending
+    pre-encoded frames); AuthRefused or the connection's error otherwise, the socket closed. An EA that should
+    stay connected uses `EAClient`, which reconnects, resyncs and keeps the protocol's promises."""
+    ws = await ws_open(url, timeout_s=timeout_s, **options)
+    try:
+        result = await authenticate(ws, hello, timeout_s=timeout_s)
+        if result.status != AuthStatus.OK:
+            raise AuthRefused(result)
+    except BaseException:
+        await ws.close()
+        raise
+    return ws, result
 
 
 @dataclass(frozen=True)
@@ -60,10 +140,9 @@ class ClientConfig:
     network_timeout_s: float = 10.0  # every send, connect, close and the wait for AUTH_RESULT
     event_retry_s: float = 10.0  # resend a trade event without EVENT_ACK after this long
     max_backoff_s: float = 30.0
-    reconnect: bool = True  # False: `run()` returns when the first session (or attempt) ends
     outbox_path: str | None = None  # sqlite3 file: unacknowledged events and event_seq survive a restart
-    ea_version: str = "suho-ea/1.0"
-    mt5_build: int = 4755
+    ea_version: str = EA_VERSION
+    mt5_build: int = MT5_BUILD
 
     def __post_init__(self) -> None:
         if not (self.api_key or self.access_token):
@@ -241,7 +320,7 @@ class EAClient:
                     log.exception("EA session failed", extra=self._log)
                     self._backoff.failed()
                     delay = self._backoff.delay()
-                if delay is None or not self.config.reconnect:
+                if delay is None:
                     break
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
@@ -253,17 +332,8 @@ class EAClient:
 
     async def _connect_and_serve(self) -> float | None:
         """One connection: the delay before the next attempt, or None to stop for good."""
-        timeout = self.config.network_timeout_s
         try:
-            ws = await connect(
-                self.config.url,
-                open_timeout=timeout,
-                close_timeout=timeout,
-                ping_interval=20,
-                ping_timeout=20,
-                compression=None,
-                max_size=binproto.MAX_JSON_FRAME_SIZE * 4,
-            )
+            ws = await ws_open(self.config.url, timeout_s=self.config.network_timeout_s)
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             self._backoff.failed()
             self.counters.connect_failures += 1
@@ -315,24 +385,17 @@ class EAClient:
 
     async def _authenticate(self, ws: ClientConnection) -> binproto.AuthResult:
         self._used_token = self._tokens.usable(asyncio.get_running_loop().time())
-        hello = binproto.Hello(
-            account_id=self.config.account_id,
-            auth_method=AuthMethod.ACCESS_TOKEN if self._used_token else AuthMethod.API_KEY,
-            mt5_build=self.config.mt5_build,
+        hello = hello_build(
+            self.config.account_id,
+            api_key=self.config.api_key,
+            access_token=self._tokens.access if self._used_token else "",
             ea_version=self.config.ea_version,
-            access_token=self._tokens.access if self._used_token else self.config.api_key,
-            protocol_versions=(binproto.V2, binproto.V1),
-            timestamp_us=now_us(),
+            mt5_build=self.config.mt5_build,
         )
-        async with asyncio.timeout(self.config.network_timeout_s):
-            await ws.send(binproto.encode(hello))
-            while True:
-                message = self._decode(await ws.recv())
-                if isinstance(message, binproto.AuthResult):
-                    self._session.on_auth_result(message)
-                    return message
-                if message is not None:
-                    await self.handle(message)  # ERROR or SESSION_CLOSING: counted and remembered
+        # ERROR or SESSION_CLOSING before AUTH_RESULT: counted and remembered
+        result = await authenticate(ws, hello, timeout_s=self.config.network_timeout_s, on_other=self.handle)
+        self._session.on_auth_result(result)
+        return result
 
     def _refused(self, result: binproto.AuthResult) -> float:
         self.counters.auth_refusals += 1

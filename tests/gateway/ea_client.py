@@ -1,6 +1,7 @@
 """Gateway test helpers: a minimal binary EA client over Channels' communicator, one at the wire (`WireEA`, for a
-server in another process), and the ingest side around it (the data bridge as a process or in this one, and waits
-on its JetStream queue for INGEST_MODE=bridge)."""
+server in another process), both opening their session as eaclient does (its HELLO, its socket options) and then
+sending whatever frames a test needs; and the ingest side around them (the data bridge as a process or in this one,
+and waits on its JetStream queue for INGEST_MODE=bridge)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.db import connections
 from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 import binproto
+from eaclient.client import hello_build, session_open, ws_open
 from suho.asgi import application
 from suho.bus import nats_servers
 from trading.bridge import INGEST_STREAM, bridge_run
@@ -29,11 +30,15 @@ from trading.gateway import batchers_flush
 
 
 def hello(account, secret) -> bytes:
-    return binproto.encode(
-        binproto.Hello(account_id=account.account_id, auth_method=binproto.AuthMethod.API_KEY, ea_version="1.0",
-                       mt5_build=4000, access_token=secret, protocol_versions=(1, 2),
-                       timestamp_us=time.time_ns() // 1000)
-    )  # fmt: skip
+    """HELLO with the account's API key, as eaclient's EAClient sends it."""
+    return binproto.encode(hello_build(account.account_id, api_key=secret))
+
+
+async def wire_session(url: str, account, secret: str, **options) -> ClientConnection:
+    """A socket authenticated with the account's API key, as eaclient opens it (AuthRefused otherwise), for a test
+    that then sends its own frames. `options` go to the WebSocket (e.g. max_size=None to read whatever comes)."""
+    ws, _result = await session_open(url, hello_build(account.account_id, api_key=secret), timeout_s=30, **options)
+    return ws
 
 
 async def receive_until(communicator, kind, timeout=5.0):
@@ -73,7 +78,7 @@ class WireEA:
     @classmethod
     async def connect(cls, url: str, account, secret: str, name: str = "EA") -> tuple[WireEA, binproto.AuthResult]:
         """Connect and send HELLO; return once AUTH_RESULT came (the server may close it right after)."""
-        ea = cls(await ws_connect(url, open_timeout=10, close_timeout=2), name)
+        ea = cls(await ws_open(url, timeout_s=10, close_timeout=2), name)
         await ea.send_bytes(hello(account, secret))
         return ea, await ea.next(binproto.AuthResult)
 

@@ -14,6 +14,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 import binproto
 from accounts.models import MT5Account, Tenant, User
 from accounts.services import api_key_create, ea_authenticate
+from eaclient.client import hello_build
 from suho.asgi import application
 from suho.tenancy import tenant_context
 from tests.gateway.ea_client import connect, receive_until, rows, trade_opened
@@ -33,9 +34,8 @@ def other_tenant_account():
 async def hello_with(account_id, token, method=binproto.AuthMethod.ACCESS_TOKEN):
     communicator = WebsocketCommunicator(application, "/ws/ea/")
     await communicator.connect()
-    await communicator.send_to(bytes_data=binproto.encode(binproto.Hello(
-        account_id=account_id, auth_method=method, ea_version="1", mt5_build=1, access_token=token,
-        protocol_versions=(2,), timestamp_us=time.time_ns() // 1000)))  # fmt: skip
+    secret = {"access_token": token} if method == binproto.AuthMethod.ACCESS_TOKEN else {"api_key": token}
+    await communicator.send_to(bytes_data=binproto.encode(hello_build(account_id, **secret)))
     return communicator, await receive_until(communicator, binproto.AuthResult)
 
 

@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 
 import binproto
 from binproto import AuthStatus, CloseCode, ErrorCode
-from tests.gateway.ea_client import hello, trade_opened
+from tests.gateway.ea_client import hello, trade_opened, wire_session
 
 pytestmark = [pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])]
 
@@ -76,9 +76,7 @@ async def close_code(ws) -> int:
 
 
 async def session(url, account, secret):
-    ws = await connect(url, max_size=None)
-    await ws.send(hello(account, secret))
-    assert (await until(ws, binproto.AuthResult)).status == AuthStatus.OK
+    ws = await wire_session(url, account, secret, max_size=None)
     await until(ws, binproto.ConfigUpdate)  # the resync has run: what follows answers the frames the test sends
     return ws
 
