@@ -40,10 +40,12 @@ nats-cluster: install
 	$(BIN)/python -m suho.natscluster run
 
 # lint-imports: the import contracts in pyproject.toml (the dependency order, docs/dependencies.md).
+# eaclient.stubs.typecheck: mypy on eaclient against metatrader5-stubs plus our overlay (eaclient/stubs/).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache --no-logo
+	$(BIN)/python -m eaclient.stubs.typecheck
 
 format: install
 	$(BIN)/ruff check --fix .
