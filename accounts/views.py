@@ -152,7 +152,7 @@ def _key_shown(request, account, api_key, plaintext):
     scheme = "wss" if request.is_secure() else "ws"
     context = {
         "account": account, "api_key": api_key, "plaintext": plaintext,
-        "ws_url": f"{scheme}://{request.get_host()}/ws/ea/",
+        "ws_url": f"{scheme}://{request.get_host()}/ws/ea/", "agent_pip": settings.EA_AGENT_PIP,
     }  # fmt: skip
     response = render(request, "portal/api_key_shown.html", context)
     response["Cache-Control"] = "no-store"

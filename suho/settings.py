@@ -391,3 +391,9 @@ REFERENCE_SYMBOLS = env_list("REFERENCE_SYMBOLS", "EURUSD,GBPUSD,USDJPY,XAUUSD")
 FEEDBACK_EXPORT_DIR = Path(env("FEEDBACK_EXPORT_DIR", str(STATE_DIR / "feedback")))
 REFERENCE_STRATEGY_ENABLED = env_bool("REFERENCE_STRATEGY_ENABLED", False)  # and per account: strategy_parameters
 CELERY_IMPORTS = ["signals.learning_tasks"]  # tasks outside an app's tasks.py (autodiscovery finds only those)
+
+# --- The terminal agent (eaclient/dist/, `suho-ea`) ---------------------------------------------------------------
+# The pip requirement the portal's "API key shown once" page tells a trader to install: where this deployment
+# publishes the agent's wheel, or the repository's subdirectory. Never a bare name: that would install whatever
+# the public index has under it.
+EA_AGENT_PIP = env("SUHO_EA_AGENT_PIP", "suho-ea[mt5] @ git+https://<the Suho repository>#subdirectory=eaclient/dist")
