@@ -394,7 +394,8 @@ class EAClient:
         )
         # ERROR or SESSION_CLOSING before AUTH_RESULT: counted and remembered
         result = await authenticate(ws, hello, timeout_s=self.config.network_timeout_s, on_other=self.handle)
-        self._session.on_auth_result(result)
+        if self._session is not None:
+            self._session.on_auth_result(result)
         return result
 
     def _refused(self, result: binproto.AuthResult) -> float:
@@ -460,8 +461,8 @@ class EAClient:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         for task in done:
-            if task.exception() is not None:
-                raise task.exception()
+            if (error := task.exception()) is not None:
+                raise error
 
     async def _send_initial_state(self) -> None:
         """docs/protocol.md §6 step 3: symbol table, profile, positions, finance, then every unacknowledged event."""
@@ -483,6 +484,7 @@ class EAClient:
 
     async def _read_loop(self, ws: ClientConnection) -> None:
         session = self._session
+        assert session is not None  # set by _connect_and_serve before serving
         while not self._reconnect_reason:
             idle_s = self.config.network_timeout_s if session.closing else RECV_IDLE_S
             try:
@@ -721,7 +723,8 @@ class EAClient:
                 log.error("EA handler left command %s unanswered", command.command_id, extra=self._log)
                 await self.answer(command, AckStatus.FAILED, NO_ANSWER)
         ack = self._command_acks.get(command.command_id)
-        log.info("EA command %s: %s %s", command.command.name, ack.status.name.lower(), ack.reason, extra=self._log)
+        if ack is not None:
+            log.info("EA command %s: %s %s", command.command.name, ack.status.name.lower(), ack.reason, extra=self._log)
 
 
 def market_session(moment: datetime) -> binproto.MarketSession:

@@ -54,6 +54,7 @@ class Outbox:
             self._last_seq = max(self._last_seq, row[0]) if row else self._last_seq
             for (frame,) in self._db.execute("SELECT frame FROM events ORDER BY event_seq"):
                 event = binproto.decode(frame)
+                assert isinstance(event, binproto.TradeOpened | binproto.TradeClosed | binproto.TradeModified)
                 self._events[event_key(event)] = event
                 self._sent_at[event_key(event)] = 0.0
 
