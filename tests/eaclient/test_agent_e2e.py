@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -24,14 +23,12 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import MT5Account
-from signals.delivery import signal_publish_on_commit
-from signals.models import TradingSignal
 from suho.routers import operator_path
-from suho.tenancy import tenant_context
 from tests.gateway.conftest import (
     _truncate,
     server_url,  # noqa: F401  (a session fixture: daphne serving suho.asgi)
 )
+from tests.gateway.test_simulated_ea import signal_create
 from trading.outbound import command_issue
 
 pytestmark = [
@@ -123,17 +120,12 @@ def last_ask(account_id) -> float:
                       " ORDER BY time DESC LIMIT 1", [account_id])[0][0])  # fmt: skip
 
 
-def signal_create(account: MT5Account, ask: float) -> uuid.UUID:
-    with tenant_context(account.tenant_id):
-        now = timezone.now()
-        signal = TradingSignal.objects.create(
-            time=now, tenant_id=account.tenant_id, account=account, symbol="EURUSD", action="BUY",
-            entry_price=round(ask, 5), entry_price_min=round(ask - 0.005, 5), entry_price_max=round(ask + 0.005, 5),
-            stop_loss=round(ask - 0.05, 5), take_profit=round(ask + 0.05, 5), volume=0.1,
-            valid_until=now + timedelta(minutes=5),
-        )  # fmt: skip
-        signal_publish_on_commit(signal)
-    return signal.signal_id
+def signal_for(account: MT5Account, ask: float) -> uuid.UUID:
+    """A BUY with a range of ±0.005 around `ask`, published to the account's EA."""
+    return signal_create(
+        account.tenant, account, action="BUY", entry=ask, low=ask - 0.005, high=ask + 0.005, sl=ask - 0.05,
+        tp=ask + 0.05,
+    )  # fmt: skip
 
 
 def orders_for(signal_id) -> list[tuple]:
@@ -158,7 +150,7 @@ def test_agent_end_to_end_through_the_server(server_url, tmp_path, cleanup):  # 
                                 [account_id])[0][0] >= 2, "balances stored")  # fmt: skip
         assert key not in agent.log()  # never logged
 
-        first = signal_create(account, last_ask(account_id))
+        first = signal_for(account, last_ask(account_id))
         executed = eventually(lambda: [r for r in orders_for(first) if r[0] == "executed"], "signal 1 executed")
         [(_status, execution_ticket, order_ticket, order_status)] = executed
         [position] = agent.positions()
@@ -177,7 +169,7 @@ def test_agent_end_to_end_through_the_server(server_url, tmp_path, cleanup):  # 
         restarted = timezone.now()
         agent.start("--sim-order-delay-s", "120")
         eventually(lambda: quotes_since(account_id, restarted) >= 3, "the agent back")
-        second = signal_create(account, last_ask(account_id))
+        second = signal_for(account, last_ask(account_id))
         eventually(lambda: agent.positions(), "the order for signal 2 executed by the terminal")
         agent.stop(os_signal.SIGKILL)
         agent.start()
