@@ -37,6 +37,7 @@ from eaclient.terminal import (
 SYMBOL_FILLING_FOK = 1
 SYMBOL_FILLING_IOC = 2
 MAX_TICKS_PER_CALL = 1000
+TICK_HISTORY_MAX_US = 60_000_000  # a longer gap is not replayed: the latest tick stands for it
 HISTORY_AHEAD_S = 2 * 86400  # deal times are the trade server's clock, often hours ahead of UTC
 NOT_INSTALLED = "the MetaTrader5 package is not installed (Windows only: pip install MetaTrader5)"
 NO_POSITION = "no such position"
@@ -154,19 +155,24 @@ class Mt5Terminal:
         )
 
     def ticks_since(self, symbol: str, since_us: int) -> list[Tick]:
+        """The ticks after `since_us` from copy_ticks_from; the latest tick alone (symbol_info_tick) for a first call
+        or after a long gap, measured on the terminal's own clock (its tick times are the trade server's)."""
         import MetaTrader5 as mt5
 
+        last = mt5.symbol_info_tick(symbol)
+        if last is None or last.time_msc * 1000 <= since_us:
+            return []
+        latest = Tick(symbol=symbol, time_us=last.time_msc * 1000, bid=last.bid, ask=last.ask)
+        if since_us <= 0 or latest.time_us - since_us > TICK_HISTORY_MAX_US:
+            return [latest]
         rows = mt5.copy_ticks_from(symbol, since_us // 1_000_000, MAX_TICKS_PER_CALL, mt5.COPY_TICKS_INFO)
-        if rows is None or len(rows) == 0:  # no history yet (or none kept): the latest tick instead
-            tick = mt5.symbol_info_tick(symbol)
-            if tick is None or tick.time_msc * 1000 <= since_us:
-                return []
-            return [Tick(symbol=symbol, time_us=tick.time_msc * 1000, bid=tick.bid, ask=tick.ask)]
+        if rows is None or len(rows) == 0:  # no tick history kept: the latest tick instead
+            return [latest]
         ticks = (
             Tick(symbol=symbol, time_us=int(row["time_msc"]) * 1000, bid=float(row["bid"]), ask=float(row["ask"]))
             for row in rows
         )
-        return [tick for tick in ticks if tick.time_us > since_us]
+        return [tick for tick in ticks if tick.time_us > since_us] or [latest]
 
     def positions(self) -> list[Position]:
         import MetaTrader5 as mt5

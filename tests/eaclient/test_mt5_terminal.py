@@ -123,6 +123,7 @@ def test_symbol_selects_it_in_market_watch_first(fake):
 
 
 def test_ticks_since_reads_copy_ticks_from_and_keeps_only_newer_ones(fake):
+    fake.last_tick["EURUSD"] = record("Tick", time=1759667400, bid=1.0951, ask=1.0953, time_msc=1759667400250)
     fake.ticks["EURUSD"] = np.array(
         [(1759667399, 1.0950, 1.0952, 0.0, 0, 1759667399500, 6, 0.0),
          (1759667400, 1.0951, 1.0953, 0.0, 0, 1759667400250, 6, 0.0)], dtype=TICK_DTYPE
@@ -132,11 +133,19 @@ def test_ticks_since_reads_copy_ticks_from_and_keeps_only_newer_ones(fake):
     assert fake.called("copy_ticks_from") == [(("EURUSD", 1759667399, 1000, MT5["COPY_TICKS_INFO"]), {})]
 
 
-def test_ticks_since_falls_back_to_the_last_tick(fake):
-    fake.ticks["EURUSD"] = np.array([], dtype=TICK_DTYPE)
+def test_a_first_call_or_a_long_gap_gives_the_last_tick_only(fake):
     fake.last_tick["EURUSD"] = record("Tick", time=1759667401, bid=1.1, ask=1.2, time_msc=1759667401000)
-    assert [t.bid for t in Mt5Terminal().ticks_since("EURUSD", 0)] == [1.1]
-    assert Mt5Terminal().ticks_since("EURUSD", 1759667401000_000) == []
+    terminal = Mt5Terminal()
+    assert [t.bid for t in terminal.ticks_since("EURUSD", 0)] == [1.1]
+    assert [t.bid for t in terminal.ticks_since("EURUSD", 1759667000000_000)] == [1.1]  # 401 s earlier
+    assert terminal.ticks_since("EURUSD", 1759667401000_000) == []
+    assert not fake.called("copy_ticks_from")
+
+
+def test_without_tick_history_the_last_tick_stands_in(fake):
+    fake.last_tick["EURUSD"] = record("Tick", time=1759667401, bid=1.1, ask=1.2, time_msc=1759667401000)
+    fake.ticks["EURUSD"] = np.array([], dtype=TICK_DTYPE)
+    assert [t.bid for t in Mt5Terminal().ticks_since("EURUSD", 1759667400000_000)] == [1.1]
 
 
 def test_positions_map_type_prices_magic_and_comment(fake):
