@@ -18,9 +18,10 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -96,7 +97,13 @@ async def ws_open(url: str, *, timeout_s: float = 10.0, **options) -> ClientConn
     return await connect(url, **defaults | options)
 
 
-async def authenticate(ws: ClientConnection, hello: binproto.Hello, *, timeout_s: float, on_other=None):
+async def authenticate(
+    ws: ClientConnection,
+    hello: binproto.Hello,
+    *,
+    timeout_s: float,
+    on_other: Callable[[Any], Awaitable[None]] | None = None,
+) -> binproto.AuthResult:
     """Send HELLO and read until AUTH_RESULT (returned, whatever its status). A frame before it (ERROR,
     SESSION_CLOSING) goes to the coroutine function `on_other`, if given. TimeoutError after `timeout_s`."""
     async with asyncio.timeout(timeout_s):
