@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.contrib.auth import authenticate
 from django.contrib.auth.signals import user_login_failed
 from django.core.cache import cache
@@ -44,7 +45,6 @@ class Limit:
     free: int  # failures in the window before the back-off starts
     max_s: int  # the longest block
     window_s: int = 900  # failures are counted from the first one for this long
-    base_s: float = 1.0  # the first block; each further failure doubles it
 
 
 EA_PAIR = Limit(free=5, max_s=300)
@@ -103,7 +103,8 @@ class AttemptThrottle:
         for counter in self.counters:
             count = _store_call("incr_window", counter.key, counter.limit.window_s)
             if count > counter.limit.free:
-                block_s = min(counter.limit.max_s, counter.limit.base_s * 2 ** (count - counter.limit.free - 1))
+                first_s = settings.AUTH_BACKOFF_FIRST_BLOCK_S  # each further failure doubles it
+                block_s = min(counter.limit.max_s, first_s * 2 ** (count - counter.limit.free - 1))
                 _store_call("set", counter.until_key, now + block_s, math.ceil(block_s))
 
     def succeeded(self) -> None:

@@ -269,6 +269,7 @@ LOGIN_URL = "/accounts/login/"
 # --- Security (clean `manage.py check --deploy` with production values) ----------------------------------------
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not (DEBUG or TESTING))
 OPERATOR_2FA_REQUIRED = env_bool("OPERATOR_2FA_REQUIRED", True)  # staff need a TOTP code on every path
+AUTH_BACKOFF_FIRST_BLOCK_S = 1  # after a limit's free failures (accounts/throttle.py); then doubling to the cap
 TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)  # proxies appending to X-Forwarded-For (suho/client_addr.py)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", True) else None
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)

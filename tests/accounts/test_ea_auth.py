@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from argon2 import PasswordHasher
+from django.conf import settings
 
 from accounts import services, throttle
 from accounts.models import ApiKey, EASession, MT5Account
@@ -235,7 +236,8 @@ def test_back_off_doubles_and_is_capped():
         attempt.failed()
         waits.append(attempt.wait_s())
     assert waits[:PAIR_FREE] == [0] * PAIR_FREE
-    assert waits[PAIR_FREE : PAIR_FREE + 4] == [1, 2, 4, 8]
+    first = settings.AUTH_BACKOFF_FIRST_BLOCK_S
+    assert waits[PAIR_FREE : PAIR_FREE + 3] == [first, 2 * first, 4 * first]
     assert max(waits) == throttle.EA_PAIR.max_s  # never longer than the cap
 
 
