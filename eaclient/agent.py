@@ -80,6 +80,7 @@ FAIL_OUTCOME_UNKNOWN = "order outcome unknown; it is not sent again"
 SETTLE_WAIT_S = 10.0  # after an unanswered order_send: how long to look for the order in the terminal
 LOOKBACK_US = 7 * 86400 * 1_000_000  # deal history read at the first start and to settle a crashed order
 TERMINAL_BACKOFF_MAX_S = 30.0
+WATCH_RETRY_S = 5.0  # after an unexpected failure reading the terminal
 _DEAL_CLOSE_REASONS = {
     DealReason.SL: CloseReason.STOP_LOSS,
     DealReason.TP: CloseReason.TAKE_PROFIT,
@@ -316,6 +317,9 @@ class Agent(Handler):
                     await self._watch_once()
             except TerminalError as exc:
                 await self._terminal_lost(exc)
+            except Exception:  # one bad read must not end the watching: logged, tried again
+                log.exception("watching the terminal failed; trying again", extra=self._log)
+                await asyncio.sleep(WATCH_RETRY_S)
 
     async def _watch_once(self) -> None:
         """Read account, positions and new deals; emit the trade events they imply; POSITIONS on change. Call with

@@ -16,7 +16,7 @@ from binproto import AckStatus, Action, CloseReason, CommandType, MsgType, Sizin
 from eaclient.agent import FAIL_OUTCOME_UNKNOWN, Agent, AgentConfig, order_comment
 from eaclient.journal import DONE, SENDING, Journal
 from eaclient.simulated import REJECT_EXPIRED, REJECT_OUTSIDE_RANGE, REJECT_TRADING_DISABLED
-from eaclient.terminal import RETCODE_NO_REPLY, OrderResult
+from eaclient.terminal import RETCODE_NO_REPLY, OrderRequest, OrderResult
 from eaclient.terminals.simulated import SimulatedTerminal
 
 NOWHERE = "ws://127.0.0.1:9/ws/ea/"  # connection refused: the agent works offline, trade events wait in the outbox
@@ -158,8 +158,6 @@ async def test_a_crash_after_order_send_is_settled_from_the_terminal_without_a_s
     comment = order_comment(signal.signal_id)
     journal = Journal(state / "journal.sqlite3")
     journal.sending(signal.signal_id, comment=comment, magic=53100001, now_us=now_us())  # written, then order_send …
-    from eaclient.terminal import OrderRequest
-
     terminal.send_order(OrderRequest(symbol="EURUSD", order_type=binproto.OrderType.BUY, volume=0.1, price=1.0852,
                                      magic=53100001, comment=comment))  # … executed, and the agent died  # fmt: skip
     journal.close()
@@ -263,3 +261,29 @@ def test_a_journal_entry_is_written_before_the_order(tmp_path):
     assert journal.signal(signal_id).state == SENDING
     with pytest.raises(Exception, match="UNIQUE"):
         journal.sending(signal_id, comment="suho:abc", magic=1, now_us=2)
+
+
+class GlitchingTerminal(SimulatedTerminal):
+    """positions() fails unexpectedly a few times (not a TerminalError: a bug or a malformed answer)."""
+
+    glitches = 0
+
+    def positions(self):
+        if self.glitches:
+            self.glitches -= 1
+            raise RuntimeError("malformed answer")
+        return super().positions()
+
+
+async def test_an_unexpected_failure_while_watching_is_logged_and_the_watching_goes_on(tmp_path, monkeypatch):
+    monkeypatch.setattr("eaclient.agent.WATCH_RETRY_S", 0.05)
+    terminal = GlitchingTerminal(symbols=("EURUSD",), seed=1, ticks_per_second=0)
+    terminal.set_quote("EURUSD", 1.0850, 1.0852)
+    async with running(Agent(config(tmp_path / "state", symbols=("EURUSD",)), terminal)) as agent:
+        terminal.glitches = 3
+        await until(lambda: terminal.glitches == 0)
+        ticket = terminal.send_order(
+            OrderRequest(symbol="EURUSD", order_type=binproto.OrderType.BUY, volume=0.1, price=1.0852, magic=7)
+        ).position_ticket  # opened by hand in the terminal: reported all the same
+        await until(lambda: events(agent, MsgType.TRADE_OPENED))
+        assert events(agent, MsgType.TRADE_OPENED)[0].ticket == ticket
