@@ -163,11 +163,22 @@ CACHES = {
         "OPTIONS": REDIS_OPTIONS,
     }
 }
+# A channel layer's receive is a BZPOPMIN that the server answers after `brpop_timeout` (5 s) when nothing came;
+# redis-py 8 made 5 s the default client read timeout, so every receive that waited its full 5 s raised
+# "Timeout reading from …" (redis-py #4091, channels_redis #422). The read timeout sits above the blocking one:
+# a stalled Redis is still noticed, an idle channel is not an error.
+CHANNEL_LAYER_READ_TIMEOUT_S = 10  # channels_redis's RedisChannelLayer.brpop_timeout (5 s) + 5 s
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [redis_db(REDIS_URL, env_int("REDIS_CHANNELS_DB", REDIS_URL_DB))],
+            "hosts": [
+                {
+                    "address": redis_db(REDIS_URL, env_int("REDIS_CHANNELS_DB", REDIS_URL_DB)),
+                    "socket_connect_timeout": REDIS_OPTIONS["socket_connect_timeout"],
+                    "socket_timeout": CHANNEL_LAYER_READ_TIMEOUT_S,
+                }
+            ],
             "prefix": f"{REDIS_KEY_PREFIX}:asgi",
         },
     }

@@ -84,8 +84,9 @@ def main() -> int:
         children["reference-feed"] = subprocess.Popen([*MANAGE, "reference_feed", "--source", "replay"])
     base = f"http://127.0.0.1:{port}"
     print(
-        f"\nSuho is up:\n  portal     {base}/\n"
-        f"  admin      {base}/admin/ (user admin; current code: python manage.py operator_totp_code)\n"
+        f"\nSuho is up:\n  portal     {base}/ (log in as demo, with the password seed_demo printed when it made it)\n"
+        f"  admin      {base}/admin/ (log in as admin: its password above, then the code from "
+        f"python manage.py operator_totp_code)\n"
         f"  API docs   {base}/api/docs/\n"
         f"  EA socket  ws://127.0.0.1:{port}/ws/ea/\nCtrl-C stops everything.\n",
         flush=True,

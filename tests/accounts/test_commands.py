@@ -72,6 +72,9 @@ def test_seed_demo_twice_creates_once_and_prints_secrets_only_the_first_time(com
     key = first[-1]
     assert FULL_KEY.fullmatch(key), first
     assert sum("password: " in line for line in first) == 2
+    operator_line = next(line for line in first if line.startswith("Operator (admin"))
+    assert "log in as user 'admin', password: " in operator_line  # the login named, not only a password (issue 20)
+    assert any(line.startswith("Portal (trader") and "user 'demo', password: " in line for line in first)
     second_text = "\n".join(second)
     assert "password: " not in second_text and not FULL_KEY.search(second_text)
     assert "exists" in second_text and "created" not in second_text

@@ -15,13 +15,15 @@ class Command(BaseCommand):
         def state(part: str) -> str:
             return "created" if part in seed.created else "exists"
 
-        def password(secret: str | None, username: str) -> str:
-            return f", password: {secret}" if secret else f" (password not shown; manage.py changepassword {username})"
+        def login(secret: str | None, username: str) -> str:
+            shown = f"password: {secret}" if secret else f"password not shown; manage.py changepassword {username}"
+            return f"log in as user {username!r}, {shown}"
 
         write = self.stdout.write
         write(f'Demo tenant "{seed.tenant.name}": {state("tenant")}')
-        write(f"Portal user {seed.user.username}: {state('user')}{password(seed.user_password, seed.user.username)}")
-        write(f"Operator {seed.admin.username}: {state('admin')}{password(seed.admin_password, seed.admin.username)}")
+        write(f"Portal (trader, /accounts/login/): {state('user')}; {login(seed.user_password, seed.user.username)}")
+        admin_login = login(seed.admin_password, seed.admin.username)
+        write(f"Operator (admin, /admin/): {state('admin')}; {admin_login}, then the two-factor code")
         if seed.admin_totp_uri:
             write(f"Operator {seed.admin.username}: two-factor log-in enrolled; add this URI to an authenticator app:")
             write(seed.admin_totp_uri)
