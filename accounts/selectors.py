@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from uuid import UUID
 
 from accounts.models import EASession
@@ -72,16 +73,28 @@ def portal_account_statuses() -> list[dict]:
     ]  # fmt: skip
 
 
-def balance_series(*, account_id, since) -> dict:
-    """The 5-minute rollup (`mt5_balance_5min`) since `since`, as columns for the chart (epoch seconds)."""
-    from trading.models import BalanceRollup
+ROLLUP_BUCKET = timedelta(minutes=5)  # mt5_balance_5min's
+CHART_RAW_ROWS_MAX = 2000  # raw snapshots after the rollup: minutes of them normally; more when beat has stopped
 
-    rows = BalanceRollup.objects.filter(account_id=account_id, bucket__gte=since).order_by("bucket")
-    rows = rows.values_list("bucket", "balance", "equity")
+
+def balance_series(*, account_id, since) -> dict:
+    """Balance and equity since `since` for the chart, as columns (epoch seconds): the 5-minute rollup
+    (`mt5_balance_5min`), then the raw snapshots newer than its last bucket, so the chart follows the EA's stream
+    instead of waiting up to ten minutes for the next refresh (at most the newest CHART_RAW_ROWS_MAX of them)."""
+    from trading.models import BalanceRollup, BalanceSnapshot
+
+    rollup = list(
+        BalanceRollup.objects.filter(account_id=account_id, bucket__gte=since)
+        .order_by("bucket")
+        .values_list("bucket", "balance", "equity")
+    )
+    raw_since = rollup[-1][0] + ROLLUP_BUCKET if rollup else since
+    raw = BalanceSnapshot.objects.filter(account_id=account_id, time__gte=raw_since).order_by("-time")
+    points = rollup + list(reversed(raw.values_list("time", "balance", "equity")[:CHART_RAW_ROWS_MAX]))
     return {
-        "t": [int(b.timestamp()) for b, _, _ in rows],
-        "balance": [float(v) for _, v, _ in rows],
-        "equity": [float(v) for _, _, v in rows],
+        "t": [int(moment.timestamp()) for moment, _, _ in points],
+        "balance": [float(v) for _, v, _ in points],
+        "equity": [float(v) for _, _, v in points],
     }
 
 

@@ -35,7 +35,7 @@ from compliance.services import account_risk_parameters_update
 from trading.connection import ea_is_online
 from trading.selectors import balance_latest, positions_open
 
-CHART_DAYS = 7
+CHART_WINDOW = timedelta(hours=24)
 TRADES_PER_PAGE = 25
 EMERGENCY_STOPPED = "Emergency stop sent: trading is off and the EA was told to disable trading."
 RISK_SAVED = "Risk parameters saved and pushed to the EA (version {version})."
@@ -103,9 +103,7 @@ def account_detail(request, account_id):
         "account": account,
         "online": ea_is_online(account),
         "balance": balance_latest(account_id=account.account_id),
-        "chart": selectors.balance_series(
-            account_id=account.account_id, since=timezone.now() - timedelta(days=CHART_DAYS)
-        ),
+        "chart": selectors.balance_series(account_id=account.account_id, since=timezone.now() - CHART_WINDOW),
         "positions": positions_open(account_id=account.account_id)["positions"],
         "filters": filters,
         "trades": page,
