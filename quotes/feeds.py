@@ -15,7 +15,7 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TextIO
 
 from quotes.instruments import normalise_symbol, pip_size
 
@@ -199,17 +199,22 @@ def random_walk(
 def recorded_ticks(path: Path) -> Iterator[ReferenceTick]:
     """A recording: JSON lines `{"symbol","bid","ask","time"}` or CSV with that header; time ISO-8601 or unix ms."""
 
-    def when(value) -> datetime:
-        if isinstance(value, int | float) or str(value).isdigit():
-            return datetime.fromtimestamp(int(value) / 1000, UTC)
-        return datetime.fromisoformat(str(value))
-
     with path.open(newline="") as handle:
         rows = (
             (json.loads(line) for line in handle if line.strip()) if path.suffix == ".jsonl" else csv.DictReader(handle)
         )
         for row in rows:
-            yield ReferenceTick(row["symbol"], float(row["bid"]), float(row["ask"]), when(row["time"]))
+            yield _tick(row)
+
+
+def _tick(row: dict) -> ReferenceTick:
+    """A recorded tick: `{"symbol","bid","ask","time"}`, time ISO-8601 or unix ms."""
+    value = row["time"]
+    if isinstance(value, int | float) or str(value).isdigit():
+        moment = datetime.fromtimestamp(int(value) / 1000, UTC)
+    else:
+        moment = datetime.fromisoformat(str(value))
+    return ReferenceTick(row["symbol"], float(row["bid"]), float(row["ask"]), moment)
 
 
 class ReplayFeed:
@@ -228,6 +233,20 @@ class ReplayFeed:
             previous = tick.time
             yield tick._replace(time=datetime.now(UTC)) if self.realtime else tick
             await asyncio.sleep(0)
+
+
+class StreamFeed:
+    """Ticks as JSON lines from a stream another program writes as they happen (`make run`'s demo: `python -m
+    eaclient.market`, the demo market its EA's broker quotes too), each kept with its own time. Lines are read in a
+    thread, so a quiet stream never blocks the event loop; the feed ends with the stream."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[ReferenceTick]:
+        while line := await asyncio.to_thread(self.stream.readline):
+            if line.strip():
+                yield _tick(json.loads(line))
 
 
 # --- Pump: feed → batches → sink ---------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 from celery.schedules import crontab
+from django.conf import settings
 
 BEAT_SCHEDULE = {
     "partitions-upkeep": {"task": "suho.tasks.partitions_upkeep", "schedule": timedelta(hours=1)},
@@ -26,5 +27,8 @@ BEAT_SCHEDULE = {
     "audit-verify-daily": {"task": "compliance.tasks.audit_verify_task", "schedule": crontab(hour=1, minute=0)},
     "feedback-export": {"task": "signals.learning_tasks.feedback_export_task", "schedule": timedelta(days=1)},
     "model-retrain": {"task": "signals.learning_tasks.model_retrain_task", "schedule": timedelta(weeks=1)},
-    "reference-strategy": {"task": "signals.learning_tasks.reference_strategy_task", "schedule": timedelta(minutes=1)},
+    "reference-strategy": {
+        "task": "signals.learning_tasks.reference_strategy_task",
+        "schedule": timedelta(seconds=settings.REFERENCE_STRATEGY_INTERVAL_S),
+    },
 }

@@ -402,6 +402,9 @@ POLYGON_WS_URL = env("POLYGON_WS_URL", "wss://socket.polygon.io/forex")
 REFERENCE_SYMBOLS = env_list("REFERENCE_SYMBOLS", "EURUSD,GBPUSD,USDJPY,XAUUSD")
 FEEDBACK_EXPORT_DIR = Path(env("FEEDBACK_EXPORT_DIR", str(STATE_DIR / "feedback")))
 REFERENCE_STRATEGY_ENABLED = env_bool("REFERENCE_STRATEGY_ENABLED", False)  # and per account: strategy_parameters
+# How often beat runs it: its bars are one minute, each judged on the first run after it closes; `make run`'s demo
+# (SUHO_DEMO_EA=1) runs it every 10 s so the first crossover is a signal within seconds, not up to a minute.
+REFERENCE_STRATEGY_INTERVAL_S = env_int("REFERENCE_STRATEGY_INTERVAL_S", 60)
 CELERY_IMPORTS = ["signals.learning_tasks"]  # tasks outside an app's tasks.py (autodiscovery finds only those)
 
 # --- The terminal agent (eaclient/dist/, `suho-ea`) ---------------------------------------------------------------

@@ -24,6 +24,8 @@ from pathlib import Path
 from suho import cluster
 
 PYTHON = sys.executable
+DEMO_STRATEGY_INTERVAL_S = 10  # the reference strategy's beat interval in the demo (its bars stay one minute)
+DEMO_TURN_LEAD_S = 45  # the demo market turned this long before the feed starts: a crossover on the next bar
 MANAGE = [PYTHON, "manage.py"]
 
 
@@ -59,11 +61,23 @@ def web_children(count: int, port: int) -> dict[str, subprocess.Popen]:
     return children
 
 
+def demo_children(port: str) -> dict[str, subprocess.Popen]:
+    """The demo EA and the reference feed on one market (eaclient/market.py) that turned DEMO_TURN_LEAD_S ago: the
+    market program writes the half hour before now first, then live quotes, into the feed through a pipe."""
+    turn_at = f"{time.time() - DEMO_TURN_LEAD_S:.3f}"
+    market = subprocess.Popen([PYTHON, "-m", "eaclient.market", "--turn-at", turn_at], stdout=subprocess.PIPE)
+    feed = subprocess.Popen([*MANAGE, "reference_feed", "--source", "replay", "--file", "-"], stdin=market.stdout)
+    market.stdout.close()  # the feed's end of the pipe only: the market sees a broken pipe if the feed dies
+    ea = [PYTHON, "-m", "eaclient.simulate", "--demo", "--url", f"ws://127.0.0.1:{port}/ws/ea/"]
+    return {"demo-market": market, "reference-feed": feed, "demo-ea": subprocess.Popen(ea)}
+
+
 def main() -> int:
     port = os.environ.get("PORT", "8000")
     demo_ea = os.environ.get("SUHO_DEMO_EA", "").strip().lower() in {"1", "true", "yes", "on"}
     if demo_ea:  # the whole loop without an external ML engine: reference feed → reference strategy → the EA
         os.environ.setdefault("REFERENCE_STRATEGY_ENABLED", "1")
+        os.environ.setdefault("REFERENCE_STRATEGY_INTERVAL_S", str(DEMO_STRATEGY_INTERVAL_S))
     web_processes = int(os.environ.get("WEB_PROCESSES", "1"))
     if web_processes > 1 and not cluster.haproxy_available():
         print(cluster.HAPROXY_MISSING, file=sys.stderr)
@@ -76,12 +90,9 @@ def main() -> int:
         ),
         "beat": subprocess.Popen([PYTHON, "-m", "celery", "-A", "suho", "beat", "-l", "info"]),
     }
-    optional = {"demo-ea", "reference-feed"}
+    optional = {"demo-ea", "demo-market", "reference-feed"}
     if demo_ea:
-        children["demo-ea"] = subprocess.Popen(
-            [PYTHON, "-m", "eaclient.simulate", "--demo", "--url", f"ws://127.0.0.1:{port}/ws/ea/"]
-        )
-        children["reference-feed"] = subprocess.Popen([*MANAGE, "reference_feed", "--source", "replay"])
+        children |= demo_children(port)
     base = f"http://127.0.0.1:{port}"
     print(
         f"\nSuho is up:\n  portal     {base}/ (log in as demo, with the password seed_demo printed when it made it)\n"
