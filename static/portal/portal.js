@@ -38,13 +38,49 @@ function showStatus(account) {
   });
 }
 
+function cells(row, values) {
+  row.replaceChildren(...values.map((value) => {
+    const cell = document.createElement("td");
+    cell.textContent = value === null || value === undefined || value === "" ? "—" : String(value);
+    return cell;
+  }));
+  return row;
+}
+
+// A table body refilled from a list, its box shown and its "nothing here" line hidden when the list has rows.
+function fillTable(name, items, values) {
+  const body = document.getElementById(`${name}-body`);
+  if (!body) return;
+  body.replaceChildren(...items.map((item) => cells(document.createElement("tr"), values(item))));
+  document.getElementById(name).hidden = items.length === 0;
+  document.getElementById(`${name}-empty`).hidden = items.length > 0;
+}
+
+function showAccount(account) {
+  showStatus(account);
+  if (account.balance) {
+    const now = document.getElementById("balance-now");
+    now.querySelector("[data-field=balance]").textContent = account.balance.balance.toFixed(2);
+    now.querySelector("[data-field=equity]").textContent = account.balance.equity.toFixed(2);
+    now.hidden = false;
+    chartAppend(account.balance);
+  }
+  fillTable("positions", account.positions, (p) => [p.ticket, p.symbol, p.type, p.volume, p.open_price,
+    p.sl || null, p.tp || null, p.profit]);
+  fillTable("quotes", account.quotes, (q) => [q.symbol, q.bid, q.ask, q.spread,
+    q.timestamp ? q.timestamp.slice(11, 19) : null]);
+}
+
 function liveStatus(delayMs = 1000) {
   if (!document.querySelector("[data-live-status]")) return;
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const socket = new WebSocket(`${scheme}://${location.host}/ws/portal/`);
+  const watched = document.querySelector("[data-live-account]");
+  const query = watched ? `?account=${encodeURIComponent(watched.dataset.liveAccount)}` : "";
+  const socket = new WebSocket(`${scheme}://${location.host}/ws/portal/${query}`);
   socket.onmessage = (event) => {
     const message = JSON.parse(event.data);
     if (message.type === "status") message.accounts.forEach(showStatus);
+    if (message.type === "account") showAccount(message);
   };
   socket.onopen = () => { delayMs = 1000; };
   socket.onclose = (event) => {
@@ -58,13 +94,20 @@ function xScale(t) {
   return hi - lo >= 3600 ? { time: true } : { time: true, auto: false, range: [hi - 3600, hi + 600] };
 }
 
+let chart = null;
+let series = null;
+
 function balanceChart() {
   const box = document.getElementById("balance-chart");
   const data = document.getElementById("balance-data");
   if (!box || !data || typeof uPlot === "undefined") return;
-  const series = JSON.parse(data.textContent);
+  series = series || JSON.parse(data.textContent);
+  if (!series.t.length) return;  // drawn with the first balance the socket brings
+  box.hidden = false;
+  document.getElementById("balance-empty").hidden = true;
   const size = () => ({ width: box.clientWidth, height: 300 });
-  const chart = new uPlot({
+  if (chart) chart.destroy();
+  chart = new uPlot({
     ...size(),
     cursor: { drag: { x: true, y: false } },
     axes: [{}, { size: 70 }],
@@ -72,7 +115,25 @@ function balanceChart() {
     series: [{}, { label: "Balance", stroke: "#1a5fb4", width: 2 }, { label: "Equity", stroke: "#0b6b2e", width: 2 }],
   }, [series.t, series.balance, series.equity], box);
   box.dataset.points = String(series.t.length);
-  window.addEventListener("resize", () => chart.setSize(size()));
+  window.onresize = () => chart.setSize(size());
+}
+
+// A balance the socket brought, newer than the chart's last point, is added to it.
+function chartAppend(balance) {
+  const data = document.getElementById("balance-data");
+  if (!data || !balance.timestamp || typeof uPlot === "undefined") return;
+  series = series || JSON.parse(data.textContent);
+  const t = Math.floor(Date.parse(balance.timestamp) / 1000);
+  if (series.t.length && t <= series.t[series.t.length - 1]) return;
+  series.t.push(t);
+  series.balance.push(balance.balance);
+  series.equity.push(balance.equity);
+  if (chart && xScale(series.t).auto !== false) {
+    chart.setData([series.t, series.balance, series.equity]);
+    document.getElementById("balance-chart").dataset.points = String(series.t.length);
+  } else {
+    balanceChart();  // the first hour has a fixed x range: drawn again with the range the new point needs
+  }
 }
 
 window.addEventListener("DOMContentLoaded", liveStatus);
