@@ -33,7 +33,6 @@ from accounts.services import (
 )
 from compliance.services import account_risk_parameters_update
 from trading.connection import ea_is_online
-from trading.selectors import balance_latest, positions_open
 
 CHART_WINDOW = timedelta(hours=24)
 TRADES_PER_PAGE = 25
@@ -99,12 +98,14 @@ def account_detail(request, account_id):
     page = Paginator(trades, TRADES_PER_PAGE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
+    live = selectors.account_live(account_id=account.account_id)  # what /ws/portal/ then keeps current
     context = {
         "account": account,
-        "online": ea_is_online(account),
-        "balance": balance_latest(account_id=account.account_id),
+        "online": live["online"],
+        "balance": live["balance"],
         "chart": selectors.balance_series(account_id=account.account_id, since=timezone.now() - CHART_WINDOW),
-        "positions": positions_open(account_id=account.account_id)["positions"],
+        "positions": live["positions"],
+        "quotes": live["quotes"],
         "filters": filters,
         "trades": page,
         "query": query.urlencode(),

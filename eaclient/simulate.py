@@ -60,6 +60,9 @@ def parser_build() -> argparse.ArgumentParser:
     parser.add_argument("--balance-interval", type=float, default=30.0, help="seconds between ACCOUNT_FINANCE")
     parser.add_argument("--heartbeat-interval", type=float, default=30.0, help="seconds between HEARTBEAT")
     parser.add_argument("--seed", type=int, help="price walk seed (EA number i uses seed + i)")
+    parser.add_argument("--market-turn-at", type=float, help="quote the demo market (eaclient/market.py) that turned "
+                        "at this unix time, as `make run`'s reference feed does, instead of a random walk")  # fmt: skip
+    parser.add_argument("--max-hold", type=float, help="close each position this many seconds after it opened")
     return parser
 
 
@@ -79,6 +82,7 @@ def simulators_build(options: argparse.Namespace) -> list[SimulatedEA]:
                     ticks_per_second=options.ticks_per_second, protocol_version=options.protocol_version,
                     balance_interval_s=options.balance_interval, heartbeat_interval_s=options.heartbeat_interval,
                     seed=None if options.seed is None else options.seed + i,
+                    market_turn_at=options.market_turn_at, max_hold_s=options.max_hold,
                 )
             )
             for i, (account_id, key) in enumerate(credentials)

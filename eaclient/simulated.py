@@ -14,6 +14,7 @@ import asyncio
 import logging
 import math
 import random
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from uuid import UUID
 import binproto
 from binproto import AckStatus, Action, CloseReason, CommandType, OrderType
 from eaclient.client import V1_IDS, ClientConfig, ClientCounters, EAClient, Handler, TerminalStatus, clients_run, now_us
+from eaclient.market import DemoMarket
 from eaclient.outbox import TradeEvent
 
 log = logging.getLogger(__name__)
@@ -106,6 +108,19 @@ class PriceWalk:
         return Quote(bid, round(bid + spread * instrument.point, instrument.digits), spread)
 
 
+class MarketQuotes:
+    """The broker's side of the demo market (eaclient/market.py): what `make run`'s reference feed quotes, plus this
+    broker's offset, spread and jitter, at the moment of each step. Same interface as PriceWalk."""
+
+    def __init__(self, symbols: Iterable[str], market: DemoMarket):
+        self.market = market
+        self.quotes = {s: self.step(s) for s in symbols}
+        self.mid = {s: (q.bid + q.ask) / 2 for s, q in self.quotes.items()}  # what set_quote moves; the market wins
+
+    def step(self, symbol: str) -> Quote:
+        return Quote(*self.market.broker(symbol, time.time()))
+
+
 @dataclass
 class SimPosition:
     ticket: int
@@ -178,6 +193,8 @@ class SimulatorConfig:
     ea_version: str = "suho-sim/1.0"
     mt5_build: int = 4755
     outbox_path: str | None = None  # sqlite3 file (eaclient/outbox.py); None: in memory
+    market_turn_at: float | None = None  # quote the demo market turned then (unix s), not a random walk (`make run`)
+    max_hold_s: float | None = None  # close a position this long after it opened (the demo's timed close)
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.symbols if s not in INSTRUMENTS]
@@ -225,7 +242,10 @@ class SimulatedEA(Handler):
         self.config = config
         self.counters = SimulatorCounters()
         self.client = EAClient(config.client_config(), self, counters=self.counters)
-        self.walk = PriceWalk(config.symbols, config.seed)
+        if config.market_turn_at is None:
+            self.walk: PriceWalk | MarketQuotes = PriceWalk(config.symbols, config.seed)
+        else:
+            self.walk = MarketQuotes(config.symbols, DemoMarket(turn_at=config.market_turn_at))
         self.positions: dict[int, SimPosition] = {}
         self.balance = config.starting_balance
         self.max_balance = config.starting_balance
@@ -479,9 +499,17 @@ class SimulatedEA(Handler):
     # --- positions ------------------------------------------------------------------------------------------------
 
     async def apply_quote(self, symbol: str, quote: Quote) -> None:
-        """A new quote: remember it and close what hit its stop-loss or take-profit."""
+        """A new quote: remember it and close what hit its stop-loss or take-profit, or was held max_hold_s."""
         self.walk.quotes[symbol] = quote
         hits = [(p, r) for p in self.positions.values() if p.symbol == symbol and (r := stop_hit(p, quote))]
+        if self.config.max_hold_s is not None:
+            opened_before_us = now_us() - self.config.max_hold_s * 1e6
+            closing = {p.ticket for p, _ in hits}
+            hits += [
+                (p, CloseReason.EXPERT)
+                for p in self.positions.values()
+                if p.symbol == symbol and p.open_time_us <= opened_before_us and p.ticket not in closing
+            ]
         for position, reason in hits:
             await self._close_position(position, reason)
         if hits:

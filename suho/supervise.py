@@ -2,12 +2,12 @@
 
 Ctrl-C (or SIGTERM) stops every child and waits for it; if one child dies, the others are stopped too. With
 `SUHO_DEMO_EA=1` a simulated EA on the demo account (`python -m eaclient.simulate --demo`, a program of its own,
-reading the key `seed_demo` wrote under SUHO_STATE_DIR) and a replayed reference feed (`manage.py reference_feed
---source replay`) run beside them: a live demo that is optional, so their exit is reported and the rest keeps
-running. With `WEB_PROCESSES=N` (`make run-cluster N=3`) N web processes run on free
-loopback ports behind HAProxy on PORT (suho/cluster.py, docs/operations.md "Scaling out"). With DEBUG off
-(`DEBUG=0 make run`, production settings) the static files are collected first: whitenoise serves them from
-STATIC_ROOT by their manifest, and a page whose file is missing is a 500.
+reading the key `seed_demo` wrote under SUHO_STATE_DIR) and a reference feed (`manage.py reference_feed --file -`)
+run beside them, both on one demo market (`python -m eaclient.market`, piped into the feed): a live demo that is
+optional, so their exit is reported and the rest keeps running. With `WEB_PROCESSES=N` (`make run-cluster N=3`)
+N web processes run on free loopback ports behind HAProxy on PORT (suho/cluster.py, docs/operations.md "Scaling
+out"). With DEBUG off (`DEBUG=0 make run`, production settings) the static files are collected first: whitenoise
+serves them from STATIC_ROOT by their manifest, and a page whose file is missing is a 500.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from suho import cluster
 PYTHON = sys.executable
 DEMO_STRATEGY_INTERVAL_S = 10  # the reference strategy's beat interval in the demo (its bars stay one minute)
 DEMO_TURN_LEAD_S = 45  # the demo market turned this long before the feed starts: a crossover on the next bar
+DEMO_MAX_HOLD_S = 20  # the demo EA closes a position this long after it opened (a timed close: SL/TP take longer)
+DEMO_BALANCE_INTERVAL_S = 5  # the demo EA's ACCOUNT_FINANCE interval (an EA's default is 30 s)
 MANAGE = [PYTHON, "manage.py"]
 
 
@@ -68,7 +70,8 @@ def demo_children(port: str) -> dict[str, subprocess.Popen]:
     market = subprocess.Popen([PYTHON, "-m", "eaclient.market", "--turn-at", turn_at], stdout=subprocess.PIPE)
     feed = subprocess.Popen([*MANAGE, "reference_feed", "--source", "replay", "--file", "-"], stdin=market.stdout)
     market.stdout.close()  # the feed's end of the pipe only: the market sees a broken pipe if the feed dies
-    ea = [PYTHON, "-m", "eaclient.simulate", "--demo", "--url", f"ws://127.0.0.1:{port}/ws/ea/"]
+    ea = [PYTHON, "-m", "eaclient.simulate", "--demo", "--url", f"ws://127.0.0.1:{port}/ws/ea/", "--market-turn-at",
+          turn_at, "--max-hold", str(DEMO_MAX_HOLD_S), "--balance-interval", str(DEMO_BALANCE_INTERVAL_S)]  # fmt: skip
     return {"demo-market": market, "reference-feed": feed, "demo-ea": subprocess.Popen(ea)}
 
 

@@ -88,10 +88,12 @@ function liveStatus(delayMs = 1000) {
   };
 }
 
-// One 5-minute bucket (a new account) would stretch over years: show the hour around it instead.
+// Under an hour of points (a new account) would be squeezed or, for one point, stretched over years: a fixed range
+// around them with a margin instead.
 function xScale(t) {
   const lo = Math.min(...t), hi = Math.max(...t);
-  return hi - lo >= 3600 ? { time: true } : { time: true, auto: false, range: [hi - 3600, hi + 600] };
+  const margin = Math.max(60, (hi - lo) / 20);
+  return hi - lo >= 3600 ? { time: true } : { time: true, auto: false, range: [lo - margin, hi + margin] };
 }
 
 let chart = null;
