@@ -73,55 +73,6 @@ def portal_account_statuses() -> list[dict]:
     ]  # fmt: skip
 
 
-LIVE_QUOTE_SYMBOLS_WINDOW = timedelta(minutes=2)  # the symbols the account page lists: quoted this recently
-
-
-def account_live(*, account_id) -> dict | None:
-    """What the account page refreshes over `/ws/portal/` without a reload: EA status, balance and equity, open
-    positions and the latest broker quote per symbol. Each value as the cache holds it (the EA's last report, with
-    the seed's TTLs), else the newest database row; open positions from the database carry no live profit. Runs in
-    the caller's tenant context: an account it cannot see is None. JSON-ready."""
-    from django.utils import timezone
-
-    from accounts.models import MT5Account
-    from quotes.models import BrokerQuote
-    from suho.cache import balance_key, cache_get, positions_key, quote_key
-    from trading.connection import ea_is_online
-    from trading.models import BalanceSnapshot, TradeOrder
-
-    account = MT5Account.objects.filter(pk=account_id).first()
-    if account is None:
-        return None
-    balance = cache_get(balance_key(account_id))
-    if balance is None:
-        row = BalanceSnapshot.objects.filter(account_id=account_id).order_by("-time").first()
-        balance = row and {"balance": float(row.balance), "equity": float(row.equity),
-                           "timestamp": row.time.isoformat()}  # fmt: skip
-    positions = cache_get(positions_key(account_id))
-    if positions is None:
-        positions = [
-            {"ticket": o.ticket, "symbol": o.symbol, "type": o.order_type, "volume": float(o.volume),
-             "open_price": float(o.open_price), "sl": float(o.stop_loss or 0), "tp": float(o.take_profit or 0),
-             "profit": None}
-            for o in TradeOrder.objects.filter(account_id=account_id, status=TradeOrder.Status.OPEN).order_by("time")
-        ]  # fmt: skip
-    recent = timezone.now() - LIVE_QUOTE_SYMBOLS_WINDOW
-    symbols = BrokerQuote.objects.filter(account_id=account_id, time__gte=recent).values_list("symbol", flat=True)
-    quotes = []
-    for symbol in sorted(set(symbols)):
-        quote = cache_get(quote_key(account_id, symbol))
-        if quote is None:
-            row = BrokerQuote.objects.filter(account_id=account_id, symbol=symbol).order_by("-time").first()
-            quote = {"bid": float(row.bid), "ask": float(row.ask), "spread": float(row.spread),
-                     "timestamp": row.time.isoformat()}  # fmt: skip
-        quotes.append({"symbol": symbol, **quote})
-    return {
-        "account_id": str(account.account_id), "online": ea_is_online(account),
-        "last_heartbeat_at": account.last_heartbeat_at.isoformat() if account.last_heartbeat_at else None,
-        "balance": balance, "positions": positions, "quotes": quotes,
-    }  # fmt: skip
-
-
 ROLLUP_BUCKET = timedelta(minutes=5)  # mt5_balance_5min's
 CHART_RAW_ROWS_MAX = 2000  # raw snapshots after the rollup: minutes of them normally; more when beat has stopped
 

@@ -33,6 +33,7 @@ from accounts.services import (
 )
 from compliance.services import account_risk_parameters_update
 from trading.connection import ea_is_online
+from trading.selectors import account_live
 
 CHART_WINDOW = timedelta(hours=24)
 TRADES_PER_PAGE = 25
@@ -98,7 +99,7 @@ def account_detail(request, account_id):
     page = Paginator(trades, TRADES_PER_PAGE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    live = selectors.account_live(account_id=account.account_id)  # what /ws/portal/ then keeps current
+    live = account_live(account_id=account.account_id)  # what /ws/portal/ then keeps current
     context = {
         "account": account,
         "online": live["online"],

@@ -4,8 +4,8 @@ from channels.auth import AuthMiddlewareStack
 from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path
 
-from accounts.consumers import PortalConsumer
 from trading.consumers import EAConsumer
+from trading.portal import PortalConsumer
 
 websocket_urlpatterns = [
     path("ws/ea/", EAConsumer.as_asgi()),

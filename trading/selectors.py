@@ -1,7 +1,9 @@
-"""Reads for trading: the risk monitor's daily-loss check (seed §8.3) and EA connectivity (seed §10.2)."""
+"""Reads for trading: the risk monitor's daily-loss check (seed §8.3), EA connectivity (seed §10.2), and the latest
+figures of an account (balance, positions, quotes) the portal shows."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 from suho.sql import fetch_dicts
@@ -104,3 +106,33 @@ def positions_open(*, account_id) -> dict:
     if positions or MT5Account.objects.filter(pk=account_id).exists():
         cache_fill(key, POSITIONS_TTL_S, positions)
     return {"positions": positions, "source": "database"}
+
+
+LIVE_QUOTE_SYMBOLS_WINDOW = timedelta(minutes=2)  # the symbols the account page lists: quoted this recently
+
+
+def account_live(*, account_id) -> dict | None:
+    """What the account page shows and refreshes over `/ws/portal/` without a reload: EA status, balance and equity,
+    open positions and the latest broker quote per symbol quoted in the last LIVE_QUOTE_SYMBOLS_WINDOW, each read
+    through the cache (balance_latest, positions_open, quote_latest). Runs in the caller's tenant context: an
+    account it cannot see is None. JSON-ready."""
+    from django.utils import timezone
+
+    from accounts.models import MT5Account
+    from quotes.models import BrokerQuote
+    from quotes.selectors import quote_latest
+    from trading.connection import ea_is_online
+
+    account = MT5Account.objects.filter(pk=account_id).first()
+    if account is None:
+        return None
+    recent = BrokerQuote.objects.filter(account_id=account_id, time__gte=timezone.now() - LIVE_QUOTE_SYMBOLS_WINDOW)
+    symbols = sorted(set(recent.values_list("symbol", flat=True)))
+    quotes = [{"symbol": s, **q} for s in symbols if (q := quote_latest(account_id=account_id, symbol=s))]
+    return {
+        "account_id": str(account.account_id), "online": ea_is_online(account),
+        "last_heartbeat_at": account.last_heartbeat_at.isoformat() if account.last_heartbeat_at else None,
+        "balance": balance_latest(account_id=account_id),
+        "positions": positions_open(account_id=account_id)["positions"],
+        "quotes": quotes,
+    }  # fmt: skip

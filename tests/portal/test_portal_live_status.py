@@ -9,13 +9,13 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 
-from accounts.consumers import CLOSE_NOT_SIGNED_IN, PortalConsumer
 from accounts.models import MT5Account
 from accounts.services import mt5_account_create
 from suho.cache import balance_key, cache_set_many, positions_key, quote_key
 from suho.routers import operator_path
 from tests.factories import make_quote
 from tests.portal.conftest import trader_make
+from trading.portal import CLOSE_NOT_SIGNED_IN, PortalConsumer
 
 
 def _go_online(account_id):
@@ -24,7 +24,7 @@ def _go_online(account_id):
 
 
 async def test_status_turns_online_on_the_open_socket_and_shows_only_own_accounts(account, monkeypatch):
-    monkeypatch.setattr("accounts.consumers.POLL_INTERVAL_S", 0.05)
+    monkeypatch.setattr("trading.portal.POLL_INTERVAL_S", 0.05)
     bob = await database_sync_to_async(trader_make)("Bob")
     await database_sync_to_async(mt5_account_create)(user=bob, name="Bob's")
     communicator = WebsocketCommunicator(PortalConsumer.as_asgi(), "/ws/portal/")
@@ -54,7 +54,7 @@ async def _account_message(communicator) -> dict:
 
 
 async def test_an_account_pages_socket_pushes_its_balance_positions_and_quotes_as_they_change(account, monkeypatch):
-    monkeypatch.setattr("accounts.consumers.POLL_INTERVAL_S", 0.05)
+    monkeypatch.setattr("trading.portal.POLL_INTERVAL_S", 0.05)
     await database_sync_to_async(make_quote)(account, symbol="EURUSD", bid=Decimal("1.08500"), ask=Decimal("1.08512"))
     position = {"ticket": 7, "symbol": "EURUSD", "type": "BUY", "volume": 0.01, "open_price": 1.085, "sl": 0,
                 "tp": 0, "profit": 1.5}  # fmt: skip
@@ -77,7 +77,7 @@ async def test_an_account_pages_socket_pushes_its_balance_positions_and_quotes_a
 
 
 async def test_another_tenants_account_is_never_pushed(account, monkeypatch):
-    monkeypatch.setattr("accounts.consumers.POLL_INTERVAL_S", 0.05)
+    monkeypatch.setattr("trading.portal.POLL_INTERVAL_S", 0.05)
     bob = await database_sync_to_async(trader_make)("Bob")
     bobs = await database_sync_to_async(mt5_account_create)(user=bob, name="Bob's")
     communicator = WebsocketCommunicator(PortalConsumer.as_asgi(), f"/ws/portal/?account={bobs.account_id}")

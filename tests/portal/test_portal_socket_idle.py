@@ -14,7 +14,7 @@ from channels.testing import WebsocketCommunicator
 from channels_redis.core import RedisChannelLayer
 from django.conf import settings
 
-from accounts.consumers import PortalConsumer
+from trading.portal import PortalConsumer
 
 IDLE_S = RedisChannelLayer.brpop_timeout + 2
 

@@ -5,8 +5,9 @@ Polls the database every POLL_INTERVAL_S and pushes the list when it changes. Wh
 heartbeat subjects: the database is where every part of the status is decided — online (the gateway), offline after
 two silent minutes (a beat task, no message), refusals (written by authentication, no NATS subject) — so one
 indexed query per browser every few seconds shows all of them, and survives any web process restart. An account
-page's figures come the same way, each poll (accounts.selectors.account_live: the cache the gateway writes, else
-the newest rows), and are pushed when they changed: while the EA streams, that is every poll.
+page's figures come the same way, each poll (trading.selectors.account_live: the cache the gateway writes, else
+the newest rows), and are pushed when they changed: while the EA streams, that is every poll. It lives in `trading`,
+the top layer, because it reads every app (docs/dependencies.md).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from uuid import UUID
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from accounts.selectors import account_live, portal_account_statuses
+from accounts.selectors import portal_account_statuses
 from suho.asyncdb import db_thread
 from suho.tenancy import tenant_context
+from trading.selectors import account_live
 
 POLL_INTERVAL_S = 2.0
 CLOSE_NOT_SIGNED_IN = 4401
