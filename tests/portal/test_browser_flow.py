@@ -29,19 +29,10 @@ from signals.delivery import signal_publish_on_commit
 from signals.models import TradingSignal
 from suho.routers import operator_path
 from suho.tenancy import tenant_context
+from tests.portal.chromium import CHROMIUM, By, WebDriverWait, chromium
 from tests.portal.conftest import PASSWORD
 from tests.servers import daphne_serving
 from trading.services import balance_rollup_refresh
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed: run `make browser-deps`")
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-    reason="Debian's chromium and chromium-driver are not installed: run `make browser-deps`",
-)
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 SCREENSHOTS = Path(settings.BASE_DIR) / "artifacts" / "screenshots"
 WAIT_S = 20
@@ -63,17 +54,9 @@ def server(django_db_setup, tmp_path_factory):
 
 @pytest.fixture
 def browser():
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=str(CHROMEDRIVER)))
-    driver.set_page_load_timeout(WAIT_S)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    try:
+    with chromium(window_size="1280,1000", page_load_timeout_s=WAIT_S) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 class EAThread:

@@ -29,18 +29,9 @@ from django.db import connections
 
 from accounts.totp import totp_code
 from suho.dbsetup import database_drop
+from tests.portal.chromium import By, WebDriverWait, chromium
 from tests.portal.conftest import PASSWORD
 from tests.servers import free_port, http
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed: run `make browser-deps`")
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-    reason="Debian's chromium and chromium-driver are not installed: run `make browser-deps`",
-)
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 DEMO_DEADLINE_S = 150  # from starting `make run` to the account page showing the loop
 PAGE_STAY_S = 6  # between reloads while waiting: longer than the channel layer's 5 s receive (the old error)
@@ -92,16 +83,8 @@ def demo(django_db_setup, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,2000"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=str(CHROMEDRIVER)))
-    driver.set_page_load_timeout(30)
-    try:
+    with chromium(window_size="1280,2000", page_load_timeout_s=30) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def _serving(demo: Demo) -> bool:
