@@ -140,19 +140,24 @@ def test_the_demo_shows_the_whole_loop_and_leaving_pages_logs_no_error(demo, bro
     WebDriverWait(driver, 20).until(  # the EA quotes twice a second: the socket brings new ones, no reload
         lambda d: d.find_element(By.ID, "quotes-body").text not in ("", rendered), "quotes updated without a reload"
     )
-    shown = {}
+    shown, open_positions_seen = {}, 0
     while True:  # reloaded every PAGE_STAY_S until it shows the loop, or the deadline
         shown = loop_shown(driver)
         if shown["chart_points"] and shown["executed_signals"] and shown["closed_trades"]:
             break
         assert time.monotonic() < deadline, f"after {DEMO_DEADLINE_S} s the page shows {shown}\n{_log_tail(demo)}"
-        time.sleep(PAGE_STAY_S)
+        stay_until = time.monotonic() + PAGE_STAY_S
+        while time.monotonic() < stay_until:  # meanwhile the socket fills the open positions in while they live
+            rows = driver.find_elements(By.CSS_SELECTOR, "#positions-body tr")
+            open_positions_seen = max(open_positions_seen, len(rows))
+            time.sleep(0.5)
         driver.get(account_page)
     elapsed = time.monotonic() - demo.started
     assert shown["open_risk_events"] == 0, f"{shown}: the demo raised a risk event\n{_log_tail(demo)}"
+    assert open_positions_seen, "the open position was never shown while it lived"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(SCREENSHOTS / "account.png"))  # the page as the loop left it, quotes streaming
-    print(f"demo loop shown {elapsed:.0f} s after make run started: {shown}")
+    print(f"demo loop shown {elapsed:.0f} s after make run started: {shown}, open positions seen {open_positions_seen}")
 
     pages = ["/portal/", f"/portal/accounts/{account_id}/", "/portal/signals/"]
     for number in range(LEAVE_AND_RELOAD):
