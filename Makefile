@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 STACK := $(BIN)/python -m suho.devstack exec --
 
-.PHONY: install run run-cluster cluster-deps test prod-smoke nats-cluster lint format bench lock clean-state browser-deps
+.PHONY: screenshots install run run-cluster cluster-deps test prod-smoke nats-cluster lint format bench lock clean-state browser-deps
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ run-cluster: install
 
 test: install
 	$(STACK) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The README's screenshots (docs/screenshots/), from the demo's browser test (needs `make browser-deps`).
+screenshots: install
+	SUHO_SCREENSHOTS_TO_DOCS=1 $(STACK) $(BIN)/python -m pytest tests/portal/test_demo_browser.py -q
 
 # docker/compose.yaml's own commands run as local processes with production settings, then used as a trader, the
 # ML engine and an EA would; exit 1 says what failed (suho/prodsmoke.py, docs/decisions/0016).

@@ -46,9 +46,10 @@ def _process_alive(pid: int) -> bool:
 
 
 def _stale_test_databases_drop(prefix: str) -> None:
-    """Drop the databases of runs that were killed before their teardown (their pid is in the name and gone)."""
+    """Drop the databases of runs that were killed before their teardown (their pid is in the name and gone),
+    and the databases those runs made beside theirs (`<name>_<pid>_demo`: tests/portal/test_demo_browser.py)."""
     for database in database_names(admin_url=settings.DATABASE_ADMIN_URL, prefix=prefix):
-        pid = database.removeprefix(prefix)
+        pid = database.removeprefix(prefix).split("_")[0]
         if pid.isdigit() and not _process_alive(int(pid)):
             database_drop(admin_url=settings.DATABASE_ADMIN_URL, database=database)
 
