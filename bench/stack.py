@@ -302,9 +302,9 @@ def _nats_version(url: str) -> str:
 
 
 class LoadProcess:
-    """A `bench.ea_load` child: its config as a JSON file, JSON lines back, `stop` on stdin."""
+    """A `bench.ea_load` child (or `module`'s): its config as a JSON file, JSON lines back, `stop` on stdin."""
 
-    def __init__(self, config: dict, log_dir: Path, name: str):
+    def __init__(self, config: dict, log_dir: Path, name: str, module: str = "bench.ea_load"):
         import json
         import queue
         import threading
@@ -315,7 +315,7 @@ class LoadProcess:
         config_path.write_text(json.dumps(config))
         self._stderr = (log_dir / f"{name}.log").open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.ea_load", str(config_path)],
+            [sys.executable, "-m", module, str(config_path)],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

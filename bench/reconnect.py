@@ -1,0 +1,105 @@
+"""Reconnect storm (issue 21 item 5): N EAs with access tokens reconnect at once to one fresh daphne process.
+
+The EAs are `eaclient.EAClient`s in `LOAD_PROCESSES` child processes (bench/reconnect_load.py), each with a live
+session made by bench.fixtures. They start together; the figure is the time from the start until the last EA is
+authenticated (AUTH_RESULT OK) and resynced (RISK_PARAMETERS and CONFIG_UPDATE received), and HELLOs/s = EAs
+resynced / that time. One run per figure: a storm of 5,000 takes most of a minute on the code before issue 21.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.stack import Daphne, LoadProcess
+from bench.stats import met, num, percentile
+
+TARGET_EAS = 5_000
+TARGET_S = 10.0
+TARGET_RATE = 1_000  # token HELLOs/s per process
+LOAD_PROCESSES = 4
+MAX_CONNECTING = 250  # per load process: sockets between connect and resync at once (the listen backlog)
+TIMEOUT_S = 120.0  # each EA's network timeout; the storm gives up after three of them
+
+
+def run(*, eas: list, log_dir: Path, count: int = TARGET_EAS) -> dict:
+    eas = eas[:count]
+    daphne = Daphne(log_dir, name="reconnect")
+    loads: list[LoadProcess] = []
+    try:
+        share = -(-len(eas) // LOAD_PROCESSES)
+        loads = [
+            LoadProcess(
+                {"url": daphne.url, "eas": [ea.as_dict() for ea in eas[i : i + share]],
+                 "max_connecting": MAX_CONNECTING, "timeout_s": TIMEOUT_S},
+                log_dir, f"reconnect-{i // share}", module="bench.reconnect_load",
+            )
+            for i in range(0, len(eas), share)
+        ]  # fmt: skip
+        for load in loads:
+            load.event(120)  # ready
+        cpu0 = daphne.cpu_s()
+        for load in loads:
+            load.proc.stdin.write("go\n")
+            load.proc.stdin.flush()
+        results = [load.event(4 * TIMEOUT_S) for load in loads]
+        cpu_s = daphne.cpu_s() - cpu0
+    finally:
+        for load in loads:
+            load.kill()
+        daphne.stop()
+    started = min(r["started"] for r in results)
+    resynced = [t - started for r in results for t in r["resynced"] if t is not None]
+    all_s = max(resynced) if len(resynced) == len(eas) else None
+    return {
+        "eas": len(eas),
+        "resynced": len(resynced),
+        "all_resynced_s": all_s,
+        "resync_p50_s": percentile(resynced, 50),
+        "resync_p99_s": percentile(resynced, 99),
+        "hellos_per_s": len(resynced) / max(resynced) if resynced else 0.0,
+        "server_cpu_s": cpu_s,
+        "refused": sum(r["refused"] for r in results),
+        "refusals": [x for r in results for x in r["refusals"]][:5],
+        "connect_failures": sum(r["connect_failures"] for r in results),
+        "load_processes": len(loads),
+    }
+
+
+def targets(result: dict) -> list[tuple[str, str, str, bool]]:
+    done = result["all_resynced_s"]
+    return [
+        (
+            f"Reconnect storm: {result['eas']:,} EAs authenticated and resynced",
+            f"{num(done, 1)} s" if done is not None else f"{result['resynced']:,} of {result['eas']:,}",
+            f"≤ {TARGET_S:.0f} s for {TARGET_EAS:,}",
+            done is not None and done <= TARGET_S and result["eas"] >= TARGET_EAS,
+        ),
+        (
+            "Token HELLOs/s, one process",
+            f"{result['hellos_per_s']:,.0f}",
+            f"≥ {TARGET_RATE:,}",
+            result["hellos_per_s"] >= TARGET_RATE,
+        ),
+    ]
+
+
+def markdown(result: dict) -> str:
+    done = result["all_resynced_s"]
+    lines = [
+        "| figure | value | target | met |",
+        "|---|---:|---|---|",
+        f"| {result['eas']:,} EAs with access tokens reconnect at once: the last one authenticated and resynced "
+        "(risk parameters and configuration received) | "
+        f"{num(done, 1) + ' s' if done is not None else 'not all: ' + format(result['resynced'], ',')} | "
+        f"≤ {TARGET_S:.0f} s | {met(done is not None and done <= TARGET_S)} |",
+        f"| … resynced, p50 / p99 of the EAs | {num(result['resync_p50_s'], 2)} s / "
+        f"{num(result['resync_p99_s'], 2)} s | | |",
+        f"| HELLOs/s (EAs resynced / time to the last) | {result['hellos_per_s']:,.0f} | ≥ {TARGET_RATE:,} | "
+        f"{met(result['hellos_per_s'] >= TARGET_RATE)} |",
+        f"| server CPU for the storm | {result['server_cpu_s']:.1f} s | | |",
+        "",
+        f"EAs: `eaclient.EAClient` in {result['load_processes']} load processes (bench/reconnect_load.py), at most "
+        f"{MAX_CONNECTING} per process between connect and resync at once; one fresh daphne process. Refused: "
+        f"{result['refused']} {result['refusals'] or ''}; connect failures: {result['connect_failures']}. One run.",
+    ]
+    return "\n".join(lines) + "\n"
