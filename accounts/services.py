@@ -10,6 +10,8 @@ the `Refusal` codes (the lowercase names of `binproto.AuthStatus`) and a message
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import secrets
 from dataclasses import dataclass
@@ -20,8 +22,10 @@ from uuid import UUID
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from redis.exceptions import RedisError
 from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
@@ -29,6 +33,7 @@ from accounts.models import ApiKey, EASession, MT5Account, User
 from accounts.throttle import EA_PAIR, EA_SOURCE, AttemptThrottle, note_once
 from compliance.models import AuditLog
 from compliance.services import audit_record
+from suho.cache import cache_client, redis_unavailable
 from suho.routers import OPERATOR, SERVICE, on_operator_path, operator_path
 from suho.tenancy import tenant_context
 
@@ -44,6 +49,7 @@ TOKEN_SCOPE = "ea"  # noqa: S105 — claim `scope`: EA tokens are never portal t
 REFUSAL_RECORD_INTERVAL_S = 60  # ea_refusal_record writes one row per account and reason per interval
 
 AUDIT_CATEGORY = "security"
+VERIFIED_KEY_TTL_S = 24 * 3600  # a key's successful Argon2 verification is remembered this long (_verified_key)
 
 
 class Refusal(StrEnum):
@@ -238,7 +244,7 @@ def ea_authenticate(*, account_id: UUID | str, api_key: str, remote_addr: str | 
     with operator_path():  # pre-auth look-up: no tenant is known yet
         account = MT5Account.objects.select_related("tenant").filter(account_id=account_uuid).first()
         key = ApiKey.objects.filter(key_id=key_id).first() if key_id else None
-    secret_ok = _secret_verify(key.secret_hash if key else None, secret)
+    secret_ok = _secret_verify(key, secret)
 
     refusal = _auth_refusal(account=account, key=key, secret_ok=secret_ok)
     if refusal is not None:
@@ -386,12 +392,49 @@ def _refusal_write(
         )  # fmt: skip
 
 
-def _secret_verify(secret_hash: str | None, secret: str) -> bool:
-    """Always one Argon2 verification, against a throw-away hash when there is no key, so timing tells nothing."""
+def _secret_verify(key: ApiKey | None, secret: str) -> bool:
+    """Whether `secret` is the key's: one Argon2 verification (against a throw-away hash when there is no key, so
+    timing tells nothing), unless this secret was verified against this very hash before (`_verified_key`)."""
+    if key is not None and _verified_key_seen(key, secret):
+        return True
     try:
-        return _hasher.verify(secret_hash or _dummy_hash(), secret) and secret_hash is not None
+        ok = _hasher.verify(key.secret_hash if key else _dummy_hash(), secret) and key is not None
     except (VerificationError, InvalidHashError):
         return False
+    if ok:
+        _verified_key_note(key, secret)
+    return ok
+
+
+def _verified_key(key: ApiKey, secret: str) -> tuple[str, str]:
+    """(Redis key, value) that remembers a successful verification, shared by every process.
+
+    It proves only "this secret matches this stored hash": the key's revocation and its account's and tenant's
+    state are read from the database at every authentication, so revoking or rotating a key, or disabling its
+    account or tenant, refuses the next HELLO at once on every process. A new hash (a rotation issues a new key; a
+    rehash) is a new value. The value is an HMAC under SECRET_KEY: whoever reads Redis learns nothing they can
+    check a guess against, and whoever writes to it cannot make a wrong secret pass."""
+    message = f"{key.key_id}\0{key.secret_hash}\0{secret}".encode()
+    digest = hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
+    return f"ea_key_verified:{key.key_id}", digest
+
+
+def _verified_key_seen(key: ApiKey, secret: str) -> bool:
+    name, digest = _verified_key(key, secret)
+    try:
+        seen = cache_client().get(name)
+    except RedisError as exc:
+        redis_unavailable(exc)
+        return False
+    return seen is not None and hmac.compare_digest(seen, digest.encode())
+
+
+def _verified_key_note(key: ApiKey, secret: str) -> None:
+    name, digest = _verified_key(key, secret)
+    try:
+        cache_client().set(name, digest, ex=VERIFIED_KEY_TTL_S)
+    except RedisError as exc:
+        redis_unavailable(exc)
 
 
 @cache

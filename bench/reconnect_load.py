@@ -8,7 +8,8 @@ prints `{"event": "ready"}` once its clients are built, starts them all when it 
 the server's listen backlog), and prints one result: per EA the wall-clock time (`time.time()`, comparable across
 processes) at which its resync was complete (RISK_PARAMETERS and CONFIG_UPDATE received; the server sends them
 after AUTH_RESULT OK, from the read that also gives the signals and commands to resend). Every EA stays connected
-until the storm is over.
+until the storm is over; one the server closes (a HELLO not answered within its 10 s limit) reconnects with the
+client's own backoff, as a real EA does.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ async def storm(config: dict) -> dict:
         StormClient(
             ClientConfig(
                 url=config["url"], account_id=UUID(ea["account_id"]), access_token=ea["access_token"],
-                reconnect=False, ea_version="bench-storm", network_timeout_s=config["timeout_s"],
+                ea_version="bench-storm", network_timeout_s=config["timeout_s"],
             ),
             Handler(),
         )

@@ -42,8 +42,15 @@ DOC = ROOT / "docs" / "BENCHMARKS.md"
 BUDGET_S = 570  # the issue's 10 minutes, with room for `make`'s own start-up and the embedded servers
 # Skipped, and said so, when less time than this is left (rollup and cache take about 80 s and 53 s on a quiet
 # machine; paths, with section 2's plain figures to reuse, the TimescaleDB database and two ingest runs on it).
-OPTIONAL_MIN_LEFT_S = {"rollup": 105, "cache": 60, "paths": 90, "flood": 50, "scaleout": 60, "nats_failover": 60,
-                      "reconnect": 90}
+OPTIONAL_MIN_LEFT_S = {
+    "rollup": 105,
+    "cache": 60,
+    "paths": 90,
+    "flood": 50,
+    "scaleout": 60,
+    "nats_failover": 60,
+    "reconnect": 90,
+}
 CODEC_REPEAT = 7  # timed runs of ~50 ms per codec figure
 
 

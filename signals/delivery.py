@@ -6,6 +6,7 @@ from datetime import datetime
 from uuid import UUID
 
 from django.db import connections
+from django.db.models import QuerySet
 from django.utils import timezone
 
 import binproto
@@ -58,17 +59,15 @@ def signal_publish_on_commit(signal: TradingSignal) -> None:
     )
 
 
-def signals_for_resync(*, account_id: UUID) -> list[TradingSignal]:
-    """Still-valid signals the EA has not acknowledged, oldest first (caller holds the tenant context)."""
-    return list(
-        TradingSignal.objects.filter(
-            account_id=account_id,
-            status__in=[lifecycle.PENDING, lifecycle.SENT],
-            acked_at__isnull=True,
-            is_valid=True,
-            valid_until__gt=timezone.now(),
-        ).order_by("time")
-    )
+def signals_for_resync(*, account_id: UUID) -> QuerySet[TradingSignal]:
+    """Still-valid signals the EA has not acknowledged, oldest first (evaluated under the tenant context)."""
+    return TradingSignal.objects.filter(
+        account_id=account_id,
+        status__in=[lifecycle.PENDING, lifecycle.SENT],
+        acked_at__isnull=True,
+        is_valid=True,
+        valid_until__gt=timezone.now(),
+    ).order_by("time")
 
 
 def signals_mark_sent(*, tenant_id: UUID, signal_ids: list[UUID], sent_at: list[datetime]) -> int:

@@ -6,4 +6,9 @@ class SuhoConfig(AppConfig):
     verbose_name = "Suho platform"
 
     def ready(self) -> None:
+        from django.db.backends.signals import connection_created
+
         import suho.celery  # noqa: F401  — the project's Celery app becomes current, so shared tasks use it
+        from suho.dbpool import pool_check_install
+
+        connection_created.connect(pool_check_install, dispatch_uid="suho.dbpool")

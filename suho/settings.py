@@ -13,6 +13,8 @@ from urllib.parse import quote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
+from suho import dbpool
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -95,7 +97,7 @@ def database_for(user: str, url: str = DATABASE_URL, *, pool_min_size=DB_POOL_MI
         "HOST": parts.hostname or "127.0.0.1",
         "PORT": str(parts.port or 5432),
         "CONN_MAX_AGE": 0,  # required with a pool: "closing" hands the connection back to it
-        "CONN_HEALTH_CHECKS": True,
+        "CONN_HEALTH_CHECKS": True,  # psycopg_pool's check at checkout, made cheaper by suho/dbpool.py
         "OPTIONS": {
             "sslmode": DB_SSLMODE,
             "application_name": "suho",
@@ -103,6 +105,7 @@ def database_for(user: str, url: str = DATABASE_URL, *, pool_min_size=DB_POOL_MI
                 "min_size": pool_min_size,
                 "max_size": pool_max_size,
                 "timeout": DB_POOL_TIMEOUT_S,
+                "reset": dbpool.connection_returned,
             },
         },
     }

@@ -9,6 +9,7 @@ they never follow it). Lock order: the account row before any other lock (the au
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import timedelta
 from uuid import UUID
@@ -23,7 +24,7 @@ from compliance.services import audit_record
 from signals.delivery import signal_message, signals_for_resync
 from suho.cache import cache_client, redis_unavailable
 from suho.routers import OPERATOR, SERVICE
-from suho.tenancy import tenant_context
+from suho.tenancy import TENANT_SETTING, tenant_context
 from trading.outbound import command_message, commands_for_resync, config_update_message, risk_parameters_message
 
 OFFLINE_AFTER = timedelta(minutes=2)
@@ -36,30 +37,106 @@ class SessionClaim:
     previous_node: str  # the process that held the previous session ("" if none): it is asked to close it
 
 
-def ea_session_claim(*, tenant_id: UUID, account_id: UUID, session_id: UUID, node: str) -> SessionClaim:
-    """Make `session_id` (served by process `node`) the account's one live session: bump the epoch, record the
-    session and node, end the previous session in the database (so its tokens no longer refresh and the session
-    watch closes it even if the takeover request is lost) and audit that. Locks the account row first."""
-    with tenant_context(tenant_id):
-        account = MT5Account.objects.select_for_update(no_key=True).only(
-            "live_session_epoch", "live_session_id", "live_session_node"
-        ).get(account_id=account_id)  # fmt: skip
-        previous = SessionClaim(account.live_session_epoch, account.live_session_id, account.live_session_node)
-        account.live_session_epoch += 1
-        account.live_session_id, account.live_session_node = session_id, node[:100]
-        account.save(update_fields=["live_session_epoch", "live_session_id", "live_session_node"])
-        if previous.previous_session_id not in (None, session_id):
-            EASession.objects.filter(session_id=previous.previous_session_id, ended_at__isnull=True).update(
-                ended_at=timezone.now(), end_reason=EASession.END_REPLACED
-            )
-            audit_record(
-                tenant_id=tenant_id, event_type="ea_session_replaced", category="connection", action="replace",
-                description=f"EA session {previous.previous_session_id} replaced by {session_id}",
-                account_id=account_id,
-                metadata={"session_id": str(session_id), "previous_session_id": str(previous.previous_session_id),
-                          "node": node, "previous_node": previous.previous_node, "epoch": account.live_session_epoch},
-            )  # fmt: skip
-    return SessionClaim(account.live_session_epoch, previous.previous_session_id, previous.previous_node)
+# One statement, so one round trip: lock the account row first (FOR NO KEY UPDATE: a session's foreign-key check
+# must pass, decision 0017), then bump the epoch and mark the account online, then end the previous session, then
+# audit — the audit rows are made from `replaced`'s row count, so the audit chain's lock always comes after the
+# session row's, as in every other writer (api_key_revoke ends sessions before it audits). No row: the session may
+# not go on (ended, its key revoked, its account or tenant disabled), and nothing changed.
+CLAIM_SQL = """
+WITH account AS (
+    SELECT a.account_id, a.tenant_id, a.live_session_epoch, a.live_session_id, a.live_session_node
+      FROM mt5_user_accounts a
+     WHERE a.account_id = %(account_id)s AND a.is_active
+       AND EXISTS (SELECT 1
+                     FROM mt5_ea_sessions s
+                     JOIN mt5_api_keys k ON k.id = s.api_key_id
+                     JOIN suho_tenants t ON t.id = s.tenant_id
+                    WHERE s.session_id = %(session_id)s AND s.account_id = a.account_id AND s.ended_at IS NULL
+                      AND k.revoked_at IS NULL AND t.is_active)
+       FOR NO KEY UPDATE OF a
+), claimed AS (
+    UPDATE mt5_user_accounts a
+       SET live_session_epoch = account.live_session_epoch + 1, live_session_id = %(session_id)s,
+           live_session_node = %(node)s, connection_status = 'online', last_connected_at = %(now)s,
+           last_heartbeat_at = coalesce(a.last_heartbeat_at, %(now)s)
+      FROM account
+     WHERE a.account_id = account.account_id
+ RETURNING a.tenant_id, a.live_session_epoch AS epoch, account.live_session_id AS previous_session_id,
+           account.live_session_node AS previous_node
+), replaced AS (
+    UPDATE mt5_ea_sessions s SET ended_at = %(now)s, end_reason = %(replaced)s
+      FROM claimed
+     WHERE s.session_id = claimed.previous_session_id AND s.session_id <> %(session_id)s AND s.ended_at IS NULL
+ RETURNING s.session_id
+), audited AS (
+    INSERT INTO mt5_audit_log (time, tenant_id, account_id, event_type, event_category, action, event_description,
+                               severity, metadata, prev_hash, row_hash)
+    SELECT %(now)s, claimed.tenant_id, %(account_id)s, v.event_type, 'connection', v.action, v.description, 'info',
+           v.metadata, '', ''
+      FROM claimed
+     CROSS JOIN (SELECT count(*) FROM replaced) AS after_replaced
+     CROSS JOIN LATERAL (VALUES
+        (1, claimed.previous_session_id IS NOT NULL AND claimed.previous_session_id <> %(session_id)s,
+         'ea_session_replaced', 'replace',
+         'EA session ' || claimed.previous_session_id || ' replaced by ' || %(session_id)s,
+         jsonb_build_object('session_id', %(session_id)s, 'previous_session_id', claimed.previous_session_id,
+                            'node', %(node)s, 'previous_node', claimed.previous_node, 'epoch', claimed.epoch)),
+        (2, true, 'ea_connected', 'connect', %(connected)s, %(connected_metadata)s::jsonb)
+     ) AS v(n, wanted, event_type, action, description, metadata)
+     WHERE v.wanted
+     ORDER BY v.n
+)
+SELECT epoch, previous_session_id, previous_node FROM claimed
+"""
+
+
+def ea_session_claim(
+    *, tenant_id: UUID, account_id: UUID, session_id: UUID, node: str, ea_version: str = ""
+) -> SessionClaim | None:
+    """Make `session_id` (served by process `node`) the account's one live session, if it may go on (not ended,
+    its key not revoked, its account and tenant enabled; None if not, and nothing changes): bump the epoch, record
+    the session and node, mark the account online, end the previous session in the database (so its tokens no
+    longer refresh and the session watch closes it even if the takeover request is lost), audit that and the
+    connect. One transaction in one round trip (`tenant_round_trip`); the account row is locked first."""
+    now = timezone.now()
+    params = {
+        "account_id": account_id, "session_id": str(session_id), "node": node[:100], "now": now,
+        "replaced": EASession.END_REPLACED,
+        "connected": f"EA connected (session {session_id}, EA {ea_version or 'unknown'})",
+        "connected_metadata": json.dumps({"session_id": str(session_id), "ea_version": ea_version}),
+    }  # fmt: skip
+    rows = tenant_round_trip(tenant_id, CLAIM_SQL, params)[0]
+    return SessionClaim(*rows[0]) if rows else None
+
+
+def tenant_round_trip(tenant_id: UUID, sql: str, params: dict | list) -> list[list[tuple]]:
+    """Run `sql` (one or more statements; `params` named or positional) under the tenant's context, as one
+    transaction in one database round trip: a query string of several statements is one implicit transaction in
+    PostgreSQL, so the transaction-scoped tenant setting that row-level security reads covers each statement and is
+    gone after. Django's psycopg cursor binds parameters on the client, which allows several statements. Returns
+    the rows of each statement after the setting. Inside a transaction (a test's) the statements join it, under
+    `tenant_context`."""
+    tenant = str(UUID(str(tenant_id)))  # refuses anything that is not a UUID before it reaches SQL
+    if connections[SERVICE].in_atomic_block:
+        with tenant_context(tenant), connections[SERVICE].cursor() as cursor:
+            return _results(cursor, sql, params)
+    if isinstance(params, dict):
+        prefix, params = (
+            "SELECT set_config(%(tenant_setting)s, %(tenant_id)s, true);\n",
+            {**params, "tenant_setting": TENANT_SETTING, "tenant_id": tenant},
+        )
+    else:
+        prefix, params = "SELECT set_config(%s, %s, true);\n", [TENANT_SETTING, tenant, *params]
+    with connections[SERVICE].cursor() as cursor:
+        return _results(cursor, prefix + sql, params)[1:]
+
+
+def _results(cursor, sql: str, params: dict | list) -> list[list[tuple]]:
+    cursor.execute(sql, params)
+    results = [cursor.fetchall()]
+    while cursor.nextset():
+        results.append(cursor.fetchall())
+    return results
 
 
 def ea_session_is_live(*, account_id: UUID, epoch: int) -> bool:
@@ -81,37 +158,42 @@ class Resync:
     v1_symbol_overrides: dict[int, str] = field(default_factory=dict)
 
 
-def ea_connected(*, tenant_id: UUID, account_id: UUID, session_id: UUID, ea_version: str = "") -> Resync:
-    """Mark the account online, audit the connect, and return what the EA must have: config, risk parameters,
-    still-valid signals, pending commands — the database is the source of truth."""
-    now = timezone.now()
-    with tenant_context(tenant_id):
-        account = MT5Account.objects.select_for_update(no_key=True).get(account_id=account_id)
-        account.connection_status, account.last_connected_at = "online", now
-        account.last_heartbeat_at = account.last_heartbeat_at or now
-        account.save(update_fields=["connection_status", "last_connected_at", "last_heartbeat_at"])
-        audit_record(
-            tenant_id=tenant_id, event_type="ea_connected", category="connection", action="connect",
-            description=f"EA connected (session {session_id}, EA {ea_version or 'unknown'})", account_id=account_id,
-            metadata={"session_id": str(session_id), "ea_version": ea_version},
-        )  # fmt: skip
-        messages = _outbound_pending(account)
-        overrides = {int(k): str(v) for k, v in account.symbol_id_overrides.items() if str(k).isdigit()}
+def ea_resync(*, tenant_id: UUID, account_id: UUID) -> Resync:
+    """What the EA must have after HELLO (and after NATS reconnects: live messages may have been missed): risk
+    parameters, configuration, still-valid signals, pending commands — the database is the source of truth; the EA
+    de-duplicates by id. Three set-based reads in one round trip. The account was marked online and the connect
+    audited by `ea_session_claim`."""
+    accounts, signals, commands = tenant_querysets(
+        tenant_id,
+        [MT5Account.objects.filter(account_id=account_id), signals_for_resync(account_id=account_id),
+         commands_for_resync(account_id=account_id)],
+    )  # fmt: skip
+    if not accounts:
+        raise MT5Account.DoesNotExist(account_id)
+    account = accounts[0]
+    messages = [risk_parameters_message(account), config_update_message(account)]
+    messages += [signal_message(signal) for signal in signals]
+    messages += [command_message(command) for command in commands]
+    overrides = {int(k): str(v) for k, v in account.symbol_id_overrides.items() if str(k).isdigit()}
     return Resync(messages, overrides)
 
 
-def _outbound_pending(account: MT5Account) -> list:
-    messages = [risk_parameters_message(account), config_update_message(account)]
-    messages += [signal_message(signal) for signal in signals_for_resync(account_id=account.account_id)]
-    messages += [command_message(command) for command in commands_for_resync(account_id=account.account_id)]
-    return messages
-
-
-def outbound_pending(*, tenant_id: UUID, account_id: UUID) -> list:
-    """What a connected EA must have from the database (after NATS reconnects: live messages may have been missed);
-    the EA de-duplicates by id."""
-    with tenant_context(tenant_id):
-        return _outbound_pending(MT5Account.objects.get(account_id=account_id))
+def tenant_querysets(tenant_id: UUID, querysets: list[models.QuerySet]) -> list[list[models.Model]]:
+    """Evaluate `querysets` (plain model querysets on the service role) under the tenant's context in one round
+    trip (`tenant_round_trip`); each list of instances is what iterating the queryset would give."""
+    compilers = [queryset.query.get_compiler(using=SERVICE) for queryset in querysets]
+    statements = [compiler.as_sql() for compiler in compilers]
+    results = tenant_round_trip(
+        tenant_id, ";\n".join(sql for sql, _ in statements), [param for _, params in statements for param in params]
+    )
+    instances = []
+    for queryset, compiler, rows in zip(querysets, compilers, results, strict=True):
+        columns = [column for column, _sql, _alias in compiler.select[: compiler.col_count]]
+        converters = compiler.get_converters(columns)
+        rows = compiler.apply_converters(rows, converters) if converters else rows
+        names = [column.target.attname for column in columns]
+        instances.append([queryset.model.from_db(SERVICE, names, row) for row in rows])
+    return instances
 
 
 def ea_disconnected(

@@ -19,7 +19,6 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import DataError
 
 import binproto
-from accounts import selectors as account_selectors
 from accounts import services as account_services
 from binproto import AuthStatus, CloseCode, ErrorCode, MsgType
 from quotes.ingest import TickRow
@@ -61,6 +60,7 @@ def in_thread(func):
     return db_thread(func)
 
 
+SESSION_NOT_ACTIVE = "session is not active for this account"
 REFUSAL_CLOSE_CODES = {AuthStatus.REVOKED_KEY: CloseCode.REVOKED, AuthStatus.RATE_LIMITED: CloseCode.RATE_LIMITED}
 
 
@@ -225,14 +225,12 @@ class EAConsumer(AsyncWebsocketConsumer):
             return
         try:
             claims = account_services.ea_access_verify(token=hello.access_token)
-            if str(claims.account_id) != str(hello.account_id) or not await in_thread(
-                account_selectors.ea_session_active
-            )(session_id=claims.session_id, tenant_id=claims.tenant_id):
-                raise account_services.EAAuthError("invalid_token", "session is not active for this account")
+            if str(claims.account_id) != str(hello.account_id):
+                raise account_services.EAAuthError("invalid_token", SESSION_NOT_ACTIVE)
         except account_services.EAAuthError as exc:
             await self._refuse(AuthStatus[exc.code.upper()], exc.message, hello.account_id)
             return
-        await self._start_session(claims, None, ea_version=hello.ea_version)
+        await self._start_session(claims, None, ea_version=hello.ea_version)  # the claim checks the session
 
     async def _authenticate_api_key(self, account_id, api_key: str, *, ea_version: str, send_result=True) -> None:
         try:
@@ -253,8 +251,12 @@ class EAConsumer(AsyncWebsocketConsumer):
         account_id = str(claims.account_id)
         await hub.start()  # this process can be asked to close the session before it claims it
         claim = await in_thread(connection_services.ea_session_claim)(
-            tenant_id=claims.tenant_id, account_id=claims.account_id, session_id=claims.session_id, node=NODE
-        )
+            tenant_id=claims.tenant_id, account_id=claims.account_id, session_id=claims.session_id, node=NODE,
+            ea_version=ea_version,
+        )  # fmt: skip
+        if claim is None:  # ended, its key revoked, or its account or tenant disabled: nothing was changed
+            await self._refuse(AuthStatus.INVALID_TOKEN, SESSION_NOT_ACTIVE, account_id, send_result=send_result)
+            return
         self.epoch = claim.epoch
         if claim.previous_node and claim.previous_node != NODE:  # on this process, register() replaces it
             await hub.take_over(node=claim.previous_node, account_id=account_id, epoch=claim.epoch)
@@ -273,14 +275,12 @@ class EAConsumer(AsyncWebsocketConsumer):
         if self.closing:
             return
         session_watch().add(self)  # before the resync: one that fails must not leave a revoked key's socket open
-        if not self.legacy:
-            await outbound_batch.outbound_flush()  # ACKs received so far committed: what they answered is not resent
-        resync = await in_thread(connection_services.ea_connected)(
-            tenant_id=claims.tenant_id, account_id=claims.account_id, session_id=claims.session_id,
-            ea_version=ea_version,
-        )  # fmt: skip
-        if self.legacy:
+        if self.legacy:  # a legacy v1 EA is sent nothing
             return
+        await outbound_batch.outbound_flush()  # ACKs received so far committed: what they answered is not resent
+        resync = await in_thread(connection_services.ea_resync)(
+            tenant_id=claims.tenant_id, account_id=claims.account_id
+        )
         self.v1_symbols.update(resync.v1_symbol_overrides)
         for message in resync.messages:
             await self._send_outbound(message)
@@ -425,10 +425,10 @@ class EAConsumer(AsyncWebsocketConsumer):
 
     async def _resync_outbound(self) -> None:
         await outbound_batch.outbound_flush()
-        messages = await in_thread(connection_services.outbound_pending)(
+        resync = await in_thread(connection_services.ea_resync)(
             tenant_id=self.claims.tenant_id, account_id=self.claims.account_id
         )
-        for message in messages:
+        for message in resync.messages:
             ref_id = getattr(message, "signal_id", None) or getattr(message, "command_id", None)
             self.unacked.pop(ref_id, None)  # a resend of something already waiting is not a second unacked item
             await self._send_outbound(message)

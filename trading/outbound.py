@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.db import connections
+from django.db.models import QuerySet
 from django.utils import timezone
 
 import binproto
@@ -119,14 +120,13 @@ def command_issue(
     return command
 
 
-def commands_for_resync(*, account_id: UUID) -> list[EACommand]:
-    return list(
-        EACommand.objects.filter(
-            account_id=account_id,
-            status__in=[EACommand.Status.PENDING, EACommand.Status.SENT],
-            valid_until__gt=timezone.now(),
-        ).order_by("created_at")
-    )
+def commands_for_resync(*, account_id: UUID) -> QuerySet[EACommand]:
+    """Commands the EA has not done yet and may still do, oldest first (evaluated under the tenant context)."""
+    return EACommand.objects.filter(
+        account_id=account_id,
+        status__in=[EACommand.Status.PENDING, EACommand.Status.SENT],
+        valid_until__gt=timezone.now(),
+    ).order_by("created_at")
 
 
 def command_ack_outcome(status: binproto.AckStatus) -> str:

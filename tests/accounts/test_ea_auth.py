@@ -24,6 +24,7 @@ from accounts.services import (
     ea_authenticate,
 )
 from compliance.models import AuditLog
+from suho.cache import cache_client
 from suho.routers import operator_path
 from suho.tenancy import tenant_context
 from tests.accounts.helpers import account_make, remote_addr_make, secret_of, tenant_make
@@ -70,6 +71,24 @@ def verifications(monkeypatch) -> list[str]:
 
 
 # --- success -----------------------------------------------------------------------------------------------------
+
+
+def test_a_key_verified_once_is_not_hashed_again_but_a_wrong_secret_is_and_fails(account, issued, verifications):
+    """A reconnecting EA costs no Argon2 hash (the verification is remembered in Redis: a storm after a deploy)."""
+    ea_authenticate(account_id=account.pk, api_key=issued[1])
+    ea_authenticate(account_id=account.pk, api_key=issued[1])
+    assert len(verifications) == 1
+
+    with pytest.raises(EAAuthError) as caught:
+        ea_authenticate(account_id=account.pk, api_key=issued[1][:-4] + "AAAA")
+    assert (caught.value.code, len(verifications)) == (Refusal.BAD_KEY, 2)
+
+
+def test_a_value_someone_else_wrote_to_redis_lets_no_wrong_secret_in(account, issued, verifications):
+    cache_client().set(f"ea_key_verified:{issued[0].key_id}", "0" * 64)
+    with pytest.raises(EAAuthError) as caught:
+        ea_authenticate(account_id=account.pk, api_key=issued[1][:-4] + "AAAA")
+    assert (caught.value.code, len(verifications)) == (Refusal.BAD_KEY, 1)
 
 
 def test_good_key_opens_a_session_and_returns_tokens_for_its_tenant_and_account(account, issued, remote_addr):

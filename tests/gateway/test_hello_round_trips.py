@@ -1,0 +1,161 @@
+"""A HELLO with an access token costs at most three database round trips (issue 21): the claim (session check,
+epoch, online mark, audit) and the resync read, each one round trip, and no pool check for a connection just used.
+
+Round trips are counted at the wire: this process's service and operator connections go through a TCP proxy that
+counts each time the client speaks after the server has answered (a query string of several statements is one).
+The consumer runs in this process (Channels' communicator); everything it does on the database goes through it.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from contextlib import asynccontextmanager
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.db import connections
+
+import binproto
+from accounts.models import MT5Account, Tenant
+from compliance.models import AuditLog
+from suho.asgi import application
+from suho.routers import operator_path
+from tests.gateway.ea_client import connect, receive_until
+
+pytestmark = [pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])]
+
+MAX_TOKEN_HELLO_ROUND_TRIPS = 3
+PROXIED = ("default", "operator")
+
+
+class RoundTripCounter:
+    """A TCP proxy to PostgreSQL counting round trips: one each time a client sends after its server answered."""
+
+    def __init__(self, host: str, port: int):
+        self.upstream = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.count = 0
+        self._lock = threading.Lock()
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            turn = {"server_answered": True}
+            threading.Thread(target=self._pump, args=(client, server, turn, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, turn, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, turn: dict, from_client: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                with self._lock:
+                    if from_client and turn["server_answered"]:
+                        self.count += 1
+                    turn["server_answered"] = not from_client
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                end.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self.listener.close()
+
+
+def pools_point_at(port: int | None, saved: dict) -> None:
+    """The service and operator pools connect to 127.0.0.1:`port` from now on (None: where they did before)."""
+    for alias in PROXIED:
+        connections[alias].close()
+        connections[alias].close_pool()  # the next connection comes from a pool made with the new address
+        settings = connections[alias].settings_dict
+        if port is None:
+            settings.update(HOST=saved[alias][0], PORT=saved[alias][1])
+        else:
+            saved[alias] = (settings["HOST"], settings["PORT"])
+            settings.update(HOST="127.0.0.1", PORT=str(port))
+
+
+@asynccontextmanager
+async def round_trips_counted():
+    """This process's service and operator pools connect through a RoundTripCounter while the block runs."""
+    settings = connections[PROXIED[0]].settings_dict
+    counter = RoundTripCounter(settings["HOST"], int(settings["PORT"]))
+    saved: dict = {}
+    await sync_to_async(pools_point_at)(counter.port, saved)
+    try:
+        yield counter
+    finally:
+        await sync_to_async(pools_point_at)(None, saved)
+        counter.close()
+
+
+def token_hello(account, token: str) -> bytes:
+    return binproto.encode(
+        binproto.Hello(account_id=account.account_id, auth_method=binproto.AuthMethod.ACCESS_TOKEN, ea_version="1.0",
+                       mt5_build=4000, access_token=token, protocol_versions=(2,), timestamp_us=time.time_ns() // 1000)
+    )  # fmt: skip
+
+
+async def token_connect(account, token: str):
+    communicator = WebsocketCommunicator(application, "/ws/ea/")
+    assert (await communicator.connect())[0]
+    await communicator.send_to(bytes_data=token_hello(account, token))
+    return communicator, await receive_until(communicator, binproto.AuthResult)
+
+
+async def test_a_token_hello_takes_at_most_three_database_round_trips(ea_account):
+    _tenant, account, secret = ea_account
+    async with round_trips_counted() as counter:
+        first, result = await connect(account, secret)  # the API-key HELLO: tokens, and the pools' connections made
+        await first.disconnect()  # its bookkeeping done before the count starts
+        before = counter.count
+        second, again = await token_connect(account, result.access_token)
+        await receive_until(second, binproto.ConfigUpdate)  # the resync's last message: no signals or commands
+        used = counter.count - before
+        await second.disconnect()
+
+    assert again.status == binproto.AuthStatus.OK and again.session_id == result.session_id
+    assert 2 <= used <= MAX_TOKEN_HELLO_ROUND_TRIPS, f"{used} round trips"
+
+
+def account_state(account) -> tuple:
+    with operator_path():
+        row = MT5Account.objects.get(pk=account.pk)
+        audits = AuditLog.objects.filter(account_id=account.pk, event_type="ea_connected").count()
+    return row.live_session_epoch, row.connection_status, audits
+
+
+def disable(account, what: str) -> None:
+    with operator_path():
+        if what == "account":
+            MT5Account.objects.filter(pk=account.pk).update(is_active=False)
+        else:
+            Tenant.objects.filter(pk=account.tenant_id).update(is_active=False)
+
+
+@pytest.mark.parametrize("what", ["account", "tenant"])
+async def test_a_token_hello_of_a_disabled_account_or_tenant_is_refused_and_changes_nothing(ea_account, what):
+    _tenant, account, secret = ea_account
+    first, result = await connect(account, secret)
+    await first.disconnect()
+    await database_sync_to_async(disable)(account, what)
+    before = await database_sync_to_async(account_state)(account)
+
+    communicator, refused = await token_connect(account, result.access_token)
+
+    assert refused.status == binproto.AuthStatus.INVALID_TOKEN
+    assert (await communicator.receive_output(timeout=5))["type"] == "websocket.send"  # SESSION_CLOSING
+    assert (await communicator.receive_output(timeout=5))["code"] == binproto.CloseCode.AUTH_FAILED
+    assert await database_sync_to_async(account_state)(account) == before
