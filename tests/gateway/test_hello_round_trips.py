@@ -20,11 +20,14 @@ from channels.testing import WebsocketCommunicator
 from django.db import connections
 
 import binproto
-from accounts.models import MT5Account, Tenant
+from accounts.models import EASession, MT5Account, Tenant
+from accounts.services import ea_authenticate
+from compliance.audit import audit_chain_verify
 from compliance.models import AuditLog
 from suho.asgi import application
 from suho.routers import operator_path
 from tests.gateway.ea_client import connect, receive_until
+from trading.connection import ea_session_claim
 
 pytestmark = [pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])]
 
@@ -159,3 +162,26 @@ async def test_a_token_hello_of_a_disabled_account_or_tenant_is_refused_and_chan
     assert (await communicator.receive_output(timeout=5))["type"] == "websocket.send"  # SESSION_CLOSING
     assert (await communicator.receive_output(timeout=5))["code"] == binproto.CloseCode.AUTH_FAILED
     assert await database_sync_to_async(account_state)(account) == before
+
+
+def test_a_claim_that_replaces_a_session_ends_it_and_audits_both_in_order_in_an_intact_chain(ea_account):
+    tenant, account, secret = ea_account
+    first, second = (ea_authenticate(account_id=account.account_id, api_key=secret) for _ in range(2))
+    ea_session_claim(tenant_id=tenant.id, account_id=account.account_id, session_id=first.session_id, node="a")
+
+    claim = ea_session_claim(tenant_id=tenant.id, account_id=account.account_id, session_id=second.session_id,
+                             node="b", ea_version="2.0")  # fmt: skip
+
+    assert (claim.epoch, claim.previous_session_id, claim.previous_node) == (2, first.session_id, "a")
+    with operator_path():
+        ended = EASession.objects.get(session_id=first.session_id)
+        audits = list(AuditLog.objects.filter(account_id=account.pk, event_category="connection").order_by("chain_seq"))
+    assert ended.end_reason == EASession.END_REPLACED and ended.ended_at is not None
+    assert [(a.event_type, a.metadata.get("session_id")) for a in audits] == [
+        ("ea_connected", str(first.session_id)),
+        ("ea_session_replaced", str(second.session_id)),
+        ("ea_connected", str(second.session_id)),
+    ]
+    assert audits[1].metadata["previous_session_id"] == str(first.session_id) and audits[1].metadata["epoch"] == 2
+    assert audits[2].metadata["ea_version"] == "2.0"
+    assert audit_chain_verify(chain=tenant.id).ok
