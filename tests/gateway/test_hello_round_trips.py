@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from contextlib import asynccontextmanager
 
 import pytest
@@ -24,6 +23,7 @@ from accounts.models import EASession, MT5Account, Tenant
 from accounts.services import ea_authenticate
 from compliance.audit import audit_chain_verify
 from compliance.models import AuditLog
+from eaclient.client import hello_build
 from suho.asgi import application
 from suho.routers import operator_path
 from tests.gateway.ea_client import connect, receive_until
@@ -104,17 +104,10 @@ async def round_trips_counted():
         counter.close()
 
 
-def token_hello(account, token: str) -> bytes:
-    return binproto.encode(
-        binproto.Hello(account_id=account.account_id, auth_method=binproto.AuthMethod.ACCESS_TOKEN, ea_version="1.0",
-                       mt5_build=4000, access_token=token, protocol_versions=(2,), timestamp_us=time.time_ns() // 1000)
-    )  # fmt: skip
-
-
 async def token_connect(account, token: str):
     communicator = WebsocketCommunicator(application, "/ws/ea/")
     assert (await communicator.connect())[0]
-    await communicator.send_to(bytes_data=token_hello(account, token))
+    await communicator.send_to(bytes_data=binproto.encode(hello_build(account.account_id, access_token=token)))
     return communicator, await receive_until(communicator, binproto.AuthResult)
 
 
