@@ -106,6 +106,14 @@ def markdown(result: dict) -> str:
         f"Before: {b['eas']:,} EAs, the machine at load average {b['load']} from other work; HELLOs that waited past "
         "the server's 10 s HELLO limit were closed and came back with the client's backoff.",
         "",
+        f"Missed by {done / TARGET_S if done else float('inf'):.0f}× (time) and "
+        f"{TARGET_RATE / max(result['hellos_per_s'], 1):.0f}× (rate). Each token HELLO is now two database round "
+        "trips (tests/gateway/test_hello_round_trips.py; 20 before). A py-spy profile of the server in this storm "
+        "(machine at load average 9–14 from other helpers' work) has its database threads waiting: for PostgreSQL's "
+        "answers (psycopg's wait, ~16 % of samples) and for a free connection of the pool of 10 (~10 %); PostgreSQL "
+        "and the four load processes share the same two cores. The rest is daphne and autobahn per connection (the "
+        "handshake; autobahn formats a debug string per connection) and the event loop's thread hand-offs.",
+        "",
         f"EAs: `eaclient.EAClient` in {result['load_processes']} load processes (bench/reconnect_load.py), at most "
         f"{MAX_CONNECTING} per process between connect and resync at once; one fresh daphne process. Refused: "
         f"{result['refused']} {result['refusals'] or ''}; connect failures: {result['connect_failures']}. One run.",
