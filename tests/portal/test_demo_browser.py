@@ -39,8 +39,8 @@ LEAVE_AND_RELOAD = 20
 ADMIN_PASSWORD = "demo operator " + "x" * 12
 # `make screenshots` refreshes the README's (docs/screenshots/); any other run writes to artifacts/, so the test
 # never leaves committed files modified.
-SCREENSHOTS = Path(settings.BASE_DIR) / ("docs" if os.environ.get("SUHO_SCREENSHOTS_TO_DOCS") else "artifacts") / (
-    "screenshots"
+SCREENSHOTS = (
+    Path(settings.BASE_DIR) / ("docs" if os.environ.get("SUHO_SCREENSHOTS_TO_DOCS") else "artifacts") / "screenshots"
 )
 SERVER_ERROR = re.compile(r"\bERROR\b|Traceback|Exception inside application")
 
