@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 import nats
 from django.conf import settings
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
@@ -29,13 +30,15 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from suho.bus import nats_servers
 
 JETSTREAM_DISABLED = "NATS at {url} has no JetStream: start nats-server with -js (or `jetstream {{}}` in its config)"
 NATS_UNREACHABLE = "cannot reach NATS at {url}: {error}"
 SETUP_TIMEOUT_S = 10
+JETSTREAM_TEMPORARILY_UNAVAILABLE = 10008  # JetStream's err_code with a 503
+SETUP_DEADLINE_S = 60  # a cluster that has just formed can time out its first replicated stream operations
 REPLAY_TIMEOUT_S = 30
 ACCOUNT_EVENT_KINDS = ("profile", "balance", "heartbeat", "trades")  # what MT5_ACCOUNT stores, per account
 TICKS_NOT_STORED = (
@@ -88,22 +91,39 @@ async def _streams_ensure(url: str) -> list[str]:
         raise RuntimeError(NATS_UNREACHABLE.format(url=url, error=exc)) from exc
     try:
         jetstream = connection.jetstream(timeout=SETUP_TIMEOUT_S)
+        deadline = asyncio.get_running_loop().time() + SETUP_DEADLINE_S
         try:
-            await jetstream.account_info()
+            await _until(deadline, jetstream.account_info)
         except Exception as exc:
             raise RuntimeError(JETSTREAM_DISABLED.format(url=url)) from exc
-        done = []
-        for config in stream_configs():
-            try:
-                await jetstream.stream_info(config.name)
-                await jetstream.update_stream(config)
-                done.append(f"{config.name}: updated")
-            except NotFoundError:
-                await jetstream.add_stream(config)
-                done.append(f"{config.name}: created")
-        return done
+        return [await _until(deadline, _stream_ensure, jetstream, config) for config in stream_configs()]
     finally:
         await connection.close()
+
+
+async def _until(deadline: float, call, *args):
+    """`call(*args)`, tried again every second until `deadline` while JetStream times out or says it is temporarily
+    unavailable: just after a cluster formed (or while it has no meta leader) the peers are still agreeing where
+    replicas go. A server without JetStream answers at once (no responders) and is not waited for."""
+    while True:
+        try:
+            return await call(*args)
+        except (NatsTimeoutError, ServiceUnavailableError) as exc:
+            passing = isinstance(exc, NatsTimeoutError) or exc.err_code == JETSTREAM_TEMPORARILY_UNAVAILABLE
+            if not passing or asyncio.get_running_loop().time() >= deadline:
+                raise
+            await asyncio.sleep(1)
+
+
+async def _stream_ensure(jetstream, config: StreamConfig) -> str:
+    """Create or update one stream. Safe to try again: a create that timed out but happened is an update next."""
+    try:
+        await jetstream.stream_info(config.name)
+    except NotFoundError:
+        await jetstream.add_stream(config)
+        return f"{config.name}: created"
+    await jetstream.update_stream(config)
+    return f"{config.name}: updated"
 
 
 def streams_ensure() -> list[str]:

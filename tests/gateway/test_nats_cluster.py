@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import threading
 import time
 from datetime import UTC, datetime
 from functools import partial
@@ -237,3 +238,26 @@ async def outbound_messages(url: str) -> int:
         return (await connection.jetstream(timeout=5).stream_info("MT5_OUTBOUND")).state.messages
     finally:
         await connection.close()
+
+
+def test_stream_setup_waits_for_a_cluster_that_has_no_quorum_yet(tmp_path):
+    """`nats_setup` at deploy time meets a cluster whose peers are still starting: with one server of three up,
+    JetStream has no meta leader and answers every stream request with a timeout or a 503. The setup tries again
+    until the peers are back, instead of failing the deploy (the first R3 stream operations of a cluster that has
+    just formed time out the same way)."""
+    cluster = NatsCluster(tmp_path / "nats")
+    cluster.start()
+    try:
+        for node in cluster.nodes[1:]:
+            node.kill()
+        peers_back = threading.Timer(5.0, lambda: [cluster.restart(node.name) for node in cluster.nodes[1:]])
+        peers_back.start()
+        try:
+            with override_settings(NATS_URL=cluster.nodes[0].url, NATS_STREAM_REPLICAS=3):
+                done = streams_ensure()
+        finally:
+            peers_back.join()
+        assert done == [f"{name}: created" for name in STREAMS]
+        assert asyncio.run(replicas_current(cluster.url))
+    finally:
+        cluster.stop()
