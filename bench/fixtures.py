@@ -3,8 +3,8 @@
 Argon2 costs ~0.1 s per hash or check on this machine, so thousands of `api_key_create` + `ea_authenticate` calls
 would take minutes. Instead every bench key shares one Argon2 hash of one secret (each key keeps its own key id, so
 `suho_ea_<key_id>_<secret>` is a valid API key for its account), and the sessions are inserted directly with tokens
-minted by `accounts.services._tokens_issue`, the function `ea_authenticate` itself ends with. EAs then send HELLO
-with their access token (the documented quick-reconnect path). The API-key path is measured separately
+minted by `accounts.services.ea_auth._tokens_issue`, the function `ea_authenticate` itself ends with. EAs then send
+HELLO with their access token (the documented quick-reconnect path). The API-key path is measured separately
 (`api_key_hello_rate`), because it is what a reconnect storm costs.
 """
 
@@ -21,7 +21,8 @@ from django.core.management import call_command
 from django.db import connections
 
 from accounts.models import ApiKey, EASession, MT5Account, Tenant, User
-from accounts.services import API_KEY_PREFIX, KEY_ID_BYTES, SECRET_BYTES, _tokens_issue
+from accounts.services.ea_auth import _tokens_issue
+from accounts.services.keys import API_KEY_PREFIX, KEY_ID_BYTES, SECRET_BYTES
 from suho.dbsetup import database_setup
 from suho.routers import operator_path
 

@@ -21,6 +21,7 @@ from accounts.services import (
     Refusal,
     api_key_create,
     ea_access_verify,
+    ea_auth,
     ea_authenticate,
 )
 from compliance.models import AuditLog
@@ -66,7 +67,7 @@ def verifications(monkeypatch) -> list[str]:
             calls.append(hash)
             return super().verify(hash, password)
 
-    monkeypatch.setattr(services, "_hasher", Counting())
+    monkeypatch.setattr(ea_auth, "_hasher", Counting())
     return calls
 
 

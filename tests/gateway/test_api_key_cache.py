@@ -1,6 +1,7 @@
-"""An API key's Argon2 verification is remembered in Redis (accounts.services._verified_key), so a reconnecting EA
-costs no hash; revoking or rotating the key, or disabling its account or tenant, still refuses the very next HELLO,
-on another process too: the key's and account's state is read from the database at every authentication."""
+"""An API key's Argon2 verification is remembered in Redis (accounts.services.ea_auth._verified_key), so a
+reconnecting EA costs no hash; revoking or rotating the key, or disabling its account or tenant, still refuses the
+very next HELLO, on another process too: the key's and account's state is read from the database at every
+authentication."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""Writes for accounts: EA API keys (issue, revoke, rotate) and EA authentication (API key → JWT pair, refresh).
-
-Key format `suho_ea_<key_id>_<secret>`: the prefix lets secret scanners find leaked keys, `key_id` (12 hex digits)
-finds the row, and only an Argon2 hash of the secret is stored. The plaintext is returned once, never again.
+"""EA authentication: account id and API key → JWT pair and EA session, refresh, access check, refusals.
 
 Authentication starts before any tenant is known, so the key and account are looked up through the operator path;
 everything after the check runs under the account's tenant context. Every refusal raises `EAAuthError` with one of
@@ -12,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +16,6 @@ from enum import StrEnum
 from functools import cache
 from uuid import UUID
 
-from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from django.conf import settings
 from django.db import transaction
@@ -29,26 +24,21 @@ from redis.exceptions import RedisError
 from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
-from accounts.models import ApiKey, EASession, MT5Account, User
+from accounts.models import ApiKey, EASession, MT5Account
+from accounts.services._common import AUDIT_CATEGORY, _hasher, _ip_or_none, _tenant_transaction, _uuid_or_none
+from accounts.services.keys import SECRET_BYTES, _api_key_parse
 from accounts.throttle import EA_PAIR, EA_SOURCE, AttemptThrottle, note_once
 from compliance.models import AuditLog
 from compliance.services import audit_record
 from suho.cache import cache_client, redis_unavailable
-from suho.routers import OPERATOR, SERVICE, on_operator_path, operator_path
-from suho.tenancy import tenant_context
+from suho.routers import OPERATOR, operator_path
 
-API_KEY_PREFIX = "suho_ea_"
-KEY_ID_BYTES = 6  # 12 hex digits
-SECRET_BYTES = 32  # token_urlsafe: 43 characters
-MAX_API_KEY_LENGTH = 200
 MAX_TOKEN_LENGTH = 4096  # binproto.MAX_TOKEN_BYTES
 TOKEN_SCOPE = "ea"  # noqa: S105 — claim `scope`: EA tokens are never portal tokens and the other way round
 
 # Failed authentications back off per (client address, account) and per client address (accounts/throttle.py);
 # a blocked attempt is refused before any look-up or verification.
 REFUSAL_RECORD_INTERVAL_S = 60  # ea_refusal_record writes one row per account and reason per interval
-
-AUDIT_CATEGORY = "security"
 VERIFIED_KEY_TTL_S = 24 * 3600  # a key's successful Argon2 verification is remembered this long (_verified_key)
 
 
@@ -74,7 +64,6 @@ TOKEN_EXPIRED = "The token has expired; refresh it, or authenticate again with t
 TOKEN_INVALID = "The token is not valid; authenticate again with the API key."  # noqa: S105
 SESSION_ENDED = "The session has ended; authenticate again with the API key."
 REFRESH_TOKEN_REUSED = "This refresh token was already used; the session has been ended. Authenticate again."  # noqa: S105
-API_KEY_ALREADY_REVOKED = "This API key is already revoked."
 REFUSAL_REASON_UNKNOWN = "Unknown refusal reason: {reason!r}."
 
 
@@ -86,10 +75,6 @@ class EAAuthError(Exception):
         self.code = code
         self.message = message
         self.retry_after_s = retry_after_s
-
-
-class ApiKeyError(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -109,114 +94,6 @@ class EAClaims:
     account_id: UUID
     session_id: UUID
     expires_at: datetime
-
-
-_hasher = PasswordHasher()
-
-
-# --- MT5 accounts ------------------------------------------------------------------------------------------------
-
-
-def mt5_account_create(*, user: User, name: str, by: User | None = None, **fields) -> MT5Account:
-    """Add an MT5 account for a trader (in the trader's tenant); `fields` are MT5Account fields."""
-    with _tenant_transaction(user.tenant_id):
-        account = MT5Account.objects.create(tenant_id=user.tenant_id, user=user, name=name, **fields)
-        audit_record(
-            tenant_id=user.tenant_id, event_type="mt5_account_created", category="account", action="create",
-            description=f"MT5 account {account} added", user_id=(by or user).pk, account_id=account.pk,
-            metadata={"name": name, "account_type": account.account_type},
-        )  # fmt: skip
-    return account
-
-
-# --- API keys -----------------------------------------------------------------------------------------------------
-
-
-def api_key_create(*, account: MT5Account, created_by: User | None = None, label: str = "") -> tuple[ApiKey, str]:
-    """Issue a key for `account`; returns the row and the plaintext key, which is never available again."""
-    secret = secrets.token_urlsafe(SECRET_BYTES)
-    secret_hash = _hasher.hash(secret)  # slow: outside the transaction
-    with _tenant_transaction(account.tenant_id):
-        api_key = _api_key_insert(account=account, secret_hash=secret_hash, created_by=created_by, label=label)
-    return api_key, _api_key_format(api_key.key_id, secret)
-
-
-def api_key_revoke(*, api_key: ApiKey, by: User | None = None) -> ApiKey:
-    """Revoke the key and end every live session it opened (their EAs are disconnected within a minute).
-
-    Locks the key row. Revoking a revoked key changes nothing and records nothing.
-    """
-    with _tenant_transaction(api_key.tenant_id):
-        locked = ApiKey.objects.select_for_update().get(pk=api_key.pk)
-        if locked.revoked_at is None:
-            _api_key_revoke_locked(api_key=locked, by=by, replaced_by=None)
-    return locked
-
-
-def api_key_rotate(*, api_key: ApiKey, by: User | None = None) -> tuple[ApiKey, str]:
-    """Issue a new key for the same account and revoke the old one (`replaced_by` points to the new key).
-
-    Locks the old key row; raises ApiKeyError(API_KEY_ALREADY_REVOKED) for a revoked key.
-    """
-    secret = secrets.token_urlsafe(SECRET_BYTES)
-    secret_hash = _hasher.hash(secret)
-    with _tenant_transaction(api_key.tenant_id):
-        old = ApiKey.objects.select_for_update().select_related("account").get(pk=api_key.pk)
-        if old.revoked_at is not None:
-            raise ApiKeyError(API_KEY_ALREADY_REVOKED)
-        new = _api_key_insert(
-            account=old.account, secret_hash=secret_hash, created_by=by, label=old.label, replaces=old
-        )
-        _api_key_revoke_locked(api_key=old, by=by, replaced_by=new)
-    return new, _api_key_format(new.key_id, secret)
-
-
-def _api_key_insert(
-    *, account: MT5Account, secret_hash: str, created_by: User | None, label: str, replaces: ApiKey | None = None
-) -> ApiKey:
-    api_key = ApiKey.objects.create(
-        tenant_id=account.tenant_id, account=account, key_id=secrets.token_hex(KEY_ID_BYTES),
-        secret_hash=secret_hash, label=label, created_by=created_by,
-    )  # fmt: skip
-    metadata = {"key_id": api_key.key_id, "label": label}
-    if replaces is not None:
-        metadata["replaces_key_id"] = replaces.key_id
-    audit_record(
-        tenant_id=account.tenant_id, event_type="api_key_issued", category=AUDIT_CATEGORY,
-        action="rotate" if replaces else "create", description=f"API key {api_key} issued for {account}",
-        user_id=created_by.pk if created_by else None, account_id=account.pk, metadata=metadata,
-    )  # fmt: skip
-    return api_key
-
-
-def _api_key_revoke_locked(*, api_key: ApiKey, by: User | None, replaced_by: ApiKey | None) -> None:
-    now = timezone.now()
-    api_key.revoked_at, api_key.replaced_by = now, replaced_by
-    api_key.save(update_fields=["revoked_at", "replaced_by"])
-    ended = EASession.objects.filter(api_key=api_key, ended_at__isnull=True).update(ended_at=now, end_reason="revoked")
-    metadata = {"key_id": api_key.key_id, "sessions_ended": ended}
-    if replaced_by is not None:
-        metadata["replaced_by_key_id"] = replaced_by.key_id
-    audit_record(
-        tenant_id=api_key.tenant_id, event_type="api_key_revoked", category=AUDIT_CATEGORY,
-        action="rotate" if replaced_by else "revoke", description=f"API key {api_key} revoked",
-        severity=AuditLog.Severity.WARNING, user_id=by.pk if by else None, account_id=api_key.account_id,
-        metadata=metadata,
-    )  # fmt: skip
-
-
-def _api_key_format(key_id: str, secret: str) -> str:
-    return f"{API_KEY_PREFIX}{key_id}_{secret}"
-
-
-def _api_key_parse(api_key: object) -> tuple[str | None, str]:
-    """`suho_ea_<key_id>_<secret>` → (key_id, secret); (None, "") for anything else."""
-    if not isinstance(api_key, str) or len(api_key) > MAX_API_KEY_LENGTH or not api_key.startswith(API_KEY_PREFIX):
-        return None, ""
-    key_id, _, secret = api_key.removeprefix(API_KEY_PREFIX).partition("_")
-    if len(key_id) != 2 * KEY_ID_BYTES or not secret:
-        return None, ""
-    return key_id, secret
 
 
 # --- EA authentication --------------------------------------------------------------------------------------------
@@ -498,163 +375,3 @@ def _claims(token) -> EAClaims:
         tenant_id=tenant_id, account_id=account_id, session_id=session_id,
         expires_at=datetime.fromtimestamp(token["exp"], UTC),
     )  # fmt: skip
-
-
-# --- helpers ------------------------------------------------------------------------------------------------------
-
-
-def _tenant_transaction(tenant_id: UUID):
-    """The tenant context on the alias this code runs on: the operator path (admin, commands) or the service role."""
-    return tenant_context(tenant_id, using=OPERATOR if on_operator_path() else SERVICE)
-
-
-def _uuid_or_none(value: object) -> UUID | None:
-    if isinstance(value, UUID):
-        return value
-    try:
-        return UUID(str(value)) if isinstance(value, str) and len(value) <= 64 else None
-    except ValueError:
-        return None
-
-
-def _ip_or_none(value: str | None) -> str | None:
-    try:
-        return str(ipaddress.ip_address(value)) if value else None
-    except ValueError:
-        return None
-
-
-# --- Portal: sign-up, EA settings, emergency stop -------------------------------------------------------------
-
-EA_SETTING_FIELDS = frozenset({
-    "sl_multiplier", "tp_multiplier", "slippage_tolerance_pips", "max_spread_points", "magic_number",
-    "comment_prefix", "strategy_parameters",
-})  # fmt: skip
-EA_SETTING_UNKNOWN = "not an EA setting: {names}"
-
-
-def tenant_signup(*, name: str, username: str, email: str, password: str) -> User:
-    """Create a tenant and its first user (identity rows: operator alias), and audit the sign-up in its chain.
-
-    The caller validates uniqueness (the form does); the database's unique constraints are the last word.
-    """
-    from django.utils.text import slugify
-
-    from accounts.models import Tenant
-
-    with transaction.atomic(using=OPERATOR):
-        tenant = Tenant.objects.create(name=name, slug=f"{slugify(name)[:80] or 'tenant'}-{secrets.token_hex(4)}")
-        user = User(username=username, email=email, tenant=tenant)
-        user.set_password(password)
-        user.save()
-    with tenant_context(tenant.id):
-        audit_record(
-            tenant_id=tenant.id, event_type="tenant_signed_up", category="account", action="create",
-            description=f"Tenant {tenant.slug} signed up", user_id=user.pk, metadata={"slug": tenant.slug},
-        )  # fmt: skip
-    return user
-
-
-def account_ea_settings_update(*, account: MT5Account, changes: dict, by: User) -> MT5Account:
-    """Change the EA settings (seed §2.2 item 3): lock the row, bump `config_version`, audit old → new, push the
-    configuration to the EA after commit. No change, no bump. ValueError (EA_SETTING_UNKNOWN) before any write."""
-    from trading.outbound import account_config_publish_on_commit
-
-    unknown = sorted(set(changes) - EA_SETTING_FIELDS)
-    if unknown:
-        raise ValueError(EA_SETTING_UNKNOWN.format(names=", ".join(unknown)))
-    with _tenant_transaction(account.tenant_id):
-        locked = MT5Account.objects.select_for_update(no_key=True).get(account_id=account.account_id)
-        diff = {k: {"old": getattr(locked, k), "new": v} for k, v in changes.items() if getattr(locked, k) != v}
-        if not diff:
-            return locked
-        for name, change in diff.items():
-            setattr(locked, name, change["new"])
-        locked.config_version += 1
-        locked.save(update_fields=[*diff, "config_version"])
-        audit_record(
-            tenant_id=locked.tenant_id, event_type="ea_settings_changed", category="config", action="update",
-            description=f"EA settings of {locked} changed: {', '.join(sorted(diff))}", user_id=by.pk,
-            account_id=locked.account_id, metadata={"changes": diff, "config_version": locked.config_version},
-        )  # fmt: skip
-        account_config_publish_on_commit(locked)
-    return locked
-
-
-def account_emergency_stop(*, account: MT5Account, by: User) -> MT5Account:
-    """Stop trading now: `emergency_stop` on (risk parameters pushed with trading off) and a DISABLE_TRADING
-    command, delivered on reconnect if the EA is offline. Both audited by the services they go through."""
-    from compliance.services import account_risk_parameters_update
-    from trading.outbound import command_issue
-
-    with _tenant_transaction(account.tenant_id):
-        account = account_risk_parameters_update(account=account, changes={"emergency_stop": True}, actor=by)
-        command_issue(
-            tenant_id=account.tenant_id, account_id=account.account_id, kind="disable_trading",
-            issued_by=f"user:{by.username}", reason="emergency stop",
-        )  # fmt: skip
-    return account
-
-
-# --- Operator actions (admin): each change audited by the services it goes through ------------------------------
-
-
-def account_trading_disable(*, account: MT5Account, by: User) -> MT5Account:
-    """Trading off (risk parameters pushed) and DISABLE_TRADING sent to the EA."""
-    from compliance.services import account_risk_parameters_update
-    from trading.outbound import command_issue
-
-    with _tenant_transaction(account.tenant_id):
-        account = account_risk_parameters_update(account=account, changes={"trading_enabled": False}, actor=by)
-        command_issue(
-            tenant_id=account.tenant_id, account_id=account.account_id, kind="disable_trading",
-            issued_by=f"operator:{by.username}", reason="disabled by an operator",
-        )  # fmt: skip
-    return account
-
-
-def account_positions_close_all(*, account: MT5Account, by: User):
-    """CLOSE_ALL_POSITIONS to the EA (delivered on reconnect if offline); the command row is the audit's subject."""
-    from trading.outbound import command_issue
-
-    return command_issue(
-        tenant_id=account.tenant_id, account_id=account.account_id, kind="close_all",
-        issued_by=f"operator:{by.username}", reason="closed by an operator",
-    )  # fmt: skip
-
-
-def tenant_emergency_stop(*, tenant, by: User) -> int:
-    """Stop a whole tenant: `trading_enabled` off on the tenant (audited) and an emergency stop on each of its
-    active accounts. Returns the accounts stopped."""
-    from accounts.models import Tenant
-
-    with operator_path(), transaction.atomic(using=OPERATOR):
-        Tenant.objects.filter(pk=tenant.pk).update(trading_enabled=False)
-        accounts = list(MT5Account.objects.filter(tenant_id=tenant.pk, is_active=True))
-        with _tenant_transaction(tenant.pk):
-            audit_record(
-                tenant_id=tenant.pk, event_type="tenant_emergency_stop", category="config", action="update",
-                description=f"Emergency stop for tenant {tenant} by {by.username}", user_id=by.pk,
-                severity=AuditLog.Severity.WARNING, metadata={"accounts": [str(a.account_id) for a in accounts]},
-            )  # fmt: skip
-        for account in accounts:
-            account_emergency_stop(account=account, by=by)
-    return len(accounts)
-
-
-# --- Operators' second factor ------------------------------------------------------------------------------------
-
-
-def operator_totp_enable(*, user: User) -> tuple[str, str]:
-    """Give a staff user a new TOTP secret (replacing any old one); returns (secret, otpauth URI), shown once.
-    From now on the admin log-in asks this user for a code. Audited (platform row: operators may have no tenant)."""
-    from accounts.totp import totp_secret_new, totp_uri
-
-    secret = totp_secret_new()
-    with operator_path(), transaction.atomic(using=OPERATOR):
-        User.objects.filter(pk=user.pk).update(totp_secret=secret)
-        audit_record(
-            tenant_id=user.tenant_id, event_type="operator_totp_enabled", category=AUDIT_CATEGORY, action="update",
-            description=f"Two-factor log-in enabled for {user.username}", user_id=user.pk,
-        )  # fmt: skip
-    return secret, totp_uri(secret, username=user.username)
