@@ -1,8 +1,12 @@
-"""Reads for signals: the execution feedback the ML engine retrains on (seed §7.3)."""
+"""Reads for signals: the execution feedback the ML engine retrains on (seed §7.3), and the account figures the risk
+gate checks."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from signals.models import SignalExecution
+from suho.cache import balance_key, cache_get
 from suho.sql import fetch_dicts
 
 # Seed §7.3, with the window as a parameter (the seed's is 7 days).
@@ -102,3 +106,38 @@ def signal_get(*, signal_id):
     from signals.models import TradingSignal
 
     return TradingSignal.objects.filter(signal_id=signal_id).first()
+
+
+# --- The risk gate's reads of the account's own figures (signals.services.risk) ---------------------------------
+# The rows are the gateway's (balance snapshots, trade orders), read here as SQL through the caller's tenant context,
+# so the gate, a layer below the gateway, imports none of it (docs/dependencies.md). Seed §8.3's daily loss: only
+# today's closes count (UTC, the connection's time zone), as in trading.selectors.daily_loss_breaches.
+ACCOUNT_BALANCE_LATEST = """
+SELECT equity, drawdown FROM mt5_account_balance_history WHERE account_id = %(account_id)s ORDER BY time DESC LIMIT 1
+"""
+ACCOUNT_DAILY_PNL = """
+SELECT SUM(profit) FILTER (WHERE DATE(close_time) = CURRENT_DATE) AS daily_pnl
+FROM mt5_trade_orders
+WHERE account_id = %(account_id)s AND status = 'closed' AND close_time >= CURRENT_DATE
+"""
+
+
+def account_equity_latest(*, account_id) -> Decimal | None:
+    """The account's latest equity: the gateway's cached balance (≤ 30 s old), else the newest snapshot; None if
+    the EA has reported none."""
+    cached = cache_get(balance_key(account_id))
+    if cached is not None:
+        return Decimal(str(cached["equity"]))
+    rows = fetch_dicts(SignalExecution, ACCOUNT_BALANCE_LATEST, {"account_id": account_id})
+    return Decimal(str(float(rows[0]["equity"]))) if rows else None
+
+
+def account_drawdown_latest(*, account_id) -> Decimal | None:
+    """The EA's own drawdown (percent from its max balance) on the account's newest balance snapshot."""
+    rows = fetch_dicts(SignalExecution, ACCOUNT_BALANCE_LATEST, {"account_id": account_id})
+    return rows[0]["drawdown"] if rows else None
+
+
+def account_daily_pnl(*, account_id) -> Decimal | None:
+    """The account's realised profit of today's closed trades; None if none closed today."""
+    return fetch_dicts(SignalExecution, ACCOUNT_DAILY_PNL, {"account_id": account_id})[0]["daily_pnl"]

@@ -20,8 +20,7 @@ from decimal import ROUND_DOWN, Decimal
 
 from accounts.models import MT5Account
 from quotes.instruments import normalise_symbol, pip_size
-from trading.models import BalanceSnapshot
-from trading.selectors import balance_latest, daily_loss_breaches
+from signals.selectors import account_daily_pnl, account_drawdown_latest, account_equity_latest
 
 RISK_TENANT_TRADING_DISABLED = "trading is disabled for this tenant"
 RISK_TRADING_DISABLED = "trading is disabled for this account"
@@ -108,14 +107,14 @@ def _size(
         return volume, None
     if stop_loss is None or stop_loss == entry:
         return volume, RISK_SIZING_NO_STOP_LOSS
-    balance = balance_latest(account_id=account.account_id)
-    if balance is None:
+    equity = account_equity_latest(account_id=account.account_id)
+    if equity is None:
         return volume, RISK_SIZING_NO_EQUITY
     pip_value = pip_value_per_lot(symbol=symbol, price=entry, currency=account.currency)
     if pip_value is None:
         return volume, RISK_SIZING_NO_PIP_VALUE.format(symbol=symbol, currency=account.currency)
     stop_pips = abs(entry - stop_loss) / pip_size(symbol)
-    risk_money = Decimal(str(balance["equity"])) * account.risk_percent / 100
+    risk_money = equity * account.risk_percent / 100
     sized = (risk_money / (stop_pips * pip_value)).quantize(LOT_STEP, rounding=ROUND_DOWN)
     if sized < LOT_STEP:
         return volume, RISK_SIZING_TOO_SMALL.format(minimum=LOT_STEP)
@@ -136,23 +135,15 @@ def pip_value_per_lot(*, symbol: str, price: Decimal, currency: str) -> Decimal 
 
 
 def _daily_loss(account: MT5Account) -> str | None:
-    breach = next(
-        (row for row in daily_loss_breaches(limit=account.max_daily_loss) if row["account_id"] == account.account_id),
-        None,
-    )
-    if breach is not None:
-        return RISK_DAILY_LOSS.format(limit=account.max_daily_loss, pnl=breach["daily_pnl"])
+    pnl = account_daily_pnl(account_id=account.account_id)
+    if pnl is not None and pnl < -account.max_daily_loss:
+        return RISK_DAILY_LOSS.format(limit=account.max_daily_loss, pnl=pnl)
     return None
 
 
 def _drawdown(account: MT5Account) -> str | None:
     """The EA's own drawdown (percent from its max balance) on the latest balance snapshot."""
-    drawdown = (
-        BalanceSnapshot.objects.filter(account_id=account.account_id)
-        .order_by("-time")
-        .values_list("drawdown", flat=True)
-        .first()
-    )
+    drawdown = account_drawdown_latest(account_id=account.account_id)
     if drawdown is not None and drawdown > 0 and drawdown >= account.max_drawdown_percent:
         return RISK_DRAWDOWN.format(drawdown=_plain(drawdown), limit=_plain(account.max_drawdown_percent))
     return None
