@@ -1,9 +1,8 @@
 """Portal routes, mounted under /portal/ (sign-up is public; everything else needs a signed-in trader)."""
 
-from django.urls import path
+from django.urls import include, path
 
 from accounts import views
-from compliance import views as privacy_views
 from signals import views as signal_views
 
 app_name = "portal"
@@ -22,8 +21,5 @@ urlpatterns = [
     path("signals/", signal_views.signal_list, name="signals"),
     path("signals/<uuid:signal_id>/cancel/", signal_views.signal_cancel_view, name="signal-cancel"),
     path("docs/protocol/", views.protocol_doc, name="protocol-doc"),
-    path("privacy/", privacy_views.privacy, name="privacy"),
-    path("privacy/consent/", privacy_views.consent_change, name="consent"),
-    path("privacy/export/", privacy_views.data_export, name="export"),
-    path("privacy/erase/", privacy_views.erase, name="erase"),
+    path("privacy/", include("compliance.portal_urls")),  # by name: compliance's privacy views sit above accounts
 ]
