@@ -1,7 +1,8 @@
 """REST edges for EAs: API key → tokens, refresh → tokens. Thin: validate, call one service, render.
 
-Errors have one shape, `{"error": {"code": ..., "message": ...}}`: 400 `invalid_request` for malformed input,
-401 with a refusal code for bad credentials or tokens, 429 `rate_limited` with Retry-After.
+Errors have the API's one shape (suho/api_errors.py), `{"error": {"code": ..., "message": ...}}`: 400
+`invalid_request` for malformed input, 401 with a refusal code for bad credentials or tokens (EAAuthError), 429
+`rate_limited` with Retry-After.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
-from rest_framework import exceptions, serializers, status
+from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -17,14 +18,12 @@ from rest_framework.views import APIView
 from accounts.services import (
     MAX_API_KEY_LENGTH,
     MAX_TOKEN_LENGTH,
-    EAAuthError,
     Refusal,
     ea_authenticate,
     ea_token_refresh,
 )
+from suho.api_errors import INVALID_REQUEST
 from suho.edge import BoundedJSONParser
-
-INVALID_REQUEST = "invalid_request"
 
 
 class TokensOutputSerializer(serializers.Serializer):
@@ -61,40 +60,12 @@ ERROR_RESPONSES = {
 }
 
 
-def error_response(code: str, message: str, http_status: int, *, retry_after_s: int | None = None) -> Response:
-    headers = {"Retry-After": str(retry_after_s)} if retry_after_s else {}
-    if http_status == status.HTTP_401_UNAUTHORIZED:
-        headers["WWW-Authenticate"] = 'Bearer realm="suho-ea"'
-    return Response({"error": {"code": str(code), "message": message}}, status=http_status, headers=headers)
-
-
-def ea_exception_handler(exc, context) -> Response | None:
-    if isinstance(exc, EAAuthError):
-        limited = exc.code == Refusal.RATE_LIMITED
-        http_status = status.HTTP_429_TOO_MANY_REQUESTS if limited else status.HTTP_401_UNAUTHORIZED
-        return error_response(exc.code, exc.message, http_status, retry_after_s=exc.retry_after_s)
-    if isinstance(exc, exceptions.ValidationError):
-        return error_response(INVALID_REQUEST, _validation_message(exc.detail), status.HTTP_400_BAD_REQUEST)
-    if isinstance(exc, exceptions.APIException):  # unparsable body, wrong media type or method
-        return error_response(INVALID_REQUEST, str(exc.detail), exc.status_code)
-    return None
-
-
-def _validation_message(detail) -> str:
-    if isinstance(detail, dict):
-        return "; ".join(f"{field}: {' '.join(str(m) for m in messages)}" for field, messages in detail.items())
-    return " ".join(str(m) for m in detail)
-
-
 class EAAuthView(APIView):
     """Unauthenticated by design (the credentials are the body): no session authentication, hence no CSRF."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
     parser_classes = [BoundedJSONParser]
-
-    def get_exception_handler(self):
-        return ea_exception_handler
 
 
 class EAAuthApi(EAAuthView):

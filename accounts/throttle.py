@@ -33,6 +33,9 @@ from django.contrib.auth import authenticate
 from django.contrib.auth.signals import user_login_failed
 from django.core.cache import cache
 from redis.exceptions import RedisError
+from rest_framework.status import HTTP_429_TOO_MANY_REQUESTS
+
+from suho.api_errors import ApiError
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +120,12 @@ class AttemptThrottle:
 LOGIN_THROTTLED = "Too many failed log-ins; try again in {retry_after_s} s."
 
 
-class LoginThrottled(Exception):
+class LoginThrottled(ApiError):
+    code = "rate_limited"
+    http_status = HTTP_429_TOO_MANY_REQUESTS
+
     def __init__(self, retry_after_s: int):
         super().__init__(LOGIN_THROTTLED.format(retry_after_s=retry_after_s))
-        self.message = str(self)
         self.retry_after_s = retry_after_s
 
 

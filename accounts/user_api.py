@@ -1,8 +1,8 @@
 """REST edges for traders (and their scripts): MT5 accounts, balances (raw and 5-minute), trades, executions,
 feedback, risk events. JWT (`/api/token/`) or the portal session; tenant-scoped: another tenant's id is 404.
 
-Thin: validate the query, run one selector inside the caller's tenant context, serialize. Errors have the shape of
-accounts/api.py, `{"error": {"code": ..., "message": ...}}`.
+Thin: validate the query, run one selector inside the caller's tenant context, serialize. Errors have the API's
+one shape (suho/api_errors.py), `{"error": {"code": ..., "message": ...}}`.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from accounts import selectors
-from accounts.api import ErrorSerializer, ea_exception_handler, error_response
+from accounts.api import ErrorSerializer
 from accounts.models import MT5Account
 from accounts.services import TOKEN_SCOPE, mt5_account_create
 from accounts.staff_auth import STAFF_2FA_CLAIM, staff_login_accept, user_token_allowed
-from accounts.throttle import LoginThrottled, password_login
+from accounts.throttle import password_login
 from accounts.user_tokens import UserTokenError, user_tokens_issue, user_tokens_refresh
 from compliance.models import RiskEvent
 from signals.models import SignalExecution
@@ -37,8 +37,6 @@ from suho.edge import BoundedLimitOffsetPagination, date_bounded
 from suho.tenancy import tenant_context
 from trading.models import BalanceRollup, BalanceSnapshot, TradeOrder
 
-NOT_FOUND = "not_found"
-RATE_LIMITED = "rate_limited"
 ACCOUNT_NOT_FOUND = "No such MT5 account."
 NO_TENANT = "This user belongs to no tenant; operators use the admin."
 RANGE_INVALID = "`start` must be before `end`."
@@ -55,23 +53,7 @@ ERRORS = {
 }
 
 
-def user_exception_handler(exc, context) -> Response | None:
-    if isinstance(exc, LoginThrottled):
-        return error_response(RATE_LIMITED, exc.message, status.HTTP_429_TOO_MANY_REQUESTS,
-                              retry_after_s=exc.retry_after_s)  # fmt: skip
-    if isinstance(exc, exceptions.NotFound):
-        return error_response(NOT_FOUND, str(exc.detail), status.HTTP_404_NOT_FOUND)
-    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
-        return error_response("not_authenticated", str(exc.detail), status.HTTP_401_UNAUTHORIZED)
-    if isinstance(exc, exceptions.PermissionDenied):
-        return error_response("permission_denied", str(exc.detail), status.HTTP_403_FORBIDDEN)
-    return ea_exception_handler(exc, context)
-
-
 class UserApiView(APIView):
-    def get_exception_handler(self):
-        return user_exception_handler
-
     @contextmanager
     def tenant(self):
         """The caller's tenant context (JWT requests reach the view without one: the middleware saw no user)."""
@@ -322,18 +304,12 @@ class UserTokenObtainView(TokenObtainPairView):
 
     serializer_class = UserTokenObtainSerializer
 
-    def get_exception_handler(self):
-        return user_exception_handler
-
 
 class UserTokenRefreshView(TokenRefreshView):
     """Spend a trader's refresh token for a new pair (a spent one revokes its family); EA refresh tokens are
     refused (they rotate through the EA endpoint)."""
 
     serializer_class = UserTokenRefreshSerializer
-
-    def get_exception_handler(self):
-        return user_exception_handler
 
 
 class StaffTokenSerializer(serializers.Serializer):
@@ -351,9 +327,6 @@ class StaffTokenObtainView(APIView):
 
     authentication_classes: list = []
     permission_classes: list = []
-
-    def get_exception_handler(self):
-        return user_exception_handler
 
     @extend_schema(operation_id="staff_token", tags=["Auth"], request=StaffTokenSerializer,
                    responses={200: StaffTokenResponseSerializer, 400: ERRORS[400], 401: ERRORS[401]})  # fmt: skip

@@ -10,7 +10,7 @@ import json
 from django.http import Http404, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -81,7 +81,7 @@ class ConsentApi(APIView):
                 user_agent=request.headers.get("User-Agent", ""),
             )  # fmt: skip
         except ValueError as exc:
-            return Response({"error": {"code": "invalid_request", "message": str(exc)}}, status=400)
+            raise exceptions.ValidationError(str(exc)) from exc
         return Response(self.OutputSerializer(consent).data, status=status.HTTP_201_CREATED)
 
 
@@ -91,7 +91,7 @@ class ConsentWithdrawApi(APIView):
         try:
             consent_withdraw(user=request.user, purpose=purpose, ip_address=_client_ip(request))
         except ValueError as exc:
-            return Response({"error": {"code": "not_found", "message": str(exc)}}, status=404)
+            raise exceptions.NotFound(str(exc)) from exc
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

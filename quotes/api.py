@@ -1,19 +1,19 @@
 """REST edges for deviation analytics (seed §6.4): the signed-in trader's tenant only.
 
-Errors have one shape, `{"error": {"code": ..., "message": ...}}`.
+Errors have the API's one shape (suho/api_errors.py), `{"error": {"code": ..., "message": ...}}`.
 """
 
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import exceptions, serializers, status
+from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from quotes.selectors import deviation_anomalies, deviation_by_symbol, deviation_by_symbol_and_broker
+from suho.api_errors import INVALID_REQUEST
 from suho.tenancy import tenant_context
 
-INVALID_REQUEST = "invalid_request"
 NO_TENANT = "no_tenant"
 ANALYTICS_NO_TENANT = "Deviation analytics are per tenant; this user belongs to none."
 MAX_HOURS = 24 * 90  # broker quotes are kept 90 days (seed §3.3)
@@ -40,25 +40,7 @@ ERROR_RESPONSES = {
 }
 
 
-def error_response(code: str, message: str, http_status: int) -> Response:
-    return Response({"error": {"code": code, "message": message}}, status=http_status)
-
-
-def analytics_exception_handler(exc, context) -> Response | None:
-    if isinstance(exc, exceptions.ValidationError):
-        detail = exc.detail
-        message = "; ".join(f"{field}: {' '.join(str(m) for m in msgs)}" for field, msgs in detail.items())
-        return error_response(INVALID_REQUEST, message, status.HTTP_400_BAD_REQUEST)
-    if isinstance(exc, exceptions.APIException):
-        code = exc.get_codes() if isinstance(exc.get_codes(), str) else INVALID_REQUEST
-        return error_response(code, str(exc.detail), exc.status_code)
-    return None
-
-
 class AnalyticsApi(APIView):
-    def get_exception_handler(self):
-        return analytics_exception_handler
-
     def tenant_id(self, request):
         tenant_id = getattr(request.user, "tenant_id", None)
         if tenant_id is None:

@@ -1,11 +1,11 @@
 """REST edges for signals: intake from the ML engine, list/detail/cancel, the TradingView webhook.
 
 Thin: authenticate, validate the JSON, call one service or selector inside the caller's tenant context, render.
-Errors have the shape of accounts/api.py, `{"error": {"code": ..., "message": ...}}`: 400 `invalid_request`
-(malformed JSON or fields) or `invalid_alert`, 401 `not_authenticated`, 403 `permission_denied`, 404 `not_found`
-(also another tenant's id), 409 `illegal_transition`, 422 with the intake rule's code (`unknown_account`,
-`unknown_symbol`, `invalid_action`, `invalid_price`, `stop_loss_wrong_side`, `take_profit_wrong_side`, `expired`,
-`volume_out_of_range`, `confidence_out_of_range`, `no_eligible_account`).
+Errors have the API's one shape (suho/api_errors.py renders them), `{"error": {"code": ..., "message": ...}}`: 400
+`invalid_request` (malformed JSON or fields) or `invalid_alert`, 401 `not_authenticated`, 403 `permission_denied`,
+404 `not_found` (also another tenant's id), 409 `illegal_transition`, 422 with the intake rule's code
+(`unknown_account`, `unknown_symbol`, `invalid_action`, `invalid_price`, `stop_loss_wrong_side`,
+`take_profit_wrong_side`, `expired`, `volume_out_of_range`, `confidence_out_of_range`, `no_eligible_account`).
 
 `GET /api/signals/feedback/`: the ML engine's execution feedback (its key only), a page at a time from a cursor.
 
@@ -29,7 +29,7 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.api import ErrorSerializer, ea_exception_handler, error_response
+from accounts.api import ErrorSerializer
 from signals import selectors
 from signals.serializers import (
     BroadcastOutputSerializer,
@@ -43,24 +43,19 @@ from signals.serializers import (
 )
 from signals.services import (
     BROADCAST,
-    SignalInvalid,
-    SignalTransitionError,
     ml_engine_key_verify,
     signal_cancel,
     signal_submit,
     tradingview_webhook_resolve,
 )
 from signals.services.credentials import ML_KEY_PREFIX
-from signals.webhooks import TradingViewAlertError, tradingview_alert_parse
+from signals.webhooks import tradingview_alert_parse
 from suho.edge import BoundedJSONParser, BoundedLimitOffsetPagination
 from suho.routers import OPERATOR, operator_path
 from suho.tenancy import tenant_context
 
-NOT_FOUND = "not_found"
 SIGNAL_NOT_FOUND = "No such signal."
 WEBHOOK_NOT_FOUND = "No such webhook."
-NOT_AUTHENTICATED = "not_authenticated"
-PERMISSION_DENIED = "permission_denied"
 FEEDBACK_ML_KEY_ONLY = (
     "Execution feedback for training is read with the tenant's ML-engine key (Authorization: Bearer suho_ml_…)."
 )
@@ -141,24 +136,6 @@ def _scope(caller: Caller):
             yield
 
 
-def signals_exception_handler(exc, context) -> Response | None:
-    if isinstance(exc, SignalInvalid):
-        return error_response(exc.code, exc.message, status.HTTP_422_UNPROCESSABLE_ENTITY)
-    if isinstance(exc, SignalTransitionError):
-        return error_response(exc.code, exc.message, status.HTTP_409_CONFLICT)
-    if isinstance(exc, TradingViewAlertError):
-        return error_response(exc.code, exc.message, status.HTTP_400_BAD_REQUEST)
-    if isinstance(exc, exceptions.NotFound):
-        return error_response(NOT_FOUND, str(exc.detail), status.HTTP_404_NOT_FOUND)
-    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
-        response = error_response(NOT_AUTHENTICATED, str(exc.detail), status.HTTP_401_UNAUTHORIZED)
-        response["WWW-Authenticate"] = MLEngineKeyAuthentication().authenticate_header(None)
-        return response
-    if isinstance(exc, exceptions.PermissionDenied):
-        return error_response(PERMISSION_DENIED, str(exc.detail), status.HTTP_403_FORBIDDEN)
-    return ea_exception_handler(exc, context)
-
-
 class SignalsView(APIView):
     authentication_classes = [
         MLEngineKeyAuthentication,
@@ -166,9 +143,6 @@ class SignalsView(APIView):
     ]
     permission_classes = [IsAuthenticated]
     parser_classes = [BoundedJSONParser]
-
-    def get_exception_handler(self):
-        return signals_exception_handler
 
 
 def _submission_response(submission, *, broadcast: bool) -> Response:
@@ -288,9 +262,6 @@ class TradingViewWebhookApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
     parser_classes: list = []
-
-    def get_exception_handler(self):
-        return signals_exception_handler
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)

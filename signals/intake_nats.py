@@ -17,9 +17,9 @@ import nats
 from django.conf import settings
 from rest_framework.utils.encoders import JSONEncoder
 
-from accounts.api import INVALID_REQUEST, _validation_message
 from signals.serializers import SignalInputSerializer, SignalOutputSerializer
 from signals.services import SignalInvalid, ml_engine_key_verify, signal_submit
+from suho.api_errors import INVALID_REQUEST, error_body, validation_message
 from suho.asyncdb import db_thread
 from suho.bus import nats_servers
 from suho.edge import EdgeInputError, json_loads
@@ -34,30 +34,26 @@ NOT_JSON = "The request is not a JSON object."
 TOO_LARGE = f"The request is larger than {MAX_REQUEST_BYTES} bytes."
 
 
-def _error(code: str, message: str) -> dict:
-    return {"error": {"code": code, "message": message}}
-
-
 def signal_intake_handle(data: bytes, headers: dict | None) -> dict:
     """One request → its reply body. Synchronous (database work): the server runs it in a worker thread."""
     authorization = (headers or {}).get("Authorization", "")
     scheme, _, credential = authorization.partition(" ")
     key = ml_engine_key_verify(key=credential.strip()) if scheme.lower() == "bearer" else None
     if key is None:
-        return _error("not_authenticated", NOT_AUTHENTICATED)
+        return error_body("not_authenticated", NOT_AUTHENTICATED)
     if len(data) > MAX_REQUEST_BYTES:
-        return _error(INVALID_REQUEST, TOO_LARGE)
+        return error_body(INVALID_REQUEST, TOO_LARGE)
     try:
         payload = json_loads(data)
     except EdgeInputError as exc:
-        return _error(INVALID_REQUEST, str(exc))
+        return error_body(INVALID_REQUEST, str(exc))
     except ValueError:
         payload = None
     if not isinstance(payload, dict):
-        return _error(INVALID_REQUEST, NOT_JSON)
+        return error_body(INVALID_REQUEST, NOT_JSON)
     serializer = SignalInputSerializer(data=payload)
     if not serializer.is_valid():
-        return _error(INVALID_REQUEST, _validation_message(serializer.errors))
+        return error_body(INVALID_REQUEST, validation_message(serializer.errors))
     try:
         submission = signal_submit(
             tenant_id=key.tenant_id, account_id=serializer.validated_data["account_id"], payload=serializer.spec(),
@@ -65,7 +61,7 @@ def signal_intake_handle(data: bytes, headers: dict | None) -> dict:
             actor=f"ml-engine:{key.label or key.id}",
         )  # fmt: skip
     except SignalInvalid as exc:
-        return _error(exc.code, exc.message)
+        return error_body(exc.code, exc.message)
     return {
         "created": submission.created,
         "broadcast_id": submission.broadcast_id,
@@ -87,7 +83,7 @@ async def signal_intake_serve(
             reply = await db_thread(signal_intake_handle)(msg.data, msg.headers)
         except Exception:
             log.exception("signal intake failed")
-            reply = _error("internal_error", "The signal could not be processed; try again.")
+            reply = error_body("internal_error", "The signal could not be processed; try again.")
         if msg.reply:
             await msg.respond(json.dumps(reply, cls=JSONEncoder).encode())
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from suho.api_errors import ApiError
 from suho.edge import json_loads
 
 MAX_ALERT_BYTES = 4096
@@ -31,12 +32,8 @@ KEYS = {
 ACTIONS = {"buy": "BUY", "long": "BUY", "sell": "SELL", "short": "SELL"}
 
 
-class TradingViewAlertError(ValueError):
+class TradingViewAlertError(ApiError, ValueError):
     code = "invalid_alert"
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
 
 
 def tradingview_alert_parse(body: bytes, *, now: datetime) -> dict:

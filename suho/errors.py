@@ -14,6 +14,8 @@ from django.http import JsonResponse
 from django.views import defaults
 from psycopg_pool import PoolTimeout
 
+from suho.api_errors import error_body
+
 log = logging.getLogger(__name__)
 
 DATABASE_BUSY = "database_busy"
@@ -32,7 +34,7 @@ def pool_exhausted(exc: BaseException | None) -> bool:
 
 
 def database_busy_response() -> JsonResponse:
-    response = JsonResponse({"error": {"code": DATABASE_BUSY, "message": DATABASE_BUSY_MESSAGE}}, status=503)
+    response = JsonResponse(error_body(DATABASE_BUSY, DATABASE_BUSY_MESSAGE), status=503)
     response["Retry-After"] = str(DATABASE_BUSY_RETRY_AFTER_S)
     return response
 

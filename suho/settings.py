@@ -318,6 +318,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "suho.edge.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "suho.api_errors.api_exception_handler",  # one error shape, keyed on the exception
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Suho API",

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
+from rest_framework.status import HTTP_401_UNAUTHORIZED, HTTP_429_TOO_MANY_REQUESTS
 from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
@@ -30,6 +31,7 @@ from accounts.services.keys import SECRET_BYTES, _api_key_parse
 from accounts.throttle import EA_PAIR, EA_SOURCE, AttemptThrottle, note_once
 from compliance.models import AuditLog
 from compliance.services import audit_record
+from suho.api_errors import ApiError
 from suho.cache import cache_client, redis_unavailable
 from suho.routers import OPERATOR, operator_path
 
@@ -67,13 +69,15 @@ REFRESH_TOKEN_REUSED = "This refresh token was already used; the session has bee
 REFUSAL_REASON_UNKNOWN = "Unknown refusal reason: {reason!r}."
 
 
-class EAAuthError(Exception):
-    """An authentication refusal: `code` is a `Refusal` value, `message` is safe to show the EA's user."""
+class EAAuthError(ApiError):
+    """An authentication refusal: `code` is a `Refusal` value, `message` is safe to show the EA's user. The API
+    answers 401 with the EA's challenge, or 429 with Retry-After when rate limited."""
+
+    www_authenticate = 'Bearer realm="suho-ea"'
 
     def __init__(self, code: str, message: str, *, retry_after_s: int | None = None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        http_status = HTTP_429_TOO_MANY_REQUESTS if code == Refusal.RATE_LIMITED else HTTP_401_UNAUTHORIZED
+        super().__init__(message, code=code, http_status=http_status)
         self.retry_after_s = retry_after_s
 
 

@@ -22,6 +22,7 @@ from uuid import UUID
 from django.conf import settings
 from django.db import IntegrityError
 from django.utils import timezone
+from rest_framework.status import HTTP_422_UNPROCESSABLE_ENTITY
 
 from accounts.models import MT5Account
 from compliance.services import audit_record
@@ -34,6 +35,7 @@ from signals.models import TradingSignal
 from signals.services.adjustment import signal_adjust
 from signals.services.lifecycle import signal_transition
 from signals.services.risk import risk_check
+from suho.api_errors import ApiError
 from suho.tenancy import tenant_context
 
 SIGNAL_UNKNOWN_ACCOUNT = "No MT5 account {account_id} in this tenant."
@@ -62,13 +64,14 @@ CURRENCIES = frozenset(
 )
 
 
-class SignalInvalid(Exception):
-    """A request that cannot become a signal; `code` names the rule, `message` says what to fix. Nothing written."""
+class SignalInvalid(ApiError):
+    """A request that cannot become a signal; `code` names the rule, `message` says what to fix. Nothing written.
+    The API answers 422."""
+
+    http_status = HTTP_422_UNPROCESSABLE_ENTITY
 
     def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(message, code=code)
 
 
 @dataclass(frozen=True)

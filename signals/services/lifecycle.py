@@ -12,10 +12,12 @@ from uuid import UUID
 
 from django.db import transaction
 from django.utils import timezone
+from rest_framework.status import HTTP_409_CONFLICT
 
 from compliance.services import audit_record
 from signals import lifecycle
 from signals.models import TradingSignal
+from suho.api_errors import ApiError
 from suho.routers import OPERATOR, SERVICE, on_operator_path, operator_path
 from suho.tenancy import tenant_context
 
@@ -27,12 +29,9 @@ EXPIRE_BATCH = 1000
 _TIMESTAMPS = {lifecycle.SENT: "sent_to_ea_at", lifecycle.EXECUTED: "executed_at", lifecycle.CLOSED: "closed_at"}
 
 
-class SignalTransitionError(Exception):
+class SignalTransitionError(ApiError):
     code = "illegal_transition"
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
+    http_status = HTTP_409_CONFLICT
 
 
 def signal_check_transition(*, signal: TradingSignal, to: str) -> None:
