@@ -25,13 +25,13 @@ from accounts.services import (
     ApiKeyError,
     account_ea_settings_update,
     account_emergency_stop,
+    account_risk_parameters_update,
     api_key_create,
     api_key_revoke,
     api_key_rotate,
     mt5_account_create,
     tenant_signup,
 )
-from compliance.services import account_risk_parameters_update
 from trading.connection import ea_is_online
 from trading.selectors import account_live
 

@@ -158,3 +158,16 @@ def commands_ack_record(*, tenant_id: UUID, acks: list[tuple[UUID, binproto.AckS
             ],
         )
         return cursor.rowcount
+
+
+# --- What accounts announce (accounts.events; connected in trading/apps.py) --------------------------------------
+
+
+def account_config_changed_receive(sender, *, account: MT5Account, **kwargs) -> None:
+    account_config_publish_on_commit(account)
+
+
+def account_command_requested_receive(
+    sender, *, tenant_id: UUID, account_id: UUID, kind: str, issued_by: str, reason: str, **kwargs
+) -> EACommand:  # fmt: skip
+    return command_issue(tenant_id=tenant_id, account_id=account_id, kind=kind, issued_by=issued_by, reason=reason)

@@ -3,12 +3,22 @@
 - `keys`: EA API keys (issue, revoke, rotate)
 - `ea_auth`: EA authentication (API key → JWT pair, refresh, access check, refusals)
 - `signup`: a tenant's sign-up, its MT5 accounts
-- `config`: the EA settings the trader changes
-- `stop`: stop trading (the trader's emergency stop, the operators' actions, a whole tenant)
+- `config`: an account's configuration (EA settings, risk parameters): one `account_config_update`
+- `stop`: stop trading, one `account_trading_stop` (the trader's emergency stop, the operators' actions, the risk
+  monitor), a whole tenant's stop, trading back on
 - `operators`: operators' second factor
 """
 
-from accounts.services.config import EA_SETTING_FIELDS, EA_SETTING_UNKNOWN, account_ea_settings_update
+from accounts.services.config import (
+    CONFIG_SECTIONS,
+    EA_SETTING_FIELDS,
+    EA_SETTING_UNKNOWN,
+    RISK_PARAMETER_FIELDS,
+    RISK_PARAMETER_UNKNOWN,
+    account_config_update,
+    account_ea_settings_update,
+    account_risk_parameters_update,
+)
 from accounts.services.ea_auth import (
     AUTH_ACCOUNT_DISABLED,
     AUTH_BAD_KEY,
@@ -51,17 +61,59 @@ from accounts.services.stop import (
     account_emergency_stop,
     account_positions_close_all,
     account_trading_disable,
+    account_trading_start,
+    account_trading_stop,
     tenant_emergency_stop,
 )
 
 __all__ = [
-    "API_KEY_ALREADY_REVOKED", "API_KEY_PREFIX", "AUTH_ACCOUNT_DISABLED", "AUTH_BAD_KEY", "AUTH_RATE_LIMITED",
-    "AUTH_REVOKED_KEY", "AUTH_UNKNOWN_ACCOUNT", "EA_SETTING_FIELDS", "EA_SETTING_UNKNOWN", "KEY_ID_BYTES",
-    "MAX_API_KEY_LENGTH", "MAX_TOKEN_LENGTH", "REFRESH_TOKEN_REUSED", "REFUSAL_REASON_UNKNOWN",
-    "REFUSAL_RECORD_INTERVAL_S", "SECRET_BYTES", "SESSION_ENDED", "TOKEN_EXPIRED", "TOKEN_INVALID", "TOKEN_SCOPE",
-    "VERIFIED_KEY_TTL_S", "ApiKeyError", "EAAuthError", "EAClaims", "EATokens", "Refusal",
-    "account_ea_settings_update", "account_emergency_stop", "account_positions_close_all", "account_trading_disable",
-    "api_key_create", "api_key_revoke", "api_key_rotate", "ea_access_verify", "ea_authenticate", "ea_refusal_record",
-    "ea_session_end", "ea_token_refresh", "mt5_account_create", "operator_totp_enable", "tenant_emergency_stop",
+    "API_KEY_ALREADY_REVOKED",
+    "API_KEY_PREFIX",
+    "AUTH_ACCOUNT_DISABLED",
+    "AUTH_BAD_KEY",
+    "AUTH_RATE_LIMITED",
+    "AUTH_REVOKED_KEY",
+    "AUTH_UNKNOWN_ACCOUNT",
+    "CONFIG_SECTIONS",
+    "EA_SETTING_FIELDS",
+    "EA_SETTING_UNKNOWN",
+    "KEY_ID_BYTES",
+    "MAX_API_KEY_LENGTH",
+    "MAX_TOKEN_LENGTH",
+    "REFRESH_TOKEN_REUSED",
+    "REFUSAL_REASON_UNKNOWN",
+    "REFUSAL_RECORD_INTERVAL_S",
+    "RISK_PARAMETER_FIELDS",
+    "RISK_PARAMETER_UNKNOWN",
+    "SECRET_BYTES",
+    "SESSION_ENDED",
+    "TOKEN_EXPIRED",
+    "TOKEN_INVALID",
+    "TOKEN_SCOPE",
+    "VERIFIED_KEY_TTL_S",
+    "ApiKeyError",
+    "EAAuthError",
+    "EAClaims",
+    "EATokens",
+    "Refusal",
+    "account_config_update",
+    "account_ea_settings_update",
+    "account_emergency_stop",
+    "account_positions_close_all",
+    "account_risk_parameters_update",
+    "account_trading_disable",
+    "account_trading_start",
+    "account_trading_stop",
+    "api_key_create",
+    "api_key_revoke",
+    "api_key_rotate",
+    "ea_access_verify",
+    "ea_authenticate",
+    "ea_refusal_record",
+    "ea_session_end",
+    "ea_token_refresh",
+    "mt5_account_create",
+    "operator_totp_enable",
+    "tenant_emergency_stop",
     "tenant_signup",
 ]  # fmt: skip

@@ -11,8 +11,8 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.models import ALLOWED_SYMBOLS_TOO_MANY, MT5Account, User
+from accounts.services import account_risk_parameters_update
 from binproto import MAX_SYMBOLS
-from compliance.services import account_risk_parameters_update
 from suho.routers import operator_path
 from tests.factories import staff_login
 
