@@ -25,10 +25,11 @@ from django.db import connections, transaction
 from django.utils import timezone
 
 from accounts.models import MT5Account, Tenant
+from accounts.services import account_risk_parameters_update
 from compliance import selectors
 from compliance.models import RiskEvent
 from compliance.notify import operators_notify
-from compliance.services import account_risk_parameters_update, audit_record
+from compliance.services import audit_record
 from suho.routers import SERVICE
 from suho.tenancy import tenant_context
 
