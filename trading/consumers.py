@@ -20,7 +20,7 @@ from django.db import DataError
 
 import binproto
 from accounts import services as account_services
-from binproto import AuthStatus, CloseCode, ConnState
+from binproto import AuthStatus, CloseCode
 from suho.asyncdb import db_thread
 from suho.drain import DRAIN_REASON, drain_retry_after_ms, draining
 from trading import connection as connection_services
@@ -300,7 +300,7 @@ class EAConsumer(AsyncWebsocketConsumer):
 
     async def _refuse(self, status: AuthStatus, reason: str, account_id, *, retry_after_ms: int = 0) -> None:
         actions = self.session.refuse(status, reason, account_id=account_id, now_us=_now_us(),
-                                      send_result=not self.session.legacy, retry_after_ms=retry_after_ms)  # fmt: skip
+                                      retry_after_ms=retry_after_ms)  # fmt: skip
         await self._perform(actions)
 
     async def _held_after_rate_limit(self, account_id) -> bool:
@@ -320,7 +320,7 @@ class EAConsumer(AsyncWebsocketConsumer):
 
     def deliver_json(self, data: bytes) -> None:
         """Called on this connection's loop by the delivery hub for each NATS message addressed to its account."""
-        if self.session.closing or self.session.legacy:
+        if not self.session.takes_outbound:
             return
         try:
             message = binproto.from_json(data.decode())
@@ -331,7 +331,7 @@ class EAConsumer(AsyncWebsocketConsumer):
 
     def resync_outbound(self) -> None:
         """Called on this connection's loop by the delivery hub after NATS reconnected."""
-        if self.session.state is ConnState.AUTHENTICATED and not self.session.legacy:
+        if self.session.takes_outbound:
             self._spawn(self._resync_outbound())
 
     async def _resync_outbound(self) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -81,7 +81,7 @@ class Authenticate:
     or `refuse`."""
 
     account_id: Any
-    credential: str
+    credential: str = field(repr=False)  # a secret: never in a log line
     method: AuthMethod
     ea_version: str
 
@@ -156,6 +156,11 @@ class GatewaySession:
     @property
     def closing(self) -> bool:
         return self.state is ConnState.CLOSING
+
+    @property
+    def takes_outbound(self) -> bool:
+        """Signals, commands and configuration go to an authenticated v2 EA only (a legacy v1 EA is sent nothing)."""
+        return self.state is ConnState.AUTHENTICATED and not self.legacy
 
     # --- events: the connection ----------------------------------------------------------------------------------
 
@@ -285,11 +290,12 @@ class GatewaySession:
         *,
         account_id: Any,
         now_us: int,
-        send_result: bool = True,
         retry_after_ms: int = 0,
     ) -> list[Action]:
-        """Authentication refused: AUTH_RESULT with the status (unless the EA authenticated in the handshake), then
-        close with the status's code (4001, 4003 for a revoked key, 4008 when rate limited)."""
+        """Authentication refused: AUTH_RESULT with the status and SESSION_CLOSING (a legacy v1 EA, which authenticated
+        in the handshake, gets neither), then close with the status's code (4001; 4003 revoked key; 4008 rate
+        limited)."""
+        send_result = not self.legacy
         actions: list[Action] = []
         if status in REFUSALS_RECORDED:
             actions.append(RecordRefusal(account_id, status.name.lower()))
@@ -338,7 +344,7 @@ class GatewaySession:
         """A server message for the EA (a signal, a command, configuration). A signal or command waits for the EA's
         ACK; past `max_unacked` of them the EA has stopped reading and is closed (4013). `resend`: from a resync,
         which may repeat one already waiting."""
-        if self.closing or self.legacy:
+        if not self.takes_outbound:
             return []
         if isinstance(message, binproto.TradingSignal) and message.valid_until_us <= now_us:
             return []  # never deliver an expired signal

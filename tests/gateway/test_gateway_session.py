@@ -255,6 +255,15 @@ def test_a_legacy_v1_ea_is_never_answered_but_its_garbage_still_counts_towards_4
     assert session.receive_bytes(GARBAGE, now_us=NOW_US) == [Close(CloseCode.PROTOCOL_VIOLATION, ())]
 
 
+def test_a_legacy_v1_ea_refused_in_the_handshake_gets_only_the_close_frame_and_its_key_is_never_shown():
+    session = GatewaySession()
+    [authenticate] = session.handshake(account_id="42", api_key="suho_ea_x")
+    assert "suho_ea_x" not in repr(authenticate)  # an action may end up in a log line
+    assert session.refuse(AuthStatus.REVOKED_KEY, "key revoked", account_id="42", now_us=NOW_US) == [
+        Close(CloseCode.REVOKED, ())
+    ]
+
+
 def test_no_hello_in_time_closes_only_a_connection_still_waiting_for_it():
     assert closes(GatewaySession().hello_deadline()) == [CloseCode.AUTH_FAILED]
     assert authenticated().hello_deadline() == []
