@@ -5,8 +5,9 @@ only the list of tenants is read on the operator path. A breach goes through the
 which keeps one open event per account and type and audits its opening. The run that opens an event claims it
 (one conditional update of `notified_at`) and only that run takes the configured action and notifies operators
 (a Celery task queued after commit); later runs find the event open and add nothing. An open event whose condition
-no longer holds is resolved and audited. Trading disabled by an action stays disabled until an operator turns it
-back on (`account_trading_restore`, `manage.py trading_enable`).
+no longer holds is resolved and audited. The action is accounts' one stop-trading service (`account_trading_stop`,
+as the portal's and the admin's stops); trading it disabled stays disabled until an operator turns it back on
+(`manage.py trading_enable`: `account_trading_start`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from django.db import connections, transaction
 from django.utils import timezone
 
 from accounts.models import MT5Account, Tenant
-from accounts.services import account_risk_parameters_update
+from accounts.services import account_trading_stop
 from compliance import selectors
 from compliance.models import RiskEvent
 from compliance.notify import operators_notify
@@ -46,17 +47,23 @@ BALANCE_WINDOW = timedelta(days=1)  # snapshots older than this are not a curren
 @dataclass(frozen=True)
 class Rule:
     severity: str
-    actions: tuple[str, ...]  # EA command kinds, in order; "disable_trading" also turns the account's flag off
+    stop: bool = False  # stop the account's trading (flag off, DISABLE_TRADING): accounts' account_trading_stop
+    close_positions: bool = False  # and CLOSE_ALL_POSITIONS before it
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        """The EA commands the stop sends, in order: what `action_taken` records."""
+        return ("close_all",) * (self.stop and self.close_positions) + ("disable_trading",) * self.stop
 
 
 # What each event type does when it opens. Edit here to change the response; `action_taken` records it.
 RISK_RULES: dict[str, Rule] = {
-    "daily_loss_limit": Rule("critical", ("disable_trading",)),
-    "max_drawdown": Rule("critical", ("close_all", "disable_trading")),
-    "margin_level": Rule("critical", ("disable_trading",)),
-    "trade_latency": Rule("warning", ()),
-    "price_deviation": Rule("warning", ()),
-    "ea_connectivity": Rule("warning", ()),
+    "daily_loss_limit": Rule("critical", stop=True),
+    "max_drawdown": Rule("critical", stop=True, close_positions=True),
+    "margin_level": Rule("critical", stop=True),
+    "trade_latency": Rule("warning"),
+    "price_deviation": Rule("warning"),
+    "ea_connectivity": Rule("warning"),
 }
 
 
@@ -253,19 +260,12 @@ def risk_breach_record(*, breach: Breach, now: datetime) -> int:
 
 
 def risk_actions_take(*, event: RiskEvent, rule: Rule) -> None:
-    """The rule's EA commands, and the account's trading flag off for `disable_trading` (audited, pushed)."""
-    from trading.outbound import command_issue
-
-    for kind in rule.actions:
-        if kind == "disable_trading":
-            account_risk_parameters_update(account=event.account, changes={"trading_enabled": False}, actor=RISK_ACTOR)
-        command_issue(
-            tenant_id=event.tenant_id,
-            account_id=event.account_id,
-            kind=kind,
-            issued_by=RISK_ACTOR,
-            reason=f"{event.event_type}: {event.message}"[:300],
-        )
+    """The rule's stop, through the one stop-trading service (audited; reaches the EA after commit)."""
+    if rule.stop:
+        account_trading_stop(
+            account=event.account, actor=RISK_ACTOR, reason=f"{event.event_type}: {event.message}",
+            close_positions=rule.close_positions,
+        )  # fmt: skip
 
 
 def risk_event_resolve(*, event: RiskEvent, now: datetime) -> int:
@@ -315,19 +315,3 @@ def risk_event_notify(*, payload: dict) -> None:
         payload=payload,
         context={"tenant_id": payload["tenant_id"], "account_id": payload["account_id"], "task": "risk_notify"},
     )
-
-
-def account_trading_restore(*, account: MT5Account, actor) -> MT5Account:
-    """An operator turns trading back on after a risk action: the flag on (audited, pushed as risk parameters) and
-    ENABLE_TRADING sent, since the EA also obeys the DISABLE_TRADING command it received. Open risk events stay as
-    they are: the monitor resolves them when their condition clears (and re-acts on a new breach)."""
-    from trading.outbound import command_issue
-
-    actor_name = getattr(actor, "username", None) or str(actor)
-    with tenant_context(account.tenant_id):
-        restored = account_risk_parameters_update(account=account, changes={"trading_enabled": True}, actor=actor)
-        command_issue(
-            tenant_id=account.tenant_id, account_id=account.account_id, kind="enable_trading",
-            issued_by=actor_name[:100], reason="trading restored by an operator",
-        )  # fmt: skip
-    return restored

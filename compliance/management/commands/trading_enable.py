@@ -1,11 +1,12 @@
-"""`manage.py trading_enable --account ID [--actor NAME]`: turn trading back on after the risk monitor disabled it."""
+"""`manage.py trading_enable --account ID [--actor NAME]`: turn trading back on after the risk monitor disabled it
+(accounts' `account_trading_start`, the counterpart of the stop the monitor used)."""
 
 from uuid import UUID
 
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import MT5Account
-from compliance.risk import account_trading_restore
+from accounts.services import account_trading_start
 from suho.routers import operator_path
 
 ACCOUNT_NOT_FOUND = "No MT5 account with id {account_id!r}."
@@ -27,5 +28,5 @@ class Command(BaseCommand):
             found = MT5Account.objects.filter(account_id=account_id).first()
         if found is None:
             raise CommandError(ACCOUNT_NOT_FOUND.format(account_id=account))
-        restored = account_trading_restore(account=found, actor=actor)
+        restored = account_trading_start(account=found, actor=actor, reason="trading restored by an operator")
         self.stdout.write(f"Trading enabled on {restored} (config version {restored.config_version})")
