@@ -65,6 +65,7 @@ from eaclient.terminal import (
     TerminalError,
     Tick,
 )
+from eaclient.trade_events import trade_closed, trade_opened
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -386,21 +387,7 @@ class Agent(Handler):
                 extra=self._log,
             )
             await self.client.emit(
-                binproto.TradeOpened(
-                    event_seq=seq,
-                    ticket=known.ticket,
-                    order_type=known.order_type,
-                    volume=known.volume,
-                    price=known.open_price,
-                    stop_loss=known.stop_loss,
-                    take_profit=known.take_profit,
-                    signal_id=signal_id,
-                    open_time_us=known.open_time_us,
-                    commission=deal.commission,
-                    magic=deal.magic,
-                    symbol=deal.symbol,
-                    timestamp_us=now_us(),
-                )
+                trade_opened(known, event_seq=seq, commission=deal.commission, timestamp_us=now_us())
             )
             return
         if deal.entry not in (DealEntry.OUT, DealEntry.OUT_BY):
@@ -436,27 +423,10 @@ class Agent(Handler):
             deal.profit,
             extra=self._log,
         )
-        await self.client.emit(
-            binproto.TradeClosed(
-                event_seq=seq,
-                ticket=known.ticket,
-                order_type=known.order_type,
-                volume=deal.volume,
-                open_price=known.open_price,
-                close_price=deal.price,
-                stop_loss=known.stop_loss,
-                take_profit=known.take_profit,
-                signal_id=known.signal_id,
-                open_time_us=known.open_time_us,
-                close_time_us=deal.time_us,
-                profit=deal.profit,
-                commission=deal.commission,
-                swap=deal.swap,
-                close_reason=reason,
-                symbol=known.symbol,
-                timestamp_us=now_us(),
-            )
-        )
+        closed = trade_closed(known, event_seq=seq, volume=deal.volume, close_price=deal.price,
+                              close_time_us=deal.time_us, profit=deal.profit, commission=deal.commission,
+                              swap=deal.swap, reason=reason, timestamp_us=now_us())  # fmt: skip
+        await self.client.emit(closed)
 
     async def _report_modified(self, position: Position, known: KnownPosition) -> None:
         updated = KnownPosition(

@@ -25,6 +25,7 @@ from binproto import AckStatus, Action, CloseReason, CommandType, OrderType
 from eaclient.client import V1_IDS, ClientConfig, ClientCounters, EAClient, Handler, TerminalStatus, clients_run, now_us
 from eaclient.market import DemoMarket
 from eaclient.outbox import TradeEvent
+from eaclient.trade_events import trade_closed, trade_opened
 
 log = logging.getLogger(__name__)
 
@@ -425,23 +426,7 @@ class SimulatedEA(Handler):
             signal.signal_id,
             extra=self._log,
         )
-        await client.emit(
-            binproto.TradeOpened(
-                event_seq=seq,
-                ticket=position.ticket,
-                order_type=position.order_type,
-                volume=volume,
-                price=price,
-                stop_loss=position.stop_loss,
-                take_profit=position.take_profit,
-                signal_id=signal.signal_id,
-                open_time_us=opened_us,
-                commission=commission,
-                magic=position.magic,
-                symbol=position.symbol,
-                timestamp_us=opened_us,
-            )
-        )
+        await client.emit(trade_opened(position, event_seq=seq, commission=commission, timestamp_us=opened_us))
         await client.positions_changed()
 
     def _signal_volume(self, signal: binproto.TradingSignal, price: float) -> float:
@@ -547,27 +532,10 @@ class SimulatedEA(Handler):
             extra=self._log,
         )
         seq, closed_us = self.client.outbox.next_seq(), now_us()
-        await self.client.emit(
-            binproto.TradeClosed(
-                event_seq=seq,
-                ticket=position.ticket,
-                order_type=position.order_type,
-                volume=position.volume,
-                open_price=position.open_price,
-                close_price=price,
-                stop_loss=position.stop_loss,
-                take_profit=position.take_profit,
-                signal_id=position.signal_id,
-                open_time_us=position.open_time_us,
-                close_time_us=closed_us,
-                profit=profit,
-                commission=2 * close_commission,
-                swap=0.0,
-                close_reason=reason,
-                symbol=position.symbol,
-                timestamp_us=closed_us,
-            )
-        )
+        closed = trade_closed(position, event_seq=seq, volume=position.volume, close_price=price,
+                              close_time_us=closed_us, profit=profit, commission=2 * close_commission, swap=0.0,
+                              reason=reason, timestamp_us=closed_us)  # fmt: skip
+        await self.client.emit(closed)
 
     # --- commands (RECONNECT and RESTART_EA are the client's) -----------------------------------------------------
 
