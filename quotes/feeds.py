@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import NamedTuple, Protocol, TextIO
 
 from quotes.instruments import normalise_symbol, pip_size
+from suho.clock import ms_to_datetime
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def polygon_parse(raw: str | bytes) -> tuple[list[ReferenceTick], list[dict]]:
                     symbol=event["p"].replace("/", "").replace("-", "").upper(),
                     bid=float(event["b"]),
                     ask=float(event["a"]),
-                    time=datetime.fromtimestamp(event["t"] / 1000, UTC),
+                    time=ms_to_datetime(event["t"]),
                 )
             )
         elif kind == "status":
@@ -211,7 +212,7 @@ def _tick(row: dict) -> ReferenceTick:
     """A recorded tick: `{"symbol","bid","ask","time"}`, time ISO-8601 or unix ms."""
     value = row["time"]
     if isinstance(value, int | float) or str(value).isdigit():
-        moment = datetime.fromtimestamp(int(value) / 1000, UTC)
+        moment = ms_to_datetime(int(value))
     else:
         moment = datetime.fromisoformat(str(value))
     return ReferenceTick(row["symbol"], float(row["bid"]), float(row["ask"]), moment)

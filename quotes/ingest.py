@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import NamedTuple
 
 from django.db import connections, transaction
 
 from suho.bus import get_bus, subject_token
 from suho.cache import QUOTE_TTL_S, cache_set_many, quote_key
+from suho.clock import us_to_datetime
 from suho.routers import SERVICE
 from suho.tenancy import TENANT_SETTING
 
@@ -88,7 +88,7 @@ def broker_quotes_after_commit(rows: list[TickRow]) -> None:
         [
             (quote_key(account_id, symbol), QUOTE_TTL_S,
              {"bid": row.bid, "ask": row.ask, "spread": row.spread,
-              "timestamp": datetime.fromtimestamp(row.time_us / 1e6, UTC).isoformat()})
+              "timestamp": us_to_datetime(row.time_us).isoformat()})
             for (account_id, symbol), row in latest.items()
         ]
     )  # fmt: skip

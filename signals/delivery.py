@@ -12,15 +12,12 @@ from django.utils import timezone
 import binproto
 from signals import lifecycle
 from signals.models import TradingSignal
+from suho.clock import datetime_to_us, now_us
 from suho.outbox import outbox_publish_on_commit
 from suho.routers import SERVICE
 from suho.tenancy import tenant_context
 
 ACTIONS = {"BUY": binproto.Action.BUY, "SELL": binproto.Action.SELL, "CLOSE": binproto.Action.CLOSE}
-
-
-def _us(moment: datetime | None) -> int:
-    return int(moment.timestamp() * 1_000_000) if moment else 0
 
 
 def _f(value) -> float:
@@ -40,12 +37,12 @@ def signal_message(signal: TradingSignal) -> binproto.TradingSignal:
         risk_percent=_f(signal.risk_percent),
         sizing_method=binproto.SizingMethod[signal.sizing_method.upper()],
         confidence=_f(signal.confidence_score),
-        valid_until_us=_us(signal.valid_until),
+        valid_until_us=datetime_to_us(signal.valid_until),
         ticket=int(signal.metadata.get("ticket", 0)) if signal.action == "CLOSE" else 0,
         symbol=signal.symbol,
         model_version=signal.model_version,
         strategy_name=signal.strategy_name,
-        timestamp_us=_us(timezone.now()),
+        timestamp_us=now_us(),
     )
 
 

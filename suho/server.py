@@ -34,6 +34,7 @@ from twisted.internet import defer, reactor
 
 import binproto
 from binproto import CloseCode, MsgType
+from suho.clock import now_us
 from suho.drain import drain_start
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ class EAWebSocketProtocol(WebSocketProtocol):
         if self.hello_seen:
             closing = binproto.SessionClosing(
                 close_code=CloseCode.RATE_LIMITED, retry_after_ms=binproto.RATE_LIMIT_RETRY_AFTER_S * 1000,
-                reason=reason, timestamp_us=time.time_ns() // 1000,
+                reason=reason, timestamp_us=now_us(),
             )  # fmt: skip
             self.sendMessage(binproto.encode(closing), isBinary=True)
         self.sendClose(code=self.limit_close_code, reason=reason)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
 from typing import NamedTuple
@@ -22,6 +21,7 @@ import binproto
 from accounts.models import MT5Account
 from suho.bus import get_bus
 from suho.cache import BALANCE_TTL_S, POSITIONS_TTL_S, balance_key, cache_delete, cache_set_many, positions_key
+from suho.clock import us_to_datetime
 from suho.outbox import outbox_publish_on_commit
 from suho.routers import SERVICE
 from suho.tenancy import TENANT_SETTING, tenant_context
@@ -34,10 +34,6 @@ TRADE_EVENT_KIND = {
     binproto.TradeModified: TradeEvent.Kind.MODIFY,
 }
 ACCEPTED, DUPLICATE, REPLACED = "accepted", "duplicate", "replaced"
-
-
-def us_to_datetime(value_us: int) -> datetime:
-    return datetime.fromtimestamp(value_us / 1_000_000, UTC)
 
 
 def _money(value: float) -> Decimal:

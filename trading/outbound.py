@@ -17,7 +17,7 @@ from django.utils import timezone
 import binproto
 from accounts.models import MT5Account
 from compliance.services import audit_record
-from signals.delivery import _us
+from suho.clock import datetime_to_us, now_us
 from suho.outbox import outbox_publish_on_commit
 from suho.routers import SERVICE
 from suho.tenancy import tenant_context
@@ -52,7 +52,7 @@ def risk_parameters_message(account: MT5Account) -> binproto.RiskParameters:
         trading_enabled=account.trading_enabled and not account.emergency_stop,
         allowed_symbols=tuple(account.allowed_symbols),
         trading_hours=hours,
-        timestamp_us=_us(timezone.now()),
+        timestamp_us=now_us(),
     )
 
 
@@ -66,7 +66,7 @@ def config_update_message(account: MT5Account) -> binproto.ConfigUpdate:
         magic=account.magic_number,
         comment_prefix=account.comment_prefix,
         params=tuple((str(k), str(v)) for k, v in account.strategy_parameters.items()),
-        timestamp_us=_us(timezone.now()),
+        timestamp_us=now_us(),
     )
 
 
@@ -77,8 +77,8 @@ def command_message(command: EACommand) -> binproto.Command:
         ticket=command.ticket or 0,
         stop_loss=float(command.stop_loss or 0),
         take_profit=float(command.take_profit or 0),
-        issued_us=_us(command.created_at),
-        timestamp_us=_us(timezone.now()),
+        issued_us=datetime_to_us(command.created_at),
+        timestamp_us=now_us(),
     )
 
 

@@ -1,0 +1,30 @@
+"""Time as the wire carries it: integer microseconds since the Unix epoch (binproto's `*_us` fields), and the
+conversions to and from aware datetimes (in integer arithmetic: exact at any date). One owner, so every app
+converts the same way; binproto and eaclient keep their own (they import no server package).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_US = timedelta(microseconds=1)
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def datetime_to_us(moment: datetime | None) -> int:
+    """An aware datetime in microseconds; None is 0, binproto's "not set"."""
+    return (moment - EPOCH) // ONE_US if moment is not None else 0
+
+
+def us_to_datetime(value_us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value_us)
+
+
+def ms_to_datetime(value_ms: int | float) -> datetime:
+    """Feeds that count milliseconds (Polygon)."""
+    return EPOCH + timedelta(milliseconds=value_ms)
