@@ -26,18 +26,10 @@ from django.db import DataError, IntegrityError, connections, transaction
 from django.utils import timezone
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from quotes.ingest import TickRow, broker_quotes_after_commit, broker_quotes_insert
 from suho.asyncdb import db_thread
 from suho.bus import get_bus, nats_servers
 from suho.routers import SERVICE
-from trading.ingest import (
-    BalanceRow,
-    HeartbeatRow,
-    balances_after_commit,
-    balances_insert,
-    heartbeats_after_commit,
-    heartbeats_insert,
-)
+from trading.ingest import VOLUME_KINDS
 
 log = logging.getLogger(__name__)
 INGEST_STREAM = "SUHO_INGEST"
@@ -47,11 +39,6 @@ MAX_MESSAGE_BYTES = 512 * 1024  # NATS refuses a message over max_payload (1 MiB
 MSG_ID_MAX = 100  # suho_bridge_applied.msg_id
 FETCH_RETRY_S = 0.5  # after a fetch a NATS failover refused (503 while the consumer's leader is elected)
 ACK_WAIT_S = 10.0  # a batch a killed bridge fetched but never acked is redelivered after this long
-KINDS = {
-    "quotes": (TickRow, broker_quotes_insert, broker_quotes_after_commit),
-    "balances": (BalanceRow, balances_insert, balances_after_commit),
-    "heartbeats": (HeartbeatRow, heartbeats_insert, heartbeats_after_commit),
-}
 
 
 def ingest_publish(kind: str, rows: list) -> int:
@@ -96,22 +83,22 @@ def batches_apply(batches: list[Batch]) -> list[Batch]:
             )
             if cursor.fetchone() is None:
                 continue  # redelivered after a crash between our commit and our ack
-            if batch.kind not in KINDS:  # a poison message must not stop the queue (and the bridge) for good
+            if batch.kind not in VOLUME_KINDS:  # a poison message must not stop the queue (and the bridge) for good
                 log.error("bridge: batch #%s on unknown kind %r recorded and skipped", batch.seq, batch.kind)
                 continue
-            row_type, insert, _after = KINDS[batch.kind]
+            kind = VOLUME_KINDS[batch.kind]
             try:
                 with transaction.atomic(using=SERVICE):  # a savepoint: one refused batch must not wedge the queue
-                    insert([row_type(*row) for row in batch.rows])
+                    kind.insert([kind.row(*row) for row in batch.rows])
             except (DataError, IntegrityError, TypeError, KeyError):
                 log.exception("bridge: batch #%s (%s) refused by the database; recorded and skipped", batch.seq,
                               batch.kind)  # fmt: skip
                 continue
             fresh.append(batch)
     for batch in fresh:
-        row_type, _insert, after = KINDS[batch.kind]
+        kind = VOLUME_KINDS[batch.kind]
         try:
-            after([row_type(*row) for row in batch.rows])
+            kind.after_commit([kind.row(*row) for row in batch.rows])
         except Exception:
             log.exception("bridge: cache/NATS after commit failed (rows are committed)")
     return fresh

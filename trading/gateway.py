@@ -29,17 +29,11 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from binproto import CloseCode
-from quotes.ingest import broker_quotes_after_commit, broker_quotes_insert
 from suho.asyncdb import db_thread
 from suho.bus import get_bus, subject_token
 from suho.metrics import batch_flush_observe
 from trading.bridge import ROWS_PER_MESSAGE, ingest_publish, ingest_publish_nothing_after
-from trading.ingest import (
-    balances_after_commit,
-    balances_insert,
-    heartbeats_after_commit,
-    heartbeats_insert,
-)
+from trading.ingest import VOLUME_KINDS
 
 log = logging.getLogger(__name__)
 FLUSH_INTERVAL_S = 0.25
@@ -188,18 +182,15 @@ def batcher_meter(item: Batcher) -> Batcher:
 
 
 def batcher(kind: str) -> Batcher:
-    """The process's batcher for `quotes`, `balances` or `heartbeats` (created on first use in the running loop)."""
+    """The process's batcher for a kind of trading.ingest.VOLUME_KINDS, the table the data bridge writes with too
+    (created on first use in the running loop)."""
     if kind not in _batchers:
-        insert, after = {
-            "quotes": (broker_quotes_insert, broker_quotes_after_commit),
-            "balances": (balances_insert, balances_after_commit),
-            "heartbeats": (heartbeats_insert, heartbeats_after_commit),
-        }[kind]
+        volume = VOLUME_KINDS[kind]  # KeyError for a kind that is none
         if settings.INGEST_MODE == "bridge":  # rows go to JetStream; `manage.py data_bridge` writes them
             _batchers[kind] = Batcher(kind, partial(ingest_publish, kind), ingest_publish_nothing_after,
                                       max_rows=ROWS_PER_MESSAGE)  # fmt: skip
         else:
-            _batchers[kind] = Batcher(kind, insert, after)
+            _batchers[kind] = Batcher(kind, volume.insert, volume.after_commit)
         batcher_meter(_batchers[kind])
     return _batchers[kind]
 

@@ -1,13 +1,15 @@
 """Ingest of what an EA reports (seed §2.1): volume rows in batches, money events one transaction each.
 
-Volume (balances, heartbeats) arrives here as batches from the gateway's batcher; trade events and the profile are
-written in their own transaction, idempotently, and only acknowledged to the EA after commit. NATS publishing
+Volume (quotes, balances, heartbeats) arrives as batches, from the gateway's batcher (direct mode) or the data
+bridge: `VOLUME_KINDS` is how each kind is written, for both. Trade events and the profile are written in their own
+transaction, idempotently, and only acknowledged to the EA after commit. NATS publishing
 happens after commit, on the seed's subjects `mt5.account.{account_id}.*`.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
@@ -19,6 +21,7 @@ from django.utils import timezone
 
 import binproto
 from accounts.models import MT5Account
+from quotes.ingest import TickRow, broker_quotes_after_commit, broker_quotes_insert
 from suho.bus import get_bus
 from suho.cache import BALANCE_TTL_S, POSITIONS_TTL_S, balance_key, cache_delete, cache_set_many, positions_key
 from suho.clock import us_to_datetime
@@ -162,6 +165,22 @@ def heartbeats_after_commit(rows: list[HeartbeatRow]) -> None:
     get_bus().publish_many(
         [(f"mt5.account.{row.account_id}.heartbeat", json.dumps(row._asdict()).encode()) for row in rows]
     )
+
+
+class VolumeKind(NamedTuple):
+    """How one kind of volume row is written: its row type (the bridge rebuilds rows from JSON lists), its set-based
+    insert, and its work after commit (cache, NATS)."""
+
+    row: type
+    insert: Callable[[list], int]
+    after_commit: Callable[[list], None]
+
+
+VOLUME_KINDS: dict[str, VolumeKind] = {  # the one table of both ingest paths: the gateway's batcher and the bridge
+    "quotes": VolumeKind(TickRow, broker_quotes_insert, broker_quotes_after_commit),
+    "balances": VolumeKind(BalanceRow, balances_insert, balances_after_commit),
+    "heartbeats": VolumeKind(HeartbeatRow, heartbeats_insert, heartbeats_after_commit),
+}
 
 
 # --- profile and positions ----------------------------------------------------------------------------------------
