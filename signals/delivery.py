@@ -1,4 +1,5 @@
-"""Signals on their way to the EA: the wire message, publication after commit, resync, SENT marking and acks."""
+"""Signals on their way to the EA: publication after commit (the wire message is signals.messages'), resync, SENT
+marking and acks."""
 
 from __future__ import annotations
 
@@ -11,39 +12,11 @@ from django.utils import timezone
 
 import binproto
 from signals import lifecycle
+from signals.messages import signal_message
 from signals.models import TradingSignal
-from suho.clock import datetime_to_us, now_us
 from suho.outbox import outbox_publish_on_commit
 from suho.routers import SERVICE
 from suho.tenancy import tenant_context
-
-ACTIONS = {"BUY": binproto.Action.BUY, "SELL": binproto.Action.SELL, "CLOSE": binproto.Action.CLOSE}
-
-
-def _f(value) -> float:
-    return float(value) if value is not None else 0.0
-
-
-def signal_message(signal: TradingSignal) -> binproto.TradingSignal:
-    return binproto.TradingSignal(
-        signal_id=signal.signal_id,
-        action=ACTIONS[signal.action],
-        entry_price=_f(signal.entry_price),
-        entry_min=_f(signal.entry_price_min),
-        entry_max=_f(signal.entry_price_max),
-        stop_loss=_f(signal.stop_loss),
-        take_profit=_f(signal.take_profit),
-        volume=float(signal.volume),
-        risk_percent=_f(signal.risk_percent),
-        sizing_method=binproto.SizingMethod[signal.sizing_method.upper()],
-        confidence=_f(signal.confidence_score),
-        valid_until_us=datetime_to_us(signal.valid_until),
-        ticket=int(signal.metadata.get("ticket", 0)) if signal.action == "CLOSE" else 0,
-        symbol=signal.symbol,
-        model_version=signal.model_version,
-        strategy_name=signal.strategy_name,
-        timestamp_us=now_us(),
-    )
 
 
 def signal_publish_on_commit(signal: TradingSignal) -> None:

@@ -21,11 +21,12 @@ from redis.exceptions import RedisError
 from accounts.models import EASession, MT5Account
 from binproto import RATE_LIMIT_RETRY_AFTER_S
 from compliance.services import audit_record
-from signals.delivery import signal_message, signals_for_resync
+from signals.delivery import signals_for_resync
+from signals.messages import command_message, config_update_message, risk_parameters_message, signal_message
 from suho.cache import cache_client, redis_unavailable
 from suho.routers import OPERATOR, SERVICE
 from suho.tenancy import TENANT_SETTING, tenant_context
-from trading.outbound import command_message, commands_for_resync, config_update_message, risk_parameters_message
+from trading.outbound import commands_for_resync
 
 OFFLINE_AFTER = timedelta(minutes=2)
 

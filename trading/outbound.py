@@ -2,7 +2,7 @@
 
 Each is written to the database first (the source of truth), then published after commit on
 `mt5.config.{account_id}.{risk_params|settings}` / `mt5.command.{account_id}.{kind}`; the gateway resyncs an EA
-that was offline from the database.
+that was offline from the database. The wire messages are built from the rows in signals.messages, with the signal's.
 """
 
 from __future__ import annotations
@@ -17,69 +17,13 @@ from django.utils import timezone
 import binproto
 from accounts.models import MT5Account
 from compliance.services import audit_record
-from suho.clock import datetime_to_us, now_us
+from signals.messages import COMMAND_TYPES, command_message, config_update_message, risk_parameters_message
 from suho.outbox import outbox_publish_on_commit
 from suho.routers import SERVICE
 from suho.tenancy import tenant_context
 from trading.models import EACommand
 
-COMMAND_TYPES = {
-    EACommand.Kind.CLOSE_ALL: binproto.CommandType.CLOSE_ALL_POSITIONS,
-    EACommand.Kind.DISABLE_TRADING: binproto.CommandType.DISABLE_TRADING,
-    EACommand.Kind.ENABLE_TRADING: binproto.CommandType.ENABLE_TRADING,
-    EACommand.Kind.MODIFY_ORDER: binproto.CommandType.MODIFY_ORDER,
-    EACommand.Kind.RECONNECT: binproto.CommandType.RECONNECT,
-    EACommand.Kind.RESTART_EA: binproto.CommandType.RESTART_EA,
-}
 COMMAND_TTL = timedelta(hours=1)
-
-
-def _minutes(value) -> int | None:
-    return None if value is None else value.hour * 60 + value.minute
-
-
-def risk_parameters_message(account: MT5Account) -> binproto.RiskParameters:
-    start, end = _minutes(account.trading_hours_start_utc), _minutes(account.trading_hours_end_utc)
-    hours = ()
-    if start is not None and end is not None and end > start:
-        hours = (binproto.TradingWindow(weekdays=binproto.ALL_WEEKDAYS, start_minute=start, end_minute=end),)
-    return binproto.RiskParameters(
-        risk_version=account.config_version,
-        max_position_lots=float(account.max_position_size),
-        max_daily_loss=float(account.max_daily_loss),
-        max_drawdown_pct=float(account.max_drawdown_percent),
-        emergency_stop=account.emergency_stop,
-        trading_enabled=account.trading_enabled and not account.emergency_stop,
-        allowed_symbols=tuple(account.allowed_symbols),
-        trading_hours=hours,
-        timestamp_us=now_us(),
-    )
-
-
-def config_update_message(account: MT5Account) -> binproto.ConfigUpdate:
-    return binproto.ConfigUpdate(
-        config_version=account.config_version,
-        sl_multiplier=float(account.sl_multiplier),
-        tp_multiplier=float(account.tp_multiplier),
-        slippage_points=int(account.slippage_tolerance_pips * 10),
-        max_spread_points=int(account.max_spread_points),
-        magic=account.magic_number,
-        comment_prefix=account.comment_prefix,
-        params=tuple((str(k), str(v)) for k, v in account.strategy_parameters.items()),
-        timestamp_us=now_us(),
-    )
-
-
-def command_message(command: EACommand) -> binproto.Command:
-    return binproto.Command(
-        command_id=command.command_id,
-        command=COMMAND_TYPES[command.kind],
-        ticket=command.ticket or 0,
-        stop_loss=float(command.stop_loss or 0),
-        take_profit=float(command.take_profit or 0),
-        issued_us=datetime_to_us(command.created_at),
-        timestamp_us=now_us(),
-    )
 
 
 def account_config_publish_on_commit(account: MT5Account) -> None:

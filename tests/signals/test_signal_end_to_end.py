@@ -15,7 +15,7 @@ from django.utils import timezone
 import binproto
 from accounts.services import api_key_create
 from quotes.selectors import quote_latest
-from signals.delivery import signal_message
+from signals.messages import signal_message
 from signals.models import SignalExecution, TradingSignal
 from signals.selectors import feedback_rows
 from signals.services import SignalSpec, signal_create, signals_expire_stale
