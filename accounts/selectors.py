@@ -1,11 +1,16 @@
-"""Reads for accounts: what the EA gateway asks about sessions while a connection lives."""
+"""Reads for accounts: what the EA gateway asks about sessions while a connection lives, and the portal's reads of
+accounts, keys and risk events (the portal's reads of trading and signal rows are in trading.selectors)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from uuid import UUID
 
-from accounts.models import EASession
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from accounts.models import ApiKey, EASession, MT5Account
+from compliance.models import RiskEvent
 from suho.tenancy import tenant_context
 
 
@@ -52,17 +57,29 @@ def ea_sessions_replaced(*, tenant_id: UUID, session_ids: list[UUID]) -> set[UUI
 
 # --- Portal reads (each runs in the signed-in user's tenant context: another tenant's rows are invisible) --------
 
+OFFLINE_AFTER = timedelta(minutes=2)  # an account whose EA sent no heartbeat this long is offline
 
-def portal_accounts():
-    from accounts.models import MT5Account
 
+def ea_is_online(account: MT5Account) -> bool:
+    """Online while heartbeats arrive: connected and heard from within the last two minutes."""
+    return (
+        account.connection_status == "online"
+        and account.last_heartbeat_at is not None
+        and timezone.now() - account.last_heartbeat_at < OFFLINE_AFTER
+    )
+
+
+def portal_accounts() -> QuerySet[MT5Account]:
     return MT5Account.objects.order_by("created_at")
+
+
+def portal_account(*, account_id) -> MT5Account | None:
+    """The tenant's account with this id; None for an unknown id and for another tenant's account alike."""
+    return MT5Account.objects.filter(account_id=account_id).first()
 
 
 def portal_account_statuses() -> list[dict]:
     """What the portal's live status shows for each account of the tenant: online, last refusal, last EA error."""
-    from trading.connection import ea_is_online
-
     return [
         {"account_id": str(a.account_id), "online": ea_is_online(a),
          "last_heartbeat_at": a.last_heartbeat_at.isoformat() if a.last_heartbeat_at else None,
@@ -73,61 +90,18 @@ def portal_account_statuses() -> list[dict]:
     ]  # fmt: skip
 
 
-ROLLUP_BUCKET = timedelta(minutes=5)  # mt5_balance_5min's
-CHART_RAW_ROWS_MAX = 2000  # raw snapshots after the rollup: minutes of them normally; more when beat has stopped
+def risk_events(*, account_id) -> QuerySet[RiskEvent]:
+    """The account's risk events, newest first."""
+    return RiskEvent.objects.filter(account_id=account_id).order_by("-time")
 
 
-def balance_series(*, account_id, since) -> dict:
-    """Balance and equity since `since` for the chart, as columns (epoch seconds): the 5-minute rollup
-    (`mt5_balance_5min`), then the raw snapshots newer than its last bucket, so the chart follows the EA's stream
-    instead of waiting up to ten minutes for the next refresh (at most the newest CHART_RAW_ROWS_MAX of them)."""
-    from trading.models import BalanceRollup, BalanceSnapshot
-
-    rollup = list(
-        BalanceRollup.objects.filter(account_id=account_id, bucket__gte=since)
-        .order_by("bucket")
-        .values_list("bucket", "balance", "equity")
-    )
-    raw_since = rollup[-1][0] + ROLLUP_BUCKET if rollup else since
-    raw = BalanceSnapshot.objects.filter(account_id=account_id, time__gte=raw_since).order_by("-time")
-    points = rollup + list(reversed(raw.values_list("time", "balance", "equity")[:CHART_RAW_ROWS_MAX]))
-    return {
-        "t": [int(moment.timestamp()) for moment, _, _ in points],
-        "balance": [float(v) for _, v, _ in points],
-        "equity": [float(v) for _, _, v in points],
-    }
+def account_risk_events(*, account_id, limit: int = 50) -> list[RiskEvent]:
+    return list(risk_events(account_id=account_id)[:limit])
 
 
-def trades_history(*, account_id, symbol: str = "", status: str = "", since=None, until=None):
-    from trading.models import TradeOrder
-
-    trades = TradeOrder.objects.filter(account_id=account_id).order_by("-time")
-    if symbol:
-        trades = trades.filter(symbol=symbol.upper())
-    if status:
-        trades = trades.filter(status=status)
-    if since:
-        trades = trades.filter(time__gte=since)
-    if until:
-        trades = trades.filter(time__lt=until)
-    return trades
-
-
-def account_signals(*, account_id, limit: int = 50) -> list:
-    from signals.models import TradingSignal
-
-    return list(
-        TradingSignal.objects.filter(account_id=account_id).select_related("execution").order_by("-time")[:limit]
-    )
-
-
-def account_risk_events(*, account_id, limit: int = 50) -> list:
-    from compliance.models import RiskEvent
-
-    return list(RiskEvent.objects.filter(account_id=account_id).order_by("-time")[:limit])
-
-
-def account_api_keys(*, account_id) -> list:
-    from accounts.models import ApiKey
-
+def account_api_keys(*, account_id) -> list[ApiKey]:
     return list(ApiKey.objects.filter(account_id=account_id).order_by("-created_at"))
+
+
+def account_api_key(*, account: MT5Account, key_id) -> ApiKey | None:
+    return ApiKey.objects.filter(account=account, id=key_id).first()

@@ -1,5 +1,6 @@
-"""REST edges for traders (and their scripts): MT5 accounts, balances (raw and 5-minute), trades, executions,
-feedback, risk events. JWT (`/api/token/`) or the portal session; tenant-scoped: another tenant's id is 404.
+"""REST edges for traders (and their scripts): tokens, MT5 accounts, risk events (balances, trades, executions and
+feedback, which read the gateway's and the signals' rows, are a layer up: trading/user_api.py). JWT (`/api/token/`)
+or the portal session; tenant-scoped: another tenant's id is 404.
 
 Thin: validate the query, run one selector inside the caller's tenant context, serialize. Errors have the API's
 one shape (suho/api_errors.py), `{"error": {"code": ..., "message": ...}}`.
@@ -8,9 +9,7 @@ one shape (suho/api_errors.py), `{"error": {"code": ..., "message": ...}}`.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from datetime import timedelta
 
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
@@ -31,19 +30,13 @@ from accounts.staff_auth import STAFF_2FA_CLAIM, staff_login_accept, user_token_
 from accounts.throttle import password_login
 from accounts.user_tokens import UserTokenError, user_tokens_issue, user_tokens_refresh
 from compliance.models import RiskEvent
-from signals.models import SignalExecution
-from signals.selectors import feedback_rows
-from suho.edge import BoundedLimitOffsetPagination, date_bounded
+from suho.edge import BoundedLimitOffsetPagination
 from suho.tenancy import tenant_context
-from trading.models import BalanceRollup, BalanceSnapshot, TradeOrder
 
 ACCOUNT_NOT_FOUND = "No such MT5 account."
 NO_TENANT = "This user belongs to no tenant; operators use the admin."
-RANGE_INVALID = "`start` must be before `end`."
-RANGE_TOO_LONG = "At most {days} days per request."
 EA_TOKEN_REFUSED = "EA refresh tokens are refreshed at /api/ea/token/refresh, not here."  # noqa: S105
 STAFF_TOKEN_INVALID = "No active staff account found with these credentials and authentication code."  # noqa: S105
-MAX_RANGE_DAYS = 92
 
 ERRORS = {
     400: OpenApiResponse(ErrorSerializer, description="`invalid_request`: malformed fields or query."),
@@ -64,7 +57,7 @@ class UserApiView(APIView):
             yield
 
     def account(self, account_id) -> MT5Account:
-        account = selectors.portal_accounts().filter(account_id=account_id).first()
+        account = selectors.portal_account(account_id=account_id)
         if account is None:
             raise exceptions.NotFound(ACCOUNT_NOT_FOUND)
         return account
@@ -88,9 +81,7 @@ class AccountSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_online(self, account) -> bool:
-        from trading.connection import ea_is_online
-
-        return ea_is_online(account)
+        return selectors.ea_is_online(account)
 
 
 class AccountCreateSerializer(serializers.Serializer):
@@ -101,83 +92,10 @@ class AccountCreateSerializer(serializers.Serializer):
     server = serializers.CharField(max_length=100, required=False, allow_blank=True)
 
 
-class RangeSerializer(serializers.Serializer):
-    start = serializers.DateTimeField(required=False, validators=[date_bounded],
-                                      help_text="Default: 24 hours before `end`.")  # fmt: skip
-    end = serializers.DateTimeField(required=False, validators=[date_bounded], help_text="Default: now.")
-
-    def validate(self, data):
-        data["end"] = data.get("end") or timezone.now()
-        data["start"] = data.get("start") or data["end"] - timedelta(days=1)
-        if data["start"] >= data["end"]:
-            raise serializers.ValidationError(RANGE_INVALID)
-        if data["end"] - data["start"] > timedelta(days=MAX_RANGE_DAYS):
-            raise serializers.ValidationError(RANGE_TOO_LONG.format(days=MAX_RANGE_DAYS))
-        return data
-
-
-class BalanceQuerySerializer(RangeSerializer):
-    resolution = serializers.ChoiceField(choices=["raw", "5min"], default="5min")
-
-
-class TradeQuerySerializer(serializers.Serializer):
-    symbol = serializers.CharField(max_length=32, required=False, allow_blank=True)
-    status = serializers.ChoiceField(choices=TradeOrder.Status.choices, required=False)
-    since = serializers.DateTimeField(required=False, validators=[date_bounded])
-    until = serializers.DateTimeField(required=False, validators=[date_bounded])
-
-
-class BalanceSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = BalanceSnapshot
-        fields = ("time", "balance", "equity", "margin", "free_margin", "margin_level", "floating_pnl",
-                  "open_positions", "daily_pnl", "drawdown")  # fmt: skip
-
-
-class BalanceRollupSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = BalanceRollup
-        fields = ("bucket", "balance", "equity", "avg_margin_level", "samples")
-
-
-class TradeSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = TradeOrder
-        fields = ("order_id", "time", "ticket", "signal", "symbol", "order_type", "volume", "open_price", "stop_loss",
-                  "take_profit", "status", "close_time", "close_price", "close_reason", "profit", "commission",
-                  "swap", "comment", "magic_number")  # fmt: skip
-
-
-class ExecutionSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = SignalExecution
-        exclude = ("tenant",)
-
-
 class RiskEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = RiskEvent
         exclude = ("tenant",)
-
-
-class FeedbackQuerySerializer(serializers.Serializer):
-    days = serializers.IntegerField(min_value=1, max_value=90, default=7)
-
-
-class FeedbackRowSerializer(serializers.Serializer):
-    signal_id = serializers.UUIDField()
-    model_version = serializers.CharField(allow_blank=True)
-    strategy_name = serializers.CharField(allow_blank=True)
-    confidence_score = serializers.DecimalField(max_digits=5, decimal_places=4, allow_null=True)
-    polygon_ask = serializers.DecimalField(max_digits=20, decimal_places=6, allow_null=True)
-    actual_entry_price = serializers.DecimalField(max_digits=20, decimal_places=6, allow_null=True)
-    execution_slippage = serializers.DecimalField(max_digits=20, decimal_places=6, allow_null=True)
-    execution_latency_ms = serializers.IntegerField(allow_null=True)
-    profit = serializers.DecimalField(max_digits=20, decimal_places=2, allow_null=True)
-    profit_pips = serializers.DecimalField(max_digits=12, decimal_places=2, allow_null=True)
-    trade_result = serializers.CharField()
-    market_volatility = serializers.DecimalField(max_digits=12, decimal_places=6, allow_null=True)
-    spread_at_execution = serializers.DecimalField(max_digits=10, decimal_places=2, allow_null=True)
 
 
 class AccountListApi(UserApiView):
@@ -204,71 +122,13 @@ class AccountDetailApi(UserApiView):
             return Response(AccountSerializer(self.account(account_id)).data)
 
 
-class AccountBalancesApi(UserApiView):
-    @extend_schema(
-        operation_id="accounts_balances", tags=["Accounts"], parameters=[BalanceQuerySerializer],
-        summary="Balance/equity in a time range: raw snapshots or the 5-minute rollup (mt5_balance_5min)",
-        responses={200: BalanceRollupSerializer(many=True), **ERRORS},
-    )  # fmt: skip
-    def get(self, request, account_id):
-        query = BalanceQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        start, end = query.validated_data["start"], query.validated_data["end"]
-        with self.tenant():
-            account = self.account(account_id)
-            if query.validated_data["resolution"] == "raw":
-                rows = BalanceSnapshot.objects.filter(account=account, time__gte=start, time__lt=end).order_by("time")
-                return self.page(rows, BalanceSerializer)
-            rows = BalanceRollup.objects.filter(account=account, bucket__gte=start, bucket__lt=end).order_by("bucket")
-            return self.page(rows, BalanceRollupSerializer)
-
-
-class AccountTradesApi(UserApiView):
-    @extend_schema(operation_id="accounts_trades", tags=["Accounts"], parameters=[TradeQuerySerializer],
-                   responses={200: TradeSerializer(many=True), **ERRORS})  # fmt: skip
-    def get(self, request, account_id):
-        query = TradeQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        with self.tenant():
-            account = self.account(account_id)
-            return self.page(selectors.trades_history(account_id=account.account_id, **query.validated_data),
-                             TradeSerializer)  # fmt: skip
-
-
 class AccountRiskEventsApi(UserApiView):
     @extend_schema(operation_id="accounts_risk_events", tags=["Accounts"],
                    responses={200: RiskEventSerializer(many=True), **ERRORS})  # fmt: skip
     def get(self, request, account_id):
         with self.tenant():
             account = self.account(account_id)
-            return self.page(RiskEvent.objects.filter(account=account).order_by("-time"), RiskEventSerializer)
-
-
-class ExecutionListApi(UserApiView):
-    class QuerySerializer(serializers.Serializer):
-        account_id = serializers.UUIDField(required=False)
-
-    @extend_schema(operation_id="executions_list", tags=["Signals"], parameters=[QuerySerializer],
-                   responses={200: ExecutionSerializer(many=True), **ERRORS})  # fmt: skip
-    def get(self, request):
-        query = self.QuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        with self.tenant():
-            rows = SignalExecution.objects.order_by("-time")
-            if "account_id" in query.validated_data:
-                rows = rows.filter(account_id=self.account(query.validated_data["account_id"]).account_id)
-            return self.page(rows, ExecutionSerializer)
-
-
-class FeedbackApi(UserApiView):
-    @extend_schema(operation_id="feedback_list", tags=["Signals"], parameters=[FeedbackQuerySerializer],
-                   summary="Closed executions not yet used for training (seed §7.3), newest first",
-                   responses={200: FeedbackRowSerializer(many=True), **ERRORS})  # fmt: skip
-    def get(self, request):
-        query = FeedbackQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        with self.tenant():
-            return Response(FeedbackRowSerializer(feedback_rows(**query.validated_data), many=True).data)
+            return self.page(selectors.risk_events(account_id=account.account_id), RiskEventSerializer)
 
 
 class UserTokenObtainSerializer(TokenObtainPairSerializer):

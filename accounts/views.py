@@ -1,25 +1,22 @@
 """Portal edges for traders: sign-up, MT5 accounts, API keys, risk parameters, EA settings, emergency stop.
 
 Thin: parse the form, call one service or selector, render. Every request of a signed-in user runs under their
-tenant (suho.tenancy): another tenant's account is invisible, so `get_object_or_404` answers 404 for it.
+tenant (suho.tenancy): another tenant's account is invisible, so `portal_account_or_404` answers 404 for it. The
+account page, which shows the gateway's and the signals' rows, is a layer up (trading/portal_views.py).
 """
 
 from __future__ import annotations
-
-from datetime import UTC, datetime, time, timedelta
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts import selectors
-from accounts.forms import AccountAddForm, EASettingsForm, RiskParametersForm, SignupForm, TradeFilterForm
+from accounts.forms import AccountAddForm, EASettingsForm, RiskParametersForm, SignupForm
 from accounts.models import ApiKey, MT5Account
 from accounts.services import (
     ApiKeyError,
@@ -32,16 +29,14 @@ from accounts.services import (
     mt5_account_create,
     tenant_signup,
 )
-from trading.connection import ea_is_online
-from trading.selectors import account_live
 
-CHART_WINDOW = timedelta(hours=24)
-TRADES_PER_PAGE = 25
 EMERGENCY_STOPPED = "Emergency stop sent: trading is off and the EA was told to disable trading."
 RISK_SAVED = "Risk parameters saved and pushed to the EA (version {version})."
 SETTINGS_SAVED = "EA settings saved and pushed to the EA (version {version})."
 KEY_REVOKED = "API key {key} revoked; EAs using it are disconnected within a minute."
 ACCOUNT_NO_TENANT = "This user belongs to no tenant."
+ACCOUNT_NOT_FOUND = "No such MT5 account."
+KEY_NOT_FOUND = "No such API key."
 
 
 def _tenant_user(request):
@@ -50,9 +45,20 @@ def _tenant_user(request):
     return request.user
 
 
-def _account(request, account_id) -> MT5Account:
+def portal_account_or_404(request, account_id) -> MT5Account:
+    """The signed-in trader's account (404 for an unknown id and for another tenant's account alike)."""
     _tenant_user(request)
-    return get_object_or_404(MT5Account, account_id=account_id)
+    account = selectors.portal_account(account_id=account_id)
+    if account is None:
+        raise Http404(ACCOUNT_NOT_FOUND)
+    return account
+
+
+def _api_key(account, key_id) -> ApiKey:
+    api_key = selectors.account_api_key(account=account, key_id=key_id)
+    if api_key is None:
+        raise Http404(KEY_NOT_FOUND)
+    return api_key
 
 
 def signup(request):
@@ -72,7 +78,7 @@ def signup(request):
 @login_required
 def account_list(request):
     _tenant_user(request)
-    accounts = [(account, ea_is_online(account)) for account in selectors.portal_accounts()]
+    accounts = [(account, selectors.ea_is_online(account)) for account in selectors.portal_accounts()]
     return render(request, "portal/account_list.html", {"accounts": accounts})
 
 
@@ -88,40 +94,9 @@ def account_add(request):
 
 
 @login_required
-def account_detail(request, account_id):
-    account = _account(request, account_id)
-    filters = TradeFilterForm(request.GET or None)
-    criteria = filters.cleaned_data if filters.is_valid() else {}
-    trades = selectors.trades_history(
-        account_id=account.account_id, symbol=criteria.get("symbol", ""), status=criteria.get("status", ""),
-        since=_day_start(criteria.get("since")), until=_day_start(criteria.get("until"), plus_days=1),
-    )  # fmt: skip
-    page = Paginator(trades, TRADES_PER_PAGE).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
-    live = account_live(account_id=account.account_id)  # what /ws/portal/ then keeps current
-    context = {
-        "account": account,
-        "online": live["online"],
-        "balance": live["balance"],
-        "chart": selectors.balance_series(account_id=account.account_id, since=timezone.now() - CHART_WINDOW),
-        "positions": live["positions"],
-        "quotes": live["quotes"],
-        "filters": filters,
-        "trades": page,
-        "query": query.urlencode(),
-        "signals": selectors.account_signals(account_id=account.account_id),
-        "risk_events": selectors.account_risk_events(account_id=account.account_id),
-        "api_keys": selectors.account_api_keys(account_id=account.account_id),
-    }
-    bad_filter = filters.is_bound and not filters.is_valid()  # shown with its error, trades unfiltered
-    return render(request, "portal/account_detail.html", context, status=400 if bad_filter else 200)
-
-
-@login_required
 @require_POST
 def api_key_new(request, account_id):
-    account = _account(request, account_id)
+    account = portal_account_or_404(request, account_id)
     api_key, plaintext = api_key_create(account=account, created_by=request.user, label=request.POST.get("label", ""))
     return _key_shown(request, account, api_key, plaintext)
 
@@ -129,8 +104,8 @@ def api_key_new(request, account_id):
 @login_required
 @require_POST
 def api_key_rotate_view(request, account_id, key_id):
-    account = _account(request, account_id)
-    old = get_object_or_404(ApiKey, account=account, id=key_id)
+    account = portal_account_or_404(request, account_id)
+    old = _api_key(account, key_id)
     try:
         api_key, plaintext = api_key_rotate(api_key=old, by=request.user)
     except ApiKeyError as exc:
@@ -142,8 +117,8 @@ def api_key_rotate_view(request, account_id, key_id):
 @login_required
 @require_POST
 def api_key_revoke_view(request, account_id, key_id):
-    account = _account(request, account_id)
-    api_key = api_key_revoke(api_key=get_object_or_404(ApiKey, account=account, id=key_id), by=request.user)
+    account = portal_account_or_404(request, account_id)
+    api_key = api_key_revoke(api_key=_api_key(account, key_id), by=request.user)
     messages.success(request, KEY_REVOKED.format(key=api_key))
     return redirect("portal:account", account_id=account.account_id)
 
@@ -161,7 +136,7 @@ def _key_shown(request, account, api_key, plaintext):
 
 @login_required
 def account_risk(request, account_id):
-    account = _account(request, account_id)
+    account = portal_account_or_404(request, account_id)
     form = RiskParametersForm.for_account(account, data=request.POST or None)
     if request.method == "POST" and form.is_valid():
         account = account_risk_parameters_update(account=account, changes=form.cleaned_data, actor=request.user)
@@ -172,7 +147,7 @@ def account_risk(request, account_id):
 
 @login_required
 def account_settings(request, account_id):
-    account = _account(request, account_id)
+    account = portal_account_or_404(request, account_id)
     form = EASettingsForm.for_account(account, data=request.POST or None)
     if request.method == "POST" and form.is_valid():
         account = account_ea_settings_update(account=account, changes=form.cleaned_data, by=request.user)
@@ -184,7 +159,7 @@ def account_settings(request, account_id):
 @login_required
 @require_POST
 def account_stop(request, account_id):
-    account = _account(request, account_id)
+    account = portal_account_or_404(request, account_id)
     account_emergency_stop(account=account, by=request.user)
     messages.warning(request, EMERGENCY_STOPPED)
     return redirect("portal:account", account_id=account.account_id)
@@ -195,9 +170,3 @@ def protocol_doc(request):
     """docs/protocol.md as plain text: the EA setup page links here (the spec an EA is written from)."""
     text = (settings.BASE_DIR / "docs" / "protocol.md").read_text(encoding="utf-8")
     return HttpResponse(text, content_type="text/plain; charset=utf-8")
-
-
-def _day_start(day, plus_days: int = 0):
-    if day is None:
-        return None
-    return datetime.combine(day, time.min, tzinfo=UTC) + timedelta(days=plus_days)

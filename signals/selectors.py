@@ -108,6 +108,21 @@ def signal_get(*, signal_id):
     return TradingSignal.objects.filter(signal_id=signal_id).first()
 
 
+def account_signals(*, account_id, limit: int = 50) -> list:
+    """The account's newest signals with their execution, for its portal page."""
+    from signals.models import TradingSignal
+
+    return list(
+        TradingSignal.objects.filter(account_id=account_id).select_related("execution").order_by("-time")[:limit]
+    )
+
+
+def executions(*, account_id=None):
+    """The tenant's signal executions, newest first, optionally of one account (a lazy queryset)."""
+    rows = SignalExecution.objects.order_by("-time")
+    return rows.filter(account_id=account_id) if account_id is not None else rows
+
+
 # --- The risk gate's reads of the account's own figures (signals.services.risk) ---------------------------------
 # The rows are the gateway's (balance snapshots, trade orders), read here as SQL through the caller's tenant context,
 # so the gate, a layer below the gateway, imports none of it (docs/dependencies.md). Seed §8.3's daily loss: only

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import timedelta
 from uuid import UUID
 
 from django.db import connections, models, transaction
@@ -19,6 +18,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from accounts.models import EASession, MT5Account
+from accounts.selectors import OFFLINE_AFTER
 from binproto import RATE_LIMIT_RETRY_AFTER_S
 from compliance.services import audit_record
 from signals.delivery import signals_for_resync
@@ -27,8 +27,6 @@ from suho.cache import cache_client, redis_unavailable
 from suho.routers import OPERATOR, SERVICE
 from suho.tenancy import TENANT_SETTING, tenant_context
 from trading.outbound import commands_for_resync
-
-OFFLINE_AFTER = timedelta(minutes=2)
 
 
 @dataclass(frozen=True)
@@ -212,15 +210,6 @@ def ea_disconnected(
             description=f"EA disconnected (code {close_code})", account_id=account_id,
             metadata={"session_id": str(session_id), "close_code": close_code},
         )  # fmt: skip
-
-
-def ea_is_online(account: MT5Account) -> bool:
-    """Online while heartbeats arrive: connected and heard from within the last two minutes."""
-    return (
-        account.connection_status == "online"
-        and account.last_heartbeat_at is not None
-        and timezone.now() - account.last_heartbeat_at < OFFLINE_AFTER
-    )
 
 
 def accounts_mark_silent_offline(*, now=None) -> int:

@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import MT5Account
+from accounts.selectors import OFFLINE_AFTER
 from compliance.models import RiskEvent
 from quotes.models import BrokerQuote
 from signals.models import TradingSignal
@@ -23,7 +24,6 @@ from suho.health import services_health
 from suho.models import BeatTaskRun, OutboxMessage
 from suho.outbox import outbox_backlog
 from suho.routers import operator_path
-from trading.connection import OFFLINE_AFTER
 
 SILENT_LISTED = 20  # silent EAs named on the page; the link lists them all
 SEVERITY_ORDER = {"critical": 0, "high": 1, "warning": 2, "medium": 3, "info": 4, "low": 5}

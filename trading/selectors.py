@@ -119,9 +119,9 @@ def account_live(*, account_id) -> dict | None:
     from django.utils import timezone
 
     from accounts.models import MT5Account
+    from accounts.selectors import ea_is_online
     from quotes.models import BrokerQuote
     from quotes.selectors import quote_latest
-    from trading.connection import ea_is_online
 
     account = MT5Account.objects.filter(pk=account_id).first()
     if account is None:
@@ -136,3 +136,57 @@ def account_live(*, account_id) -> dict | None:
         "positions": positions_open(account_id=account_id)["positions"],
         "quotes": quotes,
     }  # fmt: skip
+
+
+# --- The portal's and the REST API's reads of the gateway's rows (in the signed-in user's tenant context) --------
+
+CHART_RAW_ROWS_MAX = 2000  # raw snapshots after the rollup: minutes of them normally; more when beat has stopped
+
+
+def balance_series(*, account_id, since) -> dict:
+    """Balance and equity since `since` for the chart, as columns (epoch seconds): the 5-minute rollup
+    (`mt5_balance_5min`), then the raw snapshots newer than its last bucket, so the chart follows the EA's stream
+    instead of waiting up to ten minutes for the next refresh (at most the newest CHART_RAW_ROWS_MAX of them)."""
+    from trading.models import BalanceRollup, BalanceSnapshot
+    from trading.services import ROLLUP_BUCKET
+
+    rollup = list(
+        BalanceRollup.objects.filter(account_id=account_id, bucket__gte=since)
+        .order_by("bucket")
+        .values_list("bucket", "balance", "equity")
+    )
+    raw_since = rollup[-1][0] + ROLLUP_BUCKET if rollup else since
+    raw = BalanceSnapshot.objects.filter(account_id=account_id, time__gte=raw_since).order_by("-time")
+    points = rollup + list(reversed(raw.values_list("time", "balance", "equity")[:CHART_RAW_ROWS_MAX]))
+    return {
+        "t": [int(moment.timestamp()) for moment, _, _ in points],
+        "balance": [float(v) for _, v, _ in points],
+        "equity": [float(v) for _, _, v in points],
+    }
+
+
+def balances(*, account_id, start, end):
+    """The account's raw balance snapshots in [start, end), oldest first."""
+    from trading.models import BalanceSnapshot
+
+    return BalanceSnapshot.objects.filter(account_id=account_id, time__gte=start, time__lt=end).order_by("time")
+
+
+def balance_buckets(*, account_id, start, end):
+    """The account's 5-minute balance rollup (`mt5_balance_5min`) in [start, end), oldest first."""
+    from trading.models import BalanceRollup
+
+    return BalanceRollup.objects.filter(account_id=account_id, bucket__gte=start, bucket__lt=end).order_by("bucket")
+
+
+def trades_history(*, account_id, symbol: str = "", status: str = "", since=None, until=None):
+    trades = TradeOrder.objects.filter(account_id=account_id).order_by("-time")
+    if symbol:
+        trades = trades.filter(symbol=symbol.upper())
+    if status:
+        trades = trades.filter(status=status)
+    if since:
+        trades = trades.filter(time__gte=since)
+    if until:
+        trades = trades.filter(time__lt=until)
+    return trades

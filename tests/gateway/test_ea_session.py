@@ -140,7 +140,8 @@ async def test_a_bad_key_is_refused_with_its_reason_and_the_socket_closed(ea_acc
 
 
 async def test_an_ea_silent_for_two_minutes_is_marked_offline_and_audited(ea_account):
-    from trading.connection import accounts_mark_silent_offline, ea_is_online
+    from accounts.selectors import ea_is_online
+    from trading.connection import accounts_mark_silent_offline
 
     _tenant, account, secret = ea_account
     communicator, _ = await connect(account, secret)

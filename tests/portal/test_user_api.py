@@ -12,10 +12,11 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.services import api_key_create, ea_authenticate
-from accounts.user_api import EA_TOKEN_REFUSED, RANGE_INVALID
+from accounts.user_api import EA_TOKEN_REFUSED
 from suho.tenancy import tenant_context
 from tests.factories import make_balance, make_order, make_risk_event, make_rollup
 from tests.portal.conftest import PASSWORD, trader_make
+from trading.user_api import RANGE_INVALID
 
 
 def jwt_client(username: str) -> APIClient:
