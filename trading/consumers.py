@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
@@ -22,6 +21,7 @@ import binproto
 from accounts import services as account_services
 from binproto import AuthStatus, CloseCode
 from suho.asyncdb import db_thread
+from suho.clock import now_us
 from suho.drain import DRAIN_REASON, drain_retry_after_ms, draining
 from trading import connection as connection_services
 from trading import outbound_batch
@@ -57,10 +57,6 @@ def in_thread(func):
     """Run blocking work (database, Argon2) in the thread pool, not Channels' single shared thread: one slow
     HELLO must not hold up every other connection's trade events."""
     return db_thread(func)
-
-
-def _now_us() -> int:
-    return time.time_ns() // 1000
 
 
 def _handshake_credentials(scope) -> tuple[str, str] | None:
@@ -158,11 +154,11 @@ class EAConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None) -> None:
         try:
             if bytes_data is not None:
-                await self._perform(self.session.receive_bytes(bytes_data, now_us=_now_us()))
+                await self._perform(self.session.receive_bytes(bytes_data, now_us=now_us()))
             elif text_data is not None:
-                await self._perform(self.session.receive_text(text_data, now_us=_now_us()))
+                await self._perform(self.session.receive_text(text_data, now_us=now_us()))
         except binproto.ProtocolError as exc:
-            await self._perform(self.session.protocol_error(exc.code, str(exc), now_us=_now_us()))
+            await self._perform(self.session.protocol_error(exc.code, str(exc), now_us=now_us()))
         except Exception:
             log.exception("EA message failed", extra=self.session.log_context())
             await self._perform(self.session.internal_error())
@@ -244,7 +240,7 @@ class EAConsumer(AsyncWebsocketConsumer):
         if claim.previous_node and claim.previous_node != NODE:  # on this process, register() replaces it
             await hub.take_over(node=claim.previous_node, account_id=account_id, epoch=claim.epoch)
         await self._perform(self.session.authenticated(claims=claims, tokens=tokens, epoch=claim.epoch,
-                                                       now_us=_now_us()))  # fmt: skip
+                                                       now_us=now_us()))  # fmt: skip
         for replaced in await hub.register(account_id, self):  # an older one here, or this one if already older
             await replaced.close_with(CloseCode.REPLACED, SESSION_REPLACED_REASON)
         if self.session.closing:
@@ -258,7 +254,7 @@ class EAConsumer(AsyncWebsocketConsumer):
         )
         self.session.resync_done(v1_symbol_overrides=resync.v1_symbol_overrides)
         for message in resync.messages:
-            await self._perform(self.session.outbound(message, now_us=_now_us()))
+            await self._perform(self.session.outbound(message, now_us=now_us()))
 
     async def _profile(self, profile: binproto.AccountProfile) -> None:
         if not await in_thread(profile_update)(
@@ -294,12 +290,12 @@ class EAConsumer(AsyncWebsocketConsumer):
                 raise account_services.EAAuthError("invalid_token", "refresh token of another session")
         except account_services.EAAuthError as exc:
             status = AuthStatus[exc.code.upper()]
-            await self._perform(self.session.token_refresh_refused(status, exc.message, now_us=_now_us()))
+            await self._perform(self.session.token_refresh_refused(status, exc.message, now_us=now_us()))
             return
-        await self._perform(self.session.token_refreshed(claims=claims, tokens=tokens, now_us=_now_us()))
+        await self._perform(self.session.token_refreshed(claims=claims, tokens=tokens, now_us=now_us()))
 
     async def _refuse(self, status: AuthStatus, reason: str, account_id, *, retry_after_ms: int = 0) -> None:
-        actions = self.session.refuse(status, reason, account_id=account_id, now_us=_now_us(),
+        actions = self.session.refuse(status, reason, account_id=account_id, now_us=now_us(),
                                       retry_after_ms=retry_after_ms)  # fmt: skip
         await self._perform(actions)
 
@@ -340,10 +336,10 @@ class EAConsumer(AsyncWebsocketConsumer):
             tenant_id=self.claims.tenant_id, account_id=self.claims.account_id
         )
         for message in resync.messages:
-            await self._perform(self.session.outbound(message, now_us=_now_us(), resend=True))
+            await self._perform(self.session.outbound(message, now_us=now_us(), resend=True))
 
     async def _send_outbound(self, message) -> None:
-        await self._perform(self.session.outbound(message, now_us=_now_us()))
+        await self._perform(self.session.outbound(message, now_us=now_us()))
 
     def _remote_addr(self) -> str | None:
         client = self.scope.get("client")

@@ -23,6 +23,7 @@ import binproto
 from binproto import AuthMethod, AuthStatus, CloseCode, ConnState, ErrorCode, MsgType
 from binproto.states import ConnEvent, ea_may_send, next_state
 from quotes.ingest import TickRow
+from suho.clock import datetime_to_us
 from trading.ingest import BalanceRow, HeartbeatRow
 
 log = logging.getLogger(__name__)
@@ -456,6 +457,6 @@ class GatewaySession:
     def _auth_ok(self, claims: Any, tokens: Any, now_us: int) -> binproto.AuthResult:
         return binproto.AuthResult(
             status=AuthStatus.OK, session_id=claims.session_id,
-            access_expires_us=int(claims.expires_at.timestamp() * 1e6), server_time_us=now_us,
+            access_expires_us=datetime_to_us(claims.expires_at), server_time_us=now_us,
             access_token=tokens.access if tokens else "", refresh_token=tokens.refresh if tokens else "", reason="",
         )  # fmt: skip

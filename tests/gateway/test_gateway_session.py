@@ -85,8 +85,8 @@ def test_hello_with_a_key_asks_the_consumer_to_authenticate_and_ok_answers_auth_
     [authenticate] = session.receive_bytes(hello(), now_us=NOW_US)
     assert authenticate == Authenticate(ACCOUNT_ID, "k", AuthMethod.API_KEY, "1.0")
     [result] = sent(session.authenticated(claims=CLAIMS, tokens=TOKENS, epoch=3, now_us=NOW_US))
-    assert (result.status, result.session_id, result.access_token, result.server_time_us) == (
-        AuthStatus.OK, CLAIMS.session_id, "eyJ.a.b", NOW_US,
+    assert (result.status, result.session_id, result.access_token, result.server_time_us, result.access_expires_us) == (
+        AuthStatus.OK, CLAIMS.session_id, "eyJ.a.b", NOW_US, NOW_US + 15 * 60 * SECOND_US,
     )  # fmt: skip
     assert (session.state, session.epoch, session.started) == (ConnState.AUTHENTICATED, 3, True)
 
