@@ -35,7 +35,7 @@ from twisted.internet import defer, reactor
 import binproto
 from binproto import CloseCode, MsgType
 from suho.clock import now_us
-from suho.drain import drain_start
+from suho.drain import drain_hooks_run, drain_start
 
 log = logging.getLogger(__name__)
 
@@ -275,8 +275,6 @@ class Server(daphne.server.Server):
         with 1012), then wait until those applications have finished their disconnect, bounded by SHUTDOWN_DRAIN_S."""
         from django.conf import settings
 
-        from trading.gateway import batchers_flush
-
         drain_start()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + settings.SHUTDOWN_DRAIN_S
@@ -294,9 +292,9 @@ class Server(daphne.server.Server):
             if pending:
                 log.error("draining: %d EA connections still open after %s s", len(pending), settings.SHUTDOWN_DRAIN_S)
         try:
-            await asyncio.wait_for(batchers_flush(), timeout=max(deadline - loop.time(), 1))
+            await asyncio.wait_for(drain_hooks_run(), timeout=max(deadline - loop.time(), 1))
         except Exception:
-            log.exception("draining: the gateway's buffered rows were not all written")
+            log.exception("draining: the apps' shutdown hooks (the gateway's buffered rows) did not all finish")
         log.warning("drained")
 
 

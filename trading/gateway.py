@@ -31,6 +31,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from binproto import CloseCode
 from suho.asyncdb import db_thread
 from suho.bus import get_bus, subject_token
+from suho.drain import drain_hook_register
 from suho.metrics import batch_flush_observe
 from trading.bridge import ROWS_PER_MESSAGE, ingest_publish, ingest_publish_nothing_after
 from trading.ingest import VOLUME_KINDS
@@ -198,6 +199,9 @@ def batcher(kind: str) -> Batcher:
 async def batchers_flush() -> None:
     for item in list(_batchers.values()):
         await item.flush()
+
+
+drain_hook_register(batchers_flush)  # a web process that drains writes the rows it buffered (suho/server.py)
 
 
 class DeliveryHub:
