@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from compliance.models import ComplianceReport
+from compliance.models import ComplianceReport, UserConsent
 from suho.sql import fetch_dicts
 from trading.models import TradeOrder
 
@@ -81,3 +81,9 @@ def accounts_silent(*, silent_before: datetime) -> list[dict]:
 def compliance_report_get(*, report_id) -> ComplianceReport | None:
     """A report of the current tenant context (row-level security hides every other tenant's: None)."""
     return ComplianceReport.objects.filter(id=report_id).first()
+
+
+def consents_of_user(*, user, history_limit: int = 50) -> tuple[set[str], list[UserConsent]]:
+    """The purposes the user consents to now, and their latest consent changes (newest first)."""
+    active = set(UserConsent.objects.filter(user=user, granted=True).values_list("purpose", flat=True))
+    return active, list(UserConsent.objects.filter(user=user).order_by("-time")[:history_limit])

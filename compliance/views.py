@@ -14,7 +14,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from compliance.gdpr import consent_record, consent_withdraw, user_data_export, user_erase
-from compliance.models import UserConsent
+from compliance.selectors import consents_of_user
 
 CONSENT_PURPOSES = {
     "marketing": "News about Suho by e-mail",
@@ -57,11 +57,13 @@ def _trader(request):
 @login_required
 def privacy(request):
     user = _trader(request)
-    active = set(UserConsent.objects.filter(user=user, granted=True).values_list("purpose", flat=True))
+    return render(request, "portal/privacy.html", _privacy_context(user, EraseForm(username=user.username)))
+
+
+def _privacy_context(user, erase_form) -> dict:
+    active, history = consents_of_user(user=user)
     purposes = [(key, label, key in active) for key, label in CONSENT_PURPOSES.items()]
-    history = UserConsent.objects.filter(user=user).order_by("-time")[:50]
-    form = EraseForm(username=user.username)
-    return render(request, "portal/privacy.html", {"purposes": purposes, "history": history, "erase_form": form})
+    return {"purposes": purposes, "history": history, "erase_form": erase_form}
 
 
 @login_required
@@ -102,11 +104,7 @@ def erase(request):
     user = _trader(request)
     form = EraseForm(request.POST, username=user.username)
     if not form.is_valid():
-        active = set(UserConsent.objects.filter(user=user, granted=True).values_list("purpose", flat=True))
-        purposes = [(key, label, key in active) for key, label in CONSENT_PURPOSES.items()]
-        history = UserConsent.objects.filter(user=user).order_by("-time")[:50]
-        context = {"purposes": purposes, "history": history, "erase_form": form}
-        return render(request, "portal/privacy.html", context, status=400)
+        return render(request, "portal/privacy.html", _privacy_context(user, form), status=400)
     user_erase(user=user, actor=f"user:{user.pk}")
     logout(request)
     messages.success(request, ERASED)
