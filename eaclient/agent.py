@@ -65,7 +65,7 @@ from eaclient.terminal import (
     TerminalError,
     Tick,
 )
-from eaclient.trade_events import trade_closed, trade_opened
+from eaclient.trade_events import trade_closed, trade_modified, trade_opened
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -440,21 +440,9 @@ class Agent(Handler):
             position.take_profit,
             extra=self._log,
         )
-        await self.client.emit(
-            binproto.TradeModified(
-                event_seq=self.client.outbox.next_seq(),
-                ticket=position.ticket,
-                order_type=position.order_type,
-                volume=position.volume,
-                price=position.open_price,
-                stop_loss=position.stop_loss,
-                take_profit=position.take_profit,
-                signal_id=known.signal_id,
-                modify_time_us=now_us(),
-                symbol=position.symbol,
-                timestamp_us=now_us(),
-            )
-        )
+        modified = trade_modified(position, signal_id=known.signal_id, event_seq=self.client.outbox.next_seq(),
+                                  modify_time_us=now_us(), timestamp_us=now_us())  # fmt: skip
+        await self.client.emit(modified)
 
     # --- signals ------------------------------------------------------------------------------------------------
 

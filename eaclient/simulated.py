@@ -25,7 +25,7 @@ from binproto import AckStatus, Action, CloseReason, CommandType, OrderType
 from eaclient.client import V1_IDS, ClientConfig, ClientCounters, EAClient, Handler, TerminalStatus, clients_run, now_us
 from eaclient.market import DemoMarket
 from eaclient.outbox import TradeEvent
-from eaclient.trade_events import trade_closed, trade_opened
+from eaclient.trade_events import trade_closed, trade_modified, trade_opened
 
 log = logging.getLogger(__name__)
 
@@ -562,21 +562,9 @@ class SimulatedEA(Handler):
         position.stop_loss, position.take_profit = command.stop_loss, command.take_profit
         self.counters.trades_modified += 1
         seq, modified_us = self.client.outbox.next_seq(), now_us()
-        await self.client.emit(
-            binproto.TradeModified(
-                event_seq=seq,
-                ticket=position.ticket,
-                order_type=position.order_type,
-                volume=position.volume,
-                price=position.open_price,
-                stop_loss=position.stop_loss,
-                take_profit=position.take_profit,
-                signal_id=position.signal_id,
-                modify_time_us=modified_us,
-                symbol=position.symbol,
-                timestamp_us=modified_us,
-            )
-        )
+        modified = trade_modified(position, signal_id=position.signal_id, event_seq=seq, modify_time_us=modified_us,
+                                  timestamp_us=modified_us)  # fmt: skip
+        await self.client.emit(modified)
         await self.client.positions_changed()
         return AckStatus.EXECUTED, "", 0
 

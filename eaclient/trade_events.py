@@ -10,14 +10,11 @@ import binproto
 from binproto import CloseReason, OrderType
 
 
-class ReportedPosition(Protocol):
-    """Read-only: the agent's journal keeps frozen positions."""
+class OpenPosition(Protocol):
+    """What the terminal says of an open position (read-only: the agent's journal keeps frozen positions)."""
 
     @property
     def ticket(self) -> int: ...
-
-    @property
-    def signal_id(self) -> UUID | None: ...
 
     @property
     def symbol(self) -> str: ...
@@ -36,6 +33,13 @@ class ReportedPosition(Protocol):
 
     @property
     def take_profit(self) -> float: ...
+
+
+class ReportedPosition(OpenPosition, Protocol):
+    """A position as TRADE_OPENED reported it: also its signal, open time and magic number."""
+
+    @property
+    def signal_id(self) -> UUID | None: ...
 
     @property
     def open_time_us(self) -> int: ...
@@ -94,6 +98,25 @@ def trade_closed(
         commission=commission,
         swap=swap,
         close_reason=reason,
+        symbol=position.symbol,
+        timestamp_us=timestamp_us,
+    )
+
+
+def trade_modified(
+    position: OpenPosition, *, signal_id: UUID | None, event_seq: int, modify_time_us: int, timestamp_us: int
+) -> binproto.TradeModified:
+    """`position` with its new stop loss and take profit."""
+    return binproto.TradeModified(
+        event_seq=event_seq,
+        ticket=position.ticket,
+        order_type=position.order_type,
+        volume=position.volume,
+        price=position.open_price,
+        stop_loss=position.stop_loss,
+        take_profit=position.take_profit,
+        signal_id=signal_id,
+        modify_time_us=modify_time_us,
         symbol=position.symbol,
         timestamp_us=timestamp_us,
     )
