@@ -257,7 +257,9 @@ def test_stream_setup_waits_for_a_cluster_that_has_no_quorum_yet(tmp_path):
                 done = streams_ensure()
         finally:
             peers_back.join()
-        assert done == [f"{name}: created" for name in STREAMS]
+        # "created", or "updated" where a create timed out but happened and the next try found the stream
+        assert [line.split(": ")[0] for line in done] == list(STREAMS), done
+        assert all(line.endswith((": created", ": updated")) for line in done), done
         assert asyncio.run(replicas_current(cluster.url))
     finally:
         cluster.stop()
