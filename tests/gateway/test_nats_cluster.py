@@ -260,6 +260,6 @@ def test_stream_setup_waits_for_a_cluster_that_has_no_quorum_yet(tmp_path):
         # "created", or "updated" where a create timed out but happened and the next try found the stream
         assert [line.split(": ")[0] for line in done] == list(STREAMS), done
         assert all(line.endswith((": created", ": updated")) for line in done), done
-        assert asyncio.run(replicas_current(cluster.url))
+        asyncio.run(wait_for(partial(replicas_current, cluster.url), "the new streams' replicas catching up"))
     finally:
         cluster.stop()
