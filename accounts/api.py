@@ -22,7 +22,7 @@ from accounts.services import (
     ea_authenticate,
     ea_token_refresh,
 )
-from suho.api_errors import INVALID_REQUEST
+from suho.api_errors import ErrorSerializer
 from suho.edge import BoundedJSONParser
 
 
@@ -39,23 +39,9 @@ class TokensOutputSerializer(serializers.Serializer):
     account_id = serializers.UUIDField()
 
 
-class ErrorSerializer(serializers.Serializer):
-    class BodySerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "EAErrorBody"
-
-        code = serializers.CharField(help_text=f"One of: {', '.join([INVALID_REQUEST, *Refusal])}.")
-        message = serializers.CharField(help_text="Safe to show the EA's user.")
-
-    class Meta:
-        ref_name = "EAError"
-
-    error = BodySerializer()
-
-
 ERROR_RESPONSES = {
     400: OpenApiResponse(ErrorSerializer, description="Malformed input (`invalid_request`)."),
-    401: OpenApiResponse(ErrorSerializer, description="Refused; `code` says why (unknown_account, bad_key, ...)."),
+    401: OpenApiResponse(ErrorSerializer, description=f"Refused; `code` says why, one of: {', '.join(Refusal)}."),
     429: OpenApiResponse(ErrorSerializer, description="`rate_limited`: too many failures; see Retry-After."),
 }
 

@@ -15,7 +15,7 @@ from django.conf import settings
 
 from accounts.models import ApiKey, MT5Account, Tenant, User
 from accounts.services import api_key_create, mt5_account_create, operator_totp_enable
-from compliance.services import audit_record
+from suho.audit import audit_record
 from suho.routers import operator_path
 
 DEMO_TENANT_SLUG = "demo"

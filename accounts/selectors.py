@@ -10,7 +10,6 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.models import ApiKey, EASession, MT5Account
-from compliance.models import RiskEvent
 from suho.tenancy import tenant_context
 
 
@@ -88,15 +87,6 @@ def portal_account_statuses() -> list[dict]:
          "last_ea_error": a.last_ea_error}
         for a in portal_accounts()
     ]  # fmt: skip
-
-
-def risk_events(*, account_id) -> QuerySet[RiskEvent]:
-    """The account's risk events, newest first."""
-    return RiskEvent.objects.filter(account_id=account_id).order_by("-time")
-
-
-def account_risk_events(*, account_id, limit: int = 50) -> list[RiskEvent]:
-    return list(risk_events(account_id=account_id)[:limit])
 
 
 def account_api_keys(*, account_id) -> list[ApiKey]:

@@ -1,6 +1,6 @@
-"""REST edges for traders (and their scripts): tokens, MT5 accounts, risk events (balances, trades, executions and
-feedback, which read the gateway's and the signals' rows, are a layer up: trading/user_api.py). JWT (`/api/token/`)
-or the portal session; tenant-scoped: another tenant's id is 404.
+"""REST edges for traders (and their scripts): tokens and MT5 accounts. Balances, trades, executions and feedback,
+which read the gateway's and the signals' rows, are a layer up (trading/user_api.py), risk events at the top
+(compliance/api.py). JWT (`/api/token/`) or the portal session; tenant-scoped: another tenant's id is 404.
 
 Thin: validate the query, run one selector inside the caller's tenant context, serialize. Errors have the API's
 one shape (suho/api_errors.py), `{"error": {"code": ..., "message": ...}}`.
@@ -23,13 +23,12 @@ from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from accounts import selectors
-from accounts.api import ErrorSerializer
 from accounts.models import MT5Account
 from accounts.services import TOKEN_SCOPE, mt5_account_create
 from accounts.staff_auth import STAFF_2FA_CLAIM, staff_login_accept, user_token_allowed
 from accounts.throttle import password_login
 from accounts.user_tokens import UserTokenError, user_tokens_issue, user_tokens_refresh
-from compliance.models import RiskEvent
+from suho.api_errors import ErrorSerializer
 from suho.edge import BoundedLimitOffsetPagination
 from suho.tenancy import tenant_context
 
@@ -92,12 +91,6 @@ class AccountCreateSerializer(serializers.Serializer):
     server = serializers.CharField(max_length=100, required=False, allow_blank=True)
 
 
-class RiskEventSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = RiskEvent
-        exclude = ("tenant",)
-
-
 class AccountListApi(UserApiView):
     @extend_schema(operation_id="accounts_list", tags=["Accounts"], responses={200: AccountSerializer(many=True),
                    **ERRORS})  # fmt: skip
@@ -120,15 +113,6 @@ class AccountDetailApi(UserApiView):
     def get(self, request, account_id):
         with self.tenant():
             return Response(AccountSerializer(self.account(account_id)).data)
-
-
-class AccountRiskEventsApi(UserApiView):
-    @extend_schema(operation_id="accounts_risk_events", tags=["Accounts"],
-                   responses={200: RiskEventSerializer(many=True), **ERRORS})  # fmt: skip
-    def get(self, request, account_id):
-        with self.tenant():
-            account = self.account(account_id)
-            return self.page(selectors.risk_events(account_id=account.account_id), RiskEventSerializer)
 
 
 class UserTokenObtainSerializer(TokenObtainPairSerializer):

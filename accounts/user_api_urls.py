@@ -1,5 +1,5 @@
-"""REST routes for traders, mounted under /api/: token pair (staff: an access token with a TOTP code), accounts,
-risk events (balances, trades, executions and feedback: trading/user_api_urls.py)."""
+"""REST routes for traders, mounted under /api/: token pair (staff: an access token with a TOTP code), accounts
+(balances, trades, executions and feedback: trading/user_api_urls.py; risk events: compliance/user_api_urls.py)."""
 
 from django.urls import path
 
@@ -11,5 +11,4 @@ urlpatterns = [
     path("staff/token/", user_api.StaffTokenObtainView.as_view(), name="staff-token"),
     path("accounts/", user_api.AccountListApi.as_view(), name="api-accounts"),
     path("accounts/<uuid:account_id>/", user_api.AccountDetailApi.as_view(), name="api-account"),
-    path("accounts/<uuid:account_id>/risk-events/", user_api.AccountRiskEventsApi.as_view(), name="api-risk-events"),
 ]

@@ -1,5 +1,6 @@
-"""REST edges for compliance: report downloads (tenant-scoped; another tenant's is a 404; staff read every tenant's
-on the operator path) and the signed-in user's GDPR requests (export, consent, withdrawal). Thin: parse, call one
+"""REST edges for compliance: an account's risk events and report downloads (tenant-scoped; another tenant's is a
+404; staff read every tenant's reports on the operator path) and the signed-in user's GDPR requests (export,
+consent, withdrawal). Thin: parse, call one
 service, render."""
 
 from __future__ import annotations
@@ -14,13 +15,30 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.user_api import ERRORS, UserApiView
 from compliance.gdpr import consent_record, consent_withdraw, user_data_export
+from compliance.models import RiskEvent
 from compliance.reports import canonical_json, report_csv
-from compliance.selectors import compliance_report_get
+from compliance.selectors import compliance_report_get, risk_events
 from suho.routers import operator_path
 from suho.tenancy import tenant_context
 
 CONTENT_TYPES = {"json": "application/json", "csv": "text/csv; charset=utf-8"}
+
+
+class RiskEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RiskEvent
+        exclude = ("tenant",)
+
+
+class AccountRiskEventsApi(UserApiView):
+    @extend_schema(operation_id="accounts_risk_events", tags=["Accounts"],
+                   responses={200: RiskEventSerializer(many=True), **ERRORS})  # fmt: skip
+    def get(self, request, account_id):
+        with self.tenant():
+            account = self.account(account_id)
+            return self.page(risk_events(account_id=account.account_id), RiskEventSerializer)
 
 
 class ComplianceReportDownloadApi(APIView):

@@ -6,16 +6,14 @@ import uuid
 
 from django.db import models
 
+from suho.audit import Severity
 from suho.fields import account_fk, tenant_fk
 
 
 class AuditLog(models.Model):
     """Append-only, hash-chained per tenant (a trigger fills `prev_hash`/`row_hash`). Time series: 7 years."""
 
-    class Severity(models.TextChoices):
-        INFO = "info"
-        WARNING = "warning"
-        CRITICAL = "critical"
+    Severity = Severity  # suho.audit's, which the apps that audit use
 
     id = models.BigAutoField(primary_key=True)
     time = models.DateTimeField()

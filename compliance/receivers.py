@@ -1,4 +1,5 @@
-"""Audit rows for events Django announces: portal/admin log-in, log-out and failed log-in, and admin changes.
+"""Audit rows for events announced by Django (portal/admin log-in, log-out and failed log-in, admin changes) and by
+the apps below compliance, which write their audit rows through `suho.audit` (decision 0025).
 
 A row of a user with a tenant goes into that tenant's chain; a staff user without a tenant, or a failed log-in
 for an unknown name, into the platform chain (tenant NULL), which only the operator path may write. Metadata
@@ -19,6 +20,7 @@ from django.dispatch import receiver
 
 from compliance.models import AuditLog
 from compliance.services import audit_record
+from suho.audit import audit_requested
 from suho.routers import OPERATOR, operator_path
 from suho.tenancy import tenant_context
 
@@ -41,6 +43,12 @@ def audit_write(*, tenant_id, **fields) -> None:
     else:
         with tenant_context(tenant_id):
             audit_record(tenant_id=tenant_id, **fields)
+
+
+@receiver(audit_requested, dispatch_uid="compliance_audit_requested")
+def audit_requested_write(sender, *, own_context: bool, fields: dict, **kwargs) -> None:
+    """An app's `suho.audit.audit_record` (the caller's transaction) or `audit_record_in_chain` (its own chain)."""
+    (audit_write if own_context else audit_record)(**fields)
 
 
 @receiver(user_logged_in, dispatch_uid="compliance_audit_login")

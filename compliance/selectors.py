@@ -1,4 +1,4 @@
-"""Reads for compliance: the risk monitor's per-tenant measurements (seed §8.3, §10.2).
+"""Reads for compliance: the risk monitor's per-tenant measurements (seed §8.3, §10.2), an account's risk events.
 
 Each runs through the service role under the caller's tenant context (row-level security keeps it to one tenant).
 Times are passed in, never `now()`/`CURRENT_DATE`, so a run for another moment (a test's "tomorrow") reads right.
@@ -9,7 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from compliance.models import ComplianceReport, UserConsent
+from django.db.models import QuerySet
+
+from compliance.models import ComplianceReport, RiskEvent, UserConsent
 from suho.sql import fetch_dicts
 from trading.models import TradeOrder
 
@@ -87,3 +89,12 @@ def consents_of_user(*, user, history_limit: int = 50) -> tuple[set[str], list[U
     """The purposes the user consents to now, and their latest consent changes (newest first)."""
     active = set(UserConsent.objects.filter(user=user, granted=True).values_list("purpose", flat=True))
     return active, list(UserConsent.objects.filter(user=user).order_by("-time")[:history_limit])
+
+
+def risk_events(*, account_id) -> QuerySet[RiskEvent]:
+    """The account's risk events, newest first (the caller's tenant context)."""
+    return RiskEvent.objects.filter(account_id=account_id).order_by("-time")
+
+
+def account_risk_events(*, account_id, limit: int = 50) -> list[RiskEvent]:
+    return list(risk_events(account_id=account_id)[:limit])

@@ -11,26 +11,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from quotes.selectors import deviation_anomalies, deviation_by_symbol, deviation_by_symbol_and_broker
-from suho.api_errors import INVALID_REQUEST
+from suho.api_errors import ErrorSerializer
 from suho.tenancy import tenant_context
 
 NO_TENANT = "no_tenant"
 ANALYTICS_NO_TENANT = "Deviation analytics are per tenant; this user belongs to none."
 MAX_HOURS = 24 * 90  # broker quotes are kept 90 days (seed §3.3)
-
-
-class ErrorSerializer(serializers.Serializer):
-    class BodySerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "AnalyticsErrorBody"
-
-        code = serializers.CharField(help_text=f"{INVALID_REQUEST}, not_authenticated, {NO_TENANT}, ...")
-        message = serializers.CharField()
-
-    class Meta:
-        ref_name = "AnalyticsError"
-
-    error = BodySerializer()
 
 
 ERROR_RESPONSES = {

@@ -29,7 +29,6 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.api import ErrorSerializer
 from signals import selectors
 from signals.serializers import (
     BroadcastOutputSerializer,
@@ -50,6 +49,7 @@ from signals.services import (
 )
 from signals.services.credentials import ML_KEY_PREFIX
 from signals.webhooks import tradingview_alert_parse
+from suho.api_errors import ErrorSerializer
 from suho.edge import BoundedJSONParser, BoundedLimitOffsetPagination
 from suho.routers import OPERATOR, operator_path
 from suho.tenancy import tenant_context

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 
 INVALID_REQUEST = "invalid_request"
@@ -19,6 +19,23 @@ NOT_AUTHENTICATED = "not_authenticated"
 PERMISSION_DENIED = "permission_denied"
 # The challenge of a 401 from a view without authenticators (the token endpoints): the JWT's, as simplejwt names it.
 DEFAULT_CHALLENGE = 'Bearer realm="api"'
+
+
+class ErrorBodySerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="What went wrong, for programs (each response names its codes).")
+    message = serializers.CharField(help_text="What went wrong, for people; safe to show the user.")
+
+    class Meta:
+        ref_name = "ErrorBody"
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The error format's OpenAPI schema, the one every endpoint's 4xx responses name."""
+
+    error = ErrorBodySerializer()
+
+    class Meta:
+        ref_name = "Error"
 
 
 class ApiError(Exception):

@@ -7,8 +7,8 @@ from django.views.generic import RedirectView, TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from accounts.admin_login import PortalLoginForm
+from compliance.dashboard_views import operator_dashboard
 from suho import health, metrics
-from trading.views import operator_dashboard
 
 handler500 = "suho.errors.server_error"  # a pool timeout outside a view is 503 database_busy, not 500
 
@@ -35,6 +35,7 @@ urlpatterns = [
     path("api/compliance/", include("compliance.urls")),
     path("api/", include("accounts.user_api_urls")),
     path("api/", include("trading.user_api_urls")),
+    path("api/", include("compliance.user_api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # Swagger UI from static files (sidecar); its start-up script is a URL of its own, not inline (suho/csp.py)
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),

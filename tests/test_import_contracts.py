@@ -27,7 +27,7 @@ def lint_imports(config: str, tmp_path: Path) -> subprocess.CompletedProcess:
 def test_the_contracts_hold(tmp_path):
     result = lint_imports(CONFIG, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "6 kept, 0 broken" in result.stdout
+    assert "5 kept, 0 broken" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -47,44 +47,23 @@ def test_an_import_the_order_forbids_fails_the_lint(tmp_path, listed, contract):
 
 def test_an_app_put_below_one_it_imports_fails_the_lint(tmp_path):
     """The gateway moved under signals: its imports of delivery rows (and every other) now go upward."""
-    listed = '    "trading",\n    "signals",\n'
+    listed = 'layers = ["compliance", "trading", "signals", '
     assert listed in CONFIG
-    result = lint_imports(CONFIG.replace(listed, '    "signals",\n    "trading",\n', 1), tmp_path)
+    result = lint_imports(CONFIG.replace(listed, 'layers = ["compliance", "signals", "trading", ', 1), tmp_path)
     assert result.returncode == 1, result.stdout
     assert "domain apps in layers" in result.stdout and "trading is not allowed to import signals" in result.stdout
 
 
-def test_compliance_oversight_among_the_audit_writer_fails_the_lint(tmp_path):
-    """The risk monitor put in compliance's bottom layer (with the audit writer, under every app): its imports of
-    accounts and trading go upward."""
-    config = CONFIG.replace('"""compliance.risk : ', '"""', 1).replace(
-        '"""compliance.models : ', '"""compliance.risk : compliance.models : ', 1
-    )
-    assert config.count("compliance.risk") == CONFIG.count("compliance.risk")
-    result = lint_imports(config, tmp_path)
-    assert result.returncode == 1, result.stdout
-    assert "compliance.risk is not allowed to import trading" in result.stdout
-
-
-def test_a_compliance_module_in_no_layer_fails_the_lint(tmp_path):
-    """compliance is split between the top and the bottom layer, so each of its modules is named: one left out (as
-    a new module would be) is refused, not silently unchecked."""
-    listed = '"risk : reports : gdpr : selectors : api : views : urls : portal_urls : tasks : management",'
+def test_compliance_below_an_app_fails_the_lint(tmp_path):
+    """compliance put at the bottom (where its audit writer once sat): the risk monitor's and the dashboard's reads
+    of accounts go upward."""
+    listed = 'layers = ["compliance", "trading", "signals", "quotes", "accounts"]'
     assert listed in CONFIG
-    result = lint_imports(CONFIG.replace(listed, listed.replace(" : portal_urls", ""), 1), tmp_path)
+    result = lint_imports(
+        CONFIG.replace(listed, 'layers = ["trading", "signals", "quotes", "accounts", "compliance"]', 1), tmp_path
+    )
     assert result.returncode == 1, result.stdout
-    assert "compliance.portal_urls" in result.stdout + result.stderr
-
-
-def test_compliance_is_placed_alike_in_both_contracts():
-    """apps-layered names compliance's modules in full, compliance-placed by their last part: the same two lists."""
-    contracts = {c["id"]: c for c in tomllib.loads(CONFIG)["tool"]["importlinter"]["contracts"]}
-
-    def tails(layer: str) -> set[str]:
-        return {name.strip().removeprefix("compliance.") for name in layer.split(":")}
-
-    apps = contracts["apps-layered"]["layers"]
-    assert [tails(apps[0]), tails(apps[-1])] == [tails(layer) for layer in contracts["compliance-placed"]["layers"]]
+    assert "compliance is not allowed to import accounts" in result.stdout
 
 
 def test_binproto_importing_anything_but_the_standard_library_fails_the_lint(tmp_path):
@@ -115,7 +94,7 @@ def test_eaclient_importing_anything_but_binproto_websockets_and_the_standard_li
 
 
 def test_the_domain_layers_have_no_exceptions_left():
-    """Issue 19's debt is paid: no upward import between the apps is listed, so none is tolerated (the portal's
-    pages and APIs that read the gateway's and the signals' rows live in trading, the top layer)."""
+    """Issue 19's debt is paid: no upward import between the apps is listed, so none is tolerated (the apps audit
+    through suho.audit, the portal's pages read compliance's risk events through a template tag)."""
     contracts = {c["id"]: c for c in tomllib.loads(CONFIG)["tool"]["importlinter"]["contracts"]}
     assert "ignore_imports" not in contracts["apps-layered"]

@@ -20,9 +20,9 @@ from redis.exceptions import RedisError
 from accounts.models import EASession, MT5Account
 from accounts.selectors import OFFLINE_AFTER
 from binproto import RATE_LIMIT_RETRY_AFTER_S
-from compliance.services import audit_record
 from signals.delivery import signals_for_resync
 from signals.messages import command_message, config_update_message, risk_parameters_message, signal_message
+from suho.audit import audit_record
 from suho.cache import cache_client, redis_unavailable
 from suho.routers import OPERATOR, SERVICE
 from suho.tenancy import TENANT_SETTING, tenant_context

@@ -16,8 +16,8 @@ from django.utils import timezone
 
 import binproto
 from accounts.models import MT5Account
-from compliance.services import audit_record
 from signals.messages import COMMAND_TYPES, command_message, config_update_message, risk_parameters_message
+from suho.audit import audit_record
 from suho.outbox import outbox_publish_on_commit
 from suho.routers import SERVICE
 from suho.tenancy import tenant_context

@@ -1,7 +1,8 @@
 """The portal's account page: the account, its live figures, balance chart, trades, signals, risk events and keys.
 
-It shows the gateway's and the signals' rows, so it sits in `trading`, the top layer (docs/dependencies.md); the
-account's own pages are accounts/views.py. Thin: parse the filters, call selectors, render.
+It shows the gateway's and the signals' rows, so it sits in `trading` (docs/dependencies.md); the account's own
+pages are accounts/views.py. The risk events come from compliance, the layer above, through the template's
+`compliance_portal` tag. Thin: parse the filters, call selectors, render.
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ def account_detail(request, account_id):
         "trades": page,
         "query": query.urlencode(),
         "signals": account_signals(account_id=account.account_id),
-        "risk_events": account_selectors.account_risk_events(account_id=account.account_id),
         "api_keys": account_selectors.account_api_keys(account_id=account.account_id),
     }
     bad_filter = filters.is_bound and not filters.is_valid()  # shown with its error, trades unfiltered

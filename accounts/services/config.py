@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from accounts.events import account_config_announce
 from accounts.models import MT5Account, User, allowed_symbols_problem
 from accounts.services._common import _tenant_transaction
-from compliance.models import AuditLog
-from compliance.services import audit_record
+from suho.audit import Severity as AuditSeverity
+from suho.audit import audit_record
 
 EA_SETTING_FIELDS = frozenset({
     "sl_multiplier", "tp_multiplier", "slippage_tolerance_pips", "max_spread_points", "magic_number",
@@ -71,7 +71,7 @@ def account_config_update(*, account: MT5Account, section: str, changes: dict, a
             tenant_id=locked.tenant_id, event_type=spec.event_type, category="config", action="update",
             description=f"{spec.label} of {locked} changed by {actor_name}: {', '.join(sorted(diff))}",
             user_id=getattr(actor, "pk", None), account_id=locked.account_id,
-            severity=AuditLog.Severity.WARNING if TRADING_FLAGS & set(diff) else AuditLog.Severity.INFO,
+            severity=AuditSeverity.WARNING if TRADING_FLAGS & set(diff) else AuditSeverity.INFO,
             metadata={"changes": diff, "actor": actor_name, "config_version": locked.config_version},
         )  # fmt: skip
         account_config_announce(account=locked)

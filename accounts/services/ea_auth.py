@@ -29,9 +29,9 @@ from accounts.models import ApiKey, EASession, MT5Account
 from accounts.services._common import AUDIT_CATEGORY, _hasher, _ip_or_none, _tenant_transaction, _uuid_or_none
 from accounts.services.keys import SECRET_BYTES, _api_key_parse
 from accounts.throttle import EA_PAIR, EA_SOURCE, AttemptThrottle, note_once
-from compliance.models import AuditLog
-from compliance.services import audit_record
 from suho.api_errors import ApiError
+from suho.audit import Severity as AuditSeverity
+from suho.audit import audit_record
 from suho.cache import cache_client, redis_unavailable
 from suho.routers import OPERATOR, operator_path
 
@@ -181,7 +181,7 @@ def ea_token_refresh(*, refresh_token: str) -> EATokens:
             audit_record(
                 tenant_id=claims.tenant_id, event_type="ea_refresh_reuse", category=AUDIT_CATEGORY, action="refuse",
                 description="A spent refresh token was presented; the EA session was ended",
-                severity=AuditLog.Severity.WARNING, account_id=claims.account_id,
+                severity=AuditSeverity.WARNING, account_id=claims.account_id,
                 metadata={"session_id": str(session.session_id), "presented_gen": generation,
                           "current_gen": session.refresh_generation},
             )  # fmt: skip
@@ -267,7 +267,7 @@ def _refusal_write(
             MT5Account.objects.filter(pk=account.pk).update(last_refusal_reason=code, last_refusal_at=now)
         audit_record(
             tenant_id=account.tenant_id if account else None, event_type="ea_auth_failed", category=AUDIT_CATEGORY,
-            action="refuse", description=f"EA authentication refused: {code}", severity=AuditLog.Severity.WARNING,
+            action="refuse", description=f"EA authentication refused: {code}", severity=AuditSeverity.WARNING,
             account_id=account.pk if account else None, ip_address=remote_addr,
             metadata={"code": str(code), "message": message, **metadata},
         )  # fmt: skip

@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, EASession, MT5Account, User
 from accounts.services._common import AUDIT_CATEGORY, _hasher, _tenant_transaction
-from compliance.models import AuditLog
-from compliance.services import audit_record
+from suho.audit import Severity as AuditSeverity
+from suho.audit import audit_record
 
 API_KEY_PREFIX = "suho_ea_"
 KEY_ID_BYTES = 6  # 12 hex digits
@@ -95,7 +95,7 @@ def _api_key_revoke_locked(*, api_key: ApiKey, by: User | None, replaced_by: Api
     audit_record(
         tenant_id=api_key.tenant_id, event_type="api_key_revoked", category=AUDIT_CATEGORY,
         action="rotate" if replaced_by else "revoke", description=f"API key {api_key} revoked",
-        severity=AuditLog.Severity.WARNING, user_id=by.pk if by else None, account_id=api_key.account_id,
+        severity=AuditSeverity.WARNING, user_id=by.pk if by else None, account_id=api_key.account_id,
         metadata=metadata,
     )  # fmt: skip
 

@@ -6,7 +6,7 @@ from django.db import transaction
 
 from accounts.models import User
 from accounts.services._common import AUDIT_CATEGORY
-from compliance.services import audit_record
+from suho.audit import audit_record
 from suho.routers import OPERATOR, operator_path
 
 

@@ -8,7 +8,7 @@ from django.db import transaction
 
 from accounts.models import MT5Account, User
 from accounts.services._common import _tenant_transaction
-from compliance.services import audit_record
+from suho.audit import audit_record
 from suho.routers import OPERATOR
 from suho.tenancy import tenant_context
 

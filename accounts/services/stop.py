@@ -13,8 +13,8 @@ from accounts.events import account_command_request
 from accounts.models import MT5Account, Tenant, User
 from accounts.services._common import _tenant_transaction
 from accounts.services.config import account_risk_parameters_update
-from compliance.models import AuditLog
-from compliance.services import audit_record
+from suho.audit import Severity as AuditSeverity
+from suho.audit import audit_record
 from suho.routers import OPERATOR, operator_path
 
 ISSUED_BY_MAX_LENGTH = 100  # EACommand.issued_by
@@ -70,7 +70,7 @@ def tenant_emergency_stop(*, tenant, by: User) -> int:
             audit_record(
                 tenant_id=tenant.pk, event_type="tenant_emergency_stop", category="config", action="update",
                 description=f"Emergency stop for tenant {tenant} by {by.username}", user_id=by.pk,
-                severity=AuditLog.Severity.WARNING, metadata={"accounts": [str(a.account_id) for a in accounts]},
+                severity=AuditSeverity.WARNING, metadata={"accounts": [str(a.account_id) for a in accounts]},
             )  # fmt: skip
         for account in accounts:
             account_emergency_stop(account=account, by=by)

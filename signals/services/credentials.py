@@ -14,8 +14,8 @@ from datetime import timedelta
 from django.utils import timezone
 
 from accounts.models import MT5Account
-from compliance.services import audit_record
 from signals.models import MLEngineKey, TradingViewWebhook
+from suho.audit import audit_record
 from suho.routers import OPERATOR, SERVICE, on_operator_path, operator_path
 from suho.tenancy import tenant_context
 

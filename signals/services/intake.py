@@ -25,7 +25,6 @@ from django.utils import timezone
 from rest_framework.status import HTTP_422_UNPROCESSABLE_ENTITY
 
 from accounts.models import MT5Account
-from compliance.services import audit_record
 from quotes.instruments import PIP_SIZES, normalise_symbol
 from quotes.models import ReferenceQuote
 from quotes.selectors import quote_latest
@@ -36,6 +35,7 @@ from signals.services.adjustment import signal_adjust
 from signals.services.lifecycle import signal_transition
 from signals.services.risk import risk_check
 from suho.api_errors import ApiError
+from suho.audit import audit_record
 from suho.tenancy import tenant_context
 
 SIGNAL_UNKNOWN_ACCOUNT = "No MT5 account {account_id} in this tenant."

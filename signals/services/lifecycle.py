@@ -14,10 +14,10 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework.status import HTTP_409_CONFLICT
 
-from compliance.services import audit_record
 from signals import lifecycle
 from signals.models import TradingSignal
 from suho.api_errors import ApiError
+from suho.audit import audit_record
 from suho.routers import OPERATOR, SERVICE, on_operator_path, operator_path
 from suho.tenancy import tenant_context
 

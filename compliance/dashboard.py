@@ -1,8 +1,8 @@
 """The operator dashboard's figures (the admin index, issue 20): every tenant's, read on the operator path, each with
 the admin list that shows the rows behind it, filtered by the same conditions that counted them.
 
-In `trading`, the top domain layer, because it reads every app; the beat, outbox and health figures come from the
-plumbing (suho.beat, suho.outbox, suho.health).
+In `compliance`, the oversight layer on top, because it reads every app; the beat, outbox and health figures come
+from the plumbing (suho.beat, suho.outbox, suho.health).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.template.response import TemplateResponse
 
-from trading.dashboard import operator_dashboard as dashboard_figures
+from compliance.dashboard import operator_dashboard as dashboard_figures
 
 
 def operator_dashboard(request):
