@@ -33,9 +33,9 @@ screenshots: install
 	SUHO_SCREENSHOTS_TO_DOCS=1 $(STACK) $(BIN)/python -m pytest tests/portal/test_demo_browser.py -q
 
 # docker/compose.yaml's own commands run as local processes with production settings, then used as a trader, the
-# ML engine and an EA would; exit 1 says what failed (suho/prodsmoke.py, docs/decisions/0016).
+# ML engine and an EA would; exit 1 says what failed (tests/prodsmoke.py, docs/decisions/0016).
 prod-smoke: install
-	$(STACK) $(BIN)/python -m suho.prodsmoke
+	$(STACK) $(BIN)/python -m tests.prodsmoke
 
 # Three clustered JetStream servers on 127.0.0.1:24251-24253 (SUHO_NATS_CLUSTER_PORT moves them), the streams on
 # three replicas; prints the NATS_URL to export, Ctrl-C stops them. `.venv/bin/python -m suho.natscluster exec --

@@ -8,13 +8,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "suho.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402  (needs Django set up)
+from django.conf import settings  # noqa: E402
+from django.utils.module_loading import import_string  # noqa: E402
 
 from suho.client_addr import ClientAddressMiddleware  # noqa: E402
 from suho.logging import access_log_redact_install  # noqa: E402
-from suho.routing import websocket_urlpatterns  # noqa: E402
 
 access_log_redact_install()  # daphne's access log would print the webhook's secret URL
 
 application = ClientAddressMiddleware(  # X-Forwarded-For only as far as TRUSTED_PROXY_HOPS vouch for it
-    ProtocolTypeRouter({"http": django_asgi_app, "websocket": URLRouter(websocket_urlpatterns)})
+    ProtocolTypeRouter({"http": django_asgi_app, "websocket": URLRouter(import_string(settings.WEBSOCKET_URLPATTERNS))})
 )

@@ -45,7 +45,7 @@ BODY_LINGER_S = 5.0  # after a 413, the rest of the body is read and dropped thi
 BODY_TOO_LARGE = "request body over {limit} bytes"
 RATE_LIMITED_REASON = "{kind} above {rate:g}/s (burst {burst})"
 MAGIC_BYTES = binproto.HEADER.pack(binproto.MAGIC, 0, 0, 0, 0)[:4]
-EA_PATH = b"/ws/ea/"  # the connections a drain closes (suho/routing.py); the portal's socket is cancelled as before
+EA_PATH = b"/ws/ea/"  # the connections a drain closes (trading/routing.py); the portal's socket is cancelled as before
 KIND_BY_NAME = {name: msg_type for msg_type, name in binproto.TYPE_NAMES.items()}
 
 

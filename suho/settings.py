@@ -233,6 +233,8 @@ MIDDLEWARE = [
 ]
 ROOT_URLCONF = "suho.urls"
 ASGI_APPLICATION = "suho.asgi.application"
+# The WebSocket routes, by name like ROOT_URLCONF: the gateway's consumers (suho imports no app, docs/dependencies.md)
+WEBSOCKET_URLPATTERNS = "trading.routing.websocket_urlpatterns"
 WSGI_APPLICATION = None
 AUTH_USER_MODEL = "accounts.User"
 TEMPLATES = [

@@ -1,13 +1,11 @@
-"""HTTP routes: health, admin, the portal, the REST API and its OpenAPI docs."""
+"""HTTP routes: health, admin, the portal, the REST API and its OpenAPI docs. The apps' routes by name (`include`):
+suho imports no app (docs/dependencies.md)."""
 
 from django.contrib import admin
-from django.contrib.auth.views import LoginView
-from django.urls import include, path, reverse_lazy
-from django.views.generic import RedirectView, TemplateView
+from django.urls import include, path
+from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from accounts.admin_login import PortalLoginForm
-from compliance.dashboard_views import operator_dashboard
 from suho import health, metrics
 
 handler500 = "suho.errors.server_error"  # a pool timeout outside a view is 503 database_busy, not 500
@@ -18,14 +16,9 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics_view, name="metrics"),
     # The operator dashboard is the admin index: this route comes before the admin's own `admin:index`
-    path("admin/", admin.site.admin_view(operator_dashboard), name="operator-dashboard"),
-    path("admin/dashboard/", RedirectView.as_view(pattern_name="operator-dashboard")),
+    path("admin/", include("compliance.admin_urls")),
     path("admin/", admin.site.urls),
-    path(
-        "accounts/login/",
-        LoginView.as_view(next_page=reverse_lazy("portal:accounts"), authentication_form=PortalLoginForm),
-        name="login",
-    ),
+    path("accounts/", include("accounts.login_urls")),  # before Django's own log-in view
     path("accounts/", include("django.contrib.auth.urls")),
     path("portal/", include("trading.portal_urls")),
     path("api/ea/", include("accounts.urls")),

@@ -3,7 +3,7 @@
 The README's settings table is what an operator reads; docker/env.example is what they copy to docker/.env; compose
 hands each value to the containers. A setting added to settings.py and the README but not to compose would be
 silently ignored in a container (as RISK_ALERT_EMAILS, EMAIL_*, POLYGON_API_KEY, NATS_MONITOR_URL and INGEST_MODE
-were, issue 17). Compose is read with the smoke's own reader (suho/prodsmoke.py), so "passed through" means what
+were, issue 17). Compose is read with the smoke's own reader (tests/prodsmoke.py), so "passed through" means what
 `make prod-smoke` gives the processes: a value set in docker/.env arrives unchanged in every service.
 """
 
@@ -13,8 +13,7 @@ import re
 
 import pytest
 import yaml
-
-from suho.prodsmoke import COMPOSE, DOCKERFILE, compose_services, dockerfile_read, smoke_variables
+from prodsmoke import COMPOSE, DOCKERFILE, compose_services, dockerfile_read, smoke_variables
 
 README = COMPOSE.parent.parent / "README.md"
 ENV_EXAMPLE = COMPOSE.parent / "env.example"

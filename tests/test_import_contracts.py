@@ -30,17 +30,22 @@ def test_the_contracts_hold(tmp_path):
     assert "5 kept, 0 broken" in result.stdout
 
 
+PLUMBING_FORBIDDEN = 'forbidden_modules = ["accounts", "trading", "signals", "quotes", "compliance"]'
+SERVER_FORBIDDEN = 'forbidden_modules = ["eaclient"]'
+
+
 @pytest.mark.parametrize(
-    ("listed", "contract"),
+    ("listed", "forbidden", "contract"),
     [
-        ('    "suho.urls -> accounts.**", ', "suho (plumbing) imports no domain app"),
-        # prod-smoke drives a simulated EA: without its listed exception, a server package imports eaclient
-        ('ignore_imports = ["suho.prodsmoke -> eaclient.simulated"]', "no server package imports eaclient"),
+        # suho.urls imports drf_spectacular's views: forbidden like an app, the plumbing contract breaks
+        (PLUMBING_FORBIDDEN, "drf_spectacular", "suho (plumbing) imports no domain app"),
+        # the gateway imports binproto: forbidden like eaclient, the server contract breaks
+        (SERVER_FORBIDDEN, "binproto", "no server package imports eaclient"),
     ],
 )
-def test_an_import_the_order_forbids_fails_the_lint(tmp_path, listed, contract):
+def test_an_import_the_order_forbids_fails_the_lint(tmp_path, listed, forbidden, contract):
     assert listed in CONFIG
-    result = lint_imports(CONFIG.replace(listed, "", 1), tmp_path)
+    result = lint_imports(CONFIG.replace(listed, listed.replace("]", f', "{forbidden}"]'), 1), tmp_path)
     assert result.returncode == 1, result.stdout
     assert f"{contract}" in result.stdout and "BROKEN" in result.stdout
 
@@ -75,12 +80,11 @@ def test_binproto_importing_anything_but_the_standard_library_fails_the_lint(tmp
     assert result.returncode == 1 and "binproto imports only the standard library BROKEN" in result.stdout
 
 
-def test_a_debt_entry_whose_import_is_gone_fails_the_lint(tmp_path):
-    """The list of known upward imports only shrinks: an entry that matches no import is refused (here one for the
-    URLconf, which mounts `quotes.urls` by name and imports nothing of quotes)."""
-    listed = '    "suho.urls -> accounts.**", '
-    stale = f'{listed}"suho.urls -> quotes.**", '
-    result = lint_imports(CONFIG.replace(listed, stale, 1), tmp_path)
+def test_an_exception_whose_import_is_gone_fails_the_lint(tmp_path):
+    """An exception matching no import is refused, so none can linger (here one for the URLconf, which mounts
+    `quotes.urls` by name and imports nothing of quotes)."""
+    stale = f'{PLUMBING_FORBIDDEN}\nignore_imports = ["suho.urls -> quotes.**"]'
+    result = lint_imports(CONFIG.replace(PLUMBING_FORBIDDEN, stale, 1), tmp_path)
     assert result.returncode == 1 and "No matches for ignored import" in result.stdout + result.stderr
 
 
@@ -93,8 +97,10 @@ def test_eaclient_importing_anything_but_binproto_websockets_and_the_standard_li
     assert result.returncode == 1 and "eaclient is not allowed to import sqlite3" in result.stdout
 
 
-def test_the_domain_layers_have_no_exceptions_left():
-    """Issue 19's debt is paid: no upward import between the apps is listed, so none is tolerated (the apps audit
-    through suho.audit, the portal's pages read compliance's risk events through a template tag)."""
+def test_the_server_contracts_have_no_exceptions_left():
+    """Issue 19's debt is paid: no upward import between the apps and no import of an app by suho is listed, so
+    none is tolerated (the apps audit through suho.audit; the URLconf and the ASGI app load the apps' routes by
+    name; prod-smoke, which drives every app from outside, is tests/prodsmoke.py)."""
     contracts = {c["id"]: c for c in tomllib.loads(CONFIG)["tool"]["importlinter"]["contracts"]}
-    assert "ignore_imports" not in contracts["apps-layered"]
+    for name in ("apps-layered", "plumbing-below-apps", "server-without-eaclient"):
+        assert "ignore_imports" not in contracts[name], name

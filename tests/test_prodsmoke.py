@@ -1,4 +1,4 @@
-"""`make prod-smoke` (suho/prodsmoke.py): it reads docker/ as compose and the image would run it, and fails clearly.
+"""`make prod-smoke` (tests/prodsmoke.py): it reads docker/ as compose and the image would run it, and fails clearly.
 
 The whole smoke runs in CI (`.ci/run`, `make prod-smoke`); these tests pin what it reads from the real
 docker/compose.yaml and docker/Dockerfile, compose's variable substitution, and that a broken step ends the run with
@@ -13,11 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import prodsmoke
 import pytest
 from django.conf import settings
-
-from suho import cluster, prodsmoke
-from suho.prodsmoke import (
+from prodsmoke import (
     COMPOSE,
     DOCKERFILE,
     SERVICE_CHECKS,
@@ -35,6 +34,11 @@ from suho.prodsmoke import (
     static_links,
     web_listen,
 )
+
+from suho import cluster
+
+# as `make prod-smoke` runs it, from the checkout (where `binproto` is the package, not tests/binproto)
+PRODSMOKE = [sys.executable, "-m", "tests.prodsmoke"]
 
 SHELL = {
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/suho",
@@ -224,7 +228,7 @@ def test_a_failing_step_ends_the_smoke_with_exit_1_and_the_steps_own_error(tmp_p
     broken = tmp_path / "compose.yaml"
     broken.write_text(COMPOSE.read_text().replace("python manage.py db_setup &&", "python manage.py no_such_step &&"))
     environ = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
-    result = subprocess.run([sys.executable, "-m", "suho.prodsmoke", "--compose", str(broken)], env=environ,
+    result = subprocess.run([*PRODSMOKE, "--compose", str(broken)], env=environ,
                             cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=180)  # fmt: skip
     assert result.returncode == 1, result.stdout + result.stderr
     assert "prod-smoke: FAILED: migrate exited with 1; its log" in result.stderr
@@ -245,7 +249,7 @@ def test_a_database_out_of_reach_fails_in_one_line_naming_the_error():
     unreachable = "postgres://postgres@127.0.0.1:1/suho"
     environ = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
     environ |= {"DATABASE_URL": unreachable, "DATABASE_ADMIN_URL": unreachable}
-    result = subprocess.run([sys.executable, "-m", "suho.prodsmoke"], env=environ, cwd=settings.BASE_DIR,
+    result = subprocess.run(PRODSMOKE, env=environ, cwd=settings.BASE_DIR,
                             capture_output=True, text=True, timeout=60)  # fmt: skip
     assert result.returncode == 1
     assert result.stderr.startswith("prod-smoke: FAILED: OperationalError: connection failed:"), result.stderr

@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 import pytest
 from django.conf import settings
 from django.db import connections
+from prodsmoke import Browser, static_links
 
-from suho.prodsmoke import Browser, static_links
 from tests.servers import free_port
 
 START_S = 120.0  # db_setup, migrate, nats_setup, seed_demo and collectstatic, each a Django process, then daphne

@@ -2,7 +2,7 @@
 together: the routes name the services that run the cluster configuration, each node has its own name and volume,
 and with the profile's env file every service built from the repository gets all three servers and three replicas.
 Docker is not needed: the configuration is checked by the nats-server the project installs (`-t`), the services as
-`make prod-smoke` reads them (suho/prodsmoke.py)."""
+`make prod-smoke` reads them (tests/prodsmoke.py)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import re
 import subprocess
 
 import yaml
+from prodsmoke import COMPOSE, DOCKERFILE, compose_services, dockerfile_read, interpolate, smoke_variables
 
 from suho.bus import nats_servers
 from suho.natscluster import nats_server_binary
-from suho.prodsmoke import COMPOSE, DOCKERFILE, compose_services, dockerfile_read, interpolate, smoke_variables
 
 CLUSTER_CONF = COMPOSE.parent / "nats-cluster.conf"
 CLUSTER_ENV = COMPOSE.parent / "nats-cluster.env"

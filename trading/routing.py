@@ -1,4 +1,5 @@
-"""WebSocket routes: `/ws/ea/` for MT5 EAs (Suho Binary Protocol); `/ws/portal/` for signed-in traders' live status."""
+"""WebSocket routes: `/ws/ea/` for MT5 EAs (Suho Binary Protocol); `/ws/portal/` for signed-in traders' live status.
+suho/asgi.py loads them by name (settings.WEBSOCKET_URLPATTERNS), as Django loads ROOT_URLCONF."""
 
 from channels.auth import AuthMiddlewareStack
 from channels.security.websocket import AllowedHostsOriginValidator

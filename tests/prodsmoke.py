@@ -590,7 +590,7 @@ class FakePolygon:
         from websockets.asyncio.server import serve
 
         self._stop = asyncio.Event()
-        quiet = logging.getLogger("suho.prodsmoke.polygon")  # websockets logs every connection at INFO
+        quiet = logging.getLogger("prodsmoke.polygon")  # websockets logs every connection at INFO
         quiet.setLevel(logging.WARNING)
         async with serve(self._session, ALLOWED_HOST, 0, logger=quiet) as server:
             self.port = server.sockets[0].getsockname()[1]
@@ -647,7 +647,7 @@ class EAThread:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m suho.prodsmoke", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.prodsmoke", description=__doc__.splitlines()[0])
     parser.add_argument("--compose", type=Path, default=COMPOSE)
     parser.add_argument("--dockerfile", type=Path, default=DOCKERFILE)
     parser.add_argument("--keep", action="store_true", help="keep the smoke database afterwards")
@@ -670,7 +670,7 @@ def smoke_services(services: list[Service]) -> list[Service]:
     unchecked = [s.name for s in run if s.name not in SERVICE_CHECKS]
     if unchecked:
         raise SmokeFailure(f"compose runs {', '.join(unchecked)}, which the smoke checks nothing of: add a check "
-                           "(suho/prodsmoke.py, SERVICE_CHECKS)")  # fmt: skip
+                           "(tests/prodsmoke.py, SERVICE_CHECKS)")  # fmt: skip
     return run
 
 
