@@ -24,7 +24,7 @@ from rest_framework_simplejwt.utils import get_md5_hash_password
 from accounts.models import User, UserTokenFamily
 from accounts.staff_auth import user_token_allowed
 from suho.audit import Severity as AuditSeverity
-from suho.audit import audit_record_in_chain
+from suho.audit import audit_record
 from suho.routers import OPERATOR, operator_path
 
 FAMILY_CLAIM = "family"
@@ -104,7 +104,7 @@ def _pair(*, user: User, family: UserTokenFamily) -> dict[str, str]:
 
 
 def _audit_revoked(*, family: UserTokenFamily, reason: str, presented: int) -> None:
-    """After the revocation commits, an audit row in the user's tenant chain (suho.audit.audit_record_in_chain)."""
+    """After the revocation commits, an audit row in the user's tenant chain (suho.audit.audit_record, own_chain)."""
     fields = dict(
         tenant_id=family.tenant_id, event_type="user_token_family_revoked", category="security", action="revoke",
         description=f"API tokens of a log-in revoked ({reason})", severity=AuditSeverity.WARNING,
@@ -112,4 +112,4 @@ def _audit_revoked(*, family: UserTokenFamily, reason: str, presented: int) -> N
         metadata={"family": str(family.id), "reason": reason, "presented_gen": presented,
                   "current_gen": family.generation},
     )  # fmt: skip
-    transaction.on_commit(partial(audit_record_in_chain, **fields), using=OPERATOR)
+    transaction.on_commit(partial(audit_record, own_chain=True, **fields), using=OPERATOR)

@@ -22,8 +22,8 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, EASession, MT5Account, User
 from compliance.models import RiskEvent, UserConsent
-from compliance.services import audit_record
 from signals.models import SignalExecution, TradingSignal
+from suho.audit import audit_record
 from suho.routers import OPERATOR, operator_path
 from suho.tenancy import tenant_context
 from trading.models import TradeOrder

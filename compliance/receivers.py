@@ -19,8 +19,8 @@ from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from compliance.models import AuditLog
-from compliance.services import audit_record
-from suho.audit import audit_requested
+from compliance.services import audit_row_append
+from suho.audit import audit_record, audit_requested
 from suho.routers import OPERATOR, operator_path
 from suho.tenancy import tenant_context
 
@@ -35,25 +35,24 @@ def _ip(request) -> str | None:
         return None
 
 
-def audit_write(*, tenant_id, **fields) -> None:
-    """One audit row in the right chain: the tenant's (its context) or the platform's (operator path)."""
-    if tenant_id is None:
-        with operator_path(), transaction.atomic(using=OPERATOR):
-            audit_record(tenant_id=None, **fields)
-    else:
-        with tenant_context(tenant_id):
-            audit_record(tenant_id=tenant_id, **fields)
-
-
 @receiver(audit_requested, dispatch_uid="compliance_audit_requested")
-def audit_requested_write(sender, *, own_context: bool, fields: dict, **kwargs) -> None:
-    """An app's `suho.audit.audit_record` (the caller's transaction) or `audit_record_in_chain` (its own chain)."""
-    (audit_write if own_context else audit_record)(**fields)
+def audit_requested_write(sender, *, fields: dict, own_chain: bool, **kwargs) -> None:
+    """`suho.audit.audit_record`'s row: in the caller's transaction and context, or in its own chain, the tenant's
+    (its context) or the platform's (operator path)."""
+    if not own_chain:
+        audit_row_append(fields=fields)
+    elif fields["tenant_id"] is None:
+        with operator_path(), transaction.atomic(using=OPERATOR):
+            audit_row_append(fields=fields)
+    else:
+        with tenant_context(fields["tenant_id"]):
+            audit_row_append(fields=fields)
 
 
 @receiver(user_logged_in, dispatch_uid="compliance_audit_login")
 def audit_login(sender, request, user, **kwargs):
-    audit_write(
+    audit_record(
+        own_chain=True,
         tenant_id=user.tenant_id, event_type="user_logged_in", category="auth", action="login",
         description="User logged in", user_id=user.pk, ip_address=_ip(request),
         metadata={"staff": user.is_staff},
@@ -64,7 +63,8 @@ def audit_login(sender, request, user, **kwargs):
 def audit_logout(sender, request, user, **kwargs):
     if user is None:  # the session had no authenticated user
         return
-    audit_write(
+    audit_record(
+        own_chain=True,
         tenant_id=user.tenant_id, event_type="user_logged_out", category="auth", action="logout",
         description="User logged out", user_id=user.pk, ip_address=_ip(request),
     )  # fmt: skip
@@ -78,7 +78,8 @@ def audit_login_failed(sender, credentials, request=None, **kwargs):
     metadata = {"known_user": user is not None}
     if user is None and name:
         metadata["username_sha256"] = hashlib.sha256(name.encode()).hexdigest()[:16]
-    audit_write(
+    audit_record(
+        own_chain=True,
         tenant_id=user.tenant_id if user else None, event_type="user_login_failed", category="auth", action="refuse",
         description="Log-in failed", severity=AuditLog.Severity.WARNING, user_id=user.pk if user else None,
         ip_address=_ip(request), metadata=metadata,

@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from accounts.models import Tenant
 from compliance.models import ComplianceReport
-from compliance.services import audit_record
+from suho.audit import audit_record
 from suho.sql import fetch_dicts
 from suho.tenancy import tenant_context
 from trading.models import TradeOrder

@@ -30,7 +30,7 @@ from accounts.services import account_trading_stop
 from compliance import selectors
 from compliance.models import RiskEvent
 from compliance.notify import operators_notify
-from compliance.services import audit_record
+from suho.audit import audit_record
 from suho.routers import SERVICE
 from suho.tenancy import tenant_context
 

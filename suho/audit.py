@@ -23,7 +23,7 @@ class Severity(models.TextChoices):
     CRITICAL = "critical"
 
 
-# fields=dict (audit_record's keywords), own_context=bool: the receiver writes one row
+# fields=dict (audit_record's keywords but own_chain), own_chain=bool: the receiver writes one row
 audit_requested = Signal()
 
 NO_RECEIVER = "nothing receives suho.audit.audit_requested: is the compliance app installed and ready?"
@@ -41,26 +41,19 @@ def audit_record(
     account_id: UUID | None = None,
     metadata: dict | None = None,
     ip_address: str | None = None,
+    own_chain: bool = False,
 ) -> None:
-    """Append one audit row in the caller's transaction and tenant context; the database chains its hash.
+    """Append one audit row; the database chains its hash.
 
-    Rows of a tenant must be written under that tenant's context (RLS WITH CHECK); platform rows (tenant_id None)
-    only through the operator path.
+    By default in the caller's transaction and tenant context: rows of a tenant must be written under that tenant's
+    context (RLS WITH CHECK), platform rows (tenant_id None) only through the operator path. `own_chain=True` opens
+    the row's chain itself (the tenant's context, or the operator path in a transaction of its own), for rows
+    written outside any request's context, e.g. after a commit.
     """
     fields = dict(
         tenant_id=tenant_id, event_type=event_type, category=category, action=action, description=description,
         severity=severity, user_id=user_id, account_id=account_id, metadata=metadata, ip_address=ip_address,
     )  # fmt: skip
-    _send(own_context=False, fields=fields)
-
-
-def audit_record_in_chain(**fields) -> None:
-    """`audit_record`, opening the row's chain itself: the tenant's context, or for `tenant_id=None` the platform's
-    (operator path, its own transaction). For rows written after a commit, outside any request's context."""
-    _send(own_context=True, fields=fields)
-
-
-def _send(*, own_context: bool, fields: dict) -> None:
-    responses = audit_requested.send(sender=None, own_context=own_context, fields=fields)  # errors propagate
+    responses = audit_requested.send(sender=None, fields=fields, own_chain=own_chain)  # errors propagate
     if not responses:
         raise RuntimeError(NO_RECEIVER)

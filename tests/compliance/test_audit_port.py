@@ -39,11 +39,13 @@ def test_a_row_commits_and_rolls_back_with_the_callers_transaction():
 @pytest.mark.django_db(databases=["default", "operator"])
 def test_a_row_in_its_own_chain_goes_to_the_tenant_or_the_platform():
     tenant = make_tenant()
-    audit.audit_record_in_chain(
-        tenant_id=tenant.id, event_type="tenant_row", category="test", action="create",
+    audit.audit_record(
+        own_chain=True, tenant_id=tenant.id, event_type="tenant_row", category="test", action="create",
         severity=audit.Severity.WARNING,
     )  # fmt: skip
-    audit.audit_record_in_chain(tenant_id=None, event_type="platform_row_port_test", category="test", action="create")
+    audit.audit_record(
+        own_chain=True, tenant_id=None, event_type="platform_row_port_test", category="test", action="create"
+    )
     assert _event_types(tenant.id) == ["tenant_row"]
     with operator_path():
         assert AuditLog.objects.filter(tenant_id=None, event_type="platform_row_port_test").count() == 1

@@ -21,9 +21,9 @@ import binproto
 from accounts.models import ApiKey, EASession, MT5Account
 from accounts.services import ea_authenticate
 from binproto import CloseCode
-from compliance.services import audit_record
 from signals.delivery import signal_publish_on_commit
 from signals.models import TradingSignal
+from suho.audit import audit_record
 from suho.tenancy import tenant_context
 from tests.gateway.ea_client import WireEA, rows, trade_opened
 from trading.connection import ea_session_claim
