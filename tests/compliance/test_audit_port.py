@@ -16,8 +16,6 @@ from suho import audit
 from suho.routers import operator_path
 from suho.tenancy import tenant_context
 
-pytestmark = pytest.mark.django_db
-
 
 def _event_types(tenant_id) -> list[str]:
     with tenant_context(tenant_id):
@@ -26,6 +24,7 @@ def _event_types(tenant_id) -> list[str]:
         )
 
 
+@pytest.mark.django_db
 def test_a_row_commits_and_rolls_back_with_the_callers_transaction():
     tenant = make_tenant()
     with tenant_context(tenant.id):
@@ -36,8 +35,9 @@ def test_a_row_commits_and_rolls_back_with_the_callers_transaction():
     assert _event_types(tenant.id) == ["kept"]
 
 
-@pytest.mark.django_db(databases=["default", "operator"])
-def test_a_row_in_its_own_chain_goes_to_the_tenant_or_the_platform():
+def test_a_row_in_its_own_chain_goes_to_the_tenant_or_the_platform(committed):
+    """Each row commits in its own chain (`committed`: in one wrapping test transaction the platform row's
+    connection would wait on the tenant row's, e.g. for the TimescaleDB chunk that insert created)."""
     tenant = make_tenant()
     audit.audit_record(
         own_chain=True, tenant_id=tenant.id, event_type="tenant_row", category="test", action="create",
@@ -51,6 +51,7 @@ def test_a_row_in_its_own_chain_goes_to_the_tenant_or_the_platform():
         assert AuditLog.objects.filter(tenant_id=None, event_type="platform_row_port_test").count() == 1
 
 
+@pytest.mark.django_db
 def test_an_audited_action_nothing_records_fails_and_changes_nothing():
     """A key revocation in a process without compliance's receiver: refused, the key stays active."""
     tenant = make_tenant()
