@@ -1,4 +1,5 @@
-"""Batched writes of broker ticks: one set-based INSERT per tenant, then the cache and NATS (ARCHITECTURE §4)."""
+"""Broker ticks: published to NATS as decoded, then batched writes (one set-based INSERT per tenant) and the cache
+(ARCHITECTURE §4)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import NamedTuple
 
 from django.db import connections, transaction
 
-from suho.bus import get_bus, subject_token
+from suho.bus import subject_token
 from suho.cache import QUOTE_TTL_S, cache_set_many, quote_key
 from suho.clock import us_to_datetime
 from suho.routers import SERVICE
@@ -68,22 +69,30 @@ def broker_quotes_insert(rows: list[TickRow]) -> int:
     return len(rows)
 
 
-def broker_quotes_after_commit(rows: list[TickRow]) -> None:
-    """Latest quote per (account, symbol) into the cache (5 s TTL); every tick to mt5.account.{id}.quotes.{symbol}."""
-    latest: dict[tuple[str, str], TickRow] = {}
+def broker_quotes_live(rows: list[TickRow]) -> list[tuple[str, bytes]]:
+    """Each tick's message on mt5.account.{id}.quotes.{symbol}, which the gateway publishes as it decodes the frame:
+    ticks are volume, so a live subscriber sees one within milliseconds instead of after its batch is stored (a tick
+    can then be seen live and lost from storage in a crash: docs/streams.md)."""
     messages = []
-    symbols: dict[str, tuple[str, str]] = {}  # symbol → (subject token, JSON string), made once per batch
+    symbols: dict[str, tuple[str, str]] = {}  # symbol → (subject token, JSON string), made once per frame
     for row in rows:
-        latest[(row.account_id, row.symbol)] = row
         token, name = symbols.get(row.symbol) or symbols.setdefault(
             row.symbol, (subject_token(row.symbol), json.dumps(row.symbol))
         )
-        # Hand-built JSON: per tick, this is the hot path after commit (json.dumps of a dict costs ~4× more).
+        # Hand-built JSON: per tick, this is the hot path (json.dumps of a dict costs ~4× more).
         payload = (
             f'{{"symbol":{name},"bid":{row.bid!r},"ask":{row.ask!r},"spread":{row.spread!r},'
             f'"time_us":{row.time_us},"tradeable":{"true" if row.tradeable else "false"}}}'
         )
         messages.append((f"mt5.account.{row.account_id}.quotes.{token}", payload.encode()))
+    return messages
+
+
+def broker_quotes_after_commit(rows: list[TickRow]) -> None:
+    """Latest quote per (account, symbol) into the cache (5 s TTL), once the batch is stored."""
+    latest: dict[tuple[str, str], TickRow] = {}
+    for row in rows:
+        latest[(row.account_id, row.symbol)] = row
     cache_set_many(
         [
             (quote_key(account_id, symbol), QUOTE_TTL_S,
@@ -92,4 +101,3 @@ def broker_quotes_after_commit(rows: list[TickRow]) -> None:
             for (account_id, symbol), row in latest.items()
         ]
     )  # fmt: skip
-    get_bus().publish_many(messages)

@@ -25,7 +25,7 @@ from suho.clock import now_us
 from suho.drain import DRAIN_REASON, drain_retry_after_ms, draining
 from trading import connection as connection_services
 from trading import outbound_batch
-from trading.gateway import NODE, SESSION_REPLACED_REASON, batcher, hub
+from trading.gateway import NODE, SESSION_REPLACED_REASON, hub, volume_add
 from trading.ingest import REPLACED, positions_cache_write, profile_update, trade_event_record
 from trading.session import (
     MAX_ERRORS,
@@ -169,7 +169,7 @@ class EAConsumer(AsyncWebsocketConsumer):
         for action in actions:
             kind = type(action)
             if kind is Batch:
-                batcher(action.kind).add(action.rows)
+                volume_add(action.kind, action.rows)
             elif kind is Send:
                 if not self.session.closing:
                     await self.send(bytes_data=action.frame)

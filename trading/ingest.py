@@ -21,7 +21,7 @@ from django.utils import timezone
 
 import binproto
 from accounts.models import MT5Account
-from quotes.ingest import TickRow, broker_quotes_after_commit, broker_quotes_insert
+from quotes.ingest import TickRow, broker_quotes_after_commit, broker_quotes_insert, broker_quotes_live
 from suho.bus import get_bus
 from suho.cache import BALANCE_TTL_S, POSITIONS_TTL_S, balance_key, cache_delete, cache_set_many, positions_key
 from suho.clock import us_to_datetime
@@ -169,15 +169,17 @@ def heartbeats_after_commit(rows: list[HeartbeatRow]) -> None:
 
 class VolumeKind(NamedTuple):
     """How one kind of volume row is written: its row type (the bridge rebuilds rows from JSON lists), its set-based
-    insert, and its work after commit (cache, NATS)."""
+    insert, its work after commit (cache, NATS) and, for ticks, the NATS messages the gateway publishes as soon as
+    it decodes them (before the batch is stored, in either ingest mode)."""
 
     row: type
     insert: Callable[[list], int]
     after_commit: Callable[[list], None]
+    live: Callable[[list], list[tuple[str, bytes]]] | None = None
 
 
 VOLUME_KINDS: dict[str, VolumeKind] = {  # the one table of both ingest paths: the gateway's batcher and the bridge
-    "quotes": VolumeKind(TickRow, broker_quotes_insert, broker_quotes_after_commit),
+    "quotes": VolumeKind(TickRow, broker_quotes_insert, broker_quotes_after_commit, live=broker_quotes_live),
     "balances": VolumeKind(BalanceRow, balances_insert, balances_after_commit),
     "heartbeats": VolumeKind(HeartbeatRow, heartbeats_insert, heartbeats_after_commit),
 }
