@@ -1,7 +1,9 @@
 """An EA flooding trade events, and a 600 MB request body, against one real server (issue 15, findings 3 and 4).
 
 On a fresh `python -m suho.server` (decision 0012): an EA of another tenant sends TRADE_OPENED one at a time, each
-after the last one's EVENT_ACK, first alone (`IDLE_EVENTS`), then for `FLOOD_WINDOW_S` while the first tenant floods:
+after the last one's EVENT_ACK and at most at half its kind's rate limit (binproto.RATE_LIMITS, docs/protocol.md §9:
+it plays by the rules, so the server must not close it), first alone (`IDLE_EVENTS`), then for `FLOOD_WINDOW_S`
+while the first tenant floods:
 every `FLOOD_EVERY_S` one more of its EAs connects and sends TRADE_OPENED without pause until the server closes it
 (each is closed within a fraction of a second, so one flooder alone would leave nothing to measure).
 Then a 600 MB POST to /api/ea/auth, once with a Content-Length and once chunked, each streamed from one zeroed MiB.
@@ -23,7 +25,8 @@ from bench import ea_load
 from bench.stack import Daphne
 from bench.stats import cell, num, percentile, spread
 
-IDLE_EVENTS = 100
+IDLE_EVENTS = 50
+CALM_INTERVAL_S = 2 / bp.RATE_LIMITS[bp.MsgType.TRADE_OPENED][0]  # half the sustained rate the server allows
 BODY_BYTES = 600 * 1024 * 1024
 CHUNK = bytes(1024 * 1024)
 RSS_LIMIT_MB = 150  # acceptance: less growth than this during the flood and the 600 MB body
@@ -66,13 +69,15 @@ class RssSampler:
 
 
 async def _acked(ws, ticket: int, seq: int) -> float:
-    """Send one TRADE_OPENED; ms until its EVENT_ACK."""
+    """Send one TRADE_OPENED; ms until its EVENT_ACK. Returns no sooner than CALM_INTERVAL_S after the send."""
     t0 = time.perf_counter()
     await ws.send(trade_opened(ticket, seq))
     async with asyncio.timeout(30):
         while not isinstance(message := bp.decode(await ws.recv()), bp.EventAck) or message.ticket != ticket:
             pass
-    return (time.perf_counter() - t0) * 1000
+    acked_ms = (time.perf_counter() - t0) * 1000
+    await asyncio.sleep(max(0.0, CALM_INTERVAL_S - acked_ms / 1000))
+    return acked_ms
 
 
 async def _flood(ws, base: int) -> dict:
