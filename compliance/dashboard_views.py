@@ -1,4 +1,4 @@
-"""The operator dashboard as the admin index (suho.urls mounts it at /admin/, before the admin's own routes)."""
+"""The operator dashboard as the admin index (compliance/admin_urls.py, which suho.urls mounts at /admin/ first)."""
 
 from __future__ import annotations
 

@@ -207,7 +207,6 @@ class LivePublisher:
     def __init__(self) -> None:
         self._messages: list[tuple[str, bytes]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.published = 0
 
     def add(self, messages: list[tuple[str, bytes]]) -> None:
         loop = asyncio.get_running_loop()
@@ -219,7 +218,6 @@ class LivePublisher:
 
     def _publish(self) -> None:
         messages, self._messages = self._messages, []
-        self.published += len(messages)
         get_bus().publish_many(messages)
 
 
