@@ -71,15 +71,16 @@ def test_the_strategy_signals_both_ways_within_a_minute_of_the_feed_starting(acc
     start = time.time() - 90  # runs as beat would, every DEMO_STRATEGY_INTERVAL_S from 10 s after the start
     market = DemoMarket(turn_at=start - DEMO_TURN_LEAD_S)
     history = [start - HISTORY_S + 5 * i for i in range(HISTORY_S // 5)]
-    signals, written, run = [], 0, start + DEMO_STRATEGY_INTERVAL_S
-    while run <= start + 70 and not signals:
+    first_signal, written, run = {}, 0, start + DEMO_STRATEGY_INTERVAL_S
+    while run <= start + 70 and len(first_signal) < 2:  # the market's jitter can put one symbol's cross a bar later
         moments = history + [start + i / 2 for i in range(int((run - start) * 2) + 1)]
         _reference(market, moments[written:])
         written = len(moments)
         _broker_quotes(market, opted_in, at=run)
-        signals = reference_strategy_run(now=datetime.fromtimestamp(run, UTC))
+        for signal in reference_strategy_run(now=datetime.fromtimestamp(run, UTC)):
+            first_signal.setdefault(signal.symbol, signal.action)
         run += DEMO_STRATEGY_INTERVAL_S
-    assert sorted((s.symbol, s.action) for s in signals) == [("EURUSD", "BUY"), ("XAUUSD", "SELL")]
+    assert first_signal == {"EURUSD": "BUY", "XAUUSD": "SELL"}
     assert run - start <= 60 + 2 * DEMO_STRATEGY_INTERVAL_S
 
 
