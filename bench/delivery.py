@@ -14,10 +14,15 @@ this machine's clock.
 from __future__ import annotations
 
 import asyncio
+import http.client
+import json
 import random
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import binproto as bp
@@ -34,8 +39,13 @@ BROADCASTS = 5
 BROADCAST_SETTLE_S = 2.0  # the 1,000 ACKs are committed (batched writes, ≤ 250 ms apart) before the next broadcast
 PROCESS_EAS = 500
 API_KEY_HELLOS = 16
+POST_LEVELS = (1, 1_000)
 PROFILE_S = 8
 PROFILED_BROADCASTS = 3
+POSTS = 200  # signal POST → EA socket: POSTs per run, one every POST_INTERVAL_S, by POST_CLIENTS keep-alive clients
+POST_INTERVAL_S = 0.02
+POST_CLIENTS = 4
+QUOTE_REFRESH_S = 1.0  # the bench writes the targeted accounts' broker quotes this often (their cache TTL is 5 s)
 
 
 def now_us() -> int:
@@ -117,6 +127,80 @@ async def _broadcast(nats_url: str, accounts: list[str]) -> tuple[int, list[str]
     return started, [ref for _s, _p, ref in messages], published_ms
 
 
+def ml_keys_create(eas: list) -> dict[str, str]:
+    """One ML-engine key per bench tenant (the producer's credential): account id → its tenant's plaintext key."""
+    from signals.services import ml_engine_key_create
+
+    by_tenant: dict[str, str] = {}
+    for ea in eas:
+        if ea.tenant_id not in by_tenant:
+            by_tenant[ea.tenant_id] = ml_engine_key_create(tenant_id=ea.tenant_id, label="bench")[1]
+    return {ea.account_id: by_tenant[ea.tenant_id] for ea in eas}
+
+
+@contextmanager
+def broker_quotes_fresh(account_ids: list[str]):
+    """The accounts' EURUSD broker quotes in the cache, rewritten every QUOTE_REFRESH_S while the block runs, as
+    their EAs' ticks would keep them: a signal without a fresh broker quote is refused (docs/decisions/0005)."""
+    from suho.cache import QUOTE_TTL_S, cache_set_many, quote_key
+
+    def write() -> None:
+        quote = {"bid": 1.09500, "ask": 1.09512, "spread": 12, "timestamp": datetime.now(UTC).isoformat()}
+        cache_set_many([(quote_key(account, "EURUSD"), QUOTE_TTL_S, quote) for account in account_ids])
+
+    stop = threading.Event()
+
+    def refresh() -> None:
+        while not stop.wait(QUOTE_REFRESH_S):
+            write()
+
+    write()
+    thread = threading.Thread(target=refresh, name="bench-quotes", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _post_series(port: int, keys: dict[str, str], accounts: list[str], count: int, interval_s: float) -> list[dict]:
+    """`count` market signals POSTed to /api/signals/ as the ML engine sends them (its key, seed §5.2 JSON), one
+    every `interval_s` to a random account, from POST_CLIENTS keep-alive HTTP connections. Each result: when the
+    request started and was answered, and the server's signal id, which the EA's TRADING_SIGNAL carries."""
+    local = threading.local()
+
+    def post(account_id: str) -> dict:
+        body = json.dumps({
+            "account_id": account_id, "symbol": "EURUSD", "action": "BUY", "volume": 0.01, "stop_loss": 1.09,
+            "take_profit": 1.1, "strategy_name": "bench", "metadata": {"polygon_bid": 1.095, "polygon_ask": 1.0951},
+        })  # fmt: skip
+        headers = {"Authorization": f"Bearer {keys[account_id]}", "Content-Type": "application/json"}
+        if getattr(local, "conn", None) is None:
+            local.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        sent = now_us()
+        try:
+            local.conn.request("POST", "/api/signals/", body, headers)
+            response = local.conn.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            local.conn = None
+            return {"sent_us": sent, "error": repr(exc)}
+        result = {"sent_us": sent, "answered_us": now_us(), "http_status": response.status}
+        if response.status != 201:
+            return result | {"error": data[:300].decode(errors="replace")}
+        created = json.loads(data)
+        return result | {"ref": uuid.UUID(created["signal_id"]).hex, "status": created["status"]}
+
+    with ThreadPoolExecutor(POST_CLIENTS, thread_name_prefix="bench-post") as pool:
+        futures, due = [], time.monotonic()
+        for _ in range(count):
+            futures.append(pool.submit(post, random.choice(accounts)))
+            due += interval_s
+            time.sleep(max(0.0, due - time.monotonic()))
+        return [future.result() for future in futures]
+
+
 def run(*, eas: list, log_dir: Path, runs: int) -> dict:
     from django.conf import settings
 
@@ -125,7 +209,9 @@ def run(*, eas: list, log_dir: Path, runs: int) -> dict:
     loads: list[LoadProcess] = []
     phases: dict[str, str] = {}  # ref → phase
     broadcasts: list[tuple[int, list[str], float]] = []
+    posts: dict[str, list[dict]] = {}  # "post/<level>/<run>" → _post_series results
     setup = []
+    ml_keys = ml_keys_create(eas[: LEVELS[-1]])
     try:
         keyed = LoadProcess(
             {
@@ -182,6 +268,12 @@ def run(*, eas: list, log_dir: Path, runs: int) -> dict:
                 for ref in asyncio.run(_series(nats_url, connected, command, MESSAGES, INTERVAL_S)):
                     phases[ref] = f"command/{level}/{r}"
                 time.sleep(0.5)
+            if level in POST_LEVELS:
+                with broker_quotes_fresh(connected):
+                    for r in range(runs):
+                        posts[f"post/{level}/{r}"] = _post_series(daphne.port, ml_keys, connected, POSTS,
+                                                                  POST_INTERVAL_S)  # fmt: skip
+                        time.sleep(0.5)
         for r in range(runs):
             for ref in asyncio.run(_series(nats_url, connected, signal, MESSAGES, INTERVAL_S)):
                 phases[ref] = f"signal/{len(connected)}/{r}"
@@ -207,6 +299,7 @@ def run(*, eas: list, log_dir: Path, runs: int) -> dict:
         "runs": runs,
         "setup": setup,
         **_phases(phases, received),
+        "posts": _posts(posts, received),
         "broadcasts": [
             _broadcast_result(refs, started, received) | {"published_ms": published_ms, "cpu_ms": cpu_ms - idle_cpu_ms}
             for started, refs, published_ms, cpu_ms in broadcasts
@@ -252,6 +345,27 @@ def _phases(phases: dict[str, str], received: dict) -> dict:
     return {"per_run": per_run}
 
 
+def _posts(posts: dict[str, list[dict]], received: dict) -> dict:
+    """Per run: POST start → TRADING_SIGNAL at the EA and POST start → 201, p50/p99 in ms; what was refused."""
+    out = {}
+    for phase, results in posts.items():
+        created = [r for r in results if r.get("http_status") == 201]
+        to_ea = [(received[r["ref"]][1] - r["sent_us"]) / 1000 for r in created if r["ref"] in received]
+        answered = [(r["answered_us"] - r["sent_us"]) / 1000 for r in created]
+        out[phase] = {
+            "sent": len(results),
+            "created": len(created),
+            "rejected": sum(1 for r in created if r["status"] == "rejected"),
+            "delivered": len(to_ea),
+            "errors": sorted({r.get("error", "")[:120] for r in results if "error" in r})[:3],
+            "p50_ms": percentile(to_ea, 50),
+            "p99_ms": percentile(to_ea, 99),
+            "answer_p50_ms": percentile(answered, 50),
+            "answer_p99_ms": percentile(answered, 99),
+        }
+    return out
+
+
 def _broadcast_result(refs: list[str], started: int, received: dict) -> dict:
     arrivals = [received[ref][1] for ref in refs if ref in received]
     return {
@@ -269,7 +383,14 @@ def _group(result: dict, prefix: str) -> list[dict]:
 def targets(result: dict) -> list[tuple[str, str, str, bool]]:
     p99 = spread([r["p99_ms"] for r in _group(result, "command/1000")])["median"]
     last = spread([b["last_ms"] for b in result["broadcasts"]])["median"]
+    post = spread([v["p99_ms"] for k, v in result.get("posts", {}).items() if k.startswith("post/1000/")])["median"]
     return [
+        (
+            "Signal POST → EA socket p99, 1,000 EAs connected",
+            f"{num(post, 1)} ms",
+            "< 10 ms",
+            post is not None and post < TARGET_P99_MS,
+        ),
         ("Delivery p99, 1,000 EAs connected", f"{num(p99, 1)} ms", "< 10 ms", p99 is not None and p99 < TARGET_P99_MS),
         (
             "Broadcast to 1,000 EAs, last one",
@@ -298,6 +419,19 @@ def markdown(result: dict) -> str:
         f"| trading signal p99, {result['levels'][-1]:,} EAs ({delivered}) | {' | '.join(cell(p99, 2, ' ms'))}"
         f" | < 10 ms | {met(p99['median'] is not None and p99['median'] < TARGET_P99_MS)} |"
     )
+    for level in POST_LEVELS if result.get("posts") else ():
+        group = [v for k, v in result["posts"].items() if k.startswith(f"post/{level}/")]
+        eas = f"{level:,} EA{'s' if level != 1 else ''} connected"
+        delivered = f"{sum(g['delivered'] for g in group)}/{sum(g['sent'] for g in group)} delivered"
+        p50, p99 = spread([g["p50_ms"] for g in group]), spread([g["p99_ms"] for g in group])
+        lines.append(f"| signal POST → EA socket p50, {eas} | {' | '.join(cell(p50, 1, ' ms'))} | | |")
+        ok = p99["median"] is not None and p99["median"] < TARGET_P99_MS
+        lines.append(
+            f"| signal POST → EA socket p99, {eas} ({delivered}) | {' | '.join(cell(p99, 1, ' ms'))} | < 10 ms | "
+            f"{met(ok)} |"
+        )
+        answer = spread([g["answer_p99_ms"] for g in group])
+        lines.append(f"| … POST → its 201 p99, {eas} | {' | '.join(cell(answer, 1, ' ms'))} | | |")
     last = spread([b["last_ms"] for b in result["broadcasts"]])
     half = spread([b["median_ms"] for b in result["broadcasts"]])
     delivered = f"{sum(b['received'] for b in result['broadcasts'])}/{sum(b['sent'] for b in result['broadcasts'])}"
@@ -329,6 +463,18 @@ def markdown(result: dict) -> str:
         f"{result['runs']} runs per level (p50/p99 per run; median and min–max over runs); {BROADCASTS} broadcasts. "
         f"Connections closed by the server: {result['closed'] or 'none'}.",
     ]
+    if result.get("posts"):
+        runs = result["posts"].values()
+        errors = sorted({e for r in runs for e in r["errors"]}) or "none"
+        lines += [
+            "",
+            f"Signal POST → EA socket: {POSTS} market signals per run, one every {POST_INTERVAL_S * 1000:.0f} ms to a "
+            f"random connected EA, POSTed to `/api/signals/` with the tenant's ML-engine key from {POST_CLIENTS} "
+            "keep-alive connections; from the start of the request to the TRADING_SIGNAL frame's arrival at the EA "
+            "(the figure the seed's < 10 ms is about), and to the 201. The bench keeps the accounts' broker quotes "
+            f"fresh in the cache; no reference feed runs. Refused by the risk gate: "
+            f"{sum(r['rejected'] for r in runs)}; other answers: {errors}.",
+        ]
     if result.get("profile") and not all(ok for *_rest, ok in targets(result)):
         lines += [
             "",

@@ -10,8 +10,6 @@ Every EA connects to /ws/ea/, sends HELLO with its access token and waits for AU
   The header timestamp is the send time (µs), which the server stores as the row's `time`.
 - `probe_dsn`: the first EA polls PostgreSQL every `probe_interval_s` for its own EURUSD rows; a row's tick→row
   latency is the start of the first poll that sees it minus its send time (an upper bound; resolution one interval).
-- `probe_nats_url`: the first EA's EURUSD ticks are also received as a NATS subscriber (the ML engine) receives them,
-  on `mt5.account.{id}.quotes.EURUSD`; a tick's tick→subscriber latency is its arrival minus its send time.
 - `heartbeat_s` / `finance_s` / `positions_s` > 0: HEARTBEAT / ACCOUNT_FINANCE / POSITIONS at that period, random
   phase (the protocol's 30 s keep-alive); `on_connect`: ACCOUNT_FINANCE and POSITIONS once right after HELLO.
 - always: every COMMAND and TRADING_SIGNAL received is recorded (id, the time it was issued, the time it arrived)
@@ -99,7 +97,6 @@ class Stats:
     closed: Counter = field(default_factory=Counter)
     received: list = field(default_factory=list)  # [ref id hex, issued µs, received µs]
     latencies: list = field(default_factory=list)  # [send µs, tick→row µs]
-    live_latencies: list = field(default_factory=list)  # [send µs, tick→NATS subscriber µs]
     probe_lost: list = field(default_factory=list)  # send µs of probed ticks not visible within LOST_AFTER_S
     probe_pending: dict = field(default_factory=dict)  # send µs → None: sent, not visible yet
     probe_polls: int = 0
@@ -224,24 +221,6 @@ def positions() -> bp.Positions:
     )
 
 
-async def probe_subscribe(url: str, ea: dict, stats: Stats, subscribed: asyncio.Event) -> None:
-    """Receive the probe EA's EURUSD ticks from NATS, as the ML engine would (the header time is the send time)."""
-    import nats
-
-    async def arrived(msg) -> None:
-        sent_us = json.loads(msg.data)["time_us"]
-        stats.live_latencies.append([sent_us, now_us() - sent_us])
-
-    connection = await nats.connect(url)
-    try:
-        await connection.subscribe(f"mt5.account.{ea['account_id']}.quotes.EURUSD", cb=arrived)
-        await connection.flush()
-        subscribed.set()
-        await asyncio.Event().wait()
-    finally:
-        await connection.close()
-
-
 async def probe_poll(dsn: str, ea: dict, interval_s: float, stats: Stats) -> None:
     """Find the probe EA's EURUSD rows as they become visible (`stats.probe_pending` is in send order)."""
     pending = stats.probe_pending
@@ -327,10 +306,6 @@ async def run(config: dict) -> None:
         ):
             if config.get(key):
                 tasks.append(asyncio.create_task(periodic(ws, config[key], build, counter, stats)))
-    if probing and config.get("probe_nats_url"):
-        subscribed = asyncio.Event()
-        tasks.append(asyncio.create_task(probe_subscribe(config["probe_nats_url"], live[0][0], stats, subscribed)))
-        await asyncio.wait_for(subscribed.wait(), CONNECT_TIMEOUT_S)
     if probing:
         interval_s = config.get("probe_interval_s", 0.01)
         tasks.append(asyncio.create_task(probe_poll(config["probe_dsn"], live[0][0], interval_s, stats)))
@@ -357,7 +332,6 @@ async def run(config: dict) -> None:
             "closed": dict(stats.closed),
             "received": stats.received,
             "latencies": stats.latencies,
-            "live_latencies": stats.live_latencies,
             "probe_lost": stats.probe_lost,
             "probe_pending": list(stats.probe_pending),
             "probe_polls": stats.probe_polls,

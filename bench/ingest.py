@@ -5,6 +5,9 @@ measures over a fixed window: rows committed per second (count(*) at both ends),
 cpu_times; PostgreSQL's apart), and tick→row latency from the probe EA (see bench.ea_load). The latency window
 closes `DRAIN_S` before the EAs stop, so a tick sent at its end still has time to show up; a tick not seen by the
 stop counts with its lower bound (stop − send), and a percentile landing on such a tick is reported as "≥".
+Tick→NATS subscriber latency is taken by `LiveProbe`, a subscriber in a thread of this bench process (idle during
+the window), not in a load process whose event loop is busy sending: each probe EA's EURUSD ticks as the ML engine
+receives them, arrival minus the tick's own time (its send time).
 
 Phases:
 1. capacity: 120 EAs × 25 packets/s × 8 ticks = 24,000 ticks/s offered (120 % of the target);
@@ -21,9 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import statistics
 import subprocess
+import threading
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -75,6 +80,45 @@ BRIDGE_QUEUE_IN_USE = (
 
 class BridgeQueueInUse(RuntimeError):
     """Another bridge consumes SUHO_INGEST on this NATS server: purging would lose its rows."""
+
+
+class LiveProbe:
+    """A NATS subscriber to the probe EAs' EURUSD ticks on its own event loop in a thread: [send µs, latency µs]."""
+
+    def __init__(self, nats_url: str, account_ids: list[str]):
+        self.latencies: list[list[int]] = []
+        self._subscribed = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped: asyncio.Event | None = None
+        self._thread = threading.Thread(target=asyncio.run, args=(self._run(nats_url, account_ids),), daemon=True)
+        self._thread.start()
+        if not self._subscribed.wait(10):
+            raise RuntimeError(f"live probe: not subscribed on {nats_url} within 10 s")
+
+    async def _run(self, nats_url: str, account_ids: list[str]) -> None:
+        import nats
+
+        self._loop, self._stopped = asyncio.get_running_loop(), asyncio.Event()
+
+        async def arrived(msg) -> None:
+            received_us = time.time_ns() // 1000
+            sent_us = json.loads(msg.data)["time_us"]
+            self.latencies.append([sent_us, received_us - sent_us])
+
+        client = await nats.connect(nats_url, connect_timeout=5)
+        try:
+            for account_id in account_ids:
+                await client.subscribe(f"mt5.account.{account_id}.quotes.EURUSD", cb=arrived)
+            await client.flush()
+            self._subscribed.set()
+            await self._stopped.wait()
+        finally:
+            await client.close()
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stopped is not None:
+            self._loop.call_soon_threadsafe(self._stopped.set)
+        self._thread.join(10)
 
 
 def _rows() -> int:
@@ -193,6 +237,7 @@ def load_run(
     lb: subprocess.Popen | None = None
     bridge_procs: list[Bridge] = []
     loads: list[LoadProcess] = []
+    live_probe: LiveProbe | None = None
     nats = nats_process()
     try:
         if bridges:
@@ -219,11 +264,11 @@ def load_run(
                 "fps": fps,
                 "json": as_json,
                 "probe_dsn": admin_dsn(),
-                "probe_nats_url": settings.NATS_URL.split(",")[0],
                 "seed": 1000 * k,
             }
             loads.append(LoadProcess(config, log_dir, f"ingest-load{k}"))
         ready = [load.event(120) for load in loads]
+        live_probe = LiveProbe(settings.NATS_URL.split(",")[0], [eas[k].account_id for k in range(parts)])
         time.sleep(WARMUP_S)
         start_us, busy0, cpu0, pg0 = (
             time.time_ns() // 1000,
@@ -253,6 +298,8 @@ def load_run(
         time.sleep(DRAIN_S)
         results = [load.stop() for load in loads]
     finally:
+        if live_probe is not None:
+            live_probe.stop()
         for load in loads:
             load.kill()
         if lb is not None:
@@ -276,7 +323,7 @@ def load_run(
     p50, p50_censored = _percentile_cell(latencies, floor, 50)
     p99, p99_censored = _percentile_cell(latencies, floor, 99)
     ticks = sum(r["ticks"] for r in results)
-    live = [lat / 1000 for r in results for sent, lat in r["live_latencies"] if start_us <= sent < end_us]
+    live = [lat / 1000 for sent, lat in live_probe.latencies if start_us <= sent < end_us]
     return {
         "eas": len(eas),
         "servers": servers,
@@ -642,7 +689,9 @@ def _notes(result: dict) -> str:
         "tick→row latency from the probe EA of each load process (its EURUSD rows polled every 10 ms: the figure is "
         "an upper bound with 10 ms resolution; samples per run: "
         f"{', '.join(str(r['latency_samples']) for r in cap)}; not yet visible at the stop: "
-        f"{', '.join(str(r['latency_censored']) for r in cap)}). Server CPU is the daphne process (all threads); "
+        f"{', '.join(str(r['latency_censored']) for r in cap)}); tick→NATS subscriber latency from a subscriber to "
+        "those probe EAs' EURUSD ticks in a thread of the bench process, which is idle during the window "
+        "(arrival minus the tick's send time). Server CPU is the daphne process (all threads); "
         "PostgreSQL's is the sum over its processes on this machine. The naive path runs in the bench process "
         f"({NAIVE_TICKS} saves per run, no WebSocket), so the ratio flatters it if anything. "
         f"Connections closed by the server during capacity runs: {closed or 'none'}."
