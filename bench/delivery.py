@@ -1,4 +1,5 @@
-"""Delivery (issue 9 item 4): NATS publish → EA receive latency with 1, 100 and 1,000 EAs connected; a broadcast.
+"""Delivery (issue 9 item 4): NATS publish → EA receive latency with 1, 100 and 1,000 EAs connected; a broadcast;
+signal POST → EA socket.
 
 One daphne; EAs join in steps (1, then 99, then 900 more, in load processes of ≤ 500). At each step the bench
 publishes COMMAND messages (`mt5.command.{account_id}.reconnect`, payload `binproto.to_json` as the gateway expects)
@@ -7,8 +8,9 @@ the binary frame arrived and ACKs it. Commands touch no database row on the way 
 the outbound batcher, off the event loop), so they time the delivery path itself; TRADING_SIGNAL is measured
 separately at 1,000 EAs. The ACKs of both are recorded by that batcher (trading.outbound_batch). The broadcast
 publishes one command to each of the 1,000 EAs back to back (1,000 subjects: the gateway's hub ignores
-`mt5.signal.broadcast.*`) and takes the time from the first publish to the last arrival. Publisher and EAs share
-this machine's clock.
+`mt5.signal.broadcast.*`) and takes the time from the first publish to the last arrival. With 1 and with 1,000 EAs
+connected the ML engine's whole path is timed too (issue 21): signals POSTed to /api/signals/ with the tenant's key,
+from the request's start to the TRADING_SIGNAL frame at the EA. Publisher and EAs share this machine's clock.
 """
 
 from __future__ import annotations
