@@ -223,6 +223,7 @@ def load_run(
     window_s: float = WINDOW_S,
     bridges: int = 0,
     balancer: bool = False,
+    server: type[Daphne] = Daphne,
 ) -> dict:
     """One measured run on fresh daphne process(es); the EAs split over two load processes (or one per server).
 
@@ -246,7 +247,7 @@ def load_run(
             for i in range(bridges):
                 bridge_procs.append(Bridge(log_dir, durable=BRIDGE_DURABLE, name=f"bridge{bridges}-{i}"))
         for i in range(servers):  # daphne starts while the bridges start: they are ready before the EAs send
-            daphnes.append(Daphne(log_dir, name=f"ingest{i}", app=app, env=server_env))
+            daphnes.append(server(log_dir, name=f"ingest{i}", app=app, env=server_env))
         if bridges:
             _bridges_wait(bridge_procs)
         if balancer:

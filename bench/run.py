@@ -37,6 +37,7 @@ SECTIONS = (
     "scaleout",
     "nats_failover",
     "reconnect",
+    "asgi",
 )
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 BUDGET_S = 570  # the issue's 10 minutes, with room for `make`'s own start-up and the embedded servers
@@ -50,6 +51,7 @@ OPTIONAL_MIN_LEFT_S = {
     "scaleout": 60,
     "nats_failover": 60,
     "reconnect": 90,
+    "asgi": 120,
 }
 CODEC_REPEAT = 7  # timed runs of ~50 ms per codec figure
 
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
     timed("database", fixtures.database_create)
     needed = max(
-        (120 if {"ingest", "paths", "scaleout"} & set(sections) else 0),
+        (120 if {"ingest", "paths", "scaleout", "asgi"} & set(sections) else 0),
         (1_000 + 16 if "delivery" in sections else 0),
         (5_000 if {"connections", "reconnect"} & set(sections) else 0),
         (200 if "cache" in sections else 0),
@@ -138,7 +140,7 @@ def _run_section(name: str, eas: list, log_dir: Path, runs: int, earlier: dict) 
         return module(name).run(repeat=CODEC_REPEAT)
     if name == "paths":
         return module(name).run(eas=eas, log_dir=log_dir, runs=runs, ingest_result=earlier.get("ingest"))
-    if name in ("ingest", "delivery", "flood", "scaleout", "nats_failover"):
+    if name in ("ingest", "delivery", "flood", "scaleout", "nats_failover", "asgi"):
         return module(name).run(eas=eas, log_dir=log_dir, runs=runs)
     if name in ("connections", "cache", "reconnect"):
         return module(name).run(eas=eas, log_dir=log_dir)
@@ -164,6 +166,7 @@ TITLES = {
     "scaleout": "10. Capacity behind the load balancer: one and two web processes (`bench/scaleout.py`)",
     "nats_failover": "11. A NATS cluster loses a node: how long publishing stalls (`bench/nats_failover.py`)",
     "reconnect": "12. Reconnect storm: EAs with tokens reconnect at once to one process (`bench/reconnect.py`)",
+    "asgi": "13. The EA gateway under daphne and under uvicorn (`bench/asgi.py`)",
 }
 
 

@@ -91,7 +91,7 @@ class Daphne:
         self.log_path = log_dir / f"{name}-{self.port}.log"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "suho.server", "-b", "127.0.0.1", "-p", str(self.port), "-v", "0", app],
+            self.command(app),
             cwd=ROOT,
             env={**os.environ, **(env or {})},
             stdout=self._log,
@@ -106,6 +106,9 @@ class Daphne:
                 tail = self.log_path.read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"daphne did not start on port {self.port}:\n{tail}")
             time.sleep(0.1)
+
+    def command(self, app: str) -> list[str]:
+        return [sys.executable, "-m", "suho.server", "-b", "127.0.0.1", "-p", str(self.port), "-v", "0", app]
 
     @property
     def url(self) -> str:
@@ -132,6 +135,19 @@ class Daphne:
         """SIGTERM, then SIGKILL after a bounded wait (thousands of disconnects may still be queued)."""
         process_stop(self.proc)
         self._log.close()
+
+
+class Uvicorn(Daphne):
+    """The same application under uvicorn (the sans-I/O `websockets` implementation, uvloop, httptools), for the
+    ASGI server comparison (issue 21 item 2). It has none of the limits suho/server.py adds to daphne (decision
+    0012): a measurement of the server's own cost per frame, not a deployment."""
+
+    def command(self, app: str) -> list[str]:
+        return [
+            sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(self.port),
+            "--ws", "websockets-sansio", "--loop", "uvloop", "--http", "httptools", "--lifespan", "off",
+            "--log-level", "warning", "--no-access-log", app,
+        ]  # fmt: skip
 
 
 def errors_logged(path: Path) -> int:

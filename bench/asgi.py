@@ -1,0 +1,75 @@
+"""ASGI servers side by side (issue 21 item 2): the same gateway, EAs and load under daphne and under uvicorn.
+
+daphne runs as deployed (`python -m suho.server`: daphne with Suho's limits where frames arrive, decision 0012);
+uvicorn with the sans-I/O `websockets` implementation, uvloop and httptools, without those limits (bench.stack.Uvicorn).
+Per server, in the same run and alternating: section 2's capacity workload (120 EAs × 25 v1 packets/s), then 60 %
+of the capacity that server measured; server CPU per 10,000 committed ticks at both, tick→row and tick→NATS
+subscriber latency at 60 %. Everything else is bench.ingest.load_run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.ingest import CAPACITY_EAS, FPS, SUSTAINED_WINDOW_S, _sustained_eas, load_run
+from bench.stack import Daphne, Uvicorn
+from bench.stats import cell, spread
+
+SERVERS = {"daphne (suho.server)": Daphne, "uvicorn (websockets-sansio, uvloop)": Uvicorn}
+MATERIAL_SAVING = 0.2  # cheaper per tick by at least this share counts as "materially" (the issue's word)
+
+
+def run(*, eas: list, log_dir: Path, runs: int) -> dict:
+    results: dict[str, dict[str, list]] = {name: {"capacity": [], "sustained": []} for name in SERVERS}
+    for _ in range(max(1, runs - 1)):  # alternating, so a neighbour's load on the machine hits both alike
+        for name, server in SERVERS.items():
+            capacity = load_run(eas[:CAPACITY_EAS], log_dir, fps=FPS, server=server)
+            results[name]["capacity"].append(capacity)
+            count = _sustained_eas(capacity["committed_ticks_s"])
+            results[name]["sustained"].append(
+                load_run(eas[:count], log_dir, fps=FPS, window_s=SUSTAINED_WINDOW_S, server=server)
+            )
+    return {"servers": results}
+
+
+def _median(runs: list[dict], key: str) -> float | None:
+    return spread([r.get(key) for r in runs])["median"]
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        "| ASGI server | committed at capacity | server CPU per 10k ticks at capacity | at 60 % | "
+        "tick→row p99 at 60 % | tick→NATS subscriber p99 at 60 % | connections closed |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, runs in result["servers"].items():
+        capacity, sustained = runs["capacity"], runs["sustained"]
+        closed = [c for r in capacity + sustained for c in r["closed"] if c] or "none"
+        lines.append(
+            f"| {name} | {cell(spread([r['committed_ticks_s'] for r in capacity]), 0, ' ticks/s')[0]} | "
+            f"{cell(spread([r['server_cpu_s_per_10k'] for r in capacity]), 3, ' s')[0]} | "
+            f"{cell(spread([r['server_cpu_s_per_10k'] for r in sustained]), 3, ' s')[0]} | "
+            f"{cell(spread([r['p99_ms'] for r in sustained]), 0, ' ms')[0]} | "
+            f"{cell(spread([r.get('live_p99_ms') for r in sustained]), 1, ' ms')[0]} | {closed} |"
+        )
+    names = list(result["servers"])
+    base, other = (_median(result["servers"][n]["capacity"], "server_cpu_s_per_10k") for n in names)
+    verdict = "–"
+    if base and other:
+        saving = 1 - other / base
+        verdict = (
+            f"{names[1]} spends {abs(saving):.0%} {'less' if saving > 0 else 'more'} server CPU per tick at capacity "
+            f"than {names[0]}: {'materially' if saving >= MATERIAL_SAVING else 'not materially'} cheaper "
+            f"(threshold {MATERIAL_SAVING:.0%})."
+        )
+    runs_each = len(result["servers"][names[0]]["capacity"])
+    return "\n".join(lines) + (
+        f"\n\n{verdict} Runs per server: {runs_each} (median when more). Same EAs, load processes and database; "
+        f"uvicorn runs without Suho's per-frame rate limits and inbound bounds, so its figure is a floor for what "
+        f"it would cost with them; the EA gateway stays on daphne unless the saving is material "
+        f"(docs/decisions/0026-asgi-server-for-the-gateway.md).\n"
+    )
+
+
+def targets(result: dict) -> list[tuple[str, str, str, bool]]:
+    return []
