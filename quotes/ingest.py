@@ -32,16 +32,14 @@ class TickRow(NamedTuple):
 # Each tick is priced against the reference quote of the same instant (seed §6.2): the newest reference quote of
 # its symbol (broker suffix stripped) at or before the tick and at most REFERENCE_MAX_AGE_S older; none → NULLs.
 REFERENCE_MAX_AGE_S = 5
-INSERT_QUOTES = f"""
+TICK_COLUMNS = "t, tenant, account, symbol, bid, ask, spread, quality, tradeable, session, trusted"
+INSERT_QUOTES_FROM = f"""
 INSERT INTO mt5_broker_quotes (time, tenant_id, account_id, symbol, bid, ask, spread, quote_quality, tradeable,
                                market_session, timestamp_trusted, broker_server,
                                polygon_mid_price, price_deviation, deviation_percent)
 SELECT t.time, tenant, account, symbol, bid, ask, spread, quality, tradeable, session, trusted, '',
        ref.mid, (bid + ask)::numeric / 2 - ref.mid, ((bid + ask)::numeric / 2 - ref.mid) * 100 / nullif(ref.mid, 0)
-FROM (SELECT to_timestamp(t / 1e6) AS time, *
-      FROM unnest(%s::bigint[], %s::uuid[], %s::uuid[], %s::text[], %s::float8[], %s::float8[], %s::float8[],
-                  %s::smallint[], %s::boolean[], %s::text[], %s::boolean[])
-           AS t(t, tenant, account, symbol, bid, ask, spread, quality, tradeable, session, trusted)) AS t
+FROM (SELECT to_timestamp(t / 1e6) AS time, * FROM {{source}}) AS t
 LEFT JOIN LATERAL (
     SELECT (r.bid + r.ask) / 2 AS mid FROM mt5_reference_quotes r
     WHERE r.symbol = regexp_replace(upper(t.symbol), '[^A-Z0-9].*$', '')
@@ -49,6 +47,21 @@ LEFT JOIN LATERAL (
     ORDER BY r.time DESC LIMIT 1
 ) AS ref ON true
 """
+INSERT_QUOTES = INSERT_QUOTES_FROM.format(
+    source=f"""unnest(%s::bigint[], %s::uuid[], %s::uuid[], %s::text[], %s::float8[], %s::float8[], %s::float8[],
+                  %s::smallint[], %s::boolean[], %s::text[], %s::boolean[]) AS s({TICK_COLUMNS})"""
+)
+# A large tenant group is copied into a temporary table and inserted from it (ARCHITECTURE §4): COPY moves rows
+# several times faster than unnest's arrays; the row policies apply to the INSERT alike. The DELETE … RETURNING
+# empties the table for the next large group in the same statement. Small groups keep the one-statement unnest.
+COPY_MIN_ROWS = 64
+STAGE_QUOTES = """CREATE TEMPORARY TABLE IF NOT EXISTS suho_ticks_in (t bigint, tenant uuid, account uuid,
+    symbol text, bid float8, ask float8, spread float8, quality smallint, tradeable boolean, session text,
+    trusted boolean) ON COMMIT DROP"""
+COPY_QUOTES = f"COPY suho_ticks_in ({TICK_COLUMNS}) FROM STDIN"
+INSERT_QUOTES_STAGED = "WITH staged AS (DELETE FROM suho_ticks_in RETURNING *)" + INSERT_QUOTES_FROM.format(
+    source="staged"
+)
 
 
 def _by_tenant(rows: list) -> dict[str, list]:
@@ -62,10 +75,20 @@ def broker_quotes_insert(rows: list[TickRow]) -> int:
     """Commit a batch of ticks (any tenants) in one transaction, each tenant's rows under its own context."""
     if not rows:
         return 0
-    with transaction.atomic(using=SERVICE), connections[SERVICE].cursor() as cursor:
+    staged, connection = False, connections[SERVICE]
+    with transaction.atomic(using=SERVICE), connection.cursor() as cursor:
         for tenant_id, group in _by_tenant(rows).items():
             cursor.execute("SELECT set_config(%s, %s, true)", [TENANT_SETTING, tenant_id])
-            cursor.execute(INSERT_QUOTES, [list(column) for column in zip(*group, strict=True)])
+            if len(group) < COPY_MIN_ROWS:
+                cursor.execute(INSERT_QUOTES, [list(column) for column in zip(*group, strict=True)])
+                continue
+            if not staged:
+                cursor.execute(STAGE_QUOTES)
+                staged = True
+            with connection.wrap_database_errors, cursor.cursor.copy(COPY_QUOTES) as copy:  # Django's error types
+                for row in group:
+                    copy.write_row(row)
+            cursor.execute(INSERT_QUOTES_STAGED)
     return len(rows)
 
 

@@ -248,13 +248,17 @@ class EAConsumer(AsyncWebsocketConsumer):
         session_watch().add(self)  # before the resync: one that fails must not leave a revoked key's socket open
         if self.session.legacy:  # a legacy v1 EA is sent nothing
             return
-        await outbound_batch.outbound_flush()  # ACKs received so far committed: what they answered is not resent
-        resync = await in_thread(connection_services.ea_resync)(
-            tenant_id=claims.tenant_id, account_id=claims.account_id
-        )
-        self.session.resync_done(v1_symbol_overrides=resync.v1_symbol_overrides)
-        for message in resync.messages:
-            await self._perform(self.session.outbound(message, now_us=now_us()))
+        self.session.resync_begin()
+        try:
+            await outbound_batch.outbound_flush()  # ACKs received so far committed: what they answered is not resent
+            resync = await in_thread(connection_services.ea_resync)(
+                tenant_id=claims.tenant_id, account_id=claims.account_id
+            )
+            self.session.resync_done(v1_symbol_overrides=resync.v1_symbol_overrides)
+            for message in resync.messages:
+                await self._perform(self.session.outbound(message, now_us=now_us()))
+        finally:
+            self.session.resync_end()
 
     async def _profile(self, profile: binproto.AccountProfile) -> None:
         if not await in_thread(profile_update)(
@@ -331,12 +335,16 @@ class EAConsumer(AsyncWebsocketConsumer):
             self._spawn(self._resync_outbound())
 
     async def _resync_outbound(self) -> None:
-        await outbound_batch.outbound_flush()
-        resync = await in_thread(connection_services.ea_resync)(
-            tenant_id=self.claims.tenant_id, account_id=self.claims.account_id
-        )
-        for message in resync.messages:
-            await self._perform(self.session.outbound(message, now_us=now_us(), resend=True))
+        self.session.resync_begin()
+        try:
+            await outbound_batch.outbound_flush()
+            resync = await in_thread(connection_services.ea_resync)(
+                tenant_id=self.claims.tenant_id, account_id=self.claims.account_id
+            )
+            for message in resync.messages:
+                await self._perform(self.session.outbound(message, now_us=now_us(), resend=True))
+        finally:
+            self.session.resync_end()
 
     async def _send_outbound(self, message) -> None:
         await self._perform(self.session.outbound(message, now_us=now_us()))

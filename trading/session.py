@@ -151,6 +151,9 @@ class GatewaySession:
         self.v1_symbols: dict[int, str] = dict(binproto.DEFAULT_V1_SYMBOLS)
         self.errors: deque[int] = deque()  # when each counted error arrived, oldest first
         self.unacked: dict[UUID, int] = {}  # outbound ref id → when it was sent
+        # While a resync is read and sent: the ids the EA acknowledged meanwhile (at most max_unacked). A resync
+        # read before such an ACK was committed still lists the item; it is not sent again.
+        self.acked_in_resync: set[UUID] | None = None
         self.max_errors, self.max_unacked = max_errors, max_unacked
         self._tenant = self._account = ""  # the claims' ids as the row types hold them (once, not per tick)
 
@@ -261,7 +264,8 @@ class GatewaySession:
         if kind is binproto.Ack:
             if message.ref_id is None:
                 return []
-            self.unacked.pop(message.ref_id, None)
+            if self.unacked.pop(message.ref_id, None) is not None and self.acked_in_resync is not None:
+                self.acked_in_resync.add(message.ref_id)
             return [RecordAck(message)]
         if kind is binproto.TokenRefresh:
             return [RefreshToken(message.refresh_token)]
@@ -319,9 +323,16 @@ class GatewaySession:
             return []
         return [Send(binproto.encode(self._auth_ok(claims, tokens, now_us)))]
 
+    def resync_begin(self) -> None:
+        """A resync is about to be read: from now until resync_end, what the EA acknowledges is not resent."""
+        self.acked_in_resync = set()
+
     def resync_done(self, *, v1_symbol_overrides: dict[int, str]) -> None:
         """The account's own v1 id table, read with the resync."""
         self.v1_symbols.update(v1_symbol_overrides)
+
+    def resync_end(self) -> None:
+        self.acked_in_resync = None
 
     def trade_event_recorded(self, event: Any, status: binproto.EventAckStatus) -> list[Action]:
         ack = binproto.EventAck(event_type=event.TYPE, event_seq=event.event_seq, ticket=event.ticket, status=status)
@@ -350,6 +361,8 @@ class GatewaySession:
         if isinstance(message, binproto.TradingSignal) and message.valid_until_us <= now_us:
             return []  # never deliver an expired signal
         ref_id = getattr(message, "signal_id", None) or getattr(message, "command_id", None)
+        if self.acked_in_resync and ref_id in self.acked_in_resync:
+            return []  # delivered live and acknowledged while the resync was read
         if resend:
             self.unacked.pop(ref_id, None)  # a resend of something already waiting is not a second unacked item
         try:

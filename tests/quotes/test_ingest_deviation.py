@@ -6,10 +6,20 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connections
+from django.test.utils import CaptureQueriesContext
 from factories import make_account, make_tenant, make_user
 
-from quotes.ingest import REFERENCE_MAX_AGE_S, TickRow, broker_quotes_insert
+from quotes.ingest import (
+    COPY_MIN_ROWS,
+    INSERT_QUOTES,
+    INSERT_QUOTES_STAGED,
+    REFERENCE_MAX_AGE_S,
+    TickRow,
+    broker_quotes_insert,
+)
 from quotes.models import BrokerQuote, ReferenceQuote
+from suho.routers import SERVICE
 from suho.tenancy import tenant_context
 
 pytestmark = pytest.mark.django_db
@@ -67,3 +77,22 @@ def test_a_broker_suffix_is_ignored_and_a_stale_or_missing_reference_leaves_the_
     assert rows[0] == ("GBPUSD", None, None, None), "no GBPUSD reference at all"
     assert rows[1] == ("USDJPY.m", Decimal("149.11000000"), Decimal("0.03000000"), Decimal("0.020119"))
     assert rows[2] == ("USDJPY.m", None, None, None), "the only reference is older than the limit"
+
+
+def test_large_groups_are_copied_and_small_ones_unnested_each_row_stored_once_and_priced_alike():
+    """A tenant's group of COPY_MIN_ROWS or more goes through COPY into a temporary table; two such groups in one
+    batch (the second must not take the first's rows again), one small group between them, and a second batch."""
+    big_a, small, big_b = (make_account(tenant, make_user(tenant)) for tenant in (make_tenant() for _ in range(3)))
+    reference(T0, "1.09490", "1.09510")  # mid 1.0950
+    sizes = {big_a: COPY_MIN_ROWS, small: 1, big_b: COPY_MIN_ROWS + 5}
+    batch = [tick(account, T0 + timedelta(microseconds=i), 1.0951, 1.0953)
+             for account, size in sizes.items() for i in range(size)]  # fmt: skip
+    with CaptureQueriesContext(connections[SERVICE]) as queries:
+        broker_quotes_insert(batch)
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert sum(sql.startswith(INSERT_QUOTES_STAGED[:40]) for sql in statements) == 2
+    assert sum(sql.startswith(INSERT_QUOTES[:60]) and "unnest" in sql for sql in statements) == 1
+    broker_quotes_insert([tick(big_a, T0 + timedelta(seconds=1), 1.0951, 1.0953)] * COPY_MIN_ROWS)
+    sizes[big_a] += COPY_MIN_ROWS
+    for account, size in sizes.items():
+        assert stored(account) == [("EURUSD", Decimal("1.09500000"), Decimal("0.00020000"), Decimal("0.018265"))] * size
