@@ -4,13 +4,15 @@ daphne runs as deployed (`python -m suho.server`: daphne with Suho's limits wher
 uvicorn with the sans-I/O `websockets` implementation, uvloop and httptools, without those limits (bench.stack.Uvicorn).
 Per server, in the same run and alternating: section 2's capacity workload (120 EAs × 25 v1 packets/s), then 60 %
 of the capacity that server measured; server CPU per 10,000 committed ticks at both, tick→row and tick→NATS
-subscriber latency at 60 %. Everything else is bench.ingest.load_run.
+subscriber latency at 60 %. Everything else is bench.ingest.load_run. Then section 12's reconnect storm (5,000 EAs
+with tokens at once) on each server: time until the last is resynced, HELLOs/s, server CPU.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from bench import reconnect
 from bench.ingest import CAPACITY_EAS, FPS, SUSTAINED_WINDOW_S, _sustained_eas, load_run
 from bench.stack import Daphne, Uvicorn
 from bench.stats import cell, spread
@@ -29,7 +31,8 @@ def run(*, eas: list, log_dir: Path, runs: int) -> dict:
             results[name]["sustained"].append(
                 load_run(eas[:count], log_dir, fps=FPS, window_s=SUSTAINED_WINDOW_S, server=server)
             )
-    return {"servers": results}
+    storms = {name: reconnect.run(eas=eas, log_dir=log_dir, server=server) for name, server in SERVERS.items()}
+    return {"servers": results, "storms": storms}
 
 
 def _median(runs: list[dict], key: str) -> float | None:
@@ -52,6 +55,19 @@ def markdown(result: dict) -> str:
             f"{cell(spread([r['p99_ms'] for r in sustained]), 0, ' ms')[0]} | "
             f"{cell(spread([r.get('live_p99_ms') for r in sustained]), 1, ' ms')[0]} | {closed} |"
         )
+    if result.get("storms"):
+        lines += [
+            "",
+            "| ASGI server | reconnect storm: EAs resynced | the last one after | HELLOs/s | server CPU, storm |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name, storm in result["storms"].items():
+            last = storm["all_resynced_s"]
+            lines.append(
+                f"| {name} | {storm['resynced']:,} of {storm['eas']:,} | "
+                f"{f'{last:.1f} s' if last is not None else '–'} | {storm['hellos_per_s']:,.0f} | "
+                f"{storm['server_cpu_s']:.1f} s |"
+            )
     names = list(result["servers"])
     base, other = (_median(result["servers"][n]["capacity"], "server_cpu_s_per_10k") for n in names)
     verdict = "–"

@@ -25,9 +25,9 @@ BEFORE = {"commit": "020b6e8", "eas": 5_000, "all_resynced_s": 259.0, "resync_p5
           "hellos_per_s": 19.3, "server_cpu_s": 163.7, "load": 7.46}  # fmt: skip
 
 
-def run(*, eas: list, log_dir: Path, count: int = TARGET_EAS) -> dict:
+def run(*, eas: list, log_dir: Path, count: int = TARGET_EAS, server: type[Daphne] = Daphne) -> dict:
     eas = eas[:count]
-    daphne = Daphne(log_dir, name="reconnect")
+    daphne = server(log_dir, name="reconnect")
     loads: list[LoadProcess] = []
     try:
         share = -(-len(eas) // LOAD_PROCESSES)

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     needed = max(
         (120 if {"ingest", "paths", "scaleout", "asgi"} & set(sections) else 0),
         (1_000 + 16 if "delivery" in sections else 0),
-        (5_000 if {"connections", "reconnect"} & set(sections) else 0),
+        (5_000 if {"connections", "reconnect", "asgi"} & set(sections) else 0),
         (200 if "cache" in sections else 0),
         (10 if "rollup" in sections else 0),
         (101 if "flood" in sections else 0),  # two tenants
