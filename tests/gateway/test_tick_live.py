@@ -65,3 +65,35 @@ async def test_a_tick_reaches_subscribers_while_its_batch_cannot_be_stored(ea_ac
     bus.flush()
     await asyncio.sleep(0.2)
     assert len(received) == 8, "each tick is published once, by the gateway"
+
+
+async def test_once_its_own_nats_connection_is_up_the_gateway_publishes_ticks_over_it(ea_account):
+    """The first frame's ticks go through the bus while the gateway's own connection is made (no thread hop once it
+    is up: issue 21); the next frame's go over that connection, and every tick arrives once."""
+    from trading.gateway import live_publisher
+
+    _tenant, account, secret = ea_account
+    received: list[dict] = []
+    bus = get_bus()
+    subject = f"mt5.account.{account.account_id}.quotes.>"
+    await asyncio.wrap_future(bus.subscribe(subject, lambda s, d: received.append(json.loads(d))))
+    communicator, result = await connect(account, secret)
+    assert result.status == AuthStatus.OK
+    first_us = time.time_ns() // 1000
+    ticks = [(sid, 1.1 + sid / 10, 1.1002 + sid / 10) for sid in range(1, 9)]
+    await communicator.send_to(bytes_data=v1_packet(ticks, first_us))
+    deadline = time.monotonic() + 5
+    while len(received) < 8 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    while not (live_publisher._client and live_publisher._client.is_connected) and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    sent_before = live_publisher._client.stats["out_msgs"]
+    await communicator.send_to(bytes_data=v1_packet(ticks, first_us + 1_000))
+    while len(received) < 16 and time.monotonic() < deadline + 5:
+        await asyncio.sleep(0.01)
+    assert live_publisher._client.stats["out_msgs"] - sent_before == 8, "the second frame's ticks, over its own"
+    await communicator.disconnect()
+    await ingest_settled()
+    bus.flush()
+    await asyncio.sleep(0.2)
+    assert sorted(body["time_us"] for body in received) == [first_us] * 8 + [first_us + 1_000] * 8
