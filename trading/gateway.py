@@ -205,10 +205,10 @@ LIVE_PENDING_BYTES = 8 * 1024 * 1024  # what the live connection buffers while i
 
 class LivePublisher:
     """Volume messages published as their rows are decoded (ticks: VolumeKind.live), from the gateway's own event
-    loop over a NATS connection of its own. Handing them to the bus's thread made each batch wait for the GIL
-    behind this loop (tick→subscriber p50 ~20 ms, p99 ~100 ms at 60 % load, bench/ingest.py). What the loop decodes
-    within LIVE_COALESCE_S goes out in one task. Until that connection is up, and while it reconnects, the bus
-    carries them as before; a failed publish is logged (the rows are still stored: ticks are volume)."""
+    loop over a NATS connection of its own: no hand-over to the bus's thread, which has to wait for the GIL behind
+    this loop (docs/BENCHMARKS.md, section 2–3, has the tick→subscriber figures). What the loop decodes within
+    LIVE_COALESCE_S goes out in one task. Until that connection is up, and while it reconnects, the bus carries them
+    as before; a failed publish is logged (the rows are still stored: ticks are volume)."""
 
     def __init__(self) -> None:
         self._messages: list[tuple[str, bytes]] = []
@@ -216,6 +216,7 @@ class LivePublisher:
         self._client: Any = None  # a nats Client on self._loop, once connected
         self._connecting = False
         self._connect_after = 0.0  # loop time
+        self._tasks: set[asyncio.Task] = set()  # held until done: the loop keeps only weak references to tasks
 
     def add(self, messages: list[tuple[str, bytes]]) -> None:
         loop = asyncio.get_running_loop()
@@ -229,12 +230,17 @@ class LivePublisher:
         messages, self._messages = self._messages, []
         client, loop = self._client, self._loop
         if client is not None and client.is_connected:
-            loop.create_task(self._send(client, messages))
+            self._spawn(loop, self._send(client, messages))
             return
         get_bus().publish_many(messages)
         if client is None and not self._connecting and loop.time() >= self._connect_after:
             self._connecting = True
-            loop.create_task(self._connect(loop))
+            self._spawn(loop, self._connect(loop))
+
+    def _spawn(self, loop: asyncio.AbstractEventLoop, coroutine) -> None:
+        task = loop.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
