@@ -24,7 +24,6 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 import binproto as bp
@@ -142,14 +141,18 @@ def ml_keys_create(eas: list) -> dict[str, str]:
 
 
 @contextmanager
-def broker_quotes_fresh(account_ids: list[str]):
-    """The accounts' EURUSD broker quotes in the cache, rewritten every QUOTE_REFRESH_S while the block runs, as
-    their EAs' ticks would keep them: a signal without a fresh broker quote is refused (docs/decisions/0005)."""
-    from suho.cache import QUOTE_TTL_S, cache_set_many, quote_key
+def broker_quotes_fresh(eas: list):
+    """The EAs' EURUSD broker quotes in the cache, rewritten every QUOTE_REFRESH_S while the block runs, by the
+    gateway's own cache writer as their ticks would keep them: a signal without a fresh broker quote is refused
+    (docs/decisions/0005)."""
+    from quotes.ingest import TickRow, broker_quotes_after_commit
 
     def write() -> None:
-        quote = {"bid": 1.09500, "ask": 1.09512, "spread": 12, "timestamp": datetime.now(UTC).isoformat()}
-        cache_set_many([(quote_key(account, "EURUSD"), QUOTE_TTL_S, quote) for account in account_ids])
+        at = now_us()
+        broker_quotes_after_commit([
+            TickRow(at, ea.tenant_id, ea.account_id, "EURUSD", 1.09500, 1.09512, 12.0, 100, True, "london", True)
+            for ea in eas
+        ])  # fmt: skip
 
     stop = threading.Event()
 
@@ -275,7 +278,7 @@ def run(*, eas: list, log_dir: Path, runs: int) -> dict:
                     phases[ref] = f"command/{level}/{r}"
                 time.sleep(0.5)
             if level in POST_LEVELS:
-                with broker_quotes_fresh(connected):
+                with broker_quotes_fresh(eas[: len(connected)]):  # the connected EAs, in joining order
                     for r in range(runs):
                         posts[f"post/{level}/{r}"] = _post_series(daphne.port, ml_keys, connected, POSTS,
                                                                   POST_INTERVAL_S)  # fmt: skip
