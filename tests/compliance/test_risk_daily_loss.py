@@ -42,7 +42,7 @@ def losing_account(committed):
     """Two orders closed today (UTC) for -$300.00 and -$223.45, one earlier winner yesterday that must not count."""
     tenant = make_tenant()
     account = make_account(tenant, make_user(tenant), name="Loser")
-    now = timezone.now()
+    now = timezone.now().replace(hour=23, minute=54)
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     closed_at = today + (now - today) / 2
     for profit in ("-300.00", "-223.45"):
@@ -97,9 +97,10 @@ def test_a_daily_loss_over_the_limit_disables_trading_once_and_resolves_the_next
     assert "not queued" not in caplog.text  # it went through the Celery task
     assert Decimal(notify_settings[0]["current"]) == Decimal("-523.45")
 
-    # Later runs the same day: nothing new anywhere.
-    assert risk_checks_run(now=now + timedelta(minutes=5))["opened"] == 0
-    assert risk_checks_run(now=now + timedelta(minutes=10))["opened"] == 0
+    # Later runs the same day: nothing new anywhere. (Between `now` and midnight, however close to it `now` is.)
+    midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), tzinfo=now.tzinfo)
+    assert risk_checks_run(now=now + (midnight - now) / 3)["opened"] == 0
+    assert risk_checks_run(now=now + (midnight - now) * 2 / 3)["opened"] == 0
     events, commands, _ = state(account)
     assert (len(events), len(commands), len(mail.outbox)) == (1, 1, 1)
     get_bus().flush()  # notifications run synchronously after commit; publishes are flushed to the server
@@ -107,10 +108,9 @@ def test_a_daily_loss_over_the_limit_disables_trading_once_and_resolves_the_next
     assert sum(s.endswith(".disable_trading") for s, _ in published) == 1
 
     # The next UTC day the loss no longer counts: the event resolves, audited; trading stays off for an operator.
-    tomorrow = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), tzinfo=now.tzinfo)
-    assert risk_checks_run(now=tomorrow + timedelta(minutes=1))["resolved"] == 1
+    assert risk_checks_run(now=midnight + timedelta(minutes=1))["resolved"] == 1
     events, _, fresh = state(account)
-    assert [(e.status, e.resolved_at) for e in events] == [("resolved", tomorrow + timedelta(minutes=1))]
+    assert [(e.status, e.resolved_at) for e in events] == [("resolved", midnight + timedelta(minutes=1))]
     assert fresh.trading_enabled is False
     with tenant_context(account.tenant_id):
         kinds = list(AuditLog.objects.filter(account_id=account.pk, event_category__in=["risk", "config", "command"])
