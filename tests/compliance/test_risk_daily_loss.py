@@ -42,7 +42,7 @@ def losing_account(committed):
     """Two orders closed today (UTC) for -$300.00 and -$223.45, one earlier winner yesterday that must not count."""
     tenant = make_tenant()
     account = make_account(tenant, make_user(tenant), name="Loser")
-    now = timezone.now().replace(hour=23, minute=54)
+    now = timezone.now()
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     closed_at = today + (now - today) / 2
     for profit in ("-300.00", "-223.45"):
@@ -127,7 +127,7 @@ def test_a_loss_within_the_limit_opens_nothing(committed, notify_settings):
     tenant = make_tenant()
     account = make_account(tenant, make_user(tenant), max_daily_loss=Decimal("600"))
     now = timezone.now()
-    make_order(account, time=now - timedelta(seconds=2), status="closed", close_time=now - timedelta(seconds=1),
+    make_order(account, time=now - timedelta(seconds=2), status="closed", close_time=now,
                close_price=Decimal("1.08"), profit=Decimal("-523.45"))  # fmt: skip
     assert risk_checks_run(now=now) == {"opened": 0, "resolved": 0, "failed_tenants": 0}
     events, commands, fresh = state(account)
@@ -140,7 +140,7 @@ def test_a_failing_webhook_is_logged_and_the_event_still_recorded(committed, set
     tenant = make_tenant()
     account = make_account(tenant, make_user(tenant))
     now = timezone.now()
-    make_order(account, time=now - timedelta(seconds=2), status="closed", close_time=now - timedelta(seconds=1),
+    make_order(account, time=now - timedelta(seconds=2), status="closed", close_time=now,
                close_price=Decimal("1.08"), profit=Decimal("-501"))  # fmt: skip
     assert risk_checks_run(now=now)["opened"] == 1
     assert "operator webhook failed" in caplog.text
@@ -159,7 +159,7 @@ def _connected_ea_fixture():
 def _lose_today(account):
     now = timezone.now()
     for profit in ("-300.00", "-223.45"):
-        make_order(account, time=now - timedelta(seconds=2), status="closed", close_time=now - timedelta(seconds=1),
+        make_order(account, time=now - timedelta(seconds=2), status="closed", close_time=now,
                    close_price=Decimal("1.08"), profit=Decimal(profit))  # fmt: skip
 
 

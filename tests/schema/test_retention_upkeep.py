@@ -81,11 +81,11 @@ def test_an_executed_signal_stays_as_long_as_its_execution_then_both_go_and_the_
 
 def test_risk_events_go_after_2_years_and_compliance_reports_after_10(now):
     account = new_account()
-    make_risk_event(account, using=OWNER, time=now - 731 * DAY)
+    make_risk_event(account, using=OWNER, time=now - 732 * DAY)  # '2 years': 730 or 731 days
     young_event = make_risk_event(account, using=OWNER, time=now - 729 * DAY)
-    make_compliance_report(account.tenant, using=OWNER, time=now - 3653 * DAY)
+    make_compliance_report(account.tenant, using=OWNER, time=now - 3654 * DAY)  # 3652 or 3653
     young_report = make_compliance_report(account.tenant, using=OWNER, time=now - 3650 * DAY)
-    make_rollup(account, using=OWNER, bucket=now - 731 * DAY)
+    make_rollup(account, using=OWNER, bucket=now - 732 * DAY)
     young_bucket = make_rollup(account, using=OWNER, bucket=now - 729 * DAY)
 
     retention_upkeep(now=now)

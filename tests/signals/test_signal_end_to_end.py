@@ -150,14 +150,14 @@ async def test_an_expired_signal_never_reaches_an_ea_that_reconnects_late(ea):
     await _stream_quote(communicator, account)
     await communicator.disconnect()  # the EA goes away; the signal is made while it is offline
 
-    valid_until = timezone.now() + timedelta(seconds=1)
+    valid_until = timezone.now() + timedelta(seconds=3)
     spec = SignalSpec(symbol="EURUSD", action="BUY", volume=Decimal("0.1"), valid_until=valid_until,
                       stop_loss=Decimal("1.0930"))  # fmt: skip
     signal = await database_sync_to_async(signal_create)(
         tenant_id=account.tenant_id, account_id=account.account_id, payload=spec, source="ml"
     )
     assert signal.status == "pending"
-    while timezone.now() <= valid_until:  # bounded: valid_until is one second away
+    while timezone.now() <= valid_until:  # bounded: valid_until is three seconds away
         await asyncio.sleep(0.05)
     assert await database_sync_to_async(signals_expire_stale)() == 1
 
