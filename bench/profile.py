@@ -45,6 +45,21 @@ STAGES = [
 ]
 
 
+# The ML engine's signal POST: for samples inside a request (REQUEST_FRAME), tried before STAGES. A sample waiting
+# for PostgreSQL inside the intake counts as a round trip, one compiling SQL as the ORM, and so on.
+REQUEST_FRAME = r"django/core/handlers/"
+SIGNAL_POST_STAGES = [
+    ("signal POST, after commit: JetStream publish and its ack, outbox row marked", r"_publish_committed"),
+    ("signal POST: waiting for PostgreSQL (round trips, commit)", r"psycopg/"),
+    ("signal POST: ORM (SQL compilation, model instances)", r"django/db/"),
+    ("signal POST: audit chain row", r"suho/audit"),
+    ("signal POST: risk gate", r"signals/services/risk"),
+    ("signal POST: validation, adjustment, wire message", r"signals/(services|messages|delivery)"),
+    ("signal POST: DRF (authentication, parsing, serialisers)", r"rest_framework/"),
+    ("signal POST: Django request/response and middleware", r"django/(core|middleware|http|utils)|suho/(csp|errors)"),
+]
+
+
 def available() -> bool:
     return _py_spy() is not None
 
@@ -70,21 +85,27 @@ THREADS = {
     "asyncio": "database_sync_to_async workers (asyncio_N)",
     "ThreadPoolExecutor-0": "asgiref's sync thread (ThreadPoolExecutor-0)",
     "suho-bus": "NATS bus loop (suho-bus)",
+    "ThreadPoolExecutor": "request threads (Django's ASGI handler: one per request)",
 }
 
 
 def _thread_name(head: str) -> str:
     name = re.sub(r"_\d+$", "", head.split(":", 1)[1].strip() if ":" in head else head)  # asyncio_3 → asyncio
+    if name not in THREADS:
+        name = re.sub(r"^ThreadPoolExecutor-\d+$", "ThreadPoolExecutor", name)  # a request's own executor
     return THREADS.get(name, name)
 
 
-def summarise(path: Path, seconds: float, rate: int = 100) -> dict | None:
-    """Busy share of wall time per thread, and per stage within each thread (from the collapsed stacks)."""
+def summarise(path: Path, seconds: float, rate: int = 100, request_stages: list | None = None) -> dict | None:
+    """Busy share of wall time per thread, and per stage within each thread (from the collapsed stacks);
+    `request_stages` are tried first for samples inside a Django request (REQUEST_FRAME)."""
     if not path.exists():
         return None
     per_thread: Counter = Counter()
     per_stage: dict[str, Counter] = defaultdict(Counter)
     compiled = [(name, re.compile(pattern)) for name, pattern in STAGES]
+    in_request = re.compile(REQUEST_FRAME)
+    compiled_request = [(name, re.compile(pattern)) for name, pattern in (request_stages or [])] + compiled
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
@@ -92,7 +113,8 @@ def summarise(path: Path, seconds: float, rate: int = 100) -> dict | None:
         frames = stack.split(";")
         thread, n = _thread_name(frames[0]), int(count)
         per_thread[thread] += n
-        stage = next((name for name, rx in compiled if any(rx.search(frame) for frame in frames[1:])), "other")
+        tried = compiled_request if any(in_request.search(frame) for frame in frames[1:]) else compiled
+        stage = next((name for name, rx in tried if any(rx.search(frame) for frame in frames[1:])), "other")
         per_stage[thread][stage] += n
     wall = seconds * rate
     return {
