@@ -6,6 +6,9 @@ Per server, in the same run and alternating: section 2's capacity workload (120 
 of the capacity that server measured; server CPU per 10,000 committed ticks at both, tick→row and tick→NATS
 subscriber latency at 60 %. Everything else is bench.ingest.load_run. Then section 12's reconnect storm (5,000 EAs
 with tokens at once) on each server: time until the last is resynced, HELLOs/s, server CPU.
+
+In the whole suite sections 2 and 12 have run daphne through exactly these runs already: their results are daphne's
+figures here, and only uvicorn runs (the time budget). With --only asgi daphne runs too, alternating with uvicorn.
 """
 
 from __future__ import annotations
@@ -15,24 +18,38 @@ from pathlib import Path
 from bench import reconnect
 from bench.ingest import CAPACITY_EAS, FPS, SUSTAINED_WINDOW_S, _sustained_eas, load_run
 from bench.stack import Daphne, Uvicorn
-from bench.stats import cell, spread
+from bench.stats import cell, num, spread
 
-SERVERS = {"daphne (suho.server)": Daphne, "uvicorn (websockets-sansio, uvloop)": Uvicorn}
+DAPHNE = "daphne (suho.server)"
+SERVERS = {DAPHNE: Daphne, "uvicorn (websockets-sansio, uvloop)": Uvicorn}
 MATERIAL_SAVING = 0.2  # cheaper per tick by at least this share counts as "materially" (the issue's word)
+TARGET_CPU_S_PER_10K = 0.15  # issue 21's goal for server CPU per 10,000 ticks at capacity
 
 
-def run(*, eas: list, log_dir: Path, runs: int) -> dict:
+def run(*, eas: list, log_dir: Path, runs: int, earlier: dict | None = None) -> dict:
+    """`earlier`: this run's results so far. Section 2's capacity and 60 % runs ("ingest": "capacity", "binary")
+    and section 12's storm ("reconnect") are the same runs on daphne, so they stand for daphne here."""
+    earlier = earlier or {}
+    reused = [name for name in ("ingest", "reconnect") if name in earlier]
     results: dict[str, dict[str, list]] = {name: {"capacity": [], "sustained": []} for name in SERVERS}
+    if "ingest" in reused:
+        results[DAPHNE] = {"capacity": earlier["ingest"]["capacity"], "sustained": earlier["ingest"]["binary"]}
+    loads = {name: server for name, server in SERVERS.items() if name != DAPHNE or "ingest" not in reused}
     for _ in range(max(1, runs - 1)):  # alternating, so a neighbour's load on the machine hits both alike
-        for name, server in SERVERS.items():
+        for name, server in loads.items():
             capacity = load_run(eas[:CAPACITY_EAS], log_dir, fps=FPS, server=server)
             results[name]["capacity"].append(capacity)
             count = _sustained_eas(capacity["committed_ticks_s"])
             results[name]["sustained"].append(
                 load_run(eas[:count], log_dir, fps=FPS, window_s=SUSTAINED_WINDOW_S, server=server)
             )
-    storms = {name: reconnect.run(eas=eas, log_dir=log_dir, server=server) for name, server in SERVERS.items()}
-    return {"servers": results, "storms": storms}
+    storms = {}
+    for name, server in SERVERS.items():
+        if name == DAPHNE and "reconnect" in reused:
+            storms[name] = earlier["reconnect"]
+        else:
+            storms[name] = reconnect.run(eas=eas, log_dir=log_dir, server=server)
+    return {"servers": results, "storms": storms, "reused": reused}
 
 
 def _median(runs: list[dict], key: str) -> float | None:
@@ -78,14 +95,53 @@ def markdown(result: dict) -> str:
             f"than {names[0]}: {'materially' if saving >= MATERIAL_SAVING else 'not materially'} cheaper "
             f"(threshold {MATERIAL_SAVING:.0%})."
         )
-    runs_each = len(result["servers"][names[0]]["capacity"])
+    runs_each = ", ".join(f"{n} {len(result['servers'][n]['capacity'])}" for n in names)
     return "\n".join(lines) + (
-        f"\n\n{verdict} Runs per server: {runs_each} (median when more). Same EAs, load processes and database; "
+        f"\n\n{verdict} Runs per server: {runs_each} (median when more).{_reused(result)} Same EAs, load processes and "
+        "database; "
         f"uvicorn runs without Suho's per-frame rate limits and inbound bounds, so its figure is a floor for what "
         f"it would cost with them; the EA gateway stays on daphne unless the saving is material "
         f"(docs/decisions/0026-asgi-server-for-the-gateway.md).\n"
     )
 
 
+def _reused(result: dict) -> str:
+    """Which of daphne's figures are other sections' runs of this same suite run, in a sentence (or nothing)."""
+    reused = {
+        "ingest": "its capacity and 60 % runs are section 2's",
+        "reconnect": "its reconnect storm is section 12's",
+    }
+    said = [reused[name] for name in result.get("reused", [])]
+    if not said:
+        return ""
+    return (
+        f" {DAPHNE} was not run again here: {' and '.join(said)}, from the same run of the suite (the same workload "
+        "and server, measured before uvicorn's runs rather than alternating with them)."
+    )
+
+
 def targets(result: dict) -> list[tuple[str, str, str, bool]]:
-    return []
+    rows = []
+    for name, runs in result["servers"].items():
+        cpu = spread([r["server_cpu_s_per_10k"] for r in runs["capacity"]])["median"]
+        rows.append(
+            (
+                f"server CPU per 10k ticks at capacity ({name})",
+                f"{num(cpu, 3)} s",
+                f"≤ {TARGET_CPU_S_PER_10K:g} s",
+                cpu is not None and cpu <= TARGET_CPU_S_PER_10K,
+            )
+        )
+        storm = result.get("storms", {}).get(name)
+        if storm is None:
+            continue
+        done = storm["all_resynced_s"]
+        rows.append(
+            (
+                f"reconnect storm: {storm['eas']:,} EAs resynced ({name})",
+                f"{num(done, 1)} s" if done is not None else f"{storm['resynced']:,} of {storm['eas']:,}",
+                f"≤ {reconnect.TARGET_S:.0f} s",
+                done is not None and done <= reconnect.TARGET_S and storm["eas"] >= reconnect.TARGET_EAS,
+            )
+        )
+    return rows

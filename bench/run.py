@@ -5,6 +5,10 @@
                                                   prints its section and leaves the docs alone unless --write
     python -m bench.run --only ingest --runs 1    fewer repeats while developing
     python -m bench.run --render                  docs/BENCHMARKS.md again from the last run's raw results
+    python -m bench.run --budget 0                every section, however long it takes (about 20 minutes here)
+
+The whole document shows, beside each target figure, the figure of the same name in the document it replaces
+("previous"); a section skipped for the time budget keeps its text from that document, marked as not run.
 
 Servers come from DATABASE_URL / REDIS_URL / NATS_URL (`make bench` starts embedded ones when unset). The suite
 uses its own database, `bench_suho`, dropped, recreated and migrated at the start: never the dev database. Load
@@ -18,40 +22,47 @@ import argparse
 import importlib
 import json
 import os
+import re
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from bench.stack import ROOT, bench_env
 
+# Run order: issue 21's figures (reconnect storm, daphne vs uvicorn, scale-out) right after the sections they
+# build on, so the budget reaches them; asgi reuses ingest's and reconnect's daphne runs. The document keeps the
+# section numbers of TITLES whatever the order.
 SECTIONS = (
     "codec",
     "ingest",
     "delivery",
-    "connections",
-    "rollup",
-    "cache",
-    "paths",
-    "flood",
-    "scaleout",
-    "nats_failover",
     "reconnect",
     "asgi",
+    "scaleout",
+    "connections",
+    "cache",
+    "rollup",
+    "paths",
+    "flood",
+    "nats_failover",
 )
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 BUDGET_S = 570  # the issue's 10 minutes, with room for `make`'s own start-up and the embedded servers
-# Skipped, and said so, when less time than this is left (rollup and cache take about 80 s and 53 s on a quiet
-# machine; paths, with section 2's plain figures to reuse, the TimescaleDB database and two ingest runs on it).
+# Skipped, and said so, when less time than this is left: about each one's time on a quiet machine (reconnect's
+# storm of 5,000 ~90 s; asgi, uvicorn only with daphne's runs reused, ~150 s; connections ~105 s; rollup and cache
+# about 80 s and 53 s; paths, with section 2's plain figures to reuse, the TimescaleDB database and two ingest runs).
 OPTIONAL_MIN_LEFT_S = {
-    "rollup": 105,
+    "reconnect": 90,
+    "asgi": 150,
+    "scaleout": 60,
+    "connections": 110,
     "cache": 60,
+    "rollup": 105,
     "paths": 90,
     "flood": 50,
-    "scaleout": 60,
     "nats_failover": 60,
-    "reconnect": 90,
-    "asgi": 120,
 }
 CODEC_REPEAT = 7  # timed runs of ~50 ms per codec figure
 
@@ -61,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=SECTIONS, help="run only this part (repeatable)")
     parser.add_argument("--runs", type=int, default=3, help="repeats per figure (default 3)")
     parser.add_argument("--write", action="store_true", help="rewrite docs/BENCHMARKS.md even with --only")
+    parser.add_argument(
+        "--budget", type=int, default=BUDGET_S,
+        help=f"seconds for the whole run; optional sections that would not fit are skipped (default {BUDGET_S}, "
+        "0: none is skipped)",
+    )  # fmt: skip
     parser.add_argument(
         "--render", action="store_true", help="rewrite docs/BENCHMARKS.md from the last run's .state/bench/results.json"
     )
@@ -104,11 +120,14 @@ def main(argv: list[str] | None = None) -> int:
         1,
     )
     eas = timed("accounts", lambda: fixtures.eas_create(count=needed))
-    results: dict = {"machine": machine(), "sections": {}, "skipped": {}}
+    # The document this run replaces, kept with the raw results: its figures are the "previous" column, also when
+    # --render writes the document again later (by then DOC holds this run's own figures).
+    replaced = DOC.read_text(encoding="utf-8") if DOC.exists() else ""
+    results: dict = {"machine": machine(), "sections": {}, "skipped": {}, "replaced_doc": replaced}
     for name in sections:
-        left = BUDGET_S - (time.monotonic() - started)
-        if name in OPTIONAL_MIN_LEFT_S and args.only is None and left < OPTIONAL_MIN_LEFT_S[name]:
-            results["skipped"][name] = f"skipped: {left:.0f} s of the {BUDGET_S} s budget left"
+        left = args.budget - (time.monotonic() - started)
+        if name in OPTIONAL_MIN_LEFT_S and args.only is None and args.budget and left < OPTIONAL_MIN_LEFT_S[name]:
+            results["skipped"][name] = f"skipped: {left:.0f} s of the {args.budget} s budget left"
             continue
         results["sections"][name] = timed(
             name, lambda name=name: _run_section(name, eas, log_dir, args.runs, results["sections"])
@@ -140,7 +159,9 @@ def _run_section(name: str, eas: list, log_dir: Path, runs: int, earlier: dict) 
         return module(name).run(repeat=CODEC_REPEAT)
     if name == "paths":
         return module(name).run(eas=eas, log_dir=log_dir, runs=runs, ingest_result=earlier.get("ingest"))
-    if name in ("ingest", "delivery", "flood", "scaleout", "nats_failover", "asgi"):
+    if name == "asgi":
+        return module(name).run(eas=eas, log_dir=log_dir, runs=runs, earlier=earlier)
+    if name in ("ingest", "delivery", "flood", "scaleout", "nats_failover"):
         return module(name).run(eas=eas, log_dir=log_dir, runs=runs)
     if name in ("connections", "cache", "reconnect"):
         return module(name).run(eas=eas, log_dir=log_dir)
@@ -148,6 +169,8 @@ def _run_section(name: str, eas: list, log_dir: Path, runs: int, earlier: dict) 
 
 
 def argv_display(args) -> str:
+    if args.only is None and args.budget != BUDGET_S:
+        return f"python -m suho.devstack exec -- .venv/bin/python -m bench.run --budget {args.budget}"
     if args.only is None:
         return "make bench   # = python -m suho.devstack exec -- .venv/bin/python -m bench.run"
     parts = [f"--only {name}" for name in args.only] + ([f"--runs {args.runs}"] if args.runs != 3 else [])
@@ -207,22 +230,196 @@ def splice(doc: str, results: dict) -> str:
 def render() -> int:
     """Re-render the document from the last run's raw results (after a change to the wording: same figures)."""
     state_dir = Path(os.environ.get("SUHO_STATE_DIR", ROOT / ".state"))  # settings.STATE_DIR, without Django
-    results = json.loads((state_dir / "bench" / "results.json").read_text())
+    path = state_dir / "bench" / "results.json"
+    results = json.loads(path.read_text())
+    if "replaced_doc" not in results:  # a run before the "previous" column: the document now is the one replaced
+        old = DOC.read_text(encoding="utf-8") if DOC.exists() else ""
+        written = doc_provenance(old)[0]
+        if written is not None and written.date == f"{results['finished_at']} UTC":
+            print("bench: docs/BENCHMARKS.md is this run's own: no previous figures to show", file=sys.stderr)
+            old = ""
+        results["replaced_doc"] = old
+        path.write_text(json.dumps(results, indent=1, default=str))  # the next --render shows the same ones
     DOC.write_text(document(results), encoding="utf-8")
     print(f"bench: rendered {DOC.relative_to(ROOT)} from the run of {results['finished_at']} UTC", file=sys.stderr)
     return 0
+
+
+# The document this run replaces: where its figures come from, its sections, its figure tables.
+
+NOT_RUN = "not run"  # the measured cell of a target carried over from the replaced document
+WRITTEN = re.compile(r"Written by the benchmark suite on (\d{4}-\d\d-\d\d \d\d:\d\d UTC)")
+CODE_COMMIT = re.compile(r"^\| code \| commit ([0-9a-f]+)", re.MULTILINE)
+MEASURED_ALONE = re.compile(r"^Measured on its own on (\d{4}-\d\d-\d\d \d\d:\d\d UTC) \(.*?commit ([0-9a-f]+)")
+CARRIED_NOTE = re.compile(
+    r"^Not run in this run \(.*?\); the figures below are from its last run: (.+? UTC), commit (\w+)\."
+)
+CARRIED_CELL = re.compile(r"^(.*) \(from (.+? UTC), commit (\w+)\)$")
+
+
+class Provenance(NamedTuple):
+    date: str  # "2026-12-02 08:45 UTC": sorts by time as text
+    commit: str
+
+    def __str__(self) -> str:
+        return f"{self.date}, commit {self.commit}"
+
+
+def doc_sections(doc: str) -> dict[str, str]:
+    """The document's `## ` sections: heading (without "## ") → its text up to the next one, heading left out."""
+    sections = {}
+    for part in re.split(r"^## ", doc, flags=re.MULTILINE)[1:]:
+        heading, _, body = part.partition("\n")
+        sections[heading.strip()] = body.strip("\n")
+    return sections
+
+
+def doc_provenance(doc: str) -> tuple[Provenance | None, dict[str, Provenance]]:
+    """When and at which commit the document's run was (None: not a document the suite wrote), and each section's
+    own, for sections measured on their own (`--only … --write`) or carried over from an earlier run."""
+    written, commit = WRITTEN.search(doc), CODE_COMMIT.search(doc)
+    if written is None or commit is None:
+        return None, {}
+    run = Provenance(written[1], commit[1])
+    sections = {}
+    for heading, body in doc_sections(doc).items():
+        note = MEASURED_ALONE.match(body) or CARRIED_NOTE.match(body)
+        sections[heading] = Provenance(note[1], note[2]) if note else run
+    return run, sections
+
+
+def figure_tables(body: str) -> list[tuple[list[str], list[list[str]]]]:
+    """The markdown tables whose first header cell is "figure": (header, rows), each a list of stripped cells."""
+    tables = []
+    lines = body.splitlines()
+    for i, line in enumerate(lines[:-1]):
+        if not (line.startswith("|") and re.fullmatch(r"\|[-:| ]+\|", lines[i + 1].strip())):
+            continue
+        header = _cells(line)
+        if header[0] != "figure":
+            continue
+        rows = []
+        for row in lines[i + 2 :]:
+            if not row.startswith("|"):
+                break
+            rows.append(_cells(row))
+        tables.append((header, rows))
+    return tables
+
+
+def _cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def previous_figures(doc: str) -> list[tuple[str, str, Provenance]]:
+    """(figure, value, when measured) for every row of the document's figure tables that has a value: the Targets
+    table (its figures as of the run that wrote the document; a carried-over row with the date it carries) and each
+    section's tables (as of that section's run)."""
+    run, sections = doc_provenance(doc)
+    if run is None:
+        return []
+    figures = []
+    for heading, body in doc_sections(doc).items():
+        provenance = run if heading == "Targets" else sections[heading]
+        for header, rows in figure_tables(body):
+            for row in rows:
+                if len(row) < 2 or row[1] in ("", "–") or row[1].startswith("skipped"):
+                    continue
+                if row[1] == NOT_RUN and "previous" in header:
+                    if carried := CARRIED_CELL.match(row[header.index("previous")]):
+                        figures.append((row[0], carried[1], Provenance(carried[2], carried[3])))
+                    continue
+                figures.append((row[0], row[1], provenance))
+    return figures
+
+
+def _loose(figure: str) -> str:
+    """The figure's name without a closing bracketed note such as " (600/600 delivered)", in lower case."""
+    if figure.endswith(")"):
+        depth = 0
+        for i in range(len(figure) - 1, -1, -1):
+            depth += {")": 1, "(": -1}.get(figure[i], 0)
+            if depth == 0:
+                figure = figure[:i]
+                break
+    return figure.strip().casefold()
+
+
+def previous_lookup(figures: list[tuple[str, str, Provenance]], figure: str) -> tuple[str, Provenance] | None:
+    """The replaced document's value of this figure: the same name, else the same name without a closing note;
+    the newest where several match, and none where those disagree (two rows that only differ in the note)."""
+    for same in (lambda name: name == figure, lambda name: _loose(name) == _loose(figure)):
+        found = [(value, provenance) for name, value, provenance in figures if same(name)]
+        if found:
+            newest = max(provenance.date for _value, provenance in found)
+            candidates = {(value, provenance) for value, provenance in found if provenance.date == newest}
+            return candidates.pop() if len(candidates) == 1 else None
+    return None
+
+
+def section_number(name: str) -> str:
+    return TITLES[name].split(".", 1)[0]
+
+
+def carried_section(doc: str, name: str, why: str) -> str | None:
+    """A skipped section's text from the replaced document, first saying that it was not run and when it was."""
+    run, sections = doc_provenance(doc)
+    body = doc_sections(doc).get(TITLES[name])
+    if run is None or body is None:
+        return None
+    paragraphs = body.split("\n\n")
+    if MEASURED_ALONE.match(paragraphs[0]) or CARRIED_NOTE.match(paragraphs[0]):
+        paragraphs = paragraphs[1:]  # said again below, in this document's words
+    note = f"Not run in this run ({why}); the figures below are from its last run: {sections[TITLES[name]]}."
+    return "\n\n".join([f"## {TITLES[name]}", note, *paragraphs])
+
+
+def carried_targets(doc: str, name: str) -> list[tuple[str, str, Provenance, str]]:
+    """A skipped section's rows of the replaced document's Targets table: (figure, value, when, target). Only a
+    Targets table with a "section" column says which section a row belongs to; an older one gives none."""
+    run, _sections = doc_provenance(doc)
+    body = doc_sections(doc).get("Targets", "")
+    carried = []
+    for header, rows in figure_tables(body):
+        if run is None or "section" not in header or "target" not in header:
+            continue
+        for row in rows:
+            if len(row) != len(header) or row[header.index("section")] != section_number(name):
+                continue
+            value, provenance = row[1], run
+            if row[1] == NOT_RUN:
+                if not (carried_cell := CARRIED_CELL.match(row[header.index("previous")])):
+                    continue
+                value, provenance = carried_cell[1], Provenance(carried_cell[2], carried_cell[3])
+            elif row[1].startswith("skipped") or row[1] in ("", "–"):
+                continue
+            carried.append((row[0], value, provenance, row[header.index("target")]))
+    return carried
 
 
 def document(results: dict) -> str:
     from bench.stats import met
 
     m = results["machine"]
+    old = results.get("replaced_doc", "")
+    old_run = doc_provenance(old)[0]
+    previous = previous_figures(old)
+    names = sorted([*results["sections"], *results["skipped"]], key=list(TITLES).index)
+    carried = {name: carried_section(old, name, why) for name, why in results["skipped"].items()}
+    carried = {name: text for name, text in carried.items() if text}
     lines = [
         "# Benchmarks",
         "",
         f"Written by the benchmark suite on {results['finished_at']} UTC in {results['total_s'] / 60:.1f} "
-        "minutes; every figure below comes from that run (do not edit by hand: run it again). Each figure is the "
-        "median over repeated runs with the min–max spread, unless it says otherwise.",
+        "minutes; every figure below comes from that run"
+        + (
+            ', except the Targets table\'s previous column and the sections marked "Not run in this run", which are '
+            "copied from the document this run replaced"
+            if carried or previous
+            else ""
+        )
+        + " (do not edit by hand: run it again). Each figure is the median over repeated runs with the min–max "
+        "spread, unless it says otherwise.",
         "",
         "```",
         results["command"],
@@ -259,17 +456,34 @@ def document(results: dict) -> str:
         "",
         "## Targets",
         "",
-        "| figure | measured | target | met |",
-        "|---|---:|---|---|",
+        "| figure | measured | previous | target | met | section |",
+        "|---|---:|---:|---|---|---|",
     ]
-    for name in sorted(results["sections"], key=list(TITLES).index):
+    dated: set[Provenance] = set()  # previous figures from a section measured on its own, after old_run
+    carried_rows = False
+    for name in names:
+        number = section_number(name)
+        if name in results["skipped"]:
+            lines.append(f"| {TITLES[name]} | {results['skipped'][name]} | | | | {number} |")
+            for figure, value, provenance, target in carried_targets(old, name):
+                lines.append(f"| {figure} | {NOT_RUN} | {value} (from {provenance}) | {target} | – | {number} |")
+                carried_rows = True
+            continue
         result = results["sections"][name]
-        rows = _codec_targets(result) if name == "codec" else module(name).targets(result)
-        lines += [f"| {figure} | {measured} | {target} | {met(ok)} |" for figure, measured, target, ok in rows]
-    for name, why in results["skipped"].items():
-        lines.append(f"| {TITLES[name]} | {why} | | |")
-    for name in sorted(results["sections"], key=list(TITLES).index):
-        lines += ["", f"## {TITLES[name]}", "", module(name).markdown(results["sections"][name]).rstrip()]
+        for figure, measured, target, ok in _codec_targets(result) if name == "codec" else module(name).targets(result):
+            found = previous_lookup(previous, figure)
+            before = "–"
+            if found is not None:
+                before = found[0] if found[1] == old_run else f"{found[0]} ({found[1].date})"
+                if found[1] != old_run:
+                    dated.add(found[1])
+            lines.append(f"| {figure} | {measured} | {before} | {target} | {met(ok)} | {number} |")
+    lines += ["", _previous_note(old_run, dated, carried_rows)]
+    for name in names:
+        if name in results["sections"]:
+            lines += ["", f"## {TITLES[name]}", "", module(name).markdown(results["sections"][name]).rstrip()]
+        elif name in carried:
+            lines += ["", carried[name]]
     lines += [
         "",
         "## Run time",
@@ -284,6 +498,26 @@ def document(results: dict) -> str:
     ]
     lines.append(f"| total | {results['total_s']:.0f} | |")
     return "\n".join(lines) + "\n"
+
+
+def _previous_note(old_run: Provenance | None, dated: set[Provenance], carried_rows: bool) -> str:
+    """Under the Targets table: where its previous column (and any target carried over) comes from."""
+    if old_run is None:
+        return "Previous: none, there was no earlier document written by the suite."
+    note = (
+        "Previous: the figure of the same name (or the same name without a closing bracketed note) in the "
+        f"docs/BENCHMARKS.md this run replaced, written by the run of {old_run}"
+        + (
+            f", or, where a date follows it, from that document's section measured on its own then "
+            f"({'; '.join(str(p) for p in sorted(dated))})"
+            if dated
+            else ""
+        )
+        + "; – where it had none."
+    )
+    if carried_rows:
+        note += f' A "{NOT_RUN}" row is a skipped section\'s target as that document had it, never measured here.'
+    return note
 
 
 if __name__ == "__main__":

@@ -1,0 +1,246 @@
+"""docs/BENCHMARKS.md as bench.run writes it: the previous figures beside the new ones, skipped sections carried over
+from the document a run replaces, `--only … --write` splicing; and bench.asgi reusing daphne's runs. Pure: synthetic
+results and markdown, no servers, no database."""
+
+from __future__ import annotations
+
+from bench import asgi, run
+
+RECONNECT = run.TITLES["reconnect"]
+OLD_DOC = f"""# Benchmarks
+
+Written by the benchmark suite on 2026-12-02 08:45 UTC in 7.8 minutes; every figure below comes from that run.
+
+## Machine
+
+| | |
+|---|---|
+| CPU | a CPU, 2 cores |
+| code | commit 135565e |
+
+## Targets
+
+| figure | measured | target | met |
+|---|---:|---|---|
+| Codec: v1 ingest decode µs per packet | 0.95 µs | < 2 | **yes** |
+| Signal POST → EA socket p99, 1 EA connected | 99.0 ms | < 10 ms | **no** |
+| Reconnect storm: 5,000 EAs authenticated and resynced | 85.7 s | ≤ 10 s for 5,000 | **no** |
+
+## 1. Codec: binary vs JSON, µs per message (`bench/bench_codec.py`)
+
+Old codec text.
+
+## 4. Delivery: NATS publish → EA receive
+
+Measured on its own on 2026-12-03 22:54 UTC (`.venv/bin/python -m bench.run --only delivery --write`, commit 2186c36, \
+2.1 minutes, 1-min load average 1.69 at its start); the rest of this document is from the run above.
+
+| figure | median | spread | target | met |
+|---|---:|---|---|---|
+| signal POST → EA socket p99, 1,000 EAs connected (600/600 delivered) | 347.3 ms | 1 run | < 10 ms | **no** |
+
+## {RECONNECT}
+
+Measured on its own on 2026-12-03 10:11 UTC (`.venv/bin/python -m bench.run --only reconnect --write`, commit 185036f, \
+1.9 minutes, 1-min load average 8.48 at its start); the rest of this document is from the run above.
+
+| figure | value | before (commit 020b6e8) | target | met |
+|---|---:|---:|---|---|
+| 5,000 EAs reconnect at once: the last one resynced | 85.7 s | 259.0 s | ≤ 10 s | **no** |
+
+Old reconnect notes.
+
+## Run time
+
+| step | seconds | 1-min load average at its start |
+|---|---:|---:|
+| total | 468 | |
+"""
+
+
+def codec_report(decode_us: float) -> dict:
+    return {
+        "python": "3.11.7",
+        "implementation": "CPython",
+        "processor": "x86_64",
+        "orjson": "3.13.0",
+        "repeat": 7,
+        "results": [
+            {
+                "payload": "v1 price",
+                "op": "decode",
+                "method": "binary",
+                "bytes": 144,
+                "median_us": decode_us,
+                "min_us": decode_us,
+                "max_us": decode_us,
+            },
+        ],
+        "targets": [
+            {"target": "v1 ingest decode µs per packet", "measured": decode_us, "required": "< 2", "met": True},
+        ],
+    }
+
+
+def reconnect_result(last_s: float) -> dict:
+    return {"eas": 5_000, "resynced": 5_000, "all_resynced_s": last_s, "resync_p50_s": 1.0, "resync_p99_s": 2.0,
+            "hellos_per_s": 5_000 / last_s, "server_cpu_s": 9.0, "refused": 0, "refusals": [],
+            "connect_failures": 0, "load_processes": 4}  # fmt: skip
+
+
+def suite_results(replaced_doc: str, *, finished_at: str = "2026-12-05 10:00", codec_us: float = 1.25) -> dict:
+    """A whole-suite run in which codec ran and reconnect was skipped for the budget."""
+    return {
+        "machine": {"cpu": "a CPU", "cores": 2, "memory_gib": 8, "os": "Linux", "nofile_hard": 20_000,
+                    "python": "CPython 3.11.7", "django": "5.2", "daphne": "4.2.3", "postgresql": "18.6",
+                    "timescaledb": None, "redis": "6.2", "nats": "2.15", "commit": "abc1234", "dirty": []},
+        "sections": {"codec": codec_report(codec_us)},
+        "skipped": {"reconnect": "skipped: 20 s of the 570 s budget left"},
+        "timings": {"codec": 15.0},
+        "loads": {"codec": 0.4},
+        "total_s": 550.0,
+        "finished_at": finished_at,
+        "command": "make bench",
+        "replaced_doc": replaced_doc,
+    }  # fmt: skip
+
+
+def targets_rows(doc: str) -> dict[str, list[str]]:
+    header, rows = run.figure_tables(run.doc_sections(doc)["Targets"])[0]
+    assert header == ["figure", "measured", "previous", "target", "met", "section"]
+    return {row[0]: row for row in rows}
+
+
+def test_previous_column_shows_the_replaced_documents_figure_of_the_same_name():
+    doc = run.document(suite_results(OLD_DOC))
+
+    assert targets_rows(doc)["Codec: v1 ingest decode µs per packet"][1:3] == ["1.25 µs", "0.95 µs"]
+    assert "written by the run of 2026-12-02 08:45 UTC, commit 135565e" in doc
+
+
+def test_previous_figure_from_a_section_measured_on_its_own_carries_its_date():
+    figures = run.previous_figures(OLD_DOC)
+
+    found = run.previous_lookup(figures, "Signal POST → EA socket p99, 1,000 EAs connected")
+
+    assert found == ("347.3 ms", run.Provenance("2026-12-03 22:54 UTC", "2186c36"))
+
+
+def test_a_loose_match_that_two_rows_share_gives_no_previous_figure():
+    when = run.Provenance("2026-12-02 08:45 UTC", "135565e")
+    figures = [("server CPU (daphne (suho.server))", "0.3 s", when), ("server CPU (uvicorn)", "0.2 s", when)]
+
+    assert run.previous_lookup(figures, "server CPU (daphne (suho.server))") == ("0.3 s", when)
+    assert run.previous_lookup(figures, "server CPU (hypercorn)") is None
+
+
+def test_without_a_replaced_document_the_previous_column_is_empty():
+    doc = run.document(suite_results(""))
+
+    assert targets_rows(doc)["Codec: v1 ingest decode µs per packet"][2] == "–"
+    assert "Previous: none" in doc
+    assert "Not run in this run" not in doc
+
+
+def test_skipped_section_keeps_its_last_text_marked_as_not_run():
+    doc = run.document(suite_results(OLD_DOC))
+    section = run.doc_sections(doc)[RECONNECT]
+
+    assert section.startswith(
+        "Not run in this run (skipped: 20 s of the 570 s budget left); the figures below are from its last run: "
+        "2026-12-03 10:11 UTC, commit 185036f."
+    )
+    assert "| 5,000 EAs reconnect at once: the last one resynced | 85.7 s |" in section
+    assert "Old reconnect notes." in section
+    assert "Measured on its own" not in section
+    assert targets_rows(doc)[RECONNECT][1] == "skipped: 20 s of the 570 s budget left"
+
+
+def test_an_old_targets_table_without_section_column_carries_no_target_rows():
+    rows = targets_rows(run.document(suite_results(OLD_DOC)))
+
+    assert "Reconnect storm: 5,000 EAs authenticated and resynced" not in rows
+
+
+def test_a_section_skipped_twice_keeps_the_date_of_its_last_run_and_its_targets():
+    first = suite_results(OLD_DOC, finished_at="2026-12-05 10:00", codec_us=1.25)
+    first["skipped"] = {}
+    first["sections"]["reconnect"] = reconnect_result(40.0)
+    measured = run.document(first)
+    second = run.document(suite_results(measured, finished_at="2026-12-06 10:00", codec_us=1.5))
+    third = run.document(suite_results(second, finished_at="2026-12-07 10:00", codec_us=1.75))
+
+    for doc in (second, third):
+        rows = targets_rows(doc)
+        storm = rows["Reconnect storm: 5,000 EAs authenticated and resynced"]
+        assert storm[1:3] == ["not run", "40.0 s (from 2026-12-05 10:00 UTC, commit abc1234)"]
+        assert storm[4:] == ["–", "12"]
+        assert run.doc_sections(doc)[RECONNECT].startswith(
+            "Not run in this run (skipped: 20 s of the 570 s budget left); the figures below are from its last "
+            "run: 2026-12-05 10:00 UTC, commit abc1234."
+        )
+        assert 'A "not run" row is a skipped section' in doc
+    assert targets_rows(third)["Codec: v1 ingest decode µs per packet"][1:3] == ["1.75 µs", "1.50 µs"]
+
+
+def test_splice_replaces_a_carried_section_and_leaves_the_rest():
+    doc = run.document(suite_results(OLD_DOC))
+    alone = {
+        "machine": {"commit": "def5678"},
+        "sections": {"reconnect": reconnect_result(9.5)},
+        "loads": {"reconnect": 0.5},
+        "total_s": 90.0,
+        "finished_at": "2026-12-06 09:00",
+        "command": ".venv/bin/python -m bench.run --only reconnect",
+    }
+
+    spliced = run.splice(doc, alone)
+
+    section = run.doc_sections(spliced)[RECONNECT]
+    assert section.startswith("Measured on its own on 2026-12-06 09:00 UTC")
+    assert "Not run in this run" not in section
+    assert "9.5 s" in section
+    assert spliced.split(f"## {RECONNECT}")[0] == doc.split(f"## {RECONNECT}")[0]
+    assert run.doc_provenance(spliced)[1][RECONNECT] == run.Provenance("2026-12-06 09:00 UTC", "def5678")
+
+
+def load_run_result(cpu_s_per_10k: float) -> dict:
+    return {"committed_ticks_s": 20_000.0, "server_cpu_s_per_10k": cpu_s_per_10k, "p99_ms": 100.0,
+            "live_p99_ms": 20.0, "closed": []}  # fmt: skip
+
+
+def test_asgi_takes_daphnes_figures_from_sections_2_and_12_of_the_same_run(monkeypatch, tmp_path):
+    started = []
+    monkeypatch.setattr(
+        asgi, "load_run", lambda eas, log_dir, **kw: started.append(kw["server"]) or load_run_result(0.12)
+    )
+    monkeypatch.setattr(asgi.reconnect, "run", lambda **kw: started.append(kw["server"]) or reconnect_result(12.0))
+    earlier = {
+        "ingest": {"capacity": [load_run_result(0.3)] * 3, "binary": [load_run_result(0.5)] * 3},
+        "reconnect": reconnect_result(40.0),
+    }
+
+    result = asgi.run(eas=list(range(200)), log_dir=tmp_path, runs=3, earlier=earlier)
+
+    assert set(started) == {asgi.Uvicorn}
+    assert result["servers"][asgi.DAPHNE]["capacity"] == earlier["ingest"]["capacity"]
+    assert result["storms"][asgi.DAPHNE] == earlier["reconnect"]
+    assert "its capacity and 60 % runs are section 2's and its reconnect storm is section 12's" in asgi.markdown(result)
+    targets = {figure: (measured, target, ok) for figure, measured, target, ok in asgi.targets(result)}
+    assert targets[f"server CPU per 10k ticks at capacity ({asgi.DAPHNE})"] == ("0.300 s", "≤ 0.15 s", False)
+    assert targets["server CPU per 10k ticks at capacity (uvicorn (websockets-sansio, uvloop))"][2] is True
+    assert targets[f"reconnect storm: 5,000 EAs resynced ({asgi.DAPHNE})"] == ("40.0 s", "≤ 10 s", False)
+
+
+def test_asgi_on_its_own_runs_daphne_too(monkeypatch, tmp_path):
+    started = []
+    monkeypatch.setattr(
+        asgi, "load_run", lambda eas, log_dir, **kw: started.append(kw["server"]) or load_run_result(0.12)
+    )
+    monkeypatch.setattr(asgi.reconnect, "run", lambda **kw: started.append(kw["server"]) or reconnect_result(9.0))
+
+    result = asgi.run(eas=list(range(200)), log_dir=tmp_path, runs=2, earlier={})
+
+    assert started.count(asgi.Daphne) == 3  # a capacity run, a 60 % run, a storm
+    assert result["reused"] == []
+    assert "was not run again" not in asgi.markdown(result)
