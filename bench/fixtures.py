@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from types import SimpleNamespace
 
 from argon2 import PasswordHasher
 from django.conf import settings
@@ -59,6 +60,21 @@ def database_create() -> float:
     return time.perf_counter() - started
 
 
+_session_ids: dict[str, object] = {}  # account id → its bench session's id, for tokens_renew
+
+
+def tokens_renew(eas: list[BenchEA]) -> list[BenchEA]:
+    """The same EAs with fresh access tokens for their sessions: a whole suite run outlasts the tokens' 15 minutes."""
+    return [
+        replace(ea, access_token=_tokens_issue(
+            session=SimpleNamespace(tenant_id=ea.tenant_id, account_id=ea.account_id,
+                                    session_id=_session_ids[ea.account_id]),
+            generation=0,
+        ).access)
+        for ea in eas
+    ]  # fmt: skip
+
+
 def eas_create(*, count: int, per_tenant: int = 100, prefix: str = "bench") -> list[BenchEA]:
     """`count` accounts, `per_tenant` to a tenant (one trader each), each with an API key and a live session."""
     secret = secrets.token_urlsafe(SECRET_BYTES)
@@ -93,6 +109,7 @@ def eas_create(*, count: int, per_tenant: int = 100, prefix: str = "bench") -> l
             (EASession, sessions),
         ):
             model.objects.bulk_create(rows, batch_size=BATCH)
+    _session_ids.update({str(session.account_id): session.session_id for session in sessions})
     return [
         BenchEA(
             tenant_id=str(session.tenant_id),
