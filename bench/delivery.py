@@ -311,13 +311,12 @@ def run(*, eas: list, log_dir: Path, runs: int) -> dict:
             broadcasts.append(asyncio.run(_broadcast(nats_url, connected)))
             time.sleep(BROADCAST_SETTLE_S)  # the 1,000 ACKs arrive and are committed within it
             broadcasts[-1] += ((daphne.cpu_s() - cpu_at) * 1000,)
-        profiled = _profile_broadcasts(daphne, nats_url, connected, log_dir) if profile.available() else None
+        profiled = post_profile = None
         if profile.available():
+            profiled = _profile_broadcasts(daphne, nats_url, connected, log_dir)
             with broker_quotes_fresh(eas[: len(connected)]):
                 post_profile = _profile_posts(daphne, ml_keys, connected, 1 / (POST_LOAD * post_capacity[LEVELS[-1]]),
                                               log_dir)  # fmt: skip
-        else:
-            post_profile = None
         results = [load.stop() for load in loads]
     finally:
         for load in loads:
@@ -343,32 +342,25 @@ def run(*, eas: list, log_dir: Path, runs: int) -> dict:
 
 
 def _profile_posts(daphne: Daphne, keys: dict[str, str], connected: list[str], interval_s: float, log_dir: Path
-                   ) -> dict:  # fmt: skip
+                   ) -> dict | None:  # fmt: skip
     """py-spy on the server during one more signal POST series to the connected EAs (not counted in the figures),
     its stages split along the signal's path (profile.SIGNAL_POST_STAGES)."""
-    out = log_dir / "delivery-post-profile.txt"
-    out.unlink(missing_ok=True)
-    seconds = POSTS * interval_s
-    recorder = threading.Thread(target=profile.record, args=(daphne.proc.pid, seconds, out))
-    recorder.start()
-    time.sleep(0.5)
-    _post_series(daphne.port, keys, connected, POSTS, interval_s)
-    recorder.join(seconds + 30)
-    return profile.summarise(out, seconds, request_stages=profile.SIGNAL_POST_STAGES)
+    return profile.record_during(
+        daphne.proc.pid, POSTS * interval_s, log_dir / "delivery-post-profile.txt",
+        lambda: _post_series(daphne.port, keys, connected, POSTS, interval_s),
+        request_stages=profile.SIGNAL_POST_STAGES,
+    )  # fmt: skip
 
 
-def _profile_broadcasts(daphne: Daphne, nats_url: str, connected: list[str], log_dir: Path) -> dict:
+def _profile_broadcasts(daphne: Daphne, nats_url: str, connected: list[str], log_dir: Path) -> dict | None:
     """py-spy on the server while it delivers PROFILED_BROADCASTS more broadcasts (not counted in the figures)."""
-    out = log_dir / "delivery-profile.txt"
-    out.unlink(missing_ok=True)
-    recorder = threading.Thread(target=profile.record, args=(daphne.proc.pid, PROFILE_S, out))
-    recorder.start()
-    time.sleep(0.5)
-    for _ in range(PROFILED_BROADCASTS):
-        asyncio.run(_broadcast(nats_url, connected))
-        time.sleep(BROADCAST_SETTLE_S)
-    recorder.join(PROFILE_S + 30)
-    return profile.summarise(out, PROFILE_S)
+
+    def broadcasts() -> None:
+        for _ in range(PROFILED_BROADCASTS):
+            asyncio.run(_broadcast(nats_url, connected))
+            time.sleep(BROADCAST_SETTLE_S)
+
+    return profile.record_during(daphne.proc.pid, PROFILE_S, log_dir / "delivery-profile.txt", broadcasts)
 
 
 def _phases(phases: dict[str, str], received: dict) -> dict:

@@ -12,6 +12,8 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -78,6 +80,17 @@ def record(pid: int, seconds: float, out: Path, rate: int = 100) -> bool:
         check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=seconds + 30,
     )  # fmt: skip
     return done.returncode == 0 and out.exists()
+
+
+def record_during(pid: int, seconds: float, out: Path, work, request_stages: list | None = None) -> dict | None:
+    """`work()` run while py-spy samples `pid` for `seconds` (starting half a second before it), summarised."""
+    out.unlink(missing_ok=True)
+    recorder = threading.Thread(target=record, args=(pid, seconds, out))
+    recorder.start()
+    time.sleep(0.5)
+    work()
+    recorder.join(seconds + 30)
+    return summarise(out, seconds, request_stages=request_stages)
 
 
 THREADS = {
