@@ -47,6 +47,14 @@ STAGES = [
 ]
 
 
+# A reconnect storm: where the database threads' time goes, tried before STAGES.
+STORM_STAGES = [
+    ("waiting for a free connection of the database pool", r"psycopg_pool/pool\.py"),
+    ("waiting for PostgreSQL's answer (HELLO claim, resync read, disconnect)", r"Connection\.wait|psycopg/cursor"),
+    ("Django ORM: compiling the resync's queries, building rows", r"django/db/models"),
+    ("WebSocket handshake (autobahn)", r"Handshake \(autobahn/|onConnect \(daphne/"),
+]
+
 # The ML engine's signal POST: for samples inside a request (REQUEST_FRAME), tried before STAGES. A sample waiting
 # for PostgreSQL inside the intake counts as a round trip, one compiling SQL as the ORM, and so on.
 REQUEST_FRAME = r"django/core/handlers/"
@@ -82,7 +90,9 @@ def record(pid: int, seconds: float, out: Path, rate: int = 100) -> bool:
     return done.returncode == 0 and out.exists()
 
 
-def record_during(pid: int, seconds: float, out: Path, work, request_stages: list | None = None) -> dict | None:
+def record_during(
+    pid: int, seconds: float, out: Path, work, request_stages: list | None = None, first_stages: list | None = None
+) -> dict | None:
     """`work()` run while py-spy samples `pid` for `seconds` (starting half a second before it), summarised."""
     out.unlink(missing_ok=True)
     recorder = threading.Thread(target=record, args=(pid, seconds, out))
@@ -90,7 +100,7 @@ def record_during(pid: int, seconds: float, out: Path, work, request_stages: lis
     time.sleep(0.5)
     work()
     recorder.join(seconds + 30)
-    return summarise(out, seconds, request_stages=request_stages)
+    return summarise(out, seconds, request_stages=request_stages, first_stages=first_stages)
 
 
 THREADS = {
@@ -109,14 +119,17 @@ def _thread_name(head: str) -> str:
     return THREADS.get(name, name)
 
 
-def summarise(path: Path, seconds: float, rate: int = 100, request_stages: list | None = None) -> dict | None:
+def summarise(
+    path: Path, seconds: float, rate: int = 100, request_stages: list | None = None, first_stages: list | None = None
+) -> dict | None:
     """Busy share of wall time per thread, and per stage within each thread (from the collapsed stacks);
-    `request_stages` are tried first for samples inside a Django request (REQUEST_FRAME)."""
+    `request_stages` are tried first for samples inside a Django request (REQUEST_FRAME), `first_stages` before
+    STAGES for every sample."""
     if not path.exists():
         return None
     per_thread: Counter = Counter()
     per_stage: dict[str, Counter] = defaultdict(Counter)
-    compiled = [(name, re.compile(pattern)) for name, pattern in STAGES]
+    compiled = [(name, re.compile(pattern)) for name, pattern in [*(first_stages or []), *STAGES]]
     in_request = re.compile(REQUEST_FRAME)
     compiled_request = [(name, re.compile(pattern)) for name, pattern in (request_stages or [])] + compiled
     for line in path.read_text(errors="replace").splitlines():

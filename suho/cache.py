@@ -61,13 +61,26 @@ def positions_key(account_id) -> str:
     return f"positions:{account_id}"
 
 
+# SET … EX for each key, looped in Redis: one command per TTL to pack and one reply to parse instead of one each per
+# key. The gateway writes a batch's latest quotes (hundreds of keys) from its database thread, which holds the GIL
+# while redis-py packs and parses, and the event loop that decodes frames and publishes live ticks waits behind it.
+SET_MANY_EX = """
+for i, key in ipairs(KEYS) do redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1]) end
+return #KEYS
+"""
+
+
 def cache_set_many(entries: list[tuple[str, int, dict | list]]) -> None:
-    """(key, ttl_s, value) triples in one round trip."""
-    pipe = cache_client().pipeline(transaction=False)
+    """(key, ttl_s, value) triples, one command per distinct TTL (SET_MANY_EX)."""
+    by_ttl: dict[int, tuple[list[str], list[str]]] = {}
     for key, ttl, value in entries:
-        pipe.set(key, json.dumps(value, default=str), ex=ttl)
+        keys, values = by_ttl.setdefault(ttl, ([], []))
+        keys.append(key)
+        values.append(json.dumps(value, default=str))
     try:
-        pipe.execute()
+        set_many = cache_client().register_script(SET_MANY_EX)
+        for ttl, (keys, values) in by_ttl.items():
+            set_many(keys=keys, args=[ttl, *values])
     except redis.RedisError as exc:
         redis_unavailable(exc)
 

@@ -20,6 +20,7 @@ SHUTDOWN_DRAIN_S) for those connections' disconnect bookkeeping and the gateway'
 import daphne.server  # isort:skip  (first: it installs the asyncio reactor before anything imports twisted)
 
 import asyncio
+import gc
 import json
 import logging
 import sys
@@ -247,7 +248,24 @@ class InboundQueue(asyncio.Queue):
         return message
 
 
+# The gateway allocates a few container objects per tick (rows are tuples), so CPython's default gen-0 threshold
+# (700) runs a collection every few frames, and every 100th of them walks the whole heap, Django and all: a pause of
+# tens of milliseconds on the event loop that decodes frames and publishes live ticks (docs/BENCHMARKS.md, tick →
+# NATS subscriber). What is loaded at start lives as long as the process, so it is frozen out of the collector, and
+# young objects are collected less often; cycles are still collected, a little later.
+GC_THRESHOLDS = (50_000, 20, 10)
+
+
+def gc_tune() -> None:
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 class Server(daphne.server.Server):
+    def run(self):
+        gc_tune()  # the application and its modules are loaded by now
+        super().run()
+
     def create_application(self, protocol, scope):
         """daphne's create_application with an InboundQueue instead of an asyncio.Queue."""
         assert "application_instance" not in self.connections[protocol]
