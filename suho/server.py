@@ -248,17 +248,13 @@ class InboundQueue(asyncio.Queue):
         return message
 
 
-# The gateway allocates a few container objects per tick (rows are tuples), so CPython's default gen-0 threshold
-# (700) runs a collection every few frames, and every 100th of them walks the whole heap, Django and all: a pause of
-# tens of milliseconds on the event loop that decodes frames and publishes live ticks (docs/BENCHMARKS.md, tick →
-# NATS subscriber). What is loaded at start lives as long as the process, so it is frozen out of the collector, and
-# young objects are collected less often; cycles are still collected, a little later.
-GC_THRESHOLDS = (50_000, 20, 10)
-
-
+# Every 100th collection of CPython's cyclic GC walks the whole heap, Django and all (~140,000 objects after start):
+# a pause of tens of milliseconds on the event loop that decodes frames and publishes live ticks, and in the request
+# threads (docs/BENCHMARKS.md: tick → NATS subscriber, signal POST → EA). What is loaded at start lives as long as
+# the process, so it is frozen out of the collector; the thresholds stay CPython's, so each young collection stays
+# small (a gen-0 threshold of 50,000 made each one a 20 ms pause on the signal path).
 def gc_tune() -> None:
     gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 class Server(daphne.server.Server):
