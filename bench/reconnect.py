@@ -8,11 +8,13 @@ resynced / that time. One run per figure: a storm of 5,000 takes most of a minut
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from pathlib import Path
 
 from bench import profile
-from bench.stack import Daphne, LoadProcess
+from bench.stack import Daphne, LoadProcess, cpu_delta, machine_busy_s, postgres_cpu
 from bench.stats import met, num, percentile
 
 TARGET_EAS = 5_000
@@ -22,6 +24,7 @@ LOAD_PROCESSES = 4
 MAX_CONNECTING = 250  # per load process: sockets between connect and resync at once (the listen backlog)
 PROFILE_EAS = 2_000  # the profiled storm: long enough for PROFILE_S of HELLOs, before its EAs disconnect
 PROFILE_S = 8
+CPU_BOUND_SHARE = 0.85  # of the machine's cores busy on average: the storm is said to be bound by CPU
 TIMEOUT_S = 120.0  # each EA's network timeout; the storm gives up after three of them
 # The same storm on the code before issue 21's HELLO work (commit 020b6e8: 20 database round trips per token HELLO),
 # this bench on 2026-12-03, the machine at load average 7.5 from other work. Shown beside each new run.
@@ -61,7 +64,13 @@ def run(
         ]  # fmt: skip
         for load in loads:
             load.event(120)  # ready
-        cpu0 = daphne.cpu_s()
+        cpu0, busy0, pg0, load0, t0 = (
+            daphne.cpu_s(),
+            machine_busy_s(),
+            postgres_cpu(),
+            sum(load.cpu_s() for load in loads),
+            time.monotonic(),
+        )
         recorder = None
         if profile_out is not None:
             profile_out.unlink(missing_ok=True)
@@ -71,9 +80,12 @@ def run(
             load.proc.stdin.write("go\n")
             load.proc.stdin.flush()
         results = [load.event(4 * TIMEOUT_S) for load in loads]
+        cpu_s, busy_s, pg_s, load_s, window_s = (
+            daphne.cpu_s() - cpu0, machine_busy_s() - busy0, cpu_delta(pg0, postgres_cpu()),
+            sum(load.cpu_s() for load in loads) - load0, time.monotonic() - t0,
+        )  # fmt: skip
         if recorder is not None:
             recorder.join(PROFILE_S + 30)
-        cpu_s = daphne.cpu_s() - cpu0
     finally:
         for load in loads:
             load.kill()
@@ -89,6 +101,12 @@ def run(
         "resync_p99_s": percentile(resynced, 99),
         "hellos_per_s": len(resynced) / max(resynced) if resynced else 0.0,
         "server_cpu_s": cpu_s,
+        "cores": {
+            "machine": busy_s / window_s,
+            "server": cpu_s / window_s,
+            "postgres": pg_s / window_s,
+            "load": load_s / window_s,
+        },  # busy on average from the start until every EA had its result
         "refused": sum(r["refused"] for r in results),
         "refusals": [x for r in results for x in r["refusals"]][:5],
         "connect_failures": sum(r["connect_failures"] for r in results),
@@ -152,13 +170,28 @@ def _missed(result: dict) -> str:
         "(tests/gateway/test_hello_round_trips.py; 20 before issue 21), run by the database threads against a pool "
         "of 10 connections; PostgreSQL and the four load processes share the server's two cores."
     )
+    if cores := result.get("cores"):
+        text += (
+            f" During the storm the machine was busy {cores['machine']:.2f} of its {os.cpu_count()} cores on "
+            f"average (the server {cores['server']:.2f}, PostgreSQL {cores['postgres']:.2f}, the load processes "
+            f"{cores['load']:.2f})"
+            + (
+                ": the storm is bound by the machine's CPU"
+                if cores["machine"] >= CPU_BOUND_SHARE * (os.cpu_count() or 1)
+                else ": the storm is bound by the server process, near the one core its GIL lets Python use"
+                if cores["server"] >= CPU_BOUND_SHARE - 0.05
+                else ": cores were left idle, so part of the wait is not CPU"
+            )
+            + f"; the server spent {result['server_cpu_s'] * 1000 / max(result['resynced'], 1):.1f} ms of CPU per EA "
+            "(handshake, HELLO, resync, and its disconnect at the end)."
+        )
     prof = result.get("profile")
     if not prof or not prof["summary"]:
         return text + " (No profile: py-spy is not available here.)"
     return (
         f"{text}\n\n#### Where the time goes (a storm of {prof['eas']:,} EAs under py-spy)\n\n"
         + profile.markdown(prof["summary"])
-        + "\nThe database threads spend the storm waiting: for PostgreSQL's answers and for a free connection of "
-        "the pool, not computing; what the server computes per HELLO is daphne's and autobahn's handshake and the "
-        "thread hand-offs."
+        + "\nThe database threads' samples are mostly inside psycopg's wait for PostgreSQL's answer and the pool's "
+        "wait for a free connection: a thread counts as busy there while it is runnable, and on a machine whose "
+        "cores are taken (above) that is time waiting for PostgreSQL, itself short of CPU, and for a core."
     )
