@@ -14,6 +14,7 @@ import logging
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import DataError
 
@@ -78,6 +79,17 @@ class EAConsumer(AsyncWebsocketConsumer):
     # No channel layer: outbound messages come from NATS through the delivery hub, and a layer would cost every
     # connection a Redis receive loop (and channels-redis drops messages at capacity).
     channel_layer_alias = "ea-gateway-uses-nats"
+
+    async def __call__(self, scope, receive, send) -> None:
+        """Channels' AsyncConsumer.__call__ for a consumer without a channel layer: it waits for each message with
+        a new task and `asyncio.wait` (await_many_dispatch, made for two sources), a cost per tick frame; with one
+        source, awaiting `receive()` is the same order of messages without it."""
+        self.scope, self.channel_layer, self.base_send = scope, None, send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
 
     async def dispatch(self, message) -> None:
         """Channels' dispatch hops to a thread to close stale database connections before every message; this
