@@ -132,8 +132,9 @@ def _side(side: dict) -> list[str]:
 
 def markdown(result: dict) -> str:
     sides = [result["plain"], *([result["timescaledb"]] if "timescaledb" in result else [])]
+    offered = num(sides[0]["capacity"]["offered_ticks_s"])
     figures = [
-        "ingest capacity, committed through the service role (offered 24,000 ticks/s)",
+        f"ingest capacity, committed through the service role (offered {offered} ticks/s)",
         "tick→row p99 at 60 % of that capacity",
         f"`balance_rollup_refresh` over the week ({num(result['plain']['rollup']['rows'])} raw rows)",
         *(f"rollup vs raw: {rollup.LABELS[name]}" for name in rollup.SEED_CLAIMS),

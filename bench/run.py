@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
     timed("database", fixtures.database_create)
     needed = max(
-        (120 if {"ingest", "paths", "scaleout", "asgi"} & set(sections) else 0),
+        (200 if {"ingest", "paths", "scaleout", "asgi"} & set(sections) else 0),
         (1_000 + 16 if "delivery" in sections else 0),
         (5_000 if {"connections", "reconnect", "asgi"} & set(sections) else 0),
         (200 if "cache" in sections else 0),

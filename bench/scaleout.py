@@ -1,7 +1,7 @@
 """Capacity behind the load balancer (issue 17): section 2's capacity workload through HAProxy to one, then two
 web processes.
 
-The EAs (120 × 25 v1 packets/s × 8 ticks = 24,000 ticks/s offered, two load processes) connect to HAProxy with
+The EAs (200 × 25 v1 packets/s × 8 ticks = 40,000 ticks/s offered, two load processes) connect to HAProxy with
 docker/haproxy.cfg (suho/cluster.py), which spreads them over the processes (fewest connections first); everything
 else is `bench.ingest.load_run`: rows committed per second over the window, tick→row latency from the probe EAs,
 the CPU of each daphne, HAProxy, PostgreSQL and the load generators. On a 2-core machine a second web process
