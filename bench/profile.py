@@ -31,13 +31,14 @@ STAGES = [
     ("other database work", r"django/db|psycopg"),
     ("binproto encode/decode", r"binproto/"),
     ("consumer: outbound message", r"deliver_json|_send_outbound|_send_message"),
-    ("consumer: tick rows into the batcher", r"_ingest_ticks|_ingest_v1_ticks|Batcher\.add"),
+    ("consumer: tick rows into the batcher", r"_v1_ticks|GatewaySession\._ticks|Batcher\.add|volume_add"),
     ("delivery hub (NATS → socket owner)", r"DeliveryHub|_on_message"),
     (
         "thread hand-off per message (channels dispatch → close_old_connections, SyncToAsync)",
         r"aclose_old_connections|asgiref/sync|concurrent/futures",
     ),
     ("WebSocket framing and masking (autobahn)", r"autobahn/"),
+    ("consumer and session: the rest of a frame's handling (ours)", r"GatewaySession\.|EAConsumer\.(receive|_perform)"),
     (
         "Channels/daphne dispatch",
         r"channels/|daphne/(ws_protocol|http_protocol|utils)|Server\.(application_checker|handle_reply|timeout_checker)",

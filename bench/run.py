@@ -6,7 +6,7 @@
     python -m bench.run --only ingest --runs 1    fewer repeats while developing
     python -m bench.run --render                  docs/BENCHMARKS.md again from the last run's raw results
     python -m bench.run --budget 570              what fits in 570 s; later sections are carried over, marked as
-                                                  not run (`make bench` runs every section, about 17 minutes)
+                                                  not run (`make bench` runs every section, about 15–17 minutes)
 
 The whole document shows, beside each target figure, the figure of the same name in the document it replaces
 ("previous"); a section skipped for the time budget keeps its text from that document, marked as not run.
@@ -50,7 +50,7 @@ SECTIONS = (
     "nats_failover",
 )
 DOC = ROOT / "docs" / "BENCHMARKS.md"
-# `make bench` runs every section (issue 21: every figure in one run; about 17 minutes on 2 cores, decision 0027).
+# `make bench` runs every section (issue 21: every figure in one run; about 15–17 minutes on 2 cores, decision 0027).
 # --budget 570 is issue 9's 10-minute run, with room for `make`'s own start-up and the embedded servers.
 BUDGET_S = 0
 # Skipped, and said so, when less time than this is left: about each one's time on a quiet machine (reconnect's

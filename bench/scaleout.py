@@ -20,7 +20,7 @@ LAYOUTS = (1, 2)  # web processes behind HAProxy
 
 
 def run(*, eas: list, log_dir: Path, runs: int) -> dict:
-    """One run per layout, whatever `runs` says: each costs about 25 s of the suite's 10-minute budget."""
+    """One run per layout, whatever `runs` says: each costs about 25 s of the suite's run."""
     return {str(servers): load_run(eas[:CAPACITY_EAS], log_dir, fps=FPS, servers=servers, balancer=True)
             for servers in LAYOUTS}  # fmt: skip
 

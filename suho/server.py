@@ -250,15 +250,18 @@ class InboundQueue(asyncio.Queue):
 
 # CPython's cyclic GC runs a full collection after every 10th collection of the middle generation; a full one walks
 # every object: the ~140,000 Django and the libraries make at start, and ~200 per connected EA. With 1,000 EAs
-# connected those pauses were the p99 of the signal POST (66 ms, against 19 ms with the collector off:
-# docs/BENCHMARKS.md section 4) and of a tick's live publish. What is loaded at start lives as long as the process,
-# so it is frozen out of the collector, and a full collection waits for 1,000 middle ones (minutes under load, and
-# CPython still skips it until a quarter of the old objects are new); the young generations keep CPython's
-# thresholds, so each of their collections stays short (a gen-0 threshold of 50,000 made each one a 20 ms pause).
+# connected those pauses were the p99 of the signal POST (66 ms, against 19 ms with the collector off; measured with
+# `bench.run --only delivery`, commit e70005a) and of a tick's live publish. What is loaded at start lives as long
+# as the process, so it is frozen out of the collector (after one collection, so no start-up garbage is frozen),
+# and a full collection waits for 1,000 middle ones (minutes under load, and CPython still skips it until a quarter
+# of the old objects are new): garbage that reached the oldest generation, a closed connection's, waits for it that
+# long. The young generations keep CPython's thresholds, so each of their collections stays short (a gen-0
+# threshold of 50,000 made each one a 20 ms pause).
 FULL_COLLECTION_AFTER = 1_000
 
 
 def gc_tune() -> None:
+    gc.collect()
     gc.freeze()
     young, middle, _full = gc.get_threshold()
     gc.set_threshold(young, middle, FULL_COLLECTION_AFTER)

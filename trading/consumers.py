@@ -81,13 +81,16 @@ class EAConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = "ea-gateway-uses-nats"
 
     async def __call__(self, scope, receive, send) -> None:
-        """Channels' AsyncConsumer.__call__ for a consumer without a channel layer: it waits for each message with
-        a new task and `asyncio.wait` (await_many_dispatch, made for two sources), a cost per tick frame; with one
-        source, awaiting `receive()` is the same order of messages without it."""
+        """Channels' AsyncConsumer.__call__ for a consumer without a channel layer (`channel_layer_alias` names
+        none): it waits for each message with a new task and `asyncio.wait` (await_many_dispatch, made for two
+        sources), a cost per tick frame; with one source, awaiting `receive()` is the same order of messages
+        without it. One loop turn per message, as before: a backlog on one connection (up to suho.server's inbound
+        bound) does not hold the others and the live publisher for its whole length."""
         self.scope, self.channel_layer, self.base_send = scope, None, send
         try:
             while True:
                 await self.dispatch(await receive())
+                await asyncio.sleep(0)
         except StopConsumer:
             pass
 
