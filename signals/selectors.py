@@ -130,10 +130,12 @@ def executions(*, account_id=None):
 ACCOUNT_BALANCE_LATEST = """
 SELECT equity, drawdown FROM mt5_account_balance_history WHERE account_id = %(account_id)s ORDER BY time DESC LIMIT 1
 """
-ACCOUNT_DAILY_PNL = """
-SELECT SUM(profit) FILTER (WHERE DATE(close_time) = CURRENT_DATE) AS daily_pnl
-FROM mt5_trade_orders
-WHERE account_id = %(account_id)s AND status = 'closed' AND close_time >= CURRENT_DATE
+ACCOUNT_LOSS_FIGURES = """
+SELECT (SELECT SUM(profit) FILTER (WHERE DATE(close_time) = CURRENT_DATE)
+          FROM mt5_trade_orders
+         WHERE account_id = %(account_id)s AND status = 'closed' AND close_time >= CURRENT_DATE) AS daily_pnl,
+       (SELECT drawdown FROM mt5_account_balance_history
+         WHERE account_id = %(account_id)s ORDER BY time DESC LIMIT 1) AS drawdown
 """
 
 
@@ -147,12 +149,8 @@ def account_equity_latest(*, account_id) -> Decimal | None:
     return Decimal(str(float(rows[0]["equity"]))) if rows else None
 
 
-def account_drawdown_latest(*, account_id) -> Decimal | None:
-    """The EA's own drawdown (percent from its max balance) on the account's newest balance snapshot."""
-    rows = fetch_dicts(SignalExecution, ACCOUNT_BALANCE_LATEST, {"account_id": account_id})
-    return rows[0]["drawdown"] if rows else None
-
-
-def account_daily_pnl(*, account_id) -> Decimal | None:
-    """The account's realised profit of today's closed trades; None if none closed today."""
-    return fetch_dicts(SignalExecution, ACCOUNT_DAILY_PNL, {"account_id": account_id})[0]["daily_pnl"]
+def account_loss_figures(*, account_id) -> tuple[Decimal | None, Decimal | None]:
+    """The account's realised profit of today's closed trades (None if none closed today) and the EA's own drawdown
+    (percent from its max balance) on its newest balance snapshot (None without one): one round trip."""
+    row = fetch_dicts(SignalExecution, ACCOUNT_LOSS_FIGURES, {"account_id": account_id})[0]
+    return row["daily_pnl"], row["drawdown"]

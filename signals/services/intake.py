@@ -7,7 +7,8 @@ and writes nothing. A well-formed signal is always recorded (PENDING, audited); 
 Otherwise it is published to its EA after commit.
 
 Idempotent on the producer's id (`client_signal_id`, the seed JSON's `signal_id`): the same id returns the signal(s)
-already recorded and writes nothing, also when two copies race (the database's unique constraint decides).
+already recorded and writes nothing, also when two copies race (the database's unique constraint decides: for one
+account it is the only check, and a repeat's transaction is rolled back before the recorded signal is read).
 """
 
 from __future__ import annotations
@@ -133,7 +134,10 @@ def signal_submit(
     actor = actor or source
     try:
         with tenant_context(tenant_id):
-            existing = _existing(client_signal_id=client_signal_id, account_id=account_id, broadcast=broadcast)
+            # One account's repeat is found by its insert (the unique constraint, then the except below): a round
+            # trip fewer on every new signal (issue 21). A broadcast is looked up first: its eligible accounts may
+            # have changed since, so its insert alone would not always meet the recorded ones.
+            existing = broadcast and _existing(client_signal_id=client_signal_id, account_id=account_id, broadcast=True)
             if existing:
                 return Submission(existing, False, existing[0].broadcast_id)
             broadcast_id = uuid.uuid4() if broadcast else None
@@ -149,7 +153,7 @@ def signal_submit(
                 )
                 for account in _accounts(account_id=account_id, broadcast=broadcast)
             ]
-    except IntegrityError:  # the same producer id, committed by a concurrent request in the meantime
+    except IntegrityError:  # the same producer id: recorded before, or by a concurrent request in the meantime
         with tenant_context(tenant_id):
             existing = _existing(client_signal_id=client_signal_id, account_id=account_id, broadcast=broadcast)
         if not existing:

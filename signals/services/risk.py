@@ -20,7 +20,7 @@ from decimal import ROUND_DOWN, Decimal
 
 from accounts.models import MT5Account
 from quotes.instruments import normalise_symbol, pip_size
-from signals.selectors import account_daily_pnl, account_drawdown_latest, account_equity_latest
+from signals.selectors import account_equity_latest, account_loss_figures
 
 RISK_TENANT_TRADING_DISABLED = "trading is disabled for this tenant"
 RISK_TRADING_DISABLED = "trading is disabled for this account"
@@ -65,7 +65,8 @@ def risk_check(
         return RiskDecision(volume, refusal)
     if sized > account.max_position_size:
         return RiskDecision(sized, RISK_MAX_POSITION_SIZE.format(volume=sized, limit=account.max_position_size))
-    refusal = _daily_loss(account) or _drawdown(account) or _spread(account, spread_points)
+    daily_pnl, drawdown = account_loss_figures(account_id=account.account_id)
+    refusal = _daily_loss(account, daily_pnl) or _drawdown(account, drawdown) or _spread(account, spread_points)
     return RiskDecision(sized, refusal)
 
 
@@ -134,16 +135,14 @@ def pip_value_per_lot(*, symbol: str, price: Decimal, currency: str) -> Decimal 
     return None
 
 
-def _daily_loss(account: MT5Account) -> str | None:
-    pnl = account_daily_pnl(account_id=account.account_id)
+def _daily_loss(account: MT5Account, pnl: Decimal | None) -> str | None:
     if pnl is not None and pnl < -account.max_daily_loss:
         return RISK_DAILY_LOSS.format(limit=account.max_daily_loss, pnl=pnl)
     return None
 
 
-def _drawdown(account: MT5Account) -> str | None:
+def _drawdown(account: MT5Account, drawdown: Decimal | None) -> str | None:
     """The EA's own drawdown (percent from its max balance) on the latest balance snapshot."""
-    drawdown = account_drawdown_latest(account_id=account.account_id)
     if drawdown is not None and drawdown > 0 and drawdown >= account.max_drawdown_percent:
         return RISK_DRAWDOWN.format(drawdown=_plain(drawdown), limit=_plain(account.max_drawdown_percent))
     return None

@@ -1,0 +1,91 @@
+"""A new signal for one account costs at most eleven database round trips (issue 21), from the ML-engine key's
+look-up to the outbox row marked published, with the account's broker quote in the cache as the gateway keeps it:
+the producer's id is checked by the insert itself (the unique constraint), and the risk gate reads today's loss and
+the drawdown in one query. Thirteen before.
+
+Round trips are counted at the wire, as for the HELLO (tests/gateway/test_hello_round_trips.py): this process's
+service and operator connections go through a TCP proxy that counts each time the client speaks after the server
+has answered.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from quotes.ingest import TickRow, broker_quotes_after_commit
+from signals.models import TradingSignal
+from signals.services import signal_submit
+from suho.routers import operator_path
+from tests.gateway.test_hello_round_trips import RoundTripCounter, pools_point_at
+from tests.signals.conftest import BROKER_ASK, BROKER_BID, quote_put, seed_json
+
+MAX_NEW_SIGNAL_ROUND_TRIPS = 11
+
+
+@pytest.fixture
+def counter(committed):
+    from django.db import connections
+
+    settings = connections["default"].settings_dict
+    proxy = RoundTripCounter(settings["HOST"], int(settings["PORT"]))
+    saved: dict = {}
+    pools_point_at(proxy.port, saved)
+    yield proxy
+    pools_point_at(None, saved)
+    proxy.close()
+
+
+def test_a_new_signal_takes_at_most_eleven_round_trips_and_a_repeat_writes_nothing(api, account, published, counter):
+    broker_quotes_after_commit([TickRow(time.time_ns() // 1000, str(account.tenant_id), str(account.account_id),
+                                        "EURUSD", float(BROKER_BID), float(BROKER_ASK), 20.0, 100, True, "london",
+                                        True)])  # fmt: skip
+    api.post("/api/signals/", seed_json(account.account_id))  # the pools' connections made, the key's use recorded
+    body = seed_json(account.account_id)
+
+    before = counter.count
+    first = api.post("/api/signals/", body)
+    used = counter.count - before
+    again = api.post("/api/signals/", {**body, "volume": 0.2})
+
+    assert first.status_code == 201, first.json()
+    assert used <= MAX_NEW_SIGNAL_ROUND_TRIPS, f"{used} round trips"
+    assert again.status_code == 200 and again.json()["signal_id"] == first.json()["signal_id"]
+    assert again.json()["volume"] == 0.1
+    with operator_path():
+        assert TradingSignal.objects.filter(client_signal_id=body["signal_id"]).count() == 1
+
+
+def test_two_copies_at_once_record_one_signal_and_both_answer_with_it(tenant, account, published):
+    quote_put(account)
+    spec, client_id = seed_json(account.account_id), "race-1"
+    from signals.serializers import SignalInputSerializer
+
+    serializer = SignalInputSerializer(data=spec)
+    serializer.is_valid(raise_exception=True)
+    results, start = [], threading.Barrier(2)
+
+    def submit() -> None:
+        from django.db import connections
+
+        start.wait()
+        try:
+            submission = signal_submit(tenant_id=tenant.id, account_id=account.account_id,
+                                       payload=serializer.spec(), source="ml", client_signal_id=client_id)  # fmt: skip
+            results.append(submission)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=submit) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert sorted(r.created for r in results) == [False, True]
+    assert len({r.signals[0].signal_id for r in results}) == 1
+    with operator_path():
+        assert TradingSignal.objects.filter(client_signal_id=client_id).count() == 1
+    assert len(published.for_account(account.account_id)) == 1
