@@ -8,7 +8,8 @@ Otherwise it is published to its EA after commit.
 
 Idempotent on the producer's id (`client_signal_id`, the seed JSON's `signal_id`): the same id returns the signal(s)
 already recorded and writes nothing, also when two copies race (the database's unique constraint decides: for one
-account it is the only check, and a repeat's transaction is rolled back before the recorded signal is read).
+account it is the only check, and a repeat's transaction is rolled back before the recorded signal is read), and
+also when the market has moved since so that the repeat itself would now be refused.
 """
 
 from __future__ import annotations
@@ -153,7 +154,11 @@ def signal_submit(
                 )
                 for account in _accounts(account_id=account_id, broadcast=broadcast)
             ]
-    except IntegrityError:  # the same producer id: recorded before, or by a concurrent request in the meantime
+    except (IntegrityError, SignalInvalid):
+        # The same producer id, recorded before or by a concurrent request in the meantime. A repeat can also fail
+        # today's checks (a market signal whose stop loss the price has passed since): the recorded one answers.
+        if not client_signal_id:
+            raise
         with tenant_context(tenant_id):
             existing = _existing(client_signal_id=client_signal_id, account_id=account_id, broadcast=broadcast)
         if not existing:

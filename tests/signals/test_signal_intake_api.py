@@ -124,6 +124,27 @@ def test_the_same_producer_id_twice_returns_the_first_signal_and_writes_nothing(
     assert len(published.for_account(account.account_id)) == 1
 
 
+def test_a_repeat_after_the_price_passed_its_stop_loss_answers_with_the_recorded_signal(api, account, published):
+    quote_put(account)
+    reference_put()
+    body = seed_json(account.account_id, entry_price=None)  # a market signal: its entry is the broker's price
+    del body["entry_price_range"]
+    first = api.post("/api/signals/", body)
+    assert first.status_code == 201, first.json()
+    quote_put(account, bid=Decimal("1.0918"), ask=Decimal("1.0920"))  # the market falls through the stop loss
+    reference_put(bid=Decimal("1.0918"), ask=Decimal("1.0920"))
+    rows = _rows()
+
+    new = api.post("/api/signals/", {**body, "signal_id": f"{body['signal_id']}-new"})
+    again = api.post("/api/signals/", body)
+
+    assert new.status_code == 422 and new.json()["error"]["code"] == "stop_loss_wrong_side"
+    assert again.status_code == 200, again.json()
+    assert again.json()["signal_id"] == first.json()["signal_id"]
+    assert _rows() == rows
+    assert len(published.for_account(account.account_id)) == 1
+
+
 def test_a_broadcast_makes_one_signal_per_eligible_account_each_on_its_own_quote(api, tenant, account, published):
     second = account_make(tenant)
     account_make(tenant, trading_enabled=False)  # not eligible: no row

@@ -14,9 +14,11 @@ import threading
 import time
 
 import pytest
+from django.db import connections
 
 from quotes.ingest import TickRow, broker_quotes_after_commit
 from signals.models import TradingSignal
+from signals.serializers import SignalInputSerializer
 from signals.services import signal_submit
 from suho.routers import operator_path
 from tests.gateway.test_hello_round_trips import RoundTripCounter, pools_point_at
@@ -27,8 +29,6 @@ MAX_NEW_SIGNAL_ROUND_TRIPS = 11
 
 @pytest.fixture
 def counter(committed):
-    from django.db import connections
-
     settings = connections["default"].settings_dict
     proxy = RoundTripCounter(settings["HOST"], int(settings["PORT"]))
     saved: dict = {}
@@ -51,30 +51,29 @@ def test_a_new_signal_takes_at_most_eleven_round_trips_and_a_repeat_writes_nothi
     again = api.post("/api/signals/", {**body, "volume": 0.2})
 
     assert first.status_code == 201, first.json()
-    assert used <= MAX_NEW_SIGNAL_ROUND_TRIPS, f"{used} round trips"
+    assert 8 <= used <= MAX_NEW_SIGNAL_ROUND_TRIPS, f"{used} round trips"
     assert again.status_code == 200 and again.json()["signal_id"] == first.json()["signal_id"]
     assert again.json()["volume"] == 0.1
     with operator_path():
         assert TradingSignal.objects.filter(client_signal_id=body["signal_id"]).count() == 1
+    assert len(published.for_account(account.account_id)) == 2  # the warm-up's and the first; the repeat's none
 
 
 def test_two_copies_at_once_record_one_signal_and_both_answer_with_it(tenant, account, published):
     quote_put(account)
     spec, client_id = seed_json(account.account_id), "race-1"
-    from signals.serializers import SignalInputSerializer
-
     serializer = SignalInputSerializer(data=spec)
     serializer.is_valid(raise_exception=True)
-    results, start = [], threading.Barrier(2)
+    results, errors, start = [], [], threading.Barrier(2)
 
     def submit() -> None:
-        from django.db import connections
-
         start.wait()
         try:
             submission = signal_submit(tenant_id=tenant.id, account_id=account.account_id,
                                        payload=serializer.spec(), source="ml", client_signal_id=client_id)  # fmt: skip
             results.append(submission)
+        except Exception as exc:  # noqa: BLE001 — reported by the assertion below
+            errors.append(exc)
         finally:
             connections.close_all()
 
@@ -84,6 +83,7 @@ def test_two_copies_at_once_record_one_signal_and_both_answer_with_it(tenant, ac
     for thread in threads:
         thread.join(30)
 
+    assert not errors and not any(thread.is_alive() for thread in threads), errors
     assert sorted(r.created for r in results) == [False, True]
     assert len({r.signals[0].signal_id for r in results}) == 1
     with operator_path():
