@@ -138,8 +138,8 @@ def signal_submit(
             # One account's repeat is found by its insert (the unique constraint, then the except below): a round
             # trip fewer on every new signal (issue 21). A broadcast is looked up first: its eligible accounts may
             # have changed since, so its insert alone would not always meet the recorded ones.
-            existing = broadcast and _existing(client_signal_id=client_signal_id, account_id=account_id, broadcast=True)
-            if existing:
+            if broadcast and (existing := _existing(client_signal_id=client_signal_id, account_id=account_id,
+                                                    broadcast=True)):  # fmt: skip
                 return Submission(existing, False, existing[0].broadcast_id)
             broadcast_id = uuid.uuid4() if broadcast else None
             signals = [

@@ -8,15 +8,12 @@ The consumer runs in this process (Channels' communicator); everything it does o
 
 from __future__ import annotations
 
-import socket
-import threading
 from contextlib import asynccontextmanager
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.db import connections
 
 import binproto
 from accounts.models import EASession, MT5Account, Tenant
@@ -27,81 +24,22 @@ from eaclient.client import hello_build
 from suho.asgi import application
 from suho.routers import operator_path
 from tests.gateway.ea_client import connect, receive_until
+from tests.round_trips import round_trips_counter_start, round_trips_counter_stop
 from trading.connection import ea_session_claim
 
 pytestmark = [pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])]
 
 MAX_TOKEN_HELLO_ROUND_TRIPS = 3
-PROXIED = ("default", "operator")
-
-
-class RoundTripCounter:
-    """A TCP proxy to PostgreSQL counting round trips: one each time a client sends after its server answered."""
-
-    def __init__(self, host: str, port: int):
-        self.upstream = (host, port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.count = 0
-        self._lock = threading.Lock()
-        self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.upstream)
-            turn = {"server_answered": True}
-            threading.Thread(target=self._pump, args=(client, server, turn, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, turn, False), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket, turn: dict, from_client: bool) -> None:
-        try:
-            while data := source.recv(65536):
-                with self._lock:
-                    if from_client and turn["server_answered"]:
-                        self.count += 1
-                    turn["server_answered"] = not from_client
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for end in (source, sink):
-                end.close()
-
-    def close(self) -> None:
-        self._closed = True
-        self.listener.close()
-
-
-def pools_point_at(port: int | None, saved: dict) -> None:
-    """The service and operator pools connect to 127.0.0.1:`port` from now on (None: where they did before)."""
-    for alias in PROXIED:
-        connections[alias].close()
-        connections[alias].close_pool()  # the next connection comes from a pool made with the new address
-        settings = connections[alias].settings_dict
-        if port is None:
-            settings.update(HOST=saved[alias][0], PORT=saved[alias][1])
-        else:
-            saved[alias] = (settings["HOST"], settings["PORT"])
-            settings.update(HOST="127.0.0.1", PORT=str(port))
 
 
 @asynccontextmanager
 async def round_trips_counted():
-    """This process's service and operator pools connect through a RoundTripCounter while the block runs."""
-    settings = connections[PROXIED[0]].settings_dict
-    counter = RoundTripCounter(settings["HOST"], int(settings["PORT"]))
-    saved: dict = {}
-    await sync_to_async(pools_point_at)(counter.port, saved)
+    """`tests.round_trips.round_trips_counted` for a test on the event loop (the pools are switched in a thread)."""
+    counter = await sync_to_async(round_trips_counter_start)()
     try:
         yield counter
     finally:
-        await sync_to_async(pools_point_at)(None, saved)
-        counter.close()
+        await sync_to_async(round_trips_counter_stop)(counter)
 
 
 async def token_connect(account, token: str):

@@ -3,9 +3,7 @@ look-up to the outbox row marked published, with the account's broker quote in t
 the producer's id is checked by the insert itself (the unique constraint), and the risk gate reads today's loss and
 the drawdown in one query. Thirteen before.
 
-Round trips are counted at the wire, as for the HELLO (tests/gateway/test_hello_round_trips.py): this process's
-service and operator connections go through a TCP proxy that counts each time the client speaks after the server
-has answered.
+Round trips are counted at the wire, as for the HELLO (tests/round_trips.py).
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ from signals.models import TradingSignal
 from signals.serializers import SignalInputSerializer
 from signals.services import signal_submit
 from suho.routers import operator_path
-from tests.gateway.test_hello_round_trips import RoundTripCounter, pools_point_at
+from tests.round_trips import round_trips_counted
 from tests.signals.conftest import BROKER_ASK, BROKER_BID, quote_put, seed_json
 
 MAX_NEW_SIGNAL_ROUND_TRIPS = 11
@@ -29,13 +27,8 @@ MAX_NEW_SIGNAL_ROUND_TRIPS = 11
 
 @pytest.fixture
 def counter(committed):
-    settings = connections["default"].settings_dict
-    proxy = RoundTripCounter(settings["HOST"], int(settings["PORT"]))
-    saved: dict = {}
-    pools_point_at(proxy.port, saved)
-    yield proxy
-    pools_point_at(None, saved)
-    proxy.close()
+    with round_trips_counted() as proxy:
+        yield proxy
 
 
 def test_a_new_signal_takes_at_most_eleven_round_trips_and_a_repeat_writes_nothing(api, account, published, counter):
