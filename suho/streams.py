@@ -30,7 +30,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import NotFoundError, ServiceUnavailableError
+from nats.js.errors import BadRequestError, NotFoundError, ServiceUnavailableError
 
 from suho.bus import nats_servers
 
@@ -38,6 +38,7 @@ JETSTREAM_DISABLED = "NATS at {url} has no JetStream: start nats-server with -js
 NATS_UNREACHABLE = "cannot reach NATS at {url}: {error}"
 SETUP_TIMEOUT_S = 10
 JETSTREAM_TEMPORARILY_UNAVAILABLE = 10008  # JetStream's err_code with a 503
+NO_SUITABLE_PEERS = 10005  # with a 400, "no suitable peers for placement, peer offline": peers still rejoining
 SETUP_DEADLINE_S = 60  # a cluster that has just formed can time out its first replicated stream operations
 REPLAY_TIMEOUT_S = 30
 ACCOUNT_EVENT_KINDS = ("profile", "balance", "heartbeat", "trades")  # what MT5_ACCOUNT stores, per account
@@ -102,17 +103,26 @@ async def _streams_ensure(url: str) -> list[str]:
 
 
 async def _until(deadline: float, call, *args):
-    """`call(*args)`, tried again every second until `deadline` while JetStream times out or says it is temporarily
-    unavailable: just after a cluster formed (or while it has no meta leader) the peers are still agreeing where
-    replicas go. A server without JetStream answers at once (no responders) and is not waited for."""
+    """`call(*args)`, tried again every second until `deadline` while JetStream times out, says it is temporarily
+    unavailable or has no peer to place a replica on: just after a cluster formed (or while it has no meta leader,
+    or while restarted peers are not yet reported back) the peers are still agreeing where replicas go. A server
+    without JetStream answers at once (no responders) and is not waited for."""
     while True:
         try:
             return await call(*args)
-        except (NatsTimeoutError, ServiceUnavailableError) as exc:
-            passing = isinstance(exc, NatsTimeoutError) or exc.err_code == JETSTREAM_TEMPORARILY_UNAVAILABLE
-            if not passing or asyncio.get_running_loop().time() >= deadline:
+        except (NatsTimeoutError, ServiceUnavailableError, BadRequestError) as exc:
+            if not _passing(exc) or asyncio.get_running_loop().time() >= deadline:
                 raise
             await asyncio.sleep(1)
+
+
+def _passing(exc: Exception) -> bool:
+    """Whether a JetStream error is one a cluster that is still forming answers with, so worth another try."""
+    if isinstance(exc, NatsTimeoutError):
+        return True
+    if isinstance(exc, ServiceUnavailableError):
+        return exc.err_code == JETSTREAM_TEMPORARILY_UNAVAILABLE
+    return isinstance(exc, BadRequestError) and exc.err_code == NO_SUITABLE_PEERS
 
 
 async def _stream_ensure(jetstream, config: StreamConfig) -> str:

@@ -15,8 +15,9 @@ import nats
 import pytest
 from django.conf import settings
 from django.test import override_settings
+from nats.js.errors import BadRequestError
 
-from suho.streams import JETSTREAM_DISABLED, streams_ensure
+from suho.streams import JETSTREAM_DISABLED, NO_SUITABLE_PEERS, _until, streams_ensure
 
 
 def _stream_subjects() -> dict[str, list[str]]:
@@ -94,3 +95,44 @@ def test_start_up_fails_with_a_clear_message_when_jetstream_is_off(nats_without_
     with override_settings(NATS_URL=nats_without_jetstream), pytest.raises(RuntimeError) as refused:
         streams_ensure()
     assert str(refused.value) == JETSTREAM_DISABLED.format(url=nats_without_jetstream)
+
+
+def _answers(*outcomes):
+    """An API call that answers with each outcome in turn: an exception is raised, anything else returned."""
+    remaining = list(outcomes)
+
+    async def call():
+        outcome = remaining.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    return call, remaining
+
+
+def test_setup_tries_again_while_restarted_peers_are_not_yet_back_for_placement():
+    """Seen in CI: a cluster whose peers had just restarted answered the stream's create with "no suitable peers for
+    placement, peer offline" (a 400, err_code 10005) before it saw them again; the deploy must wait, not fail."""
+    peer_offline = BadRequestError(code=400, err_code=NO_SUITABLE_PEERS,
+                                   description="no suitable peers for placement, peer offline")  # fmt: skip
+    call, remaining = _answers(peer_offline, peer_offline, "MT5_OUTBOUND: created")
+
+    async def setup():
+        return await _until(asyncio.get_running_loop().time() + 30, call)
+
+    assert asyncio.run(setup()) == "MT5_OUTBOUND: created"
+    assert remaining == []
+
+
+def test_setup_fails_at_once_on_a_request_jetstream_refuses_for_good():
+    bad_config = BadRequestError(code=400, err_code=10074,
+                                 description="replicas > 1 not supported in non-clustered mode")  # fmt: skip
+    call, remaining = _answers(bad_config, "never reached")
+
+    async def setup():
+        return await _until(asyncio.get_running_loop().time() + 30, call)
+
+    with pytest.raises(BadRequestError) as refused:
+        asyncio.run(setup())
+    assert refused.value.err_code == 10074
+    assert remaining == ["never reached"]
