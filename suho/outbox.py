@@ -20,7 +20,7 @@ from datetime import timedelta
 from functools import partial
 from uuid import UUID
 
-from django.db import close_old_connections, router, transaction
+from django.db import close_old_connections, connections, router, transaction
 from django.utils import timezone
 from nats.errors import BadSubjectError, MaxPayloadError, NoRespondersError
 from nats.js.errors import APIError, NoStreamResponseError
@@ -57,13 +57,23 @@ def outbox_publish_on_commit(*, tenant_id: UUID, subject: str, payload: bytes, m
     transaction.on_commit(partial(_publish_committed, message), using=alias)
 
 
+# Marks the row published unless a drainer holds it: the drainer keeps its rows locked while it publishes them, up
+# to `jetstream_publish`'s timeout each during an outage, and the committing thread (an EA's EVENT_ACK, a signal
+# POST's answer waits for it) must not wait for that. The drainer publishes the row again (JetStream drops the copy
+# by its Nats-Msg-Id) and marks it.
+MARK_UNLESS_LOCKED = f"""
+    UPDATE {OutboxMessage._meta.db_table} SET published_at = %s, attempts = 1
+     WHERE id = (SELECT id FROM {OutboxMessage._meta.db_table} WHERE id = %s FOR UPDATE SKIP LOCKED)
+"""
+
+
 def _publish_committed(message: OutboxMessage) -> None:
     """Right after commit, in the committing thread: publish and mark it; any failure leaves it to the drainer."""
     try:
         get_bus().jetstream_publish(message.subject, message.payload, msg_id=message.msg_id,
                                     timeout=IMMEDIATE_TIMEOUT_S)  # fmt: skip
-        with operator_path():
-            OutboxMessage.objects.filter(id=message.id).update(published_at=timezone.now(), attempts=1)
+        with connections[OPERATOR].cursor() as cursor:
+            cursor.execute(MARK_UNLESS_LOCKED, [timezone.now(), message.id])
     except Exception:  # noqa: BLE001 — NATS slow or down: the background drainer retries from the table
         outbox_kick()
 

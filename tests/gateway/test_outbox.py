@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import uuid
 from datetime import timedelta
 
 import nats
 import pytest
 from django.conf import settings
+from django.db import connections, transaction
 from django.test import Client, override_settings
 from django.urls import reverse
 from nats.js.api import StreamConfig
@@ -21,7 +23,14 @@ from accounts.models import User
 from compliance.models import AuditLog
 from suho.bus import bus_discard
 from suho.models import OutboxMessage
-from suho.outbox import PARK_AFTER_REFUSALS, _drainer, outbox_drain, outbox_prune, outbox_publish_on_commit
+from suho.outbox import (
+    PARK_AFTER_REFUSALS,
+    _drainer,
+    _publish_committed,
+    outbox_drain,
+    outbox_prune,
+    outbox_publish_on_commit,
+)
 from suho.tenancy import tenant_context
 from tests.factories import staff_login
 from trading.outbound import command_issue
@@ -68,10 +77,6 @@ def test_a_command_issued_while_nats_is_down_is_published_when_it_returns(ea_acc
 
 
 def test_a_message_written_in_a_rolled_back_transaction_is_never_published(ea_account):
-    from django.db import transaction
-
-    from suho.tenancy import tenant_context
-
     tenant, account, _secret = ea_account
     marker = uuid.uuid4()
     with pytest.raises(RuntimeError), tenant_context(tenant.id):
@@ -190,3 +195,50 @@ def test_an_operator_requeues_a_parked_message_from_the_admin_and_it_is_delivere
         assert [entry.metadata["object_id"] for entry in audit] == [poison.id]  # in the tenant's audit chain
     finally:
         asyncio.run(stream_add(False))
+
+
+def test_the_committing_thread_does_not_wait_for_a_drainer_that_holds_its_row(ea_account):
+    """During an outage the drainer keeps the rows it publishes locked while it waits for JetStream (up to the
+    publish timeout each). A committing thread whose own publish got through must not wait for that lock to mark its
+    row (an EA's EVENT_ACK waits for this thread): it leaves the row to the drainer, which sends it again (dropped by
+    its Nats-Msg-Id) and marks it. Before, it waited for the drainer's whole pass (a CI run timed out that way)."""
+    tenant, account, _secret = ea_account
+    subject = f"mt5.command.{account.account_id}.reconnect"
+    message = OutboxMessage.objects.using("operator").create(
+        tenant_id=tenant.id, subject=subject, payload=b"{}", msg_id=f"test:{uuid.uuid4()}"
+    )
+    locked, release, marked = threading.Event(), threading.Event(), threading.Event()
+
+    def drainer_holding_the_row():
+        try:
+            with transaction.atomic(using="operator"):
+                list(OutboxMessage.objects.using("operator").select_for_update(skip_locked=True).filter(id=message.id))
+                locked.set()
+                release.wait(60)
+        finally:
+            connections.close_all()
+
+    def committing_thread():
+        try:
+            _publish_committed(message)
+            marked.set()
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=drainer_holding_the_row)
+    holder.start()
+    committer = threading.Thread(target=committing_thread)
+    try:
+        assert locked.wait(30)
+        committer.start()
+        assert marked.wait(20), "the committing thread waited for the drainer's lock"
+        assert reread(message).published_at is None  # left to the drainer, which holds it
+    finally:
+        release.set()
+        holder.join(30)
+        if committer.ident:  # started
+            committer.join(30)
+    assert stream_copies(subject) == 1  # the committing thread's publish
+    assert outbox_drain() >= 1
+    assert reread(message).published_at is not None
+    assert stream_copies(subject) == 1  # the drainer's copy was dropped by its Nats-Msg-Id
