@@ -60,10 +60,11 @@ def outbox_publish_on_commit(*, tenant_id: UUID, subject: str, payload: bytes, m
 # Marks the row published unless a drainer holds it: the drainer keeps its rows locked while it publishes them, up
 # to `jetstream_publish`'s timeout each during an outage, and the committing thread (an EA's EVENT_ACK, a signal
 # POST's answer waits for it) must not wait for that. The drainer publishes the row again (JetStream drops the copy
-# by its Nats-Msg-Id) and marks it.
+# by its Nats-Msg-Id) and marks it. A row a drainer has marked already keeps its figures.
 MARK_UNLESS_LOCKED = f"""
     UPDATE {OutboxMessage._meta.db_table} SET published_at = %s, attempts = 1
-     WHERE id = (SELECT id FROM {OutboxMessage._meta.db_table} WHERE id = %s FOR UPDATE SKIP LOCKED)
+     WHERE id = (SELECT id FROM {OutboxMessage._meta.db_table}
+                  WHERE id = %s AND published_at IS NULL FOR UPDATE SKIP LOCKED)
 """
 
 
