@@ -20,7 +20,8 @@ from datetime import timedelta
 from functools import partial
 from uuid import UUID
 
-from django.db import close_old_connections, connections, router, transaction
+from django.db import DatabaseError, close_old_connections, connections, router, transaction
+from django.db.models import F
 from django.utils import timezone
 from nats.errors import BadSubjectError, MaxPayloadError, NoRespondersError
 from nats.js.errors import APIError, NoStreamResponseError
@@ -36,6 +37,7 @@ PARK_AFTER_REFUSALS = 5  # the waits between them: 1, 2, 4, 8 s (in practice the
 REFUSALS = (NoStreamResponseError, NoRespondersError, MaxPayloadError, BadSubjectError)
 
 _drainer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="suho-outbox")
+_marker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="suho-outbox-mark")
 _kick_pending = threading.Event()
 
 
@@ -57,26 +59,55 @@ def outbox_publish_on_commit(*, tenant_id: UUID, subject: str, payload: bytes, m
     transaction.on_commit(partial(_publish_committed, message), using=alias)
 
 
-# Marks the row published unless a drainer holds it: the drainer keeps its rows locked while it publishes them, up
-# to `jetstream_publish`'s timeout each during an outage, and the committing thread (an EA's EVENT_ACK, a signal
-# POST's answer waits for it) must not wait for that. The drainer publishes the row again (JetStream drops the copy
-# by its Nats-Msg-Id) and marks it. A row a drainer has marked already keeps its figures.
+# The committing thread's mark: skips a row a drain holds, and one a drain has marked already.
 MARK_UNLESS_LOCKED = f"""
-    UPDATE {OutboxMessage._meta.db_table} SET published_at = %s, attempts = 1
+    UPDATE {OutboxMessage._meta.db_table} SET published_at = %s, attempts = attempts + 1, retry_at = NULL
      WHERE id = (SELECT id FROM {OutboxMessage._meta.db_table}
                   WHERE id = %s AND published_at IS NULL FOR UPDATE SKIP LOCKED)
 """
 
 
 def _publish_committed(message: OutboxMessage) -> None:
-    """Right after commit, in the committing thread: publish and mark it; any failure leaves it to the drainer."""
+    """Right after commit, in the committing thread: publish, then mark the row published; a failed publish is left
+    to the drainer.
+
+    The mark never waits for a drain: a drain holds the rows it publishes until its pass ends, up to the publish
+    timeout each during an outage, and an EA's EVENT_ACK and a signal POST's answer wait for this thread. A row a
+    drain holds is marked in the background once the drain lets go of it (`_mark_when_free`), so a drain that
+    stopped before reaching it does not send it again later, after the stream's duplicate window."""
     try:
         get_bus().jetstream_publish(message.subject, message.payload, msg_id=message.msg_id,
                                     timeout=IMMEDIATE_TIMEOUT_S)  # fmt: skip
-        with connections[OPERATOR].cursor() as cursor:
-            cursor.execute(MARK_UNLESS_LOCKED, [timezone.now(), message.id])
     except Exception:  # noqa: BLE001 — NATS slow or down: the background drainer retries from the table
         outbox_kick()
+        return
+    published_at = timezone.now()
+    try:
+        with transaction.mark_for_rollback_on_error(using=OPERATOR), connections[OPERATOR].cursor() as cursor:
+            cursor.execute(MARK_UNLESS_LOCKED, [published_at, message.id])
+            marked = cursor.rowcount == 1
+    except DatabaseError:
+        log.warning("outbox: message %s published but not marked; the drain sends it again", message.id,
+                    exc_info=True, extra={"tenant_id": message.tenant_id, "task": "outbox"})  # fmt: skip
+        outbox_kick()
+        return
+    if not marked:
+        _marker.submit(_mark_when_free, message.id, published_at)
+
+
+def _mark_when_free(message_id: int, published_at) -> None:
+    """Wait for the drain holding the row, then mark it published, unless that drain published and marked it. At
+    most the rows of the drains running now wait here: the first mark waits for its drain, the others follow."""
+    close_old_connections()
+    try:
+        with operator_path():
+            OutboxMessage.objects.filter(id=message_id, published_at__isnull=True).update(
+                published_at=published_at, attempts=F("attempts") + 1, retry_at=None
+            )
+    except Exception:
+        log.exception("outbox: message %s published but not marked; the drain sends it again", message_id)
+    finally:
+        close_old_connections()
 
 
 def outbox_kick() -> None:

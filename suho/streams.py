@@ -38,8 +38,13 @@ JETSTREAM_DISABLED = "NATS at {url} has no JetStream: start nats-server with -js
 NATS_UNREACHABLE = "cannot reach NATS at {url}: {error}"
 SETUP_TIMEOUT_S = 10
 JETSTREAM_TEMPORARILY_UNAVAILABLE = 10008  # JetStream's err_code with a 503
-NO_SUITABLE_PEERS = 10005  # with a 400, "no suitable peers for placement, peer offline": peers still rejoining
+NO_SUITABLE_PEERS = 10005  # with a 400, "no suitable peers for placement, …": peers rejoining, or too few for good
 SETUP_DEADLINE_S = 60  # a cluster that has just formed can time out its first replicated stream operations
+SETUP_RETRY_S = 1.0
+STREAM_NOT_PLACED = (
+    "JetStream found no servers to place stream {stream} on ({replicas} replicas, NATS_STREAM_REPLICAS) within "
+    "{waited_s} s: {error}. Are that many JetStream servers in the cluster, up, and with room for the stream?"
+)
 REPLAY_TIMEOUT_S = 30
 ACCOUNT_EVENT_KINDS = ("profile", "balance", "heartbeat", "trades")  # what MT5_ACCOUNT stores, per account
 TICKS_NOT_STORED = (
@@ -97,32 +102,44 @@ async def _streams_ensure(url: str) -> list[str]:
             await _until(deadline, jetstream.account_info)
         except Exception as exc:
             raise RuntimeError(JETSTREAM_DISABLED.format(url=url)) from exc
-        return [await _until(deadline, _stream_ensure, jetstream, config) for config in stream_configs()]
+        return [await _stream_placed(deadline, jetstream, config) for config in stream_configs()]
     finally:
         await connection.close()
 
 
 async def _until(deadline: float, call, *args):
-    """`call(*args)`, tried again every second until `deadline` while JetStream times out, says it is temporarily
-    unavailable or has no peer to place a replica on: just after a cluster formed (or while it has no meta leader,
-    or while restarted peers are not yet reported back) the peers are still agreeing where replicas go. A server
-    without JetStream answers at once (no responders) and is not waited for."""
+    """`call(*args)`, tried again every `SETUP_RETRY_S` until `deadline` while the cluster may still be forming
+    (`_cluster_still_forming`). A server without JetStream answers at once (no responders) and is not waited for."""
     while True:
         try:
             return await call(*args)
         except (NatsTimeoutError, ServiceUnavailableError, BadRequestError) as exc:
-            if not _passing(exc) or asyncio.get_running_loop().time() >= deadline:
+            if not _cluster_still_forming(exc) or asyncio.get_running_loop().time() >= deadline:
                 raise
-            await asyncio.sleep(1)
+            await asyncio.sleep(SETUP_RETRY_S)
 
 
-def _passing(exc: Exception) -> bool:
-    """Whether a JetStream error is one a cluster that is still forming answers with, so worth another try."""
+def _cluster_still_forming(exc: Exception) -> bool:
+    """Whether JetStream answered as a cluster does while it forms: a timeout or "temporarily unavailable" (no meta
+    leader yet, or the first replicated operations of a new cluster), or "no suitable peers for placement" (restarted
+    peers not yet seen again). The last also means too few servers for the replicas for good: the deadline bounds
+    that wait, and `_stream_placed` then says so."""
     if isinstance(exc, NatsTimeoutError):
         return True
     if isinstance(exc, ServiceUnavailableError):
         return exc.err_code == JETSTREAM_TEMPORARILY_UNAVAILABLE
     return isinstance(exc, BadRequestError) and exc.err_code == NO_SUITABLE_PEERS
+
+
+async def _stream_placed(deadline: float, jetstream, config: StreamConfig) -> str:
+    try:
+        return await _until(deadline, _stream_ensure, jetstream, config)
+    except BadRequestError as exc:
+        if exc.err_code != NO_SUITABLE_PEERS:
+            raise
+        message = STREAM_NOT_PLACED.format(stream=config.name, replicas=config.num_replicas,
+                                           waited_s=SETUP_DEADLINE_S, error=exc.description)  # fmt: skip
+        raise RuntimeError(message) from exc
 
 
 async def _stream_ensure(jetstream, config: StreamConfig) -> str:
@@ -137,7 +154,8 @@ async def _stream_ensure(jetstream, config: StreamConfig) -> str:
 
 
 def streams_ensure() -> list[str]:
-    """Create or update every stream; raises RuntimeError naming the problem when JetStream is off."""
+    """Create or update every stream; raises RuntimeError naming the problem when JetStream is off or a stream finds
+    no servers for its replicas."""
     return asyncio.run(_streams_ensure(settings.NATS_URL))
 
 

@@ -26,6 +26,7 @@ from suho.models import OutboxMessage
 from suho.outbox import (
     PARK_AFTER_REFUSALS,
     _drainer,
+    _marker,
     _publish_committed,
     outbox_drain,
     outbox_prune,
@@ -197,48 +198,75 @@ def test_an_operator_requeues_a_parked_message_from_the_admin_and_it_is_delivere
         asyncio.run(stream_add(False))
 
 
-def test_the_committing_thread_does_not_wait_for_a_drainer_that_holds_its_row(ea_account):
-    """During an outage the drainer keeps the rows it publishes locked while it waits for JetStream (up to the
-    publish timeout each). A committing thread whose own publish got through must not wait for that lock to mark its
-    row (an EA's EVENT_ACK waits for this thread): it leaves the row to the drainer, which sends it again (dropped by
-    its Nats-Msg-Id) and marks it. Before, it waited for the drainer's whole pass (a CI run timed out that way)."""
+@pytest.fixture
+def kicks(monkeypatch):
+    """The drainer's kicks, recorded instead of run: a kick says the committing thread's publish or mark failed."""
+    calls = []
+    monkeypatch.setattr("suho.outbox.outbox_kick", lambda: calls.append(1))
+    monkeypatch.setattr("suho.outbox.IMMEDIATE_TIMEOUT_S", 5.0)  # a loaded machine's slow ack is not what is tested
+    return calls
+
+
+def test_the_committing_thread_publishes_and_marks_its_row(ea_account, kicks):
+    tenant, account, _secret = ea_account
+    row = outbox_write(tenant, f"mt5.command.{account.account_id}.reconnect")
+    assert kicks == [], "the committing thread's publish or mark failed"
+    assert row.published_at is not None and row.attempts == 1 and row.retry_at is None
+    assert stream_copies(f"mt5.command.{account.account_id}.reconnect") == 1
+
+
+def test_the_committing_thread_does_not_wait_for_a_drain_that_holds_its_row(ea_account, kicks):
+    """During an outage a drain holds the rows of its pass while it waits for JetStream (up to the publish timeout
+    each). A committing thread whose own publish got through must not wait for that lock to mark its row: an EA's
+    EVENT_ACK waits for this thread (a CI run timed out that way). Here the drain lets go without reaching the row,
+    as one that stopped at an earlier row's failure does: the row is marked in the background then, so no later
+    drain sends it again (after the stream's duplicate window, a second copy would be stored)."""
     tenant, account, _secret = ea_account
     subject = f"mt5.command.{account.account_id}.reconnect"
     message = OutboxMessage.objects.using("operator").create(
         tenant_id=tenant.id, subject=subject, payload=b"{}", msg_id=f"test:{uuid.uuid4()}"
     )
     locked, release, marked = threading.Event(), threading.Event(), threading.Event()
+    held, failures = [], []
 
-    def drainer_holding_the_row():
+    def drain_holding_the_row():
         try:
             with transaction.atomic(using="operator"):
-                list(OutboxMessage.objects.using("operator").select_for_update(skip_locked=True).filter(id=message.id))
+                rows = OutboxMessage.objects.using("operator").select_for_update(skip_locked=True)
+                held.extend(row.id for row in rows.filter(id=message.id))
                 locked.set()
                 release.wait(60)
+        except Exception as exc:  # noqa: BLE001 — reported by the assertions below
+            failures.append(exc)
         finally:
+            locked.set()
             connections.close_all()
 
     def committing_thread():
         try:
             _publish_committed(message)
             marked.set()
+        except Exception as exc:  # noqa: BLE001 — reported by the assertions below
+            failures.append(exc)
         finally:
             connections.close_all()
 
-    holder = threading.Thread(target=drainer_holding_the_row)
+    holder = threading.Thread(target=drain_holding_the_row)
     holder.start()
     committer = threading.Thread(target=committing_thread)
     try:
-        assert locked.wait(30)
+        assert locked.wait(30) and held == [message.id], failures
         committer.start()
-        assert marked.wait(20), "the committing thread waited for the drainer's lock"
-        assert reread(message).published_at is None  # left to the drainer, which holds it
+        assert marked.wait(20), f"the committing thread waited for the drain's lock {failures}"
+        assert reread(message).published_at is None  # the drain holds it
     finally:
         release.set()
         holder.join(30)
         if committer.ident:  # started
             committer.join(30)
-    assert stream_copies(subject) == 1  # the committing thread's publish
-    assert outbox_drain() >= 1
-    assert reread(message).published_at is not None
-    assert stream_copies(subject) == 1  # the drainer's copy was dropped by its Nats-Msg-Id
+    _marker.submit(lambda: None).result(timeout=30)  # the background mark, after the drain let go, has run
+    assert failures == [] and kicks == []
+    row = reread(message)
+    assert row.published_at is not None and row.attempts == 1
+    assert outbox_drain() == 0  # nothing left to send again
+    assert stream_copies(subject) == 1

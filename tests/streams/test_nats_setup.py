@@ -10,14 +10,24 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import nats
 import pytest
 from django.conf import settings
 from django.test import override_settings
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, NotFoundError
 
-from suho.streams import JETSTREAM_DISABLED, NO_SUITABLE_PEERS, _until, streams_ensure
+from suho.streams import (
+    JETSTREAM_DISABLED,
+    NO_SUITABLE_PEERS,
+    SETUP_DEADLINE_S,
+    STREAM_NOT_PLACED,
+    _stream_placed,
+    _until,
+    stream_configs,
+    streams_ensure,
+)
 
 
 def _stream_subjects() -> dict[str, list[str]]:
@@ -101,7 +111,7 @@ def _answers(*outcomes):
     """An API call that answers with each outcome in turn: an exception is raised, anything else returned."""
     remaining = list(outcomes)
 
-    async def call():
+    async def call(*_args):
         outcome = remaining.pop(0)
         if isinstance(outcome, Exception):
             raise outcome
@@ -110,29 +120,46 @@ def _answers(*outcomes):
     return call, remaining
 
 
-def test_setup_tries_again_while_restarted_peers_are_not_yet_back_for_placement():
+PEER_OFFLINE = BadRequestError(code=400, err_code=NO_SUITABLE_PEERS,
+                               description="no suitable peers for placement, peer offline")  # fmt: skip
+
+
+async def _until_in(seconds: float, call):
+    return await _until(asyncio.get_running_loop().time() + seconds, call)
+
+
+def test_setup_tries_again_while_restarted_peers_are_not_yet_back_for_placement(monkeypatch):
     """Seen in CI: a cluster whose peers had just restarted answered the stream's create with "no suitable peers for
     placement, peer offline" (a 400, err_code 10005) before it saw them again; the deploy must wait, not fail."""
-    peer_offline = BadRequestError(code=400, err_code=NO_SUITABLE_PEERS,
-                                   description="no suitable peers for placement, peer offline")  # fmt: skip
-    call, remaining = _answers(peer_offline, peer_offline, "MT5_OUTBOUND: created")
-
-    async def setup():
-        return await _until(asyncio.get_running_loop().time() + 30, call)
-
-    assert asyncio.run(setup()) == "MT5_OUTBOUND: created"
+    monkeypatch.setattr("suho.streams.SETUP_RETRY_S", 0.0)
+    call, remaining = _answers(PEER_OFFLINE, PEER_OFFLINE, "MT5_OUTBOUND: created")
+    assert asyncio.run(_until_in(30, call)) == "MT5_OUTBOUND: created"
     assert remaining == []
 
 
 def test_setup_fails_at_once_on_a_request_jetstream_refuses_for_good():
-    bad_config = BadRequestError(code=400, err_code=10074,
-                                 description="replicas > 1 not supported in non-clustered mode")  # fmt: skip
-    call, remaining = _answers(bad_config, "never reached")
+    name_taken = BadRequestError(code=400, err_code=10058,
+                                 description="stream name already in use with a different configuration")  # fmt: skip
+    call, remaining = _answers(name_taken, "never reached")
+    with pytest.raises(BadRequestError) as refused:
+        asyncio.run(_until_in(30, call))
+    assert refused.value.err_code == 10058
+    assert remaining == ["never reached"]
+
+
+def test_a_stream_that_finds_no_servers_for_its_replicas_fails_the_setup_saying_so(monkeypatch):
+    """Too few JetStream servers for NATS_STREAM_REPLICAS answers like peers that are still rejoining: waited for
+    until the deadline, then a message that names the stream and the setting (here the deadline has passed)."""
+    config = next(config for config in stream_configs() if config.name == "MT5_OUTBOUND")
+    jetstream = SimpleNamespace()
+    jetstream.stream_info, _ = _answers(NotFoundError(code=404, err_code=10059, description="stream not found"))
+    jetstream.add_stream, _ = _answers(PEER_OFFLINE)
 
     async def setup():
-        return await _until(asyncio.get_running_loop().time() + 30, call)
+        return await _stream_placed(asyncio.get_running_loop().time(), jetstream, config)
 
-    with pytest.raises(BadRequestError) as refused:
+    with pytest.raises(RuntimeError) as refused:
         asyncio.run(setup())
-    assert refused.value.err_code == 10074
-    assert remaining == ["never reached"]
+    expected = STREAM_NOT_PLACED.format(stream="MT5_OUTBOUND", replicas=config.num_replicas,
+                                        waited_s=SETUP_DEADLINE_S, error=PEER_OFFLINE.description)  # fmt: skip
+    assert str(refused.value) == expected
