@@ -4,7 +4,7 @@ of a scheduled task is recorded (suho.beat) for the operator dashboard."""
 import os
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_process_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "suho.settings")
 
@@ -32,3 +32,11 @@ def _record_end(sender=None, state=None, **kwargs):
     from suho.beat import beat_task_finished
 
     beat_task_finished(task=sender.name, state=state or "")
+
+
+@worker_process_shutdown.connect(dispatch_uid="suho_outbox_marks")
+def _outbox_marks_wait(**kwargs):
+    """A pool process that exits lets its queued outbox marks finish (bounded), as a web process does at drain."""
+    from suho.outbox import outbox_marks_wait
+
+    outbox_marks_wait()

@@ -13,20 +13,23 @@ counted in /metrics) so the rows behind it flow; an operator re-queues it from t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from datetime import timedelta
 from functools import partial
 from uuid import UUID
 
-from django.db import DatabaseError, close_old_connections, connections, router, transaction
+from django.db import close_old_connections, connections, router, transaction
 from django.db.models import F
 from django.utils import timezone
 from nats.errors import BadSubjectError, MaxPayloadError, NoRespondersError
 from nats.js.errors import APIError, NoStreamResponseError
 
 from suho.bus import get_bus
+from suho.drain import drain_hook_register
 from suho.models import OutboxMessage
 from suho.routers import OPERATOR, operator_path
 
@@ -42,6 +45,9 @@ _kick_pending = threading.Event()
 
 
 IMMEDIATE_TIMEOUT_S = 0.5  # the committing thread waits this long for JetStream; then the drainer takes over
+MARK_LOCK_TIMEOUT_S = 15  # a background mark waits this long for the drain holding its row (a pass is ~6 s at worst)
+MARKS_WAIT_S = 10.0  # how long a stopping process waits for its background marks
+MARK_FAILED = "outbox: message %s published but not marked; the drain sends it again"
 
 
 def outbox_publish_on_commit(*, tenant_id: UUID, subject: str, payload: bytes, msg_id: str) -> None:
@@ -71,9 +77,9 @@ def _publish_committed(message: OutboxMessage) -> None:
     """Right after commit, in the committing thread: publish, then mark the row published; a failed publish is left
     to the drainer.
 
-    The mark never waits for a drain: a drain holds the rows it publishes until its pass ends, up to the publish
-    timeout each during an outage, and an EA's EVENT_ACK and a signal POST's answer wait for this thread. A row a
-    drain holds is marked in the background once the drain lets go of it (`_mark_when_free`), so a drain that
+    The mark never waits for a drain: a drain holds the rows of its pass until the pass ends (each publish waits up
+    to `PUBLISH_TIMEOUT_S` for its ack), and an EA's EVENT_ACK and a signal POST's answer wait for this thread. A row
+    a drain holds is marked in the background once the drain lets go of it (`_mark_when_free`), so a drain that
     stopped before reaching it does not send it again later, after the stream's duplicate window."""
     try:
         get_bus().jetstream_publish(message.subject, message.payload, msg_id=message.msg_id,
@@ -82,32 +88,50 @@ def _publish_committed(message: OutboxMessage) -> None:
         outbox_kick()
         return
     published_at = timezone.now()
-    try:
-        with transaction.mark_for_rollback_on_error(using=OPERATOR), connections[OPERATOR].cursor() as cursor:
-            cursor.execute(MARK_UNLESS_LOCKED, [published_at, message.id])
-            marked = cursor.rowcount == 1
-    except DatabaseError:
-        log.warning("outbox: message %s published but not marked; the drain sends it again", message.id,
-                    exc_info=True, extra={"tenant_id": message.tenant_id, "task": "outbox"})  # fmt: skip
+    connection = connections[OPERATOR]
+    try:  # in a savepoint when this thread's operator connection is inside a transaction: a failure spares it
+        with transaction.atomic(using=OPERATOR) if connection.in_atomic_block else nullcontext():
+            with connection.cursor() as cursor:
+                cursor.execute(MARK_UNLESS_LOCKED, [published_at, message.id])
+                marked = cursor.rowcount == 1
+        if not marked:
+            _marker.submit(_mark_when_free, message.id, published_at)
+    except Exception:  # published, so never the caller's error: the drain sends it again
+        log.warning(MARK_FAILED, message.id, exc_info=True, extra={"tenant_id": message.tenant_id, "task": "outbox"})
         outbox_kick()
-        return
-    if not marked:
-        _marker.submit(_mark_when_free, message.id, published_at)
 
 
 def _mark_when_free(message_id: int, published_at) -> None:
-    """Wait for the drain holding the row, then mark it published, unless that drain published and marked it. At
-    most the rows of the drains running now wait here: the first mark waits for its drain, the others follow."""
+    """Wait for the drain holding the row (at most `MARK_LOCK_TIMEOUT_S`), then mark it published, unless that
+    drain published and marked it. Only rows that a running drain holds queue here, and they follow the first."""
     close_old_connections()
     try:
-        with operator_path():
+        with operator_path(), transaction.atomic(using=OPERATOR):
+            with connections[OPERATOR].cursor() as cursor:
+                cursor.execute(f"SET LOCAL lock_timeout = '{MARK_LOCK_TIMEOUT_S}s'")
             OutboxMessage.objects.filter(id=message_id, published_at__isnull=True).update(
                 published_at=published_at, attempts=F("attempts") + 1, retry_at=None
             )
-    except Exception:
-        log.exception("outbox: message %s published but not marked; the drain sends it again", message_id)
+    except Exception:  # a drain that hangs, or the database: the row is sent again, nothing lost
+        log.warning(MARK_FAILED, message_id, exc_info=True, extra={"task": "outbox"})
     finally:
         close_old_connections()
+
+
+def outbox_marks_wait(timeout_s: float = MARKS_WAIT_S) -> None:
+    """Let the background marks queued now finish before the process exits (bounded): a mark lost at exit means
+    the row is sent again, stored twice if that happens after the stream's duplicate window."""
+    try:
+        _marker.submit(lambda: None).result(timeout=timeout_s)
+    except Exception:  # noqa: BLE001 — timed out, or already shut down: the drain sends those rows again
+        log.warning("outbox: background marks not finished at exit; the drain sends those rows again")
+
+
+async def _marks_wait_at_drain() -> None:
+    await asyncio.to_thread(outbox_marks_wait)
+
+
+drain_hook_register(_marks_wait_at_drain)
 
 
 def outbox_kick() -> None:

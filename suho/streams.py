@@ -42,8 +42,8 @@ NO_SUITABLE_PEERS = 10005  # with a 400, "no suitable peers for placement, …":
 SETUP_DEADLINE_S = 60  # a cluster that has just formed can time out its first replicated stream operations
 SETUP_RETRY_S = 1.0
 STREAM_NOT_PLACED = (
-    "JetStream found no servers to place stream {stream} on ({replicas} replicas, NATS_STREAM_REPLICAS) within "
-    "{waited_s} s: {error}. Are that many JetStream servers in the cluster, up, and with room for the stream?"
+    "JetStream found no servers to place stream {stream} on ({replicas} replicas, NATS_STREAM_REPLICAS) by the setup's "
+    "deadline ({waited_s} s): {error}. Are that many JetStream servers in the cluster, up, and with room for it?"
 )
 REPLAY_TIMEOUT_S = 30
 ACCOUNT_EVENT_KINDS = ("profile", "balance", "heartbeat", "trades")  # what MT5_ACCOUNT stores, per account

@@ -265,8 +265,28 @@ def test_the_committing_thread_does_not_wait_for_a_drain_that_holds_its_row(ea_a
         if committer.ident:  # started
             committer.join(30)
     _marker.submit(lambda: None).result(timeout=30)  # the background mark, after the drain let go, has run
-    assert failures == [] and kicks == []
+    assert failures == [] and kicks == [], (failures, kicks)
     row = reread(message)
     assert row.published_at is not None and row.attempts == 1
     assert outbox_drain() == 0  # nothing left to send again
     assert stream_copies(subject) == 1
+
+
+def test_a_mark_that_fails_inside_an_operator_transaction_spares_that_transaction(ea_account, kicks, monkeypatch):
+    """The committing thread's mark can run while this thread's operator connection is inside a transaction (a
+    service-alias commit inside an operator block). Its failure is logged, the row left to the drain, and the outer
+    transaction goes on and commits."""
+    tenant, account, _secret = ea_account
+    subject = f"mt5.command.{account.account_id}.reconnect"
+    message = OutboxMessage.objects.using("operator").create(
+        tenant_id=tenant.id, subject=subject, payload=b"{}", msg_id=f"test:{uuid.uuid4()}"
+    )
+    monkeypatch.setattr("suho.outbox.MARK_UNLESS_LOCKED", "UPDATE suho_outbox SET no_such_column = %s WHERE id = %s")
+    outer_id = f"test:{uuid.uuid4()}"
+    with transaction.atomic(using="operator"):
+        _publish_committed(message)
+        OutboxMessage.objects.using("operator").create(tenant_id=tenant.id, subject=subject, payload=b"{}",
+                                                       msg_id=outer_id)  # fmt: skip
+    assert kicks == [1]  # the drain was asked to take the row over
+    assert reread(message).published_at is None
+    assert OutboxMessage.objects.using("operator").filter(msg_id=outer_id).exists()
