@@ -44,6 +44,10 @@ async def test_anonymous_socket_is_closed(committed):
     communicator.scope["user"] = AnonymousUser()
     connected, code = await communicator.connect()
     assert not connected and code == CLOSE_NOT_SIGNED_IN
+    # The disconnect a server sends after the close: the consumer stops and lets go of its channel-layer receive
+    # itself. Left to the test loop's teardown, which cancels every task at once, that receive hung once in CI
+    # (300 s, in channels_redis's cancellation).
+    await communicator.disconnect()
 
 
 async def _account_message(communicator) -> dict:
