@@ -49,7 +49,10 @@ def _wait_for_port(name: str, port: int, log: Path) -> None:
     raise SystemExit(f"devstack: {name} did not start on port {port} within {START_TIMEOUT_S}s. Log:\n{tail}")
 
 
-def _read_pid(path: Path) -> int | None:
+def _read_pid(path: Path, program: str) -> int | None:
+    """The pid in `path` if that process is alive and is `program`. A server that stopped may leave its pid file
+    (nats-server does), and the number may since belong to another process: trusting it skipped starting NATS in a
+    long CI run, and `stop` would have signalled a stranger."""
     try:
         pid = int(path.read_text().split()[0])
     except (OSError, ValueError, IndexError):
@@ -62,12 +65,16 @@ def _read_pid(path: Path) -> int | None:
         os.kill(pid, 0)
     except OSError:
         return None
-    try:  # a zombie of some other parent is as good as gone
-        if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
-            return None
-    except (OSError, IndexError):
-        pass
-    return pid
+    try:  # /proc/<pid>/stat is "<pid> (<name>) <state> …"
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None if Path("/proc/self/stat").exists() else pid  # gone meanwhile, or no /proc to ask (macOS)
+    except OSError:
+        return pid
+    name, _, rest = stat.partition("(")[2].rpartition(")")
+    if rest.strip().startswith("Z"):  # a zombie of some other parent is as good as gone
+        return None
+    return pid if name == program else None
 
 
 @dataclass(frozen=True)
@@ -94,8 +101,13 @@ class Service:
             return STATE_DIR / "postgres" / "postmaster.pid"
         return STATE_DIR / f"{self.name}.pid"
 
+    @property
+    def program(self) -> str:
+        """The server's process name, as /proc/<pid>/comm shows it."""
+        return {"postgres": "postgres", "redis": "redis-server", "nats": "nats-server"}[self.name]
+
     def running_pid(self) -> int | None:
-        return _read_pid(self.pid_file)
+        return _read_pid(self.pid_file, self.program)
 
     def start(self) -> None:
         STATE_DIR.mkdir(parents=True, exist_ok=True)
@@ -117,8 +129,10 @@ class Service:
             return
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 20
-        while _read_pid(self.pid_file) and time.monotonic() < deadline:
+        while self.running_pid() and time.monotonic() < deadline:
             time.sleep(0.1)
+        if self.running_pid() is None:
+            self.pid_file.unlink(missing_ok=True)  # nats-server leaves it behind
 
 
 SERVICES = (
