@@ -4,6 +4,7 @@ server (simulated EAs, the browser flow, the server's own limits)."""
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
 import subprocess
 import sys
@@ -59,6 +60,29 @@ def daphne_serving(env: dict[str, str], log_path: Path):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def nats_server_running(*options: str):
+    """A plain nats-server (the venv's, else the machine's) on a free port with `options`; yields (process, port)
+    once it listens, stops it after. Skips the test where there is no nats-server."""
+    binary = shutil.which("nats-server", path=str(Path(sys.executable).parent)) or shutil.which("nats-server")
+    if binary is None:
+        pytest.skip("nats-server binary not installed")
+    port = free_port()
+    process = subprocess.Popen([binary, "-a", "127.0.0.1", "-p", str(port), *options],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        yield process, port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def http(url: str, *, method: str = "GET", body: bytes | None = None, headers: dict | None = None):

@@ -3,16 +3,13 @@ file behind when it stops, and on a busy machine the number comes back as some o
 
 from __future__ import annotations
 
-import shutil
-import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from suho import devstack
+from tests.servers import nats_server_running
 
 NATS = devstack.Service("nats", "NATS_URL", 0)
 
@@ -41,16 +38,7 @@ def test_a_pid_file_naming_another_program_is_stale_and_that_process_is_left_alo
 
 
 def test_the_server_named_by_its_pid_file_is_running_and_stop_ends_it_and_removes_the_file(state_dir):
-    binary = shutil.which("nats-server", path=str(Path(sys.executable).parent)) or shutil.which("nats-server")
-    if binary is None:
-        pytest.skip("nats-server binary not installed")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen([binary, "-a", "127.0.0.1", "-p", str(port), "-P", str(NATS.pid_file)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        devstack._wait_for_port("nats", port, state_dir / "no.log")
+    with nats_server_running("-P", str(NATS.pid_file)) as (server, _port):
         while not NATS.pid_file.exists():  # written at start-up; pytest-timeout bounds this
             time.sleep(0.05)
         assert NATS.running_pid() == server.pid
@@ -59,6 +47,3 @@ def test_the_server_named_by_its_pid_file_is_running_and_stop_ends_it_and_remove
 
         assert server.wait(timeout=5) is not None
         assert not NATS.pid_file.exists()
-    finally:
-        server.kill()
-        server.wait()

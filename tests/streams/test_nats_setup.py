@@ -3,13 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
-import sys
-import time
 import uuid
-from pathlib import Path
 from types import SimpleNamespace
 
 import nats
@@ -28,6 +22,7 @@ from suho.streams import (
     stream_configs,
     streams_ensure,
 )
+from tests.servers import nats_server_running
 
 
 def _stream_subjects() -> dict[str, list[str]]:
@@ -81,24 +76,9 @@ def test_the_same_message_id_is_stored_once():
 
 
 @pytest.fixture
-def nats_without_jetstream(tmp_path: Path):
-    server = shutil.which("nats-server", path=str(Path(sys.executable).parent)) or shutil.which("nats-server")
-    if server is None:
-        pytest.skip("nats-server binary not installed")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen([server, "-a", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.05)
-    yield f"nats://127.0.0.1:{port}"
-    process.terminate()
-    process.wait(timeout=10)
+def nats_without_jetstream():
+    with nats_server_running() as (_process, port):
+        yield f"nats://127.0.0.1:{port}"
 
 
 def test_start_up_fails_with_a_clear_message_when_jetstream_is_off(nats_without_jetstream):
