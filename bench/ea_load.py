@@ -87,6 +87,7 @@ class PriceFrames:
 class Stats:
     frames: int = 0
     ticks: int = 0
+    ticks_by_100ms: Counter = field(default_factory=Counter)  # send time // 100 ms → ticks sent then
     payload_bytes: int = 0
     wire_bytes: int = 0
     late_resets: int = 0
@@ -152,6 +153,7 @@ async def price_sender(ws: ClientConnection, frames: PriceFrames, fps: float, st
             size = len(data) if isinstance(data, bytes) else len(data.encode())
             stats.frames += 1
             stats.ticks += 8
+            stats.ticks_by_100ms[sent_us // 100_000] += 8
             stats.payload_bytes += size
             stats.wire_bytes += ws_frame_bytes(size)
             if probe is not None:
@@ -322,6 +324,7 @@ async def run(config: dict) -> None:
             "open_at_stop": open_now,
             "frames": stats.frames,
             "ticks": stats.ticks,
+            "ticks_by_100ms": stats.ticks_by_100ms,
             "payload_bytes": stats.payload_bytes,
             "wire_bytes": stats.wire_bytes,
             "late_resets": stats.late_resets,

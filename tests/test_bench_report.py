@@ -244,3 +244,12 @@ def test_asgi_on_its_own_runs_daphne_too(monkeypatch, tmp_path):
     assert started.count(asgi.Daphne) == 3  # a capacity run, a 60 % run, a storm
     assert result["reused"] == []
     assert "was not run again" not in asgi.markdown(result)
+
+
+def test_ticks_sent_count_only_the_whole_100_ms_buckets_inside_the_window():
+    from bench import ingest
+
+    loads = [{"ticks_by_100ms": {"9": 800, "10": 80, "11": 80, "29": 80, "30": 800}},  # JSON keys are strings
+             {"ticks_by_100ms": {"10": 40, "29": 40}}]  # fmt: skip
+    # 1.05 s → 3.0 s: buckets 11 … 29 (1.1 s to 3.0 s), 1.9 s; bucket 10 starts before the window, 30 at its end
+    assert ingest._sent_ticks_s(loads, 1_050_000, 3_000_000) == (80 + 80 + 40) / 1.9
