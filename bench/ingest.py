@@ -283,8 +283,9 @@ def load_run(
         ready = [load.event(120) for load in loads]
         live_probe = LiveProbe(settings.NATS_URL.split(",")[0], [eas[k].account_id for k in range(parts)])
         time.sleep(WARMUP_S)
-        start_us, busy0, cpu0, pg0 = (
+        start_us, t0, busy0, cpu0, pg0 = (
             time.time_ns() // 1000,
+            time.monotonic(),
             machine_busy_s(),
             [d.cpu_s() for d in daphnes],
             postgres_cpu(),
@@ -292,11 +293,12 @@ def load_run(
         load0 = sum(load.cpu_s() for load in loads)
         lb0 = process_cpu_s(lb_ps) if lb else None
         bridge0, nats0 = sum(b.cpu_s() for b in bridge_procs), process_cpu_s(nats)
-        (rows0, counted0), t0 = _rows(), time.monotonic()
+        rows0, counted0 = _rows()
         if profile_out is None or not profile.record(daphnes[0].proc.pid, PROFILE_S, profile_out):
             time.sleep(window_s)
-        end_us, busy1, cpu1, pg1 = (
+        end_us, t1, busy1, cpu1, pg1 = (
             time.time_ns() // 1000,
+            time.monotonic(),
             machine_busy_s(),
             [d.cpu_s() for d in daphnes],
             postgres_cpu(),
@@ -306,7 +308,7 @@ def load_run(
         if dead := [b for b in bridge_procs if not b.alive()]:
             raise RuntimeError(f"a data bridge exited during the run:\n{dead[0].log_tail()}")
         bridge1, nats1 = sum(b.cpu_s() for b in bridge_procs), process_cpu_s(nats)
-        (rows1, counted1), t1 = _rows(), time.monotonic()
+        rows1, counted1 = _rows()
         backlog, redelivered = bridge_backlog() if bridges else (None, None)
         time.sleep(DRAIN_S)
         results = [load.stop() for load in loads]
@@ -332,7 +334,7 @@ def load_run(
     elapsed = t1 - t0
     committed = rows1 - rows0
     committed_ticks_s = committed / (counted1 - counted0)
-    sent_ticks_s = _sent_ticks_s(results, start_us, end_us)
+    sent_ticks_s = _sent_ticks_s(results, start_us, end_us)  # a server that stops reading slows the senders too
     server_cores = sum(c1 - c0 for c0, c1 in zip(cpu0, cpu1, strict=True)) / elapsed  # CPU s per s, like the rates
     latencies, censored = _latencies_ms(results, start_us, end_us)
     floor = min((lat for lat in latencies[len(latencies) - censored :]), default=None)
@@ -756,7 +758,8 @@ def _notes(result: dict) -> str:
         f"Method: {cap[0]['eas']} EAs over 2 load processes, {FPS} v1 packets/s each (8 symbols, 144 bytes), "
         f"warm-up {WARMUP_S} s, window {WINDOW_S} s ({SUSTAINED_WINDOW_S} s at the lower loads); rows counted with "
         "count(*) at both ends of the window, over the time between the two counts' snapshots (PostgreSQL's "
-        "statement_timestamp()); ticks sent counted by the load processes per 100 ms of send time; "
+        "statement_timestamp()); ticks sent counted by the load processes per 100 ms of send time (open loop, but "
+        "a server that stops reading slows them too); "
         "tick→row latency from the probe EA of each load process (its EURUSD rows polled every 10 ms: the figure is "
         "an upper bound with 10 ms resolution; samples per run: "
         f"{', '.join(str(r['latency_samples']) for r in cap)}; not yet visible at the stop: "

@@ -31,6 +31,7 @@ NATS_PORT = int(os.environ.get("SUHO_EMBEDDED_NATS_PORT", "24222"))
 PG_SYSTEM_USER = "suho_pg"  # PostgreSQL refuses to run as root; CI and dev VPSes often are root.
 DATABASE_NAME = "suho"
 START_TIMEOUT_S = 60
+PID_FILE_SLACK_S = 2.0
 
 
 def _port_open(port: int) -> bool:
@@ -50,11 +51,13 @@ def _wait_for_port(name: str, port: int, log: Path) -> None:
 
 
 def _read_pid(path: Path, program: str) -> int | None:
-    """The pid in `path` if that process is alive and is `program`. A server that stopped may leave its pid file
-    (nats-server does), and the number may since belong to another process: trusting it skipped starting NATS in a
-    long CI run, and `stop` would have signalled a stranger."""
+    """The pid in `path` if that process is alive, is `program` and was already running when the file was written.
+    A server that stopped may leave its pid file (nats-server does; PostgreSQL after a crash), and the number may
+    since belong to another process, even one of the same name (the machine's own servers, PostgreSQL's backends):
+    trusting it skipped starting NATS in a long CI run, and `stop` would have signalled a stranger."""
     try:
         pid = int(path.read_text().split()[0])
+        written = path.stat().st_mtime
     except (OSError, ValueError, IndexError):
         return None
     try:
@@ -65,16 +68,21 @@ def _read_pid(path: Path, program: str) -> int | None:
         os.kill(pid, 0)
     except OSError:
         return None
-    try:  # /proc/<pid>/stat is "<pid> (<name>) <state> …"
-        stat = Path(f"/proc/{pid}/stat").read_text()
+    try:  # /proc/<pid>/stat is "<pid> (<name>) <state> … <start time, field 22> …"
+        stat = Path(f"/proc/{pid}/stat").read_text(errors="replace")
+        booted = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                      if line.startswith("btime "))  # fmt: skip
     except FileNotFoundError:
         return None if Path("/proc/self/stat").exists() else pid  # gone meanwhile, or no /proc to ask (macOS)
-    except OSError:
+    except (OSError, StopIteration):
         return pid
     name, _, rest = stat.partition("(")[2].rpartition(")")
-    if rest.strip().startswith("Z"):  # a zombie of some other parent is as good as gone
+    fields = rest.split()
+    if fields[0] == "Z":  # a zombie of some other parent is as good as gone
         return None
-    return pid if name == program else None
+    started = booted + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    # the writer started before its file; the slack covers btime's whole seconds and a clock set since boot
+    return pid if name == program and started <= written + PID_FILE_SLACK_S else None
 
 
 @dataclass(frozen=True)

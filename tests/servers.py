@@ -74,7 +74,9 @@ def nats_server_running(*options: str):
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"nats-server {' '.join(options)} did not listen on {port} (exit {process.poll()})")
             with socket.socket() as sock:
                 if sock.connect_ex(("127.0.0.1", port)) == 0:
                     break

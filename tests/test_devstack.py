@@ -3,8 +3,10 @@ file behind when it stops, and on a busy machine the number comes back as some o
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +14,10 @@ from suho import devstack
 from tests.servers import nats_server_running
 
 NATS = devstack.Service("nats", "NATS_URL", 0)
+
+pytestmark = pytest.mark.skipif(
+    not Path("/proc/self/stat").exists(), reason="no /proc: pid files are trusted as they are"
+)
 
 
 @pytest.fixture
@@ -29,6 +35,14 @@ def stranger():
     process.wait()
 
 
+def _written_by(server) -> None:
+    deadline = time.monotonic() + 10
+    while not NATS.pid_file.exists():  # the server writes it as it starts
+        assert time.monotonic() < deadline, "nats-server wrote no pid file"
+        time.sleep(0.05)
+    assert NATS.pid_file.read_text().split()[0] == str(server.pid)
+
+
 def test_a_pid_file_naming_another_program_is_stale_and_that_process_is_left_alone(state_dir, stranger):
     NATS.pid_file.write_text(f"{stranger.pid}\n")
 
@@ -39,11 +53,22 @@ def test_a_pid_file_naming_another_program_is_stale_and_that_process_is_left_alo
 
 def test_the_server_named_by_its_pid_file_is_running_and_stop_ends_it_and_removes_the_file(state_dir):
     with nats_server_running("-P", str(NATS.pid_file)) as (server, _port):
-        while not NATS.pid_file.exists():  # written at start-up; pytest-timeout bounds this
-            time.sleep(0.05)
+        _written_by(server)
         assert NATS.running_pid() == server.pid
 
         NATS.stop()
 
         assert server.wait(timeout=5) is not None
         assert not NATS.pid_file.exists()
+
+
+def test_a_pid_file_older_than_the_server_it_names_is_stale_and_that_server_is_left_alone(state_dir):
+    """The number came back as a server of the same name (the machine's own nats-server, say)."""
+    with nats_server_running("-P", str(NATS.pid_file)) as (server, _port):
+        _written_by(server)
+        an_hour_ago = time.time() - 3600
+        os.utime(NATS.pid_file, (an_hour_ago, an_hour_ago))
+
+        assert NATS.running_pid() is None
+        NATS.stop()
+        assert server.poll() is None
