@@ -111,7 +111,7 @@ class Service:
 
     @property
     def program(self) -> str:
-        """The server's process name, as /proc/<pid>/comm shows it."""
+        """The server's process name, as /proc/<pid>/stat shows it."""
         return {"postgres": "postgres", "redis": "redis-server", "nats": "nats-server"}[self.name]
 
     def running_pid(self) -> int | None:
