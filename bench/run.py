@@ -114,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
         return value
 
     timed("database", fixtures.database_create)
+    # The JetStream streams, as a deployment's `manage.py nats_setup` makes them: without MT5_OUTBOUND a signal's
+    # publish meets the delivery hub's subscription, no ack comes, and every POST waits out the outbox's timeout.
+    from suho.streams import streams_ensure
+
+    timed("streams", streams_ensure)
     needed = max(
         (200 if {"ingest", "paths", "scaleout", "asgi"} & set(sections) else 0),
         (1_000 + 16 if "delivery" in sections else 0),
