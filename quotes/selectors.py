@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import connections, router
+
 from quotes.models import BrokerQuote, ReferenceQuote
 from suho.sql import fetch_dicts
 
@@ -51,6 +56,22 @@ def quote_latest(*, account_id, symbol: str) -> dict | None:
         return None
     return {"bid": float(row["bid"]), "ask": float(row["ask"]), "spread": float(row["spread"]),
             "timestamp": row["time"].isoformat(), "source": "database"}  # fmt: skip
+
+
+REFERENCE_LATEST = f"""
+SELECT bid, ask FROM {ReferenceQuote._meta.db_table}
+ WHERE symbol = ANY(%s) AND time >= %s
+ ORDER BY time DESC LIMIT 1
+"""
+
+
+def reference_bid_ask_since(*, symbols: list[str], since: datetime) -> tuple[Decimal, Decimal] | None:
+    """(bid, ask) of the reference feed's newest quote of any of `symbols` at or after `since`; None: none.
+
+    One statement written out (no ORM): every signal POST reads it before its commit (issue 21)."""
+    with connections[router.db_for_read(ReferenceQuote)].cursor() as cursor:
+        cursor.execute(REFERENCE_LATEST, [symbols, since])
+        return cursor.fetchone()
 
 
 # Seed §6.4 per symbol and broker server: the quote's own broker_server, or the account's server when the EA did

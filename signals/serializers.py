@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime
+from typing import ClassVar
 from uuid import UUID
 
 from django.core import signing
@@ -76,6 +78,15 @@ class SignalOutputSerializer(serializers.ModelSerializer):
         extra_kwargs = {name: {"coerce_to_string": False} for name in DECIMALS}
 
     entry_price_range = serializers.SerializerMethodField()
+    _built_fields: ClassVar[dict | None] = None
+
+    def get_fields(self) -> dict:
+        """ModelSerializer builds every field from the model again for each instance, the same fields each time
+        (~0.5 ms of each signal POST's answer): built once per class here and copied, as DRF copies declared ones."""
+        cls = type(self)
+        if cls.__dict__.get("_built_fields") is None:
+            cls._built_fields = super().get_fields()
+        return copy.deepcopy(cls._built_fields)
 
     def get_entry_price_range(self, signal: TradingSignal) -> dict | None:
         if signal.entry_price_min is None:

@@ -11,6 +11,7 @@ import hashlib
 import secrets
 from datetime import timedelta
 
+from django.db import connections, router
 from django.utils import timezone
 
 from accounts.models import MT5Account
@@ -42,14 +43,26 @@ def ml_engine_key_create(*, tenant_id, label: str = "", by_user_id=None) -> tupl
     return key, plaintext
 
 
+ML_KEY_FIELDS = MLEngineKey._meta.concrete_fields  # all of them: a deferred one would load outside the operator path
+ML_KEY_LOOKUP = (
+    f"SELECT {', '.join(field.column for field in ML_KEY_FIELDS)} FROM {MLEngineKey._meta.db_table}"
+    " WHERE key_hash = %s AND revoked_at IS NULL"
+)
+
+
 def ml_engine_key_verify(*, key: str) -> MLEngineKey | None:
     """The live key row for a presented `suho_ml_…` key, or None (unknown, malformed or revoked)."""
     if not isinstance(key, str) or len(key) > MAX_SECRET_LENGTH or not key.startswith(ML_KEY_PREFIX):
         return None
     with operator_path():
-        row = MLEngineKey.objects.filter(key_hash=_digest(key), revoked_at__isnull=True).first()
-        if row is not None:
-            _touch(MLEngineKey, row)
+        alias = router.db_for_read(MLEngineKey)
+        with connections[alias].cursor() as cursor:  # written out (no ORM): every ML-engine request runs it
+            cursor.execute(ML_KEY_LOOKUP, [_digest(key)])
+            values = cursor.fetchone()
+        if values is None:
+            return None
+        row = MLEngineKey.from_db(alias, [field.attname for field in ML_KEY_FIELDS], values)
+        _touch(MLEngineKey, row)
     return row
 
 

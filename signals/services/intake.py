@@ -28,8 +28,7 @@ from rest_framework.status import HTTP_422_UNPROCESSABLE_ENTITY
 
 from accounts.models import MT5Account
 from quotes.instruments import PIP_SIZES, normalise_symbol
-from quotes.models import ReferenceQuote
-from quotes.selectors import quote_latest
+from quotes.selectors import quote_latest, reference_bid_ask_since
 from signals import lifecycle
 from signals.delivery import signal_publish_on_commit
 from signals.models import TradingSignal
@@ -336,13 +335,10 @@ def _reference(spec: SignalSpec, now: datetime) -> _Reference:
     """The reference price the producer priced on: the reference feed's latest quote (if fresh), else the
     producer's own `polygon_ask`/`polygon_bid` metadata, else its entry price; None: none of them."""
     max_age = timedelta(seconds=settings.SIGNAL_MAX_QUOTE_AGE_S)
-    row = (
-        ReferenceQuote.objects.filter(symbol__in={spec.symbol, normalise_symbol(spec.symbol)}, time__gte=now - max_age)
-        .order_by("-time")
-        .first()
-    )
+    row = reference_bid_ask_since(symbols=sorted({spec.symbol, normalise_symbol(spec.symbol)}), since=now - max_age)
     if row is not None:
-        return _Reference(row.ask if spec.action == "BUY" else row.bid, row.bid, row.ask, "reference_feed")
+        bid, ask = row
+        return _Reference(ask if spec.action == "BUY" else bid, bid, ask, "reference_feed")
     bid, ask = _decimal(spec.metadata.get("polygon_bid")), _decimal(spec.metadata.get("polygon_ask"))
     price = ask if spec.action == "BUY" else bid
     if price is not None and price > 0:
