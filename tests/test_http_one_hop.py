@@ -1,0 +1,55 @@
+"""suho/http.py: HTTP requests through the ASGI application (as daphne calls it) run the middleware chain and the view
+in one trip to the request's thread, never calling back to the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from asgiref.testing import ApplicationCommunicator
+
+from suho.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
+
+
+def _scope(path: str, method: str = "GET", headers: list | None = None) -> dict:
+    return {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+        "headers": [(b"host", b"127.0.0.1")] + (headers or []), "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }  # fmt: skip
+
+
+async def _request(path: str, method: str = "GET", body: bytes = b"", headers: list | None = None) -> tuple[int, bytes]:
+    communicator = ApplicationCommunicator(application, _scope(path, method, headers))
+    await communicator.send_input({"type": "http.request", "body": body, "more_body": False})
+    start = await communicator.receive_output(10)
+    content = b""
+    while True:
+        message = await communicator.receive_output(10)
+        content += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    await communicator.wait(10)
+    return start["status"], content
+
+
+def test_an_api_request_goes_to_the_sync_thread_once_and_never_back_to_the_loop(monkeypatch):
+    """Django's async handler would call back to the loop (async_to_sync) from inside the sync middleware chain."""
+    from asgiref import sync
+
+    back_to_loop: list[object] = []
+    call = sync.AsyncToSync.__call__
+
+    def counting(self, *args, **kwargs):
+        back_to_loop.append(self.awaitable)
+        return call(self, *args, **kwargs)
+
+    monkeypatch.setattr(sync.AsyncToSync, "__call__", counting)
+    headers = [(b"authorization", b"Bearer suho_ml_no"), (b"content-type", b"application/json")]
+    status, body = asyncio.run(_request("/api/signals/", "POST", b"{}", headers))
+    assert status == 401, body
+    assert b"not_authenticated" in body
+    assert back_to_loop == []
