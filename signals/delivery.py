@@ -29,14 +29,14 @@ def signal_publish_on_commit(signal: TradingSignal) -> None:
     )
 
 
-def signals_for_resync(*, account_id: UUID) -> QuerySet[TradingSignal]:
+def signals_for_resync(*, account_id: UUID, now: datetime | None = None) -> QuerySet[TradingSignal]:
     """Still-valid signals the EA has not acknowledged, oldest first (evaluated under the tenant context)."""
     return TradingSignal.objects.filter(
         account_id=account_id,
         status__in=[lifecycle.PENDING, lifecycle.SENT],
         acked_at__isnull=True,
         is_valid=True,
-        valid_until__gt=timezone.now(),
+        valid_until__gt=now or timezone.now(),
     ).order_by("time")
 
 

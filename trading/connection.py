@@ -9,9 +9,11 @@ they never follow it). Lock order: the account row before any other lock (the au
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
-from uuid import UUID
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
 
 from django.db import connections, models, transaction
 from django.utils import timezone
@@ -162,11 +164,9 @@ def ea_resync(*, tenant_id: UUID, account_id: UUID) -> Resync:
     parameters, configuration, still-valid signals, pending commands — the database is the source of truth; the EA
     de-duplicates by id. Three set-based reads in one round trip. The account was marked online and the connect
     audited by `ea_session_claim`."""
-    accounts, signals, commands = tenant_querysets(
-        tenant_id,
-        [MT5Account.objects.filter(account_id=account_id), signals_for_resync(account_id=account_id),
-         commands_for_resync(account_id=account_id)],
-    )  # fmt: skip
+    accounts, signals, commands = tenant_reads(
+        tenant_id, _resync_reads(), {RESYNC_ACCOUNT: UUID(str(account_id)), RESYNC_NOW: timezone.now()}
+    )
     if not accounts:
         raise MT5Account.DoesNotExist(account_id)
     account = accounts[0]
@@ -177,22 +177,74 @@ def ea_resync(*, tenant_id: UUID, account_id: UUID) -> Resync:
     return Resync(messages, overrides)
 
 
-def tenant_querysets(tenant_id: UUID, querysets: list[models.QuerySet]) -> list[list[models.Model]]:
-    """Evaluate `querysets` (plain model querysets on the service role) under the tenant's context in one round
-    trip (`tenant_round_trip`); each list of instances is what iterating the queryset would give."""
-    compilers = [queryset.query.get_compiler(using=SERVICE) for queryset in querysets]
-    statements = [compiler.as_sql() for compiler in compilers]
-    results = tenant_round_trip(
-        tenant_id, ";\n".join(sql for sql, _ in statements), [param for _, params in statements for param in params]
+# Stand-ins for the values each resync puts into its compiled reads (a random id no account has, a time no call
+# passes): compiling the three querysets was ~16 % of the process's GIL time in a reconnect storm (issue 21).
+RESYNC_ACCOUNT = uuid4()
+RESYNC_NOW = datetime(1970, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class CompiledRead:
+    """A queryset's SQL compiled once: `slots` are the positions of stand-in values in `params`."""
+
+    model: type[models.Model]
+    sql: str
+    params: tuple
+    slots: tuple[tuple[int, object], ...]
+    names: list[str]
+    converters: dict
+
+
+def compiled_read(queryset: models.QuerySet, stand_ins: tuple) -> CompiledRead:
+    """`queryset` (a plain model queryset on the service role) compiled, each parameter equal to one of `stand_ins`
+    left as a slot that `tenant_reads` fills per call."""
+    compiler = queryset.query.get_compiler(using=SERVICE)
+    sql, params = compiler.as_sql()
+    slots = tuple((index, value) for index, value in enumerate(params) if any(value == s for s in stand_ins))
+    columns = [column for column, _sql, _alias in compiler.select[: compiler.col_count]]
+    names = [column.target.attname for column in columns]
+    return CompiledRead(queryset.model, sql, tuple(params), slots, names, compiler.get_converters(columns))
+
+
+@functools.cache
+def _resync_reads() -> tuple[CompiledRead, ...]:
+    stand_ins = (RESYNC_ACCOUNT, RESYNC_NOW)
+    return tuple(
+        compiled_read(queryset, stand_ins)
+        for queryset in (
+            MT5Account.objects.filter(account_id=RESYNC_ACCOUNT),
+            signals_for_resync(account_id=RESYNC_ACCOUNT, now=RESYNC_NOW),
+            commands_for_resync(account_id=RESYNC_ACCOUNT, now=RESYNC_NOW),
+        )
     )
+
+
+def tenant_reads(tenant_id: UUID, reads: tuple[CompiledRead, ...], values: dict) -> list[list[models.Model]]:
+    """Run compiled reads under the tenant's context in one round trip (`tenant_round_trip`), each slot's stand-in
+    replaced by its value in `values`; each list of instances is what iterating the queryset would give."""
+    params: list = []
+    for read in reads:
+        own = list(read.params)
+        for index, stand_in in read.slots:
+            own[index] = values[stand_in]
+        params += own
+    results = tenant_round_trip(tenant_id, ";\n".join(read.sql for read in reads), params)
+    connection = connections[SERVICE]
     instances = []
-    for queryset, compiler, rows in zip(querysets, compilers, results, strict=True):
-        columns = [column for column, _sql, _alias in compiler.select[: compiler.col_count]]
-        converters = compiler.get_converters(columns)
-        rows = compiler.apply_converters(rows, converters) if converters else rows
-        names = [column.target.attname for column in columns]
-        instances.append([queryset.model.from_db(SERVICE, names, row) for row in rows])
+    for read, rows in zip(reads, results, strict=True):
+        if read.converters:  # as Django's SQLCompiler.apply_converters does
+            rows = [_converted(list(row), read.converters, connection) for row in rows]
+        instances.append([read.model.from_db(SERVICE, read.names, row) for row in rows])
     return instances
+
+
+def _converted(row: list, converters: dict, connection) -> list:
+    for position, (functions, expression) in converters.items():
+        value = row[position]
+        for function in functions:
+            value = function(value, expression, connection)
+        row[position] = value
+    return row
 
 
 def ea_disconnected(

@@ -64,12 +64,12 @@ def command_issue(
     return command
 
 
-def commands_for_resync(*, account_id: UUID) -> QuerySet[EACommand]:
+def commands_for_resync(*, account_id: UUID, now: datetime | None = None) -> QuerySet[EACommand]:
     """Commands the EA has not done yet and may still do, oldest first (evaluated under the tenant context)."""
     return EACommand.objects.filter(
         account_id=account_id,
         status__in=[EACommand.Status.PENDING, EACommand.Status.SENT],
-        valid_until__gt=timezone.now(),
+        valid_until__gt=now or timezone.now(),
     ).order_by("created_at")
 
 

@@ -1,0 +1,60 @@
+"""The resync's three reads, compiled once per process and filled in per call (trading.connection.ea_resync): each
+call gets its own account's still-valid, unacknowledged signals and pending commands, oldest first, its own
+settings (JSON decoded), and nothing of another account or tenant."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+import binproto
+from accounts.models import MT5Account
+from tests.factories import _create, make_account, make_signal, make_tenant, make_user
+from trading.connection import ea_resync
+from trading.models import EACommand
+
+
+def _command(account, **fields) -> EACommand:
+    fields = {"tenant_id": account.tenant_id, "account": account, "kind": EACommand.Kind.CLOSE_ALL,
+              "valid_until": timezone.now() + timedelta(minutes=5), **fields}  # fmt: skip
+    return _create(EACommand, account.tenant_id, None, fields)
+
+
+def _ids(resync, kind, attribute: str) -> list:
+    return [getattr(message, attribute) for message in resync.messages if isinstance(message, kind)]
+
+
+def test_each_resync_reads_its_own_accounts_items_and_nothing_of_another_tenant(committed):
+    tenant, other_tenant = make_tenant(), make_tenant()
+    user = make_user(tenant)
+    mine = make_account(tenant, user, symbol_id_overrides={"7": "XAUUSD.m", "x": "ignored"})
+    neighbour = make_account(tenant, user)
+    theirs = make_account(other_tenant, make_user(other_tenant))
+    now = timezone.now()
+    older = make_signal(mine, time=now - timedelta(seconds=2))
+    sent = make_signal(mine, time=now - timedelta(seconds=1), status="sent")
+    make_signal(mine, acked_at=now)  # acknowledged
+    make_signal(mine, valid_until=now - timedelta(seconds=1))  # expired
+    neighbours = make_signal(neighbour)
+    make_signal(theirs)
+    pending = _command(mine)
+    _command(mine, status=EACommand.Status.EXECUTED)
+    _command(mine, valid_until=now - timedelta(seconds=1))
+    neighbours_command = _command(neighbour)
+
+    for _ in range(2):  # the second call reuses what the first compiled
+        own = ea_resync(tenant_id=tenant.id, account_id=mine.account_id)
+        other = ea_resync(tenant_id=tenant.id, account_id=neighbour.account_id)
+
+        assert isinstance(own.messages[0], binproto.RiskParameters)
+        assert isinstance(own.messages[1], binproto.ConfigUpdate)
+        assert _ids(own, binproto.TradingSignal, "signal_id") == [older.signal_id, sent.signal_id]
+        assert _ids(own, binproto.Command, "command_id") == [pending.command_id]
+        assert own.v1_symbol_overrides == {7: "XAUUSD.m"}
+        assert _ids(other, binproto.TradingSignal, "signal_id") == [neighbours.signal_id]
+        assert _ids(other, binproto.Command, "command_id") == [neighbours_command.command_id]
+        assert other.v1_symbol_overrides == {}
+    with pytest.raises(MT5Account.DoesNotExist):
+        ea_resync(tenant_id=other_tenant.id, account_id=mine.account_id)
