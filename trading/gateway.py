@@ -316,6 +316,7 @@ class DeliveryHub:
         self.epochs: dict[str, int] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self._subscriptions: dict[str, Future] = {}
+        self._subscribed_on: Any = None  # the bus all of them succeeded on
 
     async def start(self) -> None:
         """Subscribe this process once (deliveries and its takeover subject; one that failed, such as before NATS
@@ -323,6 +324,8 @@ class DeliveryHub:
         once this process can be asked to close it."""
         self.loop = asyncio.get_running_loop()
         bus = get_bus()
+        if self._subscribed_on is bus:  # every HELLO asks; waiting on the four done futures cost ~6 % of a storm
+            return
         if not self._subscriptions:
             bus.reconnected.append(self._on_reconnected)
         takeover = takeover_subject(NODE)
@@ -334,6 +337,7 @@ class DeliveryHub:
                     else bus.subscribe(subject, self._on_message)
                 )  # fmt: skip
         await asyncio.gather(*(asyncio.wrap_future(future) for future in self._subscriptions.values()))
+        self._subscribed_on = bus
 
     async def register(self, account_id: str, connection) -> list:
         """Make `connection` the account's socket on this process, unless a newer session of the account is known;
