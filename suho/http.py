@@ -4,9 +4,9 @@ Django's ASGI handler runs a chain of sync middleware from the event loop: into 
 the loop for the core handler (async_to_sync), into the thread again for a sync view, and back out the same way;
 each crossing is a wake-up of the loop or the thread and a GIL hand-over, contended by the EA gateway's loop in the
 same process. Every view but the health checks is sync, so `OneHopHandler` runs the middleware chain and the view
-in one trip to the request's thread (Django's own sync request path, as under WSGI): a signal POST answered at
-~80/s instead of ~63/s on this machine (docs/BENCHMARKS.md, section 4). /healthz and /readyz are async views, so
-they keep Django's async handler, where they run on the loop.
+in one trip to the request's thread (Django's own sync request path, as under WSGI): signal POSTs back to back
+were answered at ~80/s instead of ~63/s on this machine (issue 21; `bench.run --only delivery`, one run each).
+/healthz and /readyz are async views, so they keep Django's async handler, where they run on the loop.
 """
 
 from __future__ import annotations

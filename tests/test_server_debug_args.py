@@ -22,6 +22,7 @@ def test_debug_arguments_are_formatted_only_when_written_and_read_as_before(monk
         for name in DEBUG_FORMATTERS:
             if hasattr(module, name):
                 monkeypatch.setattr(module, name, getattr(module, name))
+    monkeypatch.setattr(protocol.Timings, "__str__", protocol.Timings.__str__)
     peer = Peer()
     expected = (util.hltype(peer.dataReceived), util.hlval(peer.peer), util.hlval(144), protocol.pformat([("a", 1)]))
     calls = []
@@ -37,3 +38,15 @@ def test_debug_arguments_are_formatted_only_when_written_and_read_as_before(monk
     assert tuple(str(argument) for argument in arguments) == expected
     assert f"{arguments[0]} got {arguments[2]:>3}" == f"{expected[0]} got {expected[2]:>3}"  # as a logger formats
     assert calls, "str() formats"
+
+
+def test_the_one_formatter_whose_text_autobahn_returns_still_gives_text(monkeypatch):
+    for name in DEBUG_FORMATTERS:
+        monkeypatch.setattr(protocol, name, getattr(protocol, name))
+    monkeypatch.setattr(protocol.Timings, "__str__", protocol.Timings.__str__)
+    timings = protocol.Timings()
+    timings.track("onOpen")
+
+    autobahn_debug_arguments_deferred()
+
+    assert str(timings).startswith("{'onOpen': ")
