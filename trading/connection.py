@@ -197,10 +197,14 @@ class CompiledRead:
 
 def compiled_read(queryset: models.QuerySet, stand_ins: tuple) -> CompiledRead:
     """`queryset` (a plain model queryset on the service role) compiled, each parameter equal to one of `stand_ins`
-    left as a slot that `tenant_reads` fills per call."""
+    left as a slot that `tenant_reads` fills per call. Raises if one of them is not among the parameters: the read
+    would run with the stand-in itself (a 1970 `now` would resend expired signals)."""
     compiler = queryset.query.get_compiler(using=SERVICE)
     sql, params = compiler.as_sql()
     slots = tuple((index, value) for index, value in enumerate(params) if any(value == s for s in stand_ins))
+    missing = [stand_in for stand_in in stand_ins if not any(value == stand_in for _index, value in slots)]
+    if missing:
+        raise ValueError(f"{queryset.model.__name__} read: no parameter to fill for {missing}")
     columns = [column for column, _sql, _alias in compiler.select[: compiler.col_count]]
     names = [column.target.attname for column in columns]
     return CompiledRead(queryset.model, sql, tuple(params), slots, names, compiler.get_converters(columns))
@@ -208,14 +212,11 @@ def compiled_read(queryset: models.QuerySet, stand_ins: tuple) -> CompiledRead:
 
 @functools.cache
 def _resync_reads() -> tuple[CompiledRead, ...]:
-    stand_ins = (RESYNC_ACCOUNT, RESYNC_NOW)
-    return tuple(
-        compiled_read(queryset, stand_ins)
-        for queryset in (
-            MT5Account.objects.filter(account_id=RESYNC_ACCOUNT),
-            signals_for_resync(account_id=RESYNC_ACCOUNT, now=RESYNC_NOW),
-            commands_for_resync(account_id=RESYNC_ACCOUNT, now=RESYNC_NOW),
-        )
+    both = (RESYNC_ACCOUNT, RESYNC_NOW)
+    return (
+        compiled_read(MT5Account.objects.filter(account_id=RESYNC_ACCOUNT), (RESYNC_ACCOUNT,)),
+        compiled_read(signals_for_resync(account_id=RESYNC_ACCOUNT, now=RESYNC_NOW), both),
+        compiled_read(commands_for_resync(account_id=RESYNC_ACCOUNT, now=RESYNC_NOW), both),
     )
 
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 import binproto
 from accounts.models import MT5Account
 from tests.factories import _create, make_account, make_signal, make_tenant, make_user
-from trading.connection import ea_resync
+from trading.connection import RESYNC_ACCOUNT, RESYNC_NOW, compiled_read, ea_resync
 from trading.models import EACommand
 
 
@@ -58,3 +58,11 @@ def test_each_resync_reads_its_own_accounts_items_and_nothing_of_another_tenant(
         assert other.v1_symbol_overrides == {}
     with pytest.raises(MT5Account.DoesNotExist):
         ea_resync(tenant_id=other_tenant.id, account_id=mine.account_id)
+
+
+@pytest.mark.django_db
+def test_a_read_whose_stand_in_is_not_a_parameter_is_refused_when_compiled():
+    accounts = MT5Account.objects.filter(account_id=RESYNC_ACCOUNT)
+    assert compiled_read(accounts, (RESYNC_ACCOUNT,)).slots
+    with pytest.raises(ValueError, match="no parameter to fill"):
+        compiled_read(accounts, (RESYNC_ACCOUNT, RESYNC_NOW))  # the time is not in this read
