@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import connections, router
-
 from quotes.models import BrokerQuote, ReferenceQuote
 from suho.sql import fetch_dicts
 
@@ -69,9 +67,8 @@ def reference_bid_ask_since(*, symbols: list[str], since: datetime) -> tuple[Dec
     """(bid, ask) of the reference feed's newest quote of any of `symbols` at or after `since`; None: none.
 
     One statement written out (no ORM): every signal POST reads it before its commit (issue 21)."""
-    with connections[router.db_for_read(ReferenceQuote)].cursor() as cursor:
-        cursor.execute(REFERENCE_LATEST, [symbols, since])
-        return cursor.fetchone()
+    rows = fetch_dicts(ReferenceQuote, REFERENCE_LATEST, [symbols, since])
+    return (rows[0]["bid"], rows[0]["ask"]) if rows else None
 
 
 # Seed §6.4 per symbol and broker server: the quote's own broker_server, or the account's server when the EA did
