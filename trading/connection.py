@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections, models, transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from accounts import services as account_services
 from accounts.models import EASession, MT5Account
 from accounts.selectors import OFFLINE_AFTER
 from binproto import RATE_LIMIT_RETRY_AFTER_S
@@ -29,6 +31,8 @@ from suho.cache import cache_client, redis_unavailable
 from suho.routers import OPERATOR, SERVICE
 from suho.tenancy import TENANT_SETTING, tenant_context
 from trading.outbound import commands_for_resync
+
+SESSION_NOT_ACTIVE = "session is not active for this account"
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,36 @@ def ea_session_claim(
     }  # fmt: skip
     rows = tenant_round_trip(tenant_id, CLAIM_SQL, params)[0]
     return SessionClaim(*rows[0]) if rows else None
+
+
+@dataclass(frozen=True)
+class TokenHello:
+    """What a token HELLO's checks came to: held after a 4008 (`held_s`), refused (`refusal`), or claimed (`claims`
+    with `claim`, which is None when the session may not go on)."""
+
+    held_s: int = 0
+    refusal: account_services.EAAuthError | None = None
+    claims: account_services.EAClaims | None = None
+    claim: SessionClaim | None = None
+
+
+def ea_token_hello(*, account_id, token: str, node: str, ea_version: str = "") -> TokenHello:
+    """A HELLO with an access token, in the order the gateway answers it: the hold after a 4008 (before anything
+    else, as for an API key), the token's signature, expiry and account, then the claim (`ea_session_claim`). One
+    call, so one trip to a database thread instead of one per step: each trip waits for the GIL behind the event
+    loop, which a reconnect storm keeps busy (issue 21)."""
+    held_s = ea_rate_limit_hold_left_s(account_id=account_id)
+    if held_s:
+        return TokenHello(held_s=held_s)
+    try:
+        claims = account_services.ea_access_verify(token=token)
+        if str(claims.account_id) != str(account_id):
+            raise account_services.EAAuthError("invalid_token", SESSION_NOT_ACTIVE)
+    except account_services.EAAuthError as exc:
+        return TokenHello(refusal=exc)
+    claim = ea_session_claim(tenant_id=claims.tenant_id, account_id=claims.account_id, session_id=claims.session_id,
+                             node=node, ea_version=ea_version)  # fmt: skip
+    return TokenHello(claims=claims, claim=claim)
 
 
 def tenant_round_trip(tenant_id: UUID, sql: str, params: dict | list) -> list[list[tuple]]:
@@ -248,21 +282,42 @@ def _converted(row: list, converters: dict, connection) -> list:
     return row
 
 
+# One statement, so one round trip, as the claim: the account row first (offline only if `epoch` still holds it;
+# an account the tenant cannot see changes nothing and is not audited), then the audit row, whose chain lock is
+# held only until this round trip's own commit. In several round trips the lock was held while the thread waited
+# for the GIL between them, and a tenant's disconnects (every EA of a restarted process) queued behind each other
+# and behind the new process's claims (issue 21).
+DISCONNECT_SQL = """
+WITH account AS (
+    SELECT account_id, live_session_epoch FROM mt5_user_accounts WHERE account_id = %(account_id)s FOR NO KEY UPDATE
+), offline AS (
+    UPDATE mt5_user_accounts a SET connection_status = 'offline'
+      FROM account
+     WHERE a.account_id = account.account_id
+       AND (%(epoch)s::bigint IS NULL OR account.live_session_epoch = %(epoch)s::bigint)
+ RETURNING a.account_id
+)
+INSERT INTO mt5_audit_log (time, tenant_id, account_id, event_type, event_category, action, event_description,
+                           severity, metadata, prev_hash, row_hash)
+SELECT %(now)s, %(tenant_id)s, account.account_id, 'ea_disconnected', 'connection', 'disconnect', %(description)s,
+       'info', %(metadata)s::jsonb, '', ''
+  FROM account
+ CROSS JOIN (SELECT count(*) FROM offline) AS after_offline
+RETURNING chain_seq
+"""
+
+
 def ea_disconnected(
     *, tenant_id: UUID, account_id: UUID, session_id: UUID, close_code, epoch: int | None = None
 ) -> None:
     """Audit the disconnect; the account goes offline only if this was its live session (`epoch`): a replaced
-    session closing after its successor connected leaves the account online."""
-    with tenant_context(tenant_id):
-        accounts = MT5Account.objects.filter(account_id=account_id)
-        if epoch is not None:
-            accounts = accounts.filter(live_session_epoch=epoch)
-        accounts.update(connection_status="offline")
-        audit_record(
-            tenant_id=tenant_id, event_type="ea_disconnected", category="connection", action="disconnect",
-            description=f"EA disconnected (code {close_code})", account_id=account_id,
-            metadata={"session_id": str(session_id), "close_code": close_code},
-        )  # fmt: skip
+    session closing after its successor connected leaves the account online. One round trip (`DISCONNECT_SQL`)."""
+    params = {
+        "tenant_id": str(tenant_id), "account_id": str(account_id), "epoch": epoch, "now": timezone.now(),
+        "description": f"EA disconnected (code {close_code})",
+        "metadata": json.dumps({"session_id": str(session_id), "close_code": close_code}, cls=DjangoJSONEncoder),
+    }  # fmt: skip
+    tenant_round_trip(tenant_id, DISCONNECT_SQL, params)
 
 
 def accounts_mark_silent_offline(*, now=None) -> int:

@@ -26,12 +26,12 @@ from suho.clock import now_us
 from suho.drain import DRAIN_REASON, drain_retry_after_ms, draining
 from trading import connection as connection_services
 from trading import outbound_batch
+from trading.connection import SESSION_NOT_ACTIVE
 from trading.gateway import NODE, SESSION_REPLACED_REASON, hub, volume_add
 from trading.ingest import REPLACED, positions_cache_write, profile_update, trade_event_record
 from trading.session import (
     MAX_ERRORS,
     MAX_UNACKED_OUTBOUND,
-    SESSION_NOT_ACTIVE,
     Action,
     Authenticate,
     Batch,
@@ -52,6 +52,7 @@ from trading.session_watch import session_watch
 log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT_S = 10
+UNCLAIMED = object()  # _start_session: the claim is still to be made
 
 
 def in_thread(func):
@@ -215,19 +216,20 @@ class EAConsumer(AsyncWebsocketConsumer):
                 raise AssertionError(f"unknown action {action!r}")
 
     async def _authenticate(self, action: Authenticate) -> None:
-        if await self._held_after_rate_limit(action.account_id):
-            return
         if action.method == binproto.AuthMethod.API_KEY:
-            await self._authenticate_api_key(action.account_id, action.credential, ea_version=action.ea_version)
+            if not await self._held_after_rate_limit(action.account_id):
+                await self._authenticate_api_key(action.account_id, action.credential, ea_version=action.ea_version)
             return
-        try:
-            claims = account_services.ea_access_verify(token=action.credential)
-            if str(claims.account_id) != str(action.account_id):
-                raise account_services.EAAuthError("invalid_token", SESSION_NOT_ACTIVE)
-        except account_services.EAAuthError as exc:
-            await self._refuse(AuthStatus[exc.code.upper()], exc.message, action.account_id)
-            return
-        await self._start_session(claims, None, ea_version=action.ea_version)  # the claim checks the session
+        await hub.start()  # this process can be asked to close the session before it claims it
+        hello = await in_thread(connection_services.ea_token_hello)(
+            account_id=action.account_id, token=action.credential, node=NODE, ea_version=action.ea_version
+        )
+        if hello.held_s:
+            await self._refuse_held(action.account_id, hello.held_s)
+        elif hello.refusal is not None:
+            await self._refuse(AuthStatus[hello.refusal.code.upper()], hello.refusal.message, action.account_id)
+        else:
+            await self._start_session(hello.claims, None, ea_version=action.ea_version, claim=hello.claim)
 
     async def _authenticate_api_key(self, account_id, api_key: str, *, ea_version: str) -> None:
         try:
@@ -240,15 +242,17 @@ class EAConsumer(AsyncWebsocketConsumer):
             return
         await self._start_session(claims, tokens, ea_version=ea_version)
 
-    async def _start_session(self, claims, tokens, *, ea_version: str) -> None:
+    async def _start_session(self, claims, tokens, *, ea_version: str, claim=UNCLAIMED) -> None:
         """Claim the account's one live session (any process: decision 0017), ask the process that held it to close
-        it, and only then answer OK: a signal made after AUTH_RESULT reaches this socket alone."""
+        it, and only then answer OK: a signal made after AUTH_RESULT reaches this socket alone. A token HELLO comes
+        with its `claim` made (`ea_token_hello`)."""
         account_id = str(claims.account_id)
-        await hub.start()  # this process can be asked to close the session before it claims it
-        claim = await in_thread(connection_services.ea_session_claim)(
-            tenant_id=claims.tenant_id, account_id=claims.account_id, session_id=claims.session_id, node=NODE,
-            ea_version=ea_version,
-        )  # fmt: skip
+        if claim is UNCLAIMED:
+            await hub.start()  # this process can be asked to close the session before it claims it
+            claim = await in_thread(connection_services.ea_session_claim)(
+                tenant_id=claims.tenant_id, account_id=claims.account_id, session_id=claims.session_id, node=NODE,
+                ea_version=ea_version,
+            )  # fmt: skip
         if claim is None:  # ended, its key revoked, or its account or tenant disabled: nothing was changed
             await self._refuse(AuthStatus.INVALID_TOKEN, SESSION_NOT_ACTIVE, account_id)
             return
@@ -323,9 +327,12 @@ class EAConsumer(AsyncWebsocketConsumer):
         is checked: a flooding EA that reconnects at once costs no Argon2 hash."""
         left_s = await in_thread(connection_services.ea_rate_limit_hold_left_s)(account_id=account_id)
         if left_s:
-            reason = f"rate limited: reconnect in {left_s} s"
-            await self._refuse(AuthStatus.RATE_LIMITED, reason, account_id, retry_after_ms=left_s * 1000)
+            await self._refuse_held(account_id, left_s)
         return bool(left_s)
+
+    async def _refuse_held(self, account_id, left_s: int) -> None:
+        reason = f"rate limited: reconnect in {left_s} s"
+        await self._refuse(AuthStatus.RATE_LIMITED, reason, account_id, retry_after_ms=left_s * 1000)
 
     async def _hello_deadline(self) -> None:
         await asyncio.sleep(HELLO_TIMEOUT_S)

@@ -39,7 +39,6 @@ CLOCK_SKEW_REASON = "HELLO timestamp is {skew_s:+.0f} s off the server clock (li
 SESSION_NAMES = {session.value: session.name.lower() for session in binproto.MarketSession}  # per tick: no enum call
 MAX_PRICE = 1e11  # mt5_* price columns are numeric(20, 8); the wire allows up to 1e15
 TICK_PRICE_OUT_OF_RANGE = "tick with a price outside (0, 1e11] dropped"
-SESSION_NOT_ACTIVE = "session is not active for this account"
 NOT_AUTHENTICATED_REASON = "send HELLO first"
 FIRST_FRAME_NOT_HELLO = "the first frame must be HELLO"
 NO_HELLO_IN_TIME = "no HELLO within the time limit"

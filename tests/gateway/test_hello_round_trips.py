@@ -24,8 +24,9 @@ from eaclient.client import hello_build
 from suho.asgi import application
 from suho.routers import operator_path
 from tests.gateway.ea_client import connect, receive_until
+from tests.round_trips import round_trips_counted as round_trips_counted_sync
 from tests.round_trips import round_trips_counter_start, round_trips_counter_stop
-from trading.connection import ea_session_claim
+from trading.connection import ea_disconnected, ea_session_claim
 
 pytestmark = [pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])]
 
@@ -115,4 +116,56 @@ def test_a_claim_that_replaces_a_session_ends_it_and_audits_both_in_order_in_an_
     ]
     assert audits[1].metadata["previous_session_id"] == str(first.session_id) and audits[1].metadata["epoch"] == 2
     assert audits[2].metadata["ea_version"] == "2.0"
+    assert audit_chain_verify(chain=tenant.id).ok
+
+
+def connection_audits(account) -> list[tuple]:
+    with operator_path():
+        audits = AuditLog.objects.filter(account_id=account.pk, event_type="ea_disconnected").order_by("chain_seq")
+        return [(a.event_description, a.metadata, a.severity) for a in audits]
+
+
+def test_a_disconnect_is_one_round_trip_and_marks_the_account_offline_only_for_its_live_session(ea_account):
+    """The disconnect's audit row and offline mark commit together in one round trip (the audit chain's lock is held
+    only for that statement); a replaced session's disconnect is audited and leaves the account online."""
+    tenant, account, secret = ea_account
+    first, second = (ea_authenticate(account_id=account.account_id, api_key=secret) for _ in range(2))
+    old = ea_session_claim(tenant_id=tenant.id, account_id=account.account_id, session_id=first.session_id, node="a")
+    new = ea_session_claim(tenant_id=tenant.id, account_id=account.account_id, session_id=second.session_id, node="a")
+
+    with round_trips_counted_sync() as counter:
+        ea_disconnected(
+            tenant_id=tenant.id,
+            account_id=account.account_id,
+            session_id=first.session_id,
+            close_code=binproto.CloseCode.REPLACED,
+            epoch=old.epoch,
+        )  # also makes the pool's connection
+        assert account_state(account)[1] == "online"
+        before = counter.count
+        ea_disconnected(tenant_id=tenant.id, account_id=account.account_id, session_id=second.session_id,
+                        close_code=1006, epoch=new.epoch)  # fmt: skip
+        used = counter.count - before
+    assert used == 1, f"{used} round trips"
+    assert account_state(account)[1] == "offline"
+
+    assert connection_audits(account) == [
+        (f"EA disconnected (code {int(binproto.CloseCode.REPLACED)})",
+         {"session_id": str(first.session_id), "close_code": int(binproto.CloseCode.REPLACED)}, "info"),
+        ("EA disconnected (code 1006)", {"session_id": str(second.session_id), "close_code": 1006}, "info"),
+    ]  # fmt: skip
+    assert audit_chain_verify(chain=tenant.id).ok
+
+
+def test_a_disconnect_of_another_tenants_account_changes_nothing(ea_account):
+    tenant, account, secret = ea_account
+    session = ea_authenticate(account_id=account.account_id, api_key=secret)
+    ea_session_claim(tenant_id=tenant.id, account_id=account.account_id, session_id=session.session_id, node="a")
+    other = Tenant.objects.create(name="other", slug="other-disconnect")
+
+    ea_disconnected(
+        tenant_id=other.id, account_id=account.account_id, session_id=session.session_id, close_code=1000, epoch=None
+    )  # under the other tenant's context the account is not there
+
+    assert account_state(account)[1] == "online" and connection_audits(account) == []
     assert audit_chain_verify(chain=tenant.id).ok
