@@ -1,8 +1,15 @@
-"""Raw SQL reads for selectors: the seed's analytic queries run as written, through the role the router picks."""
+"""Raw SQL for selectors and hot paths: the seed's analytic queries run as written, through the role the router
+picks; statements run under a tenant's context in one round trip; ORM reads compiled once and filled in per call."""
 
 from __future__ import annotations
 
-from django.db import connections, router
+from dataclasses import dataclass
+from uuid import UUID
+
+from django.db import connections, models, router
+
+from suho.routers import SERVICE
+from suho.tenancy import TENANT_SETTING, tenant_context
 
 
 def fetch_dicts(model, sql: str, params: dict | list | None = None) -> list[dict]:
@@ -12,3 +19,103 @@ def fetch_dicts(model, sql: str, params: dict | list | None = None) -> list[dict
         cursor.execute(sql, params)
         names = [column.name for column in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def tenant_round_trip(tenant_id: UUID, sql: str, params: dict | list) -> list[list[tuple]]:
+    """Run `sql` (one or more statements; `params` named or positional) under the tenant's context, as one
+    transaction in one database round trip: a query string of several statements is one implicit transaction in
+    PostgreSQL, so the transaction-scoped tenant setting that row-level security reads covers each statement and is
+    gone after. Django's psycopg cursor binds parameters on the client, which allows several statements. Returns
+    the rows of each statement after the setting. Inside a transaction (a test's) the statements join it, under
+    `tenant_context`."""
+    tenant = str(UUID(str(tenant_id)))  # refuses anything that is not a UUID before it reaches SQL
+    if connections[SERVICE].in_atomic_block:
+        with tenant_context(tenant), connections[SERVICE].cursor() as cursor:
+            return _results(cursor, sql, params)
+    if isinstance(params, dict):
+        prefix, params = (
+            "SELECT set_config(%(tenant_setting)s, %(tenant_id)s, true);\n",
+            {**params, "tenant_setting": TENANT_SETTING, "tenant_id": tenant},
+        )
+    else:
+        prefix, params = "SELECT set_config(%s, %s, true);\n", [TENANT_SETTING, tenant, *params]
+    with connections[SERVICE].cursor() as cursor:
+        return _results(cursor, prefix + sql, params)[1:]
+
+
+def _results(cursor, sql: str, params: dict | list) -> list[list[tuple]]:
+    cursor.execute(sql, params)
+    results = [cursor.fetchall()]
+    while cursor.nextset():
+        results.append(cursor.fetchall())
+    return results
+
+
+@dataclass(frozen=True)
+class CompiledRead:
+    """A queryset's SQL compiled once: `slots` are the positions of stand-in values in `params`."""
+
+    model: type[models.Model]
+    sql: str
+    params: tuple
+    slots: tuple[tuple[int, object], ...]
+    names: list[str]
+    converters: dict
+
+
+def compiled_read(queryset: models.QuerySet, stand_ins: tuple) -> CompiledRead:
+    """`queryset` (a plain model queryset on the service role) compiled, each parameter equal to one of `stand_ins`
+    left as a slot that `tenant_reads` fills per call. Raises if one of them is not among the parameters: the read
+    would run with the stand-in itself (a 1970 `now` would resend expired signals)."""
+    compiler = queryset.query.get_compiler(using=SERVICE)
+    sql, params = compiler.as_sql()
+    slots = tuple((index, value) for index, value in enumerate(params) if any(value == s for s in stand_ins))
+    missing = [stand_in for stand_in in stand_ins if not any(value == stand_in for _index, value in slots)]
+    if missing:
+        raise ValueError(f"{queryset.model.__name__} read: no parameter to fill for {missing}")
+    columns = [column for column, _sql, _alias in compiler.select[: compiler.col_count]]
+    names = [column.target.attname for column in columns]
+    return CompiledRead(queryset.model, sql, tuple(params), slots, names, compiler.get_converters(columns))
+
+
+def tenant_reads(tenant_id: UUID, reads: tuple[CompiledRead, ...], values: dict) -> list[list[models.Model]]:
+    """Run compiled reads under the tenant's context in one round trip (`tenant_round_trip`), each slot's stand-in
+    replaced by its value in `values`; each list of instances is what iterating the queryset would give."""
+    sql, params = _reads_statement(reads, values)
+    return _instances(reads, tenant_round_trip(tenant_id, sql, params))
+
+
+def reads_in_context(reads: tuple[CompiledRead, ...], values: dict) -> list[list[models.Model]]:
+    """`tenant_reads` in the caller's transaction and tenant context (no context switch): one round trip."""
+    sql, params = _reads_statement(reads, values)
+    with connections[SERVICE].cursor() as cursor:
+        return _instances(reads, _results(cursor, sql, params))
+
+
+def _reads_statement(reads: tuple[CompiledRead, ...], values: dict) -> tuple[str, list]:
+    params: list = []
+    for read in reads:
+        own = list(read.params)
+        for index, stand_in in read.slots:
+            own[index] = values[stand_in]
+        params += own
+    return ";\n".join(read.sql for read in reads), params
+
+
+def _instances(reads: tuple[CompiledRead, ...], results: list[list[tuple]]) -> list[list[models.Model]]:
+    connection = connections[SERVICE]
+    instances = []
+    for read, rows in zip(reads, results, strict=True):
+        if read.converters:  # as Django's SQLCompiler.apply_converters does
+            rows = [_converted(list(row), read.converters, connection) for row in rows]
+        instances.append([read.model.from_db(SERVICE, read.names, row) for row in rows])
+    return instances
+
+
+def _converted(row: list, converters: dict, connection) -> list:
+    for position, (functions, expression) in converters.items():
+        value = row[position]
+        for function in functions:
+            value = function(value, expression, connection)
+        row[position] = value
+    return row

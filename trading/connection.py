@@ -29,7 +29,7 @@ from signals.messages import command_message, config_update_message, risk_parame
 from suho.audit import audit_record
 from suho.cache import cache_client, redis_unavailable
 from suho.routers import OPERATOR, SERVICE
-from suho.tenancy import TENANT_SETTING, tenant_context
+from suho.sql import CompiledRead, compiled_read, tenant_reads, tenant_round_trip
 from trading.outbound import commands_for_resync
 
 SESSION_NOT_ACTIVE = "session is not active for this account"
@@ -144,36 +144,6 @@ def ea_token_hello(*, account_id, token: str, node: str, ea_version: str = "") -
     return TokenHello(claims=claims, claim=claim)
 
 
-def tenant_round_trip(tenant_id: UUID, sql: str, params: dict | list) -> list[list[tuple]]:
-    """Run `sql` (one or more statements; `params` named or positional) under the tenant's context, as one
-    transaction in one database round trip: a query string of several statements is one implicit transaction in
-    PostgreSQL, so the transaction-scoped tenant setting that row-level security reads covers each statement and is
-    gone after. Django's psycopg cursor binds parameters on the client, which allows several statements. Returns
-    the rows of each statement after the setting. Inside a transaction (a test's) the statements join it, under
-    `tenant_context`."""
-    tenant = str(UUID(str(tenant_id)))  # refuses anything that is not a UUID before it reaches SQL
-    if connections[SERVICE].in_atomic_block:
-        with tenant_context(tenant), connections[SERVICE].cursor() as cursor:
-            return _results(cursor, sql, params)
-    if isinstance(params, dict):
-        prefix, params = (
-            "SELECT set_config(%(tenant_setting)s, %(tenant_id)s, true);\n",
-            {**params, "tenant_setting": TENANT_SETTING, "tenant_id": tenant},
-        )
-    else:
-        prefix, params = "SELECT set_config(%s, %s, true);\n", [TENANT_SETTING, tenant, *params]
-    with connections[SERVICE].cursor() as cursor:
-        return _results(cursor, prefix + sql, params)[1:]
-
-
-def _results(cursor, sql: str, params: dict | list) -> list[list[tuple]]:
-    cursor.execute(sql, params)
-    results = [cursor.fetchall()]
-    while cursor.nextset():
-        results.append(cursor.fetchall())
-    return results
-
-
 def ea_session_is_live(*, account_id: UUID, epoch: int) -> bool:
     """Inside the caller's transaction (tenant context set): does the session of `epoch` still hold the account?
     Takes the account row FOR SHARE, so it must come before the transaction's other locks; a concurrent claim
@@ -217,33 +187,6 @@ RESYNC_ACCOUNT = uuid4()
 RESYNC_NOW = datetime(1970, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
 
-@dataclass(frozen=True)
-class CompiledRead:
-    """A queryset's SQL compiled once: `slots` are the positions of stand-in values in `params`."""
-
-    model: type[models.Model]
-    sql: str
-    params: tuple
-    slots: tuple[tuple[int, object], ...]
-    names: list[str]
-    converters: dict
-
-
-def compiled_read(queryset: models.QuerySet, stand_ins: tuple) -> CompiledRead:
-    """`queryset` (a plain model queryset on the service role) compiled, each parameter equal to one of `stand_ins`
-    left as a slot that `tenant_reads` fills per call. Raises if one of them is not among the parameters: the read
-    would run with the stand-in itself (a 1970 `now` would resend expired signals)."""
-    compiler = queryset.query.get_compiler(using=SERVICE)
-    sql, params = compiler.as_sql()
-    slots = tuple((index, value) for index, value in enumerate(params) if any(value == s for s in stand_ins))
-    missing = [stand_in for stand_in in stand_ins if not any(value == stand_in for _index, value in slots)]
-    if missing:
-        raise ValueError(f"{queryset.model.__name__} read: no parameter to fill for {missing}")
-    columns = [column for column, _sql, _alias in compiler.select[: compiler.col_count]]
-    names = [column.target.attname for column in columns]
-    return CompiledRead(queryset.model, sql, tuple(params), slots, names, compiler.get_converters(columns))
-
-
 @functools.cache
 def _resync_reads() -> tuple[CompiledRead, ...]:
     both = (RESYNC_ACCOUNT, RESYNC_NOW)
@@ -252,34 +195,6 @@ def _resync_reads() -> tuple[CompiledRead, ...]:
         compiled_read(signals_for_resync(account_id=RESYNC_ACCOUNT, now=RESYNC_NOW), both),
         compiled_read(commands_for_resync(account_id=RESYNC_ACCOUNT, now=RESYNC_NOW), both),
     )
-
-
-def tenant_reads(tenant_id: UUID, reads: tuple[CompiledRead, ...], values: dict) -> list[list[models.Model]]:
-    """Run compiled reads under the tenant's context in one round trip (`tenant_round_trip`), each slot's stand-in
-    replaced by its value in `values`; each list of instances is what iterating the queryset would give."""
-    params: list = []
-    for read in reads:
-        own = list(read.params)
-        for index, stand_in in read.slots:
-            own[index] = values[stand_in]
-        params += own
-    results = tenant_round_trip(tenant_id, ";\n".join(read.sql for read in reads), params)
-    connection = connections[SERVICE]
-    instances = []
-    for read, rows in zip(reads, results, strict=True):
-        if read.converters:  # as Django's SQLCompiler.apply_converters does
-            rows = [_converted(list(row), read.converters, connection) for row in rows]
-        instances.append([read.model.from_db(SERVICE, read.names, row) for row in rows])
-    return instances
-
-
-def _converted(row: list, converters: dict, connection) -> list:
-    for position, (functions, expression) in converters.items():
-        value = row[position]
-        for function in functions:
-            value = function(value, expression, connection)
-        row[position] = value
-    return row
 
 
 # One statement, so one round trip, as the claim: the account row first (offline only if `epoch` still holds it;

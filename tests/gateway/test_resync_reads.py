@@ -11,8 +11,9 @@ from django.utils import timezone
 
 import binproto
 from accounts.models import MT5Account
+from suho.sql import compiled_read
 from tests.factories import _create, make_account, make_signal, make_tenant, make_user
-from trading.connection import RESYNC_ACCOUNT, RESYNC_NOW, compiled_read, ea_resync
+from trading.connection import RESYNC_ACCOUNT, RESYNC_NOW, ea_resync
 from trading.models import EACommand
 
 
