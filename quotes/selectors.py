@@ -67,8 +67,14 @@ def reference_bid_ask_since(*, symbols: list[str], since: datetime) -> tuple[Dec
     """(bid, ask) of the reference feed's newest quote of any of `symbols` at or after `since`; None: none.
 
     One statement written out (no ORM): every signal POST reads it before its commit (issue 21)."""
-    rows = fetch_dicts(ReferenceQuote, REFERENCE_LATEST, [symbols, since])
+    rows = fetch_dicts(ReferenceQuote, *reference_bid_ask_statement(symbols=symbols, since=since))
     return (rows[0]["bid"], rows[0]["ask"]) if rows else None
+
+
+def reference_bid_ask_statement(*, symbols: list[str], since: datetime) -> tuple[str, list]:
+    """`reference_bid_ask_since`'s SQL and parameters, for a caller that sends it with other statements in one
+    round trip (suho.sql.statements_in_context); its rows: none, or one (bid, ask)."""
+    return REFERENCE_LATEST, [symbols, since]
 
 
 # Seed §6.4 per symbol and broker server: the quote's own broker_server, or the account's server when the EA did

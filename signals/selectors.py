@@ -133,9 +133,9 @@ SELECT equity, drawdown FROM mt5_account_balance_history WHERE account_id = %(ac
 ACCOUNT_LOSS_FIGURES = """
 SELECT (SELECT SUM(profit) FILTER (WHERE DATE(close_time) = CURRENT_DATE)
           FROM mt5_trade_orders
-         WHERE account_id = %(account_id)s AND status = 'closed' AND close_time >= CURRENT_DATE) AS daily_pnl,
+         WHERE account_id = %s AND status = 'closed' AND close_time >= CURRENT_DATE) AS daily_pnl,
        (SELECT drawdown FROM mt5_account_balance_history
-         WHERE account_id = %(account_id)s ORDER BY time DESC LIMIT 1) AS drawdown
+         WHERE account_id = %s ORDER BY time DESC LIMIT 1) AS drawdown
 """
 
 
@@ -152,5 +152,11 @@ def account_equity_latest(*, account_id) -> Decimal | None:
 def account_loss_figures(*, account_id) -> tuple[Decimal | None, Decimal | None]:
     """The account's realised profit of today's closed trades (None if none closed today) and the EA's own drawdown
     (percent from its max balance) on its newest balance snapshot (None without one): one round trip."""
-    row = fetch_dicts(SignalExecution, ACCOUNT_LOSS_FIGURES, {"account_id": account_id})[0]
+    row = fetch_dicts(SignalExecution, *account_loss_figures_statement(account_id=account_id))[0]
     return row["daily_pnl"], row["drawdown"]
+
+
+def account_loss_figures_statement(*, account_id) -> tuple[str, list]:
+    """`account_loss_figures`' SQL and parameters, for a caller that sends it with other statements in one round
+    trip (suho.sql.statements_in_context); its one row is (daily_pnl, drawdown)."""
+    return ACCOUNT_LOSS_FIGURES, [account_id, account_id]

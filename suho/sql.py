@@ -62,6 +62,20 @@ class CompiledRead:
     names: list[str]
     converters: dict
 
+    def statement(self, values: dict) -> tuple[str, list]:
+        """The SQL and its parameters, each slot's stand-in replaced by its value in `values`."""
+        params = list(self.params)
+        for index, stand_in in self.slots:
+            params[index] = values[stand_in]
+        return self.sql, params
+
+    def instances(self, rows: list[tuple]) -> list[models.Model]:
+        """The statement's rows as what iterating the queryset would give."""
+        if self.converters:  # as Django's SQLCompiler.apply_converters does
+            connection = connections[SERVICE]
+            rows = [_converted(list(row), self.converters, connection) for row in rows]
+        return [self.model.from_db(SERVICE, self.names, row) for row in rows]
+
 
 def compiled_read(queryset: models.QuerySet, stand_ins: tuple) -> CompiledRead:
     """`queryset` (a plain model queryset on the service role) compiled, each parameter equal to one of `stand_ins`
@@ -85,31 +99,22 @@ def tenant_reads(tenant_id: UUID, reads: tuple[CompiledRead, ...], values: dict)
     return _instances(reads, tenant_round_trip(tenant_id, sql, params))
 
 
-def reads_in_context(reads: tuple[CompiledRead, ...], values: dict) -> list[list[models.Model]]:
-    """`tenant_reads` in the caller's transaction and tenant context (no context switch): one round trip."""
-    sql, params = _reads_statement(reads, values)
+def statements_in_context(statements: list[tuple[str, list]]) -> list[list[tuple]]:
+    """Several statements, each with its positional parameters (`CompiledRead.statement` gives one), sent as one
+    query string: one round trip, in the caller's transaction and tenant context. The rows of each statement."""
+    sql = ";\n".join(statement for statement, _params in statements)
+    params = [value for _statement, own in statements for value in own]
     with connections[SERVICE].cursor() as cursor:
-        return _instances(reads, _results(cursor, sql, params))
+        return _results(cursor, sql, params)
 
 
 def _reads_statement(reads: tuple[CompiledRead, ...], values: dict) -> tuple[str, list]:
-    params: list = []
-    for read in reads:
-        own = list(read.params)
-        for index, stand_in in read.slots:
-            own[index] = values[stand_in]
-        params += own
-    return ";\n".join(read.sql for read in reads), params
+    statements = [read.statement(values) for read in reads]
+    return ";\n".join(sql for sql, _params in statements), [value for _sql, own in statements for value in own]
 
 
 def _instances(reads: tuple[CompiledRead, ...], results: list[list[tuple]]) -> list[list[models.Model]]:
-    connection = connections[SERVICE]
-    instances = []
-    for read, rows in zip(reads, results, strict=True):
-        if read.converters:  # as Django's SQLCompiler.apply_converters does
-            rows = [_converted(list(row), read.converters, connection) for row in rows]
-        instances.append([read.model.from_db(SERVICE, read.names, row) for row in rows])
-    return instances
+    return [read.instances(rows) for read, rows in zip(reads, results, strict=True)]
 
 
 def _converted(row: list, converters: dict, connection) -> list:

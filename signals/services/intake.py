@@ -29,16 +29,17 @@ from rest_framework.status import HTTP_422_UNPROCESSABLE_ENTITY
 
 from accounts.models import MT5Account, Tenant
 from quotes.instruments import PIP_SIZES, normalise_symbol
-from quotes.selectors import quote_latest, reference_bid_ask_since
+from quotes.selectors import quote_latest, reference_bid_ask_since, reference_bid_ask_statement
 from signals import lifecycle
 from signals.delivery import signal_publish_on_commit
 from signals.models import TradingSignal
+from signals.selectors import account_loss_figures_statement
 from signals.services.adjustment import signal_adjust
 from signals.services.lifecycle import signal_transition
 from signals.services.risk import risk_check
 from suho.api_errors import ApiError
 from suho.audit import audit_record
-from suho.sql import CompiledRead, compiled_read, reads_in_context
+from suho.sql import CompiledRead, compiled_read, statements_in_context
 from suho.tenancy import tenant_context
 
 SIGNAL_UNKNOWN_ACCOUNT = "No MT5 account {account_id} in this tenant."
@@ -143,6 +144,9 @@ def signal_submit(
                                                     broadcast=True)):  # fmt: skip
                 return Submission(existing, False, existing[0].broadcast_id)
             broadcast_id = uuid.uuid4() if broadcast else None
+            accounts, reference, loss_figures = _accounts_read(
+                tenant_id=tenant_id, account_id=account_id, broadcast=broadcast, spec=spec, now=now
+            )
             signals = [
                 _signal_open(
                     account=account,
@@ -152,8 +156,10 @@ def signal_submit(
                     broadcast_id=broadcast_id,
                     now=now,
                     actor=actor,
+                    reference=reference,
+                    loss_figures=loss_figures.get(account.account_id),
                 )
-                for account in _accounts(tenant_id=tenant_id, account_id=account_id, broadcast=broadcast)
+                for account in accounts
             ]
     except (IntegrityError, SignalInvalid):
         # The same producer id, recorded before or by a concurrent request in the meantime. A repeat can also fail
@@ -270,8 +276,14 @@ def _account_reads() -> tuple[CompiledRead, ...]:
     )
 
 
-def _accounts(*, tenant_id: UUID, account_id, broadcast: bool) -> list[MT5Account]:
-    """In the tenant's context (RLS: its own rows only): every eligible account for a broadcast, else the one."""
+def _accounts_read(
+    *, tenant_id: UUID, account_id, broadcast: bool, spec: SignalSpec, now: datetime
+) -> tuple[list[MT5Account], _Reference, dict]:
+    """In the tenant's context (RLS: its own rows only): every eligible account for a broadcast, else the one; the
+    reference price; and, for one account, its loss figures for the risk gate (account id → (daily_pnl,
+    drawdown); a broadcast's are read per account by the gate). One account's are all one round trip."""
+    symbols = sorted({spec.symbol, normalise_symbol(spec.symbol)})
+    since = now - timedelta(seconds=settings.SIGNAL_MAX_QUOTE_AGE_S)
     if broadcast:
         eligible = list(
             MT5Account.objects.select_related("tenant")
@@ -280,23 +292,31 @@ def _accounts(*, tenant_id: UUID, account_id, broadcast: bool) -> list[MT5Accoun
         )
         if not eligible:
             raise SignalInvalid("no_eligible_account", SIGNAL_NO_ELIGIBLE_ACCOUNT)
-        return eligible
+        return eligible, _reference(spec, reference_bid_ask_since(symbols=symbols, since=since)), {}
     account_uuid = _uuid(account_id)
     if account_uuid is None:
         raise SignalInvalid("unknown_account", SIGNAL_UNKNOWN_ACCOUNT.format(account_id=account_id))
-    accounts, tenants = reads_in_context(_account_reads(), {INTAKE_ACCOUNT: account_uuid, INTAKE_TENANT: tenant_id})
+    account_read, tenant_read = _account_reads()
+    values = {INTAKE_ACCOUNT: account_uuid, INTAKE_TENANT: tenant_id}
+    accounts, tenants, references, figures = statements_in_context([
+        account_read.statement(values),
+        tenant_read.statement(values),
+        reference_bid_ask_statement(symbols=symbols, since=since),
+        account_loss_figures_statement(account_id=account_uuid),
+    ])  # fmt: skip
+    accounts, tenants = account_read.instances(accounts), tenant_read.instances(tenants)
     if not accounts or not tenants:
         raise SignalInvalid("unknown_account", SIGNAL_UNKNOWN_ACCOUNT.format(account_id=account_id))
     accounts[0].tenant = tenants[0]  # as select_related("tenant") would
-    return accounts
+    reference = _reference(spec, references[0] if references else None)
+    return accounts, reference, {account_uuid: figures[0]}
 
 
 def _signal_open(
     *, account: MT5Account, spec: SignalSpec, source: str, client_signal_id: str, broadcast_id: UUID | None,
-    now: datetime, actor: str,
+    now: datetime, actor: str, reference: _Reference, loss_figures: tuple | None,
 ) -> TradingSignal:  # fmt: skip
     """Adjust, gate and insert one account's signal; a refusal moves it PENDING → REJECTED."""
-    reference = _reference(spec, now)
     fields = {
         "time": now, "tenant_id": account.tenant_id, "account": account, "client_signal_id": client_signal_id,
         "broadcast_id": broadcast_id, "source": source, "symbol": spec.symbol, "action": spec.action,
@@ -335,7 +355,7 @@ def _signal_open(
         decision = risk_check(
             account=account, symbol=spec.symbol, action=spec.action, volume=spec.volume,
             entry_price=adjusted.entry_price, stop_loss=adjusted.stop_loss, spread_points=quote.get("spread"),
-            now=now,
+            now=now, loss_figures=loss_figures,
         )  # fmt: skip
         fields["volume"], refusal = decision.volume, decision.refusal
     signal = TradingSignal.objects.create(**fields)
@@ -352,11 +372,9 @@ def _signal_open(
     return signal
 
 
-def _reference(spec: SignalSpec, now: datetime) -> _Reference:
-    """The reference price the producer priced on: the reference feed's latest quote (if fresh), else the
+def _reference(spec: SignalSpec, row: tuple[Decimal, Decimal] | None) -> _Reference:
+    """The reference price the producer priced on: the reference feed's latest quote (`row`, if fresh), else the
     producer's own `polygon_ask`/`polygon_bid` metadata, else its entry price; None: none of them."""
-    max_age = timedelta(seconds=settings.SIGNAL_MAX_QUOTE_AGE_S)
-    row = reference_bid_ask_since(symbols=sorted({spec.symbol, normalise_symbol(spec.symbol)}), since=now - max_age)
     if row is not None:
         bid, ask = row
         return _Reference(ask if spec.action == "BUY" else bid, bid, ask, "reference_feed")

@@ -54,8 +54,10 @@ class RiskDecision:
 def risk_check(
     *, account: MT5Account, symbol: str, action: str, volume: Decimal, entry_price: Decimal,
     stop_loss: Decimal | None, spread_points: float | None, now: datetime,
+    loss_figures: tuple[Decimal | None, Decimal | None] | None = None,
 ) -> RiskDecision:  # fmt: skip
-    """Run in the account's tenant context. Checks in order; the first refusal wins."""
+    """Run in the account's tenant context. Checks in order; the first refusal wins. `loss_figures`: the
+    account's (daily_pnl, drawdown) if the caller read them already (`account_loss_figures`)."""
     for check in (_switches, _symbol, _hours):
         refusal = check(account=account, symbol=symbol, now=now)
         if refusal:
@@ -65,7 +67,7 @@ def risk_check(
         return RiskDecision(volume, refusal)
     if sized > account.max_position_size:
         return RiskDecision(sized, RISK_MAX_POSITION_SIZE.format(volume=sized, limit=account.max_position_size))
-    daily_pnl, drawdown = account_loss_figures(account_id=account.account_id)
+    daily_pnl, drawdown = loss_figures or account_loss_figures(account_id=account.account_id)
     refusal = _daily_loss(account, daily_pnl) or _drawdown(account, drawdown) or _spread(account, spread_points)
     return RiskDecision(sized, refusal)
 
