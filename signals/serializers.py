@@ -16,12 +16,29 @@ from signals.services import SignalSpec
 from suho.edge import date_bounded
 
 
+class FieldsCopiedOnce:
+    """DRF gives each serializer instance its own fields by deep-copying the class's, which re-runs every field's
+    __init__ (a ModelSerializer even builds them from the model again): ~8 % of a signal POST's CPU (issue 21).
+    Here they are built once per class, and each instance gets a shallow copy of each, which `bind()` then makes
+    its own. For flat fields only: none of these holds per-request state before it is bound or nests a serializer
+    (a DictField's child is stateless and shared)."""
+
+    _field_templates: ClassVar[dict | None] = None
+
+    def get_fields(self) -> dict:
+        cls = type(self)
+        templates = cls.__dict__.get("_field_templates")
+        if templates is None:
+            templates = cls._field_templates = super().get_fields()
+        return {name: copy.copy(field) for name, field in templates.items()}
+
+
 def _number(**kwargs) -> serializers.DecimalField:
     """Any finite number; places and ranges are the service's rules (precise errors), not the parser's."""
     return serializers.DecimalField(max_digits=None, decimal_places=None, **kwargs)
 
 
-class SignalInputSerializer(serializers.Serializer):
+class SignalInputSerializer(FieldsCopiedOnce, serializers.Serializer):
     """The seed's JSON. `signal_id` is the producer's own id (the idempotency key); `entry_price_range` and the
     `broker_*`/`deviation_pips` metadata are recomputed from the account's broker quote, whatever was sent."""
 
@@ -63,7 +80,7 @@ class SignalInputSerializer(serializers.Serializer):
 DECIMALS = [f.name for f in TradingSignal._meta.get_fields() if f.get_internal_type() == "DecimalField"]
 
 
-class SignalOutputSerializer(serializers.ModelSerializer):
+class SignalOutputSerializer(FieldsCopiedOnce, serializers.ModelSerializer):
     class Meta:
         model = TradingSignal
         ref_name = "Signal"
@@ -78,15 +95,6 @@ class SignalOutputSerializer(serializers.ModelSerializer):
         extra_kwargs = {name: {"coerce_to_string": False} for name in DECIMALS}
 
     entry_price_range = serializers.SerializerMethodField()
-    _built_fields: ClassVar[dict | None] = None
-
-    def get_fields(self) -> dict:
-        """ModelSerializer builds every field from the model again for each instance, the same fields each time
-        (~0.5 ms of each signal POST's answer): built once per class here and copied, as DRF copies declared ones."""
-        cls = type(self)
-        if cls.__dict__.get("_built_fields") is None:
-            cls._built_fields = super().get_fields()
-        return copy.deepcopy(cls._built_fields)
 
     def get_entry_price_range(self, signal: TradingSignal) -> dict | None:
         if signal.entry_price_min is None:
