@@ -13,7 +13,7 @@ from accounts.services import api_key_create, api_key_revoke
 from compliance import receivers
 from compliance.models import AuditLog
 from suho import audit
-from suho.routers import operator_path
+from suho.routers import SERVICE, operator_path
 from suho.tenancy import tenant_context
 
 
@@ -67,3 +67,35 @@ def test_an_audited_action_nothing_records_fails_and_changes_nothing():
     with tenant_context(tenant.id):
         assert ApiKey.objects.get(pk=key.pk).revoked_at is None
     assert "api_key_revoked" not in _event_types(tenant.id)
+
+
+@pytest.mark.django_db
+def test_every_field_is_written_as_given_and_the_chain_holds():
+    from datetime import UTC, datetime
+    from decimal import Decimal
+    from uuid import uuid4
+
+    from compliance.audit import audit_chain_verify
+
+    tenant = make_tenant()
+    user, account_id, at = make_user(tenant), uuid4(), datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    with tenant_context(tenant.id):
+        audit.audit_record(
+            tenant_id=tenant.id, event_type="all_fields", category="test", action="update", description="described",
+            severity=audit.Severity.CRITICAL, user_id=user.pk, account_id=account_id, ip_address="2001:db8::1",
+            metadata={"at": at, "id": account_id, "amount": Decimal("1.50"), "nested": {"n": [1, None]}},
+        )  # fmt: skip
+        audit.audit_record(tenant_id=tenant.id, event_type="bare", category="test", action="create")
+        rows = list(AuditLog.objects.filter(tenant_id=tenant.id).order_by("chain_seq"))
+
+    row, bare = rows
+    assert (row.event_type, row.event_category, row.action, row.event_description, row.severity) == (
+        "all_fields", "test", "update", "described", "critical"
+    )  # fmt: skip
+    assert (row.user_id, row.account_id, row.ip_address) == (user.pk, account_id, "2001:db8::1")
+    assert row.metadata == {"at": "2026-01-02T03:04:05Z", "id": str(account_id), "amount": "1.50",
+                            "nested": {"n": [1, None]}}  # fmt: skip
+    assert (bare.metadata, bare.ip_address, bare.user_id, bare.event_description) == ({}, None, None, "")
+    assert (row.chain_seq, bare.chain_seq) == (1, 2) and bare.prev_hash == row.row_hash != ""
+    with tenant_context(tenant.id):
+        assert audit_chain_verify(chain=tenant.id, using=SERVICE).ok
