@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connections, router
+from django.db import connections, router, transaction
 from django.utils import timezone
 
 from compliance.models import AuditLog
@@ -29,5 +29,7 @@ def audit_row_append(*, fields: dict) -> None:
         json.dumps(fields["metadata"] or {}, cls=DjangoJSONEncoder),  # datetimes, UUIDs, Decimals
         fields["ip_address"] or None,
     ]  # fmt: skip
-    with connections[router.db_for_write(AuditLog)].cursor() as cursor:
+    alias = router.db_for_write(AuditLog)
+    # as the ORM's save: a failed insert marks the caller's transaction for rollback, even if the caller catches it
+    with transaction.mark_for_rollback_on_error(using=alias), connections[alias].cursor() as cursor:
         cursor.execute(AUDIT_ROW_INSERT, params)

@@ -10,6 +10,7 @@ from uuid import UUID
 from django.core import signing
 from django.utils import timezone
 from rest_framework import serializers
+from rest_framework.serializers import BaseSerializer
 
 from signals.models import TradingSignal
 from signals.services import SignalSpec
@@ -29,8 +30,16 @@ class FieldsCopiedOnce:
         cls = type(self)
         templates = cls.__dict__.get("_field_templates")
         if templates is None:
-            templates = cls._field_templates = super().get_fields()
+            templates = super().get_fields()
+            nested = [name for name, field in templates.items() if _nests_a_serializer(field)]
+            if nested:  # a nested serializer's state would be shared by every instance: not for this class
+                raise TypeError(f"{cls.__name__}: FieldsCopiedOnce needs flat fields; {nested} nest a serializer")
+            cls._field_templates = templates
         return {name: copy.copy(field) for name, field in templates.items()}
+
+
+def _nests_a_serializer(field) -> bool:
+    return isinstance(field, BaseSerializer) or isinstance(getattr(field, "child", None), BaseSerializer)
 
 
 def _number(**kwargs) -> serializers.DecimalField:

@@ -79,8 +79,9 @@ class CompiledRead:
 
 def compiled_read(queryset: models.QuerySet, stand_ins: tuple) -> CompiledRead:
     """`queryset` (a plain model queryset on the service role) compiled, each parameter equal to one of `stand_ins`
-    left as a slot that `tenant_reads` fills per call. Raises if one of them is not among the parameters: the read
-    would run with the stand-in itself (a 1970 `now` would resend expired signals)."""
+    left as a slot that `CompiledRead.statement` (and so `tenant_reads`) fills per call. Raises if one of them is
+    not among the parameters: the read would run with the stand-in itself (a 1970 `now` would resend expired
+    signals)."""
     compiler = queryset.query.get_compiler(using=SERVICE)
     sql, params = compiler.as_sql()
     slots = tuple((index, value) for index, value in enumerate(params) if any(value == s for s in stand_ins))

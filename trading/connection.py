@@ -197,19 +197,20 @@ def _resync_reads() -> tuple[CompiledRead, ...]:
     )
 
 
-# One statement, so one round trip, as the claim: the account row first (offline only if `epoch` still holds it;
-# an account the tenant cannot see changes nothing and is not audited), then the audit row, whose chain lock is
-# held only until this round trip's own commit. In several round trips the lock was held while the thread waited
+# One statement, so one round trip, as the claim: the account row first (offline only if `epoch` still holds it:
+# only then is the row updated, so locked, and a replaced session's disconnect waits for no claim; an account the
+# tenant cannot see changes nothing and is not audited), then the audit row, whose chain lock is held only until
+# this round trip's own commit. In several round trips the lock was held while the thread waited
 # for the GIL between them, and a tenant's disconnects (every EA of a restarted process) queued behind each other
 # and behind the new process's claims (issue 21).
 DISCONNECT_SQL = """
 WITH account AS (
-    SELECT account_id, live_session_epoch FROM mt5_user_accounts WHERE account_id = %(account_id)s FOR NO KEY UPDATE
+    SELECT account_id FROM mt5_user_accounts WHERE account_id = %(account_id)s
 ), offline AS (
     UPDATE mt5_user_accounts a SET connection_status = 'offline'
       FROM account
      WHERE a.account_id = account.account_id
-       AND (%(epoch)s::bigint IS NULL OR account.live_session_epoch = %(epoch)s::bigint)
+       AND (%(epoch)s::bigint IS NULL OR a.live_session_epoch = %(epoch)s::bigint)
  RETURNING a.account_id
 )
 INSERT INTO mt5_audit_log (time, tenant_id, account_id, event_type, event_category, action, event_description,
@@ -226,7 +227,8 @@ def ea_disconnected(
     *, tenant_id: UUID, account_id: UUID, session_id: UUID, close_code, epoch: int | None = None
 ) -> None:
     """Audit the disconnect; the account goes offline only if this was its live session (`epoch`): a replaced
-    session closing after its successor connected leaves the account online. One round trip (`DISCONNECT_SQL`)."""
+    session closing after its successor connected leaves the account online. An account the tenant cannot see:
+    nothing changes, nothing is audited. One round trip (`DISCONNECT_SQL`)."""
     params = {
         "tenant_id": str(tenant_id), "account_id": str(account_id), "epoch": epoch, "now": timezone.now(),
         "description": f"EA disconnected (code {close_code})",

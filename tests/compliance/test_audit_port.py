@@ -99,3 +99,14 @@ def test_every_field_is_written_as_given_and_the_chain_holds():
     assert (row.chain_seq, bare.chain_seq) == (1, 2) and bare.prev_hash == row.row_hash != ""
     with tenant_context(tenant.id):
         assert audit_chain_verify(chain=tenant.id, using=SERVICE).ok
+
+
+def test_a_refused_row_marks_the_callers_transaction_for_rollback_even_if_the_error_is_caught(committed):
+    """As the ORM's save did: a caller that catches the error cannot commit what its audit row should record."""
+    from django.db import DatabaseError, connections
+
+    tenant, other = make_tenant(), make_tenant()
+    with tenant_context(tenant.id):
+        with pytest.raises(DatabaseError):  # row security: another tenant's row under this tenant's context
+            audit.audit_record(tenant_id=other.id, event_type="refused", category="test", action="create")
+        assert connections[SERVICE].needs_rollback  # the block rolls back on the way out instead of committing

@@ -169,3 +169,34 @@ def test_a_disconnect_of_another_tenants_account_changes_nothing(ea_account):
 
     assert account_state(account)[1] == "online" and connection_audits(account) == []
     assert audit_chain_verify(chain=tenant.id).ok
+
+
+def test_a_replaced_sessions_disconnect_does_not_wait_for_the_account_row(ea_account):
+    """Its offline mark does not apply, so it takes no row lock: it does not queue behind a claim or a frame's
+    transaction holding the account row. The live session's disconnect does wait for it."""
+    from django.db import OperationalError, connections
+
+    from suho.routers import SERVICE
+    from suho.tenancy import tenant_context
+
+    tenant, account, secret = ea_account
+    first, second = (ea_authenticate(account_id=account.account_id, api_key=secret) for _ in range(2))
+    old = ea_session_claim(tenant_id=tenant.id, account_id=account.account_id, session_id=first.session_id, node="a")
+    new = ea_session_claim(tenant_id=tenant.id, account_id=account.account_id, session_id=second.session_id, node="a")
+    with connections[SERVICE].cursor() as cursor:
+        cursor.execute("SET lock_timeout = '1s'")
+    try:
+        with tenant_context(tenant.id, using="owner"), connections["owner"].cursor() as holder:
+            holder.execute("SELECT 1 FROM mt5_user_accounts WHERE account_id = %s FOR UPDATE", [account.account_id])
+            assert holder.fetchall() == [(1,)]  # the row is held, as a claim or a frame's transaction holds it
+            ea_disconnected(tenant_id=tenant.id, account_id=account.account_id, session_id=first.session_id,
+                            close_code=binproto.CloseCode.REPLACED, epoch=old.epoch)  # fmt: skip
+            with pytest.raises(OperationalError, match="lock timeout"):
+                ea_disconnected(tenant_id=tenant.id, account_id=account.account_id, session_id=second.session_id,
+                                close_code=1000, epoch=new.epoch)  # fmt: skip
+    finally:
+        with connections[SERVICE].cursor() as cursor:
+            cursor.execute("SET lock_timeout = DEFAULT")
+
+    assert account_state(account)[1] == "online"
+    assert [metadata["session_id"] for _d, metadata, _s in connection_audits(account)] == [str(first.session_id)]

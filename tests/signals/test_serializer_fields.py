@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from signals.serializers import SignalInputSerializer, SignalOutputSerializer
 from tests.factories import make_account, make_signal, make_tenant, make_user
 
@@ -40,3 +42,16 @@ def test_two_outputs_show_their_own_signal(db):
     assert (first["signal_id"], first["symbol"]) == (str(one.signal_id), "EURUSD")
     assert (second["signal_id"], second["symbol"]) == (str(two.signal_id), "XAUUSD")
     assert second["entry_price_range"] is None
+
+
+def test_a_serializer_with_a_nested_serializer_is_refused():
+    from rest_framework import serializers
+
+    from signals.serializers import FieldsCopiedOnce
+
+    class Nesting(FieldsCopiedOnce, serializers.Serializer):
+        name = serializers.CharField()
+        items = serializers.ListField(child=SignalInputSerializer())
+
+    with pytest.raises(TypeError, match=r"\['items'\] nest a serializer"):
+        Nesting(data={}).fields  # noqa: B018
