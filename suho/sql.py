@@ -96,26 +96,21 @@ def compiled_read(queryset: models.QuerySet, stand_ins: tuple) -> CompiledRead:
 def tenant_reads(tenant_id: UUID, reads: tuple[CompiledRead, ...], values: dict) -> list[list[models.Model]]:
     """Run compiled reads under the tenant's context in one round trip (`tenant_round_trip`), each slot's stand-in
     replaced by its value in `values`; each list of instances is what iterating the queryset would give."""
-    sql, params = _reads_statement(reads, values)
-    return _instances(reads, tenant_round_trip(tenant_id, sql, params))
+    sql, params = _joined([read.statement(values) for read in reads])
+    results = tenant_round_trip(tenant_id, sql, params)
+    return [read.instances(rows) for read, rows in zip(reads, results, strict=True)]
 
 
 def statements_in_context(statements: list[tuple[str, list]]) -> list[list[tuple]]:
     """Several statements, each with its positional parameters (`CompiledRead.statement` gives one), sent as one
     query string: one round trip, in the caller's transaction and tenant context. The rows of each statement."""
-    sql = ";\n".join(statement for statement, _params in statements)
-    params = [value for _statement, own in statements for value in own]
     with connections[SERVICE].cursor() as cursor:
-        return _results(cursor, sql, params)
+        return _results(cursor, *_joined(statements))
 
 
-def _reads_statement(reads: tuple[CompiledRead, ...], values: dict) -> tuple[str, list]:
-    statements = [read.statement(values) for read in reads]
+def _joined(statements: list[tuple[str, list]]) -> tuple[str, list]:
+    """One query string of several statements, with their positional parameters in order."""
     return ";\n".join(sql for sql, _params in statements), [value for _sql, own in statements for value in own]
-
-
-def _instances(reads: tuple[CompiledRead, ...], results: list[list[tuple]]) -> list[list[models.Model]]:
-    return [read.instances(rows) for read, rows in zip(reads, results, strict=True)]
 
 
 def _converted(row: list, converters: dict, connection) -> list:

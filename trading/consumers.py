@@ -52,7 +52,6 @@ from trading.session_watch import session_watch
 log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT_S = 10
-UNCLAIMED = object()  # _start_session: the claim is still to be made
 
 
 def in_thread(func):
@@ -229,7 +228,7 @@ class EAConsumer(AsyncWebsocketConsumer):
         elif hello.refusal is not None:
             await self._refuse(AuthStatus[hello.refusal.code.upper()], hello.refusal.message, action.account_id)
         else:
-            await self._start_session(hello.claims, None, ea_version=action.ea_version, claim=hello.claim)
+            await self._start_session(hello.claims, None, hello.claim)
 
     async def _authenticate_api_key(self, account_id, api_key: str, *, ea_version: str) -> None:
         try:
@@ -240,19 +239,18 @@ class EAConsumer(AsyncWebsocketConsumer):
         except account_services.EAAuthError as exc:
             await self._refuse(AuthStatus[exc.code.upper()], exc.message, account_id)
             return
-        await self._start_session(claims, tokens, ea_version=ea_version)
+        await hub.start()  # this process can be asked to close the session before it claims it
+        claim = await in_thread(connection_services.ea_session_claim)(
+            tenant_id=claims.tenant_id, account_id=claims.account_id, session_id=claims.session_id, node=NODE,
+            ea_version=ea_version,
+        )  # fmt: skip
+        await self._start_session(claims, tokens, claim)
 
-    async def _start_session(self, claims, tokens, *, ea_version: str, claim=UNCLAIMED) -> None:
-        """Claim the account's one live session (any process: decision 0017), ask the process that held it to close
-        it, and only then answer OK: a signal made after AUTH_RESULT reaches this socket alone. A token HELLO comes
-        with its `claim` made (`ea_token_hello`)."""
+    async def _start_session(self, claims, tokens, claim) -> None:
+        """With the account's one live session claimed (any process: decision 0017; `ea_session_claim`, or
+        `ea_token_hello` for a token HELLO), ask the process that held it to close it, and only then answer OK: a
+        signal made after AUTH_RESULT reaches this socket alone."""
         account_id = str(claims.account_id)
-        if claim is UNCLAIMED:
-            await hub.start()  # this process can be asked to close the session before it claims it
-            claim = await in_thread(connection_services.ea_session_claim)(
-                tenant_id=claims.tenant_id, account_id=claims.account_id, session_id=claims.session_id, node=NODE,
-                ea_version=ea_version,
-            )  # fmt: skip
         if claim is None:  # ended, its key revoked, or its account or tenant disabled: nothing was changed
             await self._refuse(AuthStatus.INVALID_TOKEN, SESSION_NOT_ACTIVE, account_id)
             return
