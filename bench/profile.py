@@ -22,7 +22,7 @@ STAGES = [
     ("Argon2 (API-key check)", r"argon2"),
     ("batch INSERT + commit (incl. waiting for PostgreSQL)", r"broker_quotes_insert|_insert_grouped"),
     ("after commit: cache (Redis) writes", r"cache_set_many"),
-    ("NATS publish", r"publish_many|Bus\.publish|Client\.publish|_flusher"),
+    ("NATS publish", r"publish_many|publish_batch|Bus\.publish|Client\.publish|_flusher"),
     ("after commit: per-tick JSON for cache and NATS", r"_after_commit"),
     ("database: ACK / SENT bookkeeping (batched)", r"outbound_bookkeeping_apply|signals_mark_sent|signals_ack_rec"),
     ("consumer: ACK / SENT into the batch", r"signal_sent_add|ack_add"),

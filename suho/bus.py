@@ -10,19 +10,50 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 
 import nats
 from django.conf import settings
+from nats import errors as nats_errors
 from nats.aio.client import Client
+from nats.protocol.command import pub_cmd
 from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 
 log = logging.getLogger(__name__)
 PUBLISH_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 5.0
+SUBJECT_UNSAFE = re.compile(r"[ \t\r\n]")  # would split or end a PUB line (nats-py refuses them the same way)
+
+
+async def publish_batch(client: Client, messages: list[tuple[str, bytes]]) -> None:
+    """Publish many messages (no headers) as one write to the connection: what `client.publish` does per message,
+    with its checks, but one hand-over to nats-py's buffer and flusher for the batch. Ticks are tens of thousands of
+    messages a second, and each `publish` is three coroutine calls (~7 µs a message here, against ~3 for a batch).
+    Any bad message refuses the whole batch, before anything is sent."""
+    if not messages:
+        return
+    if client.is_closed:
+        raise nats_errors.ConnectionClosedError
+    if client.is_draining_pubs:
+        raise nats_errors.ConnectionDrainingError
+    subjects, sizes = [subject for subject, _data in messages], [len(data) for _subject, data in messages]
+    if not all(subjects) or SUBJECT_UNSAFE.search("".join(subjects)):
+        raise nats_errors.BadSubjectError
+    if max(sizes) > client.max_payload:
+        raise nats_errors.MaxPayloadError
+    block = b"".join([pub_cmd(subject, "", data) for subject, data in messages])
+    pending_limit = client._max_pending_size  # the limit `publish` checks while reconnecting
+    if not client.is_connected and (pending_limit <= 0 or len(block) + client.pending_data_size > pending_limit):
+        raise nats_errors.OutboundBufferLimitError
+    client.stats["out_msgs"] += len(messages)
+    client.stats["out_bytes"] += sum(sizes)
+    await client._send_command(block)  # as `publish` does, once for the batch
+    if client._flush_queue is not None and client._flush_queue.empty():  # as `publish` does
+        await client._flush_pending()  # wakes the flusher, which writes what is pending
 
 
 class Bus:
@@ -99,9 +130,7 @@ class Bus:
         """Fire a batch of volume messages (ticks, balances) in one hop to the bus loop."""
 
         async def _all() -> None:
-            client = await self._connected()
-            for subject, data in messages:
-                await client.publish(subject, data)
+            await publish_batch(await self._connected(), messages)
 
         self.submit(_all()).add_done_callback(_log_failure("batch"))
 

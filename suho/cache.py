@@ -72,15 +72,20 @@ return #KEYS
 
 def cache_set_many(entries: list[tuple[str, int, dict | list]]) -> None:
     """(key, ttl_s, value) triples, one command per distinct TTL (SET_MANY_EX)."""
-    by_ttl: dict[int, tuple[list[str], list[str]]] = {}
+    by_ttl: dict[int, list[tuple[str, str]]] = {}
     for key, ttl, value in entries:
-        keys, values = by_ttl.setdefault(ttl, ([], []))
-        keys.append(key)
-        values.append(json.dumps(value, default=str))
+        by_ttl.setdefault(ttl, []).append((key, json.dumps(value, default=str)))
+    for ttl, items in by_ttl.items():
+        cache_set_many_json(ttl, items)
+
+
+def cache_set_many_json(ttl_s: int, items: list[tuple[str, str]]) -> None:
+    """(key, JSON text) pairs with one TTL, in one command: for a hot path that writes its JSON by hand."""
+    if not items:
+        return
     try:
         set_many = cache_client().register_script(SET_MANY_EX)
-        for ttl, (keys, values) in by_ttl.items():
-            set_many(keys=keys, args=[ttl, *values])
+        set_many(keys=[key for key, _text in items], args=[ttl_s, *[text for _key, text in items]])
     except redis.RedisError as exc:
         redis_unavailable(exc)
 

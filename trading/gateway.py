@@ -32,7 +32,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from binproto import CloseCode
 from suho.asyncdb import db_thread
-from suho.bus import CONNECT_TIMEOUT_S, get_bus, nats_servers, subject_token
+from suho.bus import CONNECT_TIMEOUT_S, get_bus, nats_servers, publish_batch, subject_token
 from suho.drain import drain_hook_register
 from suho.metrics import batch_flush_observe
 from trading.bridge import ROWS_PER_MESSAGE, ingest_publish, ingest_publish_nothing_after
@@ -198,7 +198,6 @@ def batcher(kind: str) -> Batcher:
     return _batchers[kind]
 
 
-LIVE_COALESCE_S = 0.002  # live messages wait at most this long, so many frames share one publish task
 LIVE_CONNECT_RETRY_S = 5.0  # after a failed connect, the bus carries live messages this long before the next try
 LIVE_PENDING_BYTES = 8 * 1024 * 1024  # what the live connection buffers while it reconnects; beyond it, dropped
 
@@ -206,9 +205,11 @@ LIVE_PENDING_BYTES = 8 * 1024 * 1024  # what the live connection buffers while i
 class LivePublisher:
     """Volume messages published as their rows are decoded (ticks: VolumeKind.live), from the gateway's own event
     loop over a NATS connection of its own: no hand-over to the bus's thread, which has to wait for the GIL behind
-    this loop (docs/BENCHMARKS.md, section 2–3, has the tick→subscriber figures). What the loop decodes within
-    LIVE_COALESCE_S goes out in one task. Until that connection is up, and while it reconnects, the bus carries them
-    as before; a failed publish is logged (the rows are still stored: ticks are volume)."""
+    this loop (docs/BENCHMARKS.md, section 2–3, has the tick→subscriber figures). The first frame decoded after a
+    publish starts a task; when it runs, in the loop's next turn, it publishes everything decoded until then as
+    one write (`suho.bus.publish_batch`): no timer, and no second hop. Until the connection is up, and while it
+    reconnects, the bus carries them as before; a failed publish is logged (the rows are still stored: ticks are
+    volume)."""
 
     def __init__(self) -> None:
         self._messages: list[tuple[str, bytes]] = []
@@ -223,19 +224,22 @@ class LivePublisher:
         if loop is not self._loop:  # one loop per process in production; tests start a loop per test
             self._loop, self._messages, self._client, self._connecting, self._connect_after = loop, [], None, False, 0
         if not self._messages:
-            loop.call_later(LIVE_COALESCE_S, self._publish)
+            self._spawn(loop, self._publish(loop))
         self._messages.extend(messages)
 
-    def _publish(self) -> None:
-        messages, self._messages = self._messages, []
-        client, loop = self._client, self._loop
+    async def _publish(self, loop: asyncio.AbstractEventLoop) -> None:
+        messages, self._messages = self._messages, []  # a frame decoded from now on starts the next task
+        client = self._client
         if client is not None and client.is_connected:
-            self._spawn(loop, self._send(client, messages))
+            try:
+                await publish_batch(client, messages)
+            except Exception as exc:  # noqa: BLE001 — reconnect buffer full, connection closed: volume, not money
+                log.warning("live publish of %d messages failed: %s: %s", len(messages), type(exc).__name__, exc)
             return
         get_bus().publish_many(messages)
         if client is None and not self._connecting and loop.time() >= self._connect_after:
             self._connecting = True
-            self._spawn(loop, self._connect(loop))
+            await self._connect(loop)
 
     def _spawn(self, loop: asyncio.AbstractEventLoop, coroutine) -> None:
         task = loop.create_task(coroutine)
@@ -259,14 +263,6 @@ class LivePublisher:
         self._client, self._connecting = client, False
         if client is None:
             self._connect_after = loop.time() + LIVE_CONNECT_RETRY_S
-
-    @staticmethod
-    async def _send(client: Any, messages: list[tuple[str, bytes]]) -> None:
-        try:
-            for subject, data in messages:
-                await client.publish(subject, data)
-        except Exception as exc:  # noqa: BLE001 — reconnect buffer full, connection closed: volume, not money
-            log.warning("live publish of %d messages failed: %s: %s", len(messages), type(exc).__name__, exc)
 
     async def close(self) -> None:
         """Send what is buffered and close the connection (the process is draining)."""

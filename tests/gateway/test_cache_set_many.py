@@ -1,4 +1,5 @@
-"""`cache_set_many` writes a batch of latest values in one command per TTL (suho/cache.py, SET_MANY_EX)."""
+"""`cache_set_many` writes a batch of latest values in one command per TTL (suho/cache.py, SET_MANY_EX); the
+gateway's batch of latest quotes goes the same way, its JSON written by hand."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import uuid
 
 import pytest
 
-from suho.cache import BALANCE_TTL_S, QUOTE_TTL_S, cache_client, cache_set_many
+from quotes.ingest import TickRow, broker_quotes_after_commit
+from suho.cache import BALANCE_TTL_S, QUOTE_TTL_S, cache_client, cache_set_many, quote_key
+from suho.clock import us_to_datetime
 
 
 @pytest.fixture
@@ -42,3 +45,32 @@ def test_a_later_batch_replaces_the_value_and_renews_the_ttl(keys):
 
     assert json.loads(client.get(key)) == {"v": 2}
     assert client.ttl(key) > 1
+
+
+def test_a_batch_caches_each_account_and_symbols_latest_quote_as_json_dumps_would():
+    """broker_quotes_after_commit writes its JSON by hand (issue 21): the same values json.dumps would give."""
+    account, other = str(uuid.uuid4()), str(uuid.uuid4())
+    t = 1_764_900_000_123_456
+    rows = [
+        TickRow(t, "tenant", account, "EURUSD", 1.08123, 1.08141, 18, 0, True, "unknown", True),
+        TickRow(t + 1, "tenant", other, "EURUSD", 1.1, 1.2, 20, 0, True, "unknown", True),
+        TickRow(t + 2_000_000 - 123_456, "tenant", account, "EURUSD", 1.08125, 1.08143, 18.5, 0, True, "unknown",
+                True),  # the latest of this account's EURUSD, on a whole second
+        TickRow(t, "tenant", account, "US30.cash", 44_000.5, 44_001.25, 75, 0, True, "unknown", True),
+    ]  # fmt: skip
+    keys = [quote_key(account, "EURUSD"), quote_key(other, "EURUSD"), quote_key(account, "US30.cash")]
+    try:
+        broker_quotes_after_commit(rows)
+
+        client = cache_client()
+        expected = [
+            {"bid": 1.08125, "ask": 1.08143, "spread": 18.5, "timestamp": us_to_datetime(rows[2].time_us).isoformat()},
+            {"bid": 1.1, "ask": 1.2, "spread": 20, "timestamp": us_to_datetime(t + 1).isoformat()},
+            {"bid": 44_000.5, "ask": 44_001.25, "spread": 75, "timestamp": us_to_datetime(t).isoformat()},
+        ]
+        assert [json.loads(client.get(key)) for key in keys] == expected
+        assert [client.get(key).decode() for key in keys] == [json.dumps(value, separators=(",", ":"))
+                                                             for value in expected]  # fmt: skip
+        assert all(0 < client.ttl(key) <= QUOTE_TTL_S for key in keys)
+    finally:
+        cache_client().delete(*keys)

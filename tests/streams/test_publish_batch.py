@@ -1,0 +1,80 @@
+"""`suho.bus.publish_batch`: many messages in one write to a real NATS server (issue 21), with the checks nats-py's
+`publish` makes for each: a batch with any bad message sends nothing, and what is sent arrives whole and in order."""
+
+from __future__ import annotations
+
+import asyncio
+
+import nats
+import pytest
+from django.conf import settings
+from nats import errors as nats_errors
+
+from suho.bus import nats_servers, publish_batch
+
+
+async def _pair():
+    """A publisher and a subscriber connection, and the messages the subscriber has received so far."""
+    publisher = await nats.connect(nats_servers(settings.NATS_URL), connect_timeout=5)
+    subscriber = await nats.connect(nats_servers(settings.NATS_URL), connect_timeout=5)
+    received: list[tuple[str, bytes]] = []
+
+    async def arrived(msg) -> None:
+        received.append((msg.subject, msg.data))
+
+    await subscriber.subscribe("test.batch.>", cb=arrived)
+    await subscriber.flush()
+    return publisher, subscriber, received
+
+
+async def _settled(publisher, subscriber, received: list, count: int) -> None:
+    await publisher.flush()
+    for _ in range(200):
+        if len(received) >= count:
+            break
+        await asyncio.sleep(0.01)
+    await subscriber.flush()
+
+
+async def test_a_batch_arrives_whole_and_in_order_and_is_counted():
+    publisher, subscriber, received = await _pair()
+    try:
+        messages = [(f"test.batch.{i % 3}", f'{{"n":{i}}}'.encode()) for i in range(50)] + [("test.batch.empty", b"")]
+        await publish_batch(publisher, messages)
+        await _settled(publisher, subscriber, received, len(messages))
+        assert received == messages
+        assert publisher.stats["out_msgs"] == len(messages)
+        assert publisher.stats["out_bytes"] == sum(len(data) for _subject, data in messages)
+    finally:
+        await publisher.close()
+        await subscriber.close()
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        (("test.batch.a b", b"x"), nats_errors.BadSubjectError),  # a space would split the PUB line
+        (("test.batch.a\r\nPUB test.batch.injected 1", b"x"), nats_errors.BadSubjectError),  # protocol injection
+        (("", b"x"), nats_errors.BadSubjectError),
+        (("test.batch.big", b"x" * (1024 * 1024 + 1)), nats_errors.MaxPayloadError),  # over the server's 1 MB
+    ],
+)
+async def test_a_batch_with_one_bad_message_sends_nothing(bad, error):
+    publisher, subscriber, received = await _pair()
+    try:
+        with pytest.raises(error):
+            await publish_batch(publisher, [("test.batch.good", b"1"), bad, ("test.batch.after", b"2")])
+        await publish_batch(publisher, [("test.batch.next", b"3")])  # the connection still works
+        await _settled(publisher, subscriber, received, 1)
+        assert received == [("test.batch.next", b"3")]
+        assert publisher.stats["out_msgs"] == 1
+    finally:
+        await publisher.close()
+        await subscriber.close()
+
+
+async def test_a_closed_connection_refuses_a_batch():
+    publisher = await nats.connect(nats_servers(settings.NATS_URL), connect_timeout=5)
+    await publisher.close()
+    with pytest.raises(nats_errors.ConnectionClosedError):
+        await publish_batch(publisher, [("test.batch.closed", b"x")])
