@@ -7,8 +7,11 @@ of the capacity that server measured; server CPU per 10,000 committed ticks at b
 subscriber latency at 60 %. Everything else is bench.ingest.load_run. Then section 12's reconnect storm (5,000 EAs
 with tokens at once) on each server: time until the last is resynced, HELLOs/s, server CPU.
 
-In the whole suite sections 2 and 12 have run daphne through exactly these runs already: their results are daphne's
-figures here, and only uvicorn runs (the time budget). With --only asgi daphne runs too, alternating with uvicorn.
+The capacity runs of both servers alternate here even in the whole suite, where section 2 has run daphne through
+them already: this machine's speed drifts over a run (a neighbour's load). Section 2's daphne figures, taken minutes
+before uvicorn's while the machine ran ~30 % slower (section 1's codec figures), once made uvicorn look 44 % cheaper
+per tick; the run before had found 12 %. Section 12's storm is daphne's storm here (the time budget); with --only asgi
+daphne's storm runs too.
 """
 
 from __future__ import annotations
@@ -27,16 +30,13 @@ TARGET_CPU_S_PER_10K = 0.15  # issue 21's goal for server CPU per 10,000 ticks a
 
 
 def run(*, eas: list, log_dir: Path, runs: int, earlier: dict | None = None) -> dict:
-    """`earlier`: this run's results so far. Section 2's capacity and 60 % runs ("ingest": "capacity", "binary")
-    and section 12's storm ("reconnect") are the same runs on daphne, so they stand for daphne here."""
+    """`earlier`: this run's results so far. Section 12's storm ("reconnect") is the same storm on daphne, so it
+    stands for daphne's here; the capacity and 60 % runs are this section's own, alternating."""
     earlier = earlier or {}
-    reused = [name for name in ("ingest", "reconnect") if name in earlier]
+    reused = [name for name in ("reconnect",) if name in earlier]
     results: dict[str, dict[str, list]] = {name: {"capacity": [], "sustained": []} for name in SERVERS}
-    if "ingest" in reused:
-        results[DAPHNE] = {"capacity": earlier["ingest"]["capacity"], "sustained": earlier["ingest"]["binary"]}
-    loads = {name: server for name, server in SERVERS.items() if name != DAPHNE or "ingest" not in reused}
     for _ in range(max(1, runs - 1)):  # alternating, so a neighbour's load on the machine hits both alike
-        for name, server in loads.items():
+        for name, server in SERVERS.items():
             capacity = load_run(eas[:CAPACITY_EAS], log_dir, fps=FPS, server=server)
             results[name]["capacity"].append(capacity)
             count = _sustained_eas(capacity["committed_ticks_s"])
@@ -107,16 +107,12 @@ def markdown(result: dict) -> str:
 
 def _reused(result: dict) -> str:
     """Which of daphne's figures are other sections' runs of this same suite run, in a sentence (or nothing)."""
-    reused = {
-        "ingest": "its capacity and 60 % runs are section 2's",
-        "reconnect": "its reconnect storm is section 12's",
-    }
-    said = [reused[name] for name in result.get("reused", [])]
-    if not said:
+    if "reconnect" not in result.get("reused", []):
         return ""
     return (
-        f" {DAPHNE} was not run again here: {' and '.join(said)}, from the same run of the suite (the same workload "
-        "and server, measured before uvicorn's runs rather than alternating with them)."
+        f" {DAPHNE}'s reconnect storm was not run again here: it is section 12's, from the same run of the suite "
+        "(the same workload and server, measured before uvicorn's storm rather than alternating with it); the "
+        "capacity and 60 % runs above alternate."
     )
 
 
