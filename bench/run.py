@@ -54,8 +54,9 @@ DOC = ROOT / "docs" / "BENCHMARKS.md"
 # --budget 570 is issue 9's 10-minute run, with room for `make`'s own start-up and the embedded servers.
 BUDGET_S = 0
 # Skipped, and said so, when less time than this is left: about each one's time on a quiet machine (reconnect's
-# storm of 5,000 ~90 s; asgi, both servers' ingest runs and uvicorn's storm, ~240 s; connections ~105 s; rollup and cache
-# about 80 s and 53 s; paths, with section 2's plain figures to reuse, the TimescaleDB database and two ingest runs).
+# storm of 5,000 ~90 s; asgi, both servers' ingest runs and uvicorn's storm, ~240 s; connections ~105 s; rollup
+# and cache about 80 s and 53 s; paths, with section 2's plain figures to reuse, the TimescaleDB database and two
+# ingest runs).
 OPTIONAL_MIN_LEFT_S = {
     "reconnect": 90,
     "asgi": 240,
