@@ -137,6 +137,9 @@ class Daphne:
         self._log.close()
 
 
+UVICORN_BACKLOG = 4096  # suho.server.LISTEN_BACKLOG (not imported: it installs Twisted's reactor in this process)
+
+
 class Uvicorn(Daphne):
     """The same application under uvicorn (the sans-I/O `websockets` implementation, uvloop, httptools), for the
     ASGI server comparison (issue 21 item 2). It has none of the limits suho/server.py adds to daphne (decision
@@ -146,7 +149,7 @@ class Uvicorn(Daphne):
         return [
             sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(self.port),
             "--ws", "websockets-sansio", "--loop", "uvloop", "--http", "httptools", "--lifespan", "off",
-            "--log-level", "warning", "--no-access-log", app,
+            "--log-level", "warning", "--no-access-log", "--backlog", str(UVICORN_BACKLOG), app,
         ]  # fmt: skip
 
 

@@ -268,7 +268,27 @@ def gc_tune() -> None:
     gc.set_threshold(young, middle, FULL_COLLECTION_AFTER)
 
 
+# The kernel's queue of connections not yet accepted: Twisted's default of 50 overflowed in a reconnect storm (a
+# restarted process's EAs, or a balancer's retries, all at once): each overflow drops the SYN and the EA's TCP stack
+# retries after 1, 3, 7 s …, so 5,000 EAs took 22–32 s to resync on an idle-half-the-time server, with ~6,400 drops
+# (`nstat TcpExtListenOverflows`; issue 21). The kernel caps this at net.core.somaxconn (4096 since Linux 5.4).
+LISTEN_BACKLOG = 4096
+BACKLOG_ENDPOINTS = ("tcp:", "tcp6:", "ssl:")  # Twisted's listening endpoints that take `backlog=`; fd: is listening
+
+
+def endpoints_with_backlog(endpoints: list[str], backlog: int = LISTEN_BACKLOG) -> list[str]:
+    """daphne's endpoint descriptions (`-b/-p` become `tcp:port=…:interface=…`) with a listen backlog where a
+    description sets none."""
+    return [
+        f"{e}:backlog={backlog}" if e.startswith(BACKLOG_ENDPOINTS) and "backlog=" not in e else e for e in endpoints
+    ]
+
+
 class Server(daphne.server.Server):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.endpoints = endpoints_with_backlog(self.endpoints)
+
     def run(self):
         gc_tune()  # the application and its modules are loaded by now
         super().run()
