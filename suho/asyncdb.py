@@ -19,9 +19,7 @@ from django.db import connections
 _executor = ThreadPoolExecutor(max_workers=settings.DB_POOL_MAX_SIZE, thread_name_prefix="suho-db")
 
 
-def returning_connections(func):
-    """`func`, handing every database connection it took back to its pool when it returns or raises."""
-
+def _returning_connections(func):
     @functools.wraps(func)
     def run(*args, **kwargs):
         try:
@@ -35,4 +33,4 @@ def returning_connections(func):
 def db_thread(func):
     """`await db_thread(func)(*args, **kwargs)`: `func` runs in a database thread (context variables such as the
     operator path go along) and its connections go back to the pool afterwards, also when it raises."""
-    return sync_to_async(returning_connections(func), thread_sensitive=False, executor=_executor)
+    return sync_to_async(_returning_connections(func), thread_sensitive=False, executor=_executor)

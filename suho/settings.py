@@ -301,11 +301,6 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 # passes it); Django's own limit is the same number behind it.
 HTTP_MAX_BODY_BYTES = env_int("HTTP_MAX_BODY_BYTES", 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = HTTP_MAX_BODY_BYTES
-# HTTP requests run in a pool of this many threads per web process (suho/http.py); more wait for a free one. Each
-# request holds up to one connection per database role while it runs, so keep it at most DB_POOL_MAX_SIZE.
-HTTP_THREADS = env_int("HTTP_THREADS", 8)
-if not 1 <= HTTP_THREADS <= DB_POOL_MAX_SIZE:
-    raise ImproperlyConfigured("HTTP_THREADS must be between 1 and DB_POOL_MAX_SIZE")
 # On SIGTERM a web process drains (suho/drain.py): /readyz answers 503 and every EA socket is closed with 1012; the
 # process waits at most this long for them to close before it exits (compose's stop_grace_period is longer).
 SHUTDOWN_DRAIN_S = env_int("SHUTDOWN_DRAIN_S", 15)
