@@ -268,10 +268,10 @@ def gc_tune() -> None:
     gc.set_threshold(young, middle, FULL_COLLECTION_AFTER)
 
 
-# The kernel's queue of connections not yet accepted: Twisted's default of 50 overflowed in a reconnect storm (a
-# restarted process's EAs, or a balancer's retries, all at once): each overflow drops the SYN and the EA's TCP stack
-# retries after 1, 3, 7 s …, so 5,000 EAs took 22–32 s to resync on an idle-half-the-time server, with ~6,400 drops
-# (`nstat TcpExtListenOverflows`; issue 21). The kernel caps this at net.core.somaxconn (4096 since Linux 5.4).
+# The kernel's queue of connections not yet accepted. Twisted's default of 50 overflowed in a reconnect storm (a
+# restarted process's EAs, or a balancer's retries, all at once): each overflow drops a SYN, and that EA's TCP stack
+# sends it again 1, 3, 7 s later. A storm of 5,000 EAs overflowed it ~6,400 times (`nstat TcpExtListenOverflows`;
+# issue 21); with 4096, none. The kernel caps this at net.core.somaxconn (4096 since Linux 5.4).
 LISTEN_BACKLOG = 4096
 BACKLOG_ENDPOINTS = ("tcp:", "tcp6:", "ssl:")  # Twisted's listening endpoints that take `backlog=`; fd: is listening
 
