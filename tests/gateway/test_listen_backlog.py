@@ -6,7 +6,7 @@ SYN again, 1, 3, 7 s later. Measured on a real server process, paused (SIGSTOP) 
 from __future__ import annotations
 
 import os
-import select
+import selectors
 import signal
 import socket
 import time
@@ -44,24 +44,24 @@ def _somaxconn() -> int:
 def _connected(port: int, count: int) -> int:
     """Open `count` connections at once (non-blocking) and count those whose handshake completed: the kernel answers
     a SYN for a listening socket whose accept queue has room, and drops it when the queue is full."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.setblocking(False)
-            sock.connect_ex(("127.0.0.1", port))
-            sockets.append(sock)
-        pending, connected = {sock.fileno(): sock for sock in sockets}, 0
-        deadline = time.monotonic() + CONNECT_WAIT_S
-        while pending and (left := deadline - time.monotonic()) > 0:
-            _r, writable, _x = select.select([], list(pending), [], left)
-            for fileno in writable:
-                sock = pending.pop(fileno)
-                connected += sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
-        return connected
-    finally:
-        for sock in sockets:
-            sock.close()
+    sockets, connected = [], 0
+    with selectors.DefaultSelector() as selector:  # epoll: a pytest session's descriptors may pass select()'s 1024
+        try:
+            for _ in range(count):
+                sock = socket.socket()
+                sock.setblocking(False)
+                sock.connect_ex(("127.0.0.1", port))
+                sockets.append(sock)
+                selector.register(sock, selectors.EVENT_WRITE)
+            deadline = time.monotonic() + CONNECT_WAIT_S
+            while selector.get_map() and (left := deadline - time.monotonic()) > 0:
+                for key, _events in selector.select(left):
+                    selector.unregister(key.fileobj)
+                    connected += key.fileobj.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+            return connected
+        finally:
+            for sock in sockets:
+                sock.close()
 
 
 @pytest.mark.skipif(_somaxconn() <= TWISTED_DEFAULT_BACKLOG + 10, reason="the kernel caps every backlog near 50")
