@@ -94,23 +94,35 @@ class Load:
                               max_rows=ROWS_PER_MESSAGE)  # fmt: skip
         self.ticks_added = 0
         self._acked = asyncio.Condition()
+        self.reader_error: BaseException | None = None
 
     def counts(self) -> tuple[int, int, int]:
         """What needs NATS: commands delivered to the EA, tick batches acked by JetStream; and trades acked."""
         return len(set(self.delivered_commands)), self.quotes.flushed_rows, len(self.acked_tickets)
 
     async def read(self) -> None:
-        while True:
-            frame = await self.communicator.receive_output(timeout=WAIT_S)
-            assert frame["type"] != "websocket.close", f"the gateway closed the EA: {frame}"
-            message = binproto.decode(frame["bytes"])
-            if isinstance(message, binproto.EventAck):
-                assert message.status == binproto.EventAckStatus.ACCEPTED
-                async with self._acked:
-                    self.acked_tickets.add(message.ticket)
-                    self._acked.notify_all()
-            elif isinstance(message, binproto.Command):
-                self.delivered_commands.append(str(message.command_id))
+        """Read as an EA does, acknowledging each command (the gateway closes an EA that leaves more than
+        MAX_UNACKED_OUTBOUND of them unacknowledged, 4013: a slow CI run issues that many)."""
+        try:
+            while True:
+                frame = await self.communicator.receive_output(timeout=WAIT_S)
+                assert frame["type"] != "websocket.close", f"the gateway closed the EA: {frame}"
+                message = binproto.decode(frame["bytes"])
+                if isinstance(message, binproto.EventAck):
+                    assert message.status == binproto.EventAckStatus.ACCEPTED
+                    async with self._acked:
+                        self.acked_tickets.add(message.ticket)
+                        self._acked.notify_all()
+                elif isinstance(message, binproto.Command):
+                    self.delivered_commands.append(str(message.command_id))
+                    await self.communicator.send_to(bytes_data=binproto.encode(binproto.Ack(
+                        acked_type=binproto.MsgType.COMMAND, ref_id=message.command_id, ref_version=0,
+                        status=binproto.AckStatus.EXECUTED, reason_code=0, reason="")))  # fmt: skip
+        except BaseException as exc:  # a reader that failed fails the waits on it at once, not after WAIT_S
+            async with self._acked:
+                self.reader_error = exc
+                self._acked.notify_all()
+            raise
 
     async def trades(self) -> None:
         ticket = 1000
@@ -118,7 +130,14 @@ class Load:
             ticket += 1
             await self.communicator.send_to(bytes_data=binproto.encode(trade_opened(ticket, 1)))
             async with self._acked:
-                await asyncio.wait_for(self._acked.wait_for(lambda t=ticket: t in self.acked_tickets), WAIT_S)
+                await asyncio.wait_for(
+                    self._acked.wait_for(lambda t=ticket: t in self.acked_tickets or self.reader_error), WAIT_S
+                )
+            self.reader_check()
+
+    def reader_check(self) -> None:
+        if self.reader_error is not None:
+            raise AssertionError(f"the EA's reader stopped: {self.reader_error!r}") from self.reader_error
 
     async def commands(self) -> None:
         issue = database_sync_to_async(command_issue)
@@ -142,6 +161,7 @@ class Load:
         """Wait until commands were delivered, ticks and trades acked beyond `since` (each of the three)."""
 
         async def moved() -> bool:
+            self.reader_check()
             return all(now > then for now, then in zip(self.counts(), since, strict=True))
 
         await wait_for(moved, f"progress past {since}")
