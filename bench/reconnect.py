@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from bench import profile
-from bench.stack import Daphne, LoadProcess, cpu_delta, machine_busy_s, postgres_cpu
+from bench.stack import Daphne, LoadProcess, cpu_delta, listen_overflows, machine_busy_s, postgres_cpu
 from bench.stats import met, num, percentile
 
 TARGET_EAS = 5_000
@@ -64,11 +64,12 @@ def run(
         ]  # fmt: skip
         for load in loads:
             load.event(120)  # ready
-        cpu0, busy0, pg0, load0, t0 = (
+        cpu0, busy0, pg0, load0, overflows0, t0 = (
             daphne.cpu_s(),
             machine_busy_s(),
             postgres_cpu(),
             sum(load.cpu_s() for load in loads),
+            listen_overflows(),
             time.monotonic(),
         )
         recorder = None
@@ -80,6 +81,7 @@ def run(
             load.proc.stdin.write("go\n")
             load.proc.stdin.flush()
         results = [load.event(4 * TIMEOUT_S) for load in loads]
+        overflows1 = listen_overflows()
         cpu_s, busy_s, pg_s, load_s, window_s = (
             daphne.cpu_s() - cpu0, machine_busy_s() - busy0, cpu_delta(pg0, postgres_cpu()),
             sum(load.cpu_s() for load in loads) - load0, time.monotonic() - t0,
@@ -110,6 +112,8 @@ def run(
         "refused": sum(r["refused"] for r in results),
         "refusals": [x for r in results for x in r["refusals"]][:5],
         "connect_failures": sum(r["connect_failures"] for r in results),
+        # SYNs the kernel dropped with the server's accept queue full: each such EA waits 1, 3, 7 s to try again
+        "listen_overflows": None if None in (overflows0, overflows1) else overflows1 - overflows0,
         "load_processes": len(loads),
     }
 
@@ -155,9 +159,16 @@ def markdown(result: dict) -> str:
         "",
         f"EAs: `eaclient.EAClient` in {result['load_processes']} load processes (bench/reconnect_load.py), at most "
         f"{MAX_CONNECTING} per process between connect and resync at once; one fresh daphne process. Refused: "
-        f"{result['refused']} {result['refusals'] or ''}; connect failures: {result['connect_failures']}. One run.",
+        f"{result['refused']} {result['refusals'] or ''}; connect failures: {result['connect_failures']}; "
+        f"connections the kernel dropped with the accept queue full (TcpExt ListenOverflows, whole machine): "
+        f"{_overflows(result)}. One run.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _overflows(result: dict) -> str:
+    count = result.get("listen_overflows")  # results from before it was counted have none
+    return "not measured" if count is None else f"{count:,}"
 
 
 def _missed(result: dict) -> str:

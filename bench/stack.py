@@ -214,6 +214,17 @@ def machine_busy_s() -> float:
     return sum(times) - times.idle - getattr(times, "iowait", 0.0)
 
 
+def listen_overflows() -> int | None:
+    """The kernel's count of connections dropped because a listen queue was full (TcpExt ListenOverflows, for the
+    whole network namespace: read as a delta while the bench is what connects). None where /proc has no such row."""
+    try:
+        names, values = [line.split() for line in Path("/proc/net/netstat").read_text().splitlines()[:2]]
+    except (OSError, ValueError):
+        return None
+    counters = dict(zip(names[1:], values[1:], strict=False)) if names[:1] == ["TcpExt:"] else {}
+    return int(counters["ListenOverflows"]) if "ListenOverflows" in counters else None
+
+
 _PG_AUX = re.compile(r"checkpointer|background writer|walwriter|wal writer|autovacuum|logical replication|stats")
 
 

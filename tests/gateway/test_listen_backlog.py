@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.stack import listen_overflows
 from suho.server import LISTEN_BACKLOG, endpoints_with_backlog
 from tests.gateway.ea_client import server_env
 from tests.servers import SERVER_PIDS, daphne_serving
@@ -75,3 +76,17 @@ def test_a_burst_of_connections_waits_for_a_busy_server_instead_of_being_dropped
         finally:
             os.kill(pid, signal.SIGCONT)
     assert connected == burst, f"{burst - connected} of {burst} connection attempts dropped by the accept queue"
+
+
+@pytest.mark.skipif(not Path("/proc/net/netstat").exists(), reason="no /proc/net/netstat: not Linux")
+def test_the_benchs_overflow_count_sees_a_full_accept_queue():
+    """bench/reconnect.py reports the storm's dropped connections from this counter: it must move when a listening
+    socket's queue overflows (one that never accepts, with a backlog of 1)."""
+    before = listen_overflows()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        connected = _connected(listener.getsockname()[1], 20)
+    after = listen_overflows()
+    assert connected < 20
+    assert before is not None and after is not None and after > before
