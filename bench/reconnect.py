@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench import profile
+from bench import profile, storm_floor
 from bench.stack import Daphne, LoadProcess, cpu_delta, listen_overflows, machine_busy_s, postgres_cpu
 from bench.stats import met, num, percentile
 
@@ -33,9 +33,12 @@ BEFORE = {"commit": "020b6e8", "eas": 5_000, "all_resynced_s": 259.0, "resync_p5
 
 
 def section(*, eas: list, log_dir: Path) -> dict:
-    """The storm of TARGET_EAS; when it misses a target, a smaller storm again under py-spy (PROFILE_EAS): where
-    the server's time goes."""
+    """The storm of TARGET_EAS, then the same storm against an app that does nothing (bench/storm_floor.py: what
+    the server stack costs per EA, so the rest is the gateway's); when it misses a target, a smaller storm again
+    under py-spy (PROFILE_EAS): where the server's time goes."""
     result = run(eas=eas, log_dir=log_dir)
+    result["floor"] = storm_floor.run(count=len(eas[:TARGET_EAS]), load_processes=LOAD_PROCESSES,
+                                      max_connecting=MAX_CONNECTING, timeout_s=TIMEOUT_S, log_dir=log_dir)  # fmt: skip
     if not all(ok for *_rest, ok in targets(result)) and profile.available():
         out = log_dir / "reconnect-profile.txt"
         profiled = run(eas=eas, log_dir=log_dir, count=PROFILE_EAS, profile_out=out)
@@ -151,6 +154,7 @@ def markdown(result: dict) -> str:
         f"| HELLOs/s (EAs resynced / time to the last) | {result['hellos_per_s']:,.0f} | {b['hellos_per_s']:,.0f} | "
         f"≥ {TARGET_RATE:,} | {met(result['hellos_per_s'] >= TARGET_RATE)} |",
         f"| server CPU for the storm | {result['server_cpu_s']:.1f} s | {b['server_cpu_s']:.1f} s | | |",
+        *_floor_rows(result),
         "",
         f"Before: {b['eas']:,} EAs, the machine at load average {b['load']} from other work; HELLOs that waited past "
         "the server's 10 s HELLO limit were closed and came back with the client's backoff.",
@@ -164,6 +168,21 @@ def markdown(result: dict) -> str:
         f"{_overflows(result)}. One run.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _floor_rows(result: dict) -> list[str]:
+    """The same storm against the same server with an app that does nothing (bench/storm_floor.py)."""
+    floor = result.get("floor")  # results from before it was measured have none
+    if not floor:
+        return []
+    done = floor["all_answered_s"]
+    per_ea = floor["server_cpu_s"] * 1000 / floor["eas"]
+    return [
+        f"| the floor: the same storm against the same server (suho.server: daphne, Twisted, autobahn) with an "
+        f"ASGI app that answers each client's first frame with three and does nothing else | "
+        f"{num(done, 1) + ' s' if done is not None else 'not all: ' + format(floor['answered'], ',')} | | | |",
+        f"| … its server CPU: per EA / the storm's | {per_ea:.2f} ms / {floor['server_cpu_s']:.1f} s | | | |",
+    ]
 
 
 def _overflows(result: dict) -> str:
@@ -202,6 +221,15 @@ def _missed(result: dict) -> str:
             )
             + f"; the server spent {result['server_cpu_s'] * 1000 / max(result['resynced'], 1):.1f} ms of CPU per EA "
             "(handshake, HELLO, resync, and its disconnect at the end)."
+        )
+    if (floor := result.get("floor")) and floor["all_answered_s"] is not None:
+        floor_ms = floor["server_cpu_s"] * 1000 / floor["eas"]
+        ours_ms = result["server_cpu_s"] * 1000 / max(result["resynced"], 1) - floor_ms
+        text += (
+            f" Of that, {floor_ms:.2f} ms is the server stack's own (the floor above, {num(floor['all_answered_s'], 1)}"
+            f" s for its storm) and {ours_ms:.2f} ms is the gateway's on top of it (Channels, the consumer and "
+            "session, the database threads): at one core, the gateway's part alone would take "
+            f"{ours_ms * result['eas'] / 1000:.1f} s of the storm."
         )
     prof = result.get("profile")
     if not prof or not prof.get("summary"):

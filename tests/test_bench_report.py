@@ -4,7 +4,7 @@ results and markdown, no servers, no database."""
 
 from __future__ import annotations
 
-from bench import asgi, run
+from bench import asgi, reconnect, run
 
 RECONNECT = run.TITLES["reconnect"]
 OLD_DOC = f"""# Benchmarks
@@ -256,3 +256,17 @@ def test_ticks_sent_count_only_the_whole_100_ms_buckets_inside_the_window():
              {"ticks_by_100ms": {"10": 40, "29": 40}}]  # fmt: skip
     # 1.05 s → 3.0 s: buckets 11 … 29 (1.1 s to 3.0 s), 1.9 s; bucket 10 starts before the window, 30 at its end
     assert ingest._sent_ticks_s(loads, 1_050_000, 3_000_000) == (80 + 80 + 40) / 1.9
+
+
+def test_the_storm_splits_its_cpu_per_ea_into_the_server_stacks_floor_and_the_gateways_part():
+    result = {**reconnect_result(20.0), "cores": {"machine": 1.7, "server": 0.75, "postgres": 0.5, "load": 0.4},
+              "floor": {"eas": 5_000, "answered": 5_000, "all_answered_s": 5.2, "server_cpu_s": 4.0,
+                        "server_cores": 0.7, "failures": 0}}  # fmt: skip
+
+    text = reconnect.markdown(result)
+
+    assert "| … its server CPU: per EA / the storm's | 0.80 ms / 4.0 s |" in text
+    # 9.0 s for 5,000 EAs is 1.80 ms each: 0.80 ms the stack's, 1.00 ms the gateway's, 5.0 s of a storm at one core
+    assert "Of that, 0.80 ms is the server stack's own (the floor above, 5.2 s for its storm) and 1.00 ms" in text
+    assert "would take 5.0 s of the storm" in text
+    assert "the floor" not in reconnect.markdown(reconnect_result(20.0))  # a result from before it was measured
