@@ -27,6 +27,7 @@ from typing import Any
 import nats
 from django.conf import settings
 from django.db import DataError, IntegrityError
+from nats.errors import NoRespondersError
 from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -45,6 +46,10 @@ MAX_BUFFERED_ROWS = 500_000  # ≈ 25 s of the target load: beyond it the oldest
 RETRY_DELAY_S = 1.0
 NODE = subject_token(f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}")  # this process, for takeovers
 TAKEOVER_TIMEOUT_S = 1.0
+# After "no responders", takeovers to that process are skipped this long: it is gone, and its name (pid and a random
+# suffix) never comes back; a deploy's reconnect storm then asks it once, not once per EA (~0.3-0.5 ms each, issue 21)
+NODE_GONE_S = 10.0
+MAX_GONE_NODES = 1_000
 SESSION_REPLACED_REASON = "a newer connection for this account took over"
 
 
@@ -313,6 +318,7 @@ class DeliveryHub:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._subscriptions: dict[str, Future] = {}
         self._subscribed_on: Any = None  # the bus all of them succeeded on
+        self._gone: dict[str, float] = {}  # process → loop time until which a takeover to it is not asked
 
     async def start(self) -> None:
         """Subscribe this process once (deliveries and its takeover subject; one that failed, such as before NATS
@@ -353,14 +359,33 @@ class DeliveryHub:
     async def take_over(self, *, node: str, account_id: str, epoch: int) -> int:
         """Ask process `node` to close its session of the account older than `epoch`, waiting at most
         TAKEOVER_TIMEOUT_S; returns how many it closed. A process that is gone or slow is only logged: its frames
-        are fenced in the database, and the session watch closes the (ended) session within its interval."""
+        are fenced in the database, and the session watch closes the (ended) session within its interval.
+
+        A process with no responder is gone (a deploy replaced it) and is not asked again for NODE_GONE_S. Should it
+        only have been between subscriptions (a NATS reconnect of its own), the fence and the session watch act for
+        those seconds, as for any failed request."""
+        loop = asyncio.get_running_loop()
+        if self._gone.get(node, 0.0) > loop.time():
+            return 0
         payload = json.dumps({"account_id": account_id, "epoch": epoch}).encode()
         try:
             reply = await get_bus().arequest(takeover_subject(node), payload, timeout=TAKEOVER_TIMEOUT_S)
             return int(json.loads(reply or b"{}").get("closed", 0))
+        except NoRespondersError:
+            self._gone_note(node, loop.time())
+            log.info("session takeover: process %s is gone (no responders); not asked again for %.0f s", node,
+                     NODE_GONE_S, extra={"account_id": account_id})  # fmt: skip
+            return 0
         except Exception as exc:  # noqa: BLE001 — any failure here leaves the fence and the session watch to act
             log.warning("session takeover request to %s failed: %r", node, exc, extra={"account_id": account_id})
             return 0
+
+    def _gone_note(self, node: str, now: float) -> None:
+        if len(self._gone) >= MAX_GONE_NODES:  # nodes are processes, a few per deploy: expired ones go first
+            self._gone = {name: until for name, until in self._gone.items() if until > now}
+            if len(self._gone) >= MAX_GONE_NODES:
+                self._gone.pop(next(iter(self._gone)))
+        self._gone[node] = now + NODE_GONE_S
 
     async def _on_takeover(self, data: bytes) -> bytes:
         """Runs on the bus loop: hand the request to the connections' loop and answer how many were closed."""
