@@ -228,8 +228,9 @@ def splice(doc: str, results: dict) -> str:
         heading = f"\n## {TITLES[name]}\n"
         block = (
             f"{heading}\nMeasured on its own on {results['finished_at']} UTC (`{results['command']} --write`, "
-            f"commit {m['commit']}, {results['total_s'] / 60:.1f} minutes, 1-min load average "
-            f"{results['loads'][name]:.2f} at its start); the rest of this document is from the run above.\n\n"
+            f"commit {m['commit']}, {m['cpu']} with {m['cores']} cores, {results['total_s'] / 60:.1f} minutes, "
+            f"1-min load average {results['loads'][name]:.2f} at its start); the rest of this document is from the "
+            "run above, whose machine the Machine table names.\n\n"
             f"{module(name).markdown(result).rstrip()}\n"
         )
         if heading in doc:

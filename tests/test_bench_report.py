@@ -186,7 +186,7 @@ def test_a_section_skipped_twice_keeps_the_date_of_its_last_run_and_its_targets(
 def test_splice_replaces_a_carried_section_and_leaves_the_rest():
     doc = run.document(suite_results(OLD_DOC))
     alone = {
-        "machine": {"commit": "def5678"},
+        "machine": {"commit": "def5678", "cpu": "another CPU", "cores": 2},
         "sections": {"reconnect": reconnect_result(9.5)},
         "loads": {"reconnect": 0.5},
         "total_s": 90.0,
@@ -198,6 +198,7 @@ def test_splice_replaces_a_carried_section_and_leaves_the_rest():
 
     section = run.doc_sections(spliced)[RECONNECT]
     assert section.startswith("Measured on its own on 2026-12-06 09:00 UTC")
+    assert "commit def5678, another CPU with 2 cores" in section.splitlines()[0]  # it may not be the run's machine
     assert "Not run in this run" not in section
     assert "9.5 s" in section
     assert spliced.split(f"## {RECONNECT}")[0] == doc.split(f"## {RECONNECT}")[0]
