@@ -75,6 +75,18 @@ def tokens_renew(eas: list[BenchEA]) -> list[BenchEA]:
     ]  # fmt: skip
 
 
+def sessions_held_by_a_gone_process(eas: list[BenchEA]) -> str:
+    """Record every EA's session as held by a web process that no longer exists, as after a deploy: each EA's
+    HELLO then asks that process over NATS to close its older session (the takeover), as in production, whatever
+    earlier sections did with these EAs. Returns the process's name."""
+    node = f"bench-replaced-{secrets.token_hex(3)}"
+    ids = [ea.account_id for ea in eas]
+    with operator_path():
+        for start in range(0, len(ids), BATCH):
+            MT5Account.objects.filter(account_id__in=ids[start : start + BATCH]).update(live_session_node=node)
+    return node
+
+
 def eas_create(*, count: int, per_tenant: int = 100, prefix: str = "bench") -> list[BenchEA]:
     """`count` accounts, `per_tenant` to a tenant (one trader each), each with an API key and a live session."""
     secret = secrets.token_urlsafe(SECRET_BYTES)

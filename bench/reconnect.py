@@ -1,4 +1,5 @@
-"""Reconnect storm (issue 21 item 5): N EAs with access tokens reconnect at once to one fresh daphne process.
+"""Reconnect storm (issue 21 item 5): N EAs with access tokens reconnect at once to one fresh daphne process, as after
+a deploy: the process each EA's session was on is gone (each HELLO's takeover request meets no responder).
 
 The EAs are `eaclient.EAClient`s in `LOAD_PROCESSES` child processes (bench/reconnect_load.py), each with a live
 session made by bench.fixtures. They start together; the figure is the time from the start until the last EA is
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 from bench import profile, storm_floor
+from bench.fixtures import sessions_held_by_a_gone_process
 from bench.stack import Daphne, LoadProcess, cpu_delta, listen_overflows, machine_busy_s, postgres_cpu
 from bench.stats import met, num, percentile
 
@@ -53,6 +55,7 @@ def run(
     """One storm of `count` EAs on a fresh server; with `profile_out`, py-spy samples the server for PROFILE_S from
     the start of the storm (before the EAs disconnect at its end)."""
     eas = eas[:count]
+    sessions_held_by_a_gone_process(eas)  # a deploy: the process each EA was on is gone
     daphne = server(log_dir, name="reconnect")
     loads: list[LoadProcess] = []
     try:
