@@ -6,10 +6,12 @@ out of the pool. Channels' `database_sync_to_async` returns only those it judges
 back when the call returns, and at most `DB_POOL_MAX_SIZE` threads do database work at once, so async callers
 queue in the executor instead of timing out on the pool.
 
-The hop is the executor's own, with the caller's context variables, shielded as asgiref's is (a caller cancelled
-while the call waits or runs does not stop it: a batch of rows taken for a write is still written). asgiref's
-`SyncToAsync` did the same with more machinery: 120-130 µs of CPU per hop here against 87-91 (issue 21: a reconnect
-storm makes three hops per EA, each trade event one).
+The hop is the executor's own, with the caller's context variables copied in. A caller cancelled while its call
+still waits for a thread cancels the call (a HELLO whose EA has gone is not claimed seconds later); one cancelled
+while its call runs gets CancelledError at once, and the call finishes in its thread. That is what asgiref's
+`SyncToAsync` did, with more machinery: 120-130 µs of CPU per hop here against 87-91 (issue 21: a reconnect storm
+makes three hops per EA, each trade event one). What it also did and no caller here needs: copying context changes
+back to the caller, and asgiref's `Local` storage and `async_to_sync` finding the caller's loop inside the thread.
 """
 
 from __future__ import annotations
@@ -44,6 +46,6 @@ def db_thread(func):
     @functools.wraps(func)
     async def call(*args, **kwargs):
         run = functools.partial(contextvars.copy_context().run, returning, *args, **kwargs)
-        return await asyncio.shield(asyncio.get_running_loop().run_in_executor(_executor, run))
+        return await asyncio.get_running_loop().run_in_executor(_executor, run)
 
     return call

@@ -1,6 +1,6 @@
-"""suho.asyncdb.db_thread: the caller's context variables reach the thread, a cancelled caller does not stop the call
-(a batch of rows taken for a write is still written), an error reaches the caller, and the thread's database
-connections go back to the pool when the call returns."""
+"""suho.asyncdb.db_thread: the caller's context variables reach the thread; a cancelled caller drops a call still
+waiting for a thread and lets a running one finish, as asgiref's sync_to_async did; an error reaches the caller; the
+thread's database connections go back to the pool when the call returns."""
 
 from __future__ import annotations
 
@@ -24,20 +24,38 @@ async def test_the_callers_context_variables_reach_the_thread():
     assert seen[1].startswith("suho-db")
 
 
-async def test_a_caller_cancelled_while_its_call_waits_for_a_thread_does_not_stop_the_call():
-    """Every database thread busy, so the call waits in the executor's queue when its caller is cancelled: it still
-    runs once a thread is free (asgiref's shield did the same; an executor future cancelled while queued never runs)."""
-    release, finished = threading.Event(), threading.Event()
+async def test_a_call_whose_caller_is_cancelled_while_it_waits_for_a_thread_never_runs():
+    """Every database thread busy, so the call waits in the executor's queue when its caller is cancelled: it is
+    dropped, as with asgiref (a HELLO whose EA has gone must not claim the account seconds later)."""
+    release, ran = threading.Event(), threading.Event()
     busy = [asyncio.create_task(db_thread(release.wait)(5)) for _ in range(settings.DB_POOL_MAX_SIZE)]
     await asyncio.sleep(0.2)  # every thread has taken its blocker
-    queued = asyncio.create_task(db_thread(finished.set)())
+    queued = asyncio.create_task(db_thread(ran.set)())
     await asyncio.sleep(0.05)
     queued.cancel()
     with pytest.raises(asyncio.CancelledError):
         await queued
-    assert not finished.is_set()
     release.set()
     await asyncio.gather(*busy)
+    await db_thread(lambda: None)()  # a thread was free again and took what was queued after it
+    assert not ran.is_set()
+
+
+async def test_a_call_already_running_when_its_caller_is_cancelled_finishes_in_its_thread():
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def work() -> None:
+        started.set()
+        release.wait(5)
+        finished.set()
+
+    running = asyncio.create_task(db_thread(work)())
+    await asyncio.to_thread(started.wait, 5)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running  # at once, not when the thread is done
+    assert not finished.is_set()
+    release.set()
     assert await asyncio.to_thread(finished.wait, 5)
 
 
