@@ -167,7 +167,8 @@ def markdown(result: dict) -> str:
         f"EAs: `eaclient.EAClient` in {result['load_processes']} load processes (bench/reconnect_load.py), at most "
         f"{MAX_CONNECTING} per process between connect and resync at once; one fresh daphne process. Refused: "
         f"{result['refused']} {result['refusals'] or ''}; connect failures: {result['connect_failures']}; "
-        f"connections the kernel dropped with the accept queue full (TcpExt ListenOverflows, whole machine): "
+        f"SYNs the kernel dropped with an accept queue full (TcpExt ListenOverflows, this network namespace; a "
+        "SYN sent again and dropped again counts again): "
         f"{_overflows(result)}. One run.",
     ]
     return "\n".join(lines) + "\n"

@@ -46,9 +46,11 @@ MAX_BUFFERED_ROWS = 500_000  # ≈ 25 s of the target load: beyond it the oldest
 RETRY_DELAY_S = 1.0
 NODE = subject_token(f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}")  # this process, for takeovers
 TAKEOVER_TIMEOUT_S = 1.0
-# After "no responders", takeovers to that process are skipped this long: it is gone, and its name (pid and a random
-# suffix) never comes back; a deploy's reconnect storm then asks it once, not once per EA (~0.3-0.5 ms each, issue 21)
-NODE_GONE_S = 10.0
+# After "no responders", takeovers to that process are skipped this long: gone after a deploy (its name, with its pid
+# and a random suffix, never comes back), a deploy's reconnect storm asks it every 2 s instead of once per EA (~0.3-0.5
+# ms each, issue 21); a live process that was only between two NATS connections is skipped no longer than its
+# reconnect takes anyway
+NODE_GONE_S = 2.0
 MAX_GONE_NODES = 1_000
 SESSION_REPLACED_REASON = "a newer connection for this account took over"
 
@@ -362,8 +364,8 @@ class DeliveryHub:
         are fenced in the database, and the session watch closes the (ended) session within its interval.
 
         A process with no responder is gone (a deploy replaced it) and is not asked again for NODE_GONE_S. Should it
-        only have been between subscriptions (a NATS reconnect of its own), the fence and the session watch act for
-        those seconds, as for any failed request."""
+        only have been between two NATS connections, a takeover skipped meanwhile is a lost request: the fence and the
+        session watch act, as for any failed one."""
         loop = asyncio.get_running_loop()
         if self._gone.get(node, 0.0) > loop.time():
             return 0
@@ -381,7 +383,8 @@ class DeliveryHub:
             return 0
 
     def _gone_note(self, node: str, now: float) -> None:
-        if len(self._gone) >= MAX_GONE_NODES:  # nodes are processes, a few per deploy: expired ones go first
+        # nodes are processes, a few per deploy: expired ones go first
+        if node not in self._gone and len(self._gone) >= MAX_GONE_NODES:
             self._gone = {name: until for name, until in self._gone.items() if until > now}
             if len(self._gone) >= MAX_GONE_NODES:
                 self._gone.pop(next(iter(self._gone)))

@@ -225,6 +225,7 @@ async def test_losing_a_follower_then_the_stream_leader_loses_nothing_acknowledg
         await wait_for(outbox_empty, "the outbox drained")
 
         async def commands_delivered() -> bool:
+            load.reader_check()
             return set(load.issued_commands) <= set(load.delivered_commands)
 
         await wait_for(commands_delivered, "every command delivered to the EA")

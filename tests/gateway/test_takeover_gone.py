@@ -1,6 +1,6 @@
 """A takeover request to a process that has no responder (gone: a deploy replaced it) is not sent again for
-NODE_GONE_S: a deploy's reconnect storm asks the old process once instead of once per EA (issue 21). Any other
-failure (a slow process) is asked again each time. Real NATS, the process's bus."""
+NODE_GONE_S: a deploy's reconnect storm asks the old process every NODE_GONE_S instead of once per EA (issue 21).
+Any other failure (a slow process) is asked again each time. Real NATS, the process's bus."""
 
 from __future__ import annotations
 
