@@ -48,8 +48,8 @@ NODE = subject_token(f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3
 TAKEOVER_TIMEOUT_S = 1.0
 # After "no responders", takeovers to that process are skipped this long: gone after a deploy (its name, with its pid
 # and a random suffix, never comes back), a deploy's reconnect storm asks it every 2 s instead of once per EA (~0.3-0.5
-# ms each, issue 21); a live process that was only between two NATS connections is skipped no longer than its
-# reconnect takes anyway
+# ms each, issue 21); a live process that was only between two NATS connections is skipped for at most these 2 s,
+# about as long as a NATS reconnect takes
 NODE_GONE_S = 2.0
 MAX_GONE_NODES = 1_000
 SESSION_REPLACED_REASON = "a newer connection for this account took over"
