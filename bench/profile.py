@@ -34,7 +34,7 @@ STAGES = [
     ("consumer: tick rows into the batcher", r"_v1_ticks|GatewaySession\._ticks|Batcher\.add|volume_add"),
     ("delivery hub (NATS → socket owner)", r"DeliveryHub|_on_message"),
     (
-        "thread hand-off per message (channels dispatch → close_old_connections, SyncToAsync)",
+        "thread hand-off per message (channels dispatch → close_old_connections, SyncToAsync, the db_thread executor)",
         r"aclose_old_connections|asgiref/sync|concurrent/futures",
     ),
     ("WebSocket framing and masking (autobahn)", r"autobahn/"),

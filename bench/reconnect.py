@@ -84,8 +84,7 @@ def run(
             recorder = threading.Thread(target=profile.record, args=(daphne.proc.pid, PROFILE_S, profile_out))
             recorder.start()
         for load in loads:
-            load.proc.stdin.write("go\n")
-            load.proc.stdin.flush()
+            load.go()
         results = [load.event(4 * TIMEOUT_S) for load in loads]
         overflows1 = listen_overflows()
         cpu_s, busy_s, pg_s, load_s, window_s = (

@@ -374,6 +374,11 @@ class LoadProcess:
             raise RuntimeError(f"{self.name} exited (code {self.proc.poll()}); see its log")
         return item
 
+    def go(self) -> None:
+        """Start a child that printed its ready event and waits for `go` (bench.reconnect_load, storm_floor_load)."""
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
     def stop(self, timeout: float = 60) -> dict:
         """Ask for the result; the child then exits, dropping its sockets."""
         self.proc.stdin.write("stop\n")

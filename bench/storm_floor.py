@@ -59,8 +59,7 @@ def run(*, count: int, load_processes: int, max_connecting: int, timeout_s: floa
             load.event(120)  # ready
         cpu0, t0 = server.cpu_s(), time.monotonic()
         for load in loads:
-            load.proc.stdin.write("go\n")
-            load.proc.stdin.flush()
+            load.go()
         results = [load.event(4 * timeout_s) for load in loads]
         cpu_s, window_s = server.cpu_s() - cpu0, time.monotonic() - t0
     finally:
