@@ -19,8 +19,8 @@ from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from compliance.models import AuditLog
-from compliance.services import audit_row_append
-from suho.audit import audit_record, audit_requested
+from compliance.services import audit_row_append, audit_row_statement
+from suho.audit import audit_record, audit_requested, audit_statement_requested
 from suho.routers import OPERATOR, operator_path
 from suho.tenancy import tenant_context
 
@@ -47,6 +47,12 @@ def audit_requested_write(sender, *, fields: dict, own_chain: bool, **kwargs) ->
     else:
         with tenant_context(fields["tenant_id"]):
             audit_row_append(fields=fields)
+
+
+@receiver(audit_statement_requested, dispatch_uid="compliance_audit_statement")
+def audit_statement_build(sender, *, fields: dict, **kwargs) -> tuple[str, list]:
+    """`suho.audit.audit_statement`'s row, as the statement its caller sends in its own transaction and context."""
+    return audit_row_statement(fields=fields)
 
 
 @receiver(user_logged_in, dispatch_uid="compliance_audit_login")

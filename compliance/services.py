@@ -23,13 +23,19 @@ def audit_row_append(*, fields: dict) -> None:
     """Append one audit row of `suho.audit.audit_record`'s fields, in the current transaction and tenant context
     (compliance.receivers chooses them), through the role the router picks for AuditLog (the operator's inside
     `operator_path()`). Everyone, compliance included, audits through suho.audit."""
+    alias = router.db_for_write(AuditLog)
+    # as the ORM's save: a failed insert marks the caller's transaction for rollback, even if the caller catches it
+    with transaction.mark_for_rollback_on_error(using=alias), connections[alias].cursor() as cursor:
+        cursor.execute(*audit_row_statement(fields=fields))
+
+
+def audit_row_statement(*, fields: dict) -> tuple[str, list]:
+    """The INSERT that `audit_row_append` runs, for a caller that sends it with its own statements in one round
+    trip (`suho.audit.audit_statement`)."""
     params = [
         timezone.now(), fields["tenant_id"], fields["user_id"], fields["account_id"], fields["event_type"],
         fields["category"], fields["action"], fields["description"] or "", fields["severity"],
         json.dumps(fields["metadata"] or {}, cls=DjangoJSONEncoder),  # datetimes, UUIDs, Decimals
         fields["ip_address"] or None,
     ]  # fmt: skip
-    alias = router.db_for_write(AuditLog)
-    # as the ORM's save: a failed insert marks the caller's transaction for rollback, even if the caller catches it
-    with transaction.mark_for_rollback_on_error(using=alias), connections[alias].cursor() as cursor:
-        cursor.execute(AUDIT_ROW_INSERT, params)
+    return AUDIT_ROW_INSERT, params

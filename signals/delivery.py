@@ -14,19 +14,29 @@ import binproto
 from signals import lifecycle
 from signals.messages import signal_message
 from signals.models import TradingSignal
-from suho.outbox import outbox_publish_on_commit
+from suho.models import OutboxMessage
+from suho.outbox import outbox_publish_on_commit, outbox_statement
 from suho.routers import SERVICE
 from suho.tenancy import tenant_context
 
 
 def signal_publish_on_commit(signal: TradingSignal) -> None:
     """After the creating transaction commits: `mt5.signal.{account_id}.{signal_id}`, JSON form of the wire message."""
-    outbox_publish_on_commit(
-        tenant_id=signal.tenant_id,
-        subject=f"mt5.signal.{signal.account_id}.{signal.signal_id}",
-        payload=binproto.to_json(signal_message(signal)).encode(),
-        msg_id=f"signal:{signal.signal_id}",
-    )
+    outbox_publish_on_commit(**_outbox_message(signal))
+
+
+def signal_publish_statement(signal: TradingSignal) -> tuple[OutboxMessage, tuple]:
+    """`signal_publish_on_commit` as a statement the caller sends with its own (`suho.outbox.outbox_statement`)."""
+    return outbox_statement(**_outbox_message(signal))
+
+
+def _outbox_message(signal: TradingSignal) -> dict:
+    return {
+        "tenant_id": signal.tenant_id,
+        "subject": f"mt5.signal.{signal.account_id}.{signal.signal_id}",
+        "payload": binproto.to_json(signal_message(signal)).encode(),
+        "msg_id": f"signal:{signal.signal_id}",
+    }
 
 
 def signals_for_resync(*, account_id: UUID, now: datetime | None = None) -> QuerySet[TradingSignal]:

@@ -25,6 +25,8 @@ class Severity(models.TextChoices):
 
 # fields=dict (audit_record's keywords but own_chain), own_chain=bool: the receiver writes one row
 audit_requested = Signal()
+# fields=dict, as above: the receiver returns the row's INSERT (SQL and parameters) for the caller to send
+audit_statement_requested = Signal()
 
 NO_RECEIVER = "nothing receives suho.audit.audit_requested: is the compliance app installed and ready?"
 
@@ -57,3 +59,20 @@ def audit_record(
     responses = audit_requested.send(sender=None, fields=fields, own_chain=own_chain)  # errors propagate
     if not responses:
         raise RuntimeError(NO_RECEIVER)
+
+
+def audit_statement(
+    *, tenant_id: UUID | None, event_type: str, category: str, action: str, description: str = "",
+    severity: str = Severity.INFO, user_id: UUID | None = None, account_id: UUID | None = None,
+    metadata: dict | None = None, ip_address: str | None = None,
+) -> tuple[str, list]:  # fmt: skip
+    """`audit_record`'s row as a statement (SQL, parameters) that the caller sends with its own in one round trip
+    (`suho.sql.statements_in_context`), in its transaction and tenant context: the row commits with the change."""
+    fields = dict(
+        tenant_id=tenant_id, event_type=event_type, category=category, action=action, description=description,
+        severity=severity, user_id=user_id, account_id=account_id, metadata=metadata, ip_address=ip_address,
+    )  # fmt: skip
+    responses = audit_statement_requested.send(sender=None, fields=fields)
+    if not responses:
+        raise RuntimeError(NO_RECEIVER)
+    return responses[0][1]

@@ -31,7 +31,7 @@ from nats.js.errors import APIError, NoStreamResponseError
 from suho.bus import get_bus
 from suho.drain import drain_hook_register
 from suho.models import OutboxMessage
-from suho.routers import OPERATOR, operator_path
+from suho.routers import OPERATOR, SERVICE, operator_path
 
 log = logging.getLogger(__name__)
 DRAIN_BATCH = 500
@@ -63,6 +63,28 @@ def outbox_publish_on_commit(*, tenant_id: UUID, subject: str, payload: bytes, m
         tenant_id=tenant_id, subject=subject, payload=payload, msg_id=msg_id
     )
     transaction.on_commit(partial(_publish_committed, message), using=alias)
+
+
+OUTBOX_INSERT = f"""
+    INSERT INTO {OutboxMessage._meta.db_table} (tenant_id, subject, payload, msg_id, created_at, attempts, last_error,
+                                                refusals)
+    VALUES (%s, %s, %s, %s, %s, 0, '', 0) RETURNING id
+"""
+
+
+def outbox_statement(*, tenant_id: UUID, subject: str, payload: bytes, msg_id: str) -> tuple[OutboxMessage, tuple]:
+    """`outbox_publish_on_commit` for a caller that sends the row's INSERT with its own statements in one round trip
+    on the service role (`suho.sql.statements_in_context`): the message, and its statement (SQL, parameters). Pass
+    the statement's rows to `outbox_inserted`, which publishes the message after commit."""
+    message = OutboxMessage(tenant_id=tenant_id, subject=subject, payload=payload, msg_id=msg_id,
+                            created_at=timezone.now())  # fmt: skip
+    return message, (OUTBOX_INSERT, [tenant_id, subject, payload, msg_id, message.created_at])
+
+
+def outbox_inserted(message: OutboxMessage, rows: list[tuple]) -> None:
+    (message.id,) = rows[0]
+    message._state.adding, message._state.db = False, SERVICE
+    transaction.on_commit(partial(_publish_committed, message), using=SERVICE)
 
 
 # The committing thread's mark: skips a row a drain holds, and one a drain has marked already.

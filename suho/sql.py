@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from django.db import connections, models, router
+from django.db.models.sql.subqueries import InsertQuery
 
 from suho.routers import SERVICE
 from suho.tenancy import TENANT_SETTING, tenant_context
@@ -44,11 +45,16 @@ def tenant_round_trip(tenant_id: UUID, sql: str, params: dict | list) -> list[li
 
 
 def _results(cursor, sql: str, params: dict | list) -> list[list[tuple]]:
+    """Each statement's rows; none for one that returns no rows (an INSERT without RETURNING)."""
     cursor.execute(sql, params)
-    results = [cursor.fetchall()]
+    results = [_rows(cursor)]
     while cursor.nextset():
-        results.append(cursor.fetchall())
+        results.append(_rows(cursor))
     return results
+
+
+def _rows(cursor) -> list[tuple]:
+    return cursor.fetchall() if cursor.description is not None else []
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,18 @@ def statements_in_context(statements: list[tuple[str, list]]) -> list[list[tuple
     query string: one round trip, in the caller's transaction and tenant context. The rows of each statement."""
     with connections[SERVICE].cursor() as cursor:
         return _results(cursor, *_joined(statements))
+
+
+def insert_statement(instance: models.Model) -> tuple[str, list]:
+    """The INSERT that `instance.save()` would send for a new row (each field's `pre_save` applied, `auto_now` among
+    them), for `statements_in_context`; the instance is then what a create would return. Only for a model whose
+    primary key is set before the insert (nothing to read back) and which no save signal is connected to."""
+    model = type(instance)
+    query = InsertQuery(model)
+    query.insert_values(model._meta.local_concrete_fields, [instance])
+    ((sql, params),) = query.get_compiler(using=SERVICE).as_sql()
+    instance._state.adding, instance._state.db = False, SERVICE
+    return sql, list(params)
 
 
 def _joined(statements: list[tuple[str, list]]) -> tuple[str, list]:

@@ -31,15 +31,16 @@ from accounts.models import MT5Account, Tenant
 from quotes.instruments import PIP_SIZES, normalise_symbol
 from quotes.selectors import quote_latest, reference_bid_ask_since, reference_bid_ask_statement
 from signals import lifecycle
-from signals.delivery import signal_publish_on_commit
+from signals.delivery import signal_publish_statement
 from signals.models import TradingSignal
 from signals.selectors import account_loss_figures_statement
 from signals.services.adjustment import signal_adjust
 from signals.services.lifecycle import signal_transition
 from signals.services.risk import risk_check
 from suho.api_errors import ApiError
-from suho.audit import audit_record
-from suho.sql import CompiledRead, compiled_read, statements_in_context
+from suho.audit import audit_statement
+from suho.outbox import outbox_inserted
+from suho.sql import CompiledRead, compiled_read, insert_statement, statements_in_context
 from suho.tenancy import tenant_context
 
 SIGNAL_UNKNOWN_ACCOUNT = "No MT5 account {account_id} in this tenant."
@@ -358,17 +359,26 @@ def _signal_open(
             now=now, loss_figures=loss_figures,
         )  # fmt: skip
         fields["volume"], refusal = decision.volume, decision.refusal
-    signal = TradingSignal.objects.create(**fields)
-    audit_record(
-        tenant_id=account.tenant_id, event_type="signal_created", category="signal", action="create",
-        description=f"{signal} from {actor}", account_id=account.account_id,
-        metadata={"signal_id": str(signal.signal_id), "source": source, "actor": actor,
-                  "client_signal_id": client_signal_id, "broadcast_id": broadcast_id,
-                  "reference_source": reference.source, "price_deviation": fields.get("price_deviation")},
-    )  # fmt: skip
+    # One round trip for the signal, its audit row and, if it goes out, its outbox row (issue 21: each was its own,
+    # and the signal's insert is what delays its delivery to the EA). A repeated producer id fails the first.
+    signal = TradingSignal(**fields)
+    statements = [
+        insert_statement(signal),
+        audit_statement(
+            tenant_id=account.tenant_id, event_type="signal_created", category="signal", action="create",
+            description=f"{signal} from {actor}", account_id=account.account_id,
+            metadata={"signal_id": str(signal.signal_id), "source": source, "actor": actor,
+                      "client_signal_id": client_signal_id, "broadcast_id": broadcast_id,
+                      "reference_source": reference.source, "price_deviation": fields.get("price_deviation")},
+        ),
+    ]  # fmt: skip
+    if not refusal:
+        message, publish = signal_publish_statement(signal)
+        statements.append(publish)
+    results = statements_in_context(statements)
     if refusal:
         return signal_transition(signal=signal, to=lifecycle.REJECTED, reason=refusal, actor="risk_gate")
-    signal_publish_on_commit(signal)
+    outbox_inserted(message, results[-1])
     return signal
 
 

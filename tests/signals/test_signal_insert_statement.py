@@ -1,0 +1,55 @@
+"""The intake writes a signal with `suho.sql.insert_statement` (one round trip with its audit and outbox rows):
+the row it stores is the row the ORM's create stores, field for field, and a statement that returns no rows gives
+an empty list among the others."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import IntegrityError
+from django.forms.models import model_to_dict
+from django.utils import timezone
+
+from signals.models import TradingSignal
+from suho.sql import insert_statement, statements_in_context
+from suho.tenancy import tenant_context
+
+
+def _fields(account, now) -> dict:
+    return {
+        "time": now, "tenant_id": account.tenant_id, "account": account, "client_signal_id": "", "source": "ml",
+        "symbol": "EURUSD", "action": "BUY", "entry_price": Decimal("1.10012"), "stop_loss": Decimal("1.09"),
+        "take_profit": None, "volume": Decimal("0.1000"), "valid_until": now + timedelta(minutes=5),
+        "confidence_score": Decimal("0.8123"), "metadata": {"reference_source": "producer", "deviation_pips": 1.5},
+        "broker_bid": Decimal("1.10010"), "broker_ask": Decimal("1.10012"), "deviation_pips": Decimal("0.40"),
+    }  # fmt: skip
+
+
+def test_the_statement_stores_what_create_stores(account):
+    now = timezone.now()
+    with tenant_context(account.tenant_id):
+        created = TradingSignal.objects.create(**_fields(account, now))
+        written = TradingSignal(**_fields(account, now))
+        results = statements_in_context([insert_statement(written), ("SELECT 1", [])])
+        stored = {s.signal_id: s for s in TradingSignal.objects.filter(signal_id__in=[created.pk, written.pk])}
+
+    assert results == [[], [(1,)]]
+    assert not written._state.adding and written._state.db == created._state.db
+    ignore = ("signal_id", "updated_at")
+    expected = {k: v for k, v in model_to_dict(stored[created.pk]).items() if k not in ignore}
+    assert {k: v for k, v in model_to_dict(stored[written.pk]).items() if k not in ignore} == expected
+    assert stored[written.pk].updated_at is not None  # auto_now applied, as a save would
+
+
+def test_a_repeated_producer_id_fails_the_statement_and_writes_nothing_after_it(account):
+    now = timezone.now()
+    fields = {**_fields(account, now), "client_signal_id": f"dup-{uuid.uuid4().hex[:8]}"}
+    with tenant_context(account.tenant_id):
+        TradingSignal.objects.create(**fields)
+    with pytest.raises(IntegrityError), tenant_context(account.tenant_id):
+        statements_in_context([insert_statement(TradingSignal(**fields)), ("SELECT 1", [])])
+    with tenant_context(account.tenant_id):
+        assert TradingSignal.objects.filter(client_signal_id=fields["client_signal_id"]).count() == 1
