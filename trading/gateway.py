@@ -413,10 +413,23 @@ class DeliveryHub:
 
     def _on_reconnected(self) -> None:
         """Runs on the bus loop: what was published while our subscription was down never reached us, so every
-        connection resyncs its outbound items from the database."""
+        connection resyncs its outbound items from the database (`_resync_all`)."""
         if self.loop is not None:
-            for connection in list(self.connections.values()):
-                self.loop.call_soon_threadsafe(connection.resync_outbound)
+            asyncio.run_coroutine_threadsafe(self._resync_all(), self.loop)
+
+    async def _resync_all(self) -> None:
+        """The session check first, then the resync of the connections it leaves open: a session replaced on another
+        process while this one was cut off from NATS (its takeover request lost) is closed with 4012, not sent the
+        account's signals again, which its successor is sent too (decision 0017). Should the check fail (the
+        database), the resync goes ahead as before and the watch's next pass closes such a session."""
+        from trading.session_watch import session_watch  # it imports this module
+
+        try:
+            await session_watch().check()
+        except Exception:
+            log.exception("session check before the resync after a NATS reconnect failed")
+        for connection in list(self.connections.values()):
+            connection.resync_outbound()
 
     def _on_message(self, subject: str, data: bytes) -> None:
         """Runs on the bus loop: find the connection, hand the payload to its own loop."""
