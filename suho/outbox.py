@@ -15,6 +15,7 @@ counted in /metrics) so the rows behind it flow; an operator re-queues it from t
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import threading
 import time
@@ -155,25 +156,34 @@ def _acked_mark() -> None:
     `_mark_when_free` once the drain lets go of it, so a drain that stopped before reaching it does not send it again
     later, after the stream's duplicate window; a failed mark leaves the rows to the drain (sent again, de-duplicated
     by JetStream within its window)."""
-    with _state:
-        batch = list(_acked)
-        _acked.clear()
+    batch = _acked_take()
     if not batch:
         return
-    ids, times = [message_id for message_id, _at in batch], [at for _id, at in batch]
     close_old_connections()
     try:
-        with connections[OPERATOR].cursor() as cursor:
-            cursor.execute(MARK_ACKED, [ids, times, ids])
-            marked = {row[0] for row in cursor.fetchall()}
+        marked = _acked_rows_mark(batch)
         for message_id, published_at in batch:
             if message_id not in marked:
                 _marker.submit(_mark_when_free, message_id, published_at)
     except Exception:  # published, so nothing is lost: the drain sends them again
-        log.warning(MARK_FAILED, ids, exc_info=True, extra={"task": "outbox"})
+        log.warning(MARK_FAILED, [message_id for message_id, _at in batch], exc_info=True, extra={"task": "outbox"})
         outbox_kick()
     finally:
         close_old_connections()
+
+
+def _acked_take() -> list[tuple[int, datetime]]:
+    with _state:
+        batch = list(_acked)
+        _acked.clear()
+    return batch
+
+
+def _acked_rows_mark(batch: list[tuple[int, datetime]]) -> set[int]:
+    ids = [message_id for message_id, _at in batch]
+    with connections[OPERATOR].cursor() as cursor:
+        cursor.execute(MARK_ACKED, [ids, [at for _id, at in batch], ids])
+        return {row[0] for row in cursor.fetchall()}
 
 
 def _mark_when_free(message_id: int, published_at) -> None:
@@ -203,8 +213,24 @@ def outbox_marks_wait(timeout_s: float = MARKS_WAIT_S) -> None:
     try:
         for executor in (_batch_marker, _marker):  # the first queues rows a drain holds on the second
             executor.submit(lambda: None).result(timeout=max(0.1, deadline - time.monotonic()))
-    except Exception:  # noqa: BLE001 — timed out, or already shut down: the drain sends those rows again
+    except RuntimeError:  # the interpreter is exiting (atexit, below): its executors are shut down
+        _acked_mark_at_exit()
+    except Exception:  # noqa: BLE001 — timed out: the drain sends those rows again
         log.warning("outbox: background marks not finished at exit; the drain sends those rows again")
+
+
+def _acked_mark_at_exit() -> None:
+    """The marks `_acked_mark` would make, in the exiting thread; rows a drain holds are left to the drain."""
+    batch = _acked_take()
+    try:
+        if batch:
+            _acked_rows_mark(batch)
+    except Exception:
+        log.warning(MARK_FAILED, [message_id for message_id, _at in batch], exc_info=True, extra={"task": "outbox"})
+
+
+# A management command or a Celery worker that exits right after a commit: its publish goes out first.
+atexit.register(outbox_marks_wait)
 
 
 async def _marks_wait_at_drain() -> None:

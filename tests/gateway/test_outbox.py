@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -36,6 +38,7 @@ from suho.outbox import (
 )
 from suho.tenancy import tenant_context
 from tests.factories import staff_login
+from tests.gateway.ea_client import server_env
 from trading.outbound import command_issue
 
 pytestmark = [pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])]
@@ -302,3 +305,23 @@ def test_past_max_in_flight_unacked_publishes_a_message_is_left_to_the_drain(ea_
     assert kicks == [1] and row.published_at is None and row.attempts == 0
     assert stream_copies(subject) == 0  # never handed to the bus
     assert outbox_drain() == 1 and stream_copies(subject) == 1
+
+
+def test_a_process_that_exits_right_after_its_commit_publishes_and_marks_the_row_first(ea_account):
+    """A management command (or a worker shutting down) ends right after its commit: the publish it handed to the
+    bus goes out and its row is marked before the process exits (atexit), instead of waiting for the next drain."""
+    tenant, account, _secret = ea_account
+    subject, msg_id = f"mt5.command.{account.account_id}.reconnect", f"test:{uuid.uuid4()}"
+    script = (
+        "import django; django.setup()\n"
+        "from suho.outbox import outbox_publish_on_commit\n"
+        "from suho.tenancy import tenant_context\n"
+        f"with tenant_context('{tenant.id}'):\n"
+        f"    outbox_publish_on_commit(tenant_id='{tenant.id}', subject='{subject}', payload=b'{{}}',"
+        f" msg_id='{msg_id}')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], env=server_env(), capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    row = OutboxMessage.objects.using("operator").get(msg_id=msg_id)
+    assert row.published_at is not None and row.attempts == 1
+    assert stream_copies(subject) == 1
