@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import logging
 import threading
 import time
@@ -148,7 +149,8 @@ def _published(message_id: int, future) -> None:
     if not acked:
         outbox_kick()
     elif first:
-        _batch_marker.submit(_acked_mark)
+        with contextlib.suppress(RuntimeError):  # the interpreter is exiting: outbox_marks_wait marks it (atexit)
+            _batch_marker.submit(_acked_mark)
 
 
 def _acked_mark() -> None:
