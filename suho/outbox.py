@@ -243,10 +243,12 @@ drain_hook_register(_marks_wait_at_drain)
 
 
 def outbox_kick() -> None:
-    """Ask the process's drainer to run soon; many kicks while it runs collapse into one more pass."""
+    """Ask the process's drainer to run soon; many kicks while it runs collapse into one more pass. While the
+    interpreter exits, nothing: Celery beat's drain sends the rows."""
     if not _kick_pending.is_set():
         _kick_pending.set()
-        _drainer.submit(_drain_in_background)
+        with contextlib.suppress(RuntimeError):
+            _drainer.submit(_drain_in_background)
 
 
 def _drain_in_background() -> None:
