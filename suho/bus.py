@@ -119,18 +119,12 @@ class Bus:
 
     def jetstream_publish(self, subject: str, payload: bytes, *, msg_id: str, timeout: float = PUBLISH_TIMEOUT_S):
         """Publish and wait until JetStream has stored it (raises on failure). Returns the PubAck."""
-        return self.jetstream_submit(subject, payload, msg_id=msg_id, timeout=timeout).result(timeout=timeout + 2)
-
-    def jetstream_submit(self, subject: str, payload: bytes, *, msg_id: str, timeout: float = PUBLISH_TIMEOUT_S
-                         ) -> Future:  # fmt: skip
-        """Start a JetStream publish without waiting: the future gets the PubAck, or an error within `timeout` and
-        a second (also while NATS cannot be reached at all, when connecting would go on retrying)."""
 
         async def _publish():
             client = await self._connected()
             return await client.jetstream(timeout=timeout).publish(subject, payload, headers={"Nats-Msg-Id": msg_id})
 
-        return self.submit(asyncio.wait_for(_publish(), timeout + 1))
+        return self.submit(_publish()).result(timeout=timeout + 1)
 
     def publish_many(self, messages: list[tuple[str, bytes]]) -> None:
         """Fire a batch of volume messages (ticks, balances) in one hop to the bus loop."""

@@ -1,9 +1,8 @@
 """The transactional outbox (issue 10): money and control messages reach NATS even if NATS was down at commit.
 
-`outbox_publish_on_commit()` writes the message in the caller's transaction and, after commit, publishes it without
-waiting (`_publish_committed`: the row is marked when JetStream acks; a failure wakes a drainer in a background
-thread); `outbox_drain()` publishes pending rows to JetStream in order, waiting for each ack, and marks them
-published. Celery beat runs the drain every few seconds for whatever a crash or an outage left behind.
+`outbox_publish_on_commit()` writes the message in the caller's transaction and, after commit, wakes a drainer in
+a background thread; `outbox_drain()` publishes pending rows to JetStream in order, waiting for each ack, and marks
+them published. Celery beat runs the drain every few seconds for whatever a crash or an outage left behind.
 Duplicates from a retry are dropped by JetStream's de-duplication window on `Nats-Msg-Id`.
 
 Poison messages: trouble with the connection (NATS down, a timeout, JetStream unavailable) is retried without
@@ -15,13 +14,11 @@ counted in /metrics) so the rows behind it flow; an operator re-queues it from t
 from __future__ import annotations
 
 import asyncio
-import atexit
-import contextlib
 import logging
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from contextlib import nullcontext
+from datetime import timedelta
 from functools import partial
 from uuid import UUID
 
@@ -47,7 +44,7 @@ _marker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="suho-outbox-mark
 _kick_pending = threading.Event()
 
 
-IMMEDIATE_TIMEOUT_S = 0.5  # an after-commit publish waits this long for JetStream's ack; then the drainer takes over
+IMMEDIATE_TIMEOUT_S = 0.5  # the committing thread waits this long for JetStream; then the drainer takes over
 MARK_LOCK_TIMEOUT_S = 15  # a background mark waits this long for the drain holding its row (a pass is ~6 s at worst)
 MARKS_WAIT_S = 10.0  # how long a stopping process waits for its background marks
 MARK_FAILED = "outbox: message %s published but not marked; the drain sends it again"
@@ -90,102 +87,40 @@ def outbox_inserted(message: OutboxMessage, rows: list[tuple]) -> None:
     transaction.on_commit(partial(_publish_committed, message), using=SERVICE)
 
 
-MAX_IN_FLIGHT = 1_000  # after-commit publishes of this process awaiting JetStream's ack; past it the drainer sends
-_in_flight = 0
-_acked: list[tuple[int, datetime]] = []  # (row id, when JetStream acked it): marked together by `_acked_mark`
-_state = threading.Condition()
-_batch_marker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="suho-outbox-acked")
-
-# Marks rows JetStream acked: skips those a drain holds (they go to `_mark_when_free`) and those a drain marked.
-MARK_ACKED = f"""
-    UPDATE {OutboxMessage._meta.db_table} o SET published_at = v.published_at, attempts = o.attempts + 1,
-           retry_at = NULL
-      FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, published_at)
-     WHERE o.id = v.id
-       AND o.id IN (SELECT id FROM {OutboxMessage._meta.db_table}
-                     WHERE id = ANY(%s) AND published_at IS NULL FOR UPDATE SKIP LOCKED)
- RETURNING o.id
+# The committing thread's mark: skips a row a drain holds, and one a drain has marked already.
+MARK_UNLESS_LOCKED = f"""
+    UPDATE {OutboxMessage._meta.db_table} SET published_at = %s, attempts = attempts + 1, retry_at = NULL
+     WHERE id = (SELECT id FROM {OutboxMessage._meta.db_table}
+                  WHERE id = %s AND published_at IS NULL FOR UPDATE SKIP LOCKED)
 """
 
 
 def _publish_committed(message: OutboxMessage) -> None:
-    """Right after commit, in the committing thread: hand the publish to the bus loop and return at once; when
-    JetStream acks it, the row is marked published in the background (`_acked_mark`). A failed publish is left to
-    the drainer, and so is a message that finds `MAX_IN_FLIGHT` of this process's publishes still unacked (NATS slow
-    or down: memory stays bounded, the rows are in the table).
+    """Right after commit, in the committing thread: publish, then mark the row published; a failed publish is left
+    to the drainer.
 
-    The committing thread never waits for JetStream (its store is fsync'd) nor for the mark: a signal POST's answer
-    and an EA's EVENT_ACK wait for this thread, and with one thread for HTTP requests the next signal's commit waited
-    too (issue 21). Delivery does not wait for the ack either: the gateway's subscription gets the message as
-    JetStream stores it."""
-    global _in_flight
-    with _state:
-        if _in_flight >= MAX_IN_FLIGHT:
-            full = True
-        else:
-            _in_flight, full = _in_flight + 1, False
-    if full:
-        outbox_kick()
-        return
+    The mark never waits for a drain: a drain holds the rows of its pass until the pass ends (each publish waits up
+    to `PUBLISH_TIMEOUT_S` for its ack), and an EA's EVENT_ACK and a signal POST's answer wait for this thread. A row
+    a drain holds is marked in the background once the drain lets go of it (`_mark_when_free`), so a drain that
+    stopped before reaching it does not send it again later, after the stream's duplicate window."""
     try:
-        future = get_bus().jetstream_submit(message.subject, message.payload, msg_id=message.msg_id,
-                                            timeout=IMMEDIATE_TIMEOUT_S)  # fmt: skip
-    except Exception:  # noqa: BLE001 — no bus (NATS misconfigured): the drainer retries from the table
-        _published(message.id, None)
-        return
-    future.add_done_callback(partial(_published, message.id))
-
-
-def _published(message_id: int, future) -> None:
-    """On the bus loop (or at once when the publish could not start): queue the row's mark, or kick the drainer."""
-    global _in_flight
-    acked = future is not None and not future.cancelled() and future.exception() is None
-    with _state:
-        _in_flight -= 1
-        if acked:
-            _acked.append((message_id, timezone.now()))
-            first = len(_acked) == 1
-        _state.notify_all()
-    if not acked:
+        get_bus().jetstream_publish(message.subject, message.payload, msg_id=message.msg_id,
+                                    timeout=IMMEDIATE_TIMEOUT_S)  # fmt: skip
+    except Exception:  # noqa: BLE001 — NATS slow or down: the background drainer retries from the table
         outbox_kick()
-    elif first:
-        with contextlib.suppress(RuntimeError):  # the interpreter is exiting: outbox_marks_wait marks it (atexit)
-            _batch_marker.submit(_acked_mark)
-
-
-def _acked_mark() -> None:
-    """Mark every row acked since the last pass in one statement. A row a drain holds is marked by
-    `_mark_when_free` once the drain lets go of it, so a drain that stopped before reaching it does not send it again
-    later, after the stream's duplicate window; a failed mark leaves the rows to the drain (sent again, de-duplicated
-    by JetStream within its window)."""
-    batch = _acked_take()
-    if not batch:
         return
-    close_old_connections()
-    try:
-        marked = _acked_rows_mark(batch)
-        for message_id, published_at in batch:
-            if message_id not in marked:
-                _marker.submit(_mark_when_free, message_id, published_at)
-    except Exception:  # published, so nothing is lost: the drain sends them again
-        log.warning(MARK_FAILED, [message_id for message_id, _at in batch], exc_info=True, extra={"task": "outbox"})
+    published_at = timezone.now()
+    connection = connections[OPERATOR]
+    try:  # in a savepoint when this thread's operator connection is inside a transaction: a failure spares it
+        with transaction.atomic(using=OPERATOR) if connection.in_atomic_block else nullcontext():
+            with connection.cursor() as cursor:
+                cursor.execute(MARK_UNLESS_LOCKED, [published_at, message.id])
+                marked = cursor.rowcount == 1
+        if not marked:
+            _marker.submit(_mark_when_free, message.id, published_at)
+    except Exception:  # published, so never the caller's error: the drain sends it again
+        log.warning(MARK_FAILED, message.id, exc_info=True, extra={"tenant_id": message.tenant_id, "task": "outbox"})
         outbox_kick()
-    finally:
-        close_old_connections()
-
-
-def _acked_take() -> list[tuple[int, datetime]]:
-    with _state:
-        batch = list(_acked)
-        _acked.clear()
-    return batch
-
-
-def _acked_rows_mark(batch: list[tuple[int, datetime]]) -> set[int]:
-    ids = [message_id for message_id, _at in batch]
-    with connections[OPERATOR].cursor() as cursor:
-        cursor.execute(MARK_ACKED, [ids, [at for _id, at in batch], ids])
-        return {row[0] for row in cursor.fetchall()}
 
 
 def _mark_when_free(message_id: int, published_at) -> None:
@@ -206,33 +141,12 @@ def _mark_when_free(message_id: int, published_at) -> None:
 
 
 def outbox_marks_wait(timeout_s: float = MARKS_WAIT_S) -> None:
-    """Let the publishes in flight be acked and their marks finish before the process exits (bounded): a mark lost
-    at exit means the row is sent again, stored twice if that happens after the stream's duplicate window."""
-    deadline = time.monotonic() + timeout_s
-    with _state:
-        while _in_flight and (left := deadline - time.monotonic()) > 0:
-            _state.wait(left)
+    """Let the background marks queued now finish before the process exits (bounded): a mark lost at exit means
+    the row is sent again, stored twice if that happens after the stream's duplicate window."""
     try:
-        for executor in (_batch_marker, _marker):  # the first queues rows a drain holds on the second
-            executor.submit(lambda: None).result(timeout=max(0.1, deadline - time.monotonic()))
-    except RuntimeError:  # the interpreter is exiting (atexit, below): its executors are shut down
-        _acked_mark_at_exit()
-    except Exception:  # noqa: BLE001 — timed out: the drain sends those rows again
+        _marker.submit(lambda: None).result(timeout=timeout_s)
+    except Exception:  # noqa: BLE001 — timed out, or already shut down: the drain sends those rows again
         log.warning("outbox: background marks not finished at exit; the drain sends those rows again")
-
-
-def _acked_mark_at_exit() -> None:
-    """The marks `_acked_mark` would make, in the exiting thread; rows a drain holds are left to the drain."""
-    batch = _acked_take()
-    try:
-        if batch:
-            _acked_rows_mark(batch)
-    except Exception:
-        log.warning(MARK_FAILED, [message_id for message_id, _at in batch], exc_info=True, extra={"task": "outbox"})
-
-
-# A management command or a Celery worker that exits right after a commit: its publish goes out first.
-atexit.register(outbox_marks_wait)
 
 
 async def _marks_wait_at_drain() -> None:
@@ -243,12 +157,10 @@ drain_hook_register(_marks_wait_at_drain)
 
 
 def outbox_kick() -> None:
-    """Ask the process's drainer to run soon; many kicks while it runs collapse into one more pass. While the
-    interpreter exits, nothing: Celery beat's drain sends the rows."""
+    """Ask the process's drainer to run soon; many kicks while it runs collapse into one more pass."""
     if not _kick_pending.is_set():
         _kick_pending.set()
-        with contextlib.suppress(RuntimeError):
-            _drainer.submit(_drain_in_background)
+        _drainer.submit(_drain_in_background)
 
 
 def _drain_in_background() -> None:

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import subprocess
-import sys
 import threading
-import time
 import uuid
 from datetime import timedelta
 
@@ -24,21 +21,19 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from accounts.models import User
 from compliance.models import AuditLog
-from suho import outbox
 from suho.bus import bus_discard
 from suho.models import OutboxMessage
 from suho.outbox import (
     PARK_AFTER_REFUSALS,
     _drainer,
+    _marker,
     _publish_committed,
     outbox_drain,
-    outbox_marks_wait,
     outbox_prune,
     outbox_publish_on_commit,
 )
 from suho.tenancy import tenant_context
 from tests.factories import staff_login
-from tests.gateway.ea_client import server_env
 from trading.outbound import command_issue
 
 pytestmark = [pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])]
@@ -67,7 +62,7 @@ def test_a_command_issued_while_nats_is_down_is_published_when_it_returns(ea_acc
     tenant, account, _secret = ea_account
     with override_settings(NATS_URL="nats://127.0.0.1:1"):  # nothing listens there
         command = command_issue(tenant_id=tenant.id, account_id=account.account_id, kind="reconnect", issued_by="t")
-        after_commit_settled()  # the after-commit publish failed, and the drainer's retry in the background too
+        _drainer.submit(lambda: None).result(timeout=30)  # the after-commit retry in the background has run, and failed
         [row] = pending(command.command_id)
         assert row.published_at is None and row.attempts >= 1 and row.last_error
         assert row.refusals == 0 and row.retry_at is None and row.parked_at is None  # an outage is not a refusal
@@ -92,20 +87,13 @@ def test_a_message_written_in_a_rolled_back_transaction_is_never_published(ea_ac
     assert not OutboxMessage.objects.using("operator").filter(subject__endswith="restart_ea").exists()
 
 
-def after_commit_settled() -> None:
-    """The after-commit publishes have been acked and marked, or failed and been handed to the drainer, which has
-    run."""
-    outbox_marks_wait(timeout_s=30)
-    _drainer.submit(lambda: None).result(timeout=30)
-
-
 def outbox_write(tenant, subject: str, payload: bytes = b'{"test": 1}') -> OutboxMessage:
     """One message through the real path: written in a tenant transaction, published after commit (and, when that
-    fails, handed to the background drainer), which are waited for."""
+    fails, handed to the background drainer, which is waited for)."""
     msg_id = f"test:{uuid.uuid4()}"
     with tenant_context(tenant.id):
         outbox_publish_on_commit(tenant_id=tenant.id, subject=subject, payload=payload, msg_id=msg_id)
-    after_commit_settled()
+    _drainer.submit(lambda: None).result(timeout=30)
     return OutboxMessage.objects.using("operator").get(msg_id=msg_id)
 
 
@@ -219,37 +207,26 @@ def kicks(monkeypatch):
     return calls
 
 
-def test_a_row_is_published_after_commit_and_marked(ea_account, kicks):
+def test_the_committing_thread_publishes_and_marks_its_row(ea_account, kicks):
     tenant, account, _secret = ea_account
     row = outbox_write(tenant, f"mt5.command.{account.account_id}.reconnect")
-    assert kicks == [], "the after-commit publish or its mark failed"
+    assert kicks == [], "the committing thread's publish or mark failed"
     assert row.published_at is not None and row.attempts == 1 and row.retry_at is None
     assert stream_copies(f"mt5.command.{account.account_id}.reconnect") == 1
 
 
-def acks_handled() -> None:
-    """Every after-commit publish has been acked (or failed) and its mark tried once; a mark waiting for a drain's
-    lock may still be queued (`_mark_when_free`)."""
-    deadline = time.monotonic() + 30
-    while outbox._in_flight:
-        assert time.monotonic() < deadline, "an after-commit publish was never acked nor failed"
-        time.sleep(0.01)
-    outbox._batch_marker.submit(lambda: None).result(timeout=30)
-
-
-def test_the_committing_thread_waits_neither_for_jetstream_nor_for_a_drain_that_holds_its_row(ea_account, kicks):
+def test_the_committing_thread_does_not_wait_for_a_drain_that_holds_its_row(ea_account, kicks):
     """During an outage a drain holds the rows of its pass while it waits for JetStream (up to the publish timeout
-    each). The committing thread hands its publish to the bus and returns (an EA's EVENT_ACK and a POST's answer
-    wait for it; a CI run once timed out on the drain's lock), and the mark after JetStream's ack does not wait for
-    that lock either. Here the drain lets go without reaching the row, as one that stopped at an earlier row's
-    failure does: the row is marked in the background then, so no later drain sends it again (after the stream's
-    duplicate window, a second copy would be stored)."""
+    each). A committing thread whose own publish got through must not wait for that lock to mark its row: an EA's
+    EVENT_ACK waits for this thread (a CI run timed out that way). Here the drain lets go without reaching the row,
+    as one that stopped at an earlier row's failure does: the row is marked in the background then, so no later
+    drain sends it again (after the stream's duplicate window, a second copy would be stored)."""
     tenant, account, _secret = ea_account
     subject = f"mt5.command.{account.account_id}.reconnect"
     message = OutboxMessage.objects.using("operator").create(
         tenant_id=tenant.id, subject=subject, payload=b"{}", msg_id=f"test:{uuid.uuid4()}"
     )
-    locked, release = threading.Event(), threading.Event()
+    locked, release, marked = threading.Event(), threading.Event(), threading.Event()
     held, failures = [], []
 
     def drain_holding_the_row():
@@ -265,17 +242,29 @@ def test_the_committing_thread_waits_neither_for_jetstream_nor_for_a_drain_that_
             locked.set()
             connections.close_all()
 
+    def committing_thread():
+        try:
+            _publish_committed(message)
+            marked.set()
+        except Exception as exc:  # noqa: BLE001 — reported by the assertions below
+            failures.append(exc)
+        finally:
+            connections.close_all()
+
     holder = threading.Thread(target=drain_holding_the_row)
     holder.start()
+    committer = threading.Thread(target=committing_thread)
     try:
         assert locked.wait(30) and held == [message.id], failures
-        _publish_committed(message)
-        acks_handled()  # acked, and its mark found the row locked
+        committer.start()
+        assert marked.wait(20), f"the committing thread waited for the drain's lock {failures}"
         assert reread(message).published_at is None  # the drain holds it
     finally:
         release.set()
         holder.join(30)
-    outbox_marks_wait(timeout_s=30)  # the background mark, after the drain let go, has run
+        if committer.ident:  # started
+            committer.join(30)
+    _marker.submit(lambda: None).result(timeout=30)  # the background mark, after the drain let go, has run
     assert failures == [] and kicks == [], (failures, kicks)
     row = reread(message)
     assert row.published_at is not None and row.attempts == 1
@@ -283,45 +272,21 @@ def test_the_committing_thread_waits_neither_for_jetstream_nor_for_a_drain_that_
     assert stream_copies(subject) == 1
 
 
-def test_a_mark_that_fails_leaves_the_row_to_the_drain_which_sends_no_second_copy(ea_account, kicks, monkeypatch):
+def test_a_mark_that_fails_inside_an_operator_transaction_spares_that_transaction(ea_account, kicks, monkeypatch):
+    """The committing thread's mark can run while this thread's operator connection is inside a transaction (a
+    service-alias commit inside an operator block). Its failure is logged, the row left to the drain, and the outer
+    transaction goes on and commits."""
     tenant, account, _secret = ea_account
     subject = f"mt5.command.{account.account_id}.reconnect"
-    monkeypatch.setattr("suho.outbox.MARK_ACKED", "UPDATE suho_outbox SET no_such_column = %s WHERE id = %s")
-    row = outbox_write(tenant, subject)
-    assert kicks == [1]  # the drain was asked to take the row over
-    assert row.published_at is None
-    assert outbox_drain() == 1
-    assert reread(row).published_at is not None
-    assert stream_copies(subject) == 1  # JetStream dropped the drain's copy by its Nats-Msg-Id
-
-
-def test_past_max_in_flight_unacked_publishes_a_message_is_left_to_the_drain(ea_account, kicks, monkeypatch):
-    """NATS slow or down: the process holds at most MAX_IN_FLIGHT after-commit publishes; the next rows wait in the
-    table for the drainer instead of in memory."""
-    tenant, account, _secret = ea_account
-    subject = f"mt5.command.{account.account_id}.reconnect"
-    monkeypatch.setattr("suho.outbox.MAX_IN_FLIGHT", 0)
-    row = outbox_write(tenant, subject)
-    assert kicks == [1] and row.published_at is None and row.attempts == 0
-    assert stream_copies(subject) == 0  # never handed to the bus
-    assert outbox_drain() == 1 and stream_copies(subject) == 1
-
-
-def test_a_process_that_exits_right_after_its_commit_publishes_and_marks_the_row_first(ea_account):
-    """A management command (or a worker shutting down) ends right after its commit: the publish it handed to the
-    bus goes out and its row is marked before the process exits (atexit), instead of waiting for the next drain."""
-    tenant, account, _secret = ea_account
-    subject, msg_id = f"mt5.command.{account.account_id}.reconnect", f"test:{uuid.uuid4()}"
-    script = (
-        "import django; django.setup()\n"
-        "from suho.outbox import outbox_publish_on_commit\n"
-        "from suho.tenancy import tenant_context\n"
-        f"with tenant_context('{tenant.id}'):\n"
-        f"    outbox_publish_on_commit(tenant_id='{tenant.id}', subject='{subject}', payload=b'{{}}',"
-        f" msg_id='{msg_id}')\n"
+    message = OutboxMessage.objects.using("operator").create(
+        tenant_id=tenant.id, subject=subject, payload=b"{}", msg_id=f"test:{uuid.uuid4()}"
     )
-    done = subprocess.run([sys.executable, "-c", script], env=server_env(), capture_output=True, timeout=60)
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
-    row = OutboxMessage.objects.using("operator").get(msg_id=msg_id)
-    assert row.published_at is not None and row.attempts == 1
-    assert stream_copies(subject) == 1
+    monkeypatch.setattr("suho.outbox.MARK_UNLESS_LOCKED", "UPDATE suho_outbox SET no_such_column = %s WHERE id = %s")
+    outer_id = f"test:{uuid.uuid4()}"
+    with transaction.atomic(using="operator"):
+        _publish_committed(message)
+        OutboxMessage.objects.using("operator").create(tenant_id=tenant.id, subject=subject, payload=b"{}",
+                                                       msg_id=outer_id)  # fmt: skip
+    assert kicks == [1]  # the drain was asked to take the row over
+    assert reread(message).published_at is None
+    assert OutboxMessage.objects.using("operator").filter(msg_id=outer_id).exists()
