@@ -525,7 +525,7 @@ def markdown(result: dict) -> str:
     if post_p99 is not None and post_p99 >= TARGET_P99_MS:
         lines += [
             "",
-            f"Signal POST → EA socket misses the seed's < {TARGET_P99_MS} ms p99 by {post_p99 / TARGET_P99_MS:.0f}× "
+            f"Signal POST → EA socket misses the seed's < {TARGET_P99_MS} ms p99 by {post_p99 / TARGET_P99_MS:.1f}× "
             f"with 1,000 EAs connected ({post_p99:.0f} ms). NATS → EA alone (the trading-signal rows above) is within "
             "it: the time is the request's own, before its commit releases the message.",
         ]

@@ -245,6 +245,10 @@ def splice(doc: str, results: dict) -> str:
 
 def render() -> int:
     """Re-render the document from the last run's raw results (after a change to the wording: same figures)."""
+    bench_env()  # some sections' modules import models (bench.fixtures)
+    import django
+
+    django.setup()
     state_dir = Path(os.environ.get("SUHO_STATE_DIR", ROOT / ".state"))  # settings.STATE_DIR, without Django
     path = state_dir / "bench" / "results.json"
     results = json.loads(path.read_text())
