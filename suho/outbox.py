@@ -50,6 +50,13 @@ MARKS_WAIT_S = 10.0  # how long a stopping process waits for its background mark
 MARK_FAILED = "outbox: message %s published but not marked; the drain sends it again"
 
 
+OUTBOX_INSERT = f"""
+    INSERT INTO {OutboxMessage._meta.db_table} (tenant_id, subject, payload, msg_id, created_at, attempts, last_error,
+                                                refusals)
+    VALUES (%s, %s, %s, %s, %s, 0, '', 0) RETURNING id
+"""
+
+
 def outbox_publish_on_commit(*, tenant_id: UUID, subject: str, payload: bytes, msg_id: str) -> None:
     """Record the message in the transaction that makes the change it announces, and publish it once that
     transaction commits (its outermost block, whichever alias opened it).
@@ -59,32 +66,27 @@ def outbox_publish_on_commit(*, tenant_id: UUID, subject: str, payload: bytes, m
     Writing the row on the service role there would commit it, and publish, when the service's inner transaction
     ended, before the admin's commit or rollback (issue 19)."""
     alias = router.db_for_write(OutboxMessage)
-    message = OutboxMessage.objects.using(alias).create(
-        tenant_id=tenant_id, subject=subject, payload=payload, msg_id=msg_id
-    )
-    transaction.on_commit(partial(_publish_committed, message), using=alias)
-
-
-OUTBOX_INSERT = f"""
-    INSERT INTO {OutboxMessage._meta.db_table} (tenant_id, subject, payload, msg_id, created_at, attempts, last_error,
-                                                refusals)
-    VALUES (%s, %s, %s, %s, %s, 0, '', 0) RETURNING id
-"""
+    message, statement = outbox_statement(tenant_id=tenant_id, subject=subject, payload=payload, msg_id=msg_id)
+    # as the ORM's create: a failed insert marks the caller's transaction for rollback, even if the caller catches it
+    with transaction.mark_for_rollback_on_error(using=alias), connections[alias].cursor() as cursor:
+        cursor.execute(*statement)
+        rows = cursor.fetchall()
+    outbox_inserted(message, rows, using=alias)
 
 
 def outbox_statement(*, tenant_id: UUID, subject: str, payload: bytes, msg_id: str) -> tuple[OutboxMessage, tuple]:
-    """`outbox_publish_on_commit` for a caller that sends the row's INSERT with its own statements in one round trip
-    on the service role (`suho.sql.statements_in_context`): the message, and its statement (SQL, parameters). Pass
-    the statement's rows to `outbox_inserted`, which publishes the message after commit."""
+    """The message and its INSERT (SQL, parameters), for a caller that sends it with its own statements in one round
+    trip (`suho.sql.statements_in_context`); pass the statement's rows to `outbox_inserted`."""
     message = OutboxMessage(tenant_id=tenant_id, subject=subject, payload=payload, msg_id=msg_id,
                             created_at=timezone.now())  # fmt: skip
     return message, (OUTBOX_INSERT, [tenant_id, subject, payload, msg_id, message.created_at])
 
 
-def outbox_inserted(message: OutboxMessage, rows: list[tuple]) -> None:
+def outbox_inserted(message: OutboxMessage, rows: list[tuple], *, using: str = SERVICE) -> None:
+    """The row is written (in the transaction open on `using`): publish the message once that transaction commits."""
     (message.id,) = rows[0]
-    message._state.adding, message._state.db = False, SERVICE
-    transaction.on_commit(partial(_publish_committed, message), using=SERVICE)
+    message._state.adding, message._state.db = False, using
+    transaction.on_commit(partial(_publish_committed, message), using=using)
 
 
 # The committing thread's mark: skips a row a drain holds, and one a drain has marked already.
