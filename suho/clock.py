@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_US = timedelta(microseconds=1)
@@ -23,6 +24,18 @@ def datetime_to_us(moment: datetime | None) -> int:
 
 def us_to_datetime(value_us: int) -> datetime:
     return EPOCH + timedelta(microseconds=value_us)
+
+
+def us_to_iso(value_us: int) -> str:
+    """`us_to_datetime(value_us).isoformat()`, character for character, at a third of its cost: a hot path (the
+    gateway's latest quotes, about a thousand per batch) formats each whole second once."""
+    second, micro = divmod(value_us, 1_000_000)
+    return f"{_iso_second(second)}.{micro:06d}+00:00" if micro else f"{_iso_second(second)}+00:00"
+
+
+@lru_cache(maxsize=256)  # a batch's ticks span a few seconds
+def _iso_second(second: int) -> str:
+    return (EPOCH + timedelta(seconds=second)).isoformat()[: -len("+00:00")]
 
 
 def ms_to_datetime(value_ms: int | float) -> datetime:

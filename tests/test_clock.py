@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from suho.clock import datetime_to_us, ms_to_datetime, now_us, us_to_datetime
+from suho.clock import datetime_to_us, ms_to_datetime, now_us, us_to_datetime, us_to_iso
 
 
 def test_a_datetime_survives_the_wire_to_the_microsecond():
@@ -20,3 +20,12 @@ def test_milliseconds_and_now_are_on_the_same_scale():
     assert ms_to_datetime(1_796_303_655_123) == datetime(2026, 12, 3, 13, 14, 15, 123_000, tzinfo=UTC)
     before = time.time_ns() // 1000
     assert before <= now_us() <= time.time_ns() // 1000
+
+
+def test_the_fast_iso_text_is_isoformat_character_for_character():
+    """us_to_iso formats each whole second once (the gateway's latest quotes): it must still say what isoformat says,
+    whole seconds (no fraction) and times before the epoch included."""
+    values = [0, 1, 999_999, 1_000_000, -1, -1_000_000, 1_796_303_655_999_999, 1_796_303_655_000_000,
+              1_796_303_655_000_001, 253_402_300_799_999_999]  # fmt: skip
+    values += [1_764_900_000_000_000 + step * 7_919_993 for step in range(2_000)]
+    assert [us_to_iso(value) for value in values] == [us_to_datetime(value).isoformat() for value in values]
