@@ -259,6 +259,10 @@ def run(*, eas: list, log_dir: Path, runs: int) -> dict:
                         "url": daphne.url,
                         "eas": [ea.as_dict() for ea in new[i : i + PROCESS_EAS]],
                         "connect_concurrency": 20,
+                        # as an EA does (docs/protocol.md §6): its finance after HELLO, then every 30 s; the risk
+                        # gate reads the drawdown of that snapshot on every signal POST
+                        "on_connect": True,
+                        "finance_s": 30.0,
                     },
                     log_dir,
                     f"delivery-{level}-{i}",
@@ -517,7 +521,8 @@ def markdown(result: dict) -> str:
             f"{POST_LOAD:.0%} of the capacity measured at that level just before ({capacities}: {CAPACITY_POSTS} "
             "POSTs back to back, signals answered 201 per second); from the start of the request to the "
             "TRADING_SIGNAL frame's arrival at the EA (the figure the seed's < 10 ms is about), and to the 201. "
-            "The bench keeps the accounts' broker quotes fresh in the cache; no reference feed runs. Refused by the "
+            "The bench keeps the accounts' broker quotes fresh in the cache; no reference feed runs; each EA sends its "
+            "finance after HELLO and every 30 s, as eaclient does (the risk gate reads its drawdown). Refused by the "
             "risk gate: "
             f"{sum(r['rejected'] for r in runs)}; other answers: {errors}.",
         ]

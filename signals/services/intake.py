@@ -33,7 +33,7 @@ from quotes.selectors import quote_latest, reference_bid_ask_since, reference_bi
 from signals import lifecycle
 from signals.delivery import signal_publish_statement
 from signals.models import TradingSignal
-from signals.selectors import account_loss_figures_statement
+from signals.selectors import account_loss_figures_from, account_loss_figures_statement
 from signals.services.adjustment import signal_adjust
 from signals.services.lifecycle import signal_transition
 from signals.services.risk import risk_check
@@ -310,7 +310,7 @@ def _accounts_read(
         raise SignalInvalid("unknown_account", SIGNAL_UNKNOWN_ACCOUNT.format(account_id=account_id))
     accounts[0].tenant = tenants[0]  # as select_related("tenant") would
     reference = _reference(spec, references[0] if references else None)
-    return accounts, reference, {account_uuid: figures[0]}
+    return accounts, reference, {account_uuid: account_loss_figures_from(figures[0], account=accounts[0])}
 
 
 def _signal_open(

@@ -67,7 +67,7 @@ def risk_check(
         return RiskDecision(volume, refusal)
     if sized > account.max_position_size:
         return RiskDecision(sized, RISK_MAX_POSITION_SIZE.format(volume=sized, limit=account.max_position_size))
-    daily_pnl, drawdown = loss_figures or account_loss_figures(account_id=account.account_id)
+    daily_pnl, drawdown = loss_figures or account_loss_figures(account=account)
     refusal = _daily_loss(account, daily_pnl) or _drawdown(account, drawdown) or _spread(account, spread_points)
     return RiskDecision(sized, refusal)
 
