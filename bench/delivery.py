@@ -259,8 +259,8 @@ def run(*, eas: list, log_dir: Path, runs: int) -> dict:
                         "url": daphne.url,
                         "eas": [ea.as_dict() for ea in new[i : i + PROCESS_EAS]],
                         "connect_concurrency": 20,
-                        # as an EA does (docs/protocol.md §6): its finance after HELLO, then every 30 s; the risk
-                        # gate reads the drawdown of that snapshot on every signal POST
+                        # as an EA does (docs/protocol.md §6): finance and positions after HELLO, finance every
+                        # 30 s; the risk gate reads the drawdown of that snapshot on every signal POST
                         "on_connect": True,
                         "finance_s": 30.0,
                     },
@@ -522,7 +522,8 @@ def markdown(result: dict) -> str:
             "POSTs back to back, signals answered 201 per second); from the start of the request to the "
             "TRADING_SIGNAL frame's arrival at the EA (the figure the seed's < 10 ms is about), and to the 201. "
             "The bench keeps the accounts' broker quotes fresh in the cache; no reference feed runs; each EA sends its "
-            "finance after HELLO and every 30 s, as eaclient does (the risk gate reads its drawdown). Refused by the "
+            "finance and positions after HELLO and its finance every 30 s, as eaclient does (the risk gate reads its "
+            "drawdown). Refused by the "
             "risk gate: "
             f"{sum(r['rejected'] for r in runs)}; other answers: {errors}.",
         ]

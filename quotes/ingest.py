@@ -18,7 +18,7 @@ from suho.tenancy import TENANT_SETTING
 
 class TickRow(NamedTuple):
     time_us: int
-    tenant_id: str
+    tenant_id: str  # the ids as text, never UUID objects: the COPY sends them as text (COPY_QUOTES_TYPES)
     account_id: str
     symbol: str
     bid: float

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 
+from binproto import MAX_PAST_SKEW_US
 from signals.models import SignalExecution
 from suho.cache import balance_key, cache_get
 from suho.sql import fetch_dicts
@@ -130,20 +131,15 @@ def executions(*, account_id=None):
 # The rows are the gateway's (balance snapshots, trade orders), read here as SQL through the caller's tenant context,
 # so the gate, a layer below the gateway, imports none of it (docs/dependencies.md). Seed §8.3's daily loss: only
 # today's closes count (UTC, the connection's time zone), as in trading.selectors.daily_loss_breaches.
-ACCOUNT_EQUITY_SINCE = """
-SELECT equity FROM mt5_account_balance_history
- WHERE account_id = %(account_id)s AND time >= %(since)s ORDER BY time DESC LIMIT 1
-"""
-ACCOUNT_EQUITY_LATEST = """
-SELECT equity FROM mt5_account_balance_history WHERE account_id = %(account_id)s ORDER BY time DESC LIMIT 1
-"""
-# The newest balance snapshot is looked for in the last BALANCE_SNAPSHOT_LOOKBACK first, the bound sent as a literal
-# (Django's psycopg cursor binds parameters on the client): PostgreSQL plans only the partitions it covers, and
-# TimescaleDB only those chunks. Unbounded, the planner expands every partition of the table's two years of
-# retention on every signal POST: 55 ms of planning and 7 ms of execution with 700 daily partitions, against 0.4 ms
-# with the 5 of a new database (issue 21). A connected EA reports its balance every 30 s or so; an account without a
-# snapshot in the window is read again without the bound (ACCOUNT_DRAWDOWN_LATEST), so the figure is the same.
-BALANCE_SNAPSHOT_LOOKBACK = timedelta(hours=6)
+# The newest balance snapshot (its drawdown; its equity for risk-% sizing) is looked for within
+# BALANCE_SNAPSHOT_LOOKBACK first, the bound sent as a literal (Django's psycopg cursor binds parameters on the
+# client), so PostgreSQL plans only the partitions it covers (TimescaleDB: chunks). Unbounded, the planner expands
+# every partition of the table's two years of retention on every signal POST: 53 ms of planning and 7 ms of
+# execution with 700 daily partitions, against 0.4 ms on a new database (issue 21). The window is the clock skew the
+# gateway still trusts in an EA's timestamps (a day behind: binproto.MAX_PAST_SKEW_US) and an hour, so an EA that is
+# connected, and reports its finance every 30 s or so, has a snapshot in it. Without one, the newest snapshot is read
+# without the bound, unless no EA has ever connected for the account: snapshots come only from EA sessions.
+BALANCE_SNAPSHOT_LOOKBACK = timedelta(microseconds=MAX_PAST_SKEW_US) + timedelta(hours=1)
 ACCOUNT_LOSS_FIGURES = """
 SELECT (SELECT SUM(profit) FILTER (WHERE DATE(close_time) = CURRENT_DATE)
           FROM mt5_trade_orders
@@ -156,18 +152,25 @@ SELECT (SELECT SUM(profit) FILTER (WHERE DATE(close_time) = CURRENT_DATE)
 ACCOUNT_DRAWDOWN_LATEST = """
 SELECT drawdown FROM mt5_account_balance_history WHERE account_id = %s ORDER BY time DESC LIMIT 1
 """
+ACCOUNT_EQUITY_SINCE = """
+SELECT equity FROM mt5_account_balance_history
+ WHERE account_id = %(account_id)s AND time >= %(since)s ORDER BY time DESC LIMIT 1
+"""
+ACCOUNT_EQUITY_LATEST = """
+SELECT equity FROM mt5_account_balance_history WHERE account_id = %(account_id)s ORDER BY time DESC LIMIT 1
+"""
 
 
-def account_equity_latest(*, account_id) -> Decimal | None:
+def account_equity_latest(*, account) -> Decimal | None:
     """The account's latest equity: the gateway's cached balance (≤ 30 s old), else the newest snapshot; None if
     the EA has reported none."""
-    cached = cache_get(balance_key(account_id))
+    cached = cache_get(balance_key(account.account_id))
     if cached is not None:
         return Decimal(str(cached["equity"]))
-    since = timezone.now() - BALANCE_SNAPSHOT_LOOKBACK  # few partitions planned first, as for the drawdown
-    rows = fetch_dicts(SignalExecution, ACCOUNT_EQUITY_SINCE, {"account_id": account_id, "since": since}) or (
-        fetch_dicts(SignalExecution, ACCOUNT_EQUITY_LATEST, {"account_id": account_id})
-    )
+    values = {"account_id": account.account_id, "since": timezone.now() - BALANCE_SNAPSHOT_LOOKBACK}
+    rows = fetch_dicts(SignalExecution, ACCOUNT_EQUITY_SINCE, values)
+    if not rows and account.last_connected_at is not None:
+        rows = fetch_dicts(SignalExecution, ACCOUNT_EQUITY_LATEST, values)
     return Decimal(str(float(rows[0]["equity"]))) if rows else None
 
 
@@ -187,8 +190,8 @@ def account_loss_figures_statement(*, account_id) -> tuple[str, list]:
 
 def account_loss_figures_from(row: tuple, *, account) -> tuple[Decimal | None, Decimal | None]:
     """(daily_pnl, drawdown) from the statement's row. Without a snapshot in the window, the newest one is read (in
-    the caller's tenant context), unless no EA has ever connected for the account: snapshots come only from its
-    sessions, so it has none (a round trip fewer for every signal to a new account)."""
+    the caller's tenant context), unless no EA has ever connected for the account (BALANCE_SNAPSHOT_LOOKBACK): a
+    signal to a new account still takes one round trip for its figures."""
     daily_pnl, drawdown, snapshot_found = row
     if not snapshot_found and account.last_connected_at is not None:
         rows = fetch_dicts(SignalExecution, ACCOUNT_DRAWDOWN_LATEST, [account.account_id])

@@ -110,7 +110,7 @@ def _size(
         return volume, None
     if stop_loss is None or stop_loss == entry:
         return volume, RISK_SIZING_NO_STOP_LOSS
-    equity = account_equity_latest(account_id=account.account_id)
+    equity = account_equity_latest(account=account)
     if equity is None:
         return volume, RISK_SIZING_NO_EQUITY
     pip_value = pip_value_per_lot(symbol=symbol, price=entry, currency=account.currency)

@@ -1,6 +1,6 @@
 """The risk gate's drawdown is the account's newest balance snapshot, read first within the last
 BALANCE_SNAPSHOT_LOOKBACK so that PostgreSQL plans only the partitions that window covers (issue 21): two years of
-daily partitions made every signal POST spend ~55 ms planning the unbounded read. A snapshot older than the window
+daily partitions made every signal POST spend ~53 ms planning the unbounded read. A snapshot older than the window
 is still found (a second read), so the figure is the same as before; an account no EA has ever connected for has
 no snapshots, and is spared that read."""
 
@@ -66,6 +66,14 @@ def test_the_newest_snapshot_wins_and_none_is_none(account, published):
     assert _figures(account) == (None, Decimal("5"))
     signal = signal_create(tenant_id=account.tenant_id, account_id=account.account_id, payload=_spec(), source="ml")
     assert signal.status == "pending"
+
+
+def test_an_account_no_ea_ever_connected_for_is_not_read_past_the_window(account, published):
+    """By design: snapshots come only from EA sessions, which set last_connected_at; an old row of an account
+    without one (none exists outside tests) is not looked for, and a new account's signal costs no second read."""
+    make_balance(account, time=timezone.now() - BALANCE_SNAPSHOT_LOOKBACK - timedelta(days=3), drawdown=Decimal("25"))
+    assert _figures(account) == (None, None)
+    assert _connected_days_ago(account) and _figures(account) == (None, Decimal("25"))
 
 
 def _planned_tables(plan: dict) -> set[str]:

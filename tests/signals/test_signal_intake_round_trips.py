@@ -1,7 +1,8 @@
 """A new signal for one account costs at most seven database round trips (issue 21), from the ML-engine key's
 look-up to the outbox row marked published, with the account's broker quote in the cache as the gateway keeps it:
 the producer's id is checked by the insert itself (the unique constraint); the account, its tenant, the reference
-quote and the risk gate's loss figures (today's loss, the drawdown) are read in one round trip; the signal, its
+quote and the risk gate's loss figures (today's loss, the drawdown) are read in one round trip (two for an account
+whose EA has connected but sent no balance snapshot in the last day: signals.selectors); the signal, its
 audit row and its outbox row are written in one. Nine before that, eleven before that, thirteen before issue 21.
 
 Round trips are counted at the wire, as for the HELLO (tests/round_trips.py).
