@@ -19,7 +19,7 @@ from accounts.models import MT5Account
 from signals.selectors import BALANCE_SNAPSHOT_LOOKBACK, account_loss_figures, account_loss_figures_statement
 from signals.services import SignalSpec, signal_create
 from signals.services import risk as gate
-from suho.routers import OWNER, operator_path
+from suho.routers import OWNER, SERVICE, operator_path
 from suho.tenancy import tenant_context
 from suho.timeseries import TIME_SERIES, _create_partition, _next_period, timescale_enabled
 from tests.accounts.helpers import account_make, tenant_make
@@ -83,13 +83,20 @@ def _planned_tables(plan: dict) -> set[str]:
     return tables
 
 
+def _loss_figures_plan(cursor, account) -> set[str]:
+    """The tables and partitions (TimescaleDB: chunks) in the plan of the POST's loss-figures statement."""
+    sql, params = account_loss_figures_statement(account_id=account.account_id)
+    cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+    raw = cursor.fetchone()[0]
+    return _planned_tables((json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"])
+
+
 def test_the_planner_reads_no_balance_partition_older_than_the_window(account):
     """Fails with the unbounded read: every old partition would be in the plan."""
     owner = connections[OWNER]
     if timescale_enabled(owner):
-        pytest.skip("TimescaleDB: chunks, not the plain path's partitions")
+        pytest.skip("TimescaleDB: chunks, checked by the next test")
     series = TIME_SERIES["mt5_account_balance_history"]
-    sql, params = account_loss_figures_statement(account_id=account.account_id)
     with transaction.atomic(using=OWNER), owner.cursor() as cursor:  # the partitions are rolled back
         cursor.execute('ALTER TABLE "mt5_account_balance_history_default" NO FORCE ROW LEVEL SECURITY')
         start, old = date.today() - timedelta(days=OLD_PARTITIONS + 10), []
@@ -97,13 +104,37 @@ def test_the_planner_reads_no_balance_partition_older_than_the_window(account):
             end = _next_period(series, start)
             old.append(_create_partition(cursor, series, start, end))
             start = end
-        cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
-        raw = cursor.fetchone()[0]
-        planned = _planned_tables((json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"])
+        planned = _loss_figures_plan(cursor, account)
         transaction.set_rollback(True, using=OWNER)
 
     balance = {table for table in planned if table.startswith("mt5_account_balance_history")}
     assert balance and not balance & set(old), sorted(balance)
+
+
+def test_on_timescaledb_the_planner_reads_no_chunk_older_than_the_window(account):
+    """The deployment's database: one-hour chunks (seed §3.3), two years of them at full retention. Fails with the
+    unbounded read: every old chunk would be in the plan."""
+    owner = connections[OWNER]
+    if not timescale_enabled(owner):
+        pytest.skip("the plain path: its partitions are checked by the test above")
+    oldest = timezone.now() - BALANCE_SNAPSHOT_LOOKBACK - timedelta(days=3)
+    for hour in range(OLD_PARTITIONS):  # a row an hour apart: a chunk each
+        make_balance(account, time=oldest + timedelta(hours=hour))
+    make_balance(account, time=timezone.now())
+    with owner.cursor() as cursor:
+        cursor.execute(
+            "SELECT chunk_name, range_end <= %s, range_start <= now() AND now() < range_end"
+            " FROM timescaledb_information.chunks WHERE hypertable_name = %s",
+            [oldest + timedelta(hours=OLD_PARTITIONS + 1), "mt5_account_balance_history"],
+        )
+        chunks = cursor.fetchall()
+    old = {name for name, is_old, _current in chunks if is_old}
+    current = {name for name, _old, is_current in chunks if is_current}
+    with transaction.atomic(using=SERVICE), tenant_context(account.tenant_id), connections[SERVICE].cursor() as cursor:
+        planned = _loss_figures_plan(cursor, account)
+
+    assert len(old) >= OLD_PARTITIONS and current and current <= planned, sorted(planned)
+    assert not planned & old, sorted(planned & old)
 
 
 def test_risk_percent_sizing_finds_an_equity_older_than_the_window(committed):
