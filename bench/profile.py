@@ -110,6 +110,7 @@ THREADS = {
     "ThreadPoolExecutor-0": "asgiref's sync thread (ThreadPoolExecutor-0)",
     "suho-bus": "NATS bus loop (suho-bus)",
     "ThreadPoolExecutor": "request threads (Django's ASGI handler: one per request)",
+    "suho-http": "request threads (suho-http, a fixed pool: suho/http.py)",
 }
 
 

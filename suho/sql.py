@@ -44,6 +44,12 @@ def tenant_round_trip(tenant_id: UUID, sql: str, params: dict | list) -> list[li
         return _results(cursor, prefix + sql, params)[1:]
 
 
+def tenant_statements(tenant_id: UUID, statements: list[tuple[str, list]]) -> list[list[tuple]]:
+    """`statements_in_context` as one transaction of its own under the tenant's context (`tenant_round_trip`): one
+    round trip, committed when it returns (inside a transaction, a test's, part of it). The rows of each statement."""
+    return tenant_round_trip(tenant_id, *_joined(statements))
+
+
 def _results(cursor, sql: str, params: dict | list) -> list[list[tuple]]:
     """Each statement's rows; none for one that returns no rows (an INSERT without RETURNING)."""
     cursor.execute(sql, params)

@@ -39,9 +39,10 @@ from signals.services.lifecycle import signal_transition
 from signals.services.risk import risk_check
 from suho.api_errors import ApiError
 from suho.audit import audit_statement
+from suho.models import OutboxMessage
 from suho.outbox import outbox_inserted
-from suho.sql import CompiledRead, compiled_read, insert_statement, statements_in_context
-from suho.tenancy import tenant_context
+from suho.sql import CompiledRead, compiled_read, insert_statement, statements_in_context, tenant_statements
+from suho.tenancy import tenant_context, tenant_context_on_first_query
 
 SIGNAL_UNKNOWN_ACCOUNT = "No MT5 account {account_id} in this tenant."
 SIGNAL_NO_ELIGIBLE_ACCOUNT = "No account of this tenant can take a broadcast (none is active with trading enabled)."
@@ -129,36 +130,31 @@ def signal_submit(
     """Record a signal for one account, or for every eligible account of the tenant when `account_id` is
     "broadcast" (one row each, sharing a `broadcast_id`, each adjusted to its own broker quote).
 
-    Raises SignalInvalid (nothing written). Runs in the tenant's context, on the service role, in one transaction;
-    publication happens after commit.
+    Raises SignalInvalid (nothing written). Runs in the tenant's context, on the service role; the signals, their
+    audit rows and outbox rows are written in one transaction, and published after it commits.
     """
     now = timezone.now()
     spec = _validated(payload, now)
     broadcast = account_id == BROADCAST
     actor = actor or source
+    opened = {"spec": spec, "source": source, "client_signal_id": client_signal_id, "now": now, "actor": actor}
     try:
-        with tenant_context(tenant_id):
+        if not broadcast:
             # One account's repeat is found by its insert (the unique constraint, then the except below): a round
-            # trip fewer on every new signal (issue 21). A broadcast is looked up first: its eligible accounts may
-            # have changed since, so its insert alone would not always meet the recorded ones.
-            if broadcast and (existing := _existing(client_signal_id=client_signal_id, account_id=account_id,
-                                                    broadcast=True)):  # fmt: skip
+            # trip fewer on every new signal (issue 21).
+            return Submission([_signal_one(tenant_id=tenant_id, account_id=account_id, **opened)], True, None)
+        with tenant_context(tenant_id):
+            # A broadcast is looked up first: its eligible accounts may have changed since, so its insert alone
+            # would not always meet the recorded ones.
+            if existing := _existing(client_signal_id=client_signal_id, account_id=account_id, broadcast=True):
                 return Submission(existing, False, existing[0].broadcast_id)
-            broadcast_id = uuid.uuid4() if broadcast else None
-            accounts, reference, loss_figures = _accounts_read(
-                tenant_id=tenant_id, account_id=account_id, broadcast=broadcast, spec=spec, now=now
-            )
+            broadcast_id = uuid.uuid4()
+            accounts, reference = _broadcast_accounts_read(spec=spec, now=now)
             signals = [
-                _signal_open(
-                    account=account,
-                    spec=spec,
-                    source=source,
-                    client_signal_id=client_signal_id,
-                    broadcast_id=broadcast_id,
-                    now=now,
-                    actor=actor,
-                    reference=reference,
-                    loss_figures=loss_figures.get(account.account_id),
+                _signal_recorded(
+                    _signal_prepared(
+                        account=account, broadcast_id=broadcast_id, reference=reference, loss_figures=None, **opened
+                    )
                 )
                 for account in accounts
             ]
@@ -277,47 +273,80 @@ def _account_reads() -> tuple[CompiledRead, ...]:
     )
 
 
-def _accounts_read(
-    *, tenant_id: UUID, account_id, broadcast: bool, spec: SignalSpec, now: datetime
-) -> tuple[list[MT5Account], _Reference, dict]:
-    """In the tenant's context (RLS: its own rows only): every eligible account for a broadcast, else the one; the
-    reference price; and, for one account, its loss figures for the risk gate (account id → (daily_pnl,
-    drawdown); a broadcast's are read per account by the gate). One account's are all one round trip."""
-    symbols = sorted({spec.symbol, normalise_symbol(spec.symbol)})
-    since = now - timedelta(seconds=settings.SIGNAL_MAX_QUOTE_AGE_S)
-    if broadcast:
-        eligible = list(
-            MT5Account.objects.select_related("tenant")
-            .filter(is_active=True, trading_enabled=True, emergency_stop=False)
-            .order_by("created_at")
-        )
-        if not eligible:
-            raise SignalInvalid("no_eligible_account", SIGNAL_NO_ELIGIBLE_ACCOUNT)
-        return eligible, _reference(spec, reference_bid_ask_since(symbols=symbols, since=since)), {}
+def _broadcast_accounts_read(*, spec: SignalSpec, now: datetime) -> tuple[list[MT5Account], _Reference]:
+    """In the tenant's context (RLS: its own rows only): every eligible account and the reference price. Each
+    account's loss figures are read by the risk gate."""
+    eligible = list(
+        MT5Account.objects.select_related("tenant")
+        .filter(is_active=True, trading_enabled=True, emergency_stop=False)
+        .order_by("created_at")
+    )
+    if not eligible:
+        raise SignalInvalid("no_eligible_account", SIGNAL_NO_ELIGIBLE_ACCOUNT)
+    return eligible, _reference(spec, reference_bid_ask_since(symbols=_symbols(spec), since=_quote_since(now)))
+
+
+def _signal_one(
+    *, tenant_id: UUID, account_id, spec: SignalSpec, source: str, client_signal_id: str, now: datetime, actor: str
+) -> TradingSignal:  # fmt: skip
+    """One account's signal in two database round trips, each one transaction under the tenant's context: the
+    reads (the account, its tenant, the reference quote, the risk gate's loss figures), then the signal with its
+    audit and outbox rows, published once that commits. Between them the broker quote comes from the cache; a
+    cache miss reads the database in a transaction of its own. A refused signal is recorded and rejected in one
+    transaction. (Issue 21: with BEGIN, the tenant setting and COMMIT sent on their own, this was five.)"""
     account_uuid = _uuid(account_id)
     if account_uuid is None:
         raise SignalInvalid("unknown_account", SIGNAL_UNKNOWN_ACCOUNT.format(account_id=account_id))
     account_read, tenant_read = _account_reads()
     values = {INTAKE_ACCOUNT: account_uuid, INTAKE_TENANT: tenant_id}
-    accounts, tenants, references, figures = statements_in_context([
+    accounts, tenants, references, figures = tenant_statements(tenant_id, [
         account_read.statement(values),
         tenant_read.statement(values),
-        reference_bid_ask_statement(symbols=symbols, since=since),
+        reference_bid_ask_statement(symbols=_symbols(spec), since=_quote_since(now)),
         account_loss_figures_statement(account_id=account_uuid),
     ])  # fmt: skip
     accounts, tenants = account_read.instances(accounts), tenant_read.instances(tenants)
     if not accounts or not tenants:
         raise SignalInvalid("unknown_account", SIGNAL_UNKNOWN_ACCOUNT.format(account_id=account_id))
-    accounts[0].tenant = tenants[0]  # as select_related("tenant") would
-    reference = _reference(spec, references[0] if references else None)
-    return accounts, reference, {account_uuid: account_loss_figures_from(figures[0], account=accounts[0])}
+    account = accounts[0]
+    account.tenant = tenants[0]  # as select_related("tenant") would
+    with tenant_context_on_first_query(tenant_id):  # only a cache miss or an old snapshot reads here
+        prepared = _signal_prepared(
+            account=account, spec=spec, source=source, client_signal_id=client_signal_id, broadcast_id=None, now=now,
+            actor=actor, reference=_reference(spec, references[0] if references else None),
+            loss_figures=account_loss_figures_from(figures[0], account=account),
+        )  # fmt: skip
+    if prepared.refusal:
+        with tenant_context(tenant_id):
+            return _signal_recorded(prepared)
+    results = tenant_statements(tenant_id, prepared.statements)  # a repeated producer id fails the first
+    outbox_inserted(prepared.message, results[-1])  # committed: published now (in a caller's transaction, at its end)
+    return prepared.signal
 
 
-def _signal_open(
+def _symbols(spec: SignalSpec) -> list[str]:
+    return sorted({spec.symbol, normalise_symbol(spec.symbol)})
+
+
+def _quote_since(now: datetime) -> datetime:
+    return now - timedelta(seconds=settings.SIGNAL_MAX_QUOTE_AGE_S)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A signal adjusted and gated, not yet written: its INSERTs (signal, audit, outbox if it goes out)."""
+
+    signal: TradingSignal
+    statements: list[tuple[str, list]]
+    message: OutboxMessage | None  # its outbox row, unless refused
+    refusal: str
+
+
+def _signal_prepared(
     *, account: MT5Account, spec: SignalSpec, source: str, client_signal_id: str, broadcast_id: UUID | None,
     now: datetime, actor: str, reference: _Reference, loss_figures: tuple | None,
-) -> TradingSignal:  # fmt: skip
-    """Adjust, gate and insert one account's signal; a refusal moves it PENDING → REJECTED."""
+) -> _Prepared:  # fmt: skip
+    """Adjust and gate one account's signal and build its writes (in the tenant's context: the cache misses read)."""
     fields = {
         "time": now, "tenant_id": account.tenant_id, "account": account, "client_signal_id": client_signal_id,
         "broadcast_id": broadcast_id, "source": source, "symbol": spec.symbol, "action": spec.action,
@@ -360,7 +389,7 @@ def _signal_open(
         )  # fmt: skip
         fields["volume"], refusal = decision.volume, decision.refusal
     # One round trip for the signal, its audit row and, if it goes out, its outbox row (issue 21: each was its own,
-    # and the signal's insert is what delays its delivery to the EA). A repeated producer id fails the first.
+    # and the signal's insert is what delays its delivery to the EA).
     signal = TradingSignal(**fields)
     statements = [
         insert_statement(signal),
@@ -372,14 +401,22 @@ def _signal_open(
                       "reference_source": reference.source, "price_deviation": fields.get("price_deviation")},
         ),
     ]  # fmt: skip
+    message = None
     if not refusal:
         message, publish = signal_publish_statement(signal)
         statements.append(publish)
-    results = statements_in_context(statements)
-    if refusal:
-        return signal_transition(signal=signal, to=lifecycle.REJECTED, reason=refusal, actor="risk_gate")
-    outbox_inserted(message, results[-1])
-    return signal
+    return _Prepared(signal, statements, message, refusal)
+
+
+def _signal_recorded(prepared: _Prepared) -> TradingSignal:
+    """Write a prepared signal in the caller's tenant context and transaction: published after its commit, or, if
+    refused, moved PENDING → REJECTED with the reason. A repeated producer id fails the first INSERT."""
+    results = statements_in_context(prepared.statements)
+    if prepared.refusal:
+        return signal_transition(signal=prepared.signal, to=lifecycle.REJECTED, reason=prepared.refusal,
+                                 actor="risk_gate")  # fmt: skip
+    outbox_inserted(prepared.message, results[-1])
+    return prepared.signal
 
 
 def _reference(spec: SignalSpec, row: tuple[Decimal, Decimal] | None) -> _Reference:
