@@ -4,23 +4,25 @@ Django's ASGI handler runs a chain of sync middleware from the event loop: into 
 the loop for the core handler (async_to_sync), into the thread again for a sync view, and back out the same way;
 each crossing is a wake-up of the loop or the thread and a GIL hand-over, contended by the EA gateway's loop in the
 same process. Every view but the health checks is sync, so `OneHopHandler` runs the middleware chain and the view
-in one trip to a request thread (Django's own sync request path, as under WSGI): signal POSTs back to back were
+in one trip to the request's thread (Django's own sync request path, as under WSGI): signal POSTs back to back were
 answered at ~80/s instead of ~63/s on this machine (issue 21; `bench.run --only delivery`, one run each).
 
-The request threads are a fixed pool (`REQUEST_THREADS`), as a WSGI server's are, not the new thread per request
-that Django's ASGI handler starts: starting and ending that thread cost ~1–2 ms of CPU per request on a 2-core EPYC,
-a fifth of a signal POST's (issue 21). Nothing of one request stays on its thread for the next: database connections
-go back to their pools at the end of every request, the tenant context is transaction-scoped (suho/tenancy.py), and
-Django's per-request state lives in context variables, which each request gets a copy of. The pool is as large as a
-database pool: a request past it waits for a thread, as it would wait for a connection.
+The request's thread is one of a fixed set (`REQUEST_THREADS`), lent to the request for its whole life, not the new
+thread Django's ASGI handler starts for every request: starting and ending it cost ~1–2 ms of CPU per request on a
+2-core EPYC, a fifth of a signal POST's (issue 21). Everything of the request that Django runs in a thread runs on
+the lent one, as on its own: `request_started`, the view, and the response's close with `request_finished`, which
+hands the request's database connections back to their pools. Nothing else of one request stays for the next: the
+tenant setting is transaction-scoped, and Django's request state lives in context variables. The set is as large
+as a database pool; a request past it waits for a thread, as it would wait for a connection.
 /healthz and /readyz are async views, so they keep Django's async handler, where they run on the loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 
@@ -29,20 +31,39 @@ REQUEST_THREADS = settings.DB_POOL_MAX_SIZE
 
 
 class OneHopHandler(ASGIHandler):
-    def __init__(self, executor: ThreadPoolExecutor | None = None) -> None:
+    def __init__(self, threads: int = REQUEST_THREADS) -> None:
         super().__init__()
-        self.executor = executor or ThreadPoolExecutor(REQUEST_THREADS, thread_name_prefix="suho-http")
+        self.executors = [ThreadPoolExecutor(1, thread_name_prefix=f"suho-http-{i}") for i in range(threads)]
+        self._idle: asyncio.Queue | None = None
+        self._idle_loop: asyncio.AbstractEventLoop | None = None
 
     def load_middleware(self, is_async: bool = False) -> None:
         super().load_middleware(is_async=False)  # the sync chain, as WSGI builds it
 
+    async def __call__(self, scope, receive, send):
+        idle = self._idle_executors()
+        executor = await idle.get()
+        try:
+            async with ThreadSensitiveContext(executor=executor):  # Django's own context (inside) keeps this one
+                await super().__call__(scope, receive, send)
+        finally:
+            idle.put_nowait(executor)
+
+    def _idle_executors(self) -> asyncio.Queue:
+        loop = asyncio.get_running_loop()
+        if self._idle_loop is not loop:  # one loop per process in production; tests start a loop per test
+            self._idle, self._idle_loop = asyncio.Queue(), loop
+            for executor in self.executors:
+                self._idle.put_nowait(executor)
+        return self._idle
+
     async def get_response_async(self, request):
-        return await sync_to_async(self.get_response, thread_sensitive=False, executor=self.executor)(request)
+        return await sync_to_async(self.get_response, thread_sensitive=True)(request)
 
 
-def http_application(django_asgi_app, *, executor: ThreadPoolExecutor | None = None):
+def http_application(django_asgi_app, *, threads: int = REQUEST_THREADS):
     """The HTTP ASGI app: health checks on Django's async handler, everything else one hop to a request thread."""
-    one_hop = OneHopHandler(executor)
+    one_hop = OneHopHandler(threads)
 
     async def app(scope, receive, send):
         handler = django_asgi_app if scope["path"] in ASYNC_PATHS else one_hop

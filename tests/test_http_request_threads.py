@@ -11,12 +11,12 @@ from asgiref.testing import ApplicationCommunicator
 from tests.test_http_one_hop import _scope
 
 
-def _app_with(executor):
+def _app_with(threads: int):
     from django.core.asgi import get_asgi_application
 
     from suho.http import http_application
 
-    return http_application(get_asgi_application(), executor=executor)
+    return http_application(get_asgi_application(), threads=threads)
 
 
 async def _request_to(app, path: str, headers: list | None = None) -> tuple[int, bytes]:
@@ -36,7 +36,6 @@ async def _request_to(app, path: str, headers: list | None = None) -> tuple[int,
 def test_requests_run_on_a_bounded_pool_of_threads_that_are_reused(monkeypatch, committed):
     """Not a new thread per request (Django's ASGI handler starts one): 12 concurrent requests on 2 threads."""
     import threading
-    from concurrent.futures import ThreadPoolExecutor
 
     from django.core.handlers.base import BaseHandler
 
@@ -48,7 +47,7 @@ def test_requests_run_on_a_bounded_pool_of_threads_that_are_reused(monkeypatch, 
         return get_response(self, request)
 
     monkeypatch.setattr(BaseHandler, "get_response", recording)
-    app = _app_with(ThreadPoolExecutor(2, thread_name_prefix="test-http"))
+    app = _app_with(2)
 
     async def requests():
         return await asyncio.gather(*[_request_to(app, "/no-such-page/") for _ in range(12)])
@@ -61,8 +60,6 @@ def test_requests_run_on_a_bounded_pool_of_threads_that_are_reused(monkeypatch, 
 
 def test_a_reused_request_thread_carries_nothing_of_one_tenant_into_the_next_request(committed):
     """One thread serves tenant A, a refused request, then tenant B: each sees its own signals only."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from signals.services import ml_engine_key_create
     from tests.accounts.helpers import account_make, tenant_make
     from tests.factories import make_signal
@@ -70,7 +67,7 @@ def test_a_reused_request_thread_carries_nothing_of_one_tenant_into_the_next_req
     tenants = [tenant_make(), tenant_make()]
     signals = [str(make_signal(account_make(tenant)).signal_id) for tenant in tenants]
     keys = [ml_engine_key_create(tenant_id=tenant.id, label="one-thread")[1] for tenant in tenants]
-    app = _app_with(ThreadPoolExecutor(1, thread_name_prefix="test-http"))
+    app = _app_with(1)
 
     async def requests():
         seen = []
@@ -84,3 +81,23 @@ def test_a_reused_request_thread_carries_nothing_of_one_tenant_into_the_next_req
     assert [row["signal_id"] for row in json.loads(a_body)["results"]] == [signals[0]]
     assert [row["signal_id"] for row in json.loads(b_body)["results"]] == [signals[1]]
     assert json.loads(again_body) == json.loads(a_body)
+
+
+def test_a_request_hands_its_database_connections_back_on_its_own_thread(committed):
+    """request_finished (Django closes the request's connections on it) runs on the thread the view ran on: the
+    connections it took go back to their pools when it ends, not when that thread happens to serve another."""
+    from django.db import connections
+
+    from signals.services import ml_engine_key_create
+    from suho.http import OneHopHandler
+    from tests.accounts.helpers import tenant_make
+
+    key = ml_engine_key_create(tenant_id=tenant_make().id, label="handed-back")[1]
+    handler = OneHopHandler(1)
+    status, _body = asyncio.run(_request_to(handler, "/api/signals/", [(b"authorization", f"Bearer {key}".encode())]))
+
+    def held() -> list[str]:
+        return [alias for alias in ("default", "operator") if connections[alias].connection is not None]
+
+    assert status == 200
+    assert handler.executors[0].submit(held).result(10) == []
