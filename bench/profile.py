@@ -118,6 +118,7 @@ def _thread_name(head: str) -> str:
     name = re.sub(r"_\d+$", "", head.split(":", 1)[1].strip() if ":" in head else head)  # asyncio_3 → asyncio
     if name not in THREADS:
         name = re.sub(r"^ThreadPoolExecutor-\d+$", "ThreadPoolExecutor", name)  # a request's own executor
+        name = re.sub(r"^suho-http-\d+$", "suho-http", name)  # one of the request threads (suho/http.py)
     return THREADS.get(name, name)
 
 
