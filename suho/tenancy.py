@@ -52,9 +52,9 @@ def tenant_context_on_first_query(tenant_id: UUID | str, *, using: str = SERVICE
     pending = [True]
 
     def tenant_first(execute, sql, params, many, context):
-        if pending:
+        if pending:  # through the cursor, not `execute`: that is executemany's for a first executemany
             pending.clear()
-            execute("SELECT set_config(%s, %s, true)", [TENANT_SETTING, tenant], False, context)
+            context["cursor"].execute("SELECT set_config(%s, %s, true)", [TENANT_SETTING, tenant])
         return execute(sql, params, many, context)
 
     with transaction.atomic(using=using), connection.execute_wrapper(tenant_first):

@@ -53,3 +53,19 @@ def test_an_error_in_the_block_rolls_back_what_it_wrote(two_tenants):
 def test_a_malformed_tenant_id_is_refused_before_any_sql(committed):
     with pytest.raises(ValueError), tenant_context_on_first_query("1; DROP TABLE x"):
         pass
+
+
+def test_a_first_executemany_gets_the_tenant_setting_too(two_tenants):
+    from django.db import connections
+
+    tenants, accounts = two_tenants
+    with tenant_context_on_first_query(tenants[0].id):
+        with connections["default"].cursor() as cursor:
+            cursor.executemany(
+                "UPDATE mt5_user_accounts SET broker = %s WHERE account_id = %s",
+                [("first", accounts[0].account_id), ("other", accounts[1].account_id)],
+            )
+        brokers = dict(MT5Account.objects.values_list("account_id", "broker"))
+    assert brokers == {accounts[0].account_id: "first"}  # the other tenant's row was neither seen nor changed
+    with tenant_context_on_first_query(tenants[1].id):
+        assert MT5Account.objects.get().broker != "other"
