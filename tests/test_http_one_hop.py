@@ -22,8 +22,10 @@ def _scope(path: str, method: str = "GET", headers: list | None = None) -> dict:
     }  # fmt: skip
 
 
-async def _request(path: str, method: str = "GET", body: bytes = b"", headers: list | None = None) -> tuple[int, bytes]:
-    communicator = ApplicationCommunicator(application, _scope(path, method, headers))
+async def _request(
+    path: str, method: str = "GET", body: bytes = b"", headers: list | None = None, app=application
+) -> tuple[int, bytes]:
+    communicator = ApplicationCommunicator(app, _scope(path, method, headers))
     await communicator.send_input({"type": "http.request", "body": body, "more_body": False})
     start = await communicator.receive_output(10)
     content = b""

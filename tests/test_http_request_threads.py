@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from asgiref.testing import ApplicationCommunicator
-
-from tests.test_http_one_hop import _scope
+from tests.test_http_one_hop import _request
 
 
 def _app_with(threads: int):
@@ -20,17 +18,7 @@ def _app_with(threads: int):
 
 
 async def _request_to(app, path: str, headers: list | None = None) -> tuple[int, bytes]:
-    communicator = ApplicationCommunicator(app, _scope(path, "GET", headers))
-    await communicator.send_input({"type": "http.request", "body": b"", "more_body": False})
-    start = await communicator.receive_output(10)
-    content = b""
-    while True:
-        message = await communicator.receive_output(10)
-        content += message.get("body", b"")
-        if not message.get("more_body"):
-            break
-    await communicator.wait(10)
-    return start["status"], content
+    return await _request(path, "GET", b"", headers, app=app)
 
 
 def test_requests_run_on_a_bounded_pool_of_threads_that_are_reused(monkeypatch, committed):
