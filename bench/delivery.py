@@ -389,11 +389,14 @@ def _phases(phases: dict[str, str], received: dict) -> dict:
 
 
 def _posts(posts: dict[str, list[dict]], received: dict) -> dict:
-    """Per run: POST start → TRADING_SIGNAL at the EA and POST start → 201, p50/p99 in ms; what was refused."""
+    """Per run: POST start → TRADING_SIGNAL at the EA and POST start → 201, p50/p99 in ms; what was refused. Each
+    POST's own figures are kept too (`samples`: start from the run's first, to the EA, to the 201, in ms), so a run
+    whose tail stands out can be taken apart afterwards from .state/bench/results.json."""
     out = {}
     for phase, results in posts.items():
         created = [r for r in results if r.get("http_status") == 201]
         to_ea = [(received[r["ref"]][1] - r["sent_us"]) / 1000 for r in created if r["ref"] in received]
+        first_us = min((r["sent_us"] for r in results), default=0)
         answered = [(r["answered_us"] - r["sent_us"]) / 1000 for r in created]
         out[phase] = {
             "sent": len(results),
@@ -405,8 +408,19 @@ def _posts(posts: dict[str, list[dict]], received: dict) -> dict:
             "p99_ms": percentile(to_ea, 99),
             "answer_p50_ms": percentile(answered, 50),
             "answer_p99_ms": percentile(answered, 99),
+            "samples": [_post_sample(r, received, first_us) for r in created],
         }
     return out
+
+
+def _post_sample(result: dict, received: dict, first_us: int) -> list:
+    """[start after the run's first POST, POST → EA (None: never arrived), POST → 201], in ms."""
+    arrived = received.get(result["ref"])
+    return [
+        round((result["sent_us"] - first_us) / 1000, 2),
+        round((arrived[1] - result["sent_us"]) / 1000, 3) if arrived else None,
+        round((result["answered_us"] - result["sent_us"]) / 1000, 3),
+    ]
 
 
 def _broadcast_result(refs: list[str], started: int, received: dict) -> dict:

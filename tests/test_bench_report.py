@@ -271,3 +271,19 @@ def test_the_storm_splits_its_cpu_per_ea_into_the_server_stacks_floor_and_the_ga
     assert "Of that, 0.80 ms is the server stack's own (the floor above, 5.2 s for its storm) and 1.00 ms" in text
     assert "would take 5.0 s of the storm" in text
     assert "the floor" not in reconnect.markdown(reconnect_result(20.0))  # a result from before it was measured
+
+
+def test_the_delivery_bench_keeps_each_posts_timings_beside_its_percentiles():
+    """bench.delivery._posts: a run whose tail stands out can be taken apart later; a POST whose signal never reached
+    the EA keeps its 201 time and no EA time, and is not in the EA percentiles."""
+    from bench import delivery
+
+    posts = {"post/1000/0": [
+        {"sent_us": 1_000_000, "answered_us": 1_012_000, "http_status": 201, "ref": "a", "status": "pending"},
+        {"sent_us": 1_020_000, "answered_us": 1_150_000, "http_status": 201, "ref": "b", "status": "pending"},
+        {"sent_us": 1_040_000, "answered_us": 1_048_000, "http_status": 201, "ref": "c", "status": "pending"},
+    ]}  # fmt: skip
+    received = {"a": (0, 1_009_000), "b": (0, 1_133_000)}  # c never arrived
+    result = delivery._posts(posts, received)["post/1000/0"]
+    assert result["samples"] == [[0.0, 9.0, 12.0], [20.0, 113.0, 130.0], [40.0, None, 8.0]]
+    assert result["delivered"] == 2 and result["created"] == 3
