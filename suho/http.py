@@ -13,7 +13,11 @@ thread Django's ASGI handler starts for every request: starting and ending it co
 the lent one, as on its own: `request_started`, the view, and the response's close with `request_finished`, which
 hands the request's database connections back to their pools. Nothing else of one request stays for the next: the
 tenant setting is transaction-scoped, and Django's request state lives in context variables. The set is as large
-as a database pool; a request past it waits for a thread, as it would wait for a connection.
+as a database pool; a request past it waits for a thread, as it would wait for a connection. A request holds its
+thread from before its body is read to after its response is sent; under daphne neither waits on the client
+(Twisted calls the application once the whole body has arrived, and buffers what it writes), so a slow or stalled
+client holds no request thread. An ASGI server that streamed bodies to the application would need the thread taken
+after the body is read.
 /healthz and /readyz are async views, so they keep Django's async handler, where they run on the loop.
 """
 
