@@ -3,14 +3,41 @@ picks; statements run under a tenant's context in one round trip; ORM reads comp
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from functools import wraps
 from uuid import UUID
 
-from django.db import connections, models, router
+from django.db import OperationalError, connections, models, router
 from django.db.models.sql.subqueries import InsertQuery
 
 from suho.routers import SERVICE
 from suho.tenancy import TENANT_SETTING, tenant_context
+
+DEADLOCK_ATTEMPTS = 3
+DEADLOCK_DETECTED = "40P01"
+
+log = logging.getLogger(__name__)
+
+
+def retried_on_deadlock(func):
+    """Run `func`, a transaction of its own on the service role, again when PostgreSQL picks it as a deadlock's
+    victim (SQLSTATE 40P01, at most `DEADLOCK_ATTEMPTS` runs in all). The server rolled the whole transaction back,
+    so the run that succeeds is the only one that counts: nothing is doubled. Called inside a transaction (a
+    caller's, a test's), the error is the caller's: its transaction is the one aborted."""
+
+    @wraps(func)
+    def call(*args, **kwargs):
+        for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+            try:
+                return func(*args, **kwargs)
+            except OperationalError as exc:
+                if (getattr(exc.__cause__, "sqlstate", None) != DEADLOCK_DETECTED or attempt == DEADLOCK_ATTEMPTS
+                        or connections[SERVICE].in_atomic_block):  # fmt: skip
+                    raise
+                log.warning("%s was a deadlock's victim; running it again", func.__qualname__)
+
+    return call
 
 
 def fetch_dicts(model, sql: str, params: dict | list | None = None) -> list[dict]:
@@ -22,6 +49,7 @@ def fetch_dicts(model, sql: str, params: dict | list | None = None) -> list[dict
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
+@retried_on_deadlock
 def tenant_round_trip(tenant_id: UUID, sql: str, params: dict | list) -> list[list[tuple]]:
     """Run `sql` (one or more statements; `params` named or positional) under the tenant's context, as one
     transaction in one database round trip: a query string of several statements is one implicit transaction in

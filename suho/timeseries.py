@@ -1,7 +1,7 @@
 """Time-series tables on two paths with one schema (ARCHITECTURE §6), and row-level security for tenant tables.
 
 - TimescaleDB present: hypertables (`create_hypertable` with `by_range`, `add_dimension` with `by_hash` on
-  `tenant_id`, `add_retention_policy`), exactly per Timescale 2.x.
+  `tenant_id`, `add_retention_policy`), exactly per Timescale 2.x, and chunks created ahead by `partitions_upkeep()`.
 - Plain PostgreSQL: native range partitions by time, created ahead and dropped past retention by
   `partitions_upkeep()`; rows outside every partition land in a default partition, so no write is ever refused.
 Every partition gets RLS enabled, forced and the tenant policy, and the service/operator roles no privilege on it:
@@ -10,11 +10,13 @@ a partition named directly is not protected by its parent's policy.
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import OperationalError, connections, transaction
 from django.db.migrations.operations import CreateModel
 from django.db.migrations.operations.base import Operation
 
@@ -23,6 +25,8 @@ from suho.routers import OWNER
 TENANT_PREDICATE = "tenant_id = nullif(current_setting('app.current_tenant_id', true), '')::uuid"
 POLICY_NAME = "tenant_isolation"
 AUDIT_UPKEEP_SETTING = "suho.audit_upkeep"  # read by the audit log's append-only trigger (compliance 0002)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -168,8 +172,10 @@ class CreateTimeSeriesModel(CreateModel):
             schema_editor.execute(f'REVOKE DELETE, TRUNCATE ON "{table}" FROM {roles}')
         for statement in rls_statements(table):
             schema_editor.execute(statement)
-        if not timescale:
-            with schema_editor.connection.cursor() as cursor:
+        with schema_editor.connection.cursor() as cursor:
+            if timescale:
+                _ensure_chunks(cursor, series, datetime.now(UTC))
+            else:
                 _ensure_partitions(cursor, series, datetime.now(UTC))
 
     def describe(self):
@@ -210,6 +216,63 @@ class TimeSeriesKeyWithTenant(TableOperation):
 
     def describe(self):
         return f"Key (id, time, tenant_id) on {self.table}"
+
+
+# --- TimescaleDB chunks ahead ---------------------------------------------------------------------------------
+
+CHUNKS_AHEAD = timedelta(hours=3)  # three hourly upkeep runs: one that cannot take its locks is not a gap
+CHUNK_LOCK_TIMEOUT = "5s"  # how long upkeep may queue writers of mt5_user_accounts behind its wait (below)
+HASH_CLOSED_MAX = 2**31 - 1  # TimescaleDB's hash dimension: [0, 2^31 - 1) split evenly, the ends open
+HASH_OPEN = (-(2**63), 2**63 - 1)
+
+
+def _ensure_chunks(cursor, series: TimeSeries, now: datetime) -> list[str]:
+    """Create the chunks from now's to `CHUNKS_AHEAD` (at least `series.ahead` intervals) ahead, every hash slice.
+
+    Left to TimescaleDB, the first insert past a chunk boundary creates the chunk in the writer's transaction, and
+    cloning the chunk's foreign key to mt5_user_accounts takes SHARE ROW EXCLUSIVE on that table while the writer
+    holds the hypertable's chunk lock. A HELLO's claim or a heartbeat flush that updated an account row and then
+    inserts into the same hypertable closes the cycle: "deadlock detected", at every boundary, under load. Made
+    here instead, by upkeep that holds nothing else, a chunk only ever waits (`CHUNK_LOCK_TIMEOUT`) and is ready
+    before the first row. `_timescaledb_functions.create_chunk` is TimescaleDB's documented chunk API.
+    """
+    cursor.execute(
+        "SELECT extract(epoch FROM time_interval)::bigint, num_partitions FROM timescaledb_information.dimensions"
+        " WHERE hypertable_schema = 'public' AND hypertable_name = %s ORDER BY dimension_number",
+        [series.table],
+    )
+    (interval_s, _), (_, partitions) = cursor.fetchall()
+    first = int(now.timestamp()) // interval_s * interval_s  # slices align to the Unix epoch
+    count = max(series.ahead, -(-int(CHUNKS_AHEAD.total_seconds()) // interval_s)) + 1
+    step = HASH_CLOSED_MAX // partitions
+    hash_starts = [HASH_OPEN[0], *(step * index for index in range(1, partitions))]
+    hash_ends = [*hash_starts[1:], HASH_OPEN[1]]
+    created = []
+    for start in range(first, first + count * interval_s, interval_s):
+        time_slice = [datetime.fromtimestamp(moment, UTC).isoformat() for moment in (start, start + interval_s)]
+        for hash_slice in zip(hash_starts, hash_ends, strict=True):
+            cursor.execute(
+                "SELECT table_name, created FROM _timescaledb_functions.create_chunk(%s::regclass, %s::jsonb)",
+                [series.table, json.dumps({"time": time_slice, "tenant_id": list(hash_slice)})],
+            )
+            name, made = cursor.fetchone()
+            if made:
+                created.append(name)
+    return created
+
+
+def _chunks_upkeep(connection, now: datetime) -> dict[str, list[str]]:
+    """Chunks ahead for every hypertable, one transaction each; one whose locks are not free within the timeout is
+    left to the next run (and, past `CHUNKS_AHEAD`, to the writers)."""
+    changes: dict[str, list[str]] = {}
+    for series in TIME_SERIES.values():
+        try:
+            with transaction.atomic(using=OWNER), connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('lock_timeout', %s, true)", [CHUNK_LOCK_TIMEOUT])
+                changes[series.table] = _ensure_chunks(cursor, series, now)
+        except OperationalError as exc:
+            log.warning("chunks ahead of %s not made this run: %s", series.table, exc)
+    return changes
 
 
 # --- plain-PostgreSQL partitions --------------------------------------------------------------------------------
@@ -314,7 +377,8 @@ def _drop_expired(cursor, series: TimeSeries, now: datetime) -> list[str]:
 
 
 def partitions_upkeep(now: datetime | None = None) -> dict[str, list[str]]:
-    """Create partitions ahead and enforce retention (plain path); TimescaleDB's own jobs do this there.
+    """Create partitions ahead and enforce retention (plain path); on TimescaleDB, create chunks ahead (its own
+    retention jobs drop them).
 
     Runs as the owner, one transaction per table. Row security is forced on the owner too, and upkeep is
     cross-tenant, so the default partition is read without its policy for the span of that transaction (DDL is
@@ -322,9 +386,9 @@ def partitions_upkeep(now: datetime | None = None) -> dict[str, list[str]]:
     the owner's, delete from the append-only audit log: expired rows, and rows moving into a new partition.
     """
     connection = connections[OWNER]
-    if timescale_enabled(connection):
-        return {}
     now = now or datetime.now(UTC)
+    if timescale_enabled(connection):
+        return _chunks_upkeep(connection, now)
     changes: dict[str, list[str]] = {}
     for series in TIME_SERIES.values():
         with transaction.atomic(using=OWNER), connection.cursor() as cursor:

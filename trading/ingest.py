@@ -27,6 +27,7 @@ from suho.cache import BALANCE_TTL_S, POSITIONS_TTL_S, balance_key, cache_delete
 from suho.clock import us_to_datetime
 from suho.outbox import outbox_publish_on_commit
 from suho.routers import SERVICE
+from suho.sql import retried_on_deadlock
 from suho.tenancy import TENANT_SETTING, tenant_context
 from trading.connection import ea_session_is_live
 from trading.models import TradeEvent, TradeOrder
@@ -113,6 +114,7 @@ WHERE a.account_id = s.account
 """
 
 
+@retried_on_deadlock
 def _insert_grouped(sql: str, rows: list, after=None) -> None:
     groups: dict[str, list] = {}
     for row in rows:
@@ -274,6 +276,7 @@ def _signal_known(signal_id: UUID | None) -> UUID | None:
     return signal_id if TradingSignal.objects.filter(signal_id=signal_id).exists() else None
 
 
+@retried_on_deadlock
 def trade_event_record(
     *, tenant_id: UUID, account_id: UUID, session_id: UUID | None, event, epoch: int | None = None
 ) -> TradeEventResult:

@@ -201,6 +201,7 @@ async def test_kill_9_of_one_process_moves_its_eas_through_the_balancer_within_1
     made = await database_sync_to_async(ea_accounts)(2, 10)
     accounts = [account for _tenant, account, _secret in made]
     eas = [simulator(balancer.url, account, secret) for _tenant, account, secret in made]
+    logged_before = {web.name: web.log_path.stat().st_size for web in balancer.webs}
     tasks = [asyncio.create_task(ea.run()) for ea in eas]
     try:
         await until(lambda: all(ea.connected and ea.counters.risk_received for ea in eas),
@@ -233,6 +234,9 @@ async def test_kill_9_of_one_process_moves_its_eas_through_the_balancer_within_1
     # The survivor drains and exits (writing what its batchers hold), so no insert of its races the clean-up's
     # TRUNCATE; the next test starts both processes again.
     assert await asyncio.to_thread(survivor.stop) == 0, survivor.log()
+    for web in balancer.webs:  # every hypertable chunk was ready (suho/timeseries.py): no writer met another's lock
+        logged = web.log_path.read_bytes()[logged_before[web.name] :]
+        assert b"deadlock" not in logged, logged.decode(errors="replace")[-4000:]
 
 
 async def live_nodes_all(accounts, pid: int) -> bool:

@@ -6,7 +6,7 @@ test database has the extension (CI's TimescaleDB pass)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.conf import settings
@@ -24,7 +24,7 @@ from factories import (
 )
 
 from suho.tenancy import tenant_context
-from suho.timeseries import TIME_SERIES, timescale_enabled
+from suho.timeseries import TIME_SERIES, partitions_upkeep, timescale_enabled
 
 pytestmark = pytest.mark.django_db(databases=["default", "owner", "operator"])
 APP_ALIASES = ["default", "operator"]  # the service and operator roles
@@ -151,3 +151,67 @@ def test_with_no_tenant_context_every_time_series_table_reads_nothing():
     with transaction.atomic():
         counts = {table: query(f'SELECT count(*) FROM "{table}"', using="default")[0][0] for table in TIME_SERIES}
     assert counts == dict.fromkeys(TIME_SERIES, 0)
+
+
+def write_row(table: str, account, at: datetime, *, using: str) -> None:
+    maker = {"mt5_broker_quotes": make_quote, "mt5_account_balance_history": make_balance,
+             "mt5_ea_heartbeat": make_heartbeat, "mt5_trade_orders": make_order}.get(table)  # fmt: skip
+    if maker is None:
+        make_audit(account.tenant, using=using, time=at, account_id=account.pk)
+    else:
+        maker(account, using=using, time=at)
+
+
+def accounts_in_every_hash_slice(*, using: str) -> list:
+    """One account per hash slice of tenant_id (4), so a write lands in each slice's chunk."""
+    accounts = {}
+    while len(accounts) < 4:
+        tenant = make_tenant(using=using)
+        [(value,)] = query("SELECT _timescaledb_functions.get_partition_hash(%s::uuid)", [tenant.id], using=using)
+        accounts.setdefault(min(value // ((2**31 - 1) // 4), 3), make_account(tenant, make_user(tenant, using=using),
+                                                                              using=using))  # fmt: skip
+    return list(accounts.values())
+
+
+@pytest.mark.parametrize("table", sorted(TIME_SERIES))
+def test_the_chunks_of_the_next_two_hours_exist_so_no_writer_creates_one(table):
+    """A writer that creates a chunk clones its foreign key to mt5_user_accounts inside its own transaction, and
+    deadlocked against a HELLO's claim (tests/gateway/test_scale_out.py): the migration made them ahead."""
+    accounts = accounts_in_every_hash_slice(using="default")
+    before = set(chunks(table))
+    now = timezone.now()
+    for at in (now, now + timedelta(hours=1), now + timedelta(hours=2)):
+        for account in accounts:
+            write_row(table, account, at, using="default")
+    assert set(chunks(table)) == before
+
+
+def test_upkeep_makes_the_chunks_ahead_of_its_now_once_and_writers_then_find_them():
+    later = timezone.now() + timedelta(days=30)
+    made = partitions_upkeep(now=later)
+    assert sorted(made) == sorted(TIME_SERIES)
+    assert all(made.values()), made
+    accounts = accounts_in_every_hash_slice(using="owner")
+    for table in TIME_SERIES:
+        before = set(chunks(table, using="owner"))
+        for account in accounts:
+            write_row(table, account, later + timedelta(hours=1), using="owner")
+        assert set(chunks(table, using="owner")) == before, table
+    assert partitions_upkeep(now=later) == {table: [] for table in TIME_SERIES}
+    for account in accounts:  # past what upkeep made: TimescaleDB makes these itself, on its own grid
+        write_row("mt5_ea_heartbeat", account, later + timedelta(days=10), using="owner")
+    time_slices, hash_slices = slices_of("mt5_ea_heartbeat")
+    assert len(hash_slices) == 4, hash_slices
+    assert {(start - min(time_slices)[0]) % (end - start) for start, end in time_slices} == {0}
+
+
+def slices_of(table: str) -> tuple[set, set]:
+    """The distinct (start, end) of the table's chunks in time and in the tenant hash, from TimescaleDB's catalog."""
+    rows = query(
+        "SELECT d.column_name, s.range_start, s.range_end FROM _timescaledb_catalog.dimension_slice s"
+        " JOIN _timescaledb_catalog.dimension d ON d.id = s.dimension_id"
+        " JOIN _timescaledb_catalog.hypertable h ON h.id = d.hypertable_id WHERE h.table_name = %s",
+        [table],
+    )
+    return ({(start, end) for column, start, end in rows if column == "time"},
+            {(start, end) for column, start, end in rows if column == "tenant_id"})  # fmt: skip
