@@ -16,7 +16,15 @@ from pathlib import Path
 
 from bench import profile, storm_floor
 from bench.fixtures import sessions_held_by_a_gone_process
-from bench.stack import Daphne, LoadProcess, cpu_delta, listen_overflows, machine_busy_s, postgres_cpu
+from bench.stack import (
+    Daphne,
+    LoadProcess,
+    PostgresWaits,
+    cpu_delta,
+    listen_overflows,
+    machine_busy_s,
+    postgres_cpu,
+)
 from bench.stats import met, num, percentile
 
 TARGET_EAS = 5_000
@@ -83,9 +91,10 @@ def run(
             profile_out.unlink(missing_ok=True)
             recorder = threading.Thread(target=profile.record, args=(daphne.proc.pid, PROFILE_S, profile_out))
             recorder.start()
-        for load in loads:
-            load.go()
-        results = [load.event(4 * TIMEOUT_S) for load in loads]
+        with PostgresWaits() as pg_waits:
+            for load in loads:
+                load.go()
+            results = [load.event(4 * TIMEOUT_S) for load in loads]
         overflows1 = listen_overflows()
         cpu_s, busy_s, pg_s, load_s, window_s = (
             daphne.cpu_s() - cpu0, machine_busy_s() - busy0, cpu_delta(pg0, postgres_cpu()),
@@ -120,6 +129,7 @@ def run(
         # SYNs the kernel dropped with the server's accept queue full: each such EA waits 1, 3, 7 s to try again
         "listen_overflows": None if None in (overflows0, overflows1) else overflows1 - overflows0,
         "load_processes": len(loads),
+        "pg_waits": pg_waits.result(),  # what the server's PostgreSQL backends were doing during the storm
     }
 
 
@@ -188,6 +198,18 @@ def _floor_rows(result: dict) -> list[str]:
     ]
 
 
+def _pg_waits(result: dict) -> str:
+    """What the server's PostgreSQL backends were doing while the storm ran, from pg_stat_activity."""
+    waits = result.get("pg_waits")  # results from before it was sampled have none
+    if not waits or not waits["rounds"]:
+        return ""
+    shares = "; ".join(f"{label} {share * 100:.0f}%" for label, share in waits["shares"].items() if share >= 0.005)
+    return (
+        f" The server's PostgreSQL backends (pg_stat_activity every {waits['interval_s'] * 1000:.0f} ms during the "
+        f"storm, {waits['backends']:.1f} on average) were: {shares}."
+    )
+
+
 def _overflows(result: dict) -> str:
     count = result.get("listen_overflows")  # results from before it was counted have none
     return "not measured" if count is None else f"{count:,}"
@@ -234,6 +256,7 @@ def _missed(result: dict) -> str:
             "session, the database threads): at one core, the gateway's part alone would take "
             f"{ours_ms * result['eas'] / 1000:.1f} s of the storm."
         )
+    text += _pg_waits(result)
     prof = result.get("profile")
     if not prof or not prof.get("summary"):
         return text + " (No profile of the storm: py-spy is not installed here or could not attach.)"

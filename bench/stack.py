@@ -61,6 +61,77 @@ def admin_dsn() -> str:
     return url.replace("postgres://", "postgresql://", 1)
 
 
+WAIT_LABELS = (  # (state, wait type, wait event or None for any) → what a backend of the server is doing
+    (("idle", None, None), "idle: waiting for the server's next statement"),
+    (("idle in transaction", None, None), "idle in a transaction: waiting for the server"),
+    (("active", "Lock", "advisory"), "waiting for an advisory lock (a tenant's audit chain, decision 0004)"),
+    (("active", "Lock", None), "waiting for a row or table lock"),
+    (("active", "IO", "WalSync"), "committing: waiting for the WAL flush"),
+    (("active", "LWLock", "WALWrite"), "committing: waiting for the WAL flush"),
+    (("active", "IO", "WalWrite"), "committing: waiting for the WAL flush"),
+    (("active", "Client", None), "running a statement: waiting for the server's input"),
+)
+
+
+def wait_label(state: str | None, wait_type: str | None, wait_event: str | None) -> str:
+    """What pg_stat_activity's (state, wait_event_type, wait_event) of one backend says it is doing."""
+    if state == "active" and wait_type is None:
+        return "running a statement"
+    for (want_state, want_type, want_event), label in WAIT_LABELS:
+        if state == want_state and want_type in (None, wait_type) and want_event in (None, wait_event):
+            return label
+    return f"{state}: {wait_type or '-'} {wait_event or ''}".strip()
+
+
+class PostgresWaits:
+    """Samples, every `interval_s` from a thread, what the bench database's backends are doing (pg_stat_activity,
+    as the superuser: other roles' rows are hidden from the app roles), leaving out this process's own connections
+    and the sampler's. Shares of all samples, and how many backends on average: what a wait on PostgreSQL was."""
+
+    def __init__(self, interval_s: float = 0.02, conninfo: str | None = None):
+        import threading
+
+        self.interval_s, self.rounds, self.counts, self._conninfo = interval_s, 0, {}, conninfo
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-pg-waits", daemon=True)
+
+    def __enter__(self) -> PostgresWaits:
+        from django.db import connections
+
+        self._own = [c.connection.info.backend_pid for c in connections.all() if c.connection is not None]
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self._conninfo or admin_dsn(), autocommit=True) as connection:
+            while not self._stop.is_set():
+                rows = connection.execute(
+                    "SELECT state, wait_event_type, wait_event FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND NOT pid = ANY(%s)",
+                    [self._own],
+                ).fetchall()
+                self.rounds += 1
+                for row in rows:
+                    label = wait_label(*row)
+                    self.counts[label] = self.counts.get(label, 0) + 1
+                self._stop.wait(self.interval_s)
+
+    def result(self) -> dict:
+        total = sum(self.counts.values())
+        return {
+            "interval_s": self.interval_s,
+            "rounds": self.rounds,
+            "backends": total / self.rounds if self.rounds else 0.0,
+            "shares": {label: count / total for label, count in sorted(self.counts.items(), key=lambda kv: -kv[1])},
+        }
+
+
 def raise_nofile() -> int:
     """Raise this process's open-file limit to its hard limit (each WebSocket is a descriptor); return it."""
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
