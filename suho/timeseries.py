@@ -261,6 +261,16 @@ def _ensure_chunks(cursor, series: TimeSeries, now: datetime) -> list[str]:
     return created
 
 
+def chunks_ahead_now(apps, schema_editor) -> None:
+    """Migration step (suho 0005): a database made before chunks were made ahead gets them at `migrate`, not an hour
+    later at beat's first upkeep run."""
+    with schema_editor.connection.cursor() as cursor:
+        if not timescale_enabled(schema_editor.connection):
+            return
+        for series in TIME_SERIES.values():
+            _ensure_chunks(cursor, series, datetime.now(UTC))
+
+
 def _chunks_upkeep(connection, now: datetime) -> dict[str, list[str]]:
     """Chunks ahead for every hypertable, one transaction each; one whose locks are not free within the timeout is
     left to the next run (and, past `CHUNKS_AHEAD`, to the writers)."""
