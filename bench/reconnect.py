@@ -198,6 +198,20 @@ def _floor_rows(result: dict) -> list[str]:
     ]
 
 
+def _machine_budget(result: dict) -> str:
+    """The machine's CPU per EA, everything on it counted, against what the rate target allows on its cores."""
+    done, cores, count = result["all_resynced_s"], result["cores"], os.cpu_count() or 1
+    if done is None:
+        return ""
+    per_ea = {name: cores[name] * done * 1000 / result["eas"] for name in ("machine", "server", "postgres", "load")}
+    return (
+        f" Everything on the machine together spent {per_ea['machine']:.2f} ms of CPU per EA (the server "
+        f"{per_ea['server']:.2f}, PostgreSQL {per_ea['postgres']:.2f}, the load processes {per_ea['load']:.2f}): "
+        f"at {count} cores fully busy that is at most {count * 1000 / per_ea['machine']:,.0f} EAs/s, and "
+        f"{TARGET_RATE:,}/s needs at most {count * 1000 / TARGET_RATE:.2f} ms per EA, everything included."
+    )
+
+
 def _pg_waits(result: dict) -> str:
     """What the server's PostgreSQL backends were doing while the storm ran, from pg_stat_activity."""
     waits = result.get("pg_waits")  # results from before it was sampled have none
@@ -247,6 +261,7 @@ def _missed(result: dict) -> str:
             + f"; the server spent {result['server_cpu_s'] * 1000 / max(result['resynced'], 1):.1f} ms of CPU per EA "
             "(handshake, HELLO, resync, and its disconnect at the end)."
         )
+        text += _machine_budget(result)
     if (floor := result.get("floor")) and floor["all_answered_s"] is not None:
         floor_ms = floor["server_cpu_s"] * 1000 / floor["eas"]
         ours_ms = result["server_cpu_s"] * 1000 / max(result["resynced"], 1) - floor_ms
