@@ -200,10 +200,11 @@ def _floor_rows(result: dict) -> list[str]:
 
 def _machine_budget(result: dict) -> str:
     """The machine's CPU per EA, everything on it counted, against what the rate target allows on its cores."""
-    done, cores, count = result["all_resynced_s"], result["cores"], os.cpu_count() or 1
-    if done is None:
+    cores, count = result["cores"], os.cpu_count() or 1
+    window_s = result["server_cpu_s"] / cores["server"] if cores["server"] else 0.0  # the span `cores` averages
+    if not window_s:
         return ""
-    per_ea = {name: cores[name] * done * 1000 / result["eas"] for name in ("machine", "server", "postgres", "load")}
+    per_ea = {name: cores[name] * window_s * 1000 / result["eas"] for name in ("machine", "server", "postgres", "load")}
     return (
         f" Everything on the machine together spent {per_ea['machine']:.2f} ms of CPU per EA (the server "
         f"{per_ea['server']:.2f}, PostgreSQL {per_ea['postgres']:.2f}, the load processes {per_ea['load']:.2f}): "
@@ -261,7 +262,6 @@ def _missed(result: dict) -> str:
             + f"; the server spent {result['server_cpu_s'] * 1000 / max(result['resynced'], 1):.1f} ms of CPU per EA "
             "(handshake, HELLO, resync, and its disconnect at the end)."
         )
-        text += _machine_budget(result)
     if (floor := result.get("floor")) and floor["all_answered_s"] is not None:
         floor_ms = floor["server_cpu_s"] * 1000 / floor["eas"]
         ours_ms = result["server_cpu_s"] * 1000 / max(result["resynced"], 1) - floor_ms
@@ -271,6 +271,8 @@ def _missed(result: dict) -> str:
             "session, the database threads): at one core, the gateway's part alone would take "
             f"{ours_ms * result['eas'] / 1000:.1f} s of the storm."
         )
+    if result.get("cores"):
+        text += _machine_budget(result)
     text += _pg_waits(result)
     prof = result.get("profile")
     if not prof or not prof.get("summary"):
