@@ -592,6 +592,27 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _machine_budget(runs: list[dict]) -> str:
+    """The machine's CPU per 10k ticks at capacity, everything on it counted, against what the goal allows."""
+
+    def per_10k(key: str) -> float | None:
+        return spread([r[key] / r["committed_ticks_s"] * 10_000 if r.get(key) is not None and r["committed_ticks_s"]
+                       else None for r in runs])["median"]  # fmt: skip
+
+    machine, count = per_10k("machine_busy_cores"), os.cpu_count() or 1
+    if not machine:
+        return ""
+    parts = {"the server": per_10k("server_cpu_cores"), "PostgreSQL": per_10k("postgres_cpu_cores"),
+             "the load generators": per_10k("load_cpu_cores")}  # fmt: skip
+    split = ", ".join(f"{name} {value:.3f}" for name, value in parts.items() if value is not None)
+    return (
+        f"Everything on the machine together spent {machine:.3f} s of CPU per 10k ticks at capacity ({split}): at "
+        f"{count} cores fully busy that is at most {num(count / machine * 10_000)} ticks/s, and "
+        f"{num(GOAL_TICKS_S)} ticks/s needs at most {count / GOAL_TICKS_S * 10_000:.3f} s per 10k ticks, everything "
+        "included."
+    )
+
+
 def _goals_markdown(result: dict) -> str:
     """Issue 21's ingest goals: each missed one by how much, and what the profile says about why."""
     cap, binary = result["capacity"], result["binary"]
@@ -614,6 +635,8 @@ def _goals_markdown(result: dict) -> str:
         )
         + "."
     ]
+    if not goals[0][2]:
+        lines.append(_machine_budget(cap))
     summary = result.get("profile", {}).get("summary")
     if summary and not all(ok for *_rest, ok, _by in goals):
         threads, stages = summary["threads"], summary["stages"]

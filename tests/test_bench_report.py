@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from bench import asgi, reconnect, run
+from bench import asgi, ingest, reconnect, run
 
 RECONNECT = run.TITLES["reconnect"]
 OLD_DOC = f"""# Benchmarks
@@ -293,3 +293,17 @@ def test_the_delivery_bench_keeps_each_posts_timings_beside_its_percentiles():
     result = delivery._posts(posts, received)["post/1000/0"]
     assert result["samples"] == [[0.0, 9.0, 12.0], [20.0, 113.0, 130.0], [40.0, None, 8.0]]
     assert result["delivered"] == 2 and result["created"] == 3
+
+
+def test_a_missed_capacity_goal_sets_the_machines_cpu_per_tick_against_what_the_goal_allows():
+    run_ = {"committed_ticks_s": 38_000.0, "machine_busy_cores": 1.9, "server_cpu_cores": 0.76,
+            "postgres_cpu_cores": 0.57, "load_cpu_cores": 0.38}  # fmt: skip
+    text = ingest._machine_budget([run_, {**run_, "machine_busy_cores": 2.0}, {**run_, "machine_busy_cores": 1.8}])
+    # median 1.9 cores at 38,000 ticks/s: 0.5 s of CPU per 10k ticks; 2 cores then carry at most 40,000 ticks/s
+    assert text.startswith(
+        "Everything on the machine together spent 0.500 s of CPU per 10k ticks at capacity (the server 0.200, "
+        "PostgreSQL 0.150, the load generators 0.100)"
+    )
+    cores = os.cpu_count()
+    assert f"at {cores} cores fully busy that is at most {cores / 0.5 * 10_000:,.0f} ticks/s" in text
+    assert f"40,000 ticks/s needs at most {cores / 4:.3f} s per 10k ticks" in text
