@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 
 from suho.dbsetup import database_drop, database_names, database_setup
 from suho.streams import streams_ensure
-from suho.timeseries import partitions_upkeep, timescale_enabled
+from tests.chunks import chunks_ahead_again
 from tests.servers import SERVER_LOGS
 
 # hypothesis's pytest plugin imports hypothesis lazily at session end when no test did; under pytest's assertion
@@ -70,17 +70,6 @@ def _fixture_teardown_through_deadlocks(self):
 
 
 TransactionTestCase._fixture_teardown = _fixture_teardown_through_deadlocks
-_timescale: list[bool] = []
-
-
-def chunks_ahead_again() -> None:
-    """On TimescaleDB, TRUNCATE drops a hypertable's chunks, and a writer that then creates one inside a transaction
-    holding an account row can deadlock (decision 0028): after a clean-up, the chunks are made ahead again, as upkeep
-    keeps them in a deployment, which never truncates."""
-    if not _timescale:
-        _timescale.append(timescale_enabled(connections["owner"]))
-    if _timescale[0]:
-        partitions_upkeep()
 
 
 def _process_alive(pid: int) -> bool:
