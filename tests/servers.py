@@ -100,3 +100,12 @@ def http(url: str, *, method: str = "GET", body: bytes | None = None, headers: d
 def http_base(ws_url: str) -> str:
     """http://host:port of a gateway fixture's `ws://host:port/ws/ea/`."""
     return ws_url.replace("ws://", "http://", 1).removesuffix("/ws/ea/")
+
+
+def owner_conninfo() -> str:
+    """A libpq connection string for the owner role on the test database: a connection of its own, outside Django."""
+    from django.db import connections
+    from psycopg.conninfo import make_conninfo
+
+    params = connections["owner"].get_connection_params()
+    return make_conninfo(**{key: value for key, value in params.items() if key not in ("cursor_factory", "context")})

@@ -10,19 +10,14 @@ import time
 import psycopg
 import pytest
 from django.db import connections
-from psycopg.conninfo import make_conninfo
 
 from bench import reconnect
 from bench.stack import PostgresWaits, wait_label
+from tests.servers import owner_conninfo
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])
 ADVISORY = "waiting for an advisory lock (a tenant's audit chain, decision 0004)"
 IDLE = "idle: waiting for the server's next statement"
-
-
-def owner_conninfo() -> str:
-    params = connections["owner"].get_connection_params()
-    return make_conninfo(**{key: value for key, value in params.items() if key not in ("cursor_factory", "context")})
 
 
 def test_a_backend_waiting_for_an_advisory_lock_and_an_idle_one_are_told_apart():

@@ -106,11 +106,17 @@ FROM unnest(%s::bigint[], %s::uuid[], %s::uuid[], %s::uuid[], %s::text[], %s::in
      AS t(t, tenant, account, session, status, latency, uptime, build, connected, allowed, errors, code, message)
 """
 
+# The account rows are locked in account_id order before the update (the order `outbound_batch` takes them FOR
+# SHARE): an UPDATE … FROM locks rows in whatever order its join yields them, and two transactions that lock the
+# same rows in different orders deadlock.
 MARK_ONLINE = """
+WITH s AS (SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[]) AS s(account, t, message)),
+locked AS (SELECT account_id FROM mt5_user_accounts WHERE account_id IN (SELECT account FROM s)
+           ORDER BY account_id FOR NO KEY UPDATE)
 UPDATE mt5_user_accounts AS a SET connection_status = 'online', last_heartbeat_at = to_timestamp(s.t / 1e6),
        last_ea_error = s.message
-FROM unnest(%s::uuid[], %s::bigint[], %s::text[]) AS s(account, t, message)
-WHERE a.account_id = s.account
+FROM s
+WHERE a.account_id = s.account AND a.account_id IN (SELECT account_id FROM locked)
 """
 
 
@@ -120,7 +126,7 @@ def _insert_grouped(sql: str, rows: list, after=None) -> None:
     for row in rows:
         groups.setdefault(row.tenant_id, []).append(row)
     with transaction.atomic(using=SERVICE), connections[SERVICE].cursor() as cursor:
-        for tenant_id, group in groups.items():
+        for tenant_id, group in sorted(groups.items()):  # tenants in one order, as their account rows (MARK_ONLINE)
             cursor.execute("SELECT set_config(%s, %s, true)", [TENANT_SETTING, tenant_id])
             cursor.execute(sql, [list(column) for column in zip(*group, strict=True)])
             if after is not None:
