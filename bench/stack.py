@@ -15,11 +15,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psutil
+import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = os.environ.get("SUHO_BENCH_DB", "bench_suho")  # another name lets two benches share a server
@@ -85,20 +87,21 @@ def wait_label(state: str | None, wait_type: str | None, wait_event: str | None)
 
 class PostgresWaits:
     """Samples, every `interval_s` from a thread, what the bench database's backends are doing (pg_stat_activity,
-    as the superuser: other roles' rows are hidden from the app roles), leaving out this process's own connections
-    and the sampler's. Shares of all samples, and how many backends on average: what a wait on PostgreSQL was."""
+    as the superuser: other roles' rows are hidden from the app roles), leaving out the sampler's own connection and
+    `leave_out` (by default this process's open Django connections). Shares of all samples, and how many backends
+    on average: what a wait on PostgreSQL was."""
 
-    def __init__(self, interval_s: float = 0.02, conninfo: str | None = None):
-        import threading
-
+    def __init__(self, interval_s: float = 0.02, conninfo: str | None = None, leave_out: list[int] | None = None):
         self.interval_s, self.rounds, self.counts, self._conninfo = interval_s, 0, {}, conninfo
+        self.leave_out = leave_out
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-pg-waits", daemon=True)
 
     def __enter__(self) -> PostgresWaits:
-        from django.db import connections
+        if self.leave_out is None:
+            from django.db import connections  # not at import: bench_env() must run before Django is imported
 
-        self._own = [c.connection.info.backend_pid for c in connections.all() if c.connection is not None]
+            self.leave_out = [c.connection.info.backend_pid for c in connections.all() if c.connection is not None]
         self._thread.start()
         return self
 
@@ -107,14 +110,12 @@ class PostgresWaits:
         self._thread.join(5)
 
     def _run(self) -> None:
-        import psycopg
-
         with psycopg.connect(self._conninfo or admin_dsn(), autocommit=True) as connection:
             while not self._stop.is_set():
                 rows = connection.execute(
                     "SELECT state, wait_event_type, wait_event FROM pg_stat_activity WHERE datname = current_database()"
                     " AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND NOT pid = ANY(%s)",
-                    [self._own],
+                    [self.leave_out],
                 ).fetchall()
                 self.rounds += 1
                 for row in rows:

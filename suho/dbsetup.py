@@ -28,10 +28,14 @@ TIMESCALEDB_AUTO_PLAIN = (
 )
 
 
-def _connect(admin_url: str, database: str) -> psycopg.Connection:
+def database_url(admin_url: str, database: str) -> str:
+    """admin_url pointed at another database of the same server (a timescale:// URL as libpq's postgres://)."""
     parts = urlsplit(admin_url)
-    url = urlunsplit((parts.scheme.replace("timescale", "postgres"), parts.netloc, f"/{database}", parts.query, ""))
-    return psycopg.connect(url, autocommit=True)
+    return urlunsplit((parts.scheme.replace("timescale", "postgres"), parts.netloc, f"/{database}", parts.query, ""))
+
+
+def _connect(admin_url: str, database: str) -> psycopg.Connection:
+    return psycopg.connect(database_url(admin_url, database), autocommit=True)
 
 
 def _ensure_role(cur, name: str, attributes: str, password: str) -> None:

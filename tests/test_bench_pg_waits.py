@@ -1,46 +1,67 @@
 """bench.stack.PostgresWaits: what the storm bench reports PostgreSQL's backends were doing, sampled from
-pg_stat_activity on the real database: a backend waiting for another's advisory lock is seen as such, an idle one as
-idle, and the sampling process's own connections are left out."""
+pg_stat_activity on a real server: a backend waiting for another's advisory lock is seen as such, an idle one as
+idle, and the connections it is told to leave out (by default this process's Django ones) and its own are left out."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
 import psycopg
 import pytest
+from django.conf import settings
 from django.db import connections
+from psycopg import sql
 
 from bench import reconnect
 from bench.stack import PostgresWaits, wait_label
+from suho.dbsetup import _connect, database_drop, database_url
 from tests.servers import owner_conninfo
 
-pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])
 ADVISORY = "waiting for an advisory lock (a tenant's audit chain, decision 0004)"
 IDLE = "idle: waiting for the server's next statement"
 
 
-def test_a_backend_waiting_for_an_advisory_lock_and_an_idle_one_are_told_apart():
-    connections["owner"].ensure_connection()  # this process's own: left out
-    holder = psycopg.connect(owner_conninfo(), autocommit=True)
-    waiter = psycopg.connect(owner_conninfo(), autocommit=True)
-    idle = psycopg.connect(owner_conninfo(), autocommit=True)
+@pytest.fixture
+def scratch_database(django_db_setup):
+    """A database of the test's own, so that no other backend shows (the test database has the pool's idle
+    connections and other tests' servers'); named like the test database's side ones, so a killed run's is dropped."""
+    name = f"test_{settings.DATABASES['default']['NAME']}_{os.getpid()}_pgwaits"
+    database_drop(admin_url=settings.DATABASE_ADMIN_URL, database=name)
+    with _connect(settings.DATABASE_ADMIN_URL, "postgres") as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield name
+    database_drop(admin_url=settings.DATABASE_ADMIN_URL, database=name)
+
+
+def test_a_backend_waiting_for_an_advisory_lock_and_an_idle_one_are_told_apart(scratch_database):
+    url = database_url(settings.DATABASE_ADMIN_URL, scratch_database)
+    holder, waiter, idle, left_out = (psycopg.connect(url, autocommit=True) for _ in range(4))
     holder.execute("SELECT pg_advisory_lock(4242)")
     blocked = threading.Thread(target=lambda: waiter.execute("SELECT pg_advisory_lock(4242)"))
     blocked.start()
     try:
-        with PostgresWaits(interval_s=0.01, conninfo=owner_conninfo()) as waits:
+        with PostgresWaits(interval_s=0.01, conninfo=url, leave_out=[left_out.info.backend_pid]) as waits:
             time.sleep(0.3)
     finally:
         holder.execute("SELECT pg_advisory_unlock(4242)")
         blocked.join(5)
-        for connection in (holder, waiter, idle):
+        for connection in (holder, waiter, idle, left_out):
             connection.close()
     result = waits.result()
     assert result["rounds"] >= 5
     assert result["shares"][ADVISORY] > 0.2  # the waiter, one backend of the three, nearly every round
     assert result["shares"][IDLE] > 0.5  # the holder and the idle one
-    assert result["backends"] == pytest.approx(3, abs=0.5), "this process's own connection and the sampler's left out"
+    assert result["backends"] == pytest.approx(3, abs=0.5), "the left-out connection and the sampler's own counted"
+
+
+@pytest.mark.django_db(databases=["default", "owner"])
+def test_by_default_this_processs_django_connections_are_left_out():
+    connections["owner"].ensure_connection()
+    with PostgresWaits(interval_s=0.01, conninfo=owner_conninfo()) as waits:
+        pass
+    assert connections["owner"].connection.info.backend_pid in waits.leave_out
 
 
 @pytest.mark.parametrize(
