@@ -226,8 +226,9 @@ HASH_CLOSED_MAX = 2**31 - 1  # TimescaleDB's hash dimension: [0, 2^31 - 1) split
 HASH_OPEN = (-(2**63), 2**63 - 1)
 
 
-def _ensure_chunks(cursor, series: TimeSeries, now: datetime) -> list[str]:
-    """Create the chunks from now's to `CHUNKS_AHEAD` (at least `series.ahead` intervals) ahead, every hash slice.
+def _ensure_chunks(cursor, series: TimeSeries, now: datetime, intervals: int | None = None) -> list[str]:
+    """Create the chunks from now's to `CHUNKS_AHEAD` (at least `series.ahead` intervals) ahead, every hash slice;
+    `intervals` chunks of time from now's instead, if given.
 
     Left to TimescaleDB, the first insert past a chunk boundary creates the chunk in the writer's transaction, and
     cloning the chunk's foreign key to mt5_user_accounts takes SHARE ROW EXCLUSIVE on that table while the writer
@@ -243,7 +244,7 @@ def _ensure_chunks(cursor, series: TimeSeries, now: datetime) -> list[str]:
     )
     (interval_s, _), (_, partitions) = cursor.fetchall()
     first = int(now.timestamp()) // interval_s * interval_s  # slices align to the Unix epoch
-    count = max(series.ahead, -(-int(CHUNKS_AHEAD.total_seconds()) // interval_s)) + 1
+    count = intervals or max(series.ahead, -(-int(CHUNKS_AHEAD.total_seconds()) // interval_s)) + 1
     step = HASH_CLOSED_MAX // partitions
     hash_starts = [HASH_OPEN[0], *(step * index for index in range(1, partitions))]
     hash_ends = [*hash_starts[1:], HASH_OPEN[1]]
@@ -264,22 +265,26 @@ def _ensure_chunks(cursor, series: TimeSeries, now: datetime) -> list[str]:
 def chunks_ahead_now(apps, schema_editor) -> None:
     """Migration step (suho 0005): a database made before chunks were made ahead gets them at `migrate`, not an hour
     later at beat's first upkeep run."""
-    with schema_editor.connection.cursor() as cursor:
-        if not timescale_enabled(schema_editor.connection):
-            return
-        for series in TIME_SERIES.values():
-            _ensure_chunks(cursor, series, datetime.now(UTC))
+    if timescale_enabled(schema_editor.connection):
+        _chunks_upkeep(schema_editor.connection, datetime.now(UTC))
 
 
-def _chunks_upkeep(connection, now: datetime) -> dict[str, list[str]]:
+def current_chunks_ensure(now: datetime | None = None) -> dict[str, list[str]]:
+    """The chunks holding now, every hypertable (a TRUNCATE drops them all: the test suite's clean-ups): the writes
+    that follow create none inside their own transactions. Upkeep's whole horizon ahead would cost each clean-up
+    several times as many chunks to create, and then to drop again."""
+    return _chunks_upkeep(connections[OWNER], now or datetime.now(UTC), intervals=1)
+
+
+def _chunks_upkeep(connection, now: datetime, intervals: int | None = None) -> dict[str, list[str]]:
     """Chunks ahead for every hypertable, one transaction each; one whose locks are not free within the timeout is
     left to the next run (and, past `CHUNKS_AHEAD`, to the writers)."""
     changes: dict[str, list[str]] = {}
     for series in TIME_SERIES.values():
         try:
-            with transaction.atomic(using=OWNER), connection.cursor() as cursor:
+            with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
                 cursor.execute("SELECT set_config('lock_timeout', %s, true)", [CHUNK_LOCK_TIMEOUT])
-                changes[series.table] = _ensure_chunks(cursor, series, now)
+                changes[series.table] = _ensure_chunks(cursor, series, now, intervals)
         except OperationalError as exc:
             log.warning("chunks ahead of %s not made this run: %s", series.table, exc)
     return changes

@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 
 from suho.dbsetup import database_drop, database_names, database_setup
 from suho.streams import streams_ensure
-from tests.chunks import chunks_ahead_again
+from tests.chunks import current_chunks_again
 from tests.servers import SERVER_LOGS
 
 # hypothesis's pytest plugin imports hypothesis lazily at session end when no test did; under pytest's assertion
@@ -67,7 +67,7 @@ def _fixture_teardown_through_deadlocks(self):
                 raise
             time.sleep(0.2 * attempt)
     if "owner" in self.databases:  # only the owner may TRUNCATE a hypertable (and so drop its chunks)
-        chunks_ahead_again()
+        current_chunks_again()
 
 
 TransactionTestCase._fixture_teardown = _fixture_teardown_through_deadlocks
@@ -141,7 +141,7 @@ def committed(django_db_setup, django_db_blocker):
                     connection.rollback()  # a failed test may leave one open
             with connections["owner"].cursor() as cursor:
                 cursor.execute(OWNER_TRUNCATE)
-            chunks_ahead_again()
+            current_chunks_again()
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,7 @@ from django.db import connections
 from accounts.models import MT5Account, Tenant, User
 from accounts.services import api_key_create
 from suho.tenancy import tenant_context
-from tests.chunks import chunks_ahead_again
+from tests.chunks import current_chunks_again
 from tests.gateway.ea_client import bridge_running, server_env
 from tests.servers import daphne_serving
 from trading import gateway
@@ -49,7 +49,7 @@ def _truncate() -> None:
         connections[alias].close()
     with connections["owner"].cursor() as cursor:
         cursor.execute(OWNER_TRUNCATE)  # TRUNCATE fires no row triggers: the audit log's guard is for DELETE
-    chunks_ahead_again()
+    current_chunks_again()
 
 
 @pytest.fixture

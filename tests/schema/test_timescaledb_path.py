@@ -24,7 +24,7 @@ from factories import (
 )
 
 from suho.tenancy import tenant_context
-from suho.timeseries import TIME_SERIES, partitions_upkeep, timescale_enabled
+from suho.timeseries import TIME_SERIES, current_chunks_ensure, partitions_upkeep, timescale_enabled
 
 pytestmark = pytest.mark.django_db(databases=["default", "owner", "operator"])
 APP_ALIASES = ["default", "operator"]  # the service and operator roles
@@ -173,10 +173,13 @@ def accounts_in_every_hash_slice(*, using: str) -> list:
     return list(accounts.values())
 
 
+@pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])
 @pytest.mark.parametrize("table", sorted(TIME_SERIES))
-def test_the_chunks_of_the_next_two_hours_exist_so_no_writer_creates_one(table):
+def test_after_upkeep_the_chunks_of_the_next_two_hours_exist_so_no_writer_creates_one(table):
     """A writer that creates a chunk clones its foreign key to mt5_user_accounts inside its own transaction, and
-    deadlocked against a HELLO's claim (tests/gateway/test_scale_out.py): the migration made them ahead."""
+    deadlocked against a HELLO's claim (tests/gateway/test_scale_out.py): upkeep (beat's hourly run, and the
+    migration) makes them ahead. Run here first, committed: the suite's clean-ups truncate them away."""
+    partitions_upkeep()
     accounts = accounts_in_every_hash_slice(using="default")
     before = set(chunks(table))
     now = timezone.now()
@@ -215,3 +218,20 @@ def slices_of(table: str) -> tuple[set, set]:
     )
     return ({(start, end) for column, start, end in rows if column == "time"},
             {(start, end) for column, start, end in rows if column == "tenant_id"})  # fmt: skip
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])
+def test_after_a_truncate_the_suites_clean_up_makes_the_chunks_holding_now_in_every_hash_slice():
+    """tests/chunks.py: a TRUNCATE drops every chunk; a test's writes at now then create none (only now's are made,
+    each clean-up would otherwise create and drop upkeep's whole horizon)."""
+    with connections["owner"].cursor() as cursor:
+        cursor.execute("TRUNCATE mt5_ea_heartbeat")
+    assert chunks("mt5_ea_heartbeat") == []
+    now = timezone.now()
+    made = current_chunks_ensure(now)
+    assert sorted(made) == sorted(TIME_SERIES)
+    assert len(made["mt5_ea_heartbeat"]) == 4, "one interval of time, 4 hash slices"
+    before = set(chunks("mt5_ea_heartbeat"))
+    for account in accounts_in_every_hash_slice(using="default"):
+        write_row("mt5_ea_heartbeat", account, now, using="default")
+    assert set(chunks("mt5_ea_heartbeat")) == before
