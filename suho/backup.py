@@ -17,16 +17,10 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from suho.dbsetup import database_setup
-
-
-def database_url(admin_url: str, database: str) -> str:
-    parts = urlsplit(admin_url)
-    return urlunsplit((parts.scheme.replace("timescale", "postgres"), parts.netloc, f"/{database}", parts.query, ""))
+from suho.dbsetup import database_setup, database_url
 
 
 def server_major(url: str) -> int:

@@ -244,12 +244,13 @@ def _ensure_chunks(cursor, series: TimeSeries, now: datetime, intervals: int | N
     )
     (interval_s, _), (_, partitions) = cursor.fetchall()
     first = int(now.timestamp()) // interval_s * interval_s  # slices align to the Unix epoch
-    count = intervals or max(series.ahead, -(-int(CHUNKS_AHEAD.total_seconds()) // interval_s)) + 1
+    if intervals is None:
+        intervals = max(series.ahead, -(-int(CHUNKS_AHEAD.total_seconds()) // interval_s)) + 1
     step = HASH_CLOSED_MAX // partitions
     hash_starts = [HASH_OPEN[0], *(step * index for index in range(1, partitions))]
     hash_ends = [*hash_starts[1:], HASH_OPEN[1]]
     created = []
-    for start in range(first, first + count * interval_s, interval_s):
+    for start in range(first, first + intervals * interval_s, interval_s):
         time_slice = [datetime.fromtimestamp(moment, UTC).isoformat() for moment in (start, start + interval_s)]
         for hash_slice in zip(hash_starts, hash_ends, strict=True):
             cursor.execute(
@@ -277,8 +278,9 @@ def current_chunks_ensure(now: datetime | None = None) -> dict[str, list[str]]:
 
 
 def _chunks_upkeep(connection, now: datetime, intervals: int | None = None) -> dict[str, list[str]]:
-    """Chunks ahead for every hypertable, one transaction each; one whose locks are not free within the timeout is
-    left to the next run (and, past `CHUNKS_AHEAD`, to the writers)."""
+    """Chunks ahead (or `intervals` of them from now's) for every hypertable, one transaction each (a savepoint in a
+    migration's); one whose locks are not free within the timeout is left to the next run (and, past
+    `CHUNKS_AHEAD`, to the writers)."""
     changes: dict[str, list[str]] = {}
     for series in TIME_SERIES.values():
         try:

@@ -4,7 +4,6 @@ idle, and the connections it is told to leave out (by default this process's Dja
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
@@ -16,7 +15,7 @@ from psycopg import sql
 
 from bench import reconnect
 from bench.stack import PostgresWaits, wait_label
-from suho.dbsetup import _connect, database_drop, database_url
+from suho.dbsetup import database_drop, database_url
 from tests.servers import owner_conninfo
 
 ADVISORY = "waiting for an advisory lock (a tenant's audit chain, decision 0004)"
@@ -27,9 +26,9 @@ IDLE = "idle: waiting for the server's next statement"
 def scratch_database(django_db_setup):
     """A database of the test's own, so that no other backend shows (the test database has the pool's idle
     connections and other tests' servers'); named like the test database's side ones, so a killed run's is dropped."""
-    name = f"test_{settings.DATABASES['default']['NAME']}_{os.getpid()}_pgwaits"
+    name = f"{connections['default'].settings_dict['NAME']}_pgwaits"  # test_<name>_<pid>_pgwaits
     database_drop(admin_url=settings.DATABASE_ADMIN_URL, database=name)
-    with _connect(settings.DATABASE_ADMIN_URL, "postgres") as admin:
+    with psycopg.connect(database_url(settings.DATABASE_ADMIN_URL, "postgres"), autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     yield name
     database_drop(admin_url=settings.DATABASE_ADMIN_URL, database=name)
@@ -53,7 +52,7 @@ def test_a_backend_waiting_for_an_advisory_lock_and_an_idle_one_are_told_apart(s
     assert result["rounds"] >= 5
     assert result["shares"][ADVISORY] > 0.2  # the waiter, one backend of the three, nearly every round
     assert result["shares"][IDLE] > 0.5  # the holder and the idle one
-    assert result["backends"] == pytest.approx(3, abs=0.5), "the left-out connection and the sampler's own counted"
+    assert result["backends"] == pytest.approx(3, abs=0.5), "holder, waiter, idle: not the left-out one or the sampler"
 
 
 @pytest.mark.django_db(databases=["default", "owner"])

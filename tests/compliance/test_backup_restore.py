@@ -13,8 +13,7 @@ from factories import make_account, make_audit, make_order, make_tenant, make_us
 
 from compliance.audit import CHAIN_CHECK, audit_verify
 from compliance.gdpr import consent_record
-from suho.backup import database_url
-from suho.dbsetup import database_drop
+from suho.dbsetup import database_drop, database_url
 
 TABLES = ("mt5_audit_log", "mt5_trade_orders", "mt5_user_accounts", "mt5_user_consents", "suho_tenants")
 
