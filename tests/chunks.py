@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from django.db import connections
 
 from suho.timeseries import current_chunks_ensure, timescale_enabled
 
-_timescale: list[bool] = []
+
+@cache
+def _timescale() -> bool:
+    """The test database is one kind for the whole run."""
+    return timescale_enabled(connections["owner"])
 
 
 def current_chunks_again() -> None:
@@ -15,7 +21,5 @@ def current_chunks_again() -> None:
     could deadlock. Only now's (a whole horizon per clean-up slowed the suite by half): a test that crosses a
     chunk boundary (30 minutes at the shortest) has its writer make the next, a rare deadlock that
     `retried_on_deadlock` takes."""
-    if not _timescale:
-        _timescale.append(timescale_enabled(connections["owner"]))
-    if _timescale[0]:
+    if _timescale():
         current_chunks_ensure()
