@@ -11,7 +11,7 @@ from django.db import connections, transaction
 
 from suho.bus import subject_token
 from suho.cache import QUOTE_TTL_S, cache_set_many_json, quote_key
-from suho.clock import us_to_iso
+from suho.clock import sql_us_to_timestamptz, us_to_iso
 from suho.routers import SERVICE
 from suho.tenancy import TENANT_SETTING
 
@@ -40,7 +40,7 @@ INSERT INTO mt5_broker_quotes (time, tenant_id, account_id, symbol, bid, ask, sp
                                polygon_mid_price, price_deviation, deviation_percent)
 SELECT t.time, tenant, account, symbol, bid, ask, spread, quality, tradeable, session, trusted, '',
        ref.mid, (bid + ask)::numeric / 2 - ref.mid, ((bid + ask)::numeric / 2 - ref.mid) * 100 / nullif(ref.mid, 0)
-FROM (SELECT to_timestamp(t / 1e6) AS time, * FROM {{source}}) AS t
+FROM (SELECT {sql_us_to_timestamptz("t")} AS time, * FROM {{source}}) AS t
 LEFT JOIN LATERAL (
     SELECT (r.bid + r.ask) / 2 AS mid FROM mt5_reference_quotes r
     WHERE r.symbol = regexp_replace(upper(t.symbol), '[^A-Z0-9].*$', '')

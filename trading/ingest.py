@@ -24,7 +24,7 @@ from accounts.models import MT5Account
 from quotes.ingest import TickRow, broker_quotes_after_commit, broker_quotes_insert, broker_quotes_live
 from suho.bus import get_bus
 from suho.cache import BALANCE_TTL_S, POSITIONS_TTL_S, balance_key, cache_delete, cache_set_many, positions_key
-from suho.clock import us_to_datetime
+from suho.clock import sql_us_to_timestamptz, us_to_datetime
 from suho.outbox import outbox_publish_on_commit
 from suho.routers import SERVICE
 from suho.sql import retried_on_deadlock
@@ -84,10 +84,10 @@ class HeartbeatRow(NamedTuple):
     last_error_message: str
 
 
-INSERT_BALANCES = """
+INSERT_BALANCES = f"""
 INSERT INTO mt5_account_balance_history (time, tenant_id, account_id, balance, equity, margin, free_margin,
     margin_level, floating_pnl, open_positions, pending_orders, daily_pnl, drawdown, max_balance)
-SELECT to_timestamp(t / 1e6), tenant, account, round(balance::numeric, 2), round(equity::numeric, 2),
+SELECT {sql_us_to_timestamptz("t")}, tenant, account, round(balance::numeric, 2), round(equity::numeric, 2),
        round(margin::numeric, 2), round(free::numeric, 2), round(level::numeric, 2), round(floating::numeric, 2),
        positions, pending, round(daily::numeric, 2), round(drawdown::numeric, 4), round(max_balance::numeric, 2)
 FROM unnest(%s::bigint[], %s::uuid[], %s::uuid[], %s::float8[], %s::float8[], %s::float8[], %s::float8[],
@@ -96,10 +96,10 @@ FROM unnest(%s::bigint[], %s::uuid[], %s::uuid[], %s::float8[], %s::float8[], %s
           max_balance)
 """
 
-INSERT_HEARTBEATS = """
+INSERT_HEARTBEATS = f"""
 INSERT INTO mt5_ea_heartbeat (time, tenant_id, account_id, session_id, status, latency_ms, uptime_s, mt5_build,
     terminal_connected, trade_allowed, error_count, last_error_code, last_error_message)
-SELECT to_timestamp(t / 1e6), tenant, account, session, status, latency, uptime, build, connected, allowed,
+SELECT {sql_us_to_timestamptz("t")}, tenant, account, session, status, latency, uptime, build, connected, allowed,
        errors, code, message
 FROM unnest(%s::bigint[], %s::uuid[], %s::uuid[], %s::uuid[], %s::text[], %s::int[], %s::bigint[], %s::int[],
             %s::boolean[], %s::boolean[], %s::int[], %s::int[], %s::text[])
@@ -109,11 +109,11 @@ FROM unnest(%s::bigint[], %s::uuid[], %s::uuid[], %s::uuid[], %s::text[], %s::in
 # The account rows are locked in account_id order before the update (the order `outbound_batch` takes them FOR
 # SHARE): an UPDATE … FROM locks rows in whatever order its join yields them, and two transactions that lock the
 # same rows in different orders deadlock.
-MARK_ONLINE = """
+MARK_ONLINE = f"""
 WITH s AS (SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[]) AS s(account, t, message)),
 locked AS (SELECT account_id FROM mt5_user_accounts WHERE account_id IN (SELECT account FROM s)
            ORDER BY account_id FOR NO KEY UPDATE)
-UPDATE mt5_user_accounts AS a SET connection_status = 'online', last_heartbeat_at = to_timestamp(s.t / 1e6),
+UPDATE mt5_user_accounts AS a SET connection_status = 'online', last_heartbeat_at = {sql_us_to_timestamptz("s.t")},
        last_ea_error = s.message
 FROM s
 WHERE a.account_id = s.account AND a.account_id IN (SELECT account_id FROM locked)
