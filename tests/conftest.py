@@ -30,6 +30,7 @@ TRUNCATED_TABLES = (
     "suho_tenants",
     "suho_users",
     "mt5_audit_log",
+    "suho_audit_chain_heads",  # the chains start again with the log (compliance 0005)
     "mt5_reference_quotes",
     "suho_model_versions",
     "django_session",

@@ -27,7 +27,7 @@ from trading import gateway
 OWNER_TRUNCATE = (
     "TRUNCATE mt5_broker_quotes, mt5_account_balance_history, mt5_ea_heartbeat, mt5_trade_orders, mt5_trade_events,"
     " mt5_signal_executions, mt5_trading_signals, mt5_ea_commands, mt5_ea_sessions, mt5_api_keys,"
-    " mt5_user_accounts, mt5_audit_log, suho_users, suho_tenants CASCADE"
+    " mt5_user_accounts, mt5_audit_log, suho_audit_chain_heads, suho_users, suho_tenants CASCADE"
 )
 
 
