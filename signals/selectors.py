@@ -130,7 +130,10 @@ def executions(*, account_id=None):
 # --- The risk gate's reads of the account's own figures (signals.services.risk) ---------------------------------
 # The rows are the gateway's (balance snapshots, trade orders), read here as SQL through the caller's tenant context,
 # so the gate, a layer below the gateway, imports none of it (docs/dependencies.md). Seed §8.3's daily loss: only
-# today's closes count (UTC, the connection's time zone), as in trading.selectors.daily_loss_breaches.
+# today's closes count (UTC), as in trading.selectors.daily_loss_breaches; they are summed as they are written, into
+# today's row of mt5_account_daily_pnl (trading 0007, decision 0029): the order table is chunked by open time, so
+# summing its closes of today planned and probed every partition of its 7 years (with a year of 1-day chunks on
+# TimescaleDB, ~60 ms per signal POST).
 # The newest balance snapshot (its drawdown; its equity for risk-% sizing) is looked for within
 # BALANCE_SNAPSHOT_LOOKBACK first, the bound sent as a literal (Django's psycopg cursor binds parameters on the
 # client), so PostgreSQL plans only the partitions it covers (TimescaleDB: chunks). Unbounded, the planner expands
@@ -141,9 +144,8 @@ def executions(*, account_id=None):
 # without the bound, unless no EA has ever connected for the account: snapshots come only from EA sessions.
 BALANCE_SNAPSHOT_LOOKBACK = timedelta(microseconds=MAX_PAST_SKEW_US) + timedelta(hours=1)
 ACCOUNT_LOSS_FIGURES = """
-SELECT (SELECT SUM(profit) FILTER (WHERE DATE(close_time) = CURRENT_DATE)
-          FROM mt5_trade_orders
-         WHERE account_id = %s AND status = 'closed' AND close_time >= CURRENT_DATE) AS daily_pnl,
+SELECT (SELECT realized FROM mt5_account_daily_pnl
+         WHERE account_id = %s AND day = (now() AT TIME ZONE 'UTC')::date AND closed_trades > 0) AS daily_pnl,
        snapshot.drawdown, snapshot.time IS NOT NULL AS snapshot_found
   FROM (SELECT 1) AS one
   LEFT JOIN LATERAL (SELECT drawdown, time FROM mt5_account_balance_history

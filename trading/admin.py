@@ -1,12 +1,21 @@
-"""Read-only admin for what EAs sent and were sent: trades, balances, heartbeats, trade events, the 5-minute
-rollup, commands. Operators act through the MT5 account actions (accounts/admin.py), never by editing these rows."""
+"""Read-only admin for what EAs sent and were sent: trades (and each day's realised profit), balances, heartbeats,
+trade events, the 5-minute rollup, commands. Operators act through the MT5 account actions (accounts/admin.py), never
+by editing these rows."""
 
 from __future__ import annotations
 
 from django.contrib import admin
 
 from suho.admin_site import ReadOnlyAdmin
-from trading.models import BalanceRollup, BalanceSnapshot, EACommand, Heartbeat, TradeEvent, TradeOrder
+from trading.models import (
+    AccountDailyPnl,
+    BalanceRollup,
+    BalanceSnapshot,
+    EACommand,
+    Heartbeat,
+    TradeEvent,
+    TradeOrder,
+)
 
 
 class TimeSeriesAdmin(ReadOnlyAdmin):
@@ -23,6 +32,16 @@ class TradeOrderAdmin(TimeSeriesAdmin):
     list_filter = ("status", "close_reason", "symbol", "tenant")
     search_fields = ("ticket", "symbol", "account__name", "=signal__signal_id")
     date_hierarchy = "time"
+
+
+@admin.register(AccountDailyPnl)
+class AccountDailyPnlAdmin(TimeSeriesAdmin):
+    """What the risk gate's daily-loss check reads: each day's realised profit, kept as orders close."""
+
+    list_display = ("day", "tenant", "account", "realized", "closed_trades")
+    list_filter = ("tenant",)
+    search_fields = ("account__name", "=account__account_number")
+    date_hierarchy = "day"
 
 
 @admin.register(BalanceSnapshot)

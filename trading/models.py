@@ -133,6 +133,27 @@ class TradeOrder(models.Model):
         return f"#{self.ticket} {self.order_type} {self.volume} {self.symbol} ({self.status})"
 
 
+class AccountDailyPnl(models.Model):
+    """The realised profit of the trades an account closed on one UTC day, kept by the trigger
+    `trade_order_daily_pnl` on every write to mt5_trade_orders (trading 0007, decision 0029). The risk gate reads
+    today's row on every signal POST: the order table is chunked by open time, so "closed today" cannot be pruned
+    and read every partition or chunk (with a year of 1-day chunks on TimescaleDB, ~60 ms per POST)."""
+
+    tenant = tenant_fk()
+    account = account_fk()
+    day = models.DateField()
+    realized = money(default=0)
+    closed_trades = models.IntegerField(default=0, help_text="Closed trades with a profit in `realized`")
+
+    class Meta:
+        db_table = "mt5_account_daily_pnl"
+        verbose_name = "account daily P&L"
+        constraints = [models.UniqueConstraint("account", "day", name="account_daily_pnl_account_day")]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.day}: {self.realized} ({self.closed_trades} closed)"
+
+
 class TradeEvent(models.Model):
     """The journal of trade events as received: what makes a replayed or duplicated event a no-op.
 

@@ -74,6 +74,8 @@ def plausible_fields(model, tenant, account, user) -> dict:
             values[field.name] = field.choices[0][0]
         elif isinstance(field, models.DateTimeField):
             values[field.name] = timezone.now()
+        elif isinstance(field, models.DateField):
+            values[field.name] = timezone.now().date()
         elif isinstance(field, models.DecimalField | models.IntegerField | models.FloatField):
             values[field.name] = 1
         elif isinstance(field, models.JSONField):
