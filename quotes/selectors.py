@@ -34,26 +34,33 @@ def deviation_by_symbol(*, hours: int = 24) -> list[dict]:
     return fetch_dicts(BrokerQuote, DEVIATION_BY_SYMBOL, {"hours": hours})
 
 
-def quote_latest(*, account_id, symbol: str) -> dict | None:
-    """The account's latest broker quote: the cache (≤ 5 s old) or, on a miss, the newest row in the database.
+def quote_latest(*, account_id, symbol: str, since: datetime) -> dict | None:
+    """The account's latest broker quote: the cache (≤ 5 s old) or, on a miss, the newest row since `since`.
 
-    Runs in the caller's tenant context; returns {"bid", "ask", "spread", "timestamp", "source"} or None.
+    `since` is the oldest quote the caller can use (the intake: SIGNAL_MAX_QUOTE_AGE_S), sent as a literal, so only
+    the partitions (TimescaleDB: chunks) of that window are planned: the table keeps 90 days in 30-minute chunks,
+    and an unbounded read planned every one of them on each miss (an EA that stopped streaming). Runs in the
+    caller's tenant context; returns {"bid", "ask", "spread", "timestamp", "source"} or None.
     """
     from suho.cache import cache_get, quote_key
 
     cached = cache_get(quote_key(account_id, symbol))
     if cached is not None:
         return {**cached, "source": "cache"}
-    row = (
-        BrokerQuote.objects.filter(account_id=account_id, symbol=symbol)
-        .order_by("-time")
-        .values("bid", "ask", "spread", "time")
-        .first()
-    )
+    row = quote_latest_rows(account_id=account_id, symbol=symbol, since=since).first()
     if row is None:
         return None
     return {"bid": float(row["bid"]), "ask": float(row["ask"]), "spread": float(row["spread"]),
             "timestamp": row["time"].isoformat(), "source": "database"}  # fmt: skip
+
+
+def quote_latest_rows(*, account_id, symbol: str, since: datetime):
+    """`quote_latest`'s read on a cache miss (a lazy queryset, newest first)."""
+    return (
+        BrokerQuote.objects.filter(account_id=account_id, symbol=symbol, time__gte=since)
+        .order_by("-time")
+        .values("bid", "ask", "spread", "time")
+    )
 
 
 REFERENCE_LATEST = f"""

@@ -126,9 +126,10 @@ def account_live(*, account_id) -> dict | None:
     account = MT5Account.objects.filter(pk=account_id).first()
     if account is None:
         return None
-    recent = BrokerQuote.objects.filter(account_id=account_id, time__gte=timezone.now() - LIVE_QUOTE_SYMBOLS_WINDOW)
+    since = timezone.now() - LIVE_QUOTE_SYMBOLS_WINDOW
+    recent = BrokerQuote.objects.filter(account_id=account_id, time__gte=since)
     symbols = sorted(set(recent.values_list("symbol", flat=True)))
-    quotes = [{"symbol": s, **q} for s in symbols if (q := quote_latest(account_id=account_id, symbol=s))]
+    quotes = [{"symbol": s, **q} for s in symbols if (q := quote_latest(account_id=account_id, symbol=s, since=since))]
     return {
         "account_id": str(account.account_id), "online": ea_is_online(account),
         "last_heartbeat_at": account.last_heartbeat_at.isoformat() if account.last_heartbeat_at else None,

@@ -359,7 +359,8 @@ def _signal_prepared(
         "metadata": {**spec.metadata, "reference_source": reference.source,
                      "reference_price": None if reference.price is None else str(reference.price)},
     }  # fmt: skip
-    quote = quote_latest(account_id=account.account_id, symbol=spec.symbol)
+    # an older quote would refuse the signal anyway: it is not read either
+    quote = quote_latest(account_id=account.account_id, symbol=spec.symbol, since=_quote_since(now))
     if not quote_fresh(quote, now):
         refusal = SIGNAL_NO_FRESH_QUOTE.format(symbol=spec.symbol, max_age_s=settings.SIGNAL_MAX_QUOTE_AGE_S)
     else:

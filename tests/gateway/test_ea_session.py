@@ -170,7 +170,9 @@ async def test_latest_quote_comes_from_the_cache_and_from_the_database_when_the_
 
     def latest():
         with tenant_context(tenant.id):
-            return quote_latest(account_id=account.account_id, symbol="EURUSD")
+            return quote_latest(
+                account_id=account.account_id, symbol="EURUSD", since=timezone.now() - timedelta(minutes=5)
+            )
 
     cached = await database_sync_to_async(latest)()
     assert (cached["source"], cached["bid"], cached["ask"]) == ("cache", 1.0951, 1.0953)

@@ -41,7 +41,9 @@ async def _stream_quote(communicator, account, bid=1.0951, ask=1.0953) -> None:
 
     def landed():
         with tenant_context(account.tenant_id):
-            quote = quote_latest(account_id=account.account_id, symbol="EURUSD")
+            quote = quote_latest(
+                account_id=account.account_id, symbol="EURUSD", since=timezone.now() - timedelta(minutes=5)
+            )
         return quote is not None and (quote["bid"], quote["ask"]) == (bid, ask)
 
     deadline = time.monotonic() + 5

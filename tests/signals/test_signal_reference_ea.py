@@ -16,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import csv
 import time
+from datetime import timedelta
 from decimal import Decimal
 from uuid import UUID
 
 import pytest
 from channels.db import database_sync_to_async
+from django.utils import timezone
 
 from accounts.services import api_key_create
 from eaclient.simulated import position_profit
@@ -67,7 +69,9 @@ async def _quote(ea, account, bid: float, ask: float) -> None:
 
     def landed():
         with tenant_context(account.tenant_id):
-            quote = quote_latest(account_id=account.account_id, symbol="EURUSD")
+            quote = quote_latest(
+                account_id=account.account_id, symbol="EURUSD", since=timezone.now() - timedelta(minutes=5)
+            )
         return quote is not None and (quote["bid"], quote["ask"]) == (bid, ask)
 
     await _until(landed, f"the broker quote {bid}/{ask} on the server")
