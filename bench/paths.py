@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import ingest, rollup
+from bench import aged, ingest, rollup
 from bench.stack import ROOT
 from bench.stats import num
 
@@ -55,12 +55,14 @@ def measure(eas: list, log_dir: Path, ingest_result: dict | None = None) -> dict
         row = cursor.fetchone()
     timescale = timescale_enabled(connections["owner"])
     figures = rollup.run(eas=eas, runs=1, accounts=ROLLUP_ACCOUNTS)
+    history = aged.measure()
     return {
         "server": f"PostgreSQL {version}" + (f", TimescaleDB {row[0]}" if row else ""),
         "timescale": timescale,
         "capacity": capacity,
         "sustained": sustained,
         "rollup": figures,
+        "aged": history,
     }
 
 
@@ -150,6 +152,7 @@ def markdown(result: dict) -> str:
     lines += [f"| {figure} | " + " | ".join(col[i] for col in columns) + " |" for i, figure in enumerate(figures)]
     if "timescaledb_skipped" in result:
         lines += ["", f"TimescaleDB: {result['timescaledb_skipped']}."]
+    lines += _aged(sides, labels)
     lines += [
         "",
         "One run per figure and database, one database at a time on the same machine, the same code, EAs and "
@@ -162,6 +165,18 @@ def markdown(result: dict) -> str:
         "time-series table, as in production.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _aged(sides: list[dict], labels: list[str]) -> list[str]:
+    """The hot paths' reads on a database with history (bench.aged), where both sides measured them."""
+    sides = [side for side in sides if "aged" in side]
+    if not sides:
+        return []
+    columns = [dict(aged.rows(side["aged"])) for side in sides]
+    lines = ["", "#### The hot paths on a database with history (`bench/aged.py`)", "",
+             "| figure | " + " | ".join(labels[: len(sides)]) + " |", "|---|" + "---:|" * len(sides)]  # fmt: skip
+    lines += [f"| {figure} | " + " | ".join(col[figure] for col in columns) + " |" for figure in columns[0]]
+    return [*lines, "", aged.note([side["aged"] for side in sides])]
 
 
 if __name__ == "__main__":
