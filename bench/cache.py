@@ -61,6 +61,9 @@ def _open_orders_delete(accounts: list) -> None:
 
 
 def run(*, eas: list, log_dir: Path) -> dict:
+    from django.conf import settings
+    from django.utils import timezone
+
     from quotes.selectors import quote_latest
     from suho.tenancy import tenant_context
     from trading.selectors import balance_latest, positions_open
@@ -92,7 +95,8 @@ def run(*, eas: list, log_dir: Path) -> dict:
         while time.monotonic() < deadline and reads < READ_S * READS_PER_S:
             ea = random.choice(accounts)
             with tenant_context(ea.tenant_id):
-                quote = quote_latest(account_id=ea.account_id, symbol=random.choice(SYMBOLS))
+                since = timezone.now() - timedelta(seconds=settings.SIGNAL_MAX_QUOTE_AGE_S)  # as the intake reads it
+                quote = quote_latest(account_id=ea.account_id, symbol=random.choice(SYMBOLS), since=since)
                 balance = balance_latest(account_id=ea.account_id)
                 positions = positions_open(account_id=ea.account_id)
             hits["quote"] += bool(quote and quote["source"] == "cache")
