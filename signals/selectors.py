@@ -3,7 +3,7 @@ gate checks."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.utils import timezone
@@ -140,8 +140,10 @@ def executions(*, account_id=None):
 # every partition of the table's two years of retention on every signal POST: 53 ms of planning and 7 ms of
 # execution with 700 daily partitions, against 0.4 ms on a new database (issue 21). The window is the clock skew the
 # gateway still trusts in an EA's timestamps (a day behind: binproto.MAX_PAST_SKEW_US) and an hour, so an EA that is
-# connected, and reports its finance every 30 s or so, has a snapshot in it. Without one, the newest snapshot is read
-# without the bound, unless no EA has ever connected for the account: snapshots come only from EA sessions.
+# connected, and reports its finance every 30 s or so, has a snapshot in it. Without one (an EA offline for a day or
+# more: a broadcast reaches such accounts too), the newest snapshot is looked for from BALANCE_SNAPSHOT_LOOKBACK before
+# the EA was last heard from (`older_snapshot_since`), and only then without a bound; not at all if no EA ever
+# connected for the account: snapshots come only from EA sessions.
 BALANCE_SNAPSHOT_LOOKBACK = timedelta(microseconds=MAX_PAST_SKEW_US) + timedelta(hours=1)
 ACCOUNT_LOSS_FIGURES = """
 SELECT (SELECT realized FROM mt5_account_daily_pnl
@@ -151,8 +153,12 @@ SELECT (SELECT realized FROM mt5_account_daily_pnl
   LEFT JOIN LATERAL (SELECT drawdown, time FROM mt5_account_balance_history
                       WHERE account_id = %s AND time >= %s ORDER BY time DESC LIMIT 1) AS snapshot ON true
 """
+ACCOUNT_DRAWDOWN_SINCE = """
+SELECT drawdown FROM mt5_account_balance_history
+ WHERE account_id = %(account_id)s AND time >= %(since)s ORDER BY time DESC LIMIT 1
+"""
 ACCOUNT_DRAWDOWN_LATEST = """
-SELECT drawdown FROM mt5_account_balance_history WHERE account_id = %s ORDER BY time DESC LIMIT 1
+SELECT drawdown FROM mt5_account_balance_history WHERE account_id = %(account_id)s ORDER BY time DESC LIMIT 1
 """
 ACCOUNT_EQUITY_SINCE = """
 SELECT equity FROM mt5_account_balance_history
@@ -171,9 +177,30 @@ def account_equity_latest(*, account) -> Decimal | None:
         return Decimal(str(cached["equity"]))
     values = {"account_id": account.account_id, "since": timezone.now() - BALANCE_SNAPSHOT_LOOKBACK}
     rows = fetch_dicts(SignalExecution, ACCOUNT_EQUITY_SINCE, values)
-    if not rows and account.last_connected_at is not None:
-        rows = fetch_dicts(SignalExecution, ACCOUNT_EQUITY_LATEST, values)
+    if not rows:
+        rows = _older_snapshot(account, ACCOUNT_EQUITY_SINCE, ACCOUNT_EQUITY_LATEST)
     return Decimal(str(float(rows[0]["equity"]))) if rows else None
+
+
+def older_snapshot_since(account) -> datetime | None:
+    """Where to look for the newest balance snapshot of an account that has none in the last
+    BALANCE_SNAPSHOT_LOOKBACK: from that long before its EA was last heard from, since snapshots come only from EA
+    sessions (so the newest is there unless the EA stopped reporting its finance). None: no EA ever connected."""
+    if account.last_connected_at is None:
+        return None
+    heard = max(moment for moment in (account.last_heartbeat_at, account.last_connected_at) if moment is not None)
+    return min(heard, timezone.now()) - BALANCE_SNAPSHOT_LOOKBACK
+
+
+def _older_snapshot(account, since_sql: str, latest_sql: str) -> list[dict]:
+    """The newest snapshot before the usual window: within `older_snapshot_since` (only that window's partitions or
+    chunks are planned), else anywhere (an EA that stopped reporting its finance), else none."""
+    since = older_snapshot_since(account)
+    if since is None:
+        return []
+    values = {"account_id": account.account_id, "since": since}
+    rows = fetch_dicts(SignalExecution, since_sql, values) if since < timezone.now() - BALANCE_SNAPSHOT_LOOKBACK else []
+    return rows or fetch_dicts(SignalExecution, latest_sql, values)
 
 
 def account_loss_figures(*, account) -> tuple[Decimal | None, Decimal | None]:
@@ -195,7 +222,7 @@ def account_loss_figures_from(row: tuple, *, account) -> tuple[Decimal | None, D
     the caller's tenant context), unless no EA has ever connected for the account (BALANCE_SNAPSHOT_LOOKBACK): a
     signal to a new account still takes one round trip for its figures."""
     daily_pnl, drawdown, snapshot_found = row
-    if not snapshot_found and account.last_connected_at is not None:
-        rows = fetch_dicts(SignalExecution, ACCOUNT_DRAWDOWN_LATEST, [account.account_id])
+    if not snapshot_found:
+        rows = _older_snapshot(account, ACCOUNT_DRAWDOWN_SINCE, ACCOUNT_DRAWDOWN_LATEST)
         drawdown = rows[0]["drawdown"] if rows else None
     return daily_pnl, drawdown

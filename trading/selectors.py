@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+from django.utils import timezone
+
 from suho.sql import fetch_dicts
 from trading.models import Heartbeat, TradeOrder
 
@@ -58,19 +60,26 @@ def connectivity_problems() -> list[dict]:
 
 
 def balance_latest(*, account_id) -> dict | None:
-    """The account's latest balance/equity: the cache (≤ 30 s old) or the newest database row."""
+    """The account's latest balance/equity: the cache (≤ 30 s old) or the newest database row, looked for as the
+    risk gate does (signals.selectors): in the last BALANCE_SNAPSHOT_LOOKBACK, then around the last time the EA was
+    heard from, then anywhere, so an offline account's page does not plan two years of partitions on every refresh."""
+    from accounts.models import MT5Account
+    from signals.selectors import BALANCE_SNAPSHOT_LOOKBACK, older_snapshot_since
     from suho.cache import balance_key, cache_get
     from trading.models import BalanceSnapshot
 
     cached = cache_get(balance_key(account_id))
     if cached is not None:
         return {**cached, "source": "cache"}
-    row = (
-        BalanceSnapshot.objects.filter(account_id=account_id)
-        .order_by("-time")
-        .values("balance", "equity", "margin_level", "floating_pnl", "time")
-        .first()
-    )
+    rows = BalanceSnapshot.objects.filter(account_id=account_id).order_by("-time")
+    fields = ("balance", "equity", "margin_level", "floating_pnl", "time")
+    recent = timezone.now() - BALANCE_SNAPSHOT_LOOKBACK
+    row = rows.filter(time__gte=recent).values(*fields).first()
+    account = MT5Account.objects.filter(pk=account_id).first() if row is None else None
+    since = older_snapshot_since(account) if account is not None else None
+    if since is not None:
+        older = rows.filter(time__gte=since).values(*fields).first() if since < recent else None
+        row = older or rows.values(*fields).first()
     if row is None:
         return None
     return {"balance": float(row["balance"]), "equity": float(row["equity"]),
@@ -116,7 +125,6 @@ def account_live(*, account_id) -> dict | None:
     open positions and the latest broker quote per symbol quoted in the last LIVE_QUOTE_SYMBOLS_WINDOW, each read
     through the cache (balance_latest, positions_open, quote_latest). Runs in the caller's tenant context: an
     account it cannot see is None. JSON-ready."""
-    from django.utils import timezone
 
     from accounts.models import MT5Account
     from accounts.selectors import ea_is_online

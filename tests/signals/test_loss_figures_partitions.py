@@ -7,16 +7,23 @@ no snapshots, and is spared that read."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
 from django.db import connections, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from factories import make_balance
 
 from accounts.models import MT5Account
-from signals.selectors import BALANCE_SNAPSHOT_LOOKBACK, account_loss_figures, account_loss_figures_statement
+from signals.selectors import (
+    BALANCE_SNAPSHOT_LOOKBACK,
+    account_equity_latest,
+    account_loss_figures,
+    account_loss_figures_statement,
+)
 from signals.services import SignalSpec, signal_create
 from signals.services import risk as gate
 from suho.routers import OWNER, SERVICE, operator_path
@@ -24,6 +31,7 @@ from suho.tenancy import tenant_context
 from suho.timeseries import TIME_SERIES, _create_partition, _next_period, timescale_enabled
 from tests.accounts.helpers import account_make, tenant_make
 from tests.signals.conftest import quote_put
+from trading.selectors import balance_latest
 
 OLD_PARTITIONS = 40
 
@@ -145,3 +153,49 @@ def test_risk_percent_sizing_finds_an_equity_older_than_the_window(committed):
     # 1 % of 10,000 = 100 USD over a 20-pip stop at 10 USD per pip per lot = 0.5 lots
     signal = signal_create(tenant_id=account.tenant_id, account_id=account.account_id, payload=_spec(), source="ml")
     assert (signal.status, signal.volume) == ("pending", Decimal("0.5000"))
+
+
+def _heard_days_ago(account, days: int):
+    """An EA last connected and heard from `days` ago (offline since)."""
+    at = timezone.now() - timedelta(days=days)
+    account.last_connected_at = account.last_heartbeat_at = at
+    with operator_path():
+        MT5Account.objects.filter(pk=account.pk).update(last_connected_at=at, last_heartbeat_at=at)
+    return at
+
+
+def _bounded(sql: str) -> bool:
+    """The statement reads balance history from a time on (the ORM quotes the column)."""
+    return re.search(r'(\btime|"time")\s*>=', sql) is not None
+
+
+def _balance_reads(account, read) -> tuple:
+    """`read()`'s answer, and the balance-history statements it sent."""
+    with CaptureQueriesContext(connections[SERVICE]) as queries, tenant_context(account.tenant_id):
+        answer = read()
+    return answer, [q["sql"] for q in queries.captured_queries if "mt5_account_balance_history" in q["sql"]]
+
+
+def test_an_offline_accounts_snapshot_is_read_around_its_last_heartbeat_not_unbounded(account):
+    """A broadcast reaches accounts whose EA has been offline for days: their snapshot is read from
+    BALANCE_SNAPSHOT_LOOKBACK before the EA was last heard from, so only those partitions are planned; the
+    unbounded read (every partition of two years) is not sent. Fails with the fallback before it: unbounded."""
+    heard = _heard_days_ago(account, 5)
+    make_balance(account, time=heard - timedelta(minutes=5), drawdown=Decimal("25"), equity=Decimal("9000"))
+    (figures, sent) = _balance_reads(account, lambda: account_loss_figures(account=account))
+    assert figures == (None, Decimal("25"))
+    assert len(sent) == 2 and all(map(_bounded, sent)), sent
+    equity, sent = _balance_reads(account, lambda: account_equity_latest(account=account))
+    assert equity == Decimal("9000") and len(sent) == 2 and all(map(_bounded, sent)), sent
+    balance, sent = _balance_reads(account, lambda: balance_latest(account_id=account.pk))
+    assert (balance["source"], balance["equity"]) == ("database", 9000.0)
+    assert len(sent) == 2 and all(map(_bounded, sent)), sent
+
+
+def test_a_snapshot_older_than_the_ea_was_last_heard_is_still_found(account):
+    """An EA that went on sending heartbeats but stopped reporting its finance: the unbounded read finds it."""
+    heard = _heard_days_ago(account, 1)
+    make_balance(account, time=heard - BALANCE_SNAPSHOT_LOOKBACK - timedelta(days=2), drawdown=Decimal("21"))
+    assert _figures(account) == (None, Decimal("21"))
+    with tenant_context(account.tenant_id):
+        assert balance_latest(account_id=account.pk)["source"] == "database"
