@@ -23,3 +23,21 @@ def current_chunks_again() -> None:
     `retried_on_deadlock` takes."""
     if _timescale():
         current_chunks_ensure()
+
+
+def old_partitions_create(cursor, table: str, count: int) -> list[str]:
+    """`count` partitions of a plain-path time series, back to back from well before now, in the owner's `cursor`
+    (its transaction: roll it back to drop them). For tests that read a plan: an old partition in it means a read
+    that names no time."""
+    from datetime import date, timedelta
+
+    from suho.timeseries import TIME_SERIES, _create_partition, _next_period
+
+    series = TIME_SERIES[table]
+    cursor.execute(f'ALTER TABLE "{table}_default" NO FORCE ROW LEVEL SECURITY')  # early rows move out of it
+    start, made = date.today() - timedelta(days=count + 10), []
+    for _ in range(count):
+        end = _next_period(series, start)
+        made.append(_create_partition(cursor, series, start, end))
+        start = end
+    return made

@@ -5,7 +5,7 @@ accepts), so PostgreSQL plans only the partitions (TimescaleDB: chunks) of that 
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -18,7 +18,8 @@ from quotes.selectors import quote_latest, quote_latest_rows
 from suho.cache import cache_client, quote_key
 from suho.routers import OWNER, SERVICE
 from suho.tenancy import tenant_context
-from suho.timeseries import TIME_SERIES, _create_partition, _next_period, timescale_enabled
+from suho.timeseries import timescale_enabled
+from tests.chunks import old_partitions_create
 from tests.signals.test_loss_figures_partitions import _planned_tables
 
 ALL = pytest.mark.django_db(databases=["default", "owner", "operator"])
@@ -69,14 +70,8 @@ def test_the_planner_reads_no_quote_partition_older_than_the_window(account):
     owner = connections[OWNER]
     if timescale_enabled(owner):
         pytest.skip("TimescaleDB: chunks, checked by the next test")
-    series = TIME_SERIES["mt5_broker_quotes"]
     with transaction.atomic(using=OWNER), owner.cursor() as cursor:  # the partitions are rolled back
-        cursor.execute('ALTER TABLE "mt5_broker_quotes_default" NO FORCE ROW LEVEL SECURITY')
-        start, old = date.today() - timedelta(days=OLD_PARTS + 10), []
-        for _ in range(OLD_PARTS):
-            end = _next_period(series, start)
-            old.append(_create_partition(cursor, series, start, end))
-            start = end
+        old = old_partitions_create(cursor, "mt5_broker_quotes", OLD_PARTS)
         planned = plan(cursor, account)
         transaction.set_rollback(True, using=OWNER)
     quotes = {table for table in planned if table.startswith("mt5_broker_quotes")}

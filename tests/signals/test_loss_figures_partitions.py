@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -28,8 +28,9 @@ from signals.services import SignalSpec, signal_create
 from signals.services import risk as gate
 from suho.routers import OWNER, SERVICE, operator_path
 from suho.tenancy import tenant_context
-from suho.timeseries import TIME_SERIES, _create_partition, _next_period, timescale_enabled
+from suho.timeseries import timescale_enabled
 from tests.accounts.helpers import account_make, tenant_make
+from tests.chunks import old_partitions_create
 from tests.signals.conftest import quote_put
 from trading.selectors import balance_latest
 
@@ -104,14 +105,8 @@ def test_the_planner_reads_no_balance_partition_older_than_the_window(account):
     owner = connections[OWNER]
     if timescale_enabled(owner):
         pytest.skip("TimescaleDB: chunks, checked by the next test")
-    series = TIME_SERIES["mt5_account_balance_history"]
     with transaction.atomic(using=OWNER), owner.cursor() as cursor:  # the partitions are rolled back
-        cursor.execute('ALTER TABLE "mt5_account_balance_history_default" NO FORCE ROW LEVEL SECURITY')
-        start, old = date.today() - timedelta(days=OLD_PARTITIONS + 10), []
-        for _ in range(OLD_PARTITIONS):
-            end = _next_period(series, start)
-            old.append(_create_partition(cursor, series, start, end))
-            start = end
+        old = old_partitions_create(cursor, "mt5_account_balance_history", OLD_PARTITIONS)
         planned = _loss_figures_plan(cursor, account)
         transaction.set_rollback(True, using=OWNER)
 
