@@ -1,34 +1,46 @@
 """Each audit chain's last (chain_seq, row_hash) kept in a row of its own, so that appending to a chain reads one row.
 
-The trigger used to find a chain's last row in mt5_audit_log itself, with `tenant_id IS NOT DISTINCT FROM …`, which
-no index serves: every audit insert scanned every partition (TimescaleDB: every chunk) of the 7-year log, so an
+The trigger used to find a chain's last row in mt5_audit_log itself (`ORDER BY chain_seq DESC LIMIT 1`): every
+audit insert planned and probed every partition (TimescaleDB: every chunk) of the 7-year log, an index probe each
+where the tenant's row policy gave the planner an indexable condition, a scan each for the platform's chain, so an
 EA connect, a signal or a command cost more the longer the platform ran (decision 0004).
 
 `suho_audit_chain_heads` belongs to the owner and is granted to no one: the trigger function runs as its owner
 (SECURITY DEFINER, fixed search_path) and is the only writer, under the chain's advisory lock as before. The heads
-are filled from the log here; the log is read without its forced row policy for this transaction only, as the
-partition upkeep does (DDL is transactional: no other session sees it unforced).
+are filled from the log here, one index probe per chain (idx_audit_log_chain: tenant, chain_seq) rather than a sort
+of the whole log, because the log is locked meanwhile: it is read without its forced row policy, and the ALTER TABLE
+that lifts it for this transaction only (as the partition upkeep does; DDL is transactional, no other session sees
+it unforced) holds its ACCESS EXCLUSIVE lock until the migration commits. That lock is also what keeps the heads
+right: no audit row can be written between the fill and the new trigger.
 """
 
 from django.conf import settings
 from django.db import migrations
 
-HEADS = """
+HEADS_TABLE = """
 CREATE TABLE suho_audit_chain_heads (
     chain text PRIMARY KEY,  -- the tenant id as text, or 'platform' for rows without a tenant
     last_seq bigint NOT NULL,
     last_hash text NOT NULL
 );
 REVOKE ALL ON suho_audit_chain_heads FROM PUBLIC;
+"""
 
+FILL = """
 ALTER TABLE mt5_audit_log NO FORCE ROW LEVEL SECURITY;
 INSERT INTO suho_audit_chain_heads (chain, last_seq, last_hash)
-SELECT DISTINCT ON (chain) coalesce(tenant_id::text, 'platform') AS chain, chain_seq, row_hash
-  FROM mt5_audit_log
- WHERE chain_seq IS NOT NULL
- ORDER BY chain, chain_seq DESC;
+SELECT t.id::text, last.chain_seq, last.row_hash
+  FROM suho_tenants t
+ CROSS JOIN LATERAL (SELECT chain_seq, row_hash FROM mt5_audit_log l
+                      WHERE l.tenant_id = t.id AND l.chain_seq IS NOT NULL
+                      ORDER BY l.chain_seq DESC LIMIT 1) AS last
+ UNION ALL
+(SELECT 'platform', chain_seq, row_hash FROM mt5_audit_log
+  WHERE tenant_id IS NULL AND chain_seq IS NOT NULL ORDER BY chain_seq DESC LIMIT 1);
 ALTER TABLE mt5_audit_log FORCE ROW LEVEL SECURITY;
+"""
 
+CHAIN_FROM_HEADS = """
 CREATE OR REPLACE FUNCTION suho_audit_chain() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
@@ -82,4 +94,7 @@ def heads_private(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [("compliance", "0004_time_series_key_with_tenant")]
-    operations = [migrations.RunSQL(HEADS, LOG_SCAN), migrations.RunPython(heads_private, migrations.RunPython.noop)]
+    operations = [
+        migrations.RunSQL(HEADS_TABLE + FILL + CHAIN_FROM_HEADS, LOG_SCAN),
+        migrations.RunPython(heads_private, migrations.RunPython.noop),
+    ]

@@ -4,6 +4,8 @@ read or change it."""
 
 from __future__ import annotations
 
+from importlib import import_module
+
 import pytest
 from django.conf import settings
 from django.db import DatabaseError, connections, transaction
@@ -11,6 +13,7 @@ from django.utils import timezone
 from factories import make_audit, make_tenant
 
 from compliance.models import AuditLog
+from suho.routers import operator_path
 from suho.tenancy import tenant_context
 
 # Scans of the audit log's parent, partitions or chunks in the current transaction (pg_stat_xact_*: this backend's).
@@ -100,3 +103,26 @@ def test_no_application_role_can_read_or_change_the_heads(alias):
         assert cursor.fetchone()[0] is False
         with pytest.raises(DatabaseError, match="permission denied"), transaction.atomic(using=alias):
             cursor.execute("SELECT * FROM suho_audit_chain_heads")
+
+
+def test_the_migrations_fill_gives_each_chain_the_head_the_trigger_keeps(committed):
+    """compliance 0005 fills the heads of a database that already has audit rows: one index probe per chain, the
+    platform's (no tenant) included; what it finds is what the trigger has kept since."""
+    fill = import_module("compliance.migrations.0005_audit_chain_heads").FILL
+    first, second = make_tenant(), make_tenant()
+    for n in range(3):
+        make_audit(first, event_description=f"first {n}")
+    make_audit(second, event_description="second")
+    with operator_path():
+        AuditLog.objects.create(tenant=None, time=timezone.now(), event_type="platform_event",
+                                event_category="system", action="check", event_description="no tenant")  # fmt: skip
+    chains = [str(first.id), str(second.id), "platform"]
+    kept = heads()
+    with transaction.atomic(using="owner"), connections["owner"].cursor() as cursor:
+        cursor.execute("DELETE FROM suho_audit_chain_heads")
+        cursor.execute(fill)
+        cursor.execute("SELECT chain, last_seq, last_hash FROM suho_audit_chain_heads")
+        filled = {chain: (seq, digest) for chain, seq, digest in cursor.fetchall()}
+        transaction.set_rollback(True, using="owner")
+    assert [filled[chain] for chain in chains] == [kept[chain] for chain in chains]
+    assert filled[str(first.id)][0] == 3
