@@ -142,7 +142,7 @@ def executions(*, account_id=None):
 # gateway still trusts in an EA's timestamps (a day behind: binproto.MAX_PAST_SKEW_US) and an hour, so an EA that is
 # connected, and reports its finance every 30 s or so, has a snapshot in it. Without one (an EA offline for a day or
 # more: a broadcast reaches such accounts too), the newest snapshot is looked for from BALANCE_SNAPSHOT_LOOKBACK before
-# the EA was last heard from (`older_snapshot_since`), and only then without a bound; not at all if no EA ever
+# the EA was last heard from (`_older_snapshot_since`), and only then without a bound; not at all if no EA ever
 # connected for the account: snapshots come only from EA sessions.
 BALANCE_SNAPSHOT_LOOKBACK = timedelta(microseconds=MAX_PAST_SKEW_US) + timedelta(hours=1)
 ACCOUNT_LOSS_FIGURES = """
@@ -182,7 +182,7 @@ def account_equity_latest(*, account) -> Decimal | None:
     return Decimal(str(float(rows[0]["equity"]))) if rows else None
 
 
-def older_snapshot_since(account) -> datetime | None:
+def _older_snapshot_since(account) -> datetime | None:
     """Where to look for the newest balance snapshot of an account that has none in the last
     BALANCE_SNAPSHOT_LOOKBACK: from that long before its EA was last heard from, since snapshots come only from EA
     sessions (so the newest is there unless the EA stopped reporting its finance). None: no EA ever connected."""
@@ -192,15 +192,23 @@ def older_snapshot_since(account) -> datetime | None:
     return min(heard, timezone.now()) - BALANCE_SNAPSHOT_LOOKBACK
 
 
-def _older_snapshot(account, since_sql: str, latest_sql: str) -> list[dict]:
-    """The newest snapshot before the usual window: within `older_snapshot_since` (only that window's partitions or
-    chunks are planned), else anywhere (an EA that stopped reporting its finance), else none."""
-    since = older_snapshot_since(account)
+def older_snapshot_bounds(account) -> list[datetime | None]:
+    """The lower time bounds to look for the newest snapshot within, in turn, once the last BALANCE_SNAPSHOT_LOOKBACK
+    had none: `_older_snapshot_since` (only that window's partitions or chunks are planned) when it reaches further
+    back, then None: anywhere (an EA that stopped reporting its finance). None at all: no EA ever connected."""
+    since = _older_snapshot_since(account)
     if since is None:
         return []
-    values = {"account_id": account.account_id, "since": since}
-    rows = fetch_dicts(SignalExecution, since_sql, values) if since < timezone.now() - BALANCE_SNAPSHOT_LOOKBACK else []
-    return rows or fetch_dicts(SignalExecution, latest_sql, values)
+    return ([since] if since < timezone.now() - BALANCE_SNAPSHOT_LOOKBACK else []) + [None]
+
+
+def _older_snapshot(account, since_sql: str, latest_sql: str) -> list[dict]:
+    """The newest snapshot before the usual window (`older_snapshot_bounds`), else none."""
+    for since in older_snapshot_bounds(account):
+        values = {"account_id": account.account_id, "since": since}
+        if rows := fetch_dicts(SignalExecution, latest_sql if since is None else since_sql, values):
+            return rows
+    return []
 
 
 def account_loss_figures(*, account) -> tuple[Decimal | None, Decimal | None]:

@@ -64,7 +64,7 @@ def balance_latest(*, account_id) -> dict | None:
     risk gate does (signals.selectors): in the last BALANCE_SNAPSHOT_LOOKBACK, then around the last time the EA was
     heard from, then anywhere, so an offline account's page does not plan two years of partitions on every refresh."""
     from accounts.models import MT5Account
-    from signals.selectors import BALANCE_SNAPSHOT_LOOKBACK, older_snapshot_since
+    from signals.selectors import BALANCE_SNAPSHOT_LOOKBACK, older_snapshot_bounds
     from suho.cache import balance_key, cache_get
     from trading.models import BalanceSnapshot
 
@@ -73,13 +73,12 @@ def balance_latest(*, account_id) -> dict | None:
         return {**cached, "source": "cache"}
     rows = BalanceSnapshot.objects.filter(account_id=account_id).order_by("-time")
     fields = ("balance", "equity", "margin_level", "floating_pnl", "time")
-    recent = timezone.now() - BALANCE_SNAPSHOT_LOOKBACK
-    row = rows.filter(time__gte=recent).values(*fields).first()
+    row = rows.filter(time__gte=timezone.now() - BALANCE_SNAPSHOT_LOOKBACK).values(*fields).first()
     account = MT5Account.objects.filter(pk=account_id).first() if row is None else None
-    since = older_snapshot_since(account) if account is not None else None
-    if since is not None:
-        older = rows.filter(time__gte=since).values(*fields).first() if since < recent else None
-        row = older or rows.values(*fields).first()
+    for since in older_snapshot_bounds(account) if account is not None else []:
+        row = (rows if since is None else rows.filter(time__gte=since)).values(*fields).first()
+        if row is not None:
+            break
     if row is None:
         return None
     return {"balance": float(row["balance"]), "equity": float(row["equity"]),
