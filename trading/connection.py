@@ -42,56 +42,14 @@ class SessionClaim:
     previous_node: str  # the process that held the previous session ("" if none): it is asked to close it
 
 
-# One statement, so one round trip: lock the account row first (FOR NO KEY UPDATE: a session's foreign-key check
-# must pass, decision 0017), then bump the epoch and mark the account online, then end the previous session, then
-# audit — the audit rows are made from `replaced`'s row count, so the audit chain's lock always comes after the
-# session row's, as in every other writer (api_key_revoke ends sessions before it audits). No row: the session may
-# not go on (ended, its key revoked, its account or tenant disabled), and nothing changed.
+# One statement, so one round trip; the function (trading migration 0008) locks the account row first, then bumps
+# the epoch and marks the account online, ends the previous session and audits both, in that order. No row: the
+# session may not go on (ended, its key revoked, its account or tenant disabled), and nothing changed. A function,
+# so PostgreSQL plans it once per connection, not on every HELLO (decision 0030).
 CLAIM_SQL = """
-WITH account AS (
-    SELECT a.account_id, a.tenant_id, a.live_session_epoch, a.live_session_id, a.live_session_node
-      FROM mt5_user_accounts a
-     WHERE a.account_id = %(account_id)s AND a.is_active
-       AND EXISTS (SELECT 1
-                     FROM mt5_ea_sessions s
-                     JOIN mt5_api_keys k ON k.id = s.api_key_id
-                     JOIN suho_tenants t ON t.id = s.tenant_id
-                    WHERE s.session_id = %(session_id)s AND s.account_id = a.account_id AND s.ended_at IS NULL
-                      AND k.revoked_at IS NULL AND t.is_active)
-       FOR NO KEY UPDATE OF a
-), claimed AS (
-    UPDATE mt5_user_accounts a
-       SET live_session_epoch = account.live_session_epoch + 1, live_session_id = %(session_id)s,
-           live_session_node = %(node)s, connection_status = 'online', last_connected_at = %(now)s,
-           last_heartbeat_at = coalesce(a.last_heartbeat_at, %(now)s)
-      FROM account
-     WHERE a.account_id = account.account_id
- RETURNING a.tenant_id, a.live_session_epoch AS epoch, account.live_session_id AS previous_session_id,
-           account.live_session_node AS previous_node
-), replaced AS (
-    UPDATE mt5_ea_sessions s SET ended_at = %(now)s, end_reason = %(replaced)s
-      FROM claimed
-     WHERE s.session_id = claimed.previous_session_id AND s.session_id <> %(session_id)s AND s.ended_at IS NULL
- RETURNING s.session_id
-), audited AS (
-    INSERT INTO mt5_audit_log (time, tenant_id, account_id, event_type, event_category, action, event_description,
-                               severity, metadata, prev_hash, row_hash)
-    SELECT %(now)s, claimed.tenant_id, %(account_id)s, v.event_type, 'connection', v.action, v.description, 'info',
-           v.metadata, '', ''
-      FROM claimed
-     CROSS JOIN (SELECT count(*) FROM replaced) AS after_replaced
-     CROSS JOIN LATERAL (VALUES
-        (1, claimed.previous_session_id IS NOT NULL AND claimed.previous_session_id <> %(session_id)s,
-         'ea_session_replaced', 'replace',
-         'EA session ' || claimed.previous_session_id || ' replaced by ' || %(session_id)s,
-         jsonb_build_object('session_id', %(session_id)s, 'previous_session_id', claimed.previous_session_id,
-                            'node', %(node)s, 'previous_node', claimed.previous_node, 'epoch', claimed.epoch)),
-        (2, true, 'ea_connected', 'connect', %(connected)s, %(connected_metadata)s::jsonb)
-     ) AS v(n, wanted, event_type, action, description, metadata)
-     WHERE v.wanted
-     ORDER BY v.n
-)
-SELECT epoch, previous_session_id, previous_node FROM claimed
+SELECT epoch, previous_session_id, previous_node
+  FROM suho_ea_session_claim(%(account_id)s, %(session_id)s, %(node)s, %(now)s, %(replaced)s, %(connected)s,
+                             %(connected_metadata)s)
 """
 
 
@@ -197,29 +155,13 @@ def _resync_reads() -> tuple[CompiledRead, ...]:
     )
 
 
-# One statement, so one round trip, as the claim: the account row first (offline only if `epoch` still holds it:
-# only then is the row updated, so locked, and a replaced session's disconnect waits for no claim; an account the
-# tenant cannot see changes nothing and is not audited), then the audit row, whose chain lock is held only until
-# this round trip's own commit. In several round trips the lock was held while the thread waited
-# for the GIL between them, and a tenant's disconnects (every EA of a restarted process) queued behind each other
-# and behind the new process's claims (issue 21).
+# One statement, so one round trip, as the claim: the function (trading migration 0008) marks the account offline
+# only if `epoch` still holds it, then audits; the audit chain's lock is held only until this round trip's own
+# commit. In several round trips the lock was held while the thread waited for the GIL between them, and a
+# tenant's disconnects (every EA of a restarted process) queued behind each other and behind the new process's
+# claims (issue 21). An account the tenant cannot see changes nothing and is not audited.
 DISCONNECT_SQL = """
-WITH account AS (
-    SELECT account_id FROM mt5_user_accounts WHERE account_id = %(account_id)s
-), offline AS (
-    UPDATE mt5_user_accounts a SET connection_status = 'offline'
-      FROM account
-     WHERE a.account_id = account.account_id
-       AND (%(epoch)s::bigint IS NULL OR a.live_session_epoch = %(epoch)s::bigint)
- RETURNING a.account_id
-)
-INSERT INTO mt5_audit_log (time, tenant_id, account_id, event_type, event_category, action, event_description,
-                           severity, metadata, prev_hash, row_hash)
-SELECT %(now)s, %(tenant_id)s, account.account_id, 'ea_disconnected', 'connection', 'disconnect', %(description)s,
-       'info', %(metadata)s::jsonb, '', ''
-  FROM account
- CROSS JOIN (SELECT count(*) FROM offline) AS after_offline
-RETURNING chain_seq
+SELECT suho_ea_disconnected(%(tenant_id)s, %(account_id)s, %(epoch)s, %(now)s, %(description)s, %(metadata)s)
 """
 
 
