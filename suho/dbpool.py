@@ -21,17 +21,25 @@ FRESH_S = 10.0
 _returned_at: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def connection_returned(connection) -> None:
-    """The pool's `reset` callback (settings.DATABASES' `pool` options): the connection is back, idle, after work."""
-    _returned_at[connection] = time.monotonic()
-
-
 def pool_check_install(sender, connection, **kwargs) -> None:
     """`connection_created` receiver: put `connection_check` in the place of the check Django gave the pool (Django
-    passes psycopg_pool's own with CONN_HEALTH_CHECKS and takes no other), once per pool."""
+    passes psycopg_pool's own with CONN_HEALTH_CHECKS and takes no other), and have the pool note when each
+    connection comes back, once per pool. Not with the pool's `reset` callback: with one set, psycopg_pool hands
+    every returned connection to its worker thread, a thread wake-up and GIL hand-over per piece of database work
+    (a reconnect storm returns three connections per EA; issue 21), and the connection is back only when the
+    worker has run."""
     pool = getattr(connection, "pool", None)
     if pool is not None and pool._check is ConnectionPool.check_connection:
         pool._check = connection_check
+        pool.putconn = _noting_return(pool.putconn)
+
+
+def _noting_return(putconn):
+    def returned(connection) -> None:
+        _returned_at[connection] = time.monotonic()  # a broken one is discarded by the pool, never checked out
+        putconn(connection)
+
+    return returned
 
 
 def connection_check(connection) -> None:

@@ -13,8 +13,6 @@ from urllib.parse import quote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
-from suho import dbpool
-
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -105,7 +103,6 @@ def database_for(user: str, url: str = DATABASE_URL, *, pool_min_size=DB_POOL_MI
                 "min_size": pool_min_size,
                 "max_size": pool_max_size,
                 "timeout": DB_POOL_TIMEOUT_S,
-                "reset": dbpool.connection_returned,
             },
         },
     }
