@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench import profile, storm_floor
+from bench import hello_db, profile, storm_floor
 from bench.fixtures import sessions_held_by_a_gone_process
 from bench.stack import (
     Daphne,
@@ -44,11 +44,13 @@ BEFORE = {"commit": "020b6e8", "eas": 5_000, "all_resynced_s": 259.0, "resync_p5
 
 def section(*, eas: list, log_dir: Path) -> dict:
     """The storm of TARGET_EAS, then the same storm against an app that does nothing (bench/storm_floor.py: what
-    the server stack costs per EA, so the rest is the gateway's); when it misses a target, a smaller storm again
-    under py-spy (PROFILE_EAS): where the server's time goes."""
+    the server stack costs per EA, so the rest is the gateway's), then the EAs' database work alone
+    (bench/hello_db.py); when it misses a target, a smaller storm again under py-spy (PROFILE_EAS): where the
+    server's time goes."""
     result = run(eas=eas, log_dir=log_dir)
     result["floor"] = storm_floor.run(count=len(eas[:TARGET_EAS]), load_processes=LOAD_PROCESSES,
                                       max_connecting=MAX_CONNECTING, timeout_s=TIMEOUT_S, log_dir=log_dir)  # fmt: skip
+    result["database_work"] = hello_db.run(eas=eas)
     if not all(ok for *_rest, ok in targets(result)) and profile.available():
         out = log_dir / "reconnect-profile.txt"
         profiled = run(eas=eas, log_dir=log_dir, count=PROFILE_EAS, profile_out=out)
@@ -173,6 +175,7 @@ def markdown(result: dict) -> str:
         "",
         _missed(result),
         "",
+        *([table, ""] if (table := hello_db.markdown(result.get("database_work"))) else []),
         f"EAs: `eaclient.EAClient` in {result['load_processes']} load processes (bench/reconnect_load.py), at most "
         f"{MAX_CONNECTING} per process between connect and resync at once; one fresh daphne process. Refused: "
         f"{result['refused']} {result['refusals'] or ''}; connect failures: {result['connect_failures']}; "

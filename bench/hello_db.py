@@ -1,0 +1,93 @@
+"""A reconnecting EA's database work, one EA after another in this process: what the token HELLO's claim, the resync
+read and the disconnect each cost in wall time, in Python's CPU and in PostgreSQL's, without the socket, the event
+loop or the other EAs. The storm (bench/reconnect.py) runs the same three calls in the server's database threads;
+this says how much of its time is theirs and which side of the connection spends it (issue 21: where a goal is
+missed, the profile says why).
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+
+from bench.fixtures import sessions_held_by_a_gone_process
+from bench.stack import cpu_delta, postgres_cpu
+
+COUNT = 1_000
+NODE = "bench-hello-db"
+STAGES = ("claim", "resync", "disconnect")
+TITLES = {
+    "claim": "token HELLO: the hold, the token, the claim (`ea_token_hello`)",
+    "resync": "resync read (`ea_resync`)",
+    "disconnect": "disconnect (`ea_disconnected`)",
+}
+
+
+def run(*, eas: list, count: int = COUNT) -> dict:
+    """Each stage for `count` EAs in turn (all claims, then all resyncs, then all disconnects), as the database
+    threads run them: each call's connections handed back to the pool afterwards."""
+    from django.db import connections
+
+    from trading import connection as sessions
+
+    eas = eas[:count]
+    sessions_held_by_a_gone_process(eas)
+    hellos: list = []
+
+    def claim(ea):
+        hello = sessions.ea_token_hello(account_id=ea.account_id, token=ea.access_token, node=NODE)
+        if hello.claim is None:
+            raise RuntimeError(f"bench EA {ea.account_id} was not claimed: {hello}")
+        hellos.append(hello)
+
+    def resync(index):
+        claims = hellos[index].claims
+        sessions.ea_resync(tenant_id=claims.tenant_id, account_id=claims.account_id)
+
+    def disconnect(index):
+        claims, epoch = hellos[index].claims, hellos[index].claim.epoch
+        sessions.ea_disconnected(tenant_id=claims.tenant_id, account_id=claims.account_id,
+                                 session_id=claims.session_id, close_code=1000, epoch=epoch)  # fmt: skip
+
+    result = {"eas": len(eas)}
+    for stage, call, items in (
+        ("claim", claim, eas),
+        ("resync", resync, range(len(eas))),
+        ("disconnect", disconnect, range(len(eas))),
+    ):
+        pg0, cpu0, t0 = postgres_cpu(), _own_cpu_s(), time.perf_counter()
+        for item in items:
+            try:
+                call(item)
+            finally:
+                connections.close_all()
+        wall, cpu, pg = time.perf_counter() - t0, _own_cpu_s() - cpu0, cpu_delta(pg0, postgres_cpu())
+        result[stage] = {"wall_ms": wall * 1000 / len(eas), "python_ms": cpu * 1000 / len(eas),
+                         "postgres_ms": pg * 1000 / len(eas)}  # fmt: skip
+    return result
+
+
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def markdown(result: dict | None) -> str:
+    """The table, or nothing for results from before it was measured."""
+    if not result:
+        return ""
+    rows = [result[stage] for stage in STAGES]
+    total = {key: sum(row[key] for row in rows) for key in ("wall_ms", "python_ms", "postgres_ms")}
+    lines = [
+        f"The database work of one EA, in the bench process, {result['eas']:,} EAs one after another "
+        "(`bench/hello_db.py`; ms per EA):",
+        "",
+        "| stage | wall | Python CPU | PostgreSQL CPU |",
+        "|---|---:|---:|---:|",
+        *(
+            f"| {TITLES[stage]} | {row['wall_ms']:.2f} | {row['python_ms']:.2f} | {row['postgres_ms']:.2f} |"
+            for stage, row in zip(STAGES, rows, strict=True)
+        ),
+        f"| all three | {total['wall_ms']:.2f} | {total['python_ms']:.2f} | {total['postgres_ms']:.2f} |",
+    ]
+    return "\n".join(lines) + "\n"
