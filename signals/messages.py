@@ -53,6 +53,15 @@ def signal_message(signal: TradingSignal) -> binproto.TradingSignal:
     )
 
 
+# What the two account messages read of the account: a read made only for them (the resync's) loads no more.
+ACCOUNT_MESSAGE_FIELDS = (
+    "config_version", "max_position_size", "max_daily_loss", "max_drawdown_percent", "emergency_stop",
+    "trading_enabled", "allowed_symbols", "trading_hours_start_utc", "trading_hours_end_utc", "sl_multiplier",
+    "tp_multiplier", "slippage_tolerance_pips", "max_spread_points", "magic_number", "comment_prefix",
+    "strategy_parameters",
+)  # fmt: skip
+
+
 def risk_parameters_message(account: MT5Account) -> binproto.RiskParameters:
     start, end = _minutes(account.trading_hours_start_utc), _minutes(account.trading_hours_end_utc)
     hours = ()

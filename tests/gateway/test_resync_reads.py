@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connections
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 import binproto
@@ -67,3 +69,17 @@ def test_a_read_whose_stand_in_is_not_a_parameter_is_refused_when_compiled():
     assert compiled_read(accounts, (RESYNC_ACCOUNT,)).slots
     with pytest.raises(ValueError, match="no parameter to fill"):
         compiled_read(accounts, (RESYNC_ACCOUNT, RESYNC_NOW))  # the time is not in this read
+
+
+def test_a_resync_is_one_query_even_though_it_loads_only_the_accounts_fields_the_messages_read(committed):
+    """The account read loads ACCOUNT_MESSAGE_FIELDS only: a message reading a field outside them would load it with
+    a query of its own, on every HELLO."""
+    tenant = make_tenant()
+    account = make_account(tenant, make_user(tenant), allowed_symbols=["EURUSD"], strategy_parameters={"k": 1})
+    make_signal(account)
+    with CaptureQueriesContext(connections["default"]) as queries:
+        resync = ea_resync(tenant_id=tenant.id, account_id=account.account_id)
+    assert len(queries) == 1
+    risk, config = resync.messages[:2]
+    assert risk.allowed_symbols == ("EURUSD",) and config.params == (("k", "1"),)
+    assert risk.risk_version == config.config_version == account.config_version
