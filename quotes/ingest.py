@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 from django.db import connections, transaction
 
-from suho.bus import subject_token
+from suho.bus import PubBlock, pub_command, subject_token
 from suho.cache import QUOTE_TTL_S, cache_set_many_json, quote_key
 from suho.clock import sql_us_to_timestamptz, us_to_iso
 from suho.routers import SERVICE
@@ -103,20 +103,22 @@ def _symbol_parts(symbol: str) -> tuple[str, str]:
     return subject_token(symbol), json.dumps(symbol)
 
 
-def broker_quotes_live(rows: list[TickRow]) -> list[tuple[str, bytes]]:
+def broker_quotes_live(rows: list[TickRow]) -> PubBlock:
     """Each tick's message on mt5.account.{id}.quotes.{symbol}, which the gateway publishes as it decodes the frame:
     ticks are volume, so a live subscriber sees one within milliseconds instead of after its batch is stored (a tick
-    can then be seen live and lost from storage in a crash: docs/streams.md)."""
-    messages = []
+    can then be seen live and lost from storage in a crash: docs/streams.md). Made as NATS PUB commands in one pass:
+    per tick, this is the hot path (building (subject, bytes) pairs, then the commands, cost ~60 % more)."""
+    commands, sizes = [], []
     for row in rows:
         token, name = _symbol_parts(row.symbol)
-        # Hand-built JSON: per tick, this is the hot path (json.dumps of a dict costs ~4× more).
+        # Hand-built JSON, ASCII (the symbol's JSON string escapes the rest; json.dumps of a dict costs ~4× more)
         payload = (
             f'{{"symbol":{name},"bid":{row.bid!r},"ask":{row.ask!r},"spread":{row.spread!r},'
             f'"time_us":{row.time_us},"tradeable":{"true" if row.tradeable else "false"}}}'
         )
-        messages.append((f"mt5.account.{row.account_id}.quotes.{token}", payload.encode()))
-    return messages
+        commands.append(pub_command(f"mt5.account.{row.account_id}.quotes.{token}", payload))
+        sizes.append(len(payload))
+    return PubBlock.of(commands, sizes)
 
 
 def broker_quotes_after_commit(rows: list[TickRow]) -> None:

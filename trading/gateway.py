@@ -33,7 +33,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from binproto import CloseCode
 from suho.asyncdb import db_thread
-from suho.bus import CONNECT_TIMEOUT_S, get_bus, nats_servers, publish_batch, subject_token
+from suho.bus import CONNECT_TIMEOUT_S, PubBlock, get_bus, nats_servers, publish_block, subject_token
 from suho.drain import drain_hook_register
 from suho.metrics import batch_flush_observe
 from trading.bridge import ROWS_PER_MESSAGE, ingest_publish, ingest_publish_nothing_after
@@ -214,36 +214,37 @@ class LivePublisher:
     loop over a NATS connection of its own: no hand-over to the bus's thread, which has to wait for the GIL behind
     this loop (docs/BENCHMARKS.md, section 2–3, has the tick→subscriber figures). The first frame decoded after a
     publish starts a task; when it runs, in the loop's next turn, it publishes everything decoded until then as
-    one write (`suho.bus.publish_batch`): no timer, and no second hop. Until the connection is up, and while it
+    one write (`suho.bus.publish_block`): no timer, and no second hop. Until the connection is up, and while it
     reconnects, the bus carries them as before; a failed publish is logged (the rows are still stored: ticks are
     volume)."""
 
     def __init__(self) -> None:
-        self._messages: list[tuple[str, bytes]] = []
+        self._blocks: list[PubBlock] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: Any = None  # a nats Client on self._loop, once connected
         self._connecting = False
         self._connect_after = 0.0  # loop time
         self._tasks: set[asyncio.Task] = set()  # held until done: the loop keeps only weak references to tasks
 
-    def add(self, messages: list[tuple[str, bytes]]) -> None:
+    def add(self, block: PubBlock) -> None:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # one loop per process in production; tests start a loop per test
-            self._loop, self._messages, self._client, self._connecting, self._connect_after = loop, [], None, False, 0
-        if not self._messages:
+            self._loop, self._blocks, self._client, self._connecting, self._connect_after = loop, [], None, False, 0
+        if not self._blocks:
             self._spawn(loop, self._publish(loop))
-        self._messages.extend(messages)
+        self._blocks.append(block)
 
     async def _publish(self, loop: asyncio.AbstractEventLoop) -> None:
-        messages, self._messages = self._messages, []  # a frame decoded from now on starts the next task
+        blocks, self._blocks = self._blocks, []  # a frame decoded from now on starts the next task
+        block = blocks[0] if len(blocks) == 1 else PubBlock.joined(blocks)
         client = self._client
         if client is not None and client.is_connected:
             try:
-                await publish_batch(client, messages)
+                await publish_block(client, block)
             except Exception as exc:  # noqa: BLE001 — reconnect buffer full, connection closed: volume, not money
-                log.warning("live publish of %d messages failed: %s: %s", len(messages), type(exc).__name__, exc)
+                log.warning("live publish of %d messages failed: %s: %s", block.count, type(exc).__name__, exc)
             return
-        get_bus().publish_many(messages)
+        get_bus().publish_block(block)
         if client is None and not self._connecting and loop.time() >= self._connect_after:
             self._connecting = True
             await self._connect(loop)

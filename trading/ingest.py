@@ -22,7 +22,7 @@ from django.utils import timezone
 import binproto
 from accounts.models import MT5Account
 from quotes.ingest import TickRow, broker_quotes_after_commit, broker_quotes_insert, broker_quotes_live
-from suho.bus import get_bus
+from suho.bus import PubBlock, get_bus
 from suho.cache import BALANCE_TTL_S, POSITIONS_TTL_S, balance_key, cache_delete, cache_set_many, positions_key
 from suho.clock import sql_us_to_timestamptz, us_to_datetime
 from suho.outbox import outbox_publish_on_commit
@@ -183,7 +183,7 @@ class VolumeKind(NamedTuple):
     row: type
     insert: Callable[[list], int]
     after_commit: Callable[[list], None]
-    live: Callable[[list], list[tuple[str, bytes]]] | None = None
+    live: Callable[[list], PubBlock] | None = None
 
 
 VOLUME_KINDS: dict[str, VolumeKind] = {  # the one table of both ingest paths: the gateway's batcher and the bridge

@@ -1,17 +1,21 @@
-"""`suho.bus.publish_batch`: many messages in one write to a real NATS server (issue 21), with the checks nats-py's
-`publish` makes for each: a batch with any bad message sends nothing, and what is sent arrives whole and in order."""
+"""`suho.bus.publish_batch` and `publish_block`: many messages in one write to a real NATS server (issue 21), with
+the checks nats-py's `publish` makes for each: a batch with any bad message sends nothing, and what is sent arrives
+whole and in order."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import uuid
 
 import nats
 import pytest
 from django.conf import settings
 from nats import errors as nats_errors
 
-from suho.bus import nats_servers, publish_batch
+from quotes.ingest import TickRow, broker_quotes_live
+from suho.bus import nats_servers, publish_batch, publish_block, subject_token
 
 
 async def _pair():
@@ -95,3 +99,39 @@ async def test_a_closed_connection_refuses_a_batch():
     await publisher.close()
     with pytest.raises(nats_errors.ConnectionClosedError):
         await publish_batch(publisher, [("test.batch.closed", b"x")])
+
+
+async def test_ticks_made_as_one_block_arrive_whole_whatever_their_symbols_are_called():
+    """`quotes.ingest.broker_quotes_live` writes each tick's PUB command itself (`suho.bus.pub_command`): the
+    subject token and the declared payload size must hold for any broker symbol, or the server would misread the
+    rest of the block."""
+    account = str(uuid.uuid4())
+    symbols = ["EURUSD", "US30.cash", "BTC*USD", "A>B", "with space", "€STOXX", 'quo"te\\', "tab\there", ""]
+    rows = [TickRow(1_733_400_000_000_000 + i, str(uuid.uuid4()), account, symbol, 1.0 + i, 1.5 + i, 0.5, 0, True,
+                    "london", bool(i % 2)) for i, symbol in enumerate(symbols)]  # fmt: skip
+    block = broker_quotes_live(rows)
+    publisher = await nats.connect(nats_servers(settings.NATS_URL), connect_timeout=5)
+    subscriber = await nats.connect(nats_servers(settings.NATS_URL), connect_timeout=5)
+    received: list[tuple[str, dict]] = []
+    try:
+        await subscriber.subscribe(f"mt5.account.{account}.quotes.>", cb=_json_into(received))
+        await subscriber.flush()
+        await asyncio.sleep(0.05)  # the subscription reaches the server's routing a moment after its PONG
+        await publish_block(publisher, block)
+        await _settled(publisher, subscriber, received, len(rows))
+    finally:
+        await publisher.close()
+        await subscriber.close()
+    assert [body["symbol"] for _subject, body in received] == symbols
+    assert [subject.rsplit(".", 1)[1] for subject, _body in received] == [subject_token(s) for s in symbols]
+    assert [(b["bid"], b["ask"], b["time_us"], b["tradeable"]) for _s, b in received] == [
+        (row.bid, row.ask, row.time_us, row.tradeable) for row in rows
+    ]
+    assert block.count == len(rows) and publisher.stats["out_msgs"] == len(rows)
+
+
+def _json_into(received: list):
+    async def arrived(msg) -> None:
+        received.append((msg.subject, json.loads(msg.data)))
+
+    return arrived
