@@ -117,6 +117,12 @@ class Batcher:
         if self._after is after:  # not reached when cancelled: the work is still running and stays the last
             self._after = None
 
+    def idle(self) -> bool:
+        """Nothing buffered, and no write or after-commit work under way: every row added so far is written and its
+        after-commit work done, so a flush would return at once."""
+        lock = self._flush_lock
+        return not self._rows and not self._retry and self._after is None and (lock is None or not lock.locked())
+
     async def flush(self) -> None:
         """Write what is buffered and finish its after-commit work. One flush at a time: a caller's flush (tests,
         shutdown) returns only after the rows the background task had already taken are written too."""

@@ -143,6 +143,8 @@ async def outbound_flush(*, timeout_s: float = FLUSH_TIMEOUT_S) -> bool:
     background task is writing now is committed too). False when that took longer than `timeout_s` (the database
     is slow or away): the flush goes on in the background, and the caller goes on without the guarantee — at worst
     a resync resends what the EA already answered, and the EA answers it again."""
+    if _batcher.idle():  # a HELLO's and a disconnect's usual case: no task, no wait (issue 21: two per EA)
+        return True
     try:
         await asyncio.wait_for(asyncio.shield(_batcher.flush()), timeout_s)  # shielded: a flush never loses its rows
     except TimeoutError:

@@ -95,3 +95,27 @@ async def test_a_flush_cancelled_while_it_waits_does_not_cancel_the_after_commit
     batcher.add(["b"])
     await asyncio.wait_for(batcher.flush(), WAIT_S)
     assert (inserted, done) == (["a", "b"], ["a", "b"])
+
+
+async def test_a_batcher_is_idle_only_with_nothing_buffered_being_written_or_settling():
+    """`idle()` lets a caller's flush return at once (trading.outbound_batch.outbound_flush): it must be False from a
+    row's add until the row is written and its after-commit work done."""
+    writing, written, done = threading.Event(), threading.Event(), []
+    after_commit, started, release = _blocking_after_commit(done)
+
+    def insert(rows: list) -> None:
+        writing.set()
+        assert written.wait(WAIT_S)
+
+    batcher = Batcher("test", insert, after_commit)
+    assert batcher.idle()
+    batcher.add(["a"])
+    assert not batcher.idle(), "a row is buffered"
+    assert await asyncio.to_thread(writing.wait, WAIT_S)
+    assert not batcher.idle(), "its write is under way"
+    written.set()
+    assert await asyncio.to_thread(started.wait, WAIT_S)
+    assert not batcher.idle(), "its after-commit work runs"
+    release.set()
+    assert await _until(batcher.idle)
+    assert done == ["a"] and batcher.flushed_rows == 1
