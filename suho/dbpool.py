@@ -15,6 +15,7 @@ import select
 import time
 import weakref
 
+import psycopg
 from psycopg_pool import ConnectionPool
 
 FRESH_S = 10.0
@@ -51,9 +52,12 @@ def connection_check(connection) -> None:
 
 
 def _input_waiting(connection) -> bool:
-    """Whether the server wrote to this idle connection (it closed it, or spoke unasked): then it is asked."""
+    """Whether the server wrote to this idle connection (it closed it, or spoke unasked): then it is asked. With
+    poll, not select: select refuses a descriptor above 1023, and a gateway serving thousands of sockets opens its
+    later database connections above that, which were then asked at every checkout."""
+    poller = select.poll()
     try:
-        readable, _writable, _errors = select.select([connection.fileno()], [], [], 0)
-    except (OSError, ValueError):
+        poller.register(connection.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError, psycopg.Error):  # a closed one has no descriptor: asked, refused, discarded
         return True
-    return bool(readable)

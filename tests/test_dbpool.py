@@ -3,6 +3,8 @@ the server has not written to it since; otherwise the pool asks, and a dead one 
 
 from __future__ import annotations
 
+import os
+import resource
 import time
 
 import psycopg
@@ -84,3 +86,32 @@ def test_a_connection_whose_server_process_ended_while_it_was_idle_is_never_lent
     second = backend_pid(one_connection_pool)  # the work succeeds, on a new connection
     assert second != first
     assert len(server_asked) > asked_before  # the server had written to the idle one, so the pool asked
+
+
+@pytest.fixture
+def descriptors_above_1023():
+    """This process holds over a thousand more open files, so the next connection's descriptor is above 1023 (a
+    gateway with thousands of sockets opens its later database connections there)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip(f"the open-file limit ({hard}) leaves no room for a descriptor above 1023")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        yield
+    finally:
+        for descriptor in held:
+            os.close(descriptor)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_connection_with_a_high_descriptor_back_moments_ago_is_lent_without_asking(
+    one_connection_pool, server_asked, descriptors_above_1023
+):
+    first = backend_pid(one_connection_pool)
+    with one_connection_pool.cursor() as cursor:
+        assert cursor.connection.fileno() > 1023  # select() would refuse it
+    one_connection_pool.close()
+    asked_before = len(server_asked)
+    assert backend_pid(one_connection_pool) == first
+    assert len(server_asked) == asked_before
