@@ -22,7 +22,7 @@ STAGES = [
     ("Argon2 (API-key check)", r"argon2"),
     ("batch INSERT + commit (incl. waiting for PostgreSQL)", r"broker_quotes_insert|_insert_grouped"),
     ("after commit: cache (Redis) writes", r"cache_set_many"),
-    ("NATS publish", r"publish_many|publish_batch|Bus\.publish|Client\.publish|_flusher"),
+    ("NATS publish", r"publish_many|publish_batch|publish_block|Bus\.publish|Client\.publish|_flusher"),
     ("after commit: per-tick JSON for cache and NATS", r"_after_commit"),
     ("database: ACK / SENT bookkeeping (batched)", r"outbound_bookkeeping_apply|signals_mark_sent|signals_ack_rec"),
     ("consumer: ACK / SENT into the batch", r"signal_sent_add|ack_add"),
@@ -50,7 +50,9 @@ STAGES = [
 
 # A reconnect storm: where the database threads' time goes, tried before STAGES.
 STORM_STAGES = [
-    ("waiting for a free connection of the database pool", r"psycopg_pool/pool\.py"),
+    ("the pool's liveness check of a connection (a round trip)", r"ConnectionPool\._check_connection"),
+    ("waiting for a free connection of the database pool", r"ConnectionPool\.(getconn|_getconn)|WaitingClient\.wait"),
+    ("handing a connection back to the database pool", r"psycopg_pool/pool\.py"),
     ("waiting for PostgreSQL's answer (HELLO claim, resync read, disconnect)", r"Connection\.wait|psycopg/cursor"),
     ("Django ORM: compiling the resync's queries, building rows", r"django/db/models"),
     ("WebSocket handshake (autobahn)", r"Handshake \(autobahn/|onConnect \(daphne/"),
