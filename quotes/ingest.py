@@ -7,7 +7,7 @@ import json
 from functools import lru_cache
 from typing import NamedTuple
 
-from django.db import connections, transaction
+from django.db import DataError, connections, transaction
 
 from suho.bus import PubBlock, pub_command, subject_token
 from suho.cache import QUOTE_TTL_S, cache_set_many_json, quote_key
@@ -57,18 +57,21 @@ INSERT_QUOTES = INSERT_QUOTES_FROM.format(
 # empties the table for the next large group in the same statement. Small groups keep the one-statement unnest.
 # Binary COPY: a float goes as its 8 bytes, not as text that psycopg writes and PostgreSQL parses back, which
 # halves the COPY's CPU in this process (issue 21). Its values must be of the columns' own types, so the ids,
-# which TickRow holds as text, arrive as text and become uuids in the INSERT (as unnest's arrays parse them). A
-# binary integer is not range-checked by PostgreSQL (psycopg packs it): the quality is the protocol's u8 enum.
+# which TickRow holds as text, arrive as text and become uuids in the INSERT (as unnest's arrays parse them).
+# psycopg packs binary integers itself and wraps a small one out of range, so the quality is staged as bigint and
+# made smallint in the INSERT, where PostgreSQL range-checks it; a value no binary type holds (rows reach the data
+# bridge as JSON) is a DataError, as PostgreSQL's own refusal of a text value was: its batch is isolated or skipped.
 COPY_MIN_ROWS = 64
 STAGE_QUOTES = """CREATE TEMPORARY TABLE IF NOT EXISTS suho_ticks_in (t bigint, tenant text, account text,
-    symbol text, bid float8, ask float8, spread float8, quality smallint, tradeable boolean, session text,
+    symbol text, bid float8, ask float8, spread float8, quality bigint, tradeable boolean, session text,
     trusted boolean) ON COMMIT DROP"""
 COPY_QUOTES = f"COPY suho_ticks_in ({TICK_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 # The COPY's types given, not looked up for every value of every row (a third of its cost); the staging table's.
-COPY_QUOTES_TYPES = ("int8", "text", "text", "text", "float8", "float8", "float8", "int2", "bool", "text", "bool")
+COPY_QUOTES_TYPES = ("int8", "text", "text", "text", "float8", "float8", "float8", "int8", "bool", "text", "bool")
 INSERT_QUOTES_STAGED = (
     "WITH staged AS (DELETE FROM suho_ticks_in RETURNING t, tenant::uuid AS tenant, account::uuid AS account, symbol,"
-    " bid, ask, spread, quality, tradeable, session, trusted)" + INSERT_QUOTES_FROM.format(source="staged")
+    " bid, ask, spread, quality::smallint AS quality, tradeable, session, trusted)"
+    + INSERT_QUOTES_FROM.format(source="staged")
 )
 
 
@@ -95,8 +98,11 @@ def broker_quotes_insert(rows: list[TickRow]) -> int:
                 staged = True
             with connection.wrap_database_errors, cursor.cursor.copy(COPY_QUOTES) as copy:  # Django's error types
                 copy.set_types(COPY_QUOTES_TYPES)
-                for row in group:
-                    copy.write_row(row)
+                try:
+                    for row in group:
+                        copy.write_row(row)
+                except (OverflowError, ValueError, TypeError) as exc:  # a value its binary type cannot hold
+                    raise DataError(f"a tick the staging table cannot hold: {exc}") from exc
             cursor.execute(INSERT_QUOTES_STAGED)
     return len(rows)
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connections
+from django.db import DataError, connections
 from django.test.utils import CaptureQueriesContext
 from factories import make_account, make_tenant, make_user
 
@@ -96,3 +96,23 @@ def test_large_groups_are_copied_and_small_ones_unnested_each_row_stored_once_an
     sizes[big_a] += COPY_MIN_ROWS
     for account, size in sizes.items():
         assert stored(account) == [("EURUSD", Decimal("1.09500000"), Decimal("0.00020000"), Decimal("0.018265"))] * size
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"quote_quality": 70_000},  # psycopg's binary smallint would wrap it to 4464
+        {"quote_quality": 2**63},  # no binary integer holds it
+        {"time_us": 2**63},
+        {"bid": 10**400},  # an int no float8 holds
+        {"ask": "1.1"},  # not a number at all
+    ],
+)
+def test_a_large_group_with_a_value_its_column_cannot_hold_is_refused_whole_as_a_data_error(account, bad):
+    """Rows reach the data bridge as JSON, so a value can be anything: the binary COPY must refuse it as PostgreSQL
+    refused it in text (DataError: the batcher isolates the row, the bridge skips the batch), never store another."""
+    rows = [tick(account, T0 + timedelta(microseconds=i), 1.0951, 1.0953) for i in range(COPY_MIN_ROWS)]
+    rows[7] = rows[7]._replace(**bad)
+    with pytest.raises(DataError):
+        broker_quotes_insert(rows)
+    assert stored(account) == []
