@@ -116,8 +116,8 @@ def test_the_service_role_owns_nothing_and_cannot_bypass_row_security():
         assert cursor.fetchone() == (False, False, 0)
 
 
-# Functions that run with their owner's rights, and why each may: anything else the service role calls (the EA
-# session's claim and disconnect, trading migration 0008) runs as the caller, under its tenant's row policies.
+# Functions that run with their owner's rights, and why each may: every other function of ours (the EA session's
+# claim and disconnect, trading migration 0008, among them) runs as its caller, under its tenant's row policies.
 OWNER_RIGHTS_FUNCTIONS = {
     "suho_audit_chain": "the audit trigger: moves the chain's head, a table no application role may touch",
 }
@@ -128,8 +128,15 @@ def test_only_the_audit_trigger_runs_with_its_owners_rights():
     with connections["owner"].cursor() as cursor:
         cursor.execute(
             "SELECT p.proname, p.prosecdef FROM pg_proc p"
-            " WHERE p.pronamespace = 'public'::regnamespace AND p.proname LIKE 'suho\\_%%'"
+            " WHERE p.pronamespace = 'public'::regnamespace"
+            "   AND NOT EXISTS (SELECT 1 FROM pg_depend d"  # an extension's own (TimescaleDB's time_bucket)
+            "                   WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')"
         )
         functions = dict(cursor.fetchall())
-    assert {"suho_ea_session_claim", "suho_ea_disconnected", "suho_audit_chain"} <= functions.keys()
+    assert {
+        "suho_ea_session_claim",
+        "suho_ea_disconnected",
+        "suho_audit_chain",
+        "trigger_risk_event",
+    } <= functions.keys()
     assert {name for name, definer in functions.items() if definer} == OWNER_RIGHTS_FUNCTIONS.keys()
