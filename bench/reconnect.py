@@ -175,7 +175,7 @@ def markdown(result: dict) -> str:
         "",
         _missed(result),
         "",
-        *([table, ""] if (table := hello_db.markdown(result.get("database_work"))) else []),
+        *([table.rstrip("\n"), ""] if (table := hello_db.markdown(result.get("database_work"))) else []),
         f"EAs: `eaclient.EAClient` in {result['load_processes']} load processes (bench/reconnect_load.py), at most "
         f"{MAX_CONNECTING} per process between connect and resync at once; one fresh daphne process. Refused: "
         f"{result['refused']} {result['refusals'] or ''}; connect failures: {result['connect_failures']}; "
