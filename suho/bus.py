@@ -160,7 +160,7 @@ class Bus:
         return self.submit(_publish()).result(timeout=timeout + 1)
 
     def publish_many(self, messages: list[tuple[str, bytes]]) -> None:
-        """Fire a batch of volume messages (balances, heartbeats) in one hop to the bus loop."""
+        """Fire a batch of volume messages (balances, heartbeats, reference quotes) in one hop to the bus loop."""
 
         async def _all() -> None:
             await publish_batch(await self._connected(), messages)
