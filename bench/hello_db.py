@@ -7,11 +7,12 @@ missed, the profile says why).
 
 from __future__ import annotations
 
-import resource
 import time
 
+import psutil
+
 from bench.fixtures import sessions_held_by_a_gone_process
-from bench.stack import cpu_delta, postgres_cpu
+from bench.stack import cpu_delta, postgres_cpu, process_cpu_s
 
 COUNT = 1_000
 NODE = "bench-hello-db"
@@ -49,27 +50,23 @@ def run(*, eas: list, count: int = COUNT) -> dict:
         sessions.ea_disconnected(tenant_id=claims.tenant_id, account_id=claims.account_id,
                                  session_id=claims.session_id, close_code=1000, epoch=epoch)  # fmt: skip
 
+    this_process = psutil.Process()
     result = {"eas": len(eas)}
     for stage, call, items in (
         ("claim", claim, eas),
         ("resync", resync, range(len(eas))),
         ("disconnect", disconnect, range(len(eas))),
     ):
-        pg0, cpu0, t0 = postgres_cpu(), _own_cpu_s(), time.perf_counter()
+        pg0, cpu0, t0 = postgres_cpu(), process_cpu_s(this_process), time.perf_counter()
         for item in items:
             try:
                 call(item)
             finally:
                 connections.close_all()
-        wall, cpu, pg = time.perf_counter() - t0, _own_cpu_s() - cpu0, cpu_delta(pg0, postgres_cpu())
+        wall, cpu, pg = time.perf_counter() - t0, process_cpu_s(this_process) - cpu0, cpu_delta(pg0, postgres_cpu())
         result[stage] = {"wall_ms": wall * 1000 / len(eas), "python_ms": cpu * 1000 / len(eas),
                          "postgres_ms": pg * 1000 / len(eas)}  # fmt: skip
     return result
-
-
-def _own_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def markdown(result: dict | None) -> str:

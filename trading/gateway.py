@@ -242,7 +242,7 @@ class LivePublisher:
 
     async def _publish(self, loop: asyncio.AbstractEventLoop) -> None:
         blocks, self._blocks = self._blocks, []  # a frame decoded from now on starts the next task
-        block = blocks[0] if len(blocks) == 1 else PubBlock.joined(blocks)
+        block = PubBlock.joined(blocks)
         client = self._client
         if client is not None and client.is_connected:
             try:
