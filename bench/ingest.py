@@ -52,6 +52,7 @@ from bench.stack import (
     nats_process,
     postgres_cpu,
     process_cpu_s,
+    thread_schedstat,
 )
 from bench.stats import cell, met, num, percentile, spread
 
@@ -294,6 +295,7 @@ def load_run(
         lb0 = process_cpu_s(lb_ps) if lb else None
         bridge0, nats0 = sum(b.cpu_s() for b in bridge_procs), process_cpu_s(nats)
         rows0, counted0 = _rows()
+        sched0 = thread_schedstat(daphnes[0].proc.pid)
         if profile_out is None or not profile.record(daphnes[0].proc.pid, PROFILE_S, profile_out):
             time.sleep(window_s)
         end_us, t1, busy1, cpu1, pg1 = (
@@ -303,6 +305,7 @@ def load_run(
             [d.cpu_s() for d in daphnes],
             postgres_cpu(),
         )
+        sched1 = thread_schedstat(daphnes[0].proc.pid)
         load1 = sum(load.cpu_s() for load in loads)
         lb1 = process_cpu_s(lb_ps) if lb else None
         if dead := [b for b in bridge_procs if not b.alive()]:
@@ -342,6 +345,9 @@ def load_run(
     p99, p99_censored = _percentile_cell(latencies, floor, 99)
     ticks = sum(r["ticks"] for r in results)
     live = [lat / 1000 for sent, lat in live_probe.latencies if start_us <= sent < end_us]
+    loop_tid = daphnes[0].proc.pid  # the event loop runs on the process's main thread
+    ran = {tid: sched1[tid][0] - sched0.get(tid, (0.0, 0.0))[0] for tid in sched1}
+    loop_seen = loop_tid in sched0 and loop_tid in sched1
     return {
         "eas": len(eas),
         "servers": servers,
@@ -386,6 +392,10 @@ def load_run(
         "live_p50_ms": percentile(live, 50),
         "live_p99_ms": percentile(live, 99),
         "live_samples": len(live),
+        # the first server's event loop thread: share of the window it ran, and it waited for a core while runnable
+        "loop_ran_share": ran[loop_tid] / elapsed if loop_seen else None,
+        "loop_waited_share": (sched1[loop_tid][1] - sched0[loop_tid][1]) / elapsed if loop_seen else None,
+        "other_threads_cpu_cores": sum(v for tid, v in ran.items() if tid != loop_tid) / elapsed if ran else None,
         "latency_censored": censored,
         "wire_bytes_per_tick": sum(r["wire_bytes"] for r in results) / max(ticks, 1),
         "payload_bytes_per_frame": sum(r["payload_bytes"] for r in results) / max(sum(r["frames"] for r in results), 1),
@@ -494,6 +504,10 @@ def _figure(runs: list[dict], key: str) -> dict:
     return spread([r.get(key) for r in runs])  # .get: results.json of a run before the figure existed
 
 
+def _percent(runs: list[dict], key: str) -> dict:
+    return spread([r[key] * 100 if r.get(key) is not None else None for r in runs])
+
+
 def _live_p99_met(runs: list[dict]) -> bool:
     p99 = _figure(runs, "live_p99_ms")["median"]
     return p99 is not None and p99 < TARGET_LIVE_P99_MS
@@ -570,6 +584,24 @@ def markdown(result: dict) -> str:
         (
             "PostgreSQL CPU per 10k ticks at that load",
             *cell(_figure(binary, "postgres_cpu_s_per_10k"), 3, " s"),
+            "",
+            "",
+        ),
+        (
+            "… daphne's event loop thread: share of the window it ran",
+            *cell(_percent(binary, "loop_ran_share"), 0, "%"),
+            "",
+            "",
+        ),
+        (
+            "… and waited for a core (runnable, the cores taken)",
+            *cell(_percent(binary, "loop_waited_share"), 0, "%"),
+            "",
+            "",
+        ),
+        (
+            "… daphne's other threads together (database, NATS bus)",
+            *cell(_figure(binary, "other_threads_cpu_cores"), 2, " cores"),
             "",
             "",
         ),
@@ -651,11 +683,29 @@ def _goals_markdown(result: dict) -> str:
             f"decoding, the batcher, the live NATS publish); the database thread and the others add "
             f"{others * 100:.0f} points. They share one GIL, so the process cannot use more than one core, and the "
             f"machine's {os.cpu_count()} are shared with PostgreSQL and the load generators (the table above): "
-            f"capacity is CPU per frame, most of it in {'the server' if server > ours else 'ours'}, and a "
-            "tick's live publish waits whenever another thread holds the GIL (section 13: the same workload under "
-            "uvicorn)."
+            f"capacity is CPU per frame, most of it in {'the server' if server > ours else 'ours'} (section 13: the "
+            "same workload under uvicorn)."
         )
+    if not goals[2][2] and (why := _live_why(binary)):
+        lines.append(why)
     return " ".join(lines)
+
+
+def _live_why(runs: list[dict]) -> str:
+    """Where a tick waits before its live publish, from the event loop thread's scheduler figures at 60 %."""
+    ran, waited = _percent(runs, "loop_ran_share")["median"], _percent(runs, "loop_waited_share")["median"]
+    others = _figure(runs, "other_threads_cpu_cores")["median"]
+    if ran is None or waited is None or others is None:
+        return ""
+    return (
+        f"Why the tick → NATS p99 misses, at {SUSTAINED_SHARE:.0%} of capacity (the rows above): daphne's event loop "
+        f"thread ran {ran:.0f}% of the window and waited for a core another {waited:.0f}% (runnable while "
+        f"PostgreSQL, the load generators and the rest held the machine's {os.cpu_count()}), while the process's "
+        f"other threads together used {others:.2f} cores, the most they could have held the GIL from it. That one "
+        "thread reads, unmasks, decodes and publishes every frame in turn: a tick whose frame arrives behind others "
+        "waits for them, and for the loop's next turn to publish it. Less CPU per frame shortens that queue (section "
+        "13 runs the same workload under uvicorn)."
+    )
 
 
 def _wire_markdown(binary: list[dict], text: list[dict]) -> str:

@@ -336,6 +336,17 @@ def process_cpu_s(proc: psutil.Process | None) -> float | None:
     return None
 
 
+def thread_schedstat(pid: int) -> dict[int, tuple[float, float]]:
+    """Per thread of `pid`: seconds it ran on a core and seconds it was runnable but waited for one (the kernel's
+    /proc/…/schedstat; read as a delta). Empty where /proc has none."""
+    seen = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError, ValueError):
+            ran_ns, waited_ns, _slices = (int(v) for v in (task / "schedstat").read_text().split())
+            seen[int(task.name)] = (ran_ns / 1e9, waited_ns / 1e9)
+    return seen
+
+
 def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
     """CPU spent between two `postgres_cpu()` readings (a process that started in between counts from zero)."""
     return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
