@@ -29,6 +29,7 @@ import time
 from collections import deque
 from functools import partial
 
+from autobahn.websocket.xormasker import create_xor_masker
 from daphne.cli import CommandLineInterface
 from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
@@ -83,8 +84,92 @@ class TokenBucket:
         return True
 
 
+# A client's frame in the common case, taken whole from a read without autobahn's general parser: FIN set, no RSV
+# bit, text (1) or binary (2), masked, a 7- or 16-bit length. Its first byte tells it (value: is it binary).
+WHOLE_FRAME_FIRST_BYTES = {0x81: False, 0x82: True}
+MASKED = 0x80
+UNMASK_AS_INTEGER_MAX = 4096  # longer payloads go through autobahn's native masker, faster per byte
+
+
+def unmask(payload: bytes, mask: bytes) -> bytes:
+    """RFC 6455 §5.3: the payload XOR its 4-byte masking key repeated, as one integer operation (~1.6 µs for a
+    144-byte tick frame here, against ~5 µs for autobahn's per-frame cffi masker)."""
+    size = len(payload)
+    key = (mask * ((size >> 2) + 1))[:size]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(size, "little")
+
+
+def whole_frames(data: bytes, max_payload: int):
+    """The complete, unfragmented, masked text and binary frames at the start of `data`, each as (payload unmasked,
+    is_binary, offset after it), up to the first frame that is anything else: incomplete, a control frame, a
+    fragment, an extension's, unmasked, with a 64-bit or non-minimal length, over `max_payload` (0: no limit), or
+    text that is not UTF-8. That frame and what follows are left to autobahn's parser, which refuses what is wrong."""
+    at, end = 0, len(data)
+    while end - at >= 6:
+        is_binary = WHOLE_FRAME_FIRST_BYTES.get(data[at])
+        length = data[at + 1] - MASKED  # negative: not masked
+        if is_binary is None or length < 0 or length == 127:
+            return
+        start = at + 6
+        if length == 126:
+            if end - at < 8:
+                return
+            length, start = int.from_bytes(data[at + 2 : at + 4], "big"), at + 8
+            if length < 126:
+                return
+        if start + length > end or 0 < max_payload < length:
+            return
+        body, mask = data[start : start + length], data[start - 4 : start]
+        if length <= UNMASK_AS_INTEGER_MAX:
+            payload = unmask(body, mask)
+        else:
+            payload = create_xor_masker(mask, length).process(body)
+        if not is_binary:
+            try:
+                payload.decode()
+            except UnicodeDecodeError:
+                return
+        at = start + length
+        yield payload, is_binary, at
+
+
 class EAWebSocketProtocol(WebSocketProtocol):
     """daphne's WebSocket protocol, with per-kind rate limits and a bounded inbound queue (module docstring)."""
+
+    def _dataReceived(self, data: bytes) -> None:
+        """autobahn parses a frame in ~20 Python calls (header, then payload, through five message callbacks) and
+        fires an observer event per message. A read that starts at a frame boundary on an open connection hands its
+        whole common frames (`whole_frames`) to `onMessage` as autobahn would after its checks, with its counters
+        kept, and leaves the rest, from the first frame that is anything else, to autobahn's parser (issue 21)."""
+        if (
+            self.state != self.STATE_OPEN
+            or self.data
+            or self.current_frame is not None
+            or self.inside_message
+            or self._perMessageCompress is not None
+            or self.logOctets
+            or self.logFrames
+            or self.trackedTimings
+        ):
+            super()._dataReceived(data)
+            return
+        stats, taken = self.trafficStats, 0
+        stats.incomingOctetsWireLevel += len(data)
+        limits = [size for size in (self.maxFramePayloadSize, self.maxMessagePayloadSize) if size > 0]
+        for payload, is_binary, frame_end in whole_frames(data, min(limits, default=0)):
+            taken = frame_end
+            stats.incomingOctetsWebSocketLevel += len(payload)
+            stats.incomingOctetsAppLevel += len(payload)
+            stats.incomingWebSocketFrames += 1
+            stats.incomingWebSocketMessages += 1
+            if self.autoPingTimeoutCall and self.autoPingRestartOnAnyTraffic:
+                self._cancelAutoPingTimeoutCall()
+            self.onMessage(payload, is_binary)
+            if self.state != self.STATE_OPEN:  # closed by onMessage (a rate limit): autobahn takes the rest
+                break
+        if taken < len(data):
+            self.data = data[taken:]
+            self.consumeData()
 
     def onConnect(self, request):
         self.buckets: dict[MsgType | None, TokenBucket] = {}
