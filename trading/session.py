@@ -22,7 +22,6 @@ from uuid import UUID
 import binproto
 from binproto import AuthMethod, AuthStatus, CloseCode, ConnState, ErrorCode, MsgType
 from binproto.states import ConnEvent, ea_may_send, next_state
-from quotes.ingest import TickRow
 from suho.clock import datetime_to_us
 from trading.ingest import BalanceRow, HeartbeatRow
 
@@ -412,15 +411,17 @@ class GatewaySession:
         return self._ticks(message.timestamp_us, rows, now_us)
 
     def _v1_ticks(self, timestamp_us: int, records: list[tuple], now_us: int) -> list[Action]:
-        """The legacy packet's wire records → TickRows in one pass: named by the account's v1 id table (ids it lacks,
+        """The legacy packet's wire records → tick rows in one pass: named by the account's v1 id table (ids it lacks,
         such as the EA's 255, carry no usable quote and give no row), prices scaled from fixed point; a zero price
         is refused as in _ticks (a v1 price cannot exceed MAX_PRICE)."""
         names, scale = self.v1_symbols, binproto.V1_PRICE_SCALE
         time_us, trusted = binproto.resolve_timestamp(timestamp_us, now_us)
         tenant, account = self._tenant, self._account
-        rows = [TickRow(time_us, tenant, account, names[sid], bid / scale, ask / scale, spread, 0, True, "unknown",
-                        trusted)
-                for sid, bid, ask, spread, _server in records if bid and ask and sid in names]  # fmt: skip
+        rows = [
+            (time_us, tenant, account, names[sid], bid / scale, ask / scale, spread, 0, True, "unknown", trusted)
+            for sid, bid, ask, spread, _server in records
+            if bid and ask and sid in names
+        ]  # in TickRow's order, as plain tuples (quotes/ingest.py says why)
         actions: list[Action] = [Batch("quotes", rows)] if rows else []
         if len(rows) != len(records) and not self.legacy and not all(bid and ask for _, bid, ask, _, _ in records):
             error = binproto.Error(code=ErrorCode.MALFORMED_FRAME, reason=TICK_PRICE_OUT_OF_RANGE)
@@ -434,8 +435,8 @@ class GatewaySession:
             time_us, trusted = binproto.resolve_timestamp(timestamp_us, now_us)
             tenant, account = self._tenant, self._account
             actions.append(Batch("quotes",
-                [TickRow(time_us, tenant, account, symbol, bid, ask, spread, quality, bool(tradeable),
-                         SESSION_NAMES[session], trusted)
+                [(time_us, tenant, account, symbol, bid, ask, spread, quality, bool(tradeable), SESSION_NAMES[session],
+                  trusted)  # TickRow's order, as a plain tuple (quotes/ingest.py says why)
                  for symbol, bid, ask, spread, quality, tradeable, session, _server in valid]
             ))  # fmt: skip
         if len(valid) != len(rows) and not self.legacy:  # said, not counted as garbage: a feed can quote zeros

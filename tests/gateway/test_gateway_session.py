@@ -7,6 +7,7 @@ and test_v1_ingest.py.
 
 from __future__ import annotations
 
+import gc
 import struct
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from types import SimpleNamespace
 
 import binproto
 from binproto import AuthMethod, AuthStatus, CloseCode, ConnState, ErrorCode
+from quotes.ingest import TickRow
 from trading.session import (
     ERROR_WINDOW_S,
     MAX_ERRORS,
@@ -146,9 +148,28 @@ def test_a_price_for_an_unknown_symbol_index_is_answered_unknown_symbol_and_neve
     assert session.receive_bytes(binproto.encode(table), now_us=NOW_US) == []
     [batch] = session.receive_bytes(prices, now_us=NOW_US + SECOND_US)
     assert batch.kind == "quotes"
-    assert [(r.symbol, r.bid, r.tenant_id, r.time_us, r.timestamp_trusted) for r in batch.rows] == [
+    rows = [TickRow(*row) for row in batch.rows]  # plain tuples in TickRow's order
+    assert [(r.symbol, r.bid, r.tenant_id, r.time_us, r.timestamp_trusted) for r in rows] == [
         ("EURUSD", 1.0951, str(CLAIMS.tenant_id), NOW_US, True)
     ]
+
+
+def test_tick_rows_are_plain_tuples_the_garbage_collector_stops_tracking():
+    """Tens of thousands a second wait in the batcher: a NamedTuple would stay in the collector's lists (its passes
+    were the live ticks' latency spikes); a tuple of plain values leaves them at the first collection."""
+    session = authenticated()
+    session.receive_bytes(binproto.encode(binproto.SymbolTable(symbols=(binproto.SymbolEntry(0, 5, "EURUSD"),))),
+                          now_us=NOW_US)  # fmt: skip
+    prices = binproto.PriceStream(ticks=(binproto.PriceTick(0, 1.0951, 1.0953, 20),), timestamp_us=NOW_US)
+    [batch] = session.receive_bytes(binproto.encode(prices), now_us=NOW_US)
+    v1 = struct.pack("<IHBBQ", binproto.MAGIC, 1, 1, 1, NOW_US) + struct.pack("<IIII", 1, 109_537, 109_557, 20)
+    legacy = authenticated()
+    legacy.v1_symbols = {1: "EURUSD"}
+    [v1_batch] = legacy.receive_bytes(v1 + bytes(binproto.V1_PACKET_SIZE - len(v1)), now_us=NOW_US)
+    rows = batch.rows + v1_batch.rows
+    assert len(rows) == 2 and all(type(row) is tuple and len(row) == len(TickRow._fields) for row in rows)
+    gc.collect()
+    assert not any(gc.is_tracked(row) for row in rows)
 
 
 def test_a_zero_price_is_said_not_counted_and_the_other_ticks_are_kept():
@@ -159,7 +180,7 @@ def test_a_zero_price_is_said_not_counted_and_the_other_ticks_are_kept():
     ticks = (binproto.PriceTick(0, 1.0951, 1.0953, 20), binproto.PriceTick(1, 0.0, 1.27, 20))
     actions = session.receive_text(binproto.to_json(binproto.PriceStream(ticks=ticks, timestamp_us=NOW_US)),
                                    now_us=NOW_US)  # fmt: skip
-    assert [row.symbol for action in actions if type(action) is Batch for row in action.rows] == ["EURUSD"]
+    assert [TickRow(*row).symbol for action in actions if type(action) is Batch for row in action.rows] == ["EURUSD"]
     assert [(m.code, m.reason) for m in sent(actions)] == [(ErrorCode.MALFORMED_FRAME, TICK_PRICE_OUT_OF_RANGE)]
     assert len(session.errors) == 0
 
@@ -266,7 +287,8 @@ def test_a_legacy_v1_ea_is_never_answered_but_its_garbage_still_counts_towards_4
     records = struct.pack("<IIII", 1, 109_537, 109_557, 20) + struct.pack("<IIII", 2, 0, 127_325, 25)
     frame = struct.pack("<IHBBQ", binproto.MAGIC, 1, 1, 2, NOW_US) + records
     [batch] = session.receive_bytes(frame + bytes(binproto.V1_PACKET_SIZE - len(frame)), now_us=NOW_US)
-    assert [(row.symbol, round(row.bid, 5)) for row in batch.rows] == [("EURUSD", 1.09537)]  # the zero price: no row
+    rows = [TickRow(*row) for row in batch.rows]
+    assert [(row.symbol, round(row.bid, 5)) for row in rows] == [("EURUSD", 1.09537)]  # the zero price: no row
     assert session.outbound(command(), now_us=NOW_US) == []  # sent nothing
     for _ in range(MAX_ERRORS - 1):
         assert session.receive_bytes(GARBAGE, now_us=NOW_US) == []
