@@ -60,7 +60,7 @@ def frame_kind(payload: bytes, is_binary: bool) -> MsgType | None:
     else:
         try:
             data = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep ("[" * 100_000), as binproto says
             return None
         name = data.get("type") if isinstance(data, dict) else None
         kind = KIND_BY_NAME.get(name) if isinstance(name, str) else None
@@ -147,6 +147,7 @@ class EAWebSocketProtocol(WebSocketProtocol):
             or self.current_frame is not None
             or self.inside_message
             or self._perMessageCompress is not None
+            or not self.applyMask
             or self.logOctets
             or self.logFrames
             or self.trackedTimings

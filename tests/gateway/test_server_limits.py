@@ -19,6 +19,7 @@ from websockets.exceptions import ConnectionClosed
 
 import binproto
 from binproto import AuthStatus, CloseCode, EventAckStatus
+from suho.server import frame_kind
 from tests.gateway.ea_client import hello, trade_opened, wire_session
 from tests.servers import SERVER_PIDS
 
@@ -108,6 +109,30 @@ async def test_a_trade_event_flood_is_closed_with_rate_limited_and_another_tenan
     assert refused.status == AuthStatus.RATE_LIMITED
     assert closing.close_code == CloseCode.RATE_LIMITED and 0 < closing.retry_after_ms <= 10_000
     await calm.close()
+
+
+def test_a_text_frame_nested_too_deep_for_json_has_no_kind_of_its_own():
+    assert frame_kind(b"[" * 100_000, is_binary=False) is None
+
+
+async def test_a_text_frame_nested_too_deep_for_json_is_answered_as_malformed_and_the_session_goes_on(
+    server_url, ea_accounts
+):
+    """The rate limiter reads a text frame's "type" before the consumer sees it: JSON nested too deep raised
+    RecursionError there, which escaped the protocol and dropped the connection without a close frame."""
+    [(_tenant, account, secret)] = await database_sync_to_async(ea_accounts)(1, 1)
+    ws = await authenticated(server_url, account, secret)
+    try:
+        await ws.send("[" * 100_000)
+        await ws.send(binproto.encode(trade_opened(7_000, 1)))
+        seen = []
+        async with asyncio.timeout(WAIT_S):
+            while not any(isinstance(message, binproto.EventAck) for message in seen):
+                seen.append(binproto.decode(await ws.recv()))
+    finally:
+        await ws.close()
+    errors = [message for message in seen if isinstance(message, binproto.Error)]
+    assert [error.code for error in errors] == [binproto.ErrorCode.MALFORMED_FRAME]
 
 
 def post_big_body(port: int, *, chunked: bool) -> tuple[bytes, int]:
