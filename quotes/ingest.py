@@ -20,7 +20,7 @@ class TickRow(NamedTuple):
     """A tick's row, in the order of the COPY's columns. The gateway makes them as plain tuples in this order (the
     functions below take either): a tuple of plain values leaves the garbage collector's lists at its first
     collection and is made ~3× faster, where a NamedTuple stays tracked, and tens of thousands a second wait for
-    their batch (the collector's pauses were the tick→NATS p99's spikes, issue 21)."""
+    their batch: the collector's passes over them paused the event loop (decision 0031)."""
 
     time_us: int
     tenant_id: str  # the ids as text, never UUID objects: the COPY sends them as text (COPY_QUOTES_TYPES)

@@ -12,6 +12,9 @@ decision 0012). This module keeps daphne and adds, on the reactor side, before a
 - a request body over HTTP_MAX_BODY_BYTES is answered 413 from its Content-Length, or as soon as a chunked body
   passes the limit, and what follows is read and dropped, never buffered.
 
+A client's common frames (whole, unfragmented, masked text or binary) go from the read to `onMessage` without
+autobahn's per-frame parser, which handles everything else as before (decision 0031).
+
 On SIGTERM the process drains before daphne cancels its applications (suho/drain.py, decision 0018): /readyz says
 503, each EA connection is closed with 1012 after the frames it already read, and the process waits (at most
 SHUTDOWN_DRAIN_S) for those connections' disconnect bookkeeping and the gateway's buffered rows to be written.
