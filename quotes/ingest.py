@@ -17,10 +17,10 @@ from suho.tenancy import TENANT_SETTING
 
 
 class TickRow(NamedTuple):
-    """A tick's row, in the order of the COPY's columns. The gateway makes them as plain tuples in this order (the
-    functions below take either): a tuple of plain values leaves the garbage collector's lists at its first
-    collection and is made ~3× faster, where a NamedTuple stays tracked, and tens of thousands a second wait for
-    their batch: the collector's passes over them paused the event loop (decision 0031)."""
+    """A tick's row, in the order of the COPY's columns. The gateway makes them as plain tuples in this order, and
+    the functions below take lists of tuples in it (TickRows included): a tuple of plain values leaves the garbage
+    collector's lists at its first collection and is made ~3× faster, where a NamedTuple stays tracked, and tens of
+    thousands a second wait for their batch: the collector's passes over them paused the event loop (decision 0031)."""
 
     time_us: int
     tenant_id: str  # the ids as text, never UUID objects: the COPY sends them as text (COPY_QUOTES_TYPES)
@@ -90,7 +90,7 @@ def _by_tenant(rows: list) -> dict[str, list]:
     return groups
 
 
-def broker_quotes_insert(rows: list[TickRow]) -> int:
+def broker_quotes_insert(rows: list[tuple]) -> int:
     """Commit a batch of ticks (any tenants) in one transaction, each tenant's rows under its own context."""
     if not rows:
         return 0
@@ -121,7 +121,7 @@ def _symbol_parts(symbol: str) -> tuple[str, str]:
     return subject_token(symbol), json.dumps(symbol)
 
 
-def broker_quotes_live(rows: list[TickRow]) -> PubBlock:
+def broker_quotes_live(rows: list[tuple]) -> PubBlock:
     """Each tick's message on mt5.account.{id}.quotes.{symbol}, which the gateway publishes as it decodes the frame:
     ticks are volume, so a live subscriber sees one within milliseconds instead of after its batch is stored (a tick
     can then be seen live and lost from storage in a crash: docs/streams.md). Made as NATS PUB commands in one pass:
@@ -139,7 +139,7 @@ def broker_quotes_live(rows: list[TickRow]) -> PubBlock:
     return PubBlock.of(commands, sizes)
 
 
-def broker_quotes_after_commit(rows: list[TickRow]) -> None:
+def broker_quotes_after_commit(rows: list[tuple]) -> None:
     """Latest quote per (account, symbol) into the cache (5 s TTL), once the batch is stored. The JSON is written by
     hand, as for the live messages: hundreds of quotes per batch, built in the database thread while the event loop
     waits for the GIL (json.dumps of a dict costs ~3× more). Prices are finite (the session drops the rest)."""

@@ -159,8 +159,7 @@ class EAWebSocketProtocol(WebSocketProtocol):
             return
         stats, taken = self.trafficStats, 0
         stats.incomingOctetsWireLevel += len(data)
-        limits = [size for size in (self.maxFramePayloadSize, self.maxMessagePayloadSize) if size > 0]
-        for payload, is_binary, frame_end in whole_frames(data, min(limits, default=0)):
+        for payload, is_binary, frame_end in whole_frames(data, self.whole_frame_limit):
             taken = frame_end
             stats.incomingOctetsWebSocketLevel += len(payload)
             stats.incomingOctetsAppLevel += len(payload)
@@ -182,6 +181,8 @@ class EAWebSocketProtocol(WebSocketProtocol):
         self.reading_paused = False
         self.hello_seen = False  # a v2 EA: it is told why it is closed; a legacy v1 EA only gets the close frame
         self.limit_close_code: int | None = None
+        limits = [size for size in (self.maxFramePayloadSize, self.maxMessagePayloadSize) if size > 0]
+        self.whole_frame_limit = min(limits, default=0)  # a frame over it goes to autobahn, which refuses it
         return super().onConnect(request)
 
     def onMessage(self, payload, isBinary):
