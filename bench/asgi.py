@@ -2,7 +2,7 @@
 
 daphne runs as deployed (`python -m suho.server`: daphne with Suho's limits where frames arrive, decision 0012);
 uvicorn with the sans-I/O `websockets` implementation, uvloop and httptools, without those limits (bench.stack.Uvicorn).
-Per server, in the same run and alternating: section 2's capacity workload (200 EAs × 25 v1 packets/s), then 60 %
+Per server, in the same run and alternating: section 2's capacity workload (205 EAs × 25 v1 packets/s), then 60 %
 of the capacity that server measured; server CPU per 10,000 committed ticks at both, tick→row and tick→NATS
 subscriber latency at 60 %. Everything else is bench.ingest.load_run. Then section 12's reconnect storm (5,000 EAs
 with tokens at once) on each server: time until the last is resynced, HELLOs/s, server CPU.

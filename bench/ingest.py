@@ -11,8 +11,10 @@ the window), not in a load process whose event loop is busy sending: each probe 
 receives them, arrival minus the tick's own time (its send time).
 
 Phases:
-1. capacity: 200 EAs × 25 packets/s × 8 ticks = 40,000 ticks/s offered (issue 21's goal; twice issue 9's target),
-   so the server is at its limit and what it commits is its capacity;
+1. capacity: 205 EAs × 25 packets/s × 8 ticks = 41,000 ticks/s offered, 2.5 % above issue 21's goal (twice issue 9's
+   target): a server short of it is at its limit, and what it commits is its capacity; one that keeps up shows more
+   than the goal beyond the count's noise (the rows of one 250 ms flush at either end of the window, ±1 % of 10 s).
+   Offered exactly the goal, a server that keeps up read above or below it by chance;
 2. latency at a load the server sustains: 60 % of the capacity measured in phase 1, binary;
 3. the same load and EAs as JSON text frames (`binproto.to_json` of the same messages);
 4. bridge mode (issue 10): phase 1's workload again on a daphne with INGEST_MODE=bridge, with 1 and then 2
@@ -64,7 +66,7 @@ GOAL_TICKS_S = 40_000  # issue 21: committed by one gateway process on this 2-co
 GOAL_CPU_S_PER_10K = 0.15  # issue 21: server CPU per 10,000 ticks at capacity
 # Profile stages that are the ASGI server's own per-frame work, not ours (bench.profile.STAGES names)
 SERVER_STAGES = ("Channels/daphne dispatch", "Twisted I/O", "WebSocket framing and masking (autobahn)", "asyncio loop")
-CAPACITY_EAS = 200  # 40,000 ticks/s offered: issue 21's goal, above what one process commits today
+CAPACITY_EAS = 205  # 41,000 ticks/s offered: 2.5 % above issue 21's goal (the module docstring, phase 1)
 FPS = 25
 TICKS_PER_PACKET = 8
 SUSTAINED_SHARE = 0.6
