@@ -48,7 +48,7 @@ def markdown(result: dict) -> str:
         + ". All processes share this machine's cores with PostgreSQL, the load generators and whatever else runs "
         "(machine busy, in cores of "
         f"{os.cpu_count()}): when it is near all of them, the figures measure the machine, not the web processes; "
-        "compare the daphne cores with section 2's 0.8 for one process at capacity.",
+        "compare the daphne cores with section 2's for one process at capacity (its table's \"of which daphne\").",
     ]
     return "\n".join(lines)
 
