@@ -167,12 +167,13 @@ async def price_sender(ws: ClientConnection, frames: PriceFrames, fps: float, st
             if delay > 0:
                 await asyncio.sleep(delay)
             sent_us = now_us()
-            data = frames.build(sent_us)
             if not frames.as_json and ws.protocol.state is State.OPEN and not ws.paused:
                 ws.transport.write(frames.wire(sent_us))
+                size = len(frames.binary)
             else:  # JSON, or the socket's buffer full or the connection ending: send() waits or raises
+                data = frames.build(sent_us)
                 await ws.send(data)
-            size = len(data) if isinstance(data, bytes) else len(data.encode())
+                size = len(data) if isinstance(data, bytes) else len(data.encode())
             stats.frames += 1
             stats.ticks += 8
             stats.ticks_by_100ms[sent_us // 100_000] += 8

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
+from bench.ingest import CAPACITY_EAS
 from bench.stack import ROOT, bench_env
 
 # Run order: issue 21's figures (reconnect storm, daphne vs uvicorn, scale-out) right after the sections they
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
     timed("streams", streams_ensure)
     needed = max(
-        (205 if {"ingest", "paths", "scaleout", "asgi"} & set(sections) else 0),  # bench.ingest.CAPACITY_EAS
+        (CAPACITY_EAS if {"ingest", "paths", "scaleout", "asgi"} & set(sections) else 0),
         (1_000 + 16 if "delivery" in sections else 0),
         (5_000 if {"connections", "reconnect", "asgi"} & set(sections) else 0),
         (200 if "cache" in sections else 0),
