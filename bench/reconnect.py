@@ -1,10 +1,12 @@
 """Reconnect storm (issue 21 item 5): N EAs with access tokens reconnect at once to one fresh daphne process, as after
 a deploy: the process each EA's session was on is gone (each HELLO's takeover request meets no responder).
 
-The EAs are `eaclient.EAClient`s in `LOAD_PROCESSES` child processes (bench/reconnect_load.py), each with a live
-session made by bench.fixtures. They start together; the figure is the time from the start until the last EA is
-authenticated (AUTH_RESULT OK) and resynced (RISK_PARAMETERS and CONFIG_UPDATE received), and HELLOs/s = EAs
-resynced / that time. One run per figure: a storm of 5,000 takes most of a minute on the code before issue 21.
+The EAs are `bench.storm_ea.StormEA`s (raw-socket EAs written from docs/protocol.md: the same bytes as
+`eaclient.EAClient`'s for a tenth of its CPU, decision 0033) in `LOAD_PROCESSES` child processes
+(bench/reconnect_load.py), each with a live session made by bench.fixtures. They start together; the figure is
+the time from the start until the last EA is authenticated (AUTH_RESULT OK) and resynced (RISK_PARAMETERS and
+CONFIG_UPDATE received), and HELLOs/s = EAs resynced / that time. One run per figure: a storm of 5,000 takes most
+of a minute on the code before issue 21.
 """
 
 from __future__ import annotations
@@ -176,7 +178,8 @@ def markdown(result: dict) -> str:
         _missed(result),
         "",
         *([table.rstrip("\n"), ""] if (table := hello_db.markdown(result.get("database_work"))) else []),
-        f"EAs: `eaclient.EAClient` in {result['load_processes']} load processes (bench/reconnect_load.py), at most "
+        f"EAs: `bench.storm_ea.StormEA` (raw-socket EAs written from docs/protocol.md; decision 0033) in "
+        f"{result['load_processes']} load processes (bench/reconnect_load.py), at most "
         f"{MAX_CONNECTING} per process between connect and resync at once; one fresh daphne process. Refused: "
         f"{result['refused']} {result['refusals'] or ''}; connect failures: {result['connect_failures']}; "
         f"SYNs the kernel dropped with an accept queue full (TcpExt ListenOverflows, this network namespace; a "

@@ -1,0 +1,223 @@
+"""One EA of the reconnect storm on a raw socket, written from docs/protocol.md (§6: HELLO with the access token,
+AUTH_RESULT, then HEARTBEAT and an ACK for RISK_PARAMETERS and CONFIG_UPDATE), as a third-party EA would be.
+
+The storm's EAs share the server's two cores (bench/reconnect.py): as `eaclient.EAClient`s (the websockets library,
+the client's loops and bookkeeping) they spent 2.4 ms of CPU per EA, as much as the server's gateway. The server sees
+the same bytes from this one (the same handshake headers, the same masked frames in the same order, the same clean
+close with 1000) for a fraction of that: what the storm then measures is the server (decision 0033).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+import random
+import struct
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+from uuid import UUID
+
+import binproto
+from binproto import AuthStatus, MsgType
+
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
+OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x2, 0x8, 0x9, 0xA
+CLOSE_NORMAL = struct.pack("!H", 1000)
+MAX_BACKOFF_S = 30.0
+CLOSE_WAIT_S = 10.0  # for the server's close frame after ours; then the socket is dropped
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def client_frame(opcode: int, payload: bytes) -> bytes:
+    """One final client frame, masked with a fresh key (RFC 6455 §5.3)."""
+    key = os.urandom(4)
+    size = len(payload)
+    if size < 126:
+        head = struct.pack("!BB", 0x80 | opcode, 0x80 | size)
+    elif size < 1 << 16:
+        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, size)
+    else:
+        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, size)
+    stream = (key * (size // 4 + 1))[:size]
+    masked = (int.from_bytes(payload, "little") ^ int.from_bytes(stream, "little")).to_bytes(size, "little")
+    return head + key + masked
+
+
+def server_frames(buffer: bytearray) -> list[tuple[int, bytes]]:
+    """Take the complete frames off the front of `buffer` as (opcode, payload); a partial one stays. The server sends
+    final, unmasked frames (a masked or fragmented one is a ProtocolError: this EA does not take it)."""
+    frames = []
+    while len(buffer) >= 2:
+        first, second = buffer[0], buffer[1]
+        if not first & 0x80 or second & 0x80:
+            raise binproto.ProtocolError("the server sent a fragmented or masked frame")
+        size, start = second & 0x7F, 2
+        if size == 126:
+            if len(buffer) < 4:
+                break
+            size, start = struct.unpack_from("!H", buffer, 2)[0], 4
+        elif size == 127:
+            if len(buffer) < 10:
+                break
+            size, start = struct.unpack_from("!Q", buffer, 2)[0], 10
+        if len(buffer) < start + size:
+            break
+        frames.append((first & 0x0F, bytes(buffer[start : start + size])))
+        del buffer[: start + size]
+    return frames
+
+
+def handshake_request(url: str, key: bytes) -> bytes:
+    parts = urlsplit(url)
+    return (
+        f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key.decode()}\r\nSec-WebSocket-Version: 13\r\nUser-Agent: suho-bench-storm\r\n\r\n"
+    ).encode()
+
+
+def handshake_accepted(response: bytes, key: bytes) -> bool:
+    """A 101 whose Sec-WebSocket-Accept answers our key (RFC 6455 §4.2.2)."""
+    lines = response.split(b"\r\n")
+    if not lines[0].startswith(b"HTTP/1.1 101"):
+        return False
+    expected = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
+    return any(
+        name.strip().lower() == b"sec-websocket-accept" and value.strip() == expected
+        for name, _, value in (line.partition(b":") for line in lines[1:])
+    )
+
+
+class StormEA(asyncio.Protocol):
+    """One EA: connect, HELLO with its access token, HEARTBEAT once authenticated, ACK the risk parameters and the
+    configuration; `resynced_at` (time.time()) once both arrived. A connection lost before that is retried with
+    backoff (1, 2, 4 … s, jittered); a refusal is kept in `refusal` and not retried. `close()` ends it with 1000."""
+
+    def __init__(self, *, url: str, account_id: UUID, access_token: str, on_done: Callable[[StormEA], None]):
+        self.url, self.account_id, self.access_token, self.on_done = url, UUID(str(account_id)), access_token, on_done
+        self.resynced_at: float | None = None
+        self.refusal = ""
+        self.connect_failures = 0
+        self.transport: asyncio.Transport | None = None
+        self.closed = asyncio.Event()
+        self._stopping = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self._key = base64.b64encode(os.urandom(16))
+        self._buffer = bytearray()
+        self._upgraded = False
+        self._risk = self._config = False
+
+    async def start(self) -> None:
+        if self._stopping:
+            return
+        parts = urlsplit(self.url)
+        try:
+            await asyncio.get_running_loop().create_connection(lambda: self, parts.hostname, parts.port)
+        except OSError:
+            self._failed()
+
+    # --- asyncio.Protocol ---------------------------------------------------------------------------------------
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.closed.clear()
+        transport.write(handshake_request(self.url, self._key))
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if not self._upgraded:
+            end = self._buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not handshake_accepted(bytes(self._buffer[:end]), self._key):
+                self.transport.close()
+                return
+            del self._buffer[: end + 4]
+            self._upgraded = True
+            self._send(binproto.Hello(
+                account_id=self.account_id, auth_method=binproto.AuthMethod.ACCESS_TOKEN, mt5_build=4000,
+                ea_version="bench-storm", access_token=self.access_token,
+                protocol_versions=(binproto.V2, binproto.V1), timestamp_us=now_us(),
+            ))  # fmt: skip
+        try:
+            for opcode, payload in server_frames(self._buffer):
+                self._frame(opcode, payload)
+        except binproto.ProtocolError as exc:
+            self.refusal = f"protocol error: {exc}"
+            self.transport.close()
+
+    def connection_lost(self, exc) -> None:
+        self.transport = None
+        self.closed.set()
+        if self.resynced_at is None and not self.refusal and not self._stopping:
+            self._failed()
+
+    # --- the session ----------------------------------------------------------------------------------------------
+
+    def _frame(self, opcode: int, payload: bytes) -> None:
+        if opcode == OP_PING:
+            self.transport.write(client_frame(OP_PONG, payload))
+        elif opcode == OP_CLOSE:
+            if not self._stopping:  # the server closed: answer, and it drops the socket
+                self.transport.write(client_frame(OP_CLOSE, payload[:2]))
+            self.transport.close()
+        elif opcode == OP_BINARY:
+            self._message(binproto.decode(payload))
+
+    def _message(self, message) -> None:
+        kind = type(message)
+        if kind is binproto.AuthResult:
+            if message.status != AuthStatus.OK:
+                self.refusal = f"{AuthStatus(message.status).name.lower()}: {message.reason}"
+                self.on_done(self)
+                return
+            self._send(binproto.Heartbeat(
+                connection_status=binproto.ConnectionStatus.ONLINE, latency_ms=0, uptime_s=0, mt5_build=4000,
+                terminal_connected=True, trade_allowed=True, error_count=0, last_error_code=0, last_error_message="",
+                timestamp_us=now_us(),
+            ))  # fmt: skip
+        elif kind is binproto.RiskParameters:
+            self._risk = True
+            self._ack(MsgType.RISK_PARAMETERS, message.risk_version)
+        elif kind is binproto.ConfigUpdate:
+            self._config = True
+            self._ack(MsgType.CONFIG_UPDATE, message.config_version)
+        if self.resynced_at is None and self._risk and self._config:
+            self.resynced_at = time.time()
+            self.on_done(self)
+
+    def _ack(self, acked_type: MsgType, version: int) -> None:
+        self._send(binproto.Ack(acked_type=acked_type, ref_id=None, ref_version=version,
+                                status=binproto.AckStatus.EXECUTED, reason_code=0, reason="",
+                                timestamp_us=now_us()))  # fmt: skip
+
+    def _send(self, message) -> None:
+        if self.transport is not None:
+            self.transport.write(client_frame(OP_BINARY, binproto.encode(message)))
+
+    def _failed(self) -> None:
+        """Connection refused or lost before the resync: again after a jittered backoff, as an EA does."""
+        self.connect_failures += 1
+        delay = min(MAX_BACKOFF_S, 2 ** (self.connect_failures - 1)) * random.uniform(0.5, 1.0)
+        self._reset()
+        asyncio.get_running_loop().call_later(delay, lambda: asyncio.ensure_future(self.start()))
+
+    async def close(self) -> None:
+        """The closing handshake with 1000 (the server then marks the account offline and audits it)."""
+        self._stopping = True
+        if self.transport is None:
+            return
+        self.transport.write(client_frame(OP_CLOSE, CLOSE_NORMAL))
+        try:
+            async with asyncio.timeout(CLOSE_WAIT_S):
+                await self.closed.wait()
+        except TimeoutError:
+            if self.transport is not None:
+                self.transport.abort()
