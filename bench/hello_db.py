@@ -22,13 +22,23 @@ TITLES = {
     "resync": "resync read (`ea_resync`)",
     "disconnect": "disconnect (`ea_disconnected`)",
 }
+# Parts of the token HELLO's, timed the same way on their own: what the database threads' Python is made of.
+PARTS = ("hold", "token", "round_trip")
+PART_TITLES = {
+    "hold": "… of the HELLO: the 4008 hold check, one Redis command (`ea_rate_limit_hold_left_s`)",
+    "token": "… of the HELLO: the access token's signature and claims (`ea_access_verify`)",
+    "round_trip": "any one of the three: a round trip's own cost (`tenant_round_trip` of `SELECT 1`)",
+}
 
 
 def run(*, eas: list, count: int = COUNT) -> dict:
-    """Each stage for `count` EAs in turn (all claims, then all resyncs, then all disconnects), as the database
-    threads run them: each call's connections handed back to the pool afterwards."""
+    """Each stage for `count` EAs in turn (all claims, then all resyncs, then all disconnects, then the HELLO's
+    parts on their own: PARTS), as the database threads run them: each call's connections handed back to the pool
+    afterwards."""
     from django.db import connections
 
+    from accounts import services as account_services
+    from suho.sql import tenant_round_trip
     from trading import connection as sessions
 
     eas = eas[:count]
@@ -50,12 +60,24 @@ def run(*, eas: list, count: int = COUNT) -> dict:
         sessions.ea_disconnected(tenant_id=claims.tenant_id, account_id=claims.account_id,
                                  session_id=claims.session_id, close_code=1000, epoch=epoch)  # fmt: skip
 
+    def hold(ea):
+        sessions.ea_rate_limit_hold_left_s(account_id=ea.account_id)
+
+    def token(ea):
+        account_services.ea_access_verify(token=ea.access_token)
+
+    def round_trip(index):
+        tenant_round_trip(hellos[index].claims.tenant_id, "SELECT 1", {})
+
     this_process = psutil.Process()
     result = {"eas": len(eas)}
     for stage, call, items in (
         ("claim", claim, eas),
         ("resync", resync, range(len(eas))),
         ("disconnect", disconnect, range(len(eas))),
+        ("hold", hold, eas),
+        ("token", token, eas),
+        ("round_trip", round_trip, range(len(eas))),
     ):
         pg0, cpu0, t0 = postgres_cpu(), process_cpu_s(this_process), time.perf_counter()
         for item in items:
@@ -86,5 +108,10 @@ def markdown(result: dict | None) -> str:
             for stage, row in zip(STAGES, rows, strict=True)
         ),
         f"| all three | {total['wall_ms']:.2f} | {total['python_ms']:.2f} | {total['postgres_ms']:.2f} |",
+        *(
+            f"| {PART_TITLES[part]} | {row['wall_ms']:.2f} | {row['python_ms']:.2f} | {row['postgres_ms']:.2f} |"
+            for part in PARTS
+            if (row := result.get(part))  # results from before the parts were timed have none
+        ),
     ]
     return "\n".join(lines) + "\n"

@@ -2,8 +2,10 @@
 
 py-spy samples every thread's Python stack (`--nonblocking`: the server is not paused). Without `--idle`, only
 samples of a thread that was running count, so a thread's share is the fraction of wall time it was busy: above
-~100 % together, threads contend for the one GIL. A sample belongs to the first stage (in STAGES order) that one
-of its frames names.
+~100 % together, threads contend for the one GIL. With `gil=True` (`--gil`) only the thread holding the GIL is
+sampled: the shares then add up to the part of one core the process's Python used, which is what bounds a process
+whose threads together want more than that. A sample belongs to the first stage (in STAGES order) that one of its
+frames names.
 """
 
 from __future__ import annotations
@@ -58,6 +60,21 @@ STORM_STAGES = [
     ("WebSocket handshake (autobahn)", r"Handshake \(autobahn/|onConnect \(daphne/"),
 ]
 
+# A reconnect storm sampled with `--gil`: what holds the one core the server's Python can use, tried before STAGES
+# (the most specific first: a sample in psycopg under Django's cursor wrapper is psycopg's).
+STORM_GIL_STAGES = [
+    ("HELLO: the access token's signature and claims (simplejwt, PyJWT)", r"ea_access_verify"),
+    ("HELLO: the 4008 hold check (Redis)", r"ea_rate_limit_hold_left_s"),
+    ("psycopg: parameters bound into the SQL, the query sent, the results read", r"psycopg/"),
+    ("psycopg_pool: a connection lent and handed back", r"psycopg_pool/"),
+    ("Django ORM: model instances from the resync's rows", r"django/db/models"),
+    ("Django: connection and cursor wrappers", r"django/db/|django/utils/asyncio|asgiref/local"),
+    ("HELLO, resync, disconnect: ours around the database calls", r"trading/connection|suho/sql|signals/messages"),
+    ("thread hand-off (the db_thread executor)", r"concurrent/futures|suho/asyncdb"),
+    ("WebSocket handshake: the HTTP request (Twisted, daphne)", r"twisted/web/http|daphne/http_protocol"),
+    ("WebSocket handshake (autobahn)", r"Handshake \(autobahn/|onConnect \(daphne/|onnectionMade \(autobahn/"),
+]
+
 # The ML engine's signal POST: for samples inside a request (REQUEST_FRAME), tried before STAGES. A sample waiting
 # for PostgreSQL inside the intake counts as a round trip, one compiling SQL as the ORM, and so on.
 REQUEST_FRAME = r"django/core/handlers/"
@@ -82,12 +99,12 @@ def _py_spy() -> str | None:
     return str(local) if local.exists() else shutil.which("py-spy")
 
 
-def record(pid: int, seconds: float, out: Path, rate: int = 100) -> bool:
-    """Sample `pid` for `seconds` into a collapsed-stack file (flamegraph.pl input); False if py-spy could not
-    (it needs ptrace: root, or CAP_SYS_PTRACE in a container)."""
+def record(pid: int, seconds: float, out: Path, rate: int = 100, *, gil: bool = False) -> bool:
+    """Sample `pid` for `seconds` into a collapsed-stack file (flamegraph.pl input); with `gil`, only the thread
+    holding the GIL. False if py-spy could not (it needs ptrace: root, or CAP_SYS_PTRACE in a container)."""
     done = subprocess.run(
         [_py_spy(), "record", "-p", str(pid), "-d", str(int(seconds)), "-r", str(rate), "--threads", "--nonblocking",
-         "-f", "raw", "-o", str(out)],
+         *(["--gil"] if gil else []), "-f", "raw", "-o", str(out)],
         check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=seconds + 30,
     )  # fmt: skip
     return done.returncode == 0 and out.exists()
@@ -125,11 +142,17 @@ def _thread_name(head: str) -> str:
 
 
 def summarise(
-    path: Path, seconds: float, rate: int = 100, request_stages: list | None = None, first_stages: list | None = None
+    path: Path,
+    seconds: float,
+    rate: int = 100,
+    request_stages: list | None = None,
+    first_stages: list | None = None,
+    *,
+    gil: bool = False,
 ) -> dict | None:
     """Busy share of wall time per thread, and per stage within each thread (from the collapsed stacks);
     `request_stages` are tried first for samples inside a Django request (REQUEST_FRAME), `first_stages` before
-    STAGES for every sample."""
+    STAGES for every sample. `gil`: the stacks were recorded with `record(gil=True)`."""
     if not path.exists():
         return None
     per_thread: Counter = Counter()
@@ -147,20 +170,26 @@ def summarise(
         tried = compiled_request if any(in_request.search(frame) for frame in frames[1:]) else compiled
         stage = next((name for name, rx in tried if any(rx.search(frame) for frame in frames[1:])), "other")
         per_stage[thread][stage] += n
-    wall = seconds * rate
+    # with the GIL sampled, shares of the samples taken (py-spy misses some while it cannot read the holder)
+    wall = max(sum(per_thread.values()), 1) if gil else seconds * rate
     return {
         "seconds": seconds,
+        "gil": gil,
         "threads": {t: n / wall for t, n in per_thread.most_common()},
         "stages": {t: {s: n / wall for s, n in c.most_common()} for t, c in per_stage.items()},
     }
 
 
 def markdown(summary: dict) -> str:
+    held = summary.get("gil")  # summaries from before it was recorded have none
     lines = [
-        f"py-spy, {summary['seconds']:.0f} s on the daphne process; share of wall time each "
+        f"py-spy --gil, {summary['seconds']:.0f} s on the daphne process; of the samples in which a thread held "
+        "the GIL (only one can at a time), the share of each thread, split by stage:"
+        if held
+        else f"py-spy, {summary['seconds']:.0f} s on the daphne process; share of wall time each "
         "thread was busy (100 % = one core; the threads share one GIL), split by stage:",
         "",
-        "| thread | busy | stage | busy |",
+        f"| thread | {'GIL held' if held else 'busy'} | stage | {'GIL held' if held else 'busy'} |",
         "|---|---:|---|---:|",
     ]
     for thread, share in summary["threads"].items():

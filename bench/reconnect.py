@@ -34,7 +34,7 @@ TARGET_S = 10.0
 TARGET_RATE = 1_000  # token HELLOs/s per process
 LOAD_PROCESSES = 4
 MAX_CONNECTING = 250  # per load process: sockets between connect and resync at once (the listen backlog)
-PROFILE_EAS = 2_000  # the profiled storm: long enough for PROFILE_S of HELLOs, before its EAs disconnect
+PROFILE_EAS = 3_000  # the profiled storm: long enough for PROFILE_S of HELLOs (~320/s), before its EAs disconnect
 PROFILE_S = 8
 CPU_BOUND_SHARE = 0.85  # of the machine's cores busy on average: the storm is said to be bound by CPU
 TIMEOUT_S = 120.0  # each EA's network timeout; the storm gives up after three of them
@@ -47,8 +47,8 @@ BEFORE = {"commit": "020b6e8", "eas": 5_000, "all_resynced_s": 259.0, "resync_p5
 def section(*, eas: list, log_dir: Path) -> dict:
     """The storm of TARGET_EAS, then the same storm against an app that does nothing (bench/storm_floor.py: what
     the server stack costs per EA, so the rest is the gateway's), then the EAs' database work alone
-    (bench/hello_db.py); when it misses a target, a smaller storm again under py-spy (PROFILE_EAS): where the
-    server's time goes."""
+    (bench/hello_db.py); when it misses a target, a smaller storm again under py-spy (PROFILE_EAS), sampling the
+    thread that holds the GIL: what takes the one core the server's Python can use."""
     result = run(eas=eas, log_dir=log_dir)
     result["floor"] = storm_floor.run(count=len(eas[:TARGET_EAS]), load_processes=LOAD_PROCESSES,
                                       max_connecting=MAX_CONNECTING, timeout_s=TIMEOUT_S, log_dir=log_dir)  # fmt: skip
@@ -56,7 +56,7 @@ def section(*, eas: list, log_dir: Path) -> dict:
     if not all(ok for *_rest, ok in targets(result)) and profile.available():
         out = log_dir / "reconnect-profile.txt"
         profiled = run(eas=eas, log_dir=log_dir, count=PROFILE_EAS, profile_out=out)
-        summary = profile.summarise(out, PROFILE_S, first_stages=profile.STORM_STAGES)
+        summary = profile.summarise(out, PROFILE_S, first_stages=profile.STORM_GIL_STAGES, gil=True)
         result["profile"] = {"eas": profiled["eas"], "all_resynced_s": profiled["all_resynced_s"], "summary": summary}
     return result
 
@@ -64,8 +64,8 @@ def section(*, eas: list, log_dir: Path) -> dict:
 def run(
     *, eas: list, log_dir: Path, count: int = TARGET_EAS, server: type[Daphne] = Daphne, profile_out: Path | None = None
 ) -> dict:
-    """One storm of `count` EAs on a fresh server; with `profile_out`, py-spy samples the server for PROFILE_S from
-    the start of the storm (before the EAs disconnect at its end)."""
+    """One storm of `count` EAs on a fresh server; with `profile_out`, py-spy samples the thread holding the server's
+    GIL for PROFILE_S from the start of the storm (before the EAs disconnect at its end)."""
     eas = eas[:count]
     sessions_held_by_a_gone_process(eas)  # a deploy: the process each EA was on is gone
     daphne = server(log_dir, name="reconnect")
@@ -82,6 +82,7 @@ def run(
         ]  # fmt: skip
         for load in loads:
             load.event(120)  # ready
+        threads0 = daphne.thread_cpu()
         cpu0, busy0, pg0, load0, overflows0, t0 = (
             daphne.cpu_s(),
             machine_busy_s(),
@@ -93,13 +94,16 @@ def run(
         recorder = None
         if profile_out is not None:
             profile_out.unlink(missing_ok=True)
-            recorder = threading.Thread(target=profile.record, args=(daphne.proc.pid, PROFILE_S, profile_out))
+            recorder = threading.Thread(
+                target=profile.record, args=(daphne.proc.pid, PROFILE_S, profile_out), kwargs={"gil": True}
+            )
             recorder.start()
         with PostgresWaits() as pg_waits:
             for load in loads:
                 load.go()
             results = [load.event(4 * TIMEOUT_S) for load in loads]
         overflows1 = listen_overflows()
+        threads1 = daphne.thread_cpu()
         cpu_s, busy_s, pg_s, load_s, window_s = (
             daphne.cpu_s() - cpu0, machine_busy_s() - busy0, cpu_delta(pg0, postgres_cpu()),
             sum(load.cpu_s() for load in loads) - load0, time.monotonic() - t0,
@@ -127,6 +131,11 @@ def run(
             "postgres": pg_s / window_s,
             "load": load_s / window_s,
         },  # busy on average from the start until every EA had its result
+        # the server's threads, user and system CPU, in cores over the same span
+        "server_threads": {
+            name: [(after - before) / window_s for after, before in zip(threads1[name], threads0[name], strict=True)]
+            for name in threads1
+        },
         "refused": sum(r["refused"] for r in results),
         "refusals": [x for r in results for x in r["refusals"]][:5],
         "connect_failures": sum(r["connect_failures"] for r in results),
@@ -219,6 +228,20 @@ def _machine_budget(result: dict) -> str:
     )
 
 
+def _server_threads(result: dict) -> str:
+    """Which of the server's threads the storm kept busy (user + system CPU, from /proc)."""
+    threads = result.get("server_threads")  # results from before it was measured have none
+    if not threads:
+        return ""
+    (loop_user, loop_sys), (rest_user, rest_sys) = threads["event loop"], threads["other threads"]
+    return (
+        f" Its event loop's thread used {loop_user + loop_sys:.2f} cores ({loop_sys:.2f} of them in the kernel: "
+        f"sockets), its other threads together {rest_user + rest_sys:.2f} ({rest_sys:.2f} in the kernel): the "
+        "database threads run the HELLO's token check, claim and resync read and the disconnect; all Python of "
+        "the process takes turns on one GIL."
+    )
+
+
 def _pg_waits(result: dict) -> str:
     """What the server's PostgreSQL backends were doing while the storm ran, from pg_stat_activity."""
     waits = result.get("pg_waits")  # results from before it was sampled have none
@@ -277,19 +300,29 @@ def _missed(result: dict) -> str:
             "session, the database threads): at one core, the gateway's part alone would take "
             f"{ours_ms * result['eas'] / 1000:.1f} s of the storm."
         )
+    text += _server_threads(result)
     if result.get("cores"):
         text += _machine_budget(result)
     text += _pg_waits(result)
     prof = result.get("profile")
     if not prof or not prof.get("summary"):
         return text + " (No profile of the storm: py-spy is not installed here or could not attach.)"
-    db_stages = prof["summary"]["stages"].get("suho-db", {})
-    waits = sum(share for stage, share in db_stages.items() if stage.startswith("waiting for"))
+    summary = prof["summary"]
+    if not summary.get("gil"):  # results from before the storm was sampled by the GIL: the text of then
+        db_stages = summary["stages"].get("suho-db", {})
+        waits = sum(share for stage, share in db_stages.items() if stage.startswith("waiting for"))
+        return (
+            f"{text}\n\n#### Where the time goes (a storm of {prof['eas']:,} EAs under py-spy)\n\n"
+            + profile.markdown(summary)
+            + f"\n{waits * 100:.0f} points of the database threads' samples are in psycopg's wait for PostgreSQL's "
+            "answer or the pool's wait for a free connection: py-spy counts a thread there as busy while it is "
+            "runnable, so on a machine whose cores are taken that is time waiting for PostgreSQL, for a connection "
+            "another HELLO holds, and for a core."
+        )
     return (
-        f"{text}\n\n#### Where the time goes (a storm of {prof['eas']:,} EAs under py-spy)\n\n"
-        + profile.markdown(prof["summary"])
-        + f"\n{waits * 100:.0f} points of the database threads' samples are in psycopg's wait for PostgreSQL's "
-        "answer or the pool's wait for a free connection: py-spy counts a thread there as busy while it is runnable, "
-        "so on a machine whose cores are taken that is time waiting for PostgreSQL, for a connection another HELLO "
-        "holds, and for a core."
+        f"{text}\n\n#### Where the time goes (a storm of {prof['eas']:,} EAs; py-spy samples the thread holding "
+        "the server's GIL)\n\n"
+        + profile.markdown(summary)
+        + "\nA database thread waiting for PostgreSQL's answer has let the GIL go and does not show here; nor does "
+        "the kernel's time on the sockets (above, from /proc)."
     )

@@ -190,6 +190,17 @@ class Daphne:
         times = self.ps.cpu_times()
         return times.user + times.system
 
+    def thread_cpu(self) -> dict[str, tuple[float, float]]:
+        """User and system CPU seconds of the event loop's thread (the process's first) and of all its other threads
+        together (the database threads, the NATS bus loop, the request threads): which one a storm keeps busy."""
+        loop, rest = (0.0, 0.0), (0.0, 0.0)
+        for thread in self.ps.threads():
+            if thread.id == self.proc.pid:
+                loop = (thread.user_time, thread.system_time)
+            else:
+                rest = (rest[0] + thread.user_time, rest[1] + thread.system_time)
+        return {"event loop": loop, "other threads": rest}
+
     def rss_bytes(self) -> int:
         return self.ps.memory_info().rss
 
