@@ -22,7 +22,7 @@ TITLES = {
     "resync": "resync read (`ea_resync`)",
     "disconnect": "disconnect (`ea_disconnected`)",
 }
-# Parts of the token HELLO's, timed the same way on their own: what the database threads' Python is made of.
+# Parts of the stages above, timed the same way on their own: what the database threads' Python is made of.
 PARTS = ("hold", "token", "round_trip")
 PART_TITLES = {
     "hold": "… of the HELLO: the 4008 hold check, one Redis command (`ea_rate_limit_hold_left_s`)",

@@ -3,9 +3,9 @@
 py-spy samples every thread's Python stack (`--nonblocking`: the server is not paused). Without `--idle`, only
 samples of a thread that was running count, so a thread's share is the fraction of wall time it was busy: above
 ~100 % together, threads contend for the one GIL. With `gil=True` (`--gil`) only the thread holding the GIL is
-sampled: the shares then add up to the part of one core the process's Python used, which is what bounds a process
-whose threads together want more than that. A sample belongs to the first stage (in STAGES order) that one of its
-frames names.
+sampled: the shares are then of those samples (what the process's one core of Python went to), and `gil_held` is
+their count over the samples a busy GIL would have given (py-spy misses some, so it is a lower bound). A sample
+belongs to the first stage (in STAGES order) that one of its frames names.
 """
 
 from __future__ import annotations
@@ -50,16 +50,6 @@ STAGES = [
 ]
 
 
-# A reconnect storm: where the database threads' time goes, tried before STAGES.
-STORM_STAGES = [
-    ("the pool's liveness check of a connection (a round trip)", r"ConnectionPool\._check_connection"),
-    ("waiting for a free connection of the database pool", r"ConnectionPool\.(getconn|_getconn)|WaitingClient\.wait"),
-    ("handing a connection back to the database pool", r"psycopg_pool/pool\.py"),
-    ("waiting for PostgreSQL's answer (HELLO claim, resync read, disconnect)", r"Connection\.wait|psycopg/cursor"),
-    ("Django ORM: compiling the resync's queries, building rows", r"django/db/models"),
-    ("WebSocket handshake (autobahn)", r"Handshake \(autobahn/|onConnect \(daphne/"),
-]
-
 # A reconnect storm sampled with `--gil`: what holds the one core the server's Python can use, tried before STAGES
 # (the most specific first: a sample in psycopg under Django's cursor wrapper is psycopg's).
 STORM_GIL_STAGES = [
@@ -71,9 +61,10 @@ STORM_GIL_STAGES = [
     ("Django: connection and cursor wrappers", r"django/db/|django/utils/asyncio|asgiref/local"),
     ("HELLO, resync, disconnect: ours around the database calls", r"trading/connection|suho/sql|signals/messages"),
     ("thread hand-off (the db_thread executor)", r"concurrent/futures|suho/asyncdb"),
+    ("the WebSocket layer: handshake, framing, masking (autobahn, daphne's WebSocket protocol)",
+     r"\(autobahn/|\(daphne/ws_protocol"),
     ("WebSocket handshake: the HTTP request (Twisted, daphne)", r"twisted/web/http|daphne/http_protocol"),
-    ("WebSocket handshake (autobahn)", r"Handshake \(autobahn/|onConnect \(daphne/|onnectionMade \(autobahn/"),
-]
+]  # fmt: skip
 
 # The ML engine's signal POST: for samples inside a request (REQUEST_FRAME), tried before STAGES. A sample waiting
 # for PostgreSQL inside the intake counts as a round trip, one compiling SQL as the ORM, and so on.
@@ -175,6 +166,7 @@ def summarise(
     return {
         "seconds": seconds,
         "gil": gil,
+        "gil_held": sum(per_thread.values()) / (seconds * rate) if gil else None,
         "threads": {t: n / wall for t, n in per_thread.most_common()},
         "stages": {t: {s: n / wall for s, n in c.most_common()} for t, c in per_stage.items()},
     }
@@ -183,8 +175,9 @@ def summarise(
 def markdown(summary: dict) -> str:
     held = summary.get("gil")  # summaries from before it was recorded have none
     lines = [
-        f"py-spy --gil, {summary['seconds']:.0f} s on the daphne process; of the samples in which a thread held "
-        "the GIL (only one can at a time), the share of each thread, split by stage:"
+        f"py-spy --gil, {summary['seconds']:.0f} s on the daphne process: a thread held the GIL in "
+        f"{summary['gil_held']:.0%} of the samples a held GIL would have given (a lower bound: py-spy misses some); "
+        "of those samples, the share of each thread, split by stage:"
         if held
         else f"py-spy, {summary['seconds']:.0f} s on the daphne process; share of wall time each "
         "thread was busy (100 % = one core; the threads share one GIL), split by stage:",

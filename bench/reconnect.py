@@ -1,8 +1,8 @@
 """Reconnect storm (issue 21 item 5): N EAs with access tokens reconnect at once to one fresh daphne process, as after
 a deploy: the process each EA's session was on is gone (each HELLO's takeover request meets no responder).
 
-The EAs are `bench.storm_ea.StormEA`s (raw-socket EAs written from docs/protocol.md: the same bytes as
-`eaclient.EAClient`'s for a tenth of its CPU, decision 0033) in `LOAD_PROCESSES` child processes
+The EAs are `bench.storm_ea.StormEA`s (raw-socket EAs written from docs/protocol.md: what `eaclient.EAClient`
+sends in a storm, for about a seventh of its CPU, decision 0033) in `LOAD_PROCESSES` child processes
 (bench/reconnect_load.py), each with a live session made by bench.fixtures. They start together; the figure is
 the time from the start until the last EA is authenticated (AUTH_RESULT OK) and resynced (RISK_PARAMETERS and
 CONFIG_UPDATE received), and HELLOs/s = EAs resynced / that time. One run per figure: a storm of 5,000 takes most
@@ -37,7 +37,7 @@ MAX_CONNECTING = 250  # per load process: sockets between connect and resync at 
 PROFILE_EAS = 3_000  # the profiled storm: long enough for PROFILE_S of HELLOs (~320/s), before its EAs disconnect
 PROFILE_S = 8
 CPU_BOUND_SHARE = 0.85  # of the machine's cores busy on average: the storm is said to be bound by CPU
-TIMEOUT_S = 120.0  # each EA's network timeout; the storm gives up after three of them
+TIMEOUT_S = 120.0  # each EA's time to connect and be resynced before it tries again; the storm gives up after 3
 # The same storm on the code before issue 21's HELLO work (commit 020b6e8: 20 database round trips per token HELLO),
 # this bench on 2026-12-03, the machine at load average 7.5 from other work. Shown beside each new run.
 BEFORE = {"commit": "020b6e8", "eas": 5_000, "all_resynced_s": 259.0, "resync_p50_s": 136.83, "resync_p99_s": 241.62,
@@ -189,8 +189,10 @@ def markdown(result: dict) -> str:
         *([table.rstrip("\n"), ""] if (table := hello_db.markdown(result.get("database_work"))) else []),
         f"EAs: `bench.storm_ea.StormEA` (raw-socket EAs written from docs/protocol.md; decision 0033) in "
         f"{result['load_processes']} load processes (bench/reconnect_load.py), at most "
-        f"{MAX_CONNECTING} per process between connect and resync at once; one fresh daphne process. Refused: "
-        f"{result['refused']} {result['refusals'] or ''}; connect failures: {result['connect_failures']}; "
+        f"{MAX_CONNECTING} per process between connect and resync at once; one fresh daphne process. Refused (or "
+        "ended by an answer the EA could not read): "
+        f"{result['refused']} {result['refusals'] or ''}; attempts retried before the resync (connection "
+        f"refused or lost, or not resynced within {TIMEOUT_S:.0f} s): {result['connect_failures']}; "
         f"SYNs the kernel dropped with an accept queue full (TcpExt ListenOverflows, this network namespace; a "
         "SYN sent again and dropped again counts again): "
         f"{_overflows(result)}. One run.",
@@ -228,6 +230,13 @@ def _machine_budget(result: dict) -> str:
     )
 
 
+def _seconds(value: float | None) -> str:
+    """The profiled storm's length: its PROFILE_S window holds only HELLOs if the storm lasts longer."""
+    if value is None:
+        return "– (not all were)"
+    return f"{value:.1f} s" + ("" if value >= PROFILE_S else f", less than the {PROFILE_S} s sampled: its end too")
+
+
 def _server_threads(result: dict) -> str:
     """Which of the server's threads the storm kept busy (user + system CPU, from /proc)."""
     threads = result.get("server_threads")  # results from before it was measured have none
@@ -235,9 +244,9 @@ def _server_threads(result: dict) -> str:
         return ""
     (loop_user, loop_sys), (rest_user, rest_sys) = threads["event loop"], threads["other threads"]
     return (
-        f" Its event loop's thread used {loop_user + loop_sys:.2f} cores ({loop_sys:.2f} of them in the kernel: "
-        f"sockets), its other threads together {rest_user + rest_sys:.2f} ({rest_sys:.2f} in the kernel): the "
-        "database threads run the HELLO's token check, claim and resync read and the disconnect; all Python of "
+        f" The server's event loop thread used {loop_user + loop_sys:.2f} cores ({loop_sys:.2f} of them in the "
+        f"kernel: sockets), its other threads together {rest_user + rest_sys:.2f} ({rest_sys:.2f} in the kernel): "
+        "the database threads run the HELLO's token check, claim and resync read and the disconnect; all Python of "
         "the process takes turns on one GIL."
     )
 
@@ -320,8 +329,8 @@ def _missed(result: dict) -> str:
             "another HELLO holds, and for a core."
         )
     return (
-        f"{text}\n\n#### Where the time goes (a storm of {prof['eas']:,} EAs; py-spy samples the thread holding "
-        "the server's GIL)\n\n"
+        f"{text}\n\n#### Where the time goes (a storm of {prof['eas']:,} EAs, the last resynced after "
+        f"{_seconds(prof.get('all_resynced_s'))}; py-spy samples the thread holding the server's GIL)\n\n"
         + profile.markdown(summary)
         + "\nA database thread waiting for PostgreSQL's answer has let the GIL go and does not show here; nor does "
         "the kernel's time on the sockets (above, from /proc)."

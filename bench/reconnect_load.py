@@ -9,7 +9,8 @@ backlog), and prints one result: per EA the wall-clock time (`time.time()`, comp
 its resync was complete (RISK_PARAMETERS and CONFIG_UPDATE received; the server sends them after AUTH_RESULT OK,
 from the read that also gives the signals and commands to resend). Every EA stays connected until the storm is
 over, then closes with 1000; one whose connection fails or is closed before its resync (a HELLO not answered within
-the server's 10 s limit) tries again with backoff, as a real EA does.
+the server's 10 s limit), or is not resynced within `timeout_s`, tries again with backoff, as a real EA does. A
+refusal or a frame the EA cannot read ends that EA and is reported with the refusals.
 """
 
 from __future__ import annotations
@@ -30,26 +31,20 @@ from bench.storm_ea import StormEA
 
 async def storm(config: dict) -> dict:
     slots = asyncio.Semaphore(config["max_connecting"])
-    finished: dict[StormEA, asyncio.Future] = {}
-
-    def done(ea: StormEA) -> None:
-        if not finished[ea].done():
-            finished[ea].set_result(None)
-
     eas = [
-        StormEA(url=config["url"], account_id=UUID(ea["account_id"]), access_token=ea["access_token"], on_done=done)
+        StormEA(url=config["url"], account_id=UUID(ea["account_id"]), access_token=ea["access_token"],
+                timeout_s=config["timeout_s"])
         for ea in config["eas"]
-    ]
+    ]  # fmt: skip
     loop = asyncio.get_running_loop()
-    finished = {ea: loop.create_future() for ea in eas}
     print(json.dumps({"event": "ready", "eas": len(eas)}), flush=True)
     await loop.run_in_executor(None, sys.stdin.readline)  # "go"
     started = time.time()
 
     async def one(ea: StormEA) -> None:
         async with slots:
-            await ea.start()
-            await finished[ea]
+            ea.start()
+            await ea.finished
 
     try:
         async with asyncio.timeout(config["timeout_s"] * 3):
@@ -58,14 +53,14 @@ async def storm(config: dict) -> dict:
         pass
     # all stay connected until the storm is over, as after a deploy
     await asyncio.gather(*(ea.close() for ea in eas), return_exceptions=True)
-    refusals = [ea.refusal for ea in eas if ea.refusal]
+    refusals = [ea.refusal or ea.error for ea in eas if ea.refusal or ea.error]
     return {
         "event": "result",
         "started": started,
         "resynced": [ea.resynced_at for ea in eas],
         "refusals": refusals[:5],
         "refused": len(refusals),
-        "connect_failures": sum(ea.connect_failures for ea in eas),
+        "connect_failures": sum(ea.retries for ea in eas),
     }
 
 

@@ -2,9 +2,14 @@
 AUTH_RESULT, then HEARTBEAT and an ACK for RISK_PARAMETERS and CONFIG_UPDATE), as a third-party EA would be.
 
 The storm's EAs share the server's two cores (bench/reconnect.py): as `eaclient.EAClient`s (the websockets library,
-the client's loops and bookkeeping) they spent 2.4 ms of CPU per EA, as much as the server's gateway. The server sees
-the same bytes from this one (the same handshake headers, the same masked frames in the same order, the same clean
-close with 1000) for a fraction of that: what the storm then measures is the server (decision 0033).
+the client's loops and bookkeeping) they spent 2.4 ms of CPU per EA, as much as the server's gateway. For the storm
+this one sends the server what EAClient with an empty handler sends (eaclient's own HELLO, HEARTBEAT and ACKs, a
+resent signal or command answered as its default handler answers it, the clean close with 1000) for about a seventh
+of that: what the storm then measures is the server (decision 0033).
+
+It is a storm client, not an EA: it does not wait out SESSION_CLOSING's `retry_after_ms` or stop after 4012, it
+treats an AUTH_RESULT other than OK (RATE_LIMITED too) as the end, and a RECONNECT or RESTART_EA command is
+acknowledged without reconnecting. None of these happens in a storm that goes well; each would show in its result.
 """
 
 from __future__ import annotations
@@ -16,17 +21,17 @@ import os
 import random
 import struct
 import time
-from collections.abc import Callable
 from urllib.parse import urlsplit
 from uuid import UUID
 
 import binproto
-from binproto import AuthStatus, MsgType
+from binproto import AckStatus, AuthStatus, CommandType, MsgType
+from eaclient.client import MT5_BUILD, SIGNALS_UNSUPPORTED, TerminalStatus, ack_build, hello_build
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x2, 0x8, 0x9, 0xA
 CLOSE_NORMAL = struct.pack("!H", 1000)
-MAX_BACKOFF_S = 30.0
+MAX_BACKOFF_S = 30.0  # eaclient's default cap
 CLOSE_WAIT_S = 10.0  # for the server's close frame after ours; then the socket is dropped
 
 
@@ -86,7 +91,7 @@ def handshake_accepted(response: bytes, key: bytes) -> bool:
     lines = response.split(b"\r\n")
     if not lines[0].startswith(b"HTTP/1.1 101"):
         return False
-    expected = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
+    expected = base64.b64encode(hashlib.sha1(key + WS_GUID, usedforsecurity=False).digest())
     return any(
         name.strip().lower() == b"sec-websocket-accept" and value.strip() == expected
         for name, _, value in (line.partition(b":") for line in lines[1:])
@@ -95,17 +100,23 @@ def handshake_accepted(response: bytes, key: bytes) -> bool:
 
 class StormEA(asyncio.Protocol):
     """One EA: connect, HELLO with its access token, HEARTBEAT once authenticated, ACK the risk parameters and the
-    configuration; `resynced_at` (time.time()) once both arrived. A connection lost before that is retried with
-    backoff (1, 2, 4 … s, jittered); a refusal is kept in `refusal` and not retried. `close()` ends it with 1000."""
+    configuration; `resynced_at` (time.time()) once both arrived, and `finished` is then done. An attempt that fails
+    before that (refused or lost connection, no resync within `timeout_s`) is retried with backoff (1, 2, 4 … s,
+    jittered; counted in `retries`); a refusal (`refusal`) or a frame it cannot read (`error`) ends it. `close()`
+    ends it with 1000, and no attempt starts after it."""
 
-    def __init__(self, *, url: str, account_id: UUID, access_token: str, on_done: Callable[[StormEA], None]):
-        self.url, self.account_id, self.access_token, self.on_done = url, UUID(str(account_id)), access_token, on_done
+    def __init__(self, *, url: str, account_id: UUID, access_token: str, timeout_s: float = 10.0):
+        self.url, self.account_id, self.access_token = url, UUID(str(account_id)), access_token
+        self.timeout_s = timeout_s
+        self.finished: asyncio.Future = asyncio.get_running_loop().create_future()
         self.resynced_at: float | None = None
         self.refusal = ""
-        self.connect_failures = 0
+        self.error = ""
+        self.retries = 0
         self.transport: asyncio.Transport | None = None
         self.closed = asyncio.Event()
         self._stopping = False
+        self._pending: asyncio.Handle | asyncio.Task | None = None  # the next attempt, or the one connecting
         self._reset()
 
     def _reset(self) -> None:
@@ -114,59 +125,66 @@ class StormEA(asyncio.Protocol):
         self._upgraded = False
         self._risk = self._config = False
 
-    async def start(self) -> None:
-        if self._stopping:
-            return
+    def start(self) -> None:
+        """One attempt: connect, and give up on it (then retry) if it is not resynced within `timeout_s`."""
+        if not self._stopping:
+            self._pending = asyncio.ensure_future(self._attempt())
+
+    async def _attempt(self) -> None:
         parts = urlsplit(self.url)
         try:
-            await asyncio.get_running_loop().create_connection(lambda: self, parts.hostname, parts.port)
-        except OSError:
-            self._failed()
+            async with asyncio.timeout(self.timeout_s):
+                await asyncio.get_running_loop().create_connection(lambda: self, parts.hostname, parts.port)
+        except (OSError, TimeoutError):
+            self._retry_later()
 
     # --- asyncio.Protocol ---------------------------------------------------------------------------------------
 
     def connection_made(self, transport) -> None:
         self.transport = transport
         self.closed.clear()
+        if self._stopping:  # close() came while this attempt was connecting
+            transport.close()
+            return
+        self._pending = asyncio.get_running_loop().call_later(self.timeout_s, self._not_resynced_in_time)
         transport.write(handshake_request(self.url, self._key))
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
-        if not self._upgraded:
-            end = self._buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            if not handshake_accepted(bytes(self._buffer[:end]), self._key):
-                self.transport.close()
-                return
-            del self._buffer[: end + 4]
-            self._upgraded = True
-            self._send(binproto.Hello(
-                account_id=self.account_id, auth_method=binproto.AuthMethod.ACCESS_TOKEN, mt5_build=4000,
-                ea_version="bench-storm", access_token=self.access_token,
-                protocol_versions=(binproto.V2, binproto.V1), timestamp_us=now_us(),
-            ))  # fmt: skip
         try:
+            if not self._upgraded:
+                end = self._buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                if not handshake_accepted(bytes(self._buffer[:end]), self._key):
+                    raise binproto.ProtocolError(f"handshake refused: {bytes(self._buffer[:80])!r}")
+                del self._buffer[: end + 4]
+                self._upgraded = True
+                hello = hello_build(self.account_id, access_token=self.access_token, ea_version="bench-storm")
+                self._send(hello)
             for opcode, payload in server_frames(self._buffer):
                 self._frame(opcode, payload)
         except binproto.ProtocolError as exc:
-            self.refusal = f"protocol error: {exc}"
-            self.transport.close()
+            self.error = str(exc)
+            self._end()
+            self.transport.abort()
 
     def connection_lost(self, exc) -> None:
         self.transport = None
         self.closed.set()
-        if self.resynced_at is None and not self.refusal and not self._stopping:
-            self._failed()
+        if self._pending is not None and not self.finished.done():
+            self._pending.cancel()  # this attempt's timer
+        if not self.finished.done() and not self._stopping:
+            self._retry_later()
 
     # --- the session ----------------------------------------------------------------------------------------------
 
     def _frame(self, opcode: int, payload: bytes) -> None:
         if opcode == OP_PING:
-            self.transport.write(client_frame(OP_PONG, payload))
+            self._write(OP_PONG, payload)
         elif opcode == OP_CLOSE:
             if not self._stopping:  # the server closed: answer, and it drops the socket
-                self.transport.write(client_frame(OP_CLOSE, payload[:2]))
+                self._write(OP_CLOSE, payload[:2])
             self.transport.close()
         elif opcode == OP_BINARY:
             self._message(binproto.decode(payload))
@@ -176,45 +194,67 @@ class StormEA(asyncio.Protocol):
         if kind is binproto.AuthResult:
             if message.status != AuthStatus.OK:
                 self.refusal = f"{AuthStatus(message.status).name.lower()}: {message.reason}"
-                self.on_done(self)
+                self._end()
                 return
+            status = TerminalStatus()
             self._send(binproto.Heartbeat(
-                connection_status=binproto.ConnectionStatus.ONLINE, latency_ms=0, uptime_s=0, mt5_build=4000,
-                terminal_connected=True, trade_allowed=True, error_count=0, last_error_code=0, last_error_message="",
-                timestamp_us=now_us(),
+                connection_status=binproto.ConnectionStatus.ONLINE, latency_ms=0, uptime_s=0, mt5_build=MT5_BUILD,
+                terminal_connected=status.terminal_connected, trade_allowed=status.trade_allowed, error_count=0,
+                last_error_code=0, last_error_message="", timestamp_us=now_us(),
             ))  # fmt: skip
         elif kind is binproto.RiskParameters:
             self._risk = True
-            self._ack(MsgType.RISK_PARAMETERS, message.risk_version)
+            self._send(ack_build(MsgType.RISK_PARAMETERS, ref_version=message.risk_version))
         elif kind is binproto.ConfigUpdate:
             self._config = True
-            self._ack(MsgType.CONFIG_UPDATE, message.config_version)
+            self._send(ack_build(MsgType.CONFIG_UPDATE, ref_version=message.config_version))
+        elif kind is binproto.TradingSignal:  # resent: answered as eaclient's default handler answers
+            self._send(ack_build(MsgType.TRADING_SIGNAL, ref_id=message.signal_id, status=AckStatus.REJECTED,
+                                 reason=SIGNALS_UNSUPPORTED))  # fmt: skip
+        elif kind is binproto.Command:
+            executed = message.command in (CommandType.RECONNECT, CommandType.RESTART_EA)
+            self._send(ack_build(MsgType.COMMAND, ref_id=message.command_id,
+                                 status=AckStatus.EXECUTED if executed else AckStatus.FAILED,
+                                 reason="" if executed else SIGNALS_UNSUPPORTED))  # fmt: skip
         if self.resynced_at is None and self._risk and self._config:
             self.resynced_at = time.time()
-            self.on_done(self)
-
-    def _ack(self, acked_type: MsgType, version: int) -> None:
-        self._send(binproto.Ack(acked_type=acked_type, ref_id=None, ref_version=version,
-                                status=binproto.AckStatus.EXECUTED, reason_code=0, reason="",
-                                timestamp_us=now_us()))  # fmt: skip
+            self._end()
 
     def _send(self, message) -> None:
-        if self.transport is not None:
-            self.transport.write(client_frame(OP_BINARY, binproto.encode(message)))
+        self._write(OP_BINARY, binproto.encode(message))
 
-    def _failed(self) -> None:
+    def _write(self, opcode: int, payload: bytes) -> None:
+        """Nothing after our close frame (RFC 6455 §5.5.1), nothing without a connection."""
+        if self.transport is not None and not self._stopping:
+            self.transport.write(client_frame(opcode, payload))
+
+    def _end(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+        if not self.finished.done():
+            self.finished.set_result(None)
+
+    def _not_resynced_in_time(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()  # connection_lost retries
+
+    def _retry_later(self) -> None:
         """Connection refused or lost before the resync: again after a jittered backoff, as an EA does."""
-        self.connect_failures += 1
-        delay = min(MAX_BACKOFF_S, 2 ** (self.connect_failures - 1)) * random.uniform(0.5, 1.0)
+        self.retries += 1
+        delay = min(MAX_BACKOFF_S, 2 ** (self.retries - 1)) * random.uniform(0.5, 1.0)
         self._reset()
-        asyncio.get_running_loop().call_later(delay, lambda: asyncio.ensure_future(self.start()))
+        self._pending = asyncio.get_running_loop().call_later(delay, self.start)
 
     async def close(self) -> None:
-        """The closing handshake with 1000 (the server then marks the account offline and audits it)."""
-        self._stopping = True
-        if self.transport is None:
+        """The closing handshake with 1000 (the server then marks the account offline and audits it); an attempt
+        waiting or connecting is called off."""
+        if self._pending is not None:
+            self._pending.cancel()
+        if self.transport is None or self._stopping:
+            self._stopping = True
             return
         self.transport.write(client_frame(OP_CLOSE, CLOSE_NORMAL))
+        self._stopping = True
         try:
             async with asyncio.timeout(CLOSE_WAIT_S):
                 await self.closed.wait()

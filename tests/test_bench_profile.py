@@ -1,5 +1,6 @@
 """The bench's py-spy summary (bench/profile.py): each sample counts once, for the first stage any of its frames
-names, so a storm sampled by the GIL says which code held the server's one core; the shares are of wall time."""
+names, so a storm sampled by the GIL says which code held the server's one core. Shares are of wall time, or with
+the GIL sampled, of the samples taken (with how many a held GIL would have given beside them)."""
 
 from __future__ import annotations
 
@@ -20,11 +21,15 @@ TOKEN = (
     "decode (jwt/api_jwt.py:1)"
 )
 HANDSHAKE = f"{MAIN};HTTPChannel.lineReceived (twisted/web/http.py:2300)"
+UPGRADE = (
+    f"{MAIN};HTTPChannel.lineReceived (twisted/web/http.py:2300);WebRequest.process (daphne/http_protocol.py:74);"
+    "WebSocketServerProtocol.processHandshake (autobahn/websocket/protocol.py:3178)"
+)
 
 
 def test_a_gil_summary_counts_each_sample_for_its_most_specific_storm_stage(tmp_path):
     path = tmp_path / "storm.txt"
-    path.write_text(f"{PSYCOPG_UNDER_DJANGO} 30\n{DJANGO_ONLY} 10\n{TOKEN} 5\n{HANDSHAKE} 20\n")
+    path.write_text(f"{PSYCOPG_UNDER_DJANGO} 30\n{DJANGO_ONLY} 10\n{TOKEN} 5\n{HANDSHAKE} 15\n{UPGRADE} 5\n")
     summary = profile.summarise(path, 1, first_stages=profile.STORM_GIL_STAGES, gil=True)
     db = summary["stages"]["suho-db"]  # with the GIL sampled: shares of the 65 samples
     assert db == {
@@ -32,11 +37,15 @@ def test_a_gil_summary_counts_each_sample_for_its_most_specific_storm_stage(tmp_
         "Django: connection and cursor wrappers": 10 / 65,
         "HELLO: the access token's signature and claims (simplejwt, PyJWT)": 5 / 65,
     }
-    handshake = {"WebSocket handshake: the HTTP request (Twisted, daphne)": 20 / 65}
+    handshake = {
+        "WebSocket handshake: the HTTP request (Twisted, daphne)": 15 / 65,
+        "the WebSocket layer: handshake, framing, masking (autobahn, daphne's WebSocket protocol)": 5 / 65,
+    }
     assert summary["stages"]["event loop (MainThread)"] == handshake
     assert summary["threads"] == {"suho-db": 45 / 65, "event loop (MainThread)": 20 / 65}
     text = profile.markdown(summary)
-    assert "held the GIL" in text and "| thread | GIL held | stage | GIL held |" in text
+    assert summary["gil_held"] == 0.65 and "held the GIL in 65% of the samples" in text
+    assert "| thread | GIL held | stage | GIL held |" in text
     assert "| suho-db | 69% | psycopg: parameters bound into the SQL, the query sent, the results read | 46% |" in text
 
 
