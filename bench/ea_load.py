@@ -41,6 +41,7 @@ from websockets.protocol import State
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import binproto as bp
+from bench.storm_ea import OP_BINARY, client_frame
 from eaclient.client import ack_build, hello_build, session_open
 
 CONNECT_TIMEOUT_S = 30
@@ -87,9 +88,8 @@ class PriceFrames:
         self.head, self.tail = text.split(marker)
         mask, size = os.urandom(4), len(self.binary)
         assert 126 <= size < 65536 and self.binary[8:16] == (1).to_bytes(8, "little")  # the header's timestamp
-        masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(self.binary))
-        self.wire_head = bytes([0x82, 0x80 | 126]) + size.to_bytes(2, "big") + mask + masked[:8]
-        self.wire_tail = masked[16:]
+        frame = client_frame(OP_BINARY, self.binary, mask)  # 4-byte header, the mask, then the masked payload
+        self.wire_head, self.wire_tail = frame[:16], frame[24:]
         self.timestamp_mask = int.from_bytes(mask * 2, "little")  # payload bytes 8–15 are masked by key bytes 0–3, 0–3
 
     def build(self, timestamp_us: int) -> bytes | str:

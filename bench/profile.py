@@ -165,7 +165,6 @@ def summarise(
     wall = max(sum(per_thread.values()), 1) if gil else seconds * rate
     return {
         "seconds": seconds,
-        "gil": gil,
         "gil_held": sum(per_thread.values()) / (seconds * rate) if gil else None,
         "threads": {t: n / wall for t, n in per_thread.most_common()},
         "stages": {t: {s: n / wall for s, n in c.most_common()} for t, c in per_stage.items()},
@@ -173,7 +172,7 @@ def summarise(
 
 
 def markdown(summary: dict) -> str:
-    held = summary.get("gil")  # summaries from before it was recorded have none
+    held = summary.get("gil_held") is not None  # None, or absent from older summaries: not sampled by the GIL
     lines = [
         f"py-spy --gil, {summary['seconds']:.0f} s on the daphne process: a thread held the GIL in "
         f"{summary['gil_held']:.0%} of the samples a held GIL would have given (a lower bound: py-spy misses some); "

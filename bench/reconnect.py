@@ -317,7 +317,7 @@ def _missed(result: dict) -> str:
     if not prof or not prof.get("summary"):
         return text + " (No profile of the storm: py-spy is not installed here or could not attach.)"
     summary = prof["summary"]
-    if not summary.get("gil"):  # results from before the storm was sampled by the GIL: the text of then
+    if summary.get("gil_held") is None:  # results from before the storm was sampled by the GIL: the text of then
         db_stages = summary["stages"].get("suho-db", {})
         waits = sum(share for stage, share in db_stages.items() if stage.startswith("waiting for"))
         return (

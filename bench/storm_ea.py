@@ -26,7 +26,7 @@ from uuid import UUID
 
 import binproto
 from binproto import AckStatus, AuthStatus, CommandType, MsgType
-from eaclient.client import MT5_BUILD, SIGNALS_UNSUPPORTED, TerminalStatus, ack_build, hello_build
+from eaclient.client import MT5_BUILD, SIGNALS_UNSUPPORTED, TerminalStatus, ack_build, hello_build, now_us
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x2, 0x8, 0x9, 0xA
@@ -35,13 +35,9 @@ MAX_BACKOFF_S = 30.0  # eaclient's default cap
 CLOSE_WAIT_S = 10.0  # for the server's close frame after ours; then the socket is dropped
 
 
-def now_us() -> int:
-    return time.time_ns() // 1000
-
-
-def client_frame(opcode: int, payload: bytes) -> bytes:
-    """One final client frame, masked with a fresh key (RFC 6455 §5.3)."""
-    key = os.urandom(4)
+def client_frame(opcode: int, payload: bytes, key: bytes | None = None) -> bytes:
+    """One final client frame, masked with `key` or else a fresh one (RFC 6455 §5.3)."""
+    key = key or os.urandom(4)
     size = len(payload)
     if size < 126:
         head = struct.pack("!BB", 0x80 | opcode, 0x80 | size)
