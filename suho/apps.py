@@ -10,5 +10,7 @@ class SuhoConfig(AppConfig):
 
         import suho.celery  # noqa: F401  — the project's Celery app becomes current, so shared tasks use it
         from suho.dbpool import pool_check_install
+        from suho.sql import psycopg_statement_cache_widen
 
         connection_created.connect(pool_check_install, dispatch_uid="suho.dbpool")
+        psycopg_statement_cache_widen()

@@ -55,3 +55,20 @@ def test_a_serializer_with_a_nested_serializer_is_refused():
 
     with pytest.raises(TypeError, match=r"\['items'\] nest a serializer"):
         Nesting(data={}).fields  # noqa: B018
+
+
+@pytest.mark.parametrize("serializer", [SignalInputSerializer, SignalOutputSerializer])
+def test_each_fields_copy_is_what_copy_copy_makes(serializer):
+    """`_field_copy` stands in for `copy.copy`: a new field of the same class with the same attributes, the
+    template itself left alone by the copy's binding."""
+    import copy
+
+    from signals.serializers import _field_copy
+
+    serializer().fields  # noqa: B018 — builds the class's templates
+    for name, template in serializer._field_templates.items():
+        clone, reference = _field_copy(template), copy.copy(template)
+        assert type(clone) is type(reference) and clone is not template, name
+        assert clone.__dict__ == reference.__dict__, name
+        clone.bind(name, serializer())
+        assert template.__dict__ == reference.__dict__, name

@@ -10,11 +10,14 @@ from decimal import Decimal
 
 import pytest
 from django.db import IntegrityError
+from django.db.models import Value
+from django.db.models.functions import Upper
 from django.forms.models import model_to_dict
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from signals.models import TradingSignal
-from suho.sql import insert_statement, statements_in_context
+from suho.sql import _insert_compiled, insert_statement, statements_in_context
 from suho.tenancy import tenant_context
 
 
@@ -53,3 +56,36 @@ def test_a_repeated_producer_id_fails_the_statement_and_writes_nothing_after_it(
         statements_in_context([insert_statement(TradingSignal(**fields)), ("SELECT 1", [])])
     with tenant_context(account.tenant_id):
         assert TradingSignal.objects.filter(client_signal_id=fields["client_signal_id"]).count() == 1
+
+
+def test_the_statement_compiled_once_is_djangos_own_for_the_row(account):
+    """The SQL is compiled once per model and only the values are prepared per call: both must be what Django's
+    compiler makes for this very row."""
+    now = timezone.now()
+    with tenant_context(account.tenant_id):
+        signal = TradingSignal(**_fields(account, now))
+        sql, params = insert_statement(signal)
+        compiled_sql, compiled_params = _insert_compiled(TradingSignal, signal)
+
+    assert sql == compiled_sql
+    updated_at = [f.name for f in TradingSignal._meta.local_concrete_fields].index("updated_at")  # auto_now: per call
+    assert compiled_params[updated_at] >= params[updated_at]
+    del params[updated_at], compiled_params[updated_at]
+    assert [_plain(p) for p in params] == [_plain(p) for p in compiled_params]
+
+
+def _plain(param):
+    return ("jsonb", param.obj) if isinstance(param, Jsonb) else param
+
+
+def test_a_value_that_is_an_expression_is_compiled_with_the_row(account):
+    """An expression is SQL, not a value: the row's statement is compiled in full, and it stores what create does."""
+    fields = {**_fields(account, timezone.now()), "client_signal_id": Upper(Value("expr-id"))}
+    with tenant_context(account.tenant_id):
+        signal = TradingSignal(**fields)
+        sql, params = insert_statement(signal)
+        statements_in_context([(sql, params)])
+        stored = TradingSignal.objects.get(pk=signal.pk)
+
+    assert "UPPER(" in sql
+    assert stored.client_signal_id == "EXPR-ID"

@@ -86,3 +86,30 @@ def test_two_copies_at_once_record_one_signal_and_both_answer_with_it(tenant, ac
     with operator_path():
         assert TradingSignal.objects.filter(client_signal_id=client_id).count() == 1
     assert len(published.for_account(account.account_id)) == 1
+
+
+def test_no_statement_of_a_signal_is_parsed_again_on_every_post(tenant, account, published, monkeypatch):
+    """psycopg keeps the converted form of a query of at most 50 parameters unless told otherwise
+    (suho.sql.psycopg_statement_cache_widen, at start). A signal's write, its row with the audit and outbox rows in
+    one query string, has more: without it, psycopg parses that query on every POST, and here every parse that
+    bypassed psycopg's cache is counted."""
+    from psycopg import _queries
+
+    uncached = []
+    parse = _queries._query2pg_client_nocache  # what psycopg calls for a query it will not cache
+
+    def counted(query, encoding):
+        uncached.append(query[:60])
+        return parse(query, encoding)
+
+    monkeypatch.setattr(_queries, "_query2pg_client_nocache", counted)
+    quote_put(account)
+    serializer = SignalInputSerializer(data=seed_json(account.account_id))
+    serializer.is_valid(raise_exception=True)
+    for client_id in ("parse-1", "parse-2"):
+        submission = signal_submit(tenant_id=tenant.id, account_id=account.account_id, payload=serializer.spec(),
+                                   source="ml", client_signal_id=client_id)  # fmt: skip
+        assert submission.created
+
+    assert uncached == []
+    assert len(published.for_account(account.account_id)) == 2
