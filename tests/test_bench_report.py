@@ -307,3 +307,14 @@ def test_a_missed_capacity_goal_sets_the_machines_cpu_per_tick_against_what_the_
     cores = os.cpu_count()
     assert f"at {cores} cores fully busy that is at most {cores / 0.5 * 10_000:,.0f} ticks/s" in text
     assert f"40,000 ticks/s needs at most {cores / 4:.3f} s per 10k ticks" in text
+
+
+def test_the_delivery_bench_sets_a_posts_cpu_beside_the_missed_p99():
+    """bench.delivery: the server's CPU per signal POST at 1,000 EAs, as run() keeps it and as results.json gives it
+    back (JSON keys are text); no figure, no sentence."""
+    from bench import delivery
+
+    for cpu in ({1000: 6.24, 1: 5.0}, {"1000": 6.24, "1": 5.0}):
+        text = delivery._post_cpu_why({"post_cpu_ms": cpu})
+        assert text.startswith(" Each POST costs the server 6.2 ms of CPU (row above)")
+    assert delivery._post_cpu_why({}) == "" and delivery._post_cpu_why({"post_cpu_ms": {1: 5.0}}) == ""
