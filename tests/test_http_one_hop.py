@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 from asgiref.testing import ApplicationCommunicator
+from django.urls import path
 
 from suho.asgi import application
 
@@ -55,3 +56,72 @@ def test_an_api_request_goes_to_the_sync_thread_once_and_never_back_to_the_loop(
     assert status == 401, body
     assert b"not_authenticated" in body
     assert back_to_loop == []
+
+
+def test_a_request_is_one_hop_to_its_thread(monkeypatch):
+    """request_started, the middleware chain with the view, and the response's close: one trip to the request's
+    thread (Django's own handler makes three), counted where work is handed to that thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    hops: list[str] = []
+    submit = ThreadPoolExecutor.submit
+
+    def counting(self, fn, *args, **kwargs):
+        if self._thread_name_prefix.startswith("suho-http"):
+            hops.append(getattr(fn, "__qualname__", repr(fn)))
+        return submit(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", counting)
+    headers = [(b"authorization", b"Bearer suho_ml_no"), (b"content-type", b"application/json")]
+    status, _body = asyncio.run(_request("/api/signals/", "POST", b"{}", headers))
+    assert status == 401
+    assert len(hops) == 1, hops
+
+
+STREAM_EVENTS: list[str] = []
+
+
+def _streamed(request):
+    from django.http import StreamingHttpResponse
+
+    def chunks():
+        yield b"first,"
+        yield b"last"
+        STREAM_EVENTS.append("all sent")
+
+    response = StreamingHttpResponse(chunks())
+    response._resource_closers.append(lambda: STREAM_EVENTS.append("closed"))
+    return response
+
+
+def _whole(request):
+    from django.http import HttpResponse
+
+    response = HttpResponse(b"whole")
+    response._resource_closers.append(lambda: STREAM_EVENTS.append("closed"))
+    return response
+
+
+def _boom(request):
+    raise RuntimeError("a view that fails")
+
+
+urlpatterns = [path("one-hop/streamed/", _streamed), path("one-hop/whole/", _whole), path("one-hop/boom/", _boom)]
+
+
+@pytest.mark.filterwarnings("ignore:StreamingHttpResponse must consume synchronous iterators")
+@pytest.mark.parametrize(
+    ("url", "status", "body", "events"),
+    [
+        ("/one-hop/streamed/", 200, b"first,last", ["all sent", "closed"]),  # closed after it is sent, as Django does
+        ("/one-hop/whole/", 200, b"whole", ["closed"]),  # closed in the request's one hop
+        ("/one-hop/boom/", 500, None, []),  # the handler's 500, as Django's own handle gives it
+    ],
+)
+def test_each_response_is_sent_whole_and_closed(settings, url, status, body, events):
+    settings.ROOT_URLCONF = __name__
+    STREAM_EVENTS.clear()
+    got_status, got_body = asyncio.run(_request(url))
+    assert got_status == status
+    assert body is None or got_body == body
+    assert STREAM_EVENTS == events
