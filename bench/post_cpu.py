@@ -1,0 +1,82 @@
+"""The server's CPU per signal POST, on its own: a fresh daphne process (production settings) answering the ML
+engine's POSTs back to back, no EA connected, so the figure is the request's alone (bench.delivery's includes the
+delivery and the EA's ACK). Steadier than a latency between runs on a shared machine: run it alternately on two
+versions of the code to compare them (docs/decisions/0034). With `--profile`, py-spy samples the thread holding the
+GIL during one more series, into `.state/bench/post-cpu-profile.txt` (collapsed stacks).
+
+    .venv/bin/python -m suho.devstack exec -- .venv/bin/python -m bench.post_cpu [--series 3] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+from pathlib import Path
+
+SERIES_POSTS = 400
+WARM_UP_POSTS = 100
+ACCOUNTS = 20
+IDLE_S = 1.0  # the server's own idle rate is measured this long before each series and subtracted
+SETTLE_S = 0.5  # after a series: its outbox marks committed
+PROFILE_S = 8
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--series", type=int, default=3, help="series of POSTs measured (default 3)")
+    parser.add_argument("--profile", action="store_true", help="then py-spy --gil during one more series")
+    args = parser.parse_args()
+
+    from bench.stack import bench_env
+
+    bench_env()
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    from bench import fixtures, profile
+    from bench.delivery import _capacity, _post_series, broker_quotes_fresh, ml_keys_create
+    from bench.stack import Daphne
+    from suho.streams import streams_ensure
+
+    fixtures.database_create()
+    streams_ensure()
+    eas = fixtures.eas_create(count=ACCOUNTS)
+    keys = ml_keys_create(eas)
+    accounts = [ea.account_id for ea in eas]
+    log_dir = Path(settings.STATE_DIR) / "bench"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    daphne = Daphne(log_dir, name="post-cpu")
+    try:
+        with broker_quotes_fresh(eas):
+            _post_series(daphne.port, keys, accounts, WARM_UP_POSTS, 0.0)
+            figures = []
+            for _ in range(args.series):
+                cpu_at = daphne.cpu_s()
+                time.sleep(IDLE_S)
+                idle = (daphne.cpu_s() - cpu_at) / IDLE_S
+                cpu_at, started = daphne.cpu_s(), time.monotonic()
+                capacity = _capacity(_post_series(daphne.port, keys, accounts, SERIES_POSTS, 0.0))
+                time.sleep(SETTLE_S)
+                busy_s = daphne.cpu_s() - cpu_at - idle * (time.monotonic() - started)
+                figures.append(busy_s * 1000 / SERIES_POSTS)
+                print(f"{figures[-1]:.2f} ms of server CPU per POST, {capacity:.0f} POSTs/s", flush=True)
+            print(f"median {statistics.median(figures):.2f} ms per POST over {args.series} series of {SERIES_POSTS}")
+            if args.profile:
+                out = log_dir / "post-cpu-profile.txt"
+                recorder = threading.Thread(target=profile.record, args=(daphne.proc.pid, PROFILE_S, out, 500),
+                                            kwargs={"gil": True})  # fmt: skip
+                recorder.start()
+                time.sleep(0.5)
+                _post_series(daphne.port, keys, accounts, 2 * SERIES_POSTS, 0.0)
+                recorder.join(PROFILE_S + 30)
+                print(f"profile: {out}")
+    finally:
+        daphne.stop()
+
+
+if __name__ == "__main__":
+    main()
