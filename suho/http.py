@@ -24,6 +24,7 @@ application would need the thread taken after the body is read.
 from __future__ import annotations
 
 import asyncio
+import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
@@ -33,6 +34,8 @@ from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.http import FileResponse
 from django.urls import set_script_prefix
+
+log = logging.getLogger(__name__)
 
 ASYNC_PATHS = frozenset({"/healthz", "/readyz"})
 REQUEST_THREADS = settings.DB_POOL_MAX_SIZE
@@ -83,16 +86,20 @@ class OneHopHandler(ASGIHandler):
         set_script_prefix(get_script_prefix(scope))
         try:
             response = await sync_to_async(self._response, thread_sensitive=True)(scope, body_file)
-        finally:
+        except BaseException:
             body_file.close()
+            raise
         try:
             await self.send_response(response, send)
         finally:
-            if response.streaming:
+            if response.streaming:  # its content may still read the request: the body stays open until here
                 await sync_to_async(response.close, thread_sensitive=True)()
+            body_file.close()
 
     def _response(self, scope, body_file):
-        """In the request's thread: what `handle`'s one hop does, in Django's order."""
+        """In the request's thread: what `handle`'s one hop does, in Django's order. A close that fails (a
+        `request_finished` receiver) is logged, and the response still goes out, as it would have under Django,
+        which closes after sending."""
         signals.request_started.send(sender=self.__class__, scope=scope)
         request, response = self.create_request(scope, body_file)
         if request is not None:
@@ -101,7 +108,10 @@ class OneHopHandler(ASGIHandler):
             if isinstance(response, FileResponse):  # as Django's run_get_response
                 response.block_size = self.chunk_size
         if not response.streaming:
-            response.close()
+            try:
+                response.close()
+            except Exception:
+                log.exception("closing the response failed (%s %s)", scope.get("method"), scope.get("path"))
         return response
 
 

@@ -26,10 +26,10 @@ log = logging.getLogger(__name__)
 # psycopg converts a query's `%s` placeholders on the client (Django binds parameters there, which allows several
 # statements in one query string) and keeps the converted form of a query of at most 50 parameters; one with more is
 # parsed again on every call. A signal's write (its row, audit row and outbox row in one round trip) has 57: its
-# parse was ~4 % of a signal POST's CPU (issue 21). Our statements are fixed texts, so a wider limit adds a few cached
-# entries to psycopg's bounded cache (128), not one per call; a query whose parameter count varies (an IN list) is
-# cached per count, as a shorter one always was.
-STATEMENT_CACHE_MAX_PARAMS = 128
+# parse was ~4 % of a signal POST's CPU (issue 21). The limit is raised only as far as our statements need: psycopg's
+# cache is one LRU of 128 entries per process, and a query whose parameter count varies (an IN list) takes an entry
+# per count, so a wider limit would let IN lists of more values push busy statements out.
+STATEMENT_CACHE_MAX_PARAMS = 64
 
 
 def psycopg_statement_cache_widen() -> None:
@@ -180,17 +180,29 @@ def insert_statement(instance: models.Model) -> tuple[str, list]:
     The SQL is the same for every row of a model whose values are plain (no expression, no field with its own
     placeholder), so it is compiled once per model and only the values are prepared per call, as Django's compiler
     prepares them: compiling the INSERT was ~8 % of a signal POST's CPU (issue 21). Anything else compiles in full."""
-    model, connection = type(instance), connections[SERVICE]
-    fields = model._meta.local_concrete_fields
-    values = [field.pre_save(instance, True) for field in fields]
+    model = type(instance)
     sql = _insert_sql(model)
-    if sql is None or any(hasattr(value, "resolve_expression") for value in values):
+    params = None if sql is None else _insert_values(instance)
+    if params is None:
         sql, params = _insert_compiled(model, instance)
-    else:
-        prepared = zip(fields, values, strict=True)
-        params = [field.get_db_prep_save(value, connection=connection) for field, value in prepared]
     instance._state.adding, instance._state.db = False, SERVICE
     return sql, params
+
+
+def _insert_values(instance: models.Model) -> list | None:
+    """The row's values for `_insert_sql`, as Django's compiler prepares them; None when one is SQL (an expression),
+    which only the full compile writes. An expression set on the instance is seen before any `pre_save` runs, so the
+    compile runs each once; one that a `pre_save` itself returns (no field here does) would have run twice."""
+    fields = type(instance)._meta.local_concrete_fields
+    if any(hasattr(getattr(instance, field.attname), "resolve_expression") for field in fields):
+        return None
+    connection, params = connections[SERVICE], []
+    for field in fields:
+        value = field.pre_save(instance, True)
+        if hasattr(value, "resolve_expression"):
+            return None
+        params.append(field.get_db_prep_save(value, connection=connection))
+    return None if any(hasattr(param, "as_sql") for param in params) else params
 
 
 def _insert_compiled(model: type[models.Model], instance: models.Model) -> tuple[str, list]:

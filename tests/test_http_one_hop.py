@@ -8,6 +8,7 @@ import asyncio
 import pytest
 from asgiref.testing import ApplicationCommunicator
 from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
 
 from suho.asgi import application
 
@@ -106,7 +107,21 @@ def _boom(request):
     raise RuntimeError("a view that fails")
 
 
-urlpatterns = [path("one-hop/streamed/", _streamed), path("one-hop/whole/", _whole), path("one-hop/boom/", _boom)]
+def _reads_the_body_while_streamed(request):
+    from django.http import StreamingHttpResponse
+
+    def chunks():
+        yield request.body  # read only once the response is being sent
+
+    return StreamingHttpResponse(chunks())
+
+
+urlpatterns = [
+    path("one-hop/streamed/", _streamed),
+    path("one-hop/whole/", _whole),
+    path("one-hop/boom/", _boom),
+    path("one-hop/echo/", csrf_exempt(_reads_the_body_while_streamed)),
+]
 
 
 @pytest.mark.filterwarnings("ignore:StreamingHttpResponse must consume synchronous iterators")
@@ -119,9 +134,46 @@ urlpatterns = [path("one-hop/streamed/", _streamed), path("one-hop/whole/", _who
     ],
 )
 def test_each_response_is_sent_whole_and_closed(settings, url, status, body, events):
+    """…and request_finished (which hands the request's database connections back) is sent once for each."""
+    from django.core.signals import request_finished
+
     settings.ROOT_URLCONF = __name__
     STREAM_EVENTS.clear()
-    got_status, got_body = asyncio.run(_request(url))
+    finished: list[object] = []
+
+    def on_finished(sender, **kwargs):
+        finished.append(sender)
+
+    request_finished.connect(on_finished)
+    try:
+        got_status, got_body = asyncio.run(_request(url))
+    finally:
+        request_finished.disconnect(on_finished)
     assert got_status == status
     assert body is None or got_body == body
     assert STREAM_EVENTS == events
+    assert len(finished) == 1
+
+
+def _finished_fails(sender, **kwargs):
+    raise RuntimeError("a request_finished receiver that fails")
+
+
+@pytest.mark.filterwarnings("ignore:StreamingHttpResponse must consume synchronous iterators")
+def test_a_streamed_response_can_read_the_request_body_while_it_is_sent(settings):
+    settings.ROOT_URLCONF = __name__
+    status, body = asyncio.run(_request("/one-hop/echo/", "POST", b"the body"))
+    assert (status, body) == (200, b"the body")
+
+
+def test_a_response_goes_out_even_when_closing_it_fails(settings, caplog):
+    from django.core.signals import request_finished
+
+    settings.ROOT_URLCONF = __name__
+    request_finished.connect(_finished_fails)
+    try:
+        status, body = asyncio.run(_request("/one-hop/whole/"))
+    finally:
+        request_finished.disconnect(_finished_fails)
+    assert (status, body) == (200, b"whole")
+    assert "closing the response failed (GET /one-hop/whole/)" in caplog.text

@@ -58,13 +58,20 @@ def test_a_repeated_producer_id_fails_the_statement_and_writes_nothing_after_it(
         assert TradingSignal.objects.filter(client_signal_id=fields["client_signal_id"]).count() == 1
 
 
-def test_the_statement_compiled_once_is_djangos_own_for_the_row(account):
-    """The SQL is compiled once per model and only the values are prepared per call: both must be what Django's
-    compiler makes for this very row."""
+def test_the_statement_compiled_once_is_djangos_own_for_the_row(account, monkeypatch):
+    """The SQL is compiled once per model and only the values are prepared per call (no full compile of the row):
+    both must be what Django's compiler makes for this very row."""
+    import suho.sql
+
+    def compiled_in_full(model, instance):
+        raise AssertionError("the row was compiled in full")
+
     now = timezone.now()
     with tenant_context(account.tenant_id):
         signal = TradingSignal(**_fields(account, now))
-        sql, params = insert_statement(signal)
+        with monkeypatch.context() as patch:
+            patch.setattr(suho.sql, "_insert_compiled", compiled_in_full)
+            sql, params = insert_statement(signal)
         compiled_sql, compiled_params = _insert_compiled(TradingSignal, signal)
 
     assert sql == compiled_sql
