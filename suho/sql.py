@@ -179,7 +179,7 @@ def insert_statement(instance: models.Model) -> tuple[str, list]:
 
     The SQL is the same for every row of a model whose values are plain (no expression, no field with its own
     placeholder), so it is compiled once per model and only the values are prepared per call, as Django's compiler
-    prepares them: compiling the INSERT was ~8 % of a signal POST's CPU (issue 21). Anything else compiles in full."""
+    prepares them: 75–81 µs per call against 137–143 µs compiled (issue 21). Anything else compiles in full."""
     model = type(instance)
     sql = _insert_sql(model)
     params = None if sql is None else _insert_values(instance)
