@@ -172,11 +172,25 @@ def broker_quotes_fresh(eas: list):
         thread.join()
 
 
-def _cpu_rate(daphne: Daphne, seconds: float) -> float:
-    """The server's CPU per second over `seconds` of what it does on its own (session checks, heartbeats)."""
+def post_series_cpu(daphne: Daphne, keys: dict[str, str], accounts: list[str], count: int, *, settle_s: float
+                    ) -> tuple[list[dict], float]:  # fmt: skip
+    """`count` signal POSTs back to back (`_post_series`) and the server's CPU per POST in ms: its CPU (all threads)
+    over the series and the `settle_s` after it (what the POSTs set off is done), less its own idle rate (session
+    checks, heartbeats) measured over the `settle_s` before."""
     cpu_at = daphne.cpu_s()
-    time.sleep(seconds)
-    return (daphne.cpu_s() - cpu_at) / seconds
+    time.sleep(settle_s)
+    idle_rate = (daphne.cpu_s() - cpu_at) / settle_s
+    cpu_at, started = daphne.cpu_s(), time.monotonic()
+    results = _post_series(daphne.port, keys, accounts, count, 0.0)
+    time.sleep(settle_s)
+    busy_s = daphne.cpu_s() - cpu_at - idle_rate * (time.monotonic() - started)
+    return results, busy_s * 1000 / count
+
+
+def _post_cpu_at(result: dict, level: int) -> float | None:
+    """The CPU per POST at `level`, as run() keeps it or as results.json gives it back (its keys are text)."""
+    cpu = result.get("post_cpu_ms", {})
+    return cpu.get(level, cpu.get(str(level)))
 
 
 def _capacity(results: list[dict]) -> float:
@@ -304,12 +318,10 @@ def run(*, eas: list, log_dir: Path, runs: int) -> dict:
                 time.sleep(0.5)
             if level in POST_LEVELS:
                 with broker_quotes_fresh(eas[: len(connected)]):  # the connected EAs, in joining order
-                    idle = _cpu_rate(daphne, POST_SETTLE_S)
-                    cpu_at, started = daphne.cpu_s(), time.monotonic()
-                    post_capacity[level] = _capacity(_post_series(daphne.port, ml_keys, connected, CAPACITY_POSTS, 0.0))
-                    time.sleep(POST_SETTLE_S)  # the EAs' ACKs arrive and the SENT and ACK marks are committed
-                    busy_s = daphne.cpu_s() - cpu_at - idle * (time.monotonic() - started)
-                    post_cpu_ms[level] = busy_s * 1000 / CAPACITY_POSTS
+                    # the settle: the EAs' ACKs arrive and the SENT and ACK marks are committed
+                    results, post_cpu_ms[level] = post_series_cpu(daphne, ml_keys, connected, CAPACITY_POSTS,
+                                                                  settle_s=POST_SETTLE_S)  # fmt: skip
+                    post_capacity[level] = _capacity(results)
                     for r in range(runs):
                         posts[f"post/{level}/{r}"] = _post_series(
                             daphne.port, ml_keys, connected, POSTS, 1 / (POST_LOAD * post_capacity[level])
@@ -362,8 +374,7 @@ def run(*, eas: list, log_dir: Path, runs: int) -> dict:
 def _post_cpu_why(result: dict) -> str:
     """The POST's CPU against the goal: at 60 % of capacity a POST waits behind others for the one core the
     process's threads share, so its p99 is several times its own CPU."""
-    cpu = result.get("post_cpu_ms", {})
-    cpu_ms = cpu.get(1000, cpu.get("1000"))
+    cpu_ms = _post_cpu_at(result, 1000)
     if cpu_ms is None:
         return ""
     return (f" Each POST costs the server {cpu_ms:.1f} ms of CPU (row above), under one GIL: at {POST_LOAD:.0%} of "
@@ -514,7 +525,7 @@ def markdown(result: dict) -> str:
         )
         answer = spread([g["answer_p99_ms"] for g in group])
         lines.append(f"| … POST → its 201 p99, {eas} | {' | '.join(cell(answer, 1, ' ms'))} | | |")
-        cpu_ms = result.get("post_cpu_ms", {}).get(level, result.get("post_cpu_ms", {}).get(str(level)))
+        cpu_ms = _post_cpu_at(result, level)
         if cpu_ms is not None:
             lines.append(f"| … server CPU per signal POST, {eas} (back to back, delivery and ACK included) | "
                          f"{cpu_ms:.2f} ms | 1 series | | |")  # fmt: skip

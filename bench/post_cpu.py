@@ -18,8 +18,7 @@ from pathlib import Path
 SERIES_POSTS = 400
 WARM_UP_POSTS = 100
 ACCOUNTS = 20
-IDLE_S = 1.0  # the server's own idle rate is measured this long before each series and subtracted
-SETTLE_S = 0.5  # after a series: its outbox marks committed
+SETTLE_S = 1.0  # before a series, the server's idle rate; after it, its outbox marks committed (post_series_cpu)
 PROFILE_S = 8
 
 
@@ -38,7 +37,7 @@ def main() -> None:
     from django.conf import settings
 
     from bench import fixtures, profile
-    from bench.delivery import _capacity, _post_series, broker_quotes_fresh, ml_keys_create
+    from bench.delivery import _capacity, _post_series, broker_quotes_fresh, ml_keys_create, post_series_cpu
     from bench.stack import Daphne
     from suho.streams import streams_ensure
 
@@ -55,15 +54,9 @@ def main() -> None:
             _post_series(daphne.port, keys, accounts, WARM_UP_POSTS, 0.0)
             figures = []
             for _ in range(args.series):
-                cpu_at = daphne.cpu_s()
-                time.sleep(IDLE_S)
-                idle = (daphne.cpu_s() - cpu_at) / IDLE_S
-                cpu_at, started = daphne.cpu_s(), time.monotonic()
-                capacity = _capacity(_post_series(daphne.port, keys, accounts, SERIES_POSTS, 0.0))
-                time.sleep(SETTLE_S)
-                busy_s = daphne.cpu_s() - cpu_at - idle * (time.monotonic() - started)
-                figures.append(busy_s * 1000 / SERIES_POSTS)
-                print(f"{figures[-1]:.2f} ms of server CPU per POST, {capacity:.0f} POSTs/s", flush=True)
+                results, cpu_ms = post_series_cpu(daphne, keys, accounts, SERIES_POSTS, settle_s=SETTLE_S)
+                figures.append(cpu_ms)
+                print(f"{cpu_ms:.2f} ms of server CPU per POST, {_capacity(results):.0f} POSTs/s", flush=True)
             print(f"median {statistics.median(figures):.2f} ms per POST over {args.series} series of {SERIES_POSTS}")
             if args.profile:
                 out = log_dir / "post-cpu-profile.txt"
