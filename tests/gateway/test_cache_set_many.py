@@ -74,3 +74,21 @@ def test_a_batch_caches_each_account_and_symbols_latest_quote_as_json_dumps_woul
         assert all(0 < client.ttl(key) <= QUOTE_TTL_S for key in keys)
     finally:
         cache_client().delete(*keys)
+
+
+def test_a_batchs_cached_prices_read_back_as_the_same_doubles():
+    """The cached quotes' prices are written by orjson, not repr (issue 21): whatever the digits, a reader gets the
+    row's floats back, and each frame's timestamp is its own even when many rows share one."""
+    account = str(uuid.uuid4())
+    t = 1_764_900_000_000_001
+    prices = [(0.1 + 0.2, 1e-05, 3), (123456789.12345678, 5e-324, 0), (1.7976931348623157e308, 2.5, 4_294_967_295)]
+    rows = [TickRow(t + i, "tenant", account, f"S{i}", bid, ask, spread, 0, True, "unknown", True)
+            for i, (bid, ask, spread) in enumerate(prices)]  # fmt: skip
+    keys = [quote_key(account, f"S{i}") for i in range(len(prices))]
+    try:
+        broker_quotes_after_commit(rows)
+        values = [json.loads(cache_client().get(key)) for key in keys]
+    finally:
+        cache_client().delete(*keys)
+    assert [(v["bid"], v["ask"], v["spread"]) for v in values] == prices
+    assert [v["timestamp"] for v in values] == [us_to_datetime(t + i).isoformat() for i in range(len(prices))]
