@@ -2,9 +2,11 @@
 engine's POSTs back to back, no EA connected, so the figure is the request's alone (bench.delivery's includes the
 delivery and the EA's ACK). Steadier than a latency between runs on a shared machine: run it alternately on two
 versions of the code to compare them (docs/decisions/0034). With `--profile`, py-spy samples the thread holding the
-GIL during one more series, into `.state/bench/post-cpu-profile.txt` (collapsed stacks).
+GIL during one more series, into `.state/bench/post-cpu-profile.txt` (collapsed stacks). With `--connected`, an EA
+is connected to each account (as bench.delivery's EAs: it ACKs every signal), so the figure adds the delivery, the
+ACK and their SENT/ACK marks.
 
-    .venv/bin/python -m suho.devstack exec -- .venv/bin/python -m bench.post_cpu [--series 3] [--profile]
+    .venv/bin/python -m suho.devstack exec -- .venv/bin/python -m bench.post_cpu [--series 3] [--profile] [--connected]
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=3, help="series of POSTs measured (default 3)")
     parser.add_argument("--profile", action="store_true", help="then py-spy --gil during one more series")
+    parser.add_argument("--connected", action="store_true", help="an EA connected to each account, ACKing")
     args = parser.parse_args()
 
     from bench.stack import bench_env
@@ -38,7 +41,7 @@ def main() -> None:
 
     from bench import fixtures, profile
     from bench.delivery import _capacity, _post_series, broker_quotes_fresh, ml_keys_create, post_series_cpu
-    from bench.stack import Daphne
+    from bench.stack import Daphne, LoadProcess
     from suho.streams import streams_ensure
 
     fixtures.database_create()
@@ -49,7 +52,15 @@ def main() -> None:
     log_dir = Path(settings.STATE_DIR) / "bench"
     log_dir.mkdir(parents=True, exist_ok=True)
     daphne = Daphne(log_dir, name="post-cpu")
+    load = None
     try:
+        if args.connected:
+            config = {"url": daphne.url, "eas": [ea.as_dict() for ea in eas], "connect_concurrency": ACCOUNTS,
+                      "on_connect": True, "finance_s": 30.0}  # fmt: skip
+            load = LoadProcess(config, log_dir, "post-cpu-eas")
+            ready = load.event(120)
+            if ready["connected"] != ACCOUNTS:
+                raise RuntimeError(f"post_cpu: {ready['connected']} of {ACCOUNTS} EAs connected")
         with broker_quotes_fresh(eas):
             _post_series(daphne.port, keys, accounts, WARM_UP_POSTS, 0.0)
             figures = []
@@ -67,7 +78,12 @@ def main() -> None:
                 _post_series(daphne.port, keys, accounts, 2 * SERIES_POSTS, 0.0)
                 recorder.join(PROFILE_S + 30)
                 print(f"profile: {out}")
+        if load is not None:
+            closed = load.stop()["closed"]
+            print(f"EA connections closed by the server: {dict(closed) or 'none'}")
     finally:
+        if load is not None:
+            load.kill()
         daphne.stop()
 
 
