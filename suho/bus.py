@@ -31,7 +31,8 @@ SUBJECT_UNSAFE = re.compile(r"[ \t\r\n]")  # would split or end a PUB line (nats
 
 
 class PubBlock(NamedTuple):
-    """Messages as one block of NATS PUB commands, made by their producer (`pub_command`), for `publish_block`."""
+    """Messages as one block of NATS PUB commands (each `PUB <subject> <payload bytes>`, CRLF, the payload, CRLF),
+    made by their producer (quotes.ingest.broker_quotes_live), for `publish_block`."""
 
     count: int
     data: bytes
@@ -39,20 +40,9 @@ class PubBlock(NamedTuple):
     largest: int  # the largest payload, checked against the server's max_payload
 
     @classmethod
-    def of(cls, commands: list[str], payload_sizes: list[int]) -> PubBlock:
-        return cls(len(commands), "".join(commands).encode(), sum(payload_sizes), max(payload_sizes, default=0))
-
-    @classmethod
     def joined(cls, blocks: list[PubBlock]) -> PubBlock:
         return cls(sum(b.count for b in blocks), b"".join([b.data for b in blocks]),
                    sum(b.payload_bytes for b in blocks), max((b.largest for b in blocks), default=0))  # fmt: skip
-
-
-def pub_command(subject: str, payload: str) -> str:
-    """One message's PUB command for a `PubBlock`, as text: built with the payload in one string rather than encoded
-    apart and joined (ticks are tens of thousands a second). `payload` must be ASCII (its length is then its size
-    in bytes: JSON made with ensure_ascii is) and `subject` free of whitespace (`subject_token`'s output)."""
-    return f"PUB {subject} {len(payload)}\r\n{payload}\r\n"
 
 
 async def publish_batch(client: Client, messages: list[tuple[str, bytes]]) -> None:

@@ -11,6 +11,7 @@ import uuid
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from quotes import ingest
 from quotes.ingest import TickRow, broker_quotes_live
 from trading.session import MAX_PRICE
 
@@ -60,3 +61,15 @@ def test_the_message_is_the_documented_json():
         ("symbol", "EURUSD"), ("bid", 1.08523), ("ask", 1.08531), ("spread", 8), ("time_us", 1_765_000_000_123_456),
         ("tradeable", False),
     ]  # fmt: skip
+
+
+def test_the_per_account_prefixes_are_bounded(monkeypatch):
+    """The (account, symbol) prefixes are a cache a stream of new accounts and symbols could grow: emptied when
+    full, and what is made after that is still right."""
+    monkeypatch.setattr(ingest, "LIVE_PREFIXES_MAX", 4)
+    monkeypatch.setattr(ingest, "_live_prefixes", {})
+    rows = [_row(1.5, 1.6, 2, symbol=f"SYM{i}") for i in range(10)]
+    messages = _messages(broker_quotes_live(rows).data)
+    assert len(ingest._live_prefixes) <= 4
+    assert [m["symbol"] for _s, m in messages] == [f"SYM{i}" for i in range(10)]
+    assert [s for s, _m in messages] == [f"mt5.account.{ACCOUNT}.quotes.SYM{i}" for i in range(10)]

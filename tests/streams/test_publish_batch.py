@@ -102,7 +102,7 @@ async def test_a_closed_connection_refuses_a_batch():
 
 
 async def test_ticks_made_as_one_block_arrive_whole_whatever_their_symbols_are_called():
-    """`quotes.ingest.broker_quotes_live` writes each tick's PUB command itself (`suho.bus.pub_command`): the
+    """`quotes.ingest.broker_quotes_live` writes each tick's PUB command itself (`suho.bus.PubBlock`): the
     subject token and the declared payload size must hold for any broker symbol, or the server would misread the
     rest of the block."""
     account = str(uuid.uuid4())
