@@ -1,6 +1,6 @@
-"""The server's CPU per signal POST, on its own: a fresh daphne process (production settings) answering the ML
-engine's POSTs back to back, no EA connected, so the figure is the request's alone (bench.delivery's includes the
-delivery and the EA's ACK). Steadier than a latency between runs on a shared machine: run it alternately on two
+"""The server's CPU per signal POST: a fresh daphne process (production settings) answering the ML engine's POSTs
+back to back; with no EA connected (the default) the figure is the request's alone, bench.delivery's includes the
+delivery and the EA's ACK. Steadier than a latency between runs on a shared machine: run it alternately on two
 versions of the code to compare them (docs/decisions/0034). With `--profile`, py-spy samples the thread holding the
 GIL during one more series, into `.state/bench/post-cpu-profile.txt` (collapsed stacks). With `--connected`, an EA
 is connected to each account (as bench.delivery's EAs: it ACKs every signal), so the figure adds the delivery, the

@@ -31,8 +31,9 @@ SUBJECT_UNSAFE = re.compile(r"[ \t\r\n]")  # would split or end a PUB line (nats
 
 
 class PubBlock(NamedTuple):
-    """Messages as one block of NATS PUB commands (each `PUB <subject> <payload bytes>`, CRLF, the payload, CRLF),
-    made by their producer (quotes.ingest.broker_quotes_live), for `publish_block`."""
+    """Messages as one block of NATS PUB commands (each `pub_prefix(subject)`, the payload's size in bytes, CRLF, the
+    payload, CRLF), made by `publish_batch` or by their producer (quotes.ingest.broker_quotes_live), for
+    `publish_block`."""
 
     count: int
     data: bytes
@@ -43,6 +44,13 @@ class PubBlock(NamedTuple):
     def joined(cls, blocks: list[PubBlock]) -> PubBlock:
         return cls(sum(b.count for b in blocks), b"".join([b.data for b in blocks]),
                    sum(b.payload_bytes for b in blocks), max((b.largest for b in blocks), default=0))  # fmt: skip
+
+
+def pub_prefix(subject: str) -> str:
+    """The start of a PUB command, up to the payload's size: for a producer that writes its commands itself (ticks
+    are tens of thousands a second) and makes this once per subject. `subject` must be free of whitespace
+    (`subject_token`'s output) and the payload ASCII, so its length is its size in bytes."""
+    return f"PUB {subject} "
 
 
 async def publish_batch(client: Client, messages: list[tuple[str, bytes]]) -> None:

@@ -295,11 +295,12 @@ live_publisher = LivePublisher()
 
 
 def volume_add(kind: str, rows: list) -> None:
-    """Rows an EA sent: published live where the kind says so, and buffered for the kind's batched write."""
+    """Rows an EA sent: buffered for the kind's batched write, and published live where the kind says so (stored
+    first: a live message that cannot be made must not cost the rows)."""
+    batcher(kind).add(rows)
     live = VOLUME_KINDS[kind].live
     if live is not None:
         live_publisher.add(live(rows))
-    batcher(kind).add(rows)
 
 
 async def batchers_flush() -> None:

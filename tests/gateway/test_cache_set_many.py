@@ -78,11 +78,12 @@ def test_a_batch_caches_each_account_and_symbols_latest_quote_as_json_dumps_woul
 
 def test_a_batchs_cached_prices_read_back_as_the_same_doubles():
     """The cached quotes' prices are written by orjson, not repr (issue 21): whatever the digits, a reader gets the
-    row's floats back, and each frame's timestamp is its own even when many rows share one."""
+    row's floats back; a frame's ticks share their time (formatted once) and another frame's has its own."""
     account = str(uuid.uuid4())
     t = 1_764_900_000_000_001
-    prices = [(0.1 + 0.2, 1e-05, 3), (123456789.12345678, 5e-324, 0), (1.7976931348623157e308, 2.5, 4_294_967_295)]
-    rows = [TickRow(t + i, "tenant", account, f"S{i}", bid, ask, spread, 0, True, "unknown", True)
+    prices = [(0.1 + 0.2, 1e-05, 3), (123456789.12345678, 4.5e-7, 0), (99_999_999_999.99998, 2.5, 4_294_967_295)]
+    times = [t, t, t + 1_000_000]  # the first two from one frame
+    rows = [TickRow(times[i], "tenant", account, f"S{i}", bid, ask, spread, 0, True, "unknown", True)
             for i, (bid, ask, spread) in enumerate(prices)]  # fmt: skip
     keys = [quote_key(account, f"S{i}") for i in range(len(prices))]
     try:
@@ -91,4 +92,4 @@ def test_a_batchs_cached_prices_read_back_as_the_same_doubles():
     finally:
         cache_client().delete(*keys)
     assert [(v["bid"], v["ask"], v["spread"]) for v in values] == prices
-    assert [v["timestamp"] for v in values] == [us_to_datetime(t + i).isoformat() for i in range(len(prices))]
+    assert [v["timestamp"] for v in values] == [us_to_datetime(moment).isoformat() for moment in times]

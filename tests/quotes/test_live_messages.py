@@ -54,7 +54,19 @@ def test_a_subscriber_reads_back_exactly_the_rows_prices(ticks):
 
 
 def test_the_message_is_the_documented_json():
-    """docs/streams.md's tick message: symbol, bid, ask, spread, time_us, tradeable, in that order."""
+    """docs/streams.md's tick message, byte for byte, and a spread in points stays a whole number."""
+    block = broker_quotes_live([_row(1.08523, 1.08531, 8)])
+    assert (
+        block.data
+        == (
+            f"PUB mt5.account.{ACCOUNT}.quotes.EURUSD 102\r\n"
+            '{"symbol":"EURUSD","bid":1.08523,"ask":1.08531,"spread":8,"time_us":1765000000123456,"tradeable":true}\r\n'
+        ).encode()
+    )
+
+
+def test_a_tick_not_tradeable_says_so_in_the_same_fields():
+    """symbol, bid, ask, spread, time_us, tradeable, in that order, with tradeable false."""
     ((subject, payload),) = _messages(broker_quotes_live([_row(1.08523, 1.08531, 8, tradeable=False)]).data)
     assert subject == f"mt5.account.{ACCOUNT}.quotes.EURUSD"
     assert list(payload.items()) == [
@@ -63,13 +75,30 @@ def test_the_message_is_the_documented_json():
     ]  # fmt: skip
 
 
-def test_the_per_account_prefixes_are_bounded(monkeypatch):
-    """The (account, symbol) prefixes are a cache a stream of new accounts and symbols could grow: emptied when
-    full, and what is made after that is still right."""
-    monkeypatch.setattr(ingest, "LIVE_PREFIXES_MAX", 4)
-    monkeypatch.setattr(ingest, "_live_prefixes", {})
-    rows = [_row(1.5, 1.6, 2, symbol=f"SYM{i}") for i in range(10)]
-    messages = _messages(broker_quotes_live(rows).data)
-    assert len(ingest._live_prefixes) <= 4
-    assert [m["symbol"] for _s, m in messages] == [f"SYM{i}" for i in range(10)]
-    assert [s for s, _m in messages] == [f"mt5.account.{ACCOUNT}.quotes.SYM{i}" for i in range(10)]
+def test_two_accounts_ticking_one_symbol_each_publish_on_their_own_subject():
+    """The subjects are made once per (account, symbol) and kept: one account's must never serve another's, in one
+    block or in the next."""
+    other = str(uuid.uuid4())
+    first = _row(1.1, 1.2, 1)
+    second = first._replace(account_id=other, bid=2.1, ask=2.2)
+    together = _messages(broker_quotes_live([first, second]).data)
+    apart = _messages(broker_quotes_live([second]).data) + _messages(broker_quotes_live([first]).data)
+    assert [(s, m["bid"]) for s, m in together] == [
+        (f"mt5.account.{ACCOUNT}.quotes.EURUSD", 1.1), (f"mt5.account.{other}.quotes.EURUSD", 2.1)
+    ]  # fmt: skip
+    assert [(s, m["bid"]) for s, m in apart] == [
+        (f"mt5.account.{other}.quotes.EURUSD", 2.1), (f"mt5.account.{ACCOUNT}.quotes.EURUSD", 1.1)
+    ]  # fmt: skip
+
+
+def test_the_kept_prefixes_are_bounded():
+    """Accounts and symbols are what clients bring: the prefixes kept for them have a bound, and past it the least
+    recently used one goes (no pause to empty them all) while what is made after that is still right."""
+    bound = ingest._live_prefix.cache_info().maxsize
+    assert bound is not None and bound <= 65_536
+    ingest._live_prefix.cache_clear()
+    for i in range(bound + 10):
+        ingest._live_prefix(ACCOUNT, f"S{i}")
+    assert ingest._live_prefix.cache_info().currsize == bound
+    ((subject, message),) = _messages(broker_quotes_live([_row(1.5, 1.6, 2, symbol="S0")]).data)
+    assert (subject, message["symbol"]) == (f"mt5.account.{ACCOUNT}.quotes.S0", "S0")
