@@ -187,7 +187,7 @@ async def test_losing_a_follower_then_the_stream_leader_loses_nothing_acknowledg
         for role in ("follower", "leader", "leader", "leader"):  # a leader kill is tried again if it was stale
             if role == "leader" and "leader" in killed:
                 break
-            cluster = await stream_cluster(url, "MT5_ACCOUNT")  # asked each time: a restart may have moved it
+            cluster = await stream_cluster(url, "MT5_ACCOUNT", timeout=WAIT_S)  # asked each time: a restart may move it
             leader = cluster.leader
             # the follower: the one this process's bus is connected to if it qualifies (nats-py picks a server at
             # random), so one of the two kills always cuts the gateway's own connection and its failover is proven
@@ -199,7 +199,7 @@ async def test_losing_a_follower_then_the_stream_leader_loses_nothing_acknowledg
             killed_at = datetime.now(UTC)
             nats_cluster.node(victim).kill()  # SIGKILL by PID
             await load.progressed(before)  # publishing and delivery go on with two servers of three
-            after = await stream_cluster(url, "MT5_ACCOUNT")
+            after = await stream_cluster(url, "MT5_ACCOUNT", timeout=WAIT_S)  # an election may be under way
             if role == "follower":
                 assert after.leader == leader
                 killed.append(role)
