@@ -6,7 +6,7 @@
     python -m bench.run --only ingest --runs 1    fewer repeats while developing
     python -m bench.run --render                  docs/BENCHMARKS.md again from the last run's raw results
     python -m bench.run --budget 570              what fits in 570 s; later sections are carried over, marked as
-                                                  not run (`make bench` runs every section, about 15–17 minutes)
+                                                  not run (`make bench` runs every section, about 16–18 minutes)
 
 The whole document shows, beside each target figure, the figure of the same name in the document it replaces
 ("previous"); a section skipped for the time budget keeps its text from that document, marked as not run.
@@ -51,15 +51,15 @@ SECTIONS = (
     "nats_failover",
 )
 DOC = ROOT / "docs" / "BENCHMARKS.md"
-# `make bench` runs every section (issue 21: every figure in one run; about 15–17 minutes on 2 cores, decision 0027).
+# `make bench` runs every section (issue 21: every figure in one run; about 16–18 minutes on 2 cores, decision 0027).
 # --budget 570 is issue 9's 10-minute run, with room for `make`'s own start-up and the embedded servers.
 BUDGET_S = 0
 # Skipped, and said so, when less time than this is left: about each one's time on a quiet machine (reconnect's
-# storm of 5,000 ~90 s; asgi, both servers' ingest runs and uvicorn's storm, ~240 s; connections ~105 s; rollup
-# and cache about 80 s and 53 s; paths, with section 2's plain figures to reuse, the TimescaleDB database and two
-# ingest runs).
+# three storms of 5,000 with their floors, the database work and a profiled storm, ~120 s; asgi, both servers'
+# ingest runs and uvicorn's storm, ~240 s; connections ~105 s; rollup and cache about 80 s and 53 s; paths, with
+# section 2's plain figures to reuse, the TimescaleDB database and two ingest runs).
 OPTIONAL_MIN_LEFT_S = {
-    "reconnect": 90,
+    "reconnect": 120,
     "asgi": 240,
     "scaleout": 60,
     "connections": 110,
@@ -99,20 +99,22 @@ def main(argv: list[str] | None = None) -> int:
     from django.conf import settings
 
     from bench import fixtures
-    from bench.stack import machine
+    from bench.stack import machine, steal_s
     from suho import cluster
 
     log_dir = Path(settings.STATE_DIR) / "bench"
     log_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     loads: dict[str, float] = {}  # 1-minute load average as each step starts: other programs show up here
+    steals: dict[str, float] = {}  # of the step's core-seconds, the share the hypervisor gave to other machines
 
     def timed(name: str, fn):
         loads[name] = os.getloadavg()[0]
-        t0 = time.monotonic()
+        t0, steal0 = time.monotonic(), steal_s()
         print(f"bench: {name} …", file=sys.stderr, flush=True)
         value = fn()
         timings[name] = time.monotonic() - t0
+        steals[name] = (steal_s() - steal0) / max(timings[name] * (os.cpu_count() or 1), 1e-9)
         print(f"bench: {name} done in {timings[name]:.0f} s", file=sys.stderr, flush=True)
         return value
 
@@ -152,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     results["timings"] = timings
     results["loads"] = loads
+    results["steals"] = steals
     results["total_s"] = time.monotonic() - started
     results["finished_at"] = f"{datetime.now(UTC):%Y-%m-%d %H:%M}"
     results["command"] = argv_display(args)
@@ -182,7 +185,7 @@ def _run_section(name: str, eas: list, log_dir: Path, runs: int, earlier: dict) 
     if name in ("ingest", "delivery", "flood", "scaleout", "nats_failover"):
         return module(name).run(eas=eas, log_dir=log_dir, runs=runs)
     if name == "reconnect":
-        return module(name).section(eas=eas, log_dir=log_dir)
+        return module(name).section(eas=eas, log_dir=log_dir, runs=runs)
     if name in ("connections", "cache"):
         return module(name).run(eas=eas, log_dir=log_dir)
     return module(name).run(eas=eas, runs=runs)
@@ -513,15 +516,20 @@ def document(results: dict) -> str:
         "",
         "## Run time",
         "",
-        "The load average shows whether other programs shared the machine during a step.",
+        "The load average shows whether other programs shared the machine during a step; the host's share, whether "
+        "this virtual machine's cores were lent to other machines meanwhile (steal time: the same code runs slower, "
+        "and the figures of that step with it).",
         "",
-        "| step | seconds | 1-min load average at its start |",
-        "|---|---:|---:|",
+        "| step | seconds | 1-min load average at its start | host's share of the cores (steal) |",
+        "|---|---:|---:|---:|",
     ]
+    steals = results.get("steals", {})  # results from before it was measured have none
     lines += [
-        f"| {name} | {seconds:.0f} | {results['loads'][name]:.2f} |" for name, seconds in results["timings"].items()
+        f"| {name} | {seconds:.0f} | {results['loads'][name]:.2f} | "
+        f"{f'{steals[name] * 100:.1f}%' if name in steals else '–'} |"
+        for name, seconds in results["timings"].items()
     ]
-    lines.append(f"| total | {results['total_s']:.0f} | |")
+    lines.append(f"| total | {results['total_s']:.0f} | | |")
     return "\n".join(lines) + "\n"
 
 

@@ -292,9 +292,17 @@ def process_stop(proc: subprocess.Popen) -> None:
 
 
 def machine_busy_s() -> float:
-    """CPU seconds the whole machine spent busy (all cores; read as a delta)."""
+    """CPU seconds the whole machine spent busy (all cores; read as a delta): not the time the hypervisor gave this
+    virtual machine's cores to others (steal), which no program here used."""
     times = psutil.cpu_times()
-    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0) - steal_s(times)
+
+
+def steal_s(times=None) -> float:
+    """CPU seconds this virtual machine's cores were ready to run but lent to other machines by the hypervisor (all
+    cores; read as a delta; 0 where the kernel does not count it)."""
+    times = times or psutil.cpu_times()
+    return getattr(times, "steal", 0.0)
 
 
 def listen_overflows() -> int | None:

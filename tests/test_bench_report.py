@@ -279,6 +279,70 @@ def test_the_storm_splits_its_cpu_per_ea_into_the_server_stacks_floor_and_the_ga
     assert "the floor" not in reconnect.markdown(reconnect_result(20.0))  # a result from before it was measured
 
 
+def storm_run(last_s: float | None, floor_s: float, *, host: float = 0.0) -> dict:
+    """One storm's result as bench.reconnect.run gives it, with its floor: `last_s` None when not every EA resynced."""
+    result = reconnect_result(last_s or 20.0)
+    result.update(all_resynced_s=last_s, resynced=5_000 if last_s else 4_990,
+                  cores={"machine": 1.6, "server": 0.85, "postgres": 0.5, "load": 0.1, "host": host},
+                  floor={"eas": 5_000, "answered": 5_000, "all_answered_s": floor_s, "server_cpu_s": 3.0,
+                         "server_cores": 0.7, "failures": 0})  # fmt: skip
+    return result
+
+
+def test_the_storm_runs_in_turn_with_its_floor_and_the_median_run_stands_for_the_section(monkeypatch, tmp_path):
+    started = []
+    storms = iter([storm_run(18.0, 0), storm_run(23.0, 0, host=0.31), storm_run(14.0, 0)])
+    floors = iter([3.8, 5.4, 3.9])
+
+    def storm(**kw):
+        started.append("storm")
+        return {**next(storms), "eas": len(kw["eas"][: kw.get("count", reconnect.TARGET_EAS)])}
+
+    def floor(**kw):
+        started.append("floor")
+        return {"eas": kw["count"], "answered": kw["count"], "all_answered_s": next(floors), "server_cpu_s": 3.0,
+                "server_cores": 0.7, "failures": 0}  # fmt: skip
+
+    monkeypatch.setattr(reconnect, "run", storm)
+    monkeypatch.setattr(reconnect.storm_floor, "run", floor)
+    monkeypatch.setattr(reconnect.hello_db, "run", lambda **kw: None)
+    monkeypatch.setattr(reconnect.profile, "available", lambda: False)
+
+    result = reconnect.section(eas=list(range(5_000)), log_dir=tmp_path, runs=3)
+
+    assert started == ["storm", "floor"] * 3
+    assert result["all_resynced_s"] == 18.0 and result["floor"]["all_answered_s"] == 3.8  # the median, its own floor
+    text = reconnect.markdown(result)
+    assert "| 18.0 s | 259.0 s | ≤ 10 s | **no** |" in text
+    assert "| 18.0 s / 3.8 s, 23.0 s / 5.4 s (host 0.31 cores), 14.0 s / 3.9 s | | | |" in text
+    assert "3 runs, each storm followed by its floor" in text
+
+
+def test_a_storm_that_left_eas_unsynced_counts_as_the_slowest_and_an_even_count_takes_the_slower_middle():
+    assert reconnect.median_round([storm_run(None, 3.8), storm_run(12.0, 3.6)])["all_resynced_s"] is None
+    three = [storm_run(None, 3.8), storm_run(15.0, 3.6), storm_run(12.0, 3.7)]
+    assert reconnect.median_round(three)["all_resynced_s"] == 15.0
+    text = reconnect.markdown(reconnect.median_round(three))
+    assert "4,990 resynced / 3.8 s" in text
+
+
+def test_a_single_storm_says_one_run_and_lists_no_runs():
+    text = reconnect.markdown(reconnect.median_round([storm_run(12.0, 3.6)]))
+
+    assert text.rstrip().endswith("One run.")
+    assert "each run in turn" not in text
+
+
+def test_the_run_time_table_shows_the_hosts_share_of_the_cores_per_step():
+    results = {**suite_results(OLD_DOC), "timings": {"codec": 15.0, "ingest": 200.0},
+               "loads": {"codec": 0.4, "ingest": 0.7}, "steals": {"ingest": 0.125}}  # fmt: skip
+
+    doc = run.document(results)
+
+    assert "| ingest | 200 | 0.70 | 12.5% |" in doc
+    assert "| codec | 15 | 0.40 | – |" in doc  # not measured: not shown as none
+
+
 def test_the_delivery_bench_keeps_each_posts_timings_beside_its_percentiles():
     """bench.delivery._posts: a run whose tail stands out can be taken apart later; a POST whose signal never reached
     the EA keeps its 201 time and no EA time, and is not in the EA percentiles."""
