@@ -250,7 +250,7 @@ def _rounds_row(result: dict) -> list[str]:
         return []
     pairs = ", ".join(
         f"{_seconds_or_count(r['all_resynced_s'], r['resynced'])} / {num(r['floor_all_s'], 1)} s"
-        + (f" (host {r['host_cores']:.2f} cores)" if r.get("host_cores") else "")
+        + (f" (host {r['host_cores']:.2f} cores)" if (r.get("host_cores") or 0) >= 0.005 else "")
         for r in rounds
     )
     return [

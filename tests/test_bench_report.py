@@ -291,7 +291,7 @@ def storm_run(last_s: float | None, floor_s: float, *, host: float = 0.0) -> dic
 
 def test_the_storm_runs_in_turn_with_its_floor_and_the_median_run_stands_for_the_section(monkeypatch, tmp_path):
     started = []
-    storms = iter([storm_run(18.0, 0), storm_run(23.0, 0, host=0.31), storm_run(14.0, 0)])
+    storms = iter([storm_run(18.0, 0, host=0.001), storm_run(23.0, 0, host=0.31), storm_run(14.0, 0)])
     floors = iter([3.8, 5.4, 3.9])
 
     def storm(**kw):
@@ -314,6 +314,7 @@ def test_the_storm_runs_in_turn_with_its_floor_and_the_median_run_stands_for_the
     assert result["all_resynced_s"] == 18.0 and result["floor"]["all_answered_s"] == 3.8  # the median, its own floor
     text = reconnect.markdown(result)
     assert "| 18.0 s | 259.0 s | ≤ 10 s | **no** |" in text
+    # a host share that rounds to 0.00 cores is not shown
     assert "| 18.0 s / 3.8 s, 23.0 s / 5.4 s (host 0.31 cores), 14.0 s / 3.9 s | | | |" in text
     assert "3 runs, each storm followed by its floor" in text
 
