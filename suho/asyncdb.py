@@ -49,3 +49,9 @@ def db_thread(func):
         return await asyncio.get_running_loop().run_in_executor(_executor, run)
 
     return call
+
+
+def db_thread_submit(func, *args) -> None:
+    """Run `func(*args)` in a database thread, as `db_thread` does, for a caller that takes its outcome some other
+    way (trading.gateway.ResyncReads): no task on the loop, and nobody to cancel it. `func` must not raise."""
+    _executor.submit(_returning_connections(func), *args)

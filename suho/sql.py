@@ -78,19 +78,23 @@ def tenant_round_trip(tenant_id: UUID, sql: str, params: dict | list) -> list[li
     gone after. Django's psycopg cursor binds parameters on the client, which allows several statements. Returns
     the rows of each statement after the setting. Inside a transaction (a test's) the statements join it, under
     `tenant_context`."""
-    tenant = str(UUID(str(tenant_id)))  # refuses anything that is not a UUID before it reaches SQL
     if connections[SERVICE].in_atomic_block:
-        with tenant_context(tenant), connections[SERVICE].cursor() as cursor:
-            return _results(cursor, sql, params)
+        with tenant_context(str(UUID(str(tenant_id)))), connections[SERVICE].cursor() as cursor:
+            return results_of(cursor, sql, params)
+    with connections[SERVICE].cursor() as cursor:
+        return results_of(cursor, *tenant_statement(tenant_id, sql, params))[1:]
+
+
+def tenant_statement(tenant_id: UUID, sql: str, params: dict | list) -> tuple[str, dict | list]:
+    """`sql` after a statement that sets the tenant's context for the rest of its transaction (its first result:
+    one row), with the parameters of both."""
+    tenant = str(UUID(str(tenant_id)))  # refuses anything that is not a UUID before it reaches SQL
     if isinstance(params, dict):
-        prefix, params = (
-            "SELECT set_config(%(tenant_setting)s, %(tenant_id)s, true);\n",
+        return (
+            "SELECT set_config(%(tenant_setting)s, %(tenant_id)s, true);\n" + sql,
             {**params, "tenant_setting": TENANT_SETTING, "tenant_id": tenant},
         )
-    else:
-        prefix, params = "SELECT set_config(%s, %s, true);\n", [TENANT_SETTING, tenant, *params]
-    with connections[SERVICE].cursor() as cursor:
-        return _results(cursor, prefix + sql, params)[1:]
+    return "SELECT set_config(%s, %s, true);\n" + sql, [TENANT_SETTING, tenant, *params]
 
 
 def tenant_statements(tenant_id: UUID, statements: list[tuple[str, list]]) -> list[list[tuple]]:
@@ -99,8 +103,9 @@ def tenant_statements(tenant_id: UUID, statements: list[tuple[str, list]]) -> li
     return tenant_round_trip(tenant_id, *_joined(statements))
 
 
-def _results(cursor, sql: str, params: dict | list) -> list[list[tuple]]:
-    """Each statement's rows; none for one that returns no rows (an INSERT without RETURNING)."""
+def results_of(cursor, sql: str, params: dict | list | None = None) -> list[list[tuple]]:
+    """Each statement's rows; none for one that returns no rows (an INSERT without RETURNING). Without `params`,
+    psycopg sends `sql` as it is (a `%` is no placeholder)."""
     cursor.execute(sql, params)
     results = [_rows(cursor)]
     while cursor.nextset():
@@ -160,16 +165,20 @@ def compiled_read(queryset: models.QuerySet, stand_ins: tuple) -> CompiledRead:
 def tenant_reads(tenant_id: UUID, reads: tuple[CompiledRead, ...], values: dict) -> list[list[models.Model]]:
     """Run compiled reads under the tenant's context in one round trip (`tenant_round_trip`), each slot's stand-in
     replaced by its value in `values`; each list of instances is what iterating the queryset would give."""
-    sql, params = _joined([read.statement(values) for read in reads])
-    results = tenant_round_trip(tenant_id, sql, params)
+    results = tenant_round_trip(tenant_id, *reads_statement(reads, values))
     return [read.instances(rows) for read, rows in zip(reads, results, strict=True)]
+
+
+def reads_statement(reads: tuple[CompiledRead, ...], values: dict) -> tuple[str, list]:
+    """The reads as one query string, each slot's stand-in replaced by its value in `values`."""
+    return _joined([read.statement(values) for read in reads])
 
 
 def statements_in_context(statements: list[tuple[str, list]]) -> list[list[tuple]]:
     """Several statements, each with its positional parameters (`CompiledRead.statement` gives one), sent as one
     query string: one round trip, in the caller's transaction and tenant context. The rows of each statement."""
     with connections[SERVICE].cursor() as cursor:
-        return _results(cursor, *_joined(statements))
+        return results_of(cursor, *_joined(statements))
 
 
 def insert_statement(instance: models.Model) -> tuple[str, list]:

@@ -35,7 +35,15 @@ from signals.messages import (
 from suho.audit import audit_record
 from suho.cache import cache_client, redis_unavailable
 from suho.routers import OPERATOR, SERVICE
-from suho.sql import CompiledRead, compiled_read, tenant_reads, tenant_round_trip
+from suho.sql import (
+    CompiledRead,
+    compiled_read,
+    reads_statement,
+    results_of,
+    tenant_reads,
+    tenant_round_trip,
+    tenant_statement,
+)
 from trading.outbound import commands_for_resync
 
 SESSION_NOT_ACTIVE = "session is not active for this account"
@@ -135,6 +143,10 @@ def ea_resync(*, tenant_id: UUID, account_id: UUID) -> Resync:
     accounts, signals, commands = tenant_reads(
         tenant_id, _resync_reads(), {RESYNC_ACCOUNT: UUID(str(account_id)), RESYNC_NOW: timezone.now()}
     )
+    return _resync_of(account_id, accounts, signals, commands)
+
+
+def _resync_of(account_id, accounts: list, signals: list, commands: list) -> Resync:
     if not accounts:
         raise MT5Account.DoesNotExist(account_id)
     account = accounts[0]
@@ -143,6 +155,53 @@ def ea_resync(*, tenant_id: UUID, account_id: UUID) -> Resync:
     messages += [command_message(command) for command in commands]
     overrides = {int(k): str(v) for k, v in account.symbol_id_overrides.items() if str(k).isdigit()}
     return Resync(messages, overrides)
+
+
+RESYNCS_PER_ROUND_TRIP = 64  # bounds the query string (~3 KiB an EA) and the read's transaction
+
+
+def ea_resyncs(accounts: list[tuple[UUID, UUID]]) -> list[Resync | Exception]:
+    """`ea_resync` for several EAs, of any tenants, in one round trip per RESYNCS_PER_ROUND_TRIP (issue 21: the EAs
+    of a reconnect storm, or of a NATS reconnect, each asked for their own): `accounts` are (tenant_id, account_id)
+    pairs, the tenant the EA's verified token names. Each EA's three reads run under its own tenant's context, set
+    just before them in the same read-only transaction, so row-level security gives each only its tenant's rows.
+    Per pair, its Resync, or the exception `ea_resync` would raise for it alone (an account its tenant cannot see:
+    MT5Account.DoesNotExist); a failure of the round trip itself raises."""
+    if connections[SERVICE].in_atomic_block:  # a test's transaction: the tenant setting would outlive each read
+        return [_resync_or_error(tenant_id, account_id) for tenant_id, account_id in accounts]
+    resyncs: list[Resync | Exception] = []
+    for start in range(0, len(accounts), RESYNCS_PER_ROUND_TRIP):
+        resyncs += _resyncs_read(accounts[start : start + RESYNCS_PER_ROUND_TRIP])
+    return resyncs
+
+
+def _resync_or_error(tenant_id, account_id) -> Resync | Exception:
+    try:
+        return ea_resync(tenant_id=tenant_id, account_id=account_id)
+    except MT5Account.DoesNotExist as exc:
+        return exc
+
+
+def _resyncs_read(accounts: list[tuple[UUID, UUID]]) -> list[Resync | Exception]:
+    reads = _resync_reads()
+    now = timezone.now()
+    with connections[SERVICE].cursor() as cursor:
+        texts = []
+        for tenant_id, account_id in accounts:  # each EA's statements as psycopg would send them (its cached parse)
+            reads_sql = reads_statement(reads, {RESYNC_ACCOUNT: UUID(str(account_id)), RESYNC_NOW: now})
+            sql, params = tenant_statement(tenant_id, *reads_sql)
+            texts.append(cursor.mogrify(sql, params))
+        results = results_of(cursor, ";\n".join(texts))  # no parameters: sent as it is
+    per_ea = 1 + len(reads)  # the tenant setting's, then each read's
+    resyncs: list[Resync | Exception] = []
+    for index, (_tenant_id, account_id) in enumerate(accounts):
+        rows = results[index * per_ea + 1 : (index + 1) * per_ea]
+        instances = [read.instances(own) for read, own in zip(reads, rows, strict=True)]
+        try:
+            resyncs.append(_resync_of(account_id, *instances))
+        except MT5Account.DoesNotExist as exc:
+            resyncs.append(exc)
+    return resyncs
 
 
 # Stand-ins for the values each resync puts into its compiled reads (a random id no account has, a time no call

@@ -27,7 +27,7 @@ from suho.drain import DRAIN_REASON, drain_retry_after_ms, draining
 from trading import connection as connection_services
 from trading import outbound_batch
 from trading.connection import SESSION_NOT_ACTIVE
-from trading.gateway import NODE, SESSION_REPLACED_REASON, hub, volume_add
+from trading.gateway import NODE, SESSION_REPLACED_REASON, hub, resync_reads, volume_add
 from trading.ingest import REPLACED, positions_cache_write, profile_update, trade_event_record
 from trading.session import (
     MAX_ERRORS,
@@ -268,9 +268,7 @@ class EAConsumer(AsyncWebsocketConsumer):
         self.session.resync_begin()
         try:
             await outbound_batch.outbound_flush()  # ACKs received so far committed: what they answered is not resent
-            resync = await in_thread(connection_services.ea_resync)(
-                tenant_id=claims.tenant_id, account_id=claims.account_id
-            )
+            resync = await resync_reads.read(claims.tenant_id, claims.account_id)
             self.session.resync_done(v1_symbol_overrides=resync.v1_symbol_overrides)
             for message in resync.messages:
                 await self._perform(self.session.outbound(message, now_us=now_us()))
@@ -358,9 +356,7 @@ class EAConsumer(AsyncWebsocketConsumer):
         self.session.resync_begin()
         try:
             await outbound_batch.outbound_flush()
-            resync = await in_thread(connection_services.ea_resync)(
-                tenant_id=self.claims.tenant_id, account_id=self.claims.account_id
-            )
+            resync = await resync_reads.read(self.claims.tenant_id, self.claims.account_id)
             for message in resync.messages:
                 await self._perform(self.session.outbound(message, now_us=now_us(), resend=True))
         finally:

@@ -18,6 +18,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -32,11 +33,12 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from binproto import CloseCode
-from suho.asyncdb import db_thread
+from suho.asyncdb import db_thread, db_thread_submit
 from suho.bus import CONNECT_TIMEOUT_S, PubBlock, get_bus, nats_servers, publish_block, subject_token
 from suho.drain import drain_hook_register
 from suho.metrics import batch_flush_observe
 from trading.bridge import ROWS_PER_MESSAGE, ingest_publish, ingest_publish_nothing_after
+from trading.connection import ea_resyncs
 from trading.ingest import VOLUME_KINDS
 
 log = logging.getLogger(__name__)
@@ -301,6 +303,60 @@ def volume_add(kind: str, rows: list) -> None:
     live = VOLUME_KINDS[kind].live
     if live is not None:
         live_publisher.add(live(rows))
+
+
+class ResyncReads:
+    """The resync reads of the EAs that wait for a database thread, in one round trip (`ea_resyncs`): in a reconnect
+    storm, and after a NATS reconnect (every EA of the process at once), the reads queue behind the database
+    threads, and the thread that takes them reads all that wait by then (issue 21: each EA's read was a thread hop,
+    a pooled connection and a round trip of its own). An EA that asks on a quiet process is read at once, alone, as
+    before. A read whose caller was cancelled meanwhile (its EA gone) is skipped, or its outcome dropped."""
+
+    def __init__(self, read_many: Callable[[list[tuple]], list]) -> None:
+        self._read_many = read_many
+        self._lock = threading.Lock()  # the waiting list is appended to on the loop and taken in a database thread
+        self._waiting: list[tuple[tuple, asyncio.Future]] = []
+        self._queued = False  # a database thread's run is submitted and has not yet taken the waiting reads
+
+    async def read(self, tenant_id, account_id):
+        """The account's `trading.connection.Resync`; raises what `ea_resync` would."""
+        future = asyncio.get_running_loop().create_future()
+        with self._lock:
+            self._waiting.append(((tenant_id, account_id), future))
+            submit, self._queued = not self._queued, True
+        if submit:
+            db_thread_submit(self._read_waiting)
+        return await future
+
+    def _read_waiting(self) -> None:
+        with self._lock:
+            waiting, self._waiting, self._queued = self._waiting, [], False
+        waiting = [(key, future) for key, future in waiting if not future.cancelled()]
+        if not waiting:
+            return
+        try:
+            outcomes = self._read_many([key for key, _future in waiting])
+        except Exception as exc:  # noqa: BLE001 — the round trip failed: each caller gets the error, as alone
+            outcomes = [exc] * len(waiting)
+        by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+        for (_key, future), outcome in zip(waiting, outcomes, strict=True):
+            by_loop.setdefault(future.get_loop(), []).append((future, outcome))
+        for loop, settled in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop is closed (a test's): nobody waits any more
+                loop.call_soon_threadsafe(_futures_settle, settled)
+
+
+def _futures_settle(settled: list[tuple[asyncio.Future, Any]]) -> None:
+    for future, outcome in settled:
+        if future.done():  # cancelled while its read ran
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+resync_reads = ResyncReads(ea_resyncs)
 
 
 async def batchers_flush() -> None:

@@ -1,9 +1,11 @@
 """The resync's three reads, compiled once per process and filled in per call (trading.connection.ea_resync): each
 call gets its own account's still-valid, unacknowledged signals and pending commands, oldest first, its own
-settings (JSON decoded), and nothing of another account or tenant."""
+settings (JSON decoded), and nothing of another account or tenant. Several EAs' resyncs, of any tenants, in one round
+trip (`ea_resyncs`) give each EA exactly what its own resync gives."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -15,7 +17,8 @@ import binproto
 from accounts.models import MT5Account
 from suho.sql import compiled_read
 from tests.factories import _create, make_account, make_signal, make_tenant, make_user
-from trading.connection import RESYNC_ACCOUNT, RESYNC_NOW, ea_resync
+from trading import connection as connection_services
+from trading.connection import RESYNC_ACCOUNT, RESYNC_NOW, ea_resync, ea_resyncs
 from trading.models import EACommand
 
 
@@ -83,3 +86,37 @@ def test_a_resync_is_one_query_even_though_it_loads_only_the_accounts_fields_the
     risk, config = resync.messages[:2]
     assert risk.allowed_symbols == ("EURUSD",) and config.params == (("k", "1"),)
     assert risk.risk_version == config.config_version == account.config_version
+
+
+def test_resyncs_of_several_tenants_in_one_round_trip_each_get_what_their_own_resync_gets(committed, monkeypatch):
+    tenant, other_tenant = make_tenant(), make_tenant()
+    user = make_user(tenant)
+    mine = make_account(tenant, user, symbol_id_overrides={"7": "XAUUSD.m"})
+    neighbour = make_account(tenant, user)
+    theirs = make_account(other_tenant, make_user(other_tenant))
+    for account in (mine, mine, neighbour, theirs):
+        make_signal(account)
+        _command(account)
+    pairs = [(tenant.id, mine.account_id), (other_tenant.id, theirs.account_id),
+             (other_tenant.id, mine.account_id),  # an account of another tenant: as alone, no such account
+             (tenant.id, neighbour.account_id)]  # fmt: skip
+
+    with CaptureQueriesContext(connections["default"]) as queries:
+        together = ea_resyncs(pairs)
+    assert len(queries) == 1
+    alone = [ea_resync(tenant_id=tenant_id, account_id=account_id) for tenant_id, account_id in pairs[:2]]
+    assert [_timeless(resync) for resync in together[:2]] == [_timeless(resync) for resync in alone]
+    assert len(_ids(together[0], binproto.TradingSignal, "signal_id")) == 2
+    assert isinstance(together[2], MT5Account.DoesNotExist)
+    assert _timeless(together[3]) == _timeless(ea_resync(tenant_id=tenant.id, account_id=neighbour.account_id))
+
+    monkeypatch.setattr(connection_services, "RESYNCS_PER_ROUND_TRIP", 3)
+    with CaptureQueriesContext(connections["default"]) as queries:
+        again = ea_resyncs(pairs)
+    assert len(queries) == 2  # 3 EAs, then 1
+    assert [_timeless(resync) for resync in again[:2]] == [_timeless(resync) for resync in alone]
+
+
+def _timeless(resync) -> tuple:
+    """The resync's messages without the times they were made at, and its symbol overrides."""
+    return [replace(message, timestamp_us=0) for message in resync.messages], resync.v1_symbol_overrides

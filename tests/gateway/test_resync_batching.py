@@ -1,0 +1,112 @@
+"""The gateway's resync reads (trading.gateway.ResyncReads): the EAs that ask while no database thread has taken
+their reads yet are read in one call (`ea_resyncs`, one round trip), each EA gets its own outcome, a caller that
+left is not read for, and a failed round trip reaches every caller. The reads themselves are tested against the
+database in test_resync_reads.py; here the database thread is held back so the test decides when it runs."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from trading import gateway
+from trading.gateway import ResyncReads
+
+
+class HeldThread:
+    """Stands in for `db_thread_submit`: keeps what is submitted until the test runs it in a thread."""
+
+    def __init__(self) -> None:
+        self.submitted: list = []
+
+    def __call__(self, func) -> None:
+        self.submitted.append(func)
+
+    async def run_next(self) -> None:
+        await asyncio.to_thread(self.submitted.pop(0))
+
+
+@pytest.fixture
+def held(monkeypatch) -> HeldThread:
+    thread = HeldThread()
+    monkeypatch.setattr(gateway, "db_thread_submit", thread)
+    return thread
+
+
+def outcomes_by_account(batches: list):
+    def read_many(pairs: list[tuple]) -> list:
+        batches.append(list(pairs))
+        return [KeyError(account) if account == "gone" else f"resync of {account}" for _tenant, account in pairs]
+
+    return read_many
+
+
+async def started(coroutines) -> list[asyncio.Task]:
+    tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
+    await asyncio.sleep(0)  # each has asked
+    return tasks
+
+
+async def test_reads_that_wait_for_a_database_thread_are_read_in_one_call_each_getting_its_own(held):
+    batches: list = []
+    reads = ResyncReads(outcomes_by_account(batches))
+    tasks = await started(reads.read("t1", account) for account in ("a", "b", "gone"))
+    assert len(held.submitted) == 1  # one run for the three
+
+    await held.run_next()
+
+    assert batches == [[("t1", "a"), ("t1", "b"), ("t1", "gone")]]
+    assert await tasks[0] == "resync of a" and await tasks[1] == "resync of b"
+    with pytest.raises(KeyError):
+        await tasks[2]
+
+
+async def test_a_read_asked_after_a_thread_took_the_waiting_ones_gets_a_run_of_its_own(held):
+    batches: list = []
+    reads = ResyncReads(outcomes_by_account(batches))
+    first = await started([reads.read("t1", "a")])
+    running = asyncio.ensure_future(held.run_next())
+    await first[0]
+    await running
+    second = await started([reads.read("t2", "b")])
+    assert len(held.submitted) == 1
+
+    await held.run_next()
+
+    assert batches == [[("t1", "a")], [("t2", "b")]]
+    assert await second[0] == "resync of b"
+
+
+async def test_a_caller_that_left_before_the_read_is_not_read_for(held):
+    batches: list = []
+    reads = ResyncReads(outcomes_by_account(batches))
+    left, stays = await started(reads.read("t1", account) for account in ("a", "b"))
+    left.cancel()
+    await asyncio.sleep(0)
+
+    await held.run_next()
+
+    assert batches == [[("t1", "b")]]
+    assert await stays == "resync of b"
+    assert left.cancelled()
+
+
+async def test_a_failed_round_trip_reaches_every_caller_and_the_next_reads_go_on(held):
+    calls = []
+
+    def read_many(pairs):
+        calls.append(pairs)
+        if len(calls) == 1:
+            raise ConnectionError("the database went away")
+        return [f"resync of {account}" for _tenant, account in pairs]
+
+    reads = ResyncReads(read_many)
+    tasks = await started(reads.read("t1", account) for account in ("a", "b"))
+    await held.run_next()
+    for task in tasks:
+        with pytest.raises(ConnectionError):
+            await task
+
+    again = await started([reads.read("t1", "a")])
+    await held.run_next()
+    assert await again[0] == "resync of a"
