@@ -166,7 +166,7 @@ def ea_resyncs(accounts: list[tuple[UUID, UUID]]) -> list[Resync | Exception]:
     pairs, the tenant the EA's verified token names. Each EA's three reads run under its own tenant's context, set
     just before them in the same read-only transaction, so row-level security gives each only its tenant's rows.
     Per pair, its Resync, or the exception `ea_resync` would raise for it alone (an account its tenant cannot see:
-    MT5Account.DoesNotExist); a failure of the round trip itself raises."""
+    MT5Account.DoesNotExist); a failure of the round trip itself (the database) raises."""
     if connections[SERVICE].in_atomic_block:  # a test's transaction: the tenant setting would outlive each read
         return [_resync_or_error(tenant_id, account_id) for tenant_id, account_id in accounts]
     resyncs: list[Resync | Exception] = []
@@ -178,7 +178,7 @@ def ea_resyncs(accounts: list[tuple[UUID, UUID]]) -> list[Resync | Exception]:
 def _resync_or_error(tenant_id, account_id) -> Resync | Exception:
     try:
         return ea_resync(tenant_id=tenant_id, account_id=account_id)
-    except MT5Account.DoesNotExist as exc:
+    except Exception as exc:  # noqa: BLE001 — as in a round trip of several: each EA's outcome its own
         return exc
 
 
@@ -199,7 +199,7 @@ def _resyncs_read(accounts: list[tuple[UUID, UUID]]) -> list[Resync | Exception]
         instances = [read.instances(own) for read, own in zip(reads, rows, strict=True)]
         try:
             resyncs.append(_resync_of(account_id, *instances))
-        except MT5Account.DoesNotExist as exc:
+        except Exception as exc:  # noqa: BLE001 — this EA's alone (no such account, a row its messages cannot carry)
             resyncs.append(exc)
     return resyncs
 

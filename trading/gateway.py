@@ -317,6 +317,8 @@ class ResyncReads:
         self._lock = threading.Lock()  # the waiting list is appended to on the loop and taken in a database thread
         self._waiting: list[tuple[tuple, asyncio.Future]] = []
         self._queued = False  # a database thread's run is submitted and has not yet taken the waiting reads
+        self.resyncs = 0  # EAs read for, and the round trips that took (/metrics: how much the batching saves)
+        self.round_trips = 0
 
     async def read(self, tenant_id, account_id):
         """The account's `trading.connection.Resync`; raises what `ea_resync` would."""
@@ -325,25 +327,42 @@ class ResyncReads:
             self._waiting.append(((tenant_id, account_id), future))
             submit, self._queued = not self._queued, True
         if submit:
-            db_thread_submit(self._read_waiting)
+            try:
+                db_thread_submit(self._read_waiting)
+            except RuntimeError as exc:  # the executor is shut down (the interpreter exits): nobody will read them
+                _outcomes_hand(self._taken(), exc)
         return await future
 
-    def _read_waiting(self) -> None:
+    def _taken(self) -> list[tuple[tuple, asyncio.Future]]:
         with self._lock:
             waiting, self._waiting, self._queued = self._waiting, [], False
-        waiting = [(key, future) for key, future in waiting if not future.cancelled()]
+        return [(key, future) for key, future in waiting if not future.cancelled()]
+
+    def _read_waiting(self) -> None:
+        waiting = self._taken()
         if not waiting:
             return
+        self.resyncs, self.round_trips = self.resyncs + len(waiting), self.round_trips + 1
         try:
             outcomes = self._read_many([key for key, _future in waiting])
-        except Exception as exc:  # noqa: BLE001 — the round trip failed: each caller gets the error, as alone
-            outcomes = [exc] * len(waiting)
-        by_loop: dict[asyncio.AbstractEventLoop, list] = {}
-        for (_key, future), outcome in zip(waiting, outcomes, strict=True):
-            by_loop.setdefault(future.get_loop(), []).append((future, outcome))
-        for loop, settled in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # that loop is closed (a test's): nobody waits any more
-                loop.call_soon_threadsafe(_futures_settle, settled)
+            if len(outcomes) != len(waiting):
+                raise RuntimeError(f"{len(outcomes)} resyncs read for {len(waiting)} EAs")
+        except Exception as exc:  # noqa: BLE001 — the database failed: each caller gets the error, as alone
+            outcomes = exc
+        _outcomes_hand(waiting, outcomes)
+
+
+def _outcomes_hand(waiting: list[tuple[tuple, asyncio.Future]], outcomes: list | Exception) -> None:
+    """Each waiting caller's outcome (one exception for all: the round trip failed), handed to the loop it waits on,
+    so none waits forever."""
+    if isinstance(outcomes, Exception):
+        outcomes = [outcomes] * len(waiting)
+    by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+    for (_key, future), outcome in zip(waiting, outcomes, strict=True):
+        by_loop.setdefault(future.get_loop(), []).append((future, outcome))
+    for loop, settled in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # that loop is closed (a test's): nobody waits any more
+            loop.call_soon_threadsafe(_futures_settle, settled)
 
 
 def _futures_settle(settled: list[tuple[asyncio.Future, Any]]) -> None:
@@ -509,8 +528,8 @@ hub = DeliveryHub()
 
 
 class GatewayCollector:
-    """The gateway's figures at scrape time: EA connections this process holds, and rows written and dropped per
-    batcher (their own counters)."""
+    """The gateway's figures at scrape time: EA connections this process holds, rows written and dropped per
+    batcher (their own counters), and EA resyncs with the database reads they took."""
 
     def describe(self):
         return []
@@ -527,6 +546,10 @@ class GatewayCollector:
             dropped.add_metric([name], item.dropped_rows)
         yield ingested
         yield dropped
+        yield CounterMetricFamily("suho_ea_resyncs", "EA resyncs read from the database",
+                                  value=resync_reads.resyncs)  # fmt: skip
+        yield CounterMetricFamily("suho_ea_resync_reads", "Database reads that resynced them (several EAs each when "
+                                  "they wait for a database thread)", value=resync_reads.round_trips)  # fmt: skip
 
 
 REGISTRY.register(GatewayCollector())

@@ -15,6 +15,7 @@ from signals.models import SignalExecution
 from suho.bus import get_bus
 from suho.metrics import batch_flush_observe
 from suho.tenancy import tenant_context
+from trading.gateway import resync_reads
 from trading.outbound_batch import outbound_batcher, outbound_flush, signal_sent_add
 
 
@@ -78,6 +79,16 @@ async def test_the_outbound_batchers_counts_are_reported(committed):
 
     assert samples[("suho_ingested_rows_total", (("kind", "outbound"),))] == before + 1
     assert samples[("suho_dropped_rows_total", (("kind", "outbound"),))] == outbound_batcher().dropped_rows
+
+
+def test_the_resyncs_and_the_reads_they_took_are_reported(committed, monkeypatch):
+    monkeypatch.setattr(resync_reads, "resyncs", 41)  # as trading.gateway.ResyncReads counts them
+    monkeypatch.setattr(resync_reads, "round_trips", 3)
+
+    samples = scrape()
+
+    assert samples[("suho_ea_resyncs_total", ())] == 41
+    assert samples[("suho_ea_resync_reads_total", ())] == 3
 
 
 def test_the_bus_unsent_bytes_are_reported(committed):

@@ -56,6 +56,7 @@ async def test_reads_that_wait_for_a_database_thread_are_read_in_one_call_each_g
     await held.run_next()
 
     assert batches == [[("t1", "a"), ("t1", "b"), ("t1", "gone")]]
+    assert (reads.resyncs, reads.round_trips) == (3, 1)  # what /metrics reports for the process's reads
     assert await tasks[0] == "resync of a" and await tasks[1] == "resync of b"
     with pytest.raises(KeyError):
         await tasks[2]
@@ -110,3 +111,31 @@ async def test_a_failed_round_trip_reaches_every_caller_and_the_next_reads_go_on
     again = await started([reads.read("t1", "a")])
     await held.run_next()
     assert await again[0] == "resync of a"
+
+
+async def test_a_read_of_the_wrong_count_fails_every_caller_instead_of_leaving_one_waiting(held):
+    reads = ResyncReads(lambda pairs: ["only one"])
+    tasks = await started(reads.read("t1", account) for account in ("a", "b"))
+    await held.run_next()
+    for task in tasks:
+        with pytest.raises(RuntimeError, match="1 resyncs read for 2 EAs"):
+            await task
+
+
+async def test_with_the_database_threads_shut_down_the_caller_gets_an_error_and_a_later_read_is_submitted(
+    monkeypatch, held
+):
+    batches: list = []
+    reads = ResyncReads(outcomes_by_account(batches))
+
+    def shut_down(func):
+        raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+
+    monkeypatch.setattr(gateway, "db_thread_submit", shut_down)
+    with pytest.raises(RuntimeError, match="after interpreter shutdown"):
+        await reads.read("t1", "a")
+
+    monkeypatch.setattr(gateway, "db_thread_submit", held)
+    later = await started([reads.read("t1", "b")])
+    await held.run_next()
+    assert await later[0] == "resync of b" and batches == [[("t1", "b")]]
