@@ -17,15 +17,18 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 import psycopg
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = os.environ.get("SUHO_BENCH_DB", "bench_suho")  # another name lets two benches share a server
 BENCH_SECRET_KEY = "bench-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz-not-for-production"
+BENCH_METRICS_TOKEN = "bench-only-metrics-token"
 SERVER_START_TIMEOUT_S = 60
 SERVER_STOP_TIMEOUT_S = 5
 
@@ -51,6 +54,7 @@ def bench_env() -> dict[str, str]:
         "SECURE_SSL_REDIRECT": "0",
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
         "DJANGO_SETTINGS_MODULE": "suho.settings",
+        "METRICS_TOKEN": BENCH_METRICS_TOKEN,  # the bench reads a server's /metrics (Daphne.metrics)
     }
     os.environ.update(values)
     os.environ.pop("SUHO_TESTING", None)
@@ -200,6 +204,19 @@ class Daphne:
             else:
                 rest = (rest[0] + thread.user_time, rest[1] + thread.system_time)
         return {"event loop": loop, "other threads": rest}
+
+    def metrics(self, *names: str) -> dict[str, float]:
+        """The values of the server's /metrics samples `names` (unlabelled): what it counted itself."""
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/metrics",
+                                         headers={"Authorization": f"Bearer {BENCH_METRICS_TOKEN}"})  # fmt: skip
+        with urllib.request.urlopen(request, timeout=10) as response:
+            text = response.read().decode()
+        return {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name in names and not sample.labels
+        }
 
     def rss_bytes(self) -> int:
         return self.ps.memory_info().rss

@@ -383,3 +383,11 @@ def test_the_delivery_bench_sets_a_posts_cpu_beside_the_missed_p99():
         text = delivery._post_cpu_why({"post_cpu_ms": cpu})
         assert text.startswith(" Each POST costs the server 6.2 ms of CPU (row above)")
     assert delivery._post_cpu_why({}) == "" and delivery._post_cpu_why({"post_cpu_ms": {1: 5.0}}) == ""
+
+
+def test_the_storm_shows_how_many_eas_each_of_the_servers_resync_reads_served():
+    counted = {**storm_run(12.0, 3.6), "resync_reads": {"resyncs": 5_000, "reads": 415}}
+
+    assert "| 12.0 (5,000 in 415) | 1 | | |" in reconnect.markdown(counted)
+    assert "per database read" not in reconnect.markdown(storm_run(12.0, 3.6))  # from before it was counted
+    assert "per database read" not in reconnect.markdown({**counted, "resync_reads": None})  # /metrics unreadable
