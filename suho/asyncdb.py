@@ -19,11 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 from django.db import connections
 
+log = logging.getLogger(__name__)
 _executor = ThreadPoolExecutor(max_workers=settings.DB_POOL_MAX_SIZE, thread_name_prefix="suho-db")
 
 
@@ -53,5 +55,10 @@ def db_thread(func):
 
 def db_thread_submit(func, *args) -> None:
     """Run `func(*args)` in a database thread, as `db_thread` does, for a caller that takes its outcome some other
-    way (trading.gateway.ResyncReads): no task on the loop, and nobody to cancel it. `func` must not raise."""
-    _executor.submit(_returning_connections(func), *args)
+    way (trading.gateway.ResyncReads): no task on the loop, and nobody to cancel it. What `func` raises is logged."""
+    _executor.submit(_returning_connections(func), *args).add_done_callback(_failure_log)
+
+
+def _failure_log(future) -> None:
+    if (exc := future.exception()) is not None:
+        log.error("database thread work failed", exc_info=exc)

@@ -1,6 +1,7 @@
 """suho.asyncdb.db_thread: the caller's context variables reach the thread; a cancelled caller drops a call still
 waiting for a thread and lets a running one finish, as asgiref's sync_to_async did; an error reaches the caller; the
-thread's database connections go back to the pool when the call returns."""
+thread's database connections go back to the pool when the call returns. `db_thread_submit`, which nobody awaits,
+logs what its work raises."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from django.conf import settings
 from django.db import connections
 
-from suho.asyncdb import db_thread
+from suho.asyncdb import db_thread, db_thread_submit
 
 marker: ContextVar[str] = ContextVar("marker", default="unset")
 
@@ -76,3 +77,20 @@ async def test_the_threads_connection_goes_back_to_the_pool():
 
     connection = await db_thread(query_then_report)()
     assert connection.connection is None  # closed: with a pool, handed back
+
+
+async def test_work_submitted_without_a_caller_logs_what_it_raises(caplog):
+    done = threading.Event()
+
+    def fails():
+        done.set()
+        raise ValueError("nobody awaits this")
+
+    with caplog.at_level("ERROR", logger="suho.asyncdb"):
+        db_thread_submit(fails)
+        assert await asyncio.to_thread(done.wait, 5)
+        for _ in range(50):  # the done-callback runs in the thread just after
+            if caplog.records:
+                break
+            await asyncio.sleep(0.01)
+    assert caplog.records[0].exc_info[1].args == ("nobody awaits this",)

@@ -38,7 +38,7 @@ from suho.bus import CONNECT_TIMEOUT_S, PubBlock, get_bus, nats_servers, publish
 from suho.drain import drain_hook_register
 from suho.metrics import batch_flush_observe
 from trading.bridge import ROWS_PER_MESSAGE, ingest_publish, ingest_publish_nothing_after
-from trading.connection import ea_resyncs
+from trading.connection import RESYNCS_PER_ROUND_TRIP, ea_resyncs
 from trading.ingest import VOLUME_KINDS
 
 log = logging.getLogger(__name__)
@@ -317,7 +317,7 @@ class ResyncReads:
         self._lock = threading.Lock()  # the waiting list is appended to on the loop and taken in a database thread
         self._waiting: list[tuple[tuple, asyncio.Future]] = []
         self._queued = False  # a database thread's run is submitted and has not yet taken the waiting reads
-        self.resyncs = 0  # EAs read for, and the round trips that took (/metrics: how much the batching saves)
+        self.resyncs = 0  # EAs read for, and the round trips that took (/metrics: what sharing them saves)
         self.round_trips = 0
 
     async def read(self, tenant_id, account_id):
@@ -342,7 +342,9 @@ class ResyncReads:
         waiting = self._taken()
         if not waiting:
             return
-        self.resyncs, self.round_trips = self.resyncs + len(waiting), self.round_trips + 1
+        with self._lock:  # two database threads may count at once
+            self.resyncs += len(waiting)
+            self.round_trips += -(-len(waiting) // RESYNCS_PER_ROUND_TRIP)
         try:
             outcomes = self._read_many([key for key, _future in waiting])
             if len(outcomes) != len(waiting):

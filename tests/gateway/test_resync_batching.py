@@ -139,3 +139,11 @@ async def test_with_the_database_threads_shut_down_the_caller_gets_an_error_and_
     later = await started([reads.read("t1", "b")])
     await held.run_next()
     assert await later[0] == "resync of b" and batches == [[("t1", "b")]]
+
+
+async def test_the_round_trips_counted_are_one_per_64_eas_of_a_run(held):
+    reads = ResyncReads(lambda pairs: [f"resync of {account}" for _tenant, account in pairs])
+    tasks = await started(reads.read("t1", index) for index in range(65))
+    await held.run_next()
+    await asyncio.gather(*tasks)
+    assert (reads.resyncs, reads.round_trips) == (65, 2)  # trading.connection.RESYNCS_PER_ROUND_TRIP each
