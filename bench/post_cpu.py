@@ -4,9 +4,11 @@ delivery and the EA's ACK. Steadier than a latency between runs on a shared mach
 versions of the code to compare them (docs/decisions/0034). With `--profile`, py-spy samples the thread holding the
 GIL during one more series, into `.state/bench/post-cpu-profile.txt` (collapsed stacks). With `--connected`, an EA
 is connected to each account (as bench.delivery's EAs: it ACKs every signal), so the figure adds the delivery, the
-ACK and their SENT/ACK marks.
+ACK and their SENT/ACK marks. With `--uvicorn`, the same application runs under uvicorn (bench.stack.Uvicorn: httptools,
+uvloop) instead, to compare the HTTP servers' cost per POST.
 
-    .venv/bin/python -m suho.devstack exec -- .venv/bin/python -m bench.post_cpu [--series 3] [--profile] [--connected]
+    .venv/bin/python -m suho.devstack exec -- .venv/bin/python -m bench.post_cpu [--series 3] [--profile] \
+        [--connected] [--uvicorn]
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=3, help="series of POSTs measured (default 3)")
     parser.add_argument("--profile", action="store_true", help="then py-spy --gil during one more series")
     parser.add_argument("--connected", action="store_true", help="an EA connected to each account, ACKing")
+    parser.add_argument("--uvicorn", action="store_true", help="under uvicorn (bench.stack.Uvicorn), not daphne")
     args = parser.parse_args()
 
     from bench.stack import bench_env
@@ -41,7 +44,7 @@ def main() -> None:
 
     from bench import fixtures, profile
     from bench.delivery import _capacity, _post_series, broker_quotes_fresh, ml_keys_create, post_series_cpu
-    from bench.stack import Daphne, LoadProcess
+    from bench.stack import Daphne, LoadProcess, Uvicorn
     from suho.streams import streams_ensure
 
     fixtures.database_create()
@@ -51,7 +54,7 @@ def main() -> None:
     accounts = [ea.account_id for ea in eas]
     log_dir = Path(settings.STATE_DIR) / "bench"
     log_dir.mkdir(parents=True, exist_ok=True)
-    daphne = Daphne(log_dir, name="post-cpu")
+    daphne = (Uvicorn if args.uvicorn else Daphne)(log_dir, name="post-cpu")
     load = None
     try:
         if args.connected:
