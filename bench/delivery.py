@@ -589,7 +589,8 @@ def markdown(result: dict) -> str:
             "",
             f"Signal POST → EA socket misses the seed's < {TARGET_P99_MS} ms p99 by {post_p99 / TARGET_P99_MS:.1f}× "
             f"with 1,000 EAs connected ({post_p99:.0f} ms). NATS → EA alone (the trading-signal rows above) is within "
-            "it: the time is the request's own, before its commit releases the message." + _post_cpu_why(result),
+            "it, and the EA's process hands the message to its socket right at the commit (decision 0037): the time "
+            "is the request's own, before its commit releases the message." + _post_cpu_why(result),
         ]
     if result.get("post_profile"):
         lines += [

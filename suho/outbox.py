@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from datetime import timedelta
@@ -49,6 +50,11 @@ MARK_LOCK_TIMEOUT_S = 15  # a background mark waits this long for the drain hold
 MARKS_WAIT_S = 10.0  # how long a stopping process waits for its background marks
 MARK_FAILED = "outbox: message %s published but not marked; the drain sends it again"
 
+# Told (subject, payload) of each message right after its transaction commits, before it is published: the EA
+# gateway's delivery hub hands a message for an EA connected to this process to its socket at once, so delivery waits
+# on nothing slower than the commit (issue 21). The publish that follows still reaches every other process.
+_committed_listeners: list[Callable[[str, bytes], None]] = []
+
 
 OUTBOX_INSERT = f"""
     INSERT INTO {OutboxMessage._meta.db_table} (tenant_id, subject, payload, msg_id, created_at, attempts, last_error,
@@ -72,6 +78,13 @@ def outbox_publish_on_commit(*, tenant_id: UUID, subject: str, payload: bytes, m
         cursor.execute(*statement)
         rows = cursor.fetchall()
     outbox_inserted(message, rows, using=alias)
+
+
+def outbox_committed_listen(listener: Callable[[str, bytes], None]) -> None:
+    """Call `listener(subject, payload)` in the committing thread for each message, before its publish. It must be
+    quick and must not block; what it raises is logged and the publish goes ahead."""
+    if listener not in _committed_listeners:
+        _committed_listeners.append(listener)
 
 
 def outbox_statement(*, tenant_id: UUID, subject: str, payload: bytes, msg_id: str) -> tuple[OutboxMessage, tuple]:
@@ -105,6 +118,11 @@ def _publish_committed(message: OutboxMessage) -> None:
     to `PUBLISH_TIMEOUT_S` for its ack), and an EA's EVENT_ACK and a signal POST's answer wait for this thread. A row
     a drain holds is marked in the background once the drain lets go of it (`_mark_when_free`), so a drain that
     stopped before reaching it does not send it again later, after the stream's duplicate window."""
+    for listener in _committed_listeners:
+        try:
+            listener(message.subject, bytes(message.payload))
+        except Exception:  # the publish below still delivers it
+            log.exception("outbox: a committed-message listener failed", extra={"tenant_id": message.tenant_id})
     try:
         get_bus().jetstream_publish(message.subject, message.payload, msg_id=message.msg_id,
                                     timeout=IMMEDIATE_TIMEOUT_S)  # fmt: skip

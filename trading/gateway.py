@@ -7,6 +7,8 @@
   routed through an in-process map account → connection (not channels-redis groups, which drop messages). It also
   serves this process's takeover subject (`suho.session.takeover.<node>`): a newer session of an account, claimed
   on another process, closes ours (decision 0017). The map keeps only the newest session it knows of per account.
+  A message committed by this process for an EA connected to it is handed to the socket right after the commit,
+  before its publish, and the NATS copy is then skipped here (decision 0037).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from suho.asyncdb import db_thread, db_thread_submit
 from suho.bus import CONNECT_TIMEOUT_S, PubBlock, get_bus, nats_servers, publish_block, subject_token
 from suho.drain import drain_hook_register
 from suho.metrics import batch_flush_observe
+from suho.outbox import outbox_committed_listen
 from trading.bridge import ROWS_PER_MESSAGE, ingest_publish, ingest_publish_nothing_after
 from trading.connection import RESYNCS_PER_ROUND_TRIP, ea_resyncs
 from trading.ingest import VOLUME_KINDS
@@ -54,6 +57,10 @@ TAKEOVER_TIMEOUT_S = 1.0
 # about as long as a NATS reconnect takes
 NODE_GONE_S = 2.0
 MAX_GONE_NODES = 1_000
+# Messages delivered here at their commit whose NATS copy has not come back yet (NATS slow or down); past this many
+# the oldest is forgotten, and its copy, when the drain publishes it, reaches the EA a second time: the session drops
+# it while the first is unacknowledged, and an EA answers a repeated id with its last ACK (docs/protocol.md §8).
+MAX_DELIVERED_AT_COMMIT = 4_096
 SESSION_REPLACED_REASON = "a newer connection for this account took over"
 
 
@@ -398,6 +405,7 @@ class DeliveryHub:
     """
 
     SUBJECTS = ("mt5.signal.*.*", "mt5.config.*.*", "mt5.command.*.*")
+    KINDS = frozenset(("signal", "config", "command"))  # the subjects' second token
 
     def __init__(self) -> None:
         self.connections: dict[str, Any] = {}
@@ -406,6 +414,9 @@ class DeliveryHub:
         self._subscriptions: dict[str, Future] = {}
         self._subscribed_on: Any = None  # the bus all of them succeeded on
         self._gone: dict[str, float] = {}  # process → loop time until which a takeover to it is not asked
+        # payloads delivered at their commit (`deliver_committed`), until their NATS copy arrives; oldest first
+        self._delivered_at_commit: dict[bytes, None] = {}
+        self._delivered_at_commit_lock = threading.Lock()
 
     async def start(self) -> None:
         """Subscribe this process once (deliveries and its takeover subject; one that failed, such as before NATS
@@ -417,6 +428,7 @@ class DeliveryHub:
             return
         if not self._subscriptions:
             bus.reconnected.append(self._on_reconnected)
+            outbox_committed_listen(self.deliver_committed)
         takeover = takeover_subject(NODE)
         for subject in (*self.SUBJECTS, takeover):
             future = self._subscriptions.get(subject)
@@ -516,14 +528,38 @@ class DeliveryHub:
         for connection in list(self.connections.values()):
             connection.resync_outbound()
 
-    def _on_message(self, subject: str, data: bytes) -> None:
-        """Runs on the bus loop: find the connection, hand the payload to its own loop."""
-        parts = subject.split(".")
-        if len(parts) != 4 or parts[2] == "broadcast":
+    def deliver_committed(self, subject: str, data: bytes) -> None:
+        """Runs in a thread of this process that has just committed an outbox message (`suho.outbox`), before its
+        publish: a message for an EA connected here goes to its socket now, not after the round trip through NATS
+        (issue 21), and its NATS copy is skipped when it arrives (`_on_message`). The publish still reaches the
+        other processes, so an EA connected elsewhere, or whose session moved, is served as before."""
+        connection = self._addressee(subject)
+        if connection is None or self.loop is None:
             return
-        connection = self.connections.get(parts[2])
+        with self._delivered_at_commit_lock:
+            if len(self._delivered_at_commit) >= MAX_DELIVERED_AT_COMMIT:
+                del self._delivered_at_commit[next(iter(self._delivered_at_commit))]
+            self._delivered_at_commit[data] = None
+        self.loop.call_soon_threadsafe(connection.deliver_json, data)
+
+    def _on_message(self, subject: str, data: bytes) -> None:
+        """Runs on the bus loop: find the connection, hand the payload to its own loop (unless it was handed over at
+        its commit here)."""
+        if self._delivered_at_commit:
+            with self._delivered_at_commit_lock:
+                if data in self._delivered_at_commit:
+                    del self._delivered_at_commit[data]
+                    return
+        connection = self._addressee(subject)
         if connection is not None and self.loop is not None:
             self.loop.call_soon_threadsafe(connection.deliver_json, data)
+
+    def _addressee(self, subject: str):
+        """This process's connection for an outbound subject (`mt5.<signal|config|command>.<account>.<id>`), if any."""
+        parts = subject.split(".")
+        if len(parts) != 4 or parts[0] != "mt5" or parts[1] not in self.KINDS or parts[2] == "broadcast":
+            return None
+        return self.connections.get(parts[2])
 
 
 hub = DeliveryHub()

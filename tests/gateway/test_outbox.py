@@ -215,6 +215,26 @@ def test_the_committing_thread_publishes_and_marks_its_row(ea_account, kicks):
     assert stream_copies(f"mt5.command.{account.account_id}.reconnect") == 1
 
 
+def test_a_committed_message_listener_that_fails_is_logged_and_the_message_is_still_published(
+    ea_account, kicks, monkeypatch, caplog
+):
+    tenant, account, _secret = ea_account
+    told = []
+
+    def failing(subject: str, payload: bytes) -> None:
+        told.append(subject)
+        raise RuntimeError("listener broken")
+
+    monkeypatch.setattr("suho.outbox._committed_listeners", [failing])
+    subject = f"mt5.command.{account.account_id}.reconnect"
+    with caplog.at_level(logging.ERROR, logger="suho.outbox"):
+        row = outbox_write(tenant, subject)
+    assert told == [subject]
+    assert "a committed-message listener failed" in caplog.text
+    assert kicks == [] and row.published_at is not None
+    assert stream_copies(subject) == 1
+
+
 def test_the_committing_thread_does_not_wait_for_a_drain_that_holds_its_row(ea_account, kicks):
     """During an outage a drain holds the rows of its pass while it waits for JetStream (up to the publish timeout
     each). A committing thread whose own publish got through must not wait for that lock to mark its row: an EA's
