@@ -54,34 +54,44 @@ def signals_mark_sent(*, tenant_id: UUID, signal_ids: list[UUID], sent_at: list[
     """PENDING → SENT for signals just written to a socket, each with its own time; one conditional update claims
     them, so a signal that expired or moved on meanwhile is left as it is. Caller holds the tenant context."""
     with connections[SERVICE].cursor() as cursor:
-        cursor.execute(
-            """
-            UPDATE mt5_trading_signals s SET status = %s, sent_to_ea_at = v.sent_at, updated_at = now()
-              FROM unnest(%s::uuid[], %s::timestamptz[]) AS v(signal_id, sent_at)
-             WHERE s.signal_id = v.signal_id AND s.tenant_id = %s AND s.status = %s AND s.valid_until > v.sent_at
-            """,
-            [lifecycle.SENT, signal_ids, sent_at, tenant_id, lifecycle.PENDING],
-        )
+        cursor.execute(*signals_mark_sent_statement(tenant_id=tenant_id, signal_ids=signal_ids, sent_at=sent_at))
         return cursor.rowcount
+
+
+def signals_mark_sent_statement(*, tenant_id: UUID, signal_ids: list[UUID], sent_at: list[datetime]) -> tuple:
+    """`signals_mark_sent`'s UPDATE (SQL, parameters), for a caller that sends it with others in one round trip."""
+    return (
+        """
+        UPDATE mt5_trading_signals s SET status = %s, sent_to_ea_at = v.sent_at, updated_at = now()
+          FROM unnest(%s::uuid[], %s::timestamptz[]) AS v(signal_id, sent_at)
+         WHERE s.signal_id = v.signal_id AND s.tenant_id = %s AND s.status = %s AND s.valid_until > v.sent_at
+        """,
+        [lifecycle.SENT, signal_ids, sent_at, tenant_id, lifecycle.PENDING],
+    )
 
 
 def signals_ack_received(*, tenant_id: UUID, signal_ids: list[UUID], acked_at: list[datetime]) -> int:
     """The EA has these signals (ACK RECEIVED or EXECUTED): `acked_at` once; a PENDING one becomes SENT (the ACK
     overtook its SENT mark). A duplicate ACK changes nothing. Caller holds the tenant context."""
     with connections[SERVICE].cursor() as cursor:
-        cursor.execute(
-            """
-            UPDATE mt5_trading_signals s SET
-                   status = CASE WHEN s.status = %s THEN %s ELSE s.status END,
-                   sent_to_ea_at = CASE WHEN s.status = %s THEN coalesce(s.sent_to_ea_at, v.acked_at)
-                                        ELSE s.sent_to_ea_at END,
-                   acked_at = v.acked_at, updated_at = now()
-              FROM unnest(%s::uuid[], %s::timestamptz[]) AS v(signal_id, acked_at)
-             WHERE s.signal_id = v.signal_id AND s.tenant_id = %s AND s.acked_at IS NULL
-            """,
-            [lifecycle.PENDING, lifecycle.SENT, lifecycle.PENDING, signal_ids, acked_at, tenant_id],
-        )
+        cursor.execute(*signals_ack_received_statement(tenant_id=tenant_id, signal_ids=signal_ids, acked_at=acked_at))
         return cursor.rowcount
+
+
+def signals_ack_received_statement(*, tenant_id: UUID, signal_ids: list[UUID], acked_at: list[datetime]) -> tuple:
+    """`signals_ack_received`'s UPDATE (SQL, parameters), for a caller that sends it with others in one round trip."""
+    return (
+        """
+        UPDATE mt5_trading_signals s SET
+               status = CASE WHEN s.status = %s THEN %s ELSE s.status END,
+               sent_to_ea_at = CASE WHEN s.status = %s THEN coalesce(s.sent_to_ea_at, v.acked_at)
+                                    ELSE s.sent_to_ea_at END,
+               acked_at = v.acked_at, updated_at = now()
+          FROM unnest(%s::uuid[], %s::timestamptz[]) AS v(signal_id, acked_at)
+         WHERE s.signal_id = v.signal_id AND s.tenant_id = %s AND s.acked_at IS NULL
+        """,
+        [lifecycle.PENDING, lifecycle.SENT, lifecycle.PENDING, signal_ids, acked_at, tenant_id],
+    )
 
 
 def signal_ack_record(*, tenant_id: UUID, signal_id: UUID, status: binproto.AckStatus, reason: str) -> None:

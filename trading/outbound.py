@@ -85,23 +85,28 @@ def commands_ack_record(*, tenant_id: UUID, acks: list[tuple[UUID, binproto.AckS
     EXECUTED → executed, anything else → failed; an executed command stays executed (a late or repeated ACK
     changes nothing). One statement; caller holds the tenant context."""
     with connections[SERVICE].cursor() as cursor:
-        cursor.execute(
-            """
-            UPDATE mt5_ea_commands c SET status = v.status, acked_at = v.acked_at, reason = v.reason
-              FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::timestamptz[])
-                   AS v(command_id, status, reason, acked_at)
-             WHERE c.command_id = v.command_id AND c.tenant_id = %s AND c.status <> %s
-            """,
-            [
-                [command_id for command_id, *_ in acks],
-                [str(command_ack_outcome(status)) for _id, status, _r, _at in acks],
-                [reason[:300] for _id, _s, reason, _at in acks],
-                [acked_at for *_, acked_at in acks],
-                tenant_id,
-                EACommand.Status.EXECUTED.value,
-            ],
-        )
+        cursor.execute(*commands_ack_statement(tenant_id=tenant_id, acks=acks))
         return cursor.rowcount
+
+
+def commands_ack_statement(*, tenant_id: UUID, acks: list[tuple[UUID, binproto.AckStatus, str, datetime]]) -> tuple:
+    """`commands_ack_record`'s UPDATE (SQL, parameters), for a caller that sends it with others in one round trip."""
+    return (
+        """
+        UPDATE mt5_ea_commands c SET status = v.status, acked_at = v.acked_at, reason = v.reason
+          FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::timestamptz[])
+               AS v(command_id, status, reason, acked_at)
+         WHERE c.command_id = v.command_id AND c.tenant_id = %s AND c.status <> %s
+        """,
+        [
+            [command_id for command_id, *_ in acks],
+            [str(command_ack_outcome(status)) for _id, status, _r, _at in acks],
+            [reason[:300] for _id, _s, reason, _at in acks],
+            [acked_at for *_, acked_at in acks],
+            tenant_id,
+            EACommand.Status.EXECUTED.value,
+        ],
+    )
 
 
 # --- What accounts announce (accounts.events; connected in trading/apps.py) --------------------------------------

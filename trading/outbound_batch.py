@@ -4,11 +4,13 @@ Marking a signal SENT and recording an ACK used to cost a thread hop and a trans
 also writes to the sockets: a broadcast to 1,000 EAs spent most of its time there. Now the consumer only appends a
 row (no await, no thread), and `trading.gateway.Batcher` applies the rows every ≤ 250 ms in a worker thread: one
 transaction per batch, one set-based `UPDATE … FROM unnest(…)` per kind per tenant, under that tenant's context
-(row-level security keeps an ACK from touching another tenant's row). Every rule of the per-message path holds:
-PENDING → SENT only for a still-valid PENDING signal, a duplicate ACK changes nothing, a REJECTED/FAILED signal ACK
-goes through `signal_ack_record` (lifecycle check on the locked row, audit row). A batch the database refuses is
-split in halves until only the refused row is dropped (the Batcher's `_isolate`); the others are applied. A row of
-a session that no longer holds its account (another process took it over: decision 0017) is dropped when applied.
+(row-level security keeps an ACK from touching another tenant's row), every tenant's statements sent together: two
+round trips (and the transaction's BEGIN and COMMIT) however many tenants the batch touches. Every rule of the
+per-message path holds: PENDING → SENT only for a still-valid PENDING signal, a duplicate ACK changes nothing, a
+REJECTED/FAILED signal ACK goes through `signal_ack_record` (lifecycle check on the locked row, audit row). A batch
+the database refuses is split in halves until only the refused row is dropped (the Batcher's `_isolate`); the
+others are applied. A row of a session that no longer holds its account (another process took it over: decision
+0017) is dropped when applied.
 
 Durability: an ACK is in memory until its batch commits (≤ 250 ms plus the write). If the process dies first, the
 row still says "not acknowledged" (`acked_at` NULL; a command still PENDING or SENT), so the next connection of that
@@ -32,11 +34,12 @@ from django.db import connections, transaction
 from django.utils import timezone
 
 import binproto
-from signals.delivery import signal_ack_record, signals_ack_received, signals_mark_sent
+from signals.delivery import signal_ack_record, signals_ack_received_statement, signals_mark_sent_statement
 from suho.routers import SERVICE
-from suho.tenancy import tenant_context
+from suho.sql import statements_in_context
+from suho.tenancy import TENANT_SETTING
 from trading.gateway import Batcher, batcher_meter
-from trading.outbound import commands_ack_record
+from trading.outbound import commands_ack_statement
 
 log = logging.getLogger(__name__)
 FLUSH_TIMEOUT_S = 2.0
@@ -56,39 +59,72 @@ class OutboundRow(NamedTuple):
 
 
 def outbound_bookkeeping_apply(rows: list[OutboundRow]) -> int:
-    """One transaction for the batch; per tenant, in order: SENT marks, ACKs, refusals (row by row, audited),
-    command ACKs. Every statement is idempotent, so a batch applied twice (retry, isolation) changes nothing more."""
+    """One transaction for the batch, in a fixed number of round trips whatever the number of tenants in it (issue 21:
+    one transaction, a tenant setting and three statements per tenant made the batch's round trips grow with the
+    tenants it touched): the account rows of the fenced rows, locked FOR SHARE under each tenant's context (one
+    round trip); then, per tenant and in this order, the SENT marks, the signal ACKs and the command ACKs (one round
+    trip); then each refusal row by row (audited). Every statement is idempotent, so a batch applied twice (retry,
+    isolation) changes nothing more."""
     by_tenant: dict[str, list[OutboundRow]] = defaultdict(list)
     for row in rows:
         by_tenant[row.tenant_id].append(row)
+    tenants = sorted(by_tenant, key=lambda tenant_id: str(UUID(tenant_id)))  # refuses a tenant that is not a UUID
+    nested = connections[SERVICE].in_atomic_block  # a caller's transaction: its tenant setting is put back after
     with transaction.atomic(using=SERVICE):
-        for tenant_id, items in by_tenant.items():
-            with tenant_context(tenant_id):
-                _apply_tenant(tenant_id, items)
+        outer, live = _accounts_locked(tenants, by_tenant, nested=nested)
+        kept = {tenant_id: _live_only(by_tenant[tenant_id], live.get(tenant_id)) for tenant_id in tenants}
+        statements = [statement for tenant_id in tenants for statement in _marks(tenant_id, kept[tenant_id])]
+        statements += [_tenant_setting(outer)] if nested else []
+        if statements:
+            statements_in_context(statements)
+        for tenant_id in tenants:
+            for row in kept[tenant_id]:
+                if row.kind == SIGNAL_ACK and row.status in REFUSALS:
+                    signal_ack_record(tenant_id=tenant_id, signal_id=row.ref_id, status=row.status, reason=row.reason)
     return len(rows)
 
 
-def _live_only(items: list[OutboundRow]) -> list[OutboundRow]:
-    """The rows whose session still holds its account. Takes those account rows FOR SHARE, in order, before any
-    other lock of the transaction (decision 0017's lock order), so a concurrent claim waits for this batch."""
-    accounts = sorted({row.account_id for row in items if row.epoch is not None})
-    if not accounts:
+LIVE_ACCOUNTS_SQL = (
+    "SELECT account_id::text, live_session_epoch FROM mt5_user_accounts WHERE account_id = ANY(%s::uuid[])"
+    " ORDER BY account_id FOR SHARE"
+)
+
+
+def _tenant_setting(tenant_id: str) -> tuple[str, list]:
+    return "SELECT set_config(%s, %s, true)", [TENANT_SETTING, tenant_id]
+
+
+def _accounts_locked(tenants: list[str], by_tenant: dict, *, nested: bool) -> tuple[str, dict[str, set]]:
+    """One round trip: each tenant's accounts that fenced rows name (the sending session's epoch), locked FOR SHARE
+    in order under that tenant's context, before any other lock of the transaction (decision 0017's lock order),
+    so a concurrent claim waits for this batch. Returns the caller's tenant setting (when `nested`) and, per tenant,
+    its (account, live epoch) pairs."""
+    statements = [("SELECT coalesce(current_setting(%s, true), '')", [TENANT_SETTING])] if nested else []
+    asked = []
+    for tenant_id in tenants:
+        accounts = sorted({row.account_id for row in by_tenant[tenant_id] if row.epoch is not None})
+        if accounts:
+            statements += [_tenant_setting(tenant_id), (LIVE_ACCOUNTS_SQL, [accounts])]
+            asked.append(tenant_id)
+    if not statements:
+        return "", {}
+    results = statements_in_context(statements)
+    outer = results.pop(0)[0][0] if nested else ""
+    return outer, {tenant_id: set(results[2 * n + 1]) for n, tenant_id in enumerate(asked)}
+
+
+def _live_only(items: list[OutboundRow], live: set | None) -> list[OutboundRow]:
+    """The rows whose session still holds its account (`live`: the locked accounts' (account, epoch) pairs)."""
+    if live is None:
         return items
-    with connections[SERVICE].cursor() as cursor:
-        cursor.execute(
-            "SELECT account_id::text, live_session_epoch FROM mt5_user_accounts WHERE account_id = ANY(%s::uuid[])"
-            " ORDER BY account_id FOR SHARE",
-            [accounts],
-        )
-        live = set(cursor.fetchall())
     kept = [row for row in items if row.epoch is None or (row.account_id, row.epoch) in live]
     if len(kept) != len(items):
         log.info("dropped %d SENT marks/ACKs of replaced EA sessions", len(items) - len(kept))
     return kept
 
 
-def _apply_tenant(tenant_id: str, items: list[OutboundRow]) -> None:
-    items = _live_only(items)
+def _marks(tenant_id: str, items: list[OutboundRow]) -> list[tuple[str, list]]:
+    """The tenant's setting and its set-based statements: SENT marks, ACKs that are not refusals, command ACKs."""
     sent: dict[UUID, datetime] = {}
     received: dict[UUID, datetime] = {}
     commands: dict[UUID, OutboundRow] = {}
@@ -103,18 +139,18 @@ def _apply_tenant(tenant_id: str, items: list[OutboundRow]) -> None:
             kept = commands.get(row.ref_id)
             if kept is None or kept.status != binproto.AckStatus.EXECUTED:
                 commands[row.ref_id] = row
+    statements = []
     if sent:
-        signals_mark_sent(tenant_id=tenant_id, signal_ids=list(sent), sent_at=list(sent.values()))
+        statements.append(signals_mark_sent_statement(tenant_id=tenant_id, signal_ids=list(sent),
+                                                      sent_at=list(sent.values())))  # fmt: skip
     if received:
-        signals_ack_received(tenant_id=tenant_id, signal_ids=list(received), acked_at=list(received.values()))
-    for row in items:
-        if row.kind == SIGNAL_ACK and row.status in REFUSALS:
-            signal_ack_record(tenant_id=tenant_id, signal_id=row.ref_id, status=row.status, reason=row.reason)
+        statements.append(signals_ack_received_statement(tenant_id=tenant_id, signal_ids=list(received),
+                                                         acked_at=list(received.values())))  # fmt: skip
     if commands:
-        commands_ack_record(
-            tenant_id=tenant_id,
-            acks=[(row.ref_id, row.status, row.reason, row.at) for row in commands.values()],
-        )
+        statements.append(commands_ack_statement(
+            tenant_id=tenant_id, acks=[(row.ref_id, row.status, row.reason, row.at) for row in commands.values()]
+        ))  # fmt: skip
+    return [_tenant_setting(tenant_id), *statements] if statements else []
 
 
 _batcher = batcher_meter(Batcher("outbound", outbound_bookkeeping_apply, lambda rows: None))

@@ -10,13 +10,16 @@ from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
+from django.db import connections
 from django.utils import timezone
 
 import binproto
+from accounts.models import MT5Account
 from compliance.models import AuditLog
 from signals import lifecycle
 from signals.models import TradingSignal
-from suho.tenancy import tenant_context
+from suho.routers import SERVICE
+from suho.tenancy import current_tenant, tenant_context
 from tests.factories import make_account, make_signal, make_tenant, make_user
 from tests.gateway.ea_client import connect, receive_until, rows
 from trading.models import EACommand
@@ -172,3 +175,68 @@ async def test_an_ack_over_the_socket_is_committed_by_the_flush_and_the_signal_i
     await receive_until(again, binproto.ConfigUpdate)
     assert await again.receive_nothing(timeout=0.3)  # acknowledged: not part of the resync
     await again.disconnect()
+
+
+def _fenced(account, kind, ref_id, epoch, status=None) -> OutboundRow:
+    return OutboundRow(str(account.tenant_id), kind, ref_id, timezone.now(), status, "", str(account.account_id), epoch)
+
+
+def _round_trips(batch: list[OutboundRow]) -> int:
+    """Statements sent to the database while the batch is applied (each one query string: one round trip)."""
+    sent = []
+
+    def counted(execute, sql, params, many, context):
+        sent.append(sql)
+        return execute(sql, params, many, context)
+
+    with connections[SERVICE].execute_wrapper(counted):
+        outbound_bookkeeping_apply(batch)
+    return len(sent)
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])
+def test_a_batch_takes_the_same_round_trips_for_five_tenants_as_for_one():
+    """Issue 21: a setting, a lock and two updates per tenant made a batch's round trips grow with its tenants; in
+    production each trader is a tenant, so a batch's SENT marks and ACKs touch about as many tenants as rows."""
+    accounts = [_account() for _ in range(6)]
+    signals = [_signal(account) for account in accounts]
+
+    def batch(pairs):
+        return [row for account, signal in pairs for row in (
+            _fenced(account, SIGNAL_SENT, signal.signal_id, 0), _fenced(account, SIGNAL_ACK, signal.signal_id, 0,
+                                                                        Status.RECEIVED),
+        )]  # fmt: skip
+
+    one = _round_trips(batch(list(zip(accounts[:1], signals[:1], strict=True))))
+    five = _round_trips(batch(list(zip(accounts[1:], signals[1:], strict=True))))
+
+    assert one == five == 2  # the account rows locked; then every tenant's marks
+    for account, signal in zip(accounts, signals, strict=True):
+        signal = _fresh(account, TradingSignal, signal.pk)
+        assert (signal.status, signal.sent_to_ea_at is not None, signal.acked_at is not None) == (
+            lifecycle.SENT, True, True,
+        )  # fmt: skip
+
+
+@pytest.mark.django_db(databases=["default"])
+def test_rows_of_a_replaced_session_are_dropped_per_tenant_and_the_callers_tenant_context_is_put_back():
+    live, replaced = _account(), _account()
+    with tenant_context(replaced.tenant_id):
+        MT5Account.objects.filter(pk=replaced.pk).update(live_session_epoch=2)  # a newer session claimed it
+    live_signal, replaced_signal = _signal(live), _signal(replaced)
+    live_command = command_issue(tenant_id=live.tenant_id, account_id=live.account_id, kind="reconnect",
+                                 issued_by="test")  # fmt: skip
+
+    with tenant_context(live.tenant_id):  # a caller's transaction and tenant
+        outbound_bookkeeping_apply([
+            _fenced(replaced, SIGNAL_SENT, replaced_signal.signal_id, 1),  # sent by the session it replaced
+            _fenced(replaced, SIGNAL_ACK, replaced_signal.signal_id, 1, Status.REJECTED),
+            _fenced(live, SIGNAL_SENT, live_signal.signal_id, 0),
+            _fenced(live, COMMAND_ACK, live_command.command_id, 0, Status.EXECUTED),
+        ])  # fmt: skip
+        assert current_tenant() == live.tenant_id
+
+    replaced_signal = _fresh(replaced, TradingSignal, replaced_signal.pk)
+    assert (replaced_signal.status, replaced_signal.acked_at) == (lifecycle.PENDING, None)
+    assert _fresh(live, TradingSignal, live_signal.pk).status == lifecycle.SENT
+    assert _fresh(live, EACommand, live_command.pk).status == "executed"
