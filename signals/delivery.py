@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from django.db import connections
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -16,7 +15,6 @@ from signals.messages import signal_message
 from signals.models import TradingSignal
 from suho.models import OutboxMessage
 from suho.outbox import outbox_publish_on_commit, outbox_statement
-from suho.routers import SERVICE
 from suho.tenancy import tenant_context
 
 
@@ -50,16 +48,10 @@ def signals_for_resync(*, account_id: UUID, now: datetime | None = None) -> Quer
     ).order_by("time")
 
 
-def signals_mark_sent(*, tenant_id: UUID, signal_ids: list[UUID], sent_at: list[datetime]) -> int:
-    """PENDING → SENT for signals just written to a socket, each with its own time; one conditional update claims
-    them, so a signal that expired or moved on meanwhile is left as it is. Caller holds the tenant context."""
-    with connections[SERVICE].cursor() as cursor:
-        cursor.execute(*signals_mark_sent_statement(tenant_id=tenant_id, signal_ids=signal_ids, sent_at=sent_at))
-        return cursor.rowcount
-
-
 def signals_mark_sent_statement(*, tenant_id: UUID, signal_ids: list[UUID], sent_at: list[datetime]) -> tuple:
-    """`signals_mark_sent`'s UPDATE (SQL, parameters), for a caller that sends it with others in one round trip."""
+    """PENDING → SENT for signals just written to a socket, each with its own time; one conditional update claims
+    them, so a signal that expired or moved on meanwhile is left as it is. The UPDATE (SQL, parameters), for the
+    outbound batch, which sends it with its other statements in one round trip under the tenant's setting."""
     return (
         """
         UPDATE mt5_trading_signals s SET status = %s, sent_to_ea_at = v.sent_at, updated_at = now()
@@ -70,16 +62,10 @@ def signals_mark_sent_statement(*, tenant_id: UUID, signal_ids: list[UUID], sent
     )
 
 
-def signals_ack_received(*, tenant_id: UUID, signal_ids: list[UUID], acked_at: list[datetime]) -> int:
-    """The EA has these signals (ACK RECEIVED or EXECUTED): `acked_at` once; a PENDING one becomes SENT (the ACK
-    overtook its SENT mark). A duplicate ACK changes nothing. Caller holds the tenant context."""
-    with connections[SERVICE].cursor() as cursor:
-        cursor.execute(*signals_ack_received_statement(tenant_id=tenant_id, signal_ids=signal_ids, acked_at=acked_at))
-        return cursor.rowcount
-
-
 def signals_ack_received_statement(*, tenant_id: UUID, signal_ids: list[UUID], acked_at: list[datetime]) -> tuple:
-    """`signals_ack_received`'s UPDATE (SQL, parameters), for a caller that sends it with others in one round trip."""
+    """The EA has these signals (ACK RECEIVED or EXECUTED): `acked_at` once; a PENDING one becomes SENT (the ACK
+    overtook its SENT mark). A duplicate ACK changes nothing. The UPDATE (SQL, parameters), for the outbound batch,
+    which sends it with its other statements in one round trip under the tenant's setting."""
     return (
         """
         UPDATE mt5_trading_signals s SET
@@ -96,8 +82,8 @@ def signals_ack_received_statement(*, tenant_id: UUID, signal_ids: list[UUID], a
 
 def signal_ack_record(*, tenant_id: UUID, signal_id: UUID, status: binproto.AckStatus, reason: str) -> None:
     """The EA received (acked_at) or refused (SENT → REJECTED with its reason, through the lifecycle service: invalid,
-    audited) a signal; one row, locked. The gateway batches the common ACKs through `signals_ack_received` and sends
-    refusals here."""
+    audited) a signal; one row, locked. The gateway batches the common ACKs through `signals_ack_received_statement`
+    and sends refusals here."""
     from signals.services.lifecycle import signal_transition_locked
 
     now = timezone.now()

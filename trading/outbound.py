@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from django.db import connections
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -19,7 +18,6 @@ from accounts.models import MT5Account
 from signals.messages import COMMAND_TYPES, command_message, config_update_message, risk_parameters_message
 from suho.audit import audit_record
 from suho.outbox import outbox_publish_on_commit
-from suho.routers import SERVICE
 from suho.tenancy import tenant_context
 from trading.models import EACommand
 
@@ -80,17 +78,11 @@ def command_ack_outcome(status: binproto.AckStatus) -> str:
     }.get(status, EACommand.Status.FAILED)
 
 
-def commands_ack_record(*, tenant_id: UUID, acks: list[tuple[UUID, binproto.AckStatus, str, datetime]]) -> int:
+def commands_ack_statement(*, tenant_id: UUID, acks: list[tuple[UUID, binproto.AckStatus, str, datetime]]) -> tuple:
     """The EA's ACKs for commands, one (command_id, status, reason, acked_at) per command: RECEIVED → sent,
     EXECUTED → executed, anything else → failed; an executed command stays executed (a late or repeated ACK
-    changes nothing). One statement; caller holds the tenant context."""
-    with connections[SERVICE].cursor() as cursor:
-        cursor.execute(*commands_ack_statement(tenant_id=tenant_id, acks=acks))
-        return cursor.rowcount
-
-
-def commands_ack_statement(*, tenant_id: UUID, acks: list[tuple[UUID, binproto.AckStatus, str, datetime]]) -> tuple:
-    """`commands_ack_record`'s UPDATE (SQL, parameters), for a caller that sends it with others in one round trip."""
+    changes nothing). The UPDATE (SQL, parameters), for the outbound batch, which sends it with its other
+    statements in one round trip under the tenant's setting."""
     return (
         """
         UPDATE mt5_ea_commands c SET status = v.status, acked_at = v.acked_at, reason = v.reason
