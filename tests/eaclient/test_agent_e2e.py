@@ -62,7 +62,9 @@ def cleanup():
 def signup_and_key(server_ws: str) -> tuple[uuid.UUID, str, str]:
     """Through the portal's own pages: sign up, add an account, generate its key. → (account id, key, key page)."""
     client = Client()
-    password = "Agent-e2e-" + uuid.uuid4().hex[:8]
+    # Fixed, not random: "Agent-e2e-<hex>" was too like the random username now and then (1 in ~300), and
+    # Django's similarity validator refused the signup.
+    password = "Correct-Horse-Battery-9"
     form = {"organisation": "Agent Trading", "username": f"agent{uuid.uuid4().hex[:6]}", "email": "agent@example.com",
             "password1": password, "password2": password}  # fmt: skip
     response = client.post("/portal/signup/", form)
