@@ -36,7 +36,7 @@ from django.utils import timezone
 import binproto
 from signals.delivery import signal_ack_record, signals_ack_received_statement, signals_mark_sent_statement
 from suho.routers import SERVICE
-from suho.sql import statements_in_context
+from suho.sql import statements_in_context, tenant_statement
 from suho.tenancy import TENANT_SETTING
 from trading.gateway import Batcher, batcher_meter
 from trading.outbound import commands_ack_statement
@@ -68,13 +68,13 @@ def outbound_bookkeeping_apply(rows: list[OutboundRow]) -> int:
     by_tenant: dict[str, list[OutboundRow]] = defaultdict(list)
     for row in rows:
         by_tenant[row.tenant_id].append(row)
-    tenants = sorted(by_tenant, key=lambda tenant_id: str(UUID(tenant_id)))  # refuses a tenant that is not a UUID
+    tenants = sorted(by_tenant)
     nested = connections[SERVICE].in_atomic_block  # a caller's transaction: its tenant setting is put back after
     with transaction.atomic(using=SERVICE):
         outer, live = _accounts_locked(tenants, by_tenant, nested=nested)
         kept = {tenant_id: _live_only(by_tenant[tenant_id], live.get(tenant_id)) for tenant_id in tenants}
         statements = [statement for tenant_id in tenants for statement in _marks(tenant_id, kept[tenant_id])]
-        statements += [_tenant_setting(outer)] if nested else []
+        statements += [("SELECT set_config(%s, %s, true)", [TENANT_SETTING, outer])] if nested else []
         if statements:
             statements_in_context(statements)
         for tenant_id in tenants:
@@ -90,10 +90,6 @@ LIVE_ACCOUNTS_SQL = (
 )
 
 
-def _tenant_setting(tenant_id: str) -> tuple[str, list]:
-    return "SELECT set_config(%s, %s, true)", [TENANT_SETTING, tenant_id]
-
-
 def _accounts_locked(tenants: list[str], by_tenant: dict, *, nested: bool) -> tuple[str, dict[str, set]]:
     """One round trip: each tenant's accounts that fenced rows name (the sending session's epoch), locked FOR SHARE
     in order under that tenant's context, before any other lock of the transaction (decision 0017's lock order),
@@ -104,12 +100,13 @@ def _accounts_locked(tenants: list[str], by_tenant: dict, *, nested: bool) -> tu
     for tenant_id in tenants:
         accounts = sorted({row.account_id for row in by_tenant[tenant_id] if row.epoch is not None})
         if accounts:
-            statements += [_tenant_setting(tenant_id), (LIVE_ACCOUNTS_SQL, [accounts])]
+            statements.append(tenant_statement(tenant_id, LIVE_ACCOUNTS_SQL, [accounts]))
             asked.append(tenant_id)
     if not statements:
         return "", {}
     results = statements_in_context(statements)
     outer = results.pop(0)[0][0] if nested else ""
+    # each tenant_statement gives two results: its setting's, then the locked rows
     return outer, {tenant_id: set(results[2 * n + 1]) for n, tenant_id in enumerate(asked)}
 
 
@@ -150,7 +147,7 @@ def _marks(tenant_id: str, items: list[OutboundRow]) -> list[tuple[str, list]]:
         statements.append(commands_ack_statement(
             tenant_id=tenant_id, acks=[(row.ref_id, row.status, row.reason, row.at) for row in commands.values()]
         ))  # fmt: skip
-    return [_tenant_setting(tenant_id), *statements] if statements else []
+    return [tenant_statement(tenant_id, *statements[0]), *statements[1:]] if statements else []
 
 
 _batcher = batcher_meter(Batcher("outbound", outbound_bookkeeping_apply, lambda rows: None))
