@@ -23,8 +23,10 @@ TITLES = {
     "disconnect": "disconnect (`ea_disconnected`)",
 }
 # Parts of the stages above, timed the same way on their own: what the database threads' Python is made of.
-PARTS = ("hold", "token", "round_trip")
+PARTS = ("shared", "hold", "token", "round_trip")
+SHARED = 16  # HELLOs a storm's database thread takes at once (about what its resync reads share: section 12)
 PART_TITLES = {
+    "shared": f"token HELLO, {SHARED} at a time as a storm's database thread takes them (`ea_token_hellos`)",
     "hold": "… of the HELLO: the 4008 hold check, one Redis command (`ea_rate_limit_hold_left_s`)",
     "token": "… of the HELLO: the access token's signature and claims (`ea_access_verify`)",
     "round_trip": "any one of the three: a round trip's own cost (`tenant_round_trip` of `SELECT 1`)",
@@ -60,6 +62,12 @@ def run(*, eas: list, count: int = COUNT) -> dict:
         sessions.ea_disconnected(tenant_id=claims.tenant_id, account_id=claims.account_id,
                                  session_id=claims.session_id, close_code=1000, epoch=epoch)  # fmt: skip
 
+    def shared(some):
+        asked = [sessions.HelloAsked(account_id=str(ea.account_id), token=ea.access_token) for ea in some]
+        for hello in sessions.ea_token_hellos(asked, node=NODE):
+            if isinstance(hello, Exception) or hello.claim is None:
+                raise RuntimeError(f"a bench EA was not claimed: {hello}")
+
     def hold(ea):
         sessions.ea_rate_limit_hold_left_s(account_id=ea.account_id)
 
@@ -75,6 +83,7 @@ def run(*, eas: list, count: int = COUNT) -> dict:
         ("claim", claim, eas),
         ("resync", resync, range(len(eas))),
         ("disconnect", disconnect, range(len(eas))),
+        ("shared", shared, [eas[start : start + SHARED] for start in range(0, len(eas), SHARED)]),
         ("hold", hold, eas),
         ("token", token, eas),
         ("round_trip", round_trip, range(len(eas))),

@@ -163,7 +163,7 @@ def run(
 
 def _resync_reads(server: Daphne) -> dict | None:
     """The server's own count (/metrics) of the resyncs it read and the database reads they took: several EAs per
-    read when they wait for a database thread (trading.gateway.ResyncReads). None if it could not be read."""
+    read when they wait for a database thread (trading.gateway.SharedRoundTrips). None if it could not be read."""
     try:
         values = server.metrics("suho_ea_resyncs_total", "suho_ea_resync_reads_total")
         return {"resyncs": int(values["suho_ea_resyncs_total"]), "reads": int(values["suho_ea_resync_reads_total"])}
@@ -248,7 +248,7 @@ def _resync_reads_row(result: dict) -> list[str]:
     if not counted or not counted["reads"]:
         return []
     return [
-        f"| … EAs resynced per database read (the server's /metrics: trading.gateway.ResyncReads reads those that "
+        f"| … EAs resynced per database read (the server's /metrics: trading.gateway.SharedRoundTrips reads those that "
         f"wait for a database thread together) | {counted['resyncs'] / counted['reads']:.1f} "
         f"({counted['resyncs']:,} in {counted['reads']:,}) | 1 | | |"
     ]

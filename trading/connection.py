@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connections, models, transaction
+from django.db import DatabaseError, connections, models, transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
 
@@ -48,6 +49,8 @@ from trading.outbound import commands_for_resync
 
 SESSION_NOT_ACTIVE = "session is not active for this account"
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class SessionClaim:
@@ -75,15 +78,18 @@ def ea_session_claim(
     the session and node, mark the account online, end the previous session in the database (so its tokens no
     longer refresh and the session watch closes it even if the takeover request is lost), audit that and the
     connect. One transaction in one round trip (`tenant_round_trip`); the account row is locked first."""
-    now = timezone.now()
-    params = {
-        "account_id": account_id, "session_id": str(session_id), "node": node[:100], "now": now,
+    params = _claim_params(account_id=account_id, session_id=session_id, node=node, ea_version=ea_version)
+    rows = tenant_round_trip(tenant_id, CLAIM_SQL, params)[0]
+    return SessionClaim(*rows[0]) if rows else None
+
+
+def _claim_params(*, account_id, session_id, node: str, ea_version: str) -> dict:
+    return {
+        "account_id": account_id, "session_id": str(session_id), "node": node[:100], "now": timezone.now(),
         "replaced": EASession.END_REPLACED,
         "connected": f"EA connected (session {session_id}, EA {ea_version or 'unknown'})",
         "connected_metadata": json.dumps({"session_id": str(session_id), "ea_version": ea_version}),
     }  # fmt: skip
-    rows = tenant_round_trip(tenant_id, CLAIM_SQL, params)[0]
-    return SessionClaim(*rows[0]) if rows else None
 
 
 @dataclass(frozen=True)
@@ -100,20 +106,108 @@ class TokenHello:
 def ea_token_hello(*, account_id, token: str, node: str, ea_version: str = "") -> TokenHello:
     """A HELLO with an access token, in the order the gateway answers it: the hold after a 4008 (before anything
     else, as for an API key), the token's signature, expiry and account, then the claim (`ea_session_claim`). One
-    call, so one trip to a database thread instead of one per step: each trip waits for the GIL behind the event
-    loop, which a reconnect storm keeps busy (issue 21)."""
-    held_s = ea_rate_limit_hold_left_s(account_id=account_id)
-    if held_s:
-        return TokenHello(held_s=held_s)
+    call, so one trip to a database thread instead of one per step. The gateway asks `ea_token_hellos` for the
+    HELLOs that wait together; this is one of them alone."""
+    (hello,) = ea_token_hellos([HelloAsked(account_id=str(account_id), token=token, ea_version=ea_version)], node=node)
+    if isinstance(hello, Exception):
+        raise hello
+    return hello
+
+
+CLAIMS_PER_ROUND_TRIP = 32  # each claim commits in turn inside the round trip: this bounds how long it takes
+
+
+@dataclass(frozen=True)
+class HelloAsked:
+    """A token HELLO as the EA sent it, for `ea_token_hellos`."""
+
+    account_id: str
+    token: str
+    ea_version: str = ""
+
+
+def ea_token_hellos(hellos: list[HelloAsked], *, node: str) -> list[TokenHello | Exception]:
+    """`ea_token_hello` for the HELLOs that wait for a database thread together (issue 21: in a reconnect storm each
+    paid a thread hop, a pooled connection and a round trip of its own): the 4008 holds in one Redis round trip,
+    each token checked, then the claims in one database round trip per CLAIMS_PER_ROUND_TRIP. Each claim is still
+    a transaction of its own (BEGIN … COMMIT in the one query string), so it holds its account row and its tenant's
+    audit chain no longer than alone, and one EA's failure is not another's. Per HELLO, its TokenHello, or the
+    exception its claim raised."""
+    held = _holds_left_s([hello.account_id for hello in hellos])
+    outcomes: list[TokenHello | Exception] = []
+    claiming: list[tuple[int, account_services.EAClaims, str]] = []  # (position, claims, ea_version)
+    for position, (hello, held_s) in enumerate(zip(hellos, held, strict=True)):
+        if held_s:
+            outcomes.append(TokenHello(held_s=held_s))
+            continue
+        try:
+            claims = account_services.ea_access_verify(token=hello.token)
+            if str(claims.account_id) != str(hello.account_id):
+                raise account_services.EAAuthError("invalid_token", SESSION_NOT_ACTIVE)
+        except account_services.EAAuthError as exc:
+            outcomes.append(TokenHello(refusal=exc))
+            continue
+        outcomes.append(TokenHello(claims=claims))
+        claiming.append((position, claims, hello.ea_version))
+    for start in range(0, len(claiming), CLAIMS_PER_ROUND_TRIP):
+        some = claiming[start : start + CLAIMS_PER_ROUND_TRIP]
+        for (position, claims, _version), claim in zip(some, _claims_made(some, node=node), strict=True):
+            outcomes[position] = claim if isinstance(claim, Exception) else TokenHello(claims=claims, claim=claim)
+    return outcomes
+
+
+def _holds_left_s(account_ids: list[str]) -> list[int]:
+    """`ea_rate_limit_hold_left_s` of each account, in one Redis round trip."""
     try:
-        claims = account_services.ea_access_verify(token=token)
-        if str(claims.account_id) != str(account_id):
-            raise account_services.EAAuthError("invalid_token", SESSION_NOT_ACTIVE)
-    except account_services.EAAuthError as exc:
-        return TokenHello(refusal=exc)
-    claim = ea_session_claim(tenant_id=claims.tenant_id, account_id=claims.account_id, session_id=claims.session_id,
-                             node=node, ea_version=ea_version)  # fmt: skip
-    return TokenHello(claims=claims, claim=claim)
+        pipeline = cache_client().pipeline(transaction=False)
+        for account_id in account_ids:
+            pipeline.ttl(rate_limit_hold_key(account_id))
+        return [max(0, left_s) for left_s in pipeline.execute()]
+    except RedisError as exc:
+        redis_unavailable(exc)
+        return [0] * len(account_ids)
+
+
+def _claims_made(claiming: list, *, node: str) -> list[SessionClaim | Exception | None]:
+    """The claims of `claiming` ((position, claims, ea_version) each), in one round trip: one transaction each,
+    one after another. If the round trip fails, each claim is made again alone, so each EA's outcome is its own:
+    a claim that had committed before the failure is made twice (a new epoch; its connect audited twice), which
+    only a failing database causes."""
+    connection = connections[SERVICE]
+    if not connection.in_atomic_block:  # a test's transaction cannot hold transactions of their own: alone, below
+        try:
+            with connection.cursor() as cursor:
+                texts = []
+                for _position, claims, ea_version in claiming:
+                    sql, params = tenant_statement(claims.tenant_id, CLAIM_SQL, _claim_params(
+                        account_id=claims.account_id, session_id=claims.session_id, node=node, ea_version=ea_version,
+                    ))  # fmt: skip
+                    texts.append(f"BEGIN;\n{cursor.mogrify(sql, params)};\nCOMMIT")
+                results = results_of(cursor, ";\n".join(texts))  # no parameters: sent as it is
+            per_claim = 4  # BEGIN, the tenant setting, the claim, COMMIT
+            return [SessionClaim(*rows[0]) if (rows := results[index * per_claim + 2]) else None
+                    for index in range(len(claiming))]  # fmt: skip
+        except DatabaseError:
+            log.warning("%d claims in one round trip failed; each is made again alone", len(claiming), exc_info=True)
+            _transaction_abandon(connection)
+    return [_claim_or_error(claims, node=node, ea_version=ea_version) for _position, claims, ea_version in claiming]
+
+
+def _transaction_abandon(connection) -> None:
+    """Roll back the failed claim's transaction, left open by the error; a lost connection is Django's to drop."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("ROLLBACK")
+    except DatabaseError:
+        connection.close_if_unusable_or_obsolete()
+
+
+def _claim_or_error(claims, *, node: str, ea_version: str) -> SessionClaim | Exception | None:
+    try:
+        return ea_session_claim(tenant_id=claims.tenant_id, account_id=claims.account_id,
+                                session_id=claims.session_id, node=node, ea_version=ea_version)  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 — this EA's alone, as its HELLO would have raised it
+        return exc
 
 
 def ea_session_is_live(*, account_id: UUID, epoch: int) -> bool:

@@ -27,7 +27,7 @@ from suho.drain import DRAIN_REASON, drain_retry_after_ms, draining
 from trading import connection as connection_services
 from trading import outbound_batch
 from trading.connection import SESSION_NOT_ACTIVE
-from trading.gateway import NODE, SESSION_REPLACED_REASON, hub, resync_reads, volume_add
+from trading.gateway import NODE, SESSION_REPLACED_REASON, hub, resync_reads, token_hellos, volume_add
 from trading.ingest import REPLACED, positions_cache_write, profile_update, trade_event_record
 from trading.session import (
     MAX_ERRORS,
@@ -220,9 +220,9 @@ class EAConsumer(AsyncWebsocketConsumer):
                 await self._authenticate_api_key(action.account_id, action.credential, ea_version=action.ea_version)
             return
         await hub.start()  # this process can be asked to close the session before it claims it
-        hello = await in_thread(connection_services.ea_token_hello)(
-            account_id=action.account_id, token=action.credential, node=NODE, ea_version=action.ea_version
-        )
+        hello = await token_hellos.ask(connection_services.HelloAsked(  # with the others waiting: one round trip
+            account_id=action.account_id, token=action.credential, ea_version=action.ea_version
+        ))  # fmt: skip
         if hello.held_s:
             await self._refuse_held(action.account_id, hello.held_s)
         elif hello.refusal is not None:
@@ -268,7 +268,7 @@ class EAConsumer(AsyncWebsocketConsumer):
         self.session.resync_begin()
         try:
             await outbound_batch.outbound_flush()  # ACKs received so far committed: what they answered is not resent
-            resync = await resync_reads.read(claims.tenant_id, claims.account_id)
+            resync = await resync_reads.ask((claims.tenant_id, claims.account_id))
             self.session.resync_done(v1_symbol_overrides=resync.v1_symbol_overrides)
             for message in resync.messages:
                 await self._perform(self.session.outbound(message, now_us=now_us()))
@@ -356,7 +356,7 @@ class EAConsumer(AsyncWebsocketConsumer):
         self.session.resync_begin()
         try:
             await outbound_batch.outbound_flush()
-            resync = await resync_reads.read(self.claims.tenant_id, self.claims.account_id)
+            resync = await resync_reads.ask((self.claims.tenant_id, self.claims.account_id))
             for message in resync.messages:
                 await self._perform(self.session.outbound(message, now_us=now_us(), resend=True))
         finally:

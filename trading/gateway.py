@@ -41,7 +41,7 @@ from suho.drain import drain_hook_register
 from suho.metrics import batch_flush_observe
 from suho.outbox import outbox_committed_listen
 from trading.bridge import ROWS_PER_MESSAGE, ingest_publish, ingest_publish_nothing_after
-from trading.connection import RESYNCS_PER_ROUND_TRIP, ea_resyncs
+from trading.connection import CLAIMS_PER_ROUND_TRIP, RESYNCS_PER_ROUND_TRIP, ea_resyncs, ea_token_hellos
 from trading.ingest import VOLUME_KINDS
 
 log = logging.getLogger(__name__)
@@ -312,56 +312,58 @@ def volume_add(kind: str, rows: list) -> None:
         live_publisher.add(live(rows))
 
 
-class ResyncReads:
-    """The resync reads of the EAs that wait for a database thread, in one round trip (`ea_resyncs`): in a reconnect
-    storm, and after a NATS reconnect (every EA of the process at once), the reads queue behind the database
-    threads, and the thread that takes them reads all that wait by then (issue 21: each EA's read was a thread hop,
-    a pooled connection and a round trip of its own). An EA that asks on a quiet process is read at once, alone, as
-    before. A read whose caller was cancelled meanwhile (its EA gone) is skipped, or its outcome dropped."""
+class SharedRoundTrips:
+    """Database work that callers on the loop ask for, done for all that wait for a database thread in one call of
+    `call_many` (the resync reads: `ea_resyncs`; the token HELLOs: `ea_token_hellos`): in a reconnect storm, and
+    after a NATS reconnect (every EA of the process at once), the calls queue behind the database threads, and the
+    thread that takes them does all that wait by then (issue 21: each EA's was a thread hop, a pooled connection and
+    a round trip of its own). An EA that asks on a quiet process is served at once, alone, as before. A call whose
+    caller was cancelled meanwhile (its EA gone) is skipped, or its outcome dropped."""
 
-    def __init__(self, read_many: Callable[[list[tuple]], list]) -> None:
-        self._read_many = read_many
+    def __init__(self, call_many: Callable[[list], list], *, per_round_trip: int) -> None:
+        self._call_many = call_many
+        self._per_round_trip = per_round_trip  # of `call_many`: only to count its round trips
         self._lock = threading.Lock()  # the waiting list is appended to on the loop and taken in a database thread
-        self._waiting: list[tuple[tuple, asyncio.Future]] = []
-        self._queued = False  # a database thread's run is submitted and has not yet taken the waiting reads
-        self.resyncs = 0  # EAs read for, and the round trips that took (/metrics: what sharing them saves)
+        self._waiting: list[tuple[object, asyncio.Future]] = []
+        self._queued = False  # a database thread's run is submitted and has not yet taken the waiting calls
+        self.calls = 0  # callers served, and the round trips that took (/metrics: what sharing them saves)
         self.round_trips = 0
 
-    async def read(self, tenant_id, account_id):
-        """The account's `trading.connection.Resync`; raises what `ea_resync` would."""
+    async def ask(self, key):
+        """`key`'s outcome from `call_many`; raises the exception given for it, or the one `call_many` raised."""
         future = asyncio.get_running_loop().create_future()
         with self._lock:
-            self._waiting.append(((tenant_id, account_id), future))
+            self._waiting.append((key, future))
             submit, self._queued = not self._queued, True
         if submit:
             try:
-                db_thread_submit(self._read_waiting)
-            except RuntimeError as exc:  # the executor is shut down (the interpreter exits): nobody will read them
+                db_thread_submit(self._call_waiting)
+            except RuntimeError as exc:  # the executor is shut down (the interpreter exits): nobody will call it
                 _outcomes_hand(self._taken(), exc)
         return await future
 
-    def _taken(self) -> list[tuple[tuple, asyncio.Future]]:
+    def _taken(self) -> list[tuple[object, asyncio.Future]]:
         with self._lock:
             waiting, self._waiting, self._queued = self._waiting, [], False
         return [(key, future) for key, future in waiting if not future.cancelled()]
 
-    def _read_waiting(self) -> None:
+    def _call_waiting(self) -> None:
         waiting = self._taken()
         if not waiting:
             return
         with self._lock:  # two database threads may count at once
-            self.resyncs += len(waiting)
-            self.round_trips += -(-len(waiting) // RESYNCS_PER_ROUND_TRIP)
+            self.calls += len(waiting)
+            self.round_trips += -(-len(waiting) // self._per_round_trip)
         try:
-            outcomes = self._read_many([key for key, _future in waiting])
+            outcomes = self._call_many([key for key, _future in waiting])
             if len(outcomes) != len(waiting):
-                raise RuntimeError(f"{len(outcomes)} resyncs read for {len(waiting)} EAs")
+                raise RuntimeError(f"{len(outcomes)} outcomes for {len(waiting)} callers")
         except Exception as exc:  # noqa: BLE001 — the database failed: each caller gets the error, as alone
             outcomes = exc
         _outcomes_hand(waiting, outcomes)
 
 
-def _outcomes_hand(waiting: list[tuple[tuple, asyncio.Future]], outcomes: list | Exception) -> None:
+def _outcomes_hand(waiting: list[tuple[object, asyncio.Future]], outcomes: list | Exception) -> None:
     """Each waiting caller's outcome (one exception for all: the round trip failed), handed to the loop it waits on,
     so none waits forever."""
     if isinstance(outcomes, Exception):
@@ -384,7 +386,10 @@ def _futures_settle(settled: list[tuple[asyncio.Future, Any]]) -> None:
             future.set_result(outcome)
 
 
-resync_reads = ResyncReads(ea_resyncs)
+resync_reads = SharedRoundTrips(ea_resyncs, per_round_trip=RESYNCS_PER_ROUND_TRIP)  # ask((tenant_id, account_id))
+token_hellos = SharedRoundTrips(  # ask(trading.connection.HelloAsked(…))
+    partial(ea_token_hellos, node=NODE), per_round_trip=CLAIMS_PER_ROUND_TRIP
+)
 
 
 async def batchers_flush() -> None:
@@ -585,9 +590,14 @@ class GatewayCollector:
         yield ingested
         yield dropped
         yield CounterMetricFamily("suho_ea_resyncs", "EA resyncs read from the database",
-                                  value=resync_reads.resyncs)  # fmt: skip
+                                  value=resync_reads.calls)  # fmt: skip
         yield CounterMetricFamily("suho_ea_resync_reads", "Database reads that resynced them (several EAs each when "
                                   "they wait for a database thread)", value=resync_reads.round_trips)  # fmt: skip
+        yield CounterMetricFamily("suho_ea_token_hellos", "Token HELLOs checked and claimed",
+                                  value=token_hellos.calls)  # fmt: skip
+        yield CounterMetricFamily("suho_ea_token_hello_round_trips", "Database round trips that claimed them (several "
+                                  "EAs each when they wait for a database thread)",
+                                  value=token_hellos.round_trips)  # fmt: skip
 
 
 REGISTRY.register(GatewayCollector())

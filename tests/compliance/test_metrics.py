@@ -82,7 +82,7 @@ async def test_the_outbound_batchers_counts_are_reported(committed):
 
 
 def test_the_resyncs_and_the_reads_they_took_are_reported(committed, monkeypatch):
-    monkeypatch.setattr(resync_reads, "resyncs", 41)  # as trading.gateway.ResyncReads counts them
+    monkeypatch.setattr(resync_reads, "calls", 41)  # as trading.gateway.SharedRoundTrips counts them
     monkeypatch.setattr(resync_reads, "round_trips", 3)
 
     samples = scrape()
