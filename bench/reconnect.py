@@ -162,11 +162,15 @@ def run(
 
 
 def _resync_reads(server: Daphne) -> dict | None:
-    """The server's own count (/metrics) of the resyncs it read and the database reads they took: several EAs per
-    read when they wait for a database thread (trading.gateway.SharedRoundTrips). None if it could not be read."""
+    """The server's own count (/metrics) of the resyncs it read and the token HELLOs it claimed, and the database
+    round trips each took: several EAs per round trip when they wait for a database thread
+    (trading.gateway.SharedRoundTrips). None if it could not be read."""
+    names = ("suho_ea_resyncs_total", "suho_ea_resync_reads_total", "suho_ea_token_hellos_total",
+             "suho_ea_token_hello_round_trips_total")  # fmt: skip
     try:
-        values = server.metrics("suho_ea_resyncs_total", "suho_ea_resync_reads_total")
-        return {"resyncs": int(values["suho_ea_resyncs_total"]), "reads": int(values["suho_ea_resync_reads_total"])}
+        values = {name: int(value) for name, value in server.metrics(*names).items()}
+        return {"resyncs": values[names[0]], "reads": values[names[1]], "hellos": values[names[2]],
+                "hello_round_trips": values[names[3]]}  # fmt: skip
     except (OSError, ValueError, KeyError) as exc:
         print(f"bench: the server's resync counts could not be read: {type(exc).__name__}: {exc}", flush=True)
         return None
@@ -243,15 +247,23 @@ def markdown(result: dict) -> str:
 
 
 def _resync_reads_row(result: dict) -> list[str]:
-    """How many EAs each of the server's resync reads served (none for a result from before it was counted)."""
+    """How many EAs each of the server's resync reads and HELLO claims served (none for a result from before it was
+    counted)."""
     counted = result.get("resync_reads")
     if not counted or not counted["reads"]:
         return []
-    return [
+    rows = [
         f"| … EAs resynced per database read (the server's /metrics: trading.gateway.SharedRoundTrips reads those that "
         f"wait for a database thread together) | {counted['resyncs'] / counted['reads']:.1f} "
         f"({counted['resyncs']:,} in {counted['reads']:,}) | 1 | | |"
     ]
+    if counted.get("hello_round_trips"):  # counted since decision 0039
+        rows.append(
+            f"| … token HELLOs claimed per database round trip (the same, for the claims: decision 0039) | "
+            f"{counted['hellos'] / counted['hello_round_trips']:.1f} "
+            f"({counted['hellos']:,} in {counted['hello_round_trips']:,}) | 1 | | |"
+        )
+    return rows
 
 
 def _floor_rows(result: dict) -> list[str]:
@@ -366,8 +378,8 @@ def _missed(result: dict) -> str:
         return "Both targets met."
     text = (
         f"Missed: {' and '.join(missed)}. Each token HELLO is at most two database round trips "
-        "(tests/gateway/test_hello_round_trips.py; 20 before issue 21; the resync read is shared by the EAs that "
-        "wait for it together), run by the database threads against a pool "
+        "(tests/gateway/test_hello_round_trips.py; 20 before issue 21; the claim and the resync read are each shared "
+        "by the EAs that wait for them together), run by the database threads against a pool "
         f"of 10 connections; PostgreSQL and the {result['load_processes']} load processes share the server's "
         f"{os.cpu_count()} cores."
     )

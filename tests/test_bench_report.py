@@ -391,3 +391,13 @@ def test_the_storm_shows_how_many_eas_each_of_the_servers_resync_reads_served():
     assert "| 12.0 (5,000 in 415) | 1 | | |" in reconnect.markdown(counted)
     assert "per database read" not in reconnect.markdown(storm_run(12.0, 3.6))  # from before it was counted
     assert "per database read" not in reconnect.markdown({**counted, "resync_reads": None})  # /metrics unreadable
+
+
+def test_the_storm_shows_how_many_hellos_each_claim_round_trip_served_once_counted():
+    counted = {"resyncs": 5_000, "reads": 415, "hellos": 5_000, "hello_round_trips": 320}
+
+    text = reconnect.markdown({**storm_run(12.0, 3.6), "resync_reads": counted})
+
+    assert "| … token HELLOs claimed per database round trip" in text and "| 15.6 (5,000 in 320) | 1 | | |" in text
+    older = {key: counted[key] for key in ("resyncs", "reads")}  # a result from before the claims were shared
+    assert "claimed per database round trip" not in reconnect.markdown({**storm_run(12.0, 3.6), "resync_reads": older})
