@@ -55,7 +55,8 @@ def db_thread(func):
 
 def db_thread_submit(func, *args) -> None:
     """Run `func(*args)` in a database thread, as `db_thread` does, for a caller that takes its outcome some other
-    way (trading.gateway.SharedRoundTrips): no task on the loop, and nobody to cancel it. What `func` raises is logged."""
+    way (trading.gateway.SharedRoundTrips): no task on the loop, and nobody to cancel it. What `func` raises is
+    logged."""
     _executor.submit(_returning_connections(func), *args).add_done_callback(_failure_log)
 
 
