@@ -123,6 +123,10 @@ def run(
         if recorder is not None:
             recorder.join(PROFILE_S + 30)
         resync_reads = _resync_reads(daphne)
+        for load in loads:  # the storm is over: every EA closes, after the figures above
+            load.command("close")
+        for load in loads:
+            load.event(60)  # closed
     finally:
         for load in loads:
             load.kill()
@@ -343,7 +347,7 @@ def _server_threads(result: dict) -> str:
     return (
         f" The server's event loop thread used {loop_user + loop_sys:.2f} cores ({loop_sys:.2f} of them in the "
         f"kernel: sockets), its other threads together {rest_user + rest_sys:.2f} ({rest_sys:.2f} in the kernel): "
-        "the database threads run the HELLO's token check, claim and resync read and the disconnect; all Python of "
+        "the database threads run the HELLO's token check, claim and resync read; all Python of "
         "the process takes turns on one GIL."
     )
 
@@ -396,7 +400,7 @@ def _missed(result: dict) -> str:
                 else ": cores were left idle, so part of the wait is not CPU"
             )
             + f"; the server spent {result['server_cpu_s'] * 1000 / max(result['resynced'], 1):.1f} ms of CPU per EA "
-            "(handshake, HELLO, resync, and its disconnect at the end)."
+            "(handshake, HELLO and resync; the EAs close after the storm, outside these figures)."
         )
     if (floor := result.get("floor")) and floor["all_answered_s"] is not None:
         floor_ms = floor["server_cpu_s"] * 1000 / floor["eas"]

@@ -8,7 +8,8 @@ between the start of their connection and the end of their resync, which bounds 
 backlog), and prints one result: per EA the wall-clock time (`time.time()`, comparable across processes) at which
 its resync was complete (RISK_PARAMETERS and CONFIG_UPDATE received; the server sends them after AUTH_RESULT OK,
 from the read that also gives the signals and commands to resend). Every EA stays connected until the storm is
-over, then closes with 1000; one whose connection fails or is closed before its resync (a HELLO not answered within
+over, in every load process (`close` on stdin), then closes with 1000 and the child prints `{"event": "closed"}`;
+one whose connection fails or is closed before its resync (a HELLO not answered within
 the server's 10 s limit), or is not resynced within `timeout_s`, tries again with backoff, as a real EA does. A
 refusal or a frame the EA cannot read ends that EA and is reported with the refusals.
 """
@@ -51,17 +52,21 @@ async def storm(config: dict) -> dict:
             await asyncio.gather(*(one(ea) for ea in eas))
     except TimeoutError:
         pass
-    # all stay connected until the storm is over, as after a deploy
-    await asyncio.gather(*(ea.close() for ea in eas), return_exceptions=True)
     refusals = [ea.refusal or ea.error for ea in eas if ea.refusal or ea.error]
-    return {
+    print(json.dumps({
         "event": "result",
         "started": started,
         "resynced": [ea.resynced_at for ea in eas],
         "refusals": refusals[:5],
         "refused": len(refusals),
         "connect_failures": sum(ea.retries for ea in eas),
-    }
+    }), flush=True)  # fmt: skip
+    # all stay connected until the storm is over in every load process, as after a deploy: a process done early
+    # would otherwise close its EAs while the others' still connect, and the server's disconnects would share the
+    # storm's tail with them
+    await loop.run_in_executor(None, sys.stdin.readline)  # "close"
+    await asyncio.gather(*(ea.close() for ea in eas), return_exceptions=True)
+    return {"event": "closed"}
 
 
 def main() -> None:

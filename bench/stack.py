@@ -502,6 +502,11 @@ class LoadProcess:
         self.proc.stdin.write("go\n")
         self.proc.stdin.flush()
 
+    def command(self, line: str) -> None:
+        """One line on the child's stdin (`close` to bench.reconnect_load)."""
+        self.proc.stdin.write(f"{line}\n")
+        self.proc.stdin.flush()
+
     def stop(self, timeout: float = 60) -> dict:
         """Ask for the result; the child then exits, dropping its sockets."""
         self.proc.stdin.write("stop\n")
