@@ -113,6 +113,15 @@ def results_of(cursor, sql: str, params: dict | list | None = None) -> list[list
     return results
 
 
+def results_of_bound(cursor, statements: list[tuple[str, dict | list | None]]) -> list[list[tuple]]:
+    """Several statements, each with its own parameters (named or positional; None for none), in one round trip:
+    each bound by psycopg's `mogrify` (which keeps the parsed form of each SQL text, so a statement sent again and
+    again is parsed once per process), then joined into one query string sent without parameters. Each statement's
+    rows. What the query string is (one transaction, or several with BEGIN and COMMIT among the statements) is the
+    caller's."""
+    return results_of(cursor, ";\n".join(cursor.mogrify(sql, params) for sql, params in statements))
+
+
 def _rows(cursor) -> list[tuple]:
     """The statement's rows, or none when it returns no rows (psycopg's test, read off the result: its
     `description` would build an object per column only to be compared with None, a fifth of a HELLO's CPU)."""

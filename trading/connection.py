@@ -40,7 +40,7 @@ from suho.sql import (
     CompiledRead,
     compiled_read,
     reads_statement,
-    results_of,
+    results_of_bound,
     tenant_reads,
     tenant_round_trip,
     tenant_statement,
@@ -176,14 +176,13 @@ def _claims_made(claiming: list, *, node: str) -> list[SessionClaim | Exception 
     connection = connections[SERVICE]
     if not connection.in_atomic_block:  # a test's transaction cannot hold transactions of their own: alone, below
         try:
+            statements = []
+            for _position, claims, ea_version in claiming:
+                statements += [("BEGIN", None), tenant_statement(claims.tenant_id, CLAIM_SQL, _claim_params(
+                    account_id=claims.account_id, session_id=claims.session_id, node=node, ea_version=ea_version,
+                )), ("COMMIT", None)]  # fmt: skip
             with connection.cursor() as cursor:
-                texts = []
-                for _position, claims, ea_version in claiming:
-                    sql, params = tenant_statement(claims.tenant_id, CLAIM_SQL, _claim_params(
-                        account_id=claims.account_id, session_id=claims.session_id, node=node, ea_version=ea_version,
-                    ))  # fmt: skip
-                    texts.append(f"BEGIN;\n{cursor.mogrify(sql, params)};\nCOMMIT")
-                results = results_of(cursor, ";\n".join(texts))  # no parameters: sent as it is
+                results = results_of_bound(cursor, statements)
             per_claim = 4  # BEGIN, the tenant setting, the claim, COMMIT
             return [SessionClaim(*rows[0]) if (rows := results[index * per_claim + 2]) else None
                     for index in range(len(claiming))]  # fmt: skip
@@ -279,13 +278,12 @@ def _resync_or_error(tenant_id, account_id) -> Resync | Exception:
 def _resyncs_read(accounts: list[tuple[UUID, UUID]]) -> list[Resync | Exception]:
     reads = _resync_reads()
     now = timezone.now()
+    statements = [  # each EA's statements as psycopg would send them (its cached parse)
+        tenant_statement(tenant_id, *reads_statement(reads, {RESYNC_ACCOUNT: UUID(str(account_id)), RESYNC_NOW: now}))
+        for tenant_id, account_id in accounts
+    ]
     with connections[SERVICE].cursor() as cursor:
-        texts = []
-        for tenant_id, account_id in accounts:  # each EA's statements as psycopg would send them (its cached parse)
-            reads_sql = reads_statement(reads, {RESYNC_ACCOUNT: UUID(str(account_id)), RESYNC_NOW: now})
-            sql, params = tenant_statement(tenant_id, *reads_sql)
-            texts.append(cursor.mogrify(sql, params))
-        results = results_of(cursor, ";\n".join(texts))  # no parameters: sent as it is
+        results = results_of_bound(cursor, statements)
     per_ea = 1 + len(reads)  # the tenant setting's, then each read's
     resyncs: list[Resync | Exception] = []
     for index, (_tenant_id, account_id) in enumerate(accounts):
@@ -377,11 +375,7 @@ def ea_rate_limit_hold(*, account_id: UUID) -> None:
 
 def ea_rate_limit_hold_left_s(*, account_id) -> int:
     """Seconds the account's reconnects are still refused after a 4008 (0: none)."""
-    try:
-        return max(0, cache_client().ttl(rate_limit_hold_key(account_id)))
-    except RedisError as exc:
-        redis_unavailable(exc)
-        return 0
+    return _holds_left_s([account_id])[0]
 
 
 def rate_limit_hold_key(account_id) -> str:
