@@ -79,7 +79,8 @@ def ml_engine_key_verify(*, key: str) -> MLEngineKey | None:
     with operator_path():
         alias = router.db_for_read(MLEngineKey)
         values, read_at = _remembered_values(digest, mark)
-        if values is None:
+        read = values is None
+        if read:
             read_at = time.monotonic()
             with connections[alias].cursor() as cursor:  # written out (no ORM): every ML-engine request runs it
                 cursor.execute(ML_KEY_LOOKUP, [digest])
@@ -87,8 +88,8 @@ def ml_engine_key_verify(*, key: str) -> MLEngineKey | None:
             if values is None:
                 return None
         row = MLEngineKey.from_db(alias, [field.attname for field in ML_KEY_FIELDS], values)  # each caller its own
-        _touch(MLEngineKey, row)
-        if mark is not None and not connections[alias].in_atomic_block:  # a committed row only
+        touched = _touch(MLEngineKey, row)  # its new last use is remembered with it
+        if (read or touched) and mark is not None and not connections[alias].in_atomic_block:  # committed rows only
             _remember(digest, mark, read_at, tuple(getattr(row, field.attname) for field in ML_KEY_FIELDS))
     return row
 
