@@ -87,6 +87,17 @@ def sessions_held_by_a_gone_process(eas: list[BenchEA]) -> str:
     return node
 
 
+def accounts_online(account_ids: list[str]) -> int:
+    """How many of the accounts the database shows online."""
+    with operator_path():
+        return sum(
+            MT5Account.objects.filter(
+                account_id__in=account_ids[start : start + BATCH], connection_status="online"
+            ).count()
+            for start in range(0, len(account_ids), BATCH)
+        )
+
+
 def eas_create(*, count: int, per_tenant: int = 100, prefix: str = "bench") -> list[BenchEA]:
     """`count` accounts, `per_tenant` to a tenant (one trader each), each with an API key and a live session."""
     secret = secrets.token_urlsafe(SECRET_BYTES)

@@ -13,14 +13,19 @@ it, and every run's pair. On 2026-12-07 one storm on the same code took 14.0 s a
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import signal
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
+from django.conf import settings
+
 from bench import hello_db, profile, storm_floor
-from bench.fixtures import sessions_held_by_a_gone_process
+from bench.fixtures import accounts_online, sessions_held_by_a_gone_process
 from bench.stack import (
     Daphne,
     LoadProcess,
@@ -123,7 +128,8 @@ def run(
         if recorder is not None:
             recorder.join(PROFILE_S + 30)
         resync_reads = _resync_reads(daphne)
-        for load in loads:  # the storm is over: every EA closes, after the figures above
+        drain = _drain(daphne, eas)  # the storm is over: the deploy's other half, after the figures above
+        for load in loads:  # the server closed them: each load process ends
             load.command("close")
         for load in loads:
             load.event(60)  # closed
@@ -162,7 +168,46 @@ def run(
         "load_processes": len(loads),
         "pg_waits": pg_waits.result(),  # what the server's PostgreSQL backends were doing during the storm
         "resync_reads": resync_reads,
+        "drain": drain,
     }
+
+
+def _drain(daphne: Daphne, eas: list) -> dict:
+    """The deploy's other half: the storm's server is stopped (SIGTERM) with every EA connected. Its drain closes each
+    with 1012 and records each disconnect (the account offline unless another session holds it, audited) before it
+    logs `drained` (suho/server.py), within SHUTDOWN_DRAIN_S. From its log: how many it closed and the time until
+    `drained`; its CPU until then; from the database: the storm's accounts it still shows online."""
+    cpu0, cpu_s = daphne.cpu_s(), None
+    daphne.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + settings.SHUTDOWN_DRAIN_S + 30
+    while cpu_s is None and time.monotonic() < deadline and daphne.proc.poll() is None:
+        cpu = daphne.cpu_s()
+        if any(m["message"] == "drained" for m in _logged(daphne)):
+            cpu_s = cpu - cpu0  # a bound above: read just before the log was
+        time.sleep(0.02)
+    daphne.stop()
+    logged = _logged(daphne)
+    told = next((m for m in logged if m["message"].startswith("draining: ")), None)
+    drained = next((m for m in logged if m["message"] == "drained"), None)
+    return {
+        "closed": int(told["message"].split()[1]) if told else 0,
+        "drained_s": _seconds_between(told, drained) if told and drained else None,
+        "cpu_s": cpu_s,
+        "still_open": any("still open after" in m["message"] for m in logged),
+        "online_after": accounts_online([ea.account_id for ea in eas]),
+        "limit_s": settings.SHUTDOWN_DRAIN_S,
+    }
+
+
+def _logged(daphne: Daphne) -> list[dict]:
+    """The server's JSON log records (suho's logging: one object per line)."""
+    return [
+        json.loads(line) for line in daphne.log_path.read_text(errors="replace").splitlines() if line.startswith("{")
+    ]
+
+
+def _seconds_between(first: dict, then: dict) -> float:
+    return (datetime.fromisoformat(then["time"]) - datetime.fromisoformat(first["time"])).total_seconds()
 
 
 def _resync_reads(server: Daphne) -> dict | None:
@@ -228,6 +273,7 @@ def markdown(result: dict) -> str:
         f"≥ {TARGET_RATE:,} | {met(result['hellos_per_s'] >= TARGET_RATE)} |",
         f"| server CPU for the storm | {result['server_cpu_s']:.1f} s | {b['server_cpu_s']:.1f} s | | |",
         *_resync_reads_row(result),
+        *_drain_rows(result),
         *_floor_rows(result),
         *_rounds_row(result),
         "",
@@ -268,6 +314,27 @@ def _resync_reads_row(result: dict) -> list[str]:
             f"({counted['hellos']:,} in {counted['hello_round_trips']:,}) | 1 | | |"
         )
     return rows
+
+
+def _drain_rows(result: dict) -> list[str]:
+    """The same server stopped after the storm, its EAs connected (`_drain`; none for a result from before it was
+    measured)."""
+    drain = result.get("drain")
+    if not drain:
+        return []
+    done, cpu_s = drain["drained_s"], drain["cpu_s"]
+    within = done is not None and done <= drain["limit_s"] and not drain["still_open"]
+    return [
+        f"| then the deploy's other half: the same server stopped (SIGTERM) with its {drain['closed']:,} EAs "
+        "connected, until each is closed (1012) and its disconnect recorded (offline, audited) | "
+        f"{num(done, 1) + ' s' if done is not None else 'not drained'} | | ≤ {drain['limit_s']} s (SHUTDOWN_DRAIN_S) "
+        f"| {met(within)} |",
+        "| … its server CPU: per EA / in all | "
+        + (f"{cpu_s * 1000 / max(drain['closed'], 1):.2f} ms / {cpu_s:.1f} s" if cpu_s is not None else "–")
+        + " | | | |",
+        f"| … the storm's accounts the database still shows online after it | {drain['online_after']:,} | | 0 "
+        f"| {met(drain['online_after'] == 0)} |",
+    ]
 
 
 def _floor_rows(result: dict) -> list[str]:
