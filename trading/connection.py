@@ -169,31 +169,43 @@ def _holds_left_s(account_ids: list[str]) -> list[int]:
 
 
 def _claims_made(claiming: list, *, node: str) -> list[SessionClaim | Exception | None]:
-    """The claims of `claiming` ((position, claims, ea_version) each), in one round trip: one transaction each,
-    one after another. If the round trip fails, each claim is made again alone, so each EA's outcome is its own:
-    a claim that had committed before the failure is made twice (a new epoch; its connect audited twice), which
-    only a failing database causes."""
+    """The claims of `claiming` ((position, claims, ea_version) each), in one round trip, each its own transaction
+    (`_each_its_own_transaction`)."""
+    transactions = []
+    for _position, claims, ea_version in claiming:
+        params = _claim_params(
+            account_id=claims.account_id, session_id=claims.session_id, node=node, ea_version=ea_version
+        )
+        transactions.append((claims.tenant_id, CLAIM_SQL, params))
+    return _each_its_own_transaction(transactions, lambda rows: SessionClaim(*rows[0]) if rows else None)
+
+
+def _each_its_own_transaction(transactions: list[tuple[UUID, str, dict]], outcome_of) -> list:
+    """`outcome_of` the rows of each (tenant_id, sql, params), each run as a transaction of its own under its
+    tenant's context, one after another in one round trip (BEGIN … COMMIT each, in one query string): so none holds
+    its rows or its tenant's audit-chain lock longer than alone, and one's failure is not another's. If the round
+    trip fails, the open transaction is rolled back and each runs again alone: one that had committed before the
+    failure then runs twice (audited twice), which only a failing database causes. Each outcome, or the exception
+    its statement raised alone. One alone, or inside a caller's transaction (a test's, which cannot hold
+    transactions of their own), runs as `tenant_round_trip`."""
     connection = connections[SERVICE]
-    if not connection.in_atomic_block:  # a test's transaction cannot hold transactions of their own: alone, below
+    if len(transactions) > 1 and not connection.in_atomic_block:
         try:
             statements = []
-            for _position, claims, ea_version in claiming:
-                statements += [("BEGIN", None), tenant_statement(claims.tenant_id, CLAIM_SQL, _claim_params(
-                    account_id=claims.account_id, session_id=claims.session_id, node=node, ea_version=ea_version,
-                )), ("COMMIT", None)]  # fmt: skip
+            for tenant_id, sql, params in transactions:
+                statements += [("BEGIN", None), tenant_statement(tenant_id, sql, params), ("COMMIT", None)]
             with connection.cursor() as cursor:
                 results = results_of_bound(cursor, statements)
-            per_claim = 4  # BEGIN, the tenant setting, the claim, COMMIT
-            return [SessionClaim(*rows[0]) if (rows := results[index * per_claim + 2]) else None
-                    for index in range(len(claiming))]  # fmt: skip
+            return [outcome_of(rows) for rows in results[2::4]]  # BEGIN, the tenant setting, the statement, COMMIT
         except DatabaseError:
-            log.warning("%d claims in one round trip failed; each is made again alone", len(claiming), exc_info=True)
+            log.warning("%d transactions in one round trip failed; each runs again alone", len(transactions),
+                        exc_info=True)  # fmt: skip
             _transaction_abandon(connection)
-    return [_claim_or_error(claims, node=node, ea_version=ea_version) for _position, claims, ea_version in claiming]
+    return [_alone(tenant_id, sql, params, outcome_of) for tenant_id, sql, params in transactions]
 
 
 def _transaction_abandon(connection) -> None:
-    """Roll back the failed claim's transaction, left open by the error; a lost connection is Django's to drop."""
+    """Roll back the failed transaction, left open by the error; a lost connection is Django's to drop."""
     try:
         with connection.cursor() as cursor:
             cursor.execute("ROLLBACK")
@@ -201,11 +213,10 @@ def _transaction_abandon(connection) -> None:
         connection.close_if_unusable_or_obsolete()
 
 
-def _claim_or_error(claims, *, node: str, ea_version: str) -> SessionClaim | Exception | None:
+def _alone(tenant_id, sql: str, params: dict, outcome_of):
     try:
-        return ea_session_claim(tenant_id=claims.tenant_id, account_id=claims.account_id,
-                                session_id=claims.session_id, node=node, ea_version=ea_version)  # fmt: skip
-    except Exception as exc:  # noqa: BLE001 — this EA's alone, as its HELLO would have raised it
+        return outcome_of(tenant_round_trip(tenant_id, sql, params)[0])
+    except Exception as exc:  # noqa: BLE001 — this EA's alone, as its own call would have raised it
         return exc
 
 
@@ -325,18 +336,55 @@ SELECT suho_ea_disconnected(%(tenant_id)s, %(account_id)s, %(epoch)s, %(now)s, %
 """
 
 
+DISCONNECTS_PER_ROUND_TRIP = 32  # each commits in turn inside the round trip: this bounds how long it takes
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    """An EA's connection that ended, for `ea_disconnects`."""
+
+    tenant_id: UUID
+    account_id: UUID
+    session_id: UUID
+    close_code: int | None
+    epoch: int | None = None
+
+
 def ea_disconnected(
     *, tenant_id: UUID, account_id: UUID, session_id: UUID, close_code, epoch: int | None = None
 ) -> None:
     """Audit the disconnect; the account goes offline only if this was its live session (`epoch`): a replaced
     session closing after its successor connected leaves the account online. An account the tenant cannot see:
-    nothing changes, nothing is audited. One round trip (`DISCONNECT_SQL`)."""
-    params = {
-        "tenant_id": str(tenant_id), "account_id": str(account_id), "epoch": epoch, "now": timezone.now(),
-        "description": f"EA disconnected (code {close_code})",
-        "metadata": json.dumps({"session_id": str(session_id), "close_code": close_code}, cls=DjangoJSONEncoder),
+    nothing changes, nothing is audited. One round trip (`DISCONNECT_SQL`); the gateway asks `ea_disconnects` for
+    the disconnects that wait together, and this is one of them alone."""
+    (outcome,) = ea_disconnects([Disconnected(tenant_id, account_id, session_id, close_code, epoch)])
+    if outcome is not None:
+        raise outcome
+
+
+def ea_disconnects(disconnects: list[Disconnected]) -> list[Exception | None]:
+    """`ea_disconnected` for the disconnects that wait for a database thread together (a draining process closes all
+    its EAs at once: each was a thread hop, a pooled connection and a round trip of its own), one round trip per
+    DISCONNECTS_PER_ROUND_TRIP, each its own transaction (`_each_its_own_transaction`). Per EA, None, or the
+    exception its disconnect raised."""
+    outcomes: list[Exception | None] = []
+    for start in range(0, len(disconnects), DISCONNECTS_PER_ROUND_TRIP):
+        transactions = [
+            (ended.tenant_id, DISCONNECT_SQL, _disconnect_params(ended))
+            for ended in disconnects[start : start + DISCONNECTS_PER_ROUND_TRIP]
+        ]
+        outcomes += _each_its_own_transaction(transactions, lambda _rows: None)
+    return outcomes
+
+
+def _disconnect_params(ended: Disconnected) -> dict:
+    return {
+        "tenant_id": str(ended.tenant_id), "account_id": str(ended.account_id), "epoch": ended.epoch,
+        "now": timezone.now(),
+        "description": f"EA disconnected (code {ended.close_code})",
+        "metadata": json.dumps({"session_id": str(ended.session_id), "close_code": ended.close_code},
+                               cls=DjangoJSONEncoder),
     }  # fmt: skip
-    tenant_round_trip(tenant_id, DISCONNECT_SQL, params)
 
 
 def accounts_mark_silent_offline(*, now=None) -> int:

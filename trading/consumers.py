@@ -27,7 +27,15 @@ from suho.drain import DRAIN_REASON, drain_retry_after_ms, draining
 from trading import connection as connection_services
 from trading import outbound_batch
 from trading.connection import SESSION_NOT_ACTIVE
-from trading.gateway import NODE, SESSION_REPLACED_REASON, hub, resync_reads, token_hellos, volume_add
+from trading.gateway import (
+    NODE,
+    SESSION_REPLACED_REASON,
+    disconnects,
+    hub,
+    resync_reads,
+    token_hellos,
+    volume_add,
+)
 from trading.ingest import REPLACED, positions_cache_write, profile_update, trade_event_record
 from trading.session import (
     MAX_ERRORS,
@@ -148,10 +156,10 @@ class EAConsumer(AsyncWebsocketConsumer):
                 if code == CloseCode.RATE_LIMITED:  # suho.server closed it on arrival: hold its reconnects
                     await in_thread(connection_services.ea_rate_limit_hold)(account_id=self.claims.account_id)
                 await outbound_batch.outbound_flush()  # what this EA told us is committed before it reconnects
-                await in_thread(connection_services.ea_disconnected)(
+                await disconnects.ask(connection_services.Disconnected(  # with the others waiting: one round trip
                     tenant_id=self.claims.tenant_id, account_id=self.claims.account_id,
                     session_id=self.claims.session_id, close_code=code, epoch=self.epoch,
-                )  # fmt: skip
+                ))  # fmt: skip
             except Exception:
                 log.exception("disconnect bookkeeping failed", extra={"account_id": self.claims.account_id})
 

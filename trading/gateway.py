@@ -41,7 +41,14 @@ from suho.drain import drain_hook_register
 from suho.metrics import batch_flush_observe
 from suho.outbox import outbox_committed_listen
 from trading.bridge import ROWS_PER_MESSAGE, ingest_publish, ingest_publish_nothing_after
-from trading.connection import CLAIMS_PER_ROUND_TRIP, RESYNCS_PER_ROUND_TRIP, ea_resyncs, ea_token_hellos
+from trading.connection import (
+    CLAIMS_PER_ROUND_TRIP,
+    DISCONNECTS_PER_ROUND_TRIP,
+    RESYNCS_PER_ROUND_TRIP,
+    ea_disconnects,
+    ea_resyncs,
+    ea_token_hellos,
+)
 from trading.ingest import VOLUME_KINDS
 
 log = logging.getLogger(__name__)
@@ -314,15 +321,19 @@ def volume_add(kind: str, rows: list) -> None:
 
 class SharedRoundTrips:
     """Database work that callers on the loop ask for, done for all that wait for a database thread in one call of
-    `call_many` (the resync reads: `ea_resyncs`; the token HELLOs: `ea_token_hellos`): in a reconnect storm, and
-    after a NATS reconnect (every EA of the process at once), the calls queue behind the database threads, and the
-    thread that takes them does all that wait by then (issue 21: each EA's was a thread hop, a pooled connection and
-    a round trip of its own). An EA that asks on a quiet process is served at once, alone, as before. A call whose
-    caller was cancelled meanwhile (its EA gone) is skipped, or its outcome dropped."""
+    `call_many` (the resync reads: `ea_resyncs`; the token HELLOs: `ea_token_hellos`; the disconnects:
+    `ea_disconnects`): in a reconnect storm, in a drain, and after a NATS reconnect (every EA of the process at once),
+    the calls queue behind the database threads, and the thread that takes them does all that wait by then (issue 21:
+    each EA's was a thread hop, a pooled connection and a round trip of its own). An EA that asks on a quiet process
+    is served at once, alone, as before. A call whose caller was cancelled meanwhile (its EA gone) is skipped, or its
+    outcome dropped, unless `made_if_cancelled` (bookkeeping that must not be lost: a disconnect's)."""
 
-    def __init__(self, call_many: Callable[[list], list], *, per_round_trip: int) -> None:
+    def __init__(
+        self, call_many: Callable[[list], list], *, per_round_trip: int, made_if_cancelled: bool = False
+    ) -> None:
         self._call_many = call_many
         self._per_round_trip = per_round_trip  # of `call_many`: only to count its round trips
+        self._made_if_cancelled = made_if_cancelled
         self._lock = threading.Lock()  # the waiting list is appended to on the loop and taken in a database thread
         self._waiting: list[tuple[object, asyncio.Future]] = []
         self._queued = False  # a database thread's run is submitted and has not yet taken the waiting calls
@@ -345,7 +356,7 @@ class SharedRoundTrips:
     def _taken(self) -> list[tuple[object, asyncio.Future]]:
         with self._lock:
             waiting, self._waiting, self._queued = self._waiting, [], False
-        return [(key, future) for key, future in waiting if not future.cancelled()]
+        return [(key, future) for key, future in waiting if self._made_if_cancelled or not future.cancelled()]
 
     def _call_waiting(self) -> None:
         waiting = self._taken()
@@ -389,6 +400,9 @@ def _futures_settle(settled: list[tuple[asyncio.Future, Any]]) -> None:
 resync_reads = SharedRoundTrips(ea_resyncs, per_round_trip=RESYNCS_PER_ROUND_TRIP)  # ask((tenant_id, account_id))
 token_hellos = SharedRoundTrips(  # ask(trading.connection.HelloAsked(…))
     partial(ea_token_hellos, node=NODE), per_round_trip=CLAIMS_PER_ROUND_TRIP
+)
+disconnects = SharedRoundTrips(  # ask(trading.connection.Disconnected(…))
+    ea_disconnects, per_round_trip=DISCONNECTS_PER_ROUND_TRIP, made_if_cancelled=True
 )
 
 
@@ -598,6 +612,10 @@ class GatewayCollector:
         yield CounterMetricFamily("suho_ea_token_hello_round_trips", "Database round trips that claimed them (several "
                                   "EAs each when they wait for a database thread)",
                                   value=token_hellos.round_trips)  # fmt: skip
+        yield CounterMetricFamily("suho_ea_disconnects", "EA disconnects recorded", value=disconnects.calls)
+        yield CounterMetricFamily("suho_ea_disconnect_round_trips", "Database round trips that recorded them "
+                                  "(several EAs each when they wait for a database thread)",
+                                  value=disconnects.round_trips)  # fmt: skip
 
 
 REGISTRY.register(GatewayCollector())

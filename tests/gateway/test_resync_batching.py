@@ -151,3 +151,25 @@ async def test_the_round_trips_counted_are_one_per_64_eas_of_a_run(held):
     await held.run_next()
     await asyncio.gather(*tasks)
     assert (reads.calls, reads.round_trips) == (65, 2)  # trading.connection.RESYNCS_PER_ROUND_TRIP each
+
+
+@pytest.mark.parametrize("made_if_cancelled", [True, False])
+async def test_a_cancelled_callers_call_is_made_only_when_it_must_not_be_lost(held, made_if_cancelled):
+    """A draining process cancels what is left of its EAs' applications at its deadline: their disconnects, asked for
+    and waiting for a database thread, are still recorded (`gateway.disconnects` is made so); a resync read for an
+    EA that is gone is not worth a round trip."""
+    made: list = []
+    calls = SharedRoundTrips(lambda keys: made.extend(keys) or [None] * len(keys), per_round_trip=32,
+                             made_if_cancelled=made_if_cancelled)  # fmt: skip
+    left, stays = await started(calls.ask(key) for key in ("left", "stays"))
+    left.cancel()
+    await asyncio.sleep(0)
+
+    await held.run_next()
+
+    assert made == (["left", "stays"] if made_if_cancelled else ["stays"])
+    assert await stays is None and left.cancelled()
+
+
+def test_the_gateways_disconnects_are_made_when_their_caller_is_cancelled_and_its_reads_are_not():
+    assert gateway.disconnects._made_if_cancelled and not gateway.resync_reads._made_if_cancelled
