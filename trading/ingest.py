@@ -108,7 +108,8 @@ FROM unnest(%s::bigint[], %s::uuid[], %s::uuid[], %s::uuid[], %s::text[], %s::in
 
 # The account rows are locked in account_id order before the update (the order `outbound_batch` takes them FOR
 # SHARE): an UPDATE … FROM locks rows in whatever order its join yields them, and two transactions that lock the
-# same rows in different orders deadlock.
+# same rows in different orders deadlock. A batch committed after its EA's disconnect (buffered by then) leaves the
+# account offline (trading migration 0009).
 MARK_ONLINE = f"""
 WITH s AS (SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[]) AS s(account, t, message)),
 locked AS (SELECT account_id FROM mt5_user_accounts WHERE account_id IN (SELECT account FROM s)
@@ -116,7 +117,7 @@ locked AS (SELECT account_id FROM mt5_user_accounts WHERE account_id IN (SELECT 
 UPDATE mt5_user_accounts AS a SET connection_status = 'online', last_heartbeat_at = {sql_us_to_timestamptz("s.t")},
        last_ea_error = s.message
 FROM s
-WHERE a.account_id = s.account AND a.account_id IN (SELECT account_id FROM locked)
+WHERE a.account_id = s.account AND a.account_id IN (SELECT account_id FROM locked) AND a.disconnected_at IS NULL
 """
 
 

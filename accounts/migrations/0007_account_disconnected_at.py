@@ -1,0 +1,15 @@
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("accounts", "0006_live_session_monotonic"),
+    ]
+
+    operations = [
+        migrations.AddField(
+            model_name="mt5account",
+            name="disconnected_at",
+            field=models.DateTimeField(blank=True, null=True),
+        ),
+    ]
