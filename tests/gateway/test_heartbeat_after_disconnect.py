@@ -1,7 +1,6 @@
 """Heartbeats are volume, buffered before they are written (the gateway's batcher, or the data bridge), so a batch
 with an EA's last heartbeat can commit after its disconnect. It must not mark the account online again: no EA is
-connected (trading migration 0009). A drain of 5,000 EAs left 134 accounts online that way (bench.reconnect's drain,
-before this). The heartbeat itself is kept in the history."""
+connected (trading migration 0009, decision 0017). The heartbeat itself is kept in the history."""
 
 from __future__ import annotations
 
