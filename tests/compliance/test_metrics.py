@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
 from channels.db import database_sync_to_async
 from django.test import Client, override_settings
 from django.utils import timezone
@@ -15,7 +16,7 @@ from signals.models import SignalExecution
 from suho.bus import get_bus
 from suho.metrics import batch_flush_observe
 from suho.tenancy import tenant_context
-from trading.gateway import resync_reads
+from trading.gateway import disconnects, resync_reads, token_hellos
 from trading.outbound_batch import outbound_batcher, outbound_flush, signal_sent_add
 
 
@@ -81,14 +82,22 @@ async def test_the_outbound_batchers_counts_are_reported(committed):
     assert samples[("suho_dropped_rows_total", (("kind", "outbound"),))] == outbound_batcher().dropped_rows
 
 
-def test_the_resyncs_and_the_reads_they_took_are_reported(committed, monkeypatch):
-    monkeypatch.setattr(resync_reads, "calls", 41)  # as trading.gateway.SharedRoundTrips counts them
-    monkeypatch.setattr(resync_reads, "round_trips", 3)
+@pytest.mark.parametrize(
+    ("shared", "calls", "round_trips"),
+    [
+        (resync_reads, "suho_ea_resyncs_total", "suho_ea_resync_reads_total"),
+        (token_hellos, "suho_ea_token_hellos_total", "suho_ea_token_hello_round_trips_total"),
+        (disconnects, "suho_ea_disconnects_total", "suho_ea_disconnect_round_trips_total"),
+    ],
+)
+def test_the_shared_round_trips_calls_and_round_trips_are_reported(committed, monkeypatch, shared, calls, round_trips):
+    monkeypatch.setattr(shared, "calls", 41)  # as trading.gateway.SharedRoundTrips counts them
+    monkeypatch.setattr(shared, "round_trips", 3)
 
     samples = scrape()
 
-    assert samples[("suho_ea_resyncs_total", ())] == 41
-    assert samples[("suho_ea_resync_reads_total", ())] == 3
+    assert samples[(calls, ())] == 41
+    assert samples[(round_trips, ())] == 3
 
 
 def test_the_bus_unsent_bytes_are_reported(committed):
