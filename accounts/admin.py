@@ -32,8 +32,10 @@ class MT5AccountAdmin(admin.ModelAdmin):
     list_select_related = ("tenant", "user")
     search_fields = ("name", "account_number", "server", "broker", "=account_id")
     date_hierarchy = "created_at"
+    # the gateway's connection state: a form posting back what it read could only make it stale
     readonly_fields = ("account_id", "created_at", "connection_status", "last_heartbeat_at", "last_connected_at",
-                       "last_refusal_reason", "last_refusal_at", "last_ea_error", "config_version")  # fmt: skip
+                       "last_refusal_reason", "last_refusal_at", "last_ea_error", "config_version",
+                       "live_session_epoch", "live_session_id", "live_session_node", "disconnected_epoch")  # fmt: skip
     actions = ["issue_api_key", "disable_trading", "close_all_positions", "emergency_stop"]
 
     def has_delete_permission(self, request, obj=None) -> bool:

@@ -116,9 +116,10 @@ class MT5Account(models.Model):
     live_session_epoch = models.BigIntegerField(default=0, db_default=0)
     live_session_id = models.UUIDField(null=True, blank=True)
     live_session_node = models.CharField(max_length=100, blank=True, default="", db_default="")
-    # When the live session's connection ended (its disconnect recorded); None from its next claim on. A heartbeat
-    # batch committed after the disconnect (buffered by then) leaves the account offline (trading.ingest.MARK_ONLINE).
-    disconnected_at = models.DateTimeField(null=True, blank=True)
+    # The epoch whose disconnect was recorded: while it is still `live_session_epoch`, no EA is connected, and a
+    # heartbeat batch committed after the disconnect (buffered by then) leaves the account offline
+    # (trading.ingest.MARK_ONLINE). The next claim's epoch differs, so nothing needs clearing.
+    disconnected_epoch = models.BigIntegerField(null=True, blank=True)
     # Risk parameters (seed §2.2 item 2).
     config_version = models.PositiveIntegerField(default=1)
     trading_enabled = models.BooleanField(default=True)

@@ -117,7 +117,8 @@ locked AS (SELECT account_id FROM mt5_user_accounts WHERE account_id IN (SELECT 
 UPDATE mt5_user_accounts AS a SET connection_status = 'online', last_heartbeat_at = {sql_us_to_timestamptz("s.t")},
        last_ea_error = s.message
 FROM s
-WHERE a.account_id = s.account AND a.account_id IN (SELECT account_id FROM locked) AND a.disconnected_at IS NULL
+WHERE a.account_id = s.account AND a.account_id IN (SELECT account_id FROM locked)
+  AND a.disconnected_epoch IS DISTINCT FROM a.live_session_epoch
 """
 
 

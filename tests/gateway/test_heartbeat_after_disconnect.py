@@ -68,3 +68,37 @@ def test_an_account_the_silence_check_marked_offline_is_online_again_at_its_eas_
     heartbeats_insert([heartbeat(account, session_id)])
 
     assert status(account) == "online"
+
+
+def test_a_replaced_sessions_disconnect_leaves_its_successors_heartbeats_counting(ea_account):
+    """The older session closes after the newer one claimed the account: its disconnect records nothing about the
+    live epoch, so the newer session's heartbeats keep the account online."""
+    tenant, account, secret = ea_account
+    older, older_epoch = connected(tenant, account, secret)
+    newer, _epoch = connected(tenant, account, secret)
+
+    ea_disconnected(tenant_id=tenant.id, account_id=account.account_id, session_id=older, close_code=4012,
+                    epoch=older_epoch)  # fmt: skip
+    heartbeats_insert([heartbeat(account, newer)])
+
+    assert status(account) == "online"
+
+
+def test_a_stale_copy_of_the_account_saved_after_the_ea_came_back_does_not_stop_its_heartbeats(ea_account):
+    """A full-row save of a copy read while the EA was away (a form, a script) writes back the disconnect's epoch;
+    the EA's new connection has a newer one, so its heartbeats still mark the account online."""
+    tenant, account, secret = ea_account
+    session_id, epoch = connected(tenant, account, secret)
+    ea_disconnected(tenant_id=tenant.id, account_id=account.account_id, session_id=session_id, close_code=1006,
+                    epoch=epoch)  # fmt: skip
+    with operator_path():
+        stale = MT5Account.objects.get(pk=account.pk)
+    session_id, _epoch = connected(tenant, account, secret)  # the EA comes back
+    with operator_path():
+        stale.name = "renamed"
+        stale.save()  # every column, the epochs included (the live one is kept: accounts migration 0006)
+        MT5Account.objects.filter(pk=account.pk).update(connection_status="offline")  # as the silence check would
+
+    heartbeats_insert([heartbeat(account, session_id)])
+
+    assert status(account) == "online"

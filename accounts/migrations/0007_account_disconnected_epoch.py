@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddField(
             model_name="mt5account",
-            name="disconnected_at",
-            field=models.DateTimeField(blank=True, null=True),
+            name="disconnected_epoch",
+            field=models.BigIntegerField(blank=True, null=True),
         ),
     ]
