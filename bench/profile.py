@@ -28,7 +28,10 @@ STAGES = [
     ("after commit: per-tick JSON for cache and NATS", r"_after_commit"),
     ("database: ACK / SENT bookkeeping (batched)", r"outbound_bookkeeping_apply|signals_mark_sent|signals_ack_rec"),
     ("consumer: ACK / SENT into the batch", r"signal_sent_add|ack_add"),
-    ("database: HELLO, resync, session checks", r"ea_resync|ea_session_(claim|active)|ea_disconnected|ea_auth"),
+    (
+        "database: HELLO, resync, session checks",
+        r"ea_resync|ea_session_(claim|active)|ea_disconnect|_each_its_own_transaction|ea_auth",
+    ),
     ("channels: close_old_connections per message (sync thread)", r"\bclose_old_connections"),
     ("other database work", r"django/db|psycopg"),
     ("binproto encode/decode", r"binproto/"),

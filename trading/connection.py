@@ -114,7 +114,9 @@ def ea_token_hello(*, account_id, token: str, node: str, ea_version: str = "") -
     return hello
 
 
-CLAIMS_PER_ROUND_TRIP = 32  # each claim commits in turn inside the round trip: this bounds how long it takes
+# Claims and disconnects per round trip (`_each_its_own_transaction`): each commits in turn inside the round trip,
+# so this bounds how long it takes.
+TRANSACTIONS_PER_ROUND_TRIP = 32
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,7 @@ class HelloAsked:
 def ea_token_hellos(hellos: list[HelloAsked], *, node: str) -> list[TokenHello | Exception]:
     """`ea_token_hello` for the HELLOs that wait for a database thread together (issue 21: in a reconnect storm each
     paid a thread hop, a pooled connection and a round trip of its own): the 4008 holds in one Redis round trip,
-    each token checked, then the claims in one database round trip per CLAIMS_PER_ROUND_TRIP. Each claim is still
+    each token checked, then the claims in one database round trip per TRANSACTIONS_PER_ROUND_TRIP. Each claim is still
     a transaction of its own (BEGIN … COMMIT in the one query string), so it holds its account row and its tenant's
     audit chain no longer than alone, and one EA's failure is not another's. Per HELLO, its TokenHello, or the
     exception its claim raised."""
@@ -149,10 +151,8 @@ def ea_token_hellos(hellos: list[HelloAsked], *, node: str) -> list[TokenHello |
             continue
         outcomes.append(TokenHello(claims=claims))
         claiming.append((position, claims, hello.ea_version))
-    for start in range(0, len(claiming), CLAIMS_PER_ROUND_TRIP):
-        some = claiming[start : start + CLAIMS_PER_ROUND_TRIP]
-        for (position, claims, _version), claim in zip(some, _claims_made(some, node=node), strict=True):
-            outcomes[position] = claim if isinstance(claim, Exception) else TokenHello(claims=claims, claim=claim)
+    for (position, claims, _version), claim in zip(claiming, _claims_made(claiming, node=node), strict=True):
+        outcomes[position] = claim if isinstance(claim, Exception) else TokenHello(claims=claims, claim=claim)
     return outcomes
 
 
@@ -169,7 +169,7 @@ def _holds_left_s(account_ids: list[str]) -> list[int]:
 
 
 def _claims_made(claiming: list, *, node: str) -> list[SessionClaim | Exception | None]:
-    """The claims of `claiming` ((position, claims, ea_version) each), in one round trip, each its own transaction
+    """The claims of `claiming` ((position, claims, ea_version) each), each its own transaction
     (`_each_its_own_transaction`)."""
     transactions = []
     for _position, claims, ea_version in claiming:
@@ -182,12 +182,21 @@ def _claims_made(claiming: list, *, node: str) -> list[SessionClaim | Exception 
 
 def _each_its_own_transaction(transactions: list[tuple[UUID, str, dict]], outcome_of) -> list:
     """`outcome_of` the rows of each (tenant_id, sql, params), each run as a transaction of its own under its
-    tenant's context, one after another in one round trip (BEGIN … COMMIT each, in one query string): so none holds
-    its rows or its tenant's audit-chain lock longer than alone, and one's failure is not another's. If the round
-    trip fails, the open transaction is rolled back and each runs again alone: one that had committed before the
-    failure then runs twice (audited twice), which only a failing database causes. Each outcome, or the exception
-    its statement raised alone. One alone, or inside a caller's transaction (a test's, which cannot hold
-    transactions of their own), runs as `tenant_round_trip`."""
+    tenant's context, one after another, TRANSACTIONS_PER_ROUND_TRIP to a round trip (BEGIN … COMMIT each, in one
+    query string): so none holds its rows or its tenant's audit-chain lock longer than alone, and one's failure is not
+    another's. Each outcome, or the exception its statement raised alone."""
+    outcomes: list = []
+    for start in range(0, len(transactions), TRANSACTIONS_PER_ROUND_TRIP):
+        outcomes += _in_one_round_trip(transactions[start : start + TRANSACTIONS_PER_ROUND_TRIP], outcome_of)
+    return outcomes
+
+
+def _in_one_round_trip(transactions: list[tuple[UUID, str, dict]], outcome_of) -> list:
+    """A statement that fails (a lock timeout, a statement timeout, the database going away) stops the rest of the
+    query string: the open transaction is rolled back and each transaction of the round trip runs again alone, so
+    each outcome is its own. Those that had committed before the failure then run twice (audited twice: a claim
+    takes the next epoch; the account's state is right either way). One alone, or inside a caller's transaction (a
+    test's, which cannot hold transactions of their own), runs as `tenant_round_trip`."""
     connection = connections[SERVICE]
     if len(transactions) > 1 and not connection.in_atomic_block:
         try:
@@ -336,9 +345,6 @@ SELECT suho_ea_disconnected(%(tenant_id)s, %(account_id)s, %(epoch)s, %(now)s, %
 """
 
 
-DISCONNECTS_PER_ROUND_TRIP = 32  # each commits in turn inside the round trip: this bounds how long it takes
-
-
 @dataclass(frozen=True)
 class Disconnected:
     """An EA's connection that ended, for `ea_disconnects`."""
@@ -364,17 +370,10 @@ def ea_disconnected(
 
 def ea_disconnects(disconnects: list[Disconnected]) -> list[Exception | None]:
     """`ea_disconnected` for the disconnects that wait for a database thread together (a draining process closes all
-    its EAs at once: each was a thread hop, a pooled connection and a round trip of its own), one round trip per
-    DISCONNECTS_PER_ROUND_TRIP, each its own transaction (`_each_its_own_transaction`). Per EA, None, or the
-    exception its disconnect raised."""
-    outcomes: list[Exception | None] = []
-    for start in range(0, len(disconnects), DISCONNECTS_PER_ROUND_TRIP):
-        transactions = [
-            (ended.tenant_id, DISCONNECT_SQL, _disconnect_params(ended))
-            for ended in disconnects[start : start + DISCONNECTS_PER_ROUND_TRIP]
-        ]
-        outcomes += _each_its_own_transaction(transactions, lambda _rows: None)
-    return outcomes
+    its EAs at once: each was a thread hop, a pooled connection and a round trip of its own), each its own
+    transaction (`_each_its_own_transaction`). Per EA, None, or the exception its disconnect raised."""
+    transactions = [(ended.tenant_id, DISCONNECT_SQL, _disconnect_params(ended)) for ended in disconnects]
+    return _each_its_own_transaction(transactions, lambda _rows: None)
 
 
 def _disconnect_params(ended: Disconnected) -> dict:

@@ -42,9 +42,8 @@ from suho.metrics import batch_flush_observe
 from suho.outbox import outbox_committed_listen
 from trading.bridge import ROWS_PER_MESSAGE, ingest_publish, ingest_publish_nothing_after
 from trading.connection import (
-    CLAIMS_PER_ROUND_TRIP,
-    DISCONNECTS_PER_ROUND_TRIP,
     RESYNCS_PER_ROUND_TRIP,
+    TRANSACTIONS_PER_ROUND_TRIP,
     ea_disconnects,
     ea_resyncs,
     ea_token_hellos,
@@ -389,7 +388,9 @@ def _outcomes_hand(waiting: list[tuple[object, asyncio.Future]], outcomes: list 
 
 def _futures_settle(settled: list[tuple[asyncio.Future, Any]]) -> None:
     for future, outcome in settled:
-        if future.done():  # cancelled while its read ran
+        if future.done():  # cancelled while its call ran: nobody is left to log its failure
+            if isinstance(outcome, Exception):
+                log.error("a call whose caller was cancelled failed: %s: %s", type(outcome).__name__, outcome)
             continue
         if isinstance(outcome, BaseException):
             future.set_exception(outcome)
@@ -399,10 +400,10 @@ def _futures_settle(settled: list[tuple[asyncio.Future, Any]]) -> None:
 
 resync_reads = SharedRoundTrips(ea_resyncs, per_round_trip=RESYNCS_PER_ROUND_TRIP)  # ask((tenant_id, account_id))
 token_hellos = SharedRoundTrips(  # ask(trading.connection.HelloAsked(…))
-    partial(ea_token_hellos, node=NODE), per_round_trip=CLAIMS_PER_ROUND_TRIP
+    partial(ea_token_hellos, node=NODE), per_round_trip=TRANSACTIONS_PER_ROUND_TRIP
 )
 disconnects = SharedRoundTrips(  # ask(trading.connection.Disconnected(…))
-    ea_disconnects, per_round_trip=DISCONNECTS_PER_ROUND_TRIP, made_if_cancelled=True
+    ea_disconnects, per_round_trip=TRANSACTIONS_PER_ROUND_TRIP, made_if_cancelled=True
 )
 
 
@@ -612,7 +613,7 @@ class GatewayCollector:
         yield CounterMetricFamily("suho_ea_token_hello_round_trips", "Database round trips that claimed them (several "
                                   "EAs each when they wait for a database thread)",
                                   value=token_hellos.round_trips)  # fmt: skip
-        yield CounterMetricFamily("suho_ea_disconnects", "EA disconnects recorded", value=disconnects.calls)
+        yield CounterMetricFamily("suho_ea_disconnects", "EA disconnects to record", value=disconnects.calls)
         yield CounterMetricFamily("suho_ea_disconnect_round_trips", "Database round trips that recorded them "
                                   "(several EAs each when they wait for a database thread)",
                                   value=disconnects.round_trips)  # fmt: skip

@@ -1,6 +1,7 @@
 """Gateway test fixtures: committed tenants, accounts and API keys (cleaned up as the owner), the ingest mode a
-volume-ingest test runs in, and daphne serving the gateway in a process of its own (a second one for the tests of
-one live session per account across processes).
+volume-ingest test runs in, the database thread held back (`held`: the test decides when it runs), and daphne
+serving the gateway in a process of its own (a second one for the tests of one live session per account across
+processes).
 
 The server is daphne in a subprocess on a free port, on the test database (DATABASE_URL's path swapped for it) and
 this machine's Redis and NATS: an EA must speak real WebSocket frames over TCP, and a server in another process is
@@ -11,6 +12,7 @@ by a pytest session fixture. One daphne per ingest mode serves the whole session
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -114,3 +116,23 @@ def second_server_url(django_db_setup, tmp_path_factory):
 def bridge_server_url(django_db_setup, tmp_path_factory):
     """The gateway in bridge mode: volume rows go to SUHO_INGEST; the test runs the data bridge that writes them."""
     yield from _daphne(tmp_path_factory.mktemp("daphne-bridge"), INGEST_MODE="bridge")
+
+
+class HeldThread:
+    """Stands in for `db_thread_submit`: keeps what is submitted until the test runs it in a thread."""
+
+    def __init__(self) -> None:
+        self.submitted: list = []
+
+    def __call__(self, func) -> None:
+        self.submitted.append(func)
+
+    async def run_next(self) -> None:
+        await asyncio.to_thread(self.submitted.pop(0))
+
+
+@pytest.fixture
+def held(monkeypatch) -> HeldThread:
+    thread = HeldThread()
+    monkeypatch.setattr(gateway, "db_thread_submit", thread)
+    return thread

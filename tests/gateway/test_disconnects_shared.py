@@ -1,11 +1,15 @@
 """Disconnects that wait for a database thread together (`trading.connection.ea_disconnects`, decision 0041): a
-draining process records all of them in one round trip per DISCONNECTS_PER_ROUND_TRIP, each EA's disconnect its own
+draining process records all of them in one round trip per TRANSACTIONS_PER_ROUND_TRIP, each EA's disconnect its own
 transaction with the outcome `ea_disconnected` would give it alone; one that fails in the shared round trip fails
-alone. That a disconnect whose caller was cancelled meanwhile is still recorded: test_resync_batching.py."""
+alone; and the gateway's disconnect whose caller was cancelled while it waited (a drain's deadline) is still
+recorded."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from channels.db import database_sync_to_async
 from django.db import OperationalError, connections
 
 from accounts.models import MT5Account, Tenant
@@ -16,6 +20,7 @@ from suho.routers import SERVICE, operator_path
 from suho.tenancy import tenant_context
 from tests.round_trips import round_trips_counted
 from trading.connection import Disconnected, ea_disconnects, ea_session_claim
+from trading.gateway import disconnects
 
 pytestmark = [pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])]
 
@@ -53,8 +58,8 @@ def test_the_disconnects_of_two_tenants_take_one_round_trip_each_with_its_own_ou
     assert used == 1, f"{used} round trips"
     assert outcomes == [None] * 7
     assert state(replaced_account) == ("online", 1)  # its live session is the newer one
-    for (_tenant, account, _secret), disconnects in zip(made[1:], [1, 2, 1, 1, 1], strict=True):
-        assert state(account) == ("offline", disconnects)  # the warm-up's stale epoch was audited, nothing more
+    for (_tenant, account, _secret), audited in zip(made[1:], [1, 2, 1, 1, 1], strict=True):
+        assert state(account) == ("offline", audited)  # the warm-up's stale epoch was audited, nothing more
     with operator_path():
         assert not AuditLog.objects.filter(tenant_id=stranger.id).exists()  # another tenant's id changed nothing
     for tenant_id in {tenant.id for tenant, _account, _secret in made}:
@@ -85,3 +90,16 @@ def test_a_disconnect_that_fails_in_the_shared_round_trip_fails_alone_and_the_ot
         cursor.execute("SELECT 1")
         assert cursor.fetchone() == (1,)
     assert audit_chain_verify(chain=tenant.id).ok
+
+
+async def test_the_gateways_disconnect_is_recorded_though_its_caller_was_cancelled_while_it_waited(ea_account, held):
+    ended = await database_sync_to_async(claimed)(*ea_account)
+    asking = asyncio.ensure_future(disconnects.ask(ended))
+    await asyncio.sleep(0)  # it waits for a database thread
+    asking.cancel()
+    await asyncio.sleep(0)
+
+    await held.run_next()
+
+    assert asking.cancelled()
+    assert await database_sync_to_async(state)(ea_account[1]) == ("offline", 1)

@@ -15,26 +15,6 @@ from trading.connection import RESYNCS_PER_ROUND_TRIP
 from trading.gateway import SharedRoundTrips
 
 
-class HeldThread:
-    """Stands in for `db_thread_submit`: keeps what is submitted until the test runs it in a thread."""
-
-    def __init__(self) -> None:
-        self.submitted: list = []
-
-    def __call__(self, func) -> None:
-        self.submitted.append(func)
-
-    async def run_next(self) -> None:
-        await asyncio.to_thread(self.submitted.pop(0))
-
-
-@pytest.fixture
-def held(monkeypatch) -> HeldThread:
-    thread = HeldThread()
-    monkeypatch.setattr(gateway, "db_thread_submit", thread)
-    return thread
-
-
 def outcomes_by_account(batches: list):
     def read_many(pairs: list[tuple]) -> list:
         batches.append(list(pairs))
@@ -169,7 +149,3 @@ async def test_a_cancelled_callers_call_is_made_only_when_it_must_not_be_lost(he
 
     assert made == (["left", "stays"] if made_if_cancelled else ["stays"])
     assert await stays is None and left.cancelled()
-
-
-def test_the_gateways_disconnects_are_made_when_their_caller_is_cancelled_and_its_reads_are_not():
-    assert gateway.disconnects._made_if_cancelled and not gateway.resync_reads._made_if_cancelled
