@@ -79,7 +79,11 @@ def ea_session_claim(
     longer refresh and the session watch closes it even if the takeover request is lost), audit that and the
     connect. One transaction in one round trip (`tenant_round_trip`); the account row is locked first."""
     params = _claim_params(account_id=account_id, session_id=session_id, node=node, ea_version=ea_version)
-    rows = tenant_round_trip(tenant_id, CLAIM_SQL, params)[0]
+    return _claim_of(tenant_round_trip(tenant_id, CLAIM_SQL, params)[0])
+
+
+def _claim_of(rows: list[tuple]) -> SessionClaim | None:
+    """The claim function's row: none when the session may not go on."""
     return SessionClaim(*rows[0]) if rows else None
 
 
@@ -177,7 +181,7 @@ def _claims_made(claiming: list, *, node: str) -> list[SessionClaim | Exception 
             account_id=claims.account_id, session_id=claims.session_id, node=node, ea_version=ea_version
         )
         transactions.append((claims.tenant_id, CLAIM_SQL, params))
-    return _each_its_own_transaction(transactions, lambda rows: SessionClaim(*rows[0]) if rows else None)
+    return _each_its_own_transaction(transactions, _claim_of)
 
 
 def _each_its_own_transaction(transactions: list[tuple[UUID, str, dict]], outcome_of) -> list:
