@@ -11,6 +11,8 @@ them with `.using("default")` in such a test.)
 from __future__ import annotations
 
 import itertools
+import time
+import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -22,6 +24,7 @@ from quotes.models import BrokerQuote
 from signals.models import TradingSignal
 from suho.routers import SERVICE
 from suho.tenancy import tenant_context
+from trading.ingest import HeartbeatRow
 from trading.models import BalanceRollup, BalanceSnapshot, Heartbeat, TradeEvent, TradeOrder
 
 _serial = itertools.count(1)
@@ -146,6 +149,14 @@ def make_heartbeat(account: MT5Account, *, using: str | None = None, **fields) -
         **fields,
     }
     return _create(Heartbeat, account.tenant_id, using, fields)
+
+
+def heartbeat_row(account: MT5Account, session_id=None) -> HeartbeatRow:
+    """A heartbeat as the gateway buffers it for `trading.ingest.heartbeats_insert` (a new session's by default)."""
+    return HeartbeatRow(time_us=time.time_ns() // 1000, tenant_id=str(account.tenant_id),
+                        account_id=str(account.pk), session_id=str(session_id or uuid.uuid4()), status="ok",
+                        latency_ms=5, uptime_s=60, mt5_build=4000, terminal_connected=True, trade_allowed=True,
+                        error_count=0, last_error_code=0, last_error_message="")  # fmt: skip
 
 
 def make_quote(account: MT5Account, *, using: str | None = None, **fields) -> BrokerQuote:

@@ -8,26 +8,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 
 import psycopg
 import pytest
 from django.db import connections
-from factories import make_account, make_tenant, make_user
+from factories import heartbeat_row, make_account, make_tenant, make_user
 
 from accounts.models import MT5Account
 from suho.tenancy import TENANT_SETTING, tenant_context
 from tests.servers import owner_conninfo
-from trading.ingest import HeartbeatRow, heartbeats_insert
+from trading.ingest import heartbeats_insert
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])
-
-
-def heartbeat(account) -> HeartbeatRow:
-    return HeartbeatRow(time_us=time.time_ns() // 1000, tenant_id=str(account.tenant_id),
-                        account_id=str(account.pk), session_id=str(uuid.uuid4()), status="ok", latency_ms=5,
-                        uptime_s=60, mt5_build=4000, terminal_connected=True, trade_allowed=True, error_count=0,
-                        last_error_code=0, last_error_message="")  # fmt: skip
 
 
 def test_a_flush_waiting_for_the_lower_account_holds_no_lock_on_the_higher_one(caplog):
@@ -41,7 +33,7 @@ def test_a_flush_waiting_for_the_lower_account_holds_no_lock_on_the_higher_one(c
 
     def flush():
         try:
-            heartbeats_insert([heartbeat(higher), heartbeat(lower)])
+            heartbeats_insert([heartbeat_row(higher), heartbeat_row(lower)])
         finally:
             connections.close_all()
 

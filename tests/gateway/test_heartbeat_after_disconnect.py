@@ -4,18 +4,18 @@ connected (trading migration 0009, decision 0017). The heartbeat itself is kept 
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from factories import heartbeat_row
 
 from accounts.models import MT5Account
 from accounts.services import ea_authenticate
 from suho.routers import operator_path
 from tests.gateway.ea_client import rows
 from trading.connection import accounts_mark_silent_offline, ea_disconnected, ea_session_claim
-from trading.ingest import HeartbeatRow, heartbeats_insert
+from trading.ingest import heartbeats_insert
 
 pytestmark = [pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])]
 
@@ -27,13 +27,6 @@ def connected(tenant, account, secret):
     return session.session_id, claim.epoch
 
 
-def heartbeat(account, session_id) -> HeartbeatRow:
-    return HeartbeatRow(time_us=time.time_ns() // 1000, tenant_id=str(account.tenant_id),
-                        account_id=str(account.account_id), session_id=str(session_id), status="ok", latency_ms=5,
-                        uptime_s=60, mt5_build=4000, terminal_connected=True, trade_allowed=True, error_count=0,
-                        last_error_code=0, last_error_message="")  # fmt: skip
-
-
 def status(account) -> str:
     with operator_path():
         return MT5Account.objects.get(pk=account.pk).connection_status
@@ -42,7 +35,7 @@ def status(account) -> str:
 def test_a_heartbeat_written_after_its_eas_disconnect_leaves_the_account_offline_until_it_connects_again(ea_account):
     tenant, account, secret = ea_account
     session_id, epoch = connected(tenant, account, secret)
-    buffered = heartbeat(account, session_id)  # read before the close, still in the batcher
+    buffered = heartbeat_row(account, session_id)  # read before the close, still in the batcher
 
     ea_disconnected(tenant_id=tenant.id, account_id=account.account_id, session_id=session_id, close_code=1012,
                     epoch=epoch)  # fmt: skip
@@ -53,7 +46,7 @@ def test_a_heartbeat_written_after_its_eas_disconnect_leaves_the_account_offline
     assert stored == [(1,)]  # the history keeps it
 
     session_id, _epoch = connected(tenant, account, secret)  # the EA comes back
-    heartbeats_insert([heartbeat(account, session_id)])
+    heartbeats_insert([heartbeat_row(account, session_id)])
     assert status(account) == "online"
 
 
@@ -65,7 +58,7 @@ def test_an_account_the_silence_check_marked_offline_is_online_again_at_its_eas_
         MT5Account.objects.filter(pk=account.pk).update(last_heartbeat_at=timezone.now() - timedelta(minutes=5))
     assert accounts_mark_silent_offline() == 1 and status(account) == "offline"
 
-    heartbeats_insert([heartbeat(account, session_id)])
+    heartbeats_insert([heartbeat_row(account, session_id)])
 
     assert status(account) == "online"
 
@@ -79,7 +72,7 @@ def test_a_replaced_sessions_disconnect_leaves_its_successors_heartbeats_countin
 
     ea_disconnected(tenant_id=tenant.id, account_id=account.account_id, session_id=older, close_code=4012,
                     epoch=older_epoch)  # fmt: skip
-    heartbeats_insert([heartbeat(account, newer)])
+    heartbeats_insert([heartbeat_row(account, newer)])
 
     assert status(account) == "online"
 
@@ -99,6 +92,6 @@ def test_a_stale_copy_of_the_account_saved_after_the_ea_came_back_does_not_stop_
         stale.save()  # every column, the epochs included (the live one is kept: accounts migration 0006)
         MT5Account.objects.filter(pk=account.pk).update(connection_status="offline")  # as the silence check would
 
-    heartbeats_insert([heartbeat(account, session_id)])
+    heartbeats_insert([heartbeat_row(account, session_id)])
 
     assert status(account) == "online"
