@@ -150,7 +150,13 @@ def _submission_response(submission, *, broadcast: bool) -> Response:
     if broadcast:
         body = {"broadcast_id": submission.broadcast_id, "signals": submission.signals}
         return Response(BroadcastOutputSerializer(body).data, status=code)
-    return Response(SignalOutputSerializer(submission.signals[0]).data, status=code)
+    return Response(_released_data(SignalOutputSerializer(submission.signals[0])), status=code)
+
+
+def _released_data(serializer):
+    data = serializer.data
+    serializer.fields_released()
+    return data
 
 
 class SignalListCreateApi(SignalsView):
@@ -169,6 +175,7 @@ class SignalListCreateApi(SignalsView):
             raise exceptions.PermissionDenied(OPERATOR_CANNOT_SUBMIT)
         serializer = SignalInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        serializer.fields_released()
         account_id = serializer.validated_data["account_id"]
         submission = signal_submit(
             tenant_id=caller.tenant_id, account_id=account_id, payload=serializer.spec(), source="ml",
