@@ -181,3 +181,19 @@ def test_a_body_within_the_limit_still_reaches_the_application(server_url):
         while b"\r\n\r\n" not in response and time.monotonic() < deadline:
             response += sock.recv(4096)
     assert response.startswith(b"HTTP/1.1 400 "), response[:200]  # the application's own answer: a bad account id
+
+
+def test_a_form_body_is_parsed_by_the_application_alone(server_url):
+    """Twisted no longer parses a form's body before the application (daphne never reads its result): a malformed
+    multipart body gets the API's own JSON error, not Twisted's bare 400 and a closed connection."""
+    port = urlsplit(server_url).port
+    body = b"no parts in here"
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as sock:
+        sock.sendall(b"POST /api/ea/auth HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                     b"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: %d\r\n\r\n%s"
+                     % (len(body), body))  # fmt: skip
+        deadline, response = time.monotonic() + WAIT_S, b""
+        while time.monotonic() < deadline and (chunk := sock.recv(4096)):
+            response += chunk
+    assert response.startswith(b"HTTP/1.1 4"), response[:200]
+    assert b'"error"' in response and b'"code"' in response, response[:400]  # the API's error body
