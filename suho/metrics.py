@@ -4,7 +4,8 @@ Three kinds:
 - instruments updated where things happen: batch flush latency (the gateway's batchers call `batch_flush_observe`);
 - collectors each component registers itself with prometheus_client's `REGISTRY` when it is imported, read at
   scrape time: the gateway's EA connections and rows written/dropped per batcher, the outbound batcher included
-  (`trading.gateway`), the bus's unsent bytes (`suho.bus`). This module reads no other module's private names and
+  (`trading.gateway`), the bus's unsent bytes (`suho.bus`), the cyclic garbage collector's pauses in a server
+  process (`suho.server`). This module reads no other module's private names and
   imports no domain app (docs/dependencies.md); `trading.apps` imports the gateway at start-up, so every process
   that serves /metrics has those collectors registered;
 - values read at scrape time by `SuhoCollector`: the Celery queue length (Redis LLEN), JetStream consumers' pending

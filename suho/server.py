@@ -23,6 +23,7 @@ SHUTDOWN_DRAIN_S) for those connections' disconnect bookkeeping and the gateway'
 import daphne.server  # isort:skip  (first: it installs the asyncio reactor before anything imports twisted)
 
 import asyncio
+import bisect
 import gc
 import json
 import logging
@@ -31,11 +32,14 @@ import sys
 import time
 from collections import deque
 from functools import partial
+from itertools import accumulate
 
 from autobahn.websocket.xormasker import create_xor_masker
 from daphne.cli import CommandLineInterface
 from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
+from prometheus_client import REGISTRY
+from prometheus_client.core import HistogramMetricFamily
 from twisted.internet import defer, reactor
 
 import binproto
@@ -363,6 +367,53 @@ def gc_tune() -> None:
     gc.freeze()
     young, middle, _full = gc.get_threshold()
     gc.set_threshold(young, middle, FULL_COLLECTION_AFTER)
+    if COLLECTOR_PAUSES not in gc.callbacks:
+        gc.callbacks.append(COLLECTOR_PAUSES)
+        REGISTRY.register(COLLECTOR_PAUSES)
+
+
+GC_PAUSE_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
+
+
+class CollectorPauses:
+    """How long each run of CPython's cyclic collector held this process, per generation: `suho_gc_pause_seconds`
+    on /metrics. A run holds the GIL throughout, so every thread waits for it, and its pauses are in the tail of
+    every latency the process serves (issue 21). Counted by a `gc.callbacks` hook in plain lists: the hook runs inside
+    whatever code allocated, a lock's holder included, so it takes no lock (the GIL orders its updates)."""
+
+    def __init__(self, clock=time.perf_counter) -> None:
+        self.clock = clock
+        self.started = 0.0
+        self.counts = [[0] * (len(GC_PAUSE_BUCKETS_S) + 1) for _generation in range(3)]  # the last: over them all
+        self.seconds = [0.0] * 3
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self.started = self.clock()
+            return
+        paused = self.clock() - self.started
+        generation = info["generation"]
+        self.seconds[generation] += paused
+        self.counts[generation][bisect.bisect_left(GC_PAUSE_BUCKETS_S, paused)] += 1
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        family = HistogramMetricFamily(
+            "suho_gc_pause_seconds",
+            "Pauses of Python's cyclic garbage collector, which hold every thread of the process, per generation",
+            labels=["generation"],
+        )
+        bounds = [str(bound) for bound in GC_PAUSE_BUCKETS_S] + ["+Inf"]
+        for generation, counts in enumerate(self.counts):
+            family.add_metric(
+                [str(generation)], list(zip(bounds, accumulate(counts), strict=True)), self.seconds[generation]
+            )
+        yield family
+
+
+COLLECTOR_PAUSES = CollectorPauses()
 
 
 # The kernel's queue of connections not yet accepted. Twisted's default of 50 overflowed in a reconnect storm (a
