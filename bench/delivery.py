@@ -251,6 +251,7 @@ def run(*, eas: list, log_dir: Path, runs: int) -> dict:
     posts: dict[str, list[dict]] = {}  # "post/<level>/<run>" → _post_series results
     post_capacity: dict[int, float] = {}  # level → signal POSTs/s the server answered back to back
     post_cpu_ms: dict[int, float] = {}  # level → the server's CPU per signal POST in that series, less its idle work
+    post_gc: dict[int, dict] = {}  # level → the server's cyclic-collector pauses over its POST latency runs
     setup = []
     ml_keys = ml_keys_create(eas[: LEVELS[-1]])
     try:
@@ -322,11 +323,14 @@ def run(*, eas: list, log_dir: Path, runs: int) -> dict:
                     results, post_cpu_ms[level] = post_series_cpu(daphne, ml_keys, connected, CAPACITY_POSTS,
                                                                   settle_s=POST_SETTLE_S)  # fmt: skip
                     post_capacity[level] = _capacity(results)
+                    gc_before = daphne.gc_pauses()
                     for r in range(runs):
                         posts[f"post/{level}/{r}"] = _post_series(
                             daphne.port, ml_keys, connected, POSTS, 1 / (POST_LOAD * post_capacity[level])
                         )
                         time.sleep(0.5)
+                    gc_after = daphne.gc_pauses()
+                    post_gc[level] = {key: gc_after[key] - gc_before[key] for key in gc_after}
         for r in range(runs):
             for ref in asyncio.run(_series(nats_url, connected, signal, MESSAGES, INTERVAL_S)):
                 phases[ref] = f"signal/{len(connected)}/{r}"
@@ -360,6 +364,7 @@ def run(*, eas: list, log_dir: Path, runs: int) -> dict:
         "posts": _posts(posts, received),
         "post_capacity": post_capacity,
         "post_cpu_ms": post_cpu_ms,
+        "post_gc": post_gc,
         "broadcasts": [
             _broadcast_result(refs, started, received) | {"published_ms": published_ms, "cpu_ms": cpu_ms - idle_cpu_ms}
             for started, refs, published_ms, cpu_ms in broadcasts
@@ -377,8 +382,16 @@ def _post_cpu_why(result: dict) -> str:
     cpu_ms = _post_cpu_at(result, 1000)
     if cpu_ms is None:
         return ""
-    return (f" Each POST costs the server {cpu_ms:.1f} ms of CPU (row above), under one GIL: at {POST_LOAD:.0%} of "
-            "capacity, POSTs queue for it, and the p99 is several times that.")  # fmt: skip
+    why = (f" Each POST costs the server {cpu_ms:.1f} ms of CPU (row above), under one GIL: at {POST_LOAD:.0%} of "
+           "capacity, POSTs queue for it, and the p99 is several times that.")  # fmt: skip
+    paused = result.get("post_gc", {}).get(1000, result.get("post_gc", {}).get("1000"))
+    if paused is not None:
+        why += (
+            f" The cyclic garbage collector is a small share of that: it paused the server {paused['count']:.0f} "
+            f"times in those runs, {paused['seconds'] * 1000:.0f} ms in all, {paused['over_5ms']:.0f} of them "
+            "over 5 ms (a signal POST leaves no reference cycles: tests/signals/test_signal_post_garbage.py)."
+        )
+    return why
 
 
 def _profile_posts(daphne: Daphne, keys: dict[str, str], connected: list[str], interval_s: float, log_dir: Path
@@ -529,6 +542,14 @@ def markdown(result: dict) -> str:
         if cpu_ms is not None:
             lines.append(f"| … server CPU per signal POST, {eas} (back to back, delivery and ACK included) | "
                          f"{cpu_ms:.2f} ms | 1 series | | |")  # fmt: skip
+        paused = result.get("post_gc", {}).get(level, result.get("post_gc", {}).get(str(level)))
+        if paused is not None:
+            lines.append(
+                f"| … the server's cyclic garbage collector during those {len(group)} runs (/metrics "
+                f"`suho_gc_pause_seconds`; each pause holds every thread): pauses / in all / over 5 ms | "
+                f"{paused['count']:.0f} / {paused['seconds'] * 1000:.0f} ms / {paused['over_5ms']:.0f} | "
+                f"{sum(g['sent'] for g in group)} POSTs | | |"
+            )
     last = spread([b["last_ms"] for b in result["broadcasts"]])
     half = spread([b["median_ms"] for b in result["broadcasts"]])
     delivered = f"{sum(b['received'] for b in result['broadcasts'])}/{sum(b['sent'] for b in result['broadcasts'])}"

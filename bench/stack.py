@@ -218,6 +218,25 @@ class Daphne:
             if sample.name in names and not sample.labels
         }
 
+    def gc_pauses(self) -> dict[str, float]:
+        """The server's cyclic-collector pauses so far (/metrics `suho_gc_pause_seconds`, all generations): how
+        many, their seconds, and how many took over 5 ms."""
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/metrics",
+                                         headers={"Authorization": f"Bearer {BENCH_METRICS_TOKEN}"})  # fmt: skip
+        with urllib.request.urlopen(request, timeout=10) as response:
+            text = response.read().decode()
+        totals = {"count": 0.0, "seconds": 0.0, "within_5ms": 0.0}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples if family.name == "suho_gc_pause_seconds" else ():
+                if sample.name.endswith("_count"):
+                    totals["count"] += sample.value
+                elif sample.name.endswith("_sum"):
+                    totals["seconds"] += sample.value
+                elif sample.name.endswith("_bucket") and float(sample.labels["le"]) == 0.005:
+                    totals["within_5ms"] += sample.value
+        return {"count": totals["count"], "seconds": totals["seconds"],
+                "over_5ms": totals["count"] - totals["within_5ms"]}  # fmt: skip
+
     def rss_bytes(self) -> int:
         return self.ps.memory_info().rss
 
