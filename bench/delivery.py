@@ -387,9 +387,9 @@ def _post_cpu_why(result: dict) -> str:
     paused = result.get("post_gc", {}).get(1000, result.get("post_gc", {}).get("1000"))
     if paused is not None:
         why += (
-            f" The cyclic garbage collector is a small share of that: it paused the server {paused['count']:.0f} "
+            f" The server's cyclic garbage collector paused it {paused['count']:.0f} "
             f"times in those runs, {paused['seconds'] * 1000:.0f} ms in all, {paused['over_5ms']:.0f} of them "
-            "over 5 ms (a signal POST leaves no reference cycles: tests/signals/test_signal_post_garbage.py)."
+            "over 5 ms (tests/signals/test_signal_post_garbage.py: a signal POST leaves no reference cycles for it)."
         )
     return why
 

@@ -207,27 +207,28 @@ class Daphne:
 
     def metrics(self, *names: str) -> dict[str, float]:
         """The values of the server's /metrics samples `names` (unlabelled): what it counted itself."""
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/metrics",
-                                         headers={"Authorization": f"Bearer {BENCH_METRICS_TOKEN}"})  # fmt: skip
-        with urllib.request.urlopen(request, timeout=10) as response:
-            text = response.read().decode()
         return {
             sample.name: sample.value
-            for family in text_string_to_metric_families(text)
+            for family in self._metric_families()
             for sample in family.samples
             if sample.name in names and not sample.labels
         }
 
-    def gc_pauses(self) -> dict[str, float]:
-        """The server's cyclic-collector pauses so far (/metrics `suho_gc_pause_seconds`, all generations): how
-        many, their seconds, and how many took over 5 ms."""
+    def _metric_families(self):
         request = urllib.request.Request(f"http://127.0.0.1:{self.port}/metrics",
                                          headers={"Authorization": f"Bearer {BENCH_METRICS_TOKEN}"})  # fmt: skip
         with urllib.request.urlopen(request, timeout=10) as response:
-            text = response.read().decode()
+            return list(text_string_to_metric_families(response.read().decode()))
+
+    def gc_pauses(self) -> dict[str, float]:
+        """The server's cyclic-collector pauses so far (/metrics `suho_gc_pause_seconds`, all generations): how
+        many, their seconds, and how many took over 5 ms."""
         totals = {"count": 0.0, "seconds": 0.0, "within_5ms": 0.0}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples if family.name == "suho_gc_pause_seconds" else ():
+        families = [family for family in self._metric_families() if family.name == "suho_gc_pause_seconds"]
+        if not any(s.labels.get("le") == "0.005" for family in families for s in family.samples):
+            raise RuntimeError("the server's /metrics has no suho_gc_pause_seconds bucket le=0.005")
+        for family in families:
+            for sample in family.samples:
                 if sample.name.endswith("_count"):
                     totals["count"] += sample.value
                 elif sample.name.endswith("_sum"):

@@ -150,12 +150,12 @@ def _submission_response(submission, *, broadcast: bool) -> Response:
     if broadcast:
         body = {"broadcast_id": submission.broadcast_id, "signals": submission.signals}
         return Response(BroadcastOutputSerializer(body).data, status=code)
-    return Response(_released_data(SignalOutputSerializer(submission.signals[0])), status=code)
+    return Response(_data_then_unbound(SignalOutputSerializer(submission.signals[0])), status=code)
 
 
-def _released_data(serializer):
+def _data_then_unbound(serializer):
     data = serializer.data
-    serializer.fields_released()
+    serializer.fields_unbind()
     return data
 
 
@@ -175,7 +175,7 @@ class SignalListCreateApi(SignalsView):
             raise exceptions.PermissionDenied(OPERATOR_CANNOT_SUBMIT)
         serializer = SignalInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        serializer.fields_released()
+        serializer.fields_unbind()
         account_id = serializer.validated_data["account_id"]
         submission = signal_submit(
             tenant_id=caller.tenant_id, account_id=account_id, payload=serializer.spec(), source="ml",

@@ -36,12 +36,11 @@ class FieldsCopiedOnce:
             cls._field_templates = templates
         return {name: _field_copy(field) for name, field in templates.items()}
 
-    def fields_released(self) -> None:
-        """Unbind this instance's fields once its work is done (validated, or `data` taken). A bound field and its
-        serializer refer to each other, so without this a request's ~50 fields and their serializer wait for
-        CPython's cyclic collector, and its pauses (~5 ms each, every ~25 signal POSTs) hold every thread of the
-        process (issue 21); unbound, they are freed as the request lets go of them. `fields` is built again, bound,
-        if anything asks for it later."""
+    def fields_unbind(self) -> None:
+        """Once this instance's work is done (validated, or `data` taken): a bound field and its serializer refer
+        to each other, so its fields would wait for CPython's cyclic collector, whose pauses hold every thread
+        of the process (issue 21); unbound, they are freed as soon as the request lets go of them. `fields` is
+        built again, bound, if anything asks for it later."""
         fields = self.__dict__.pop("fields", None)
         for field in (fields or {}).values():
             field.parent = None

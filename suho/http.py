@@ -113,20 +113,19 @@ class OneHopHandler(ASGIHandler):
             except Exception:
                 log.exception("closing the response failed (%s %s)", scope.get("method"), scope.get("path"))
             if request is not None:
-                _request_cycles_broken(request, response)
+                request_cycles_break(request, response)
         return response
 
 
-def _request_cycles_broken(request, response) -> None:
-    """Once a response is closed, let go of what the request built. Django's request and its message storage,
-    DRF's request, its view and their response refer to each other, so without this ~100 objects per request wait
-    for CPython's cyclic collector, whose pauses (~5 ms each under signal POSTs) hold every thread of the process
-    (issue 21); with their attributes dropped, they are freed when `handle` lets go of the response. The response
-    keeps its own: it is sent after this."""
+def request_cycles_break(request, response) -> None:
+    """Once a response is closed: Django's request and its message storage, DRF's request, its view and the
+    response refer to each other, so ~100 objects per request would wait for CPython's cyclic collector, whose
+    pauses hold every thread of the process (issue 21). With their attributes dropped, they are freed when `handle`
+    lets go of the response, which keeps its own: it is sent after this."""
     context = getattr(response, "renderer_context", None) or {}  # DRF's: its view, its request, the response
-    for done in (context.get("view"), context.get("request"), request):
-        if done is not None:
-            vars(done).clear()
+    for finished in (context.get("view"), context.get("request"), request):
+        if finished is not None:
+            vars(finished).clear()
     context.clear()
 
 

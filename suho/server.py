@@ -15,6 +15,9 @@ decision 0012). This module keeps daphne and adds, on the reactor side, before a
 A client's common frames (whole, unfragmented, masked text or binary) go from the read to `onMessage` without
 autobahn's per-frame parser, which handles everything else as before (decision 0031).
 
+Python's cyclic garbage collector is tuned for a long-lived process (`gc_tune`), and its pauses are counted on
+/metrics (`suho_gc_pause_seconds`).
+
 On SIGTERM the process drains before daphne cancels its applications (suho/drain.py, decision 0018): /readyz says
 503, each EA connection is closed with 1012 after the frames it already read, and the process waits (at most
 SHUTDOWN_DRAIN_S) for those connections' disconnect bookkeeping and the gateway's buffered rows to be written.
@@ -367,21 +370,22 @@ def gc_tune() -> None:
     gc.freeze()
     young, middle, _full = gc.get_threshold()
     gc.set_threshold(young, middle, FULL_COLLECTION_AFTER)
-    if COLLECTOR_PAUSES not in gc.callbacks:
-        gc.callbacks.append(COLLECTOR_PAUSES)
-        REGISTRY.register(COLLECTOR_PAUSES)
+    if GC_PAUSES not in gc.callbacks:
+        gc.callbacks.append(GC_PAUSES)
+        REGISTRY.register(GC_PAUSES)
 
 
 GC_PAUSE_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
 
 
-class CollectorPauses:
-    """How long each run of CPython's cyclic collector held this process, per generation: `suho_gc_pause_seconds`
-    on /metrics. A run holds the GIL throughout, so every thread waits for it, and its pauses are in the tail of
-    every latency the process serves (issue 21). Counted by a `gc.callbacks` hook in plain lists: the hook runs inside
-    whatever code allocated, a lock's holder included, so it takes no lock (the GIL orders its updates)."""
+class GcPauses:
+    """Each run of CPython's cyclic collector, per generation, as `suho_gc_pause_seconds` on /metrics: a run holds
+    the GIL, so every thread of the process waits for it (issue 21). Its time is the thread's CPU time: a finalizer
+    the collector calls may let another thread run, and that thread's work is not the collector's. Counted in plain
+    lists by a `gc.callbacks` hook, which runs inside whatever code allocated, a lock's holder included, so it takes
+    no lock; CPython runs one collection at a time."""
 
-    def __init__(self, clock=time.perf_counter) -> None:
+    def __init__(self, clock=time.thread_time) -> None:
         self.clock = clock
         self.started = 0.0
         self.counts = [[0] * (len(GC_PAUSE_BUCKETS_S) + 1) for _generation in range(3)]  # the last: over them all
@@ -391,10 +395,10 @@ class CollectorPauses:
         if phase == "start":
             self.started = self.clock()
             return
-        paused = self.clock() - self.started
+        paused_s = self.clock() - self.started
         generation = info["generation"]
-        self.seconds[generation] += paused
-        self.counts[generation][bisect.bisect_left(GC_PAUSE_BUCKETS_S, paused)] += 1
+        self.seconds[generation] += paused_s
+        self.counts[generation][bisect.bisect_left(GC_PAUSE_BUCKETS_S, paused_s)] += 1
 
     def describe(self):
         return []
@@ -402,7 +406,8 @@ class CollectorPauses:
     def collect(self):
         family = HistogramMetricFamily(
             "suho_gc_pause_seconds",
-            "Pauses of Python's cyclic garbage collector, which hold every thread of the process, per generation",
+            "Runs of Python's cyclic garbage collector, which hold every thread of the process, per generation "
+            "(the collecting thread's CPU time)",
             labels=["generation"],
         )
         bounds = [str(bound) for bound in GC_PAUSE_BUCKETS_S] + ["+Inf"]
@@ -413,7 +418,7 @@ class CollectorPauses:
         yield family
 
 
-COLLECTOR_PAUSES = CollectorPauses()
+GC_PAUSES = GcPauses()
 
 
 # The kernel's queue of connections not yet accepted. Twisted's default of 50 overflowed in a reconnect storm (a

@@ -1,21 +1,21 @@
-"""suho.server.CollectorPauses: the cyclic collector's pauses on /metrics (`suho_gc_pause_seconds`), per generation,
+"""suho.server.GcPauses: the cyclic collector's pauses on /metrics (`suho_gc_pause_seconds`), per generation,
 each in its bucket (issue 21: they hold every thread of the process)."""
 
 from __future__ import annotations
 
 import gc
 
-from suho.server import GC_PAUSE_BUCKETS_S, CollectorPauses
+from suho.server import GC_PAUSE_BUCKETS_S, GcPauses
 
 
-def _samples(pauses: CollectorPauses) -> dict:
+def _samples(pauses: GcPauses) -> dict:
     family = next(pauses.collect())
     return {(s.name, s.labels["generation"], s.labels.get("le")): s.value for s in family.samples}
 
 
 def test_each_pause_is_counted_in_its_generation_and_bucket():
     ticks = iter([10.0, 10.003, 20.0, 20.0004, 30.0, 32.0])  # 3 ms, 0.4 ms, 2 s
-    pauses = CollectorPauses(clock=lambda: next(ticks))
+    pauses = GcPauses(clock=lambda: next(ticks))
     for generation in (1, 0, 2):
         pauses("start", {"generation": generation})
         pauses("stop", {"generation": generation, "collected": 0, "uncollectable": 0})
@@ -31,7 +31,7 @@ def test_each_pause_is_counted_in_its_generation_and_bucket():
 
 
 def test_the_collectors_own_runs_are_counted():
-    pauses = CollectorPauses()
+    pauses = GcPauses()
     gc.callbacks.append(pauses)
     try:
         gc.collect(1)
