@@ -150,13 +150,7 @@ def _submission_response(submission, *, broadcast: bool) -> Response:
     if broadcast:
         body = {"broadcast_id": submission.broadcast_id, "signals": submission.signals}
         return Response(BroadcastOutputSerializer(body).data, status=code)
-    return Response(_data_then_unbound(SignalOutputSerializer(submission.signals[0])), status=code)
-
-
-def _data_then_unbound(serializer):
-    data = serializer.data
-    serializer.fields_unbind()
-    return data
+    return Response(SignalOutputSerializer(submission.signals[0]).data, status=code)
 
 
 class SignalListCreateApi(SignalsView):
@@ -175,7 +169,6 @@ class SignalListCreateApi(SignalsView):
             raise exceptions.PermissionDenied(OPERATOR_CANNOT_SUBMIT)
         serializer = SignalInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        serializer.fields_unbind()
         account_id = serializer.validated_data["account_id"]
         submission = signal_submit(
             tenant_id=caller.tenant_id, account_id=account_id, payload=serializer.spec(), source="ml",

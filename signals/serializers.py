@@ -36,11 +36,23 @@ class FieldsCopiedOnce:
             cls._field_templates = templates
         return {name: _field_copy(field) for name, field in templates.items()}
 
+    def is_valid(self, *, raise_exception=False):
+        try:
+            return super().is_valid(raise_exception=raise_exception)
+        finally:
+            self.fields_unbind()
+
+    @property
+    def data(self):
+        data = super().data
+        self.fields_unbind()
+        return data
+
     def fields_unbind(self) -> None:
-        """Once this instance's work is done (validated, or `data` taken): a bound field and its serializer refer
-        to each other, so its fields would wait for CPython's cyclic collector, whose pauses hold every thread
-        of the process (issue 21); unbound, they are freed as soon as the request lets go of them. `fields` is
-        built again, bound, if anything asks for it later."""
+        """Once this instance's work is done (validated, or `data` taken: both unbind): a bound field and its
+        serializer refer to each other, so its fields would wait for CPython's cyclic collector, whose pauses hold
+        every thread of the process (issue 21); unbound, they are freed as soon as the request lets go of them.
+        `fields` is built again, bound, if anything asks for it later."""
         fields = self.__dict__.pop("fields", None)
         for field in (fields or {}).values():
             field.parent = None

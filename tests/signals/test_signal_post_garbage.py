@@ -1,5 +1,5 @@
 """A signal POST for one account, answered 201 through the ASGI application as daphne calls it, leaves nothing for
-CPython's cyclic collector (issue 21): its serializers' fields are unbound once used
+CPython's cyclic collector (issue 21): its serializers' fields are unbound once validated or serialized
 (signals.serializers.FieldsCopiedOnce.fields_unbind), and Django's request, DRF's request, the view and the response
 let go of each other once the response is closed (suho.http.request_cycles_break). Before, each such POST left ~250
 objects in reference cycles, and the collector's pauses to free them held every thread of the process."""
