@@ -67,6 +67,10 @@ def pools_point_at(port: int | None, saved: dict) -> None:
         else:
             saved[alias] = (settings["HOST"], settings["PORT"])
             settings.update(HOST="127.0.0.1", PORT=str(port))
+            # Its first connections made now, before anything is counted: Django opens a pool without waiting for
+            # them, so its first checkout would wait and make the pool grow by one more, whose handshake lands,
+            # later, in whatever is being counted.
+            connections[alias].pool.open(wait=True)
 
 
 def round_trips_counter_start() -> RoundTripCounter:
