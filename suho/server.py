@@ -31,6 +31,7 @@ import gc
 import json
 import logging
 import pprint
+import random
 import sys
 import time
 from collections import deque
@@ -60,6 +61,7 @@ RATE_LIMITED_REASON = "{kind} above {rate:g}/s (burst {burst})"
 MAGIC_BYTES = binproto.HEADER.pack(binproto.MAGIC, 0, 0, 0, 0)[:4]
 EA_PATH = b"/ws/ea/"  # the connections a drain closes (trading/routing.py); the portal's socket is cancelled as before
 KIND_BY_NAME = {name: msg_type for msg_type, name in binproto.TYPE_NAMES.items()}
+PING_SPREAD_S = 2.0  # daphne checks every connection's keep-alive ping this often (daphne.server.timeout_checker)
 
 
 def frame_kind(payload: bytes, is_binary: bool) -> MsgType | None:
@@ -180,6 +182,21 @@ class EAWebSocketProtocol(WebSocketProtocol):
         if taken < len(data):
             self.data = data[taken:]
             self.consumeData()
+
+    def check_timeouts(self):
+        """daphne's, except that a keep-alive ping that falls due goes out at a random moment within the next
+        PING_SPREAD_S rather than at once. daphne checks all connections together every 2 s and pings each that sent
+        nothing for its ping interval (20 s), so connections that went quiet together (opened in one reconnect
+        storm, or answering one broadcast) were all pinged in one turn of the event loop, and their pongs read in the
+        next: ~60 ms with 1,000 EAs in which no signal went out (issue 21)."""
+        if self.state == self.STATE_OPEN and time.time() - self.last_ping > self.server.ping_interval:
+            self.last_ping = time.time()  # not due for daphne's check below
+            reactor.callLater(random.uniform(0, PING_SPREAD_S), self._ping_when_open)
+        super().check_timeouts()
+
+    def _ping_when_open(self) -> None:
+        if self.state == self.STATE_OPEN:
+            self._sendAutoPing()
 
     def onConnect(self, request):
         self.buckets: dict[MsgType | None, TokenBucket] = {}

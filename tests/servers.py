@@ -28,13 +28,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def daphne_serving(env: dict[str, str], log_path: Path):
-    """Start daphne with `env`, wait until /healthz answers, yield its port; stop it after. Its log is shown when it
-    fails to start."""
+def daphne_serving(env: dict[str, str], log_path: Path, options: tuple[str, ...] = ()):
+    """Start daphne with `env` (and daphne's command-line `options`), wait until /healthz answers, yield its port;
+    stop it after. Its log is shown when it fails to start."""
     port = free_port()
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "suho.server", "-b", "127.0.0.1", "-p", str(port), "suho.asgi:application"],
+            [sys.executable, "-m", "suho.server", "-b", "127.0.0.1", "-p", str(port), *options,
+             "suho.asgi:application"],
             env=env, cwd=settings.BASE_DIR, stdout=log_file, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
