@@ -13,7 +13,8 @@ decision 0012). This module keeps daphne and adds, on the reactor side, before a
   passes the limit, and what follows is read and dropped, never buffered.
 
 A client's common frames (whole, unfragmented, masked text or binary) go from the read to `onMessage` without
-autobahn's per-frame parser, which handles everything else as before (decision 0031).
+autobahn's per-frame parser, which handles everything else as before (decision 0031). Keep-alive pings that fall due
+together are spread over daphne's 2 s check instead of being sent in one turn of the event loop (decision 0042).
 
 Python's cyclic garbage collector is tuned for a long-lived process (`gc_tune`), and its pauses are counted on
 /metrics (`suho_gc_pause_seconds`).
@@ -188,7 +189,7 @@ class EAWebSocketProtocol(WebSocketProtocol):
         PING_SPREAD_S rather than at once. daphne checks all connections together every 2 s and pings each that sent
         nothing for its ping interval (20 s), so connections that went quiet together (opened in one reconnect
         storm, or answering one broadcast) were all pinged in one turn of the event loop, and their pongs read in the
-        next: ~60 ms with 1,000 EAs in which no signal went out (issue 21)."""
+        next: up to ~60 ms with 1,000 EAs in which no signal went out (decision 0042)."""
         if self.state == self.STATE_OPEN and time.time() - self.last_ping > self.server.ping_interval:
             self.last_ping = time.time()  # not due for daphne's check below
             reactor.callLater(random.uniform(0, PING_SPREAD_S), self._ping_when_open)

@@ -1,7 +1,7 @@
-"""The server's keep-alive pings (suho.server.EAWebSocketProtocol.check_timeouts, issue 21): connections that went
-quiet together are each still pinged, at moments spread over daphne's 2 s check (PING_SPREAD_S) rather than all in one turn of its
-event loop, which held up everything else the process had to do (a signal POST's delivery among it) for as long as
-the pings and their pongs took."""
+"""The server's keep-alive pings (suho.server.EAWebSocketProtocol.check_timeouts, decision 0042): connections that
+went quiet together are each still pinged, at moments spread over daphne's 2 s check (PING_SPREAD_S) rather than all
+in one turn of its event loop, which held up everything else the process had to do (a signal POST's delivery among
+it) for as long as the pings and their pongs took."""
 
 from __future__ import annotations
 
