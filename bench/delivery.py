@@ -142,6 +142,22 @@ def ml_keys_create(eas: list) -> dict[str, str]:
     return {ea.account_id: by_tenant[ea.tenant_id] for ea in eas}
 
 
+def standalone_setup(count: int) -> tuple[list, dict[str, str], Path]:
+    """For a bench run on its own (bench.post_cpu, bench.post_steady), after django.setup(): the bench database and
+    streams, `count` accounts with their EAs' credentials and the ML engine's keys, and the bench's log directory."""
+    from django.conf import settings
+
+    from bench import fixtures
+    from suho.streams import streams_ensure
+
+    fixtures.database_create()
+    streams_ensure()
+    eas = fixtures.eas_create(count=count)
+    log_dir = Path(settings.STATE_DIR) / "bench"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    return eas, ml_keys_create(eas), log_dir
+
+
 @contextmanager
 def broker_quotes_fresh(eas: list):
     """The EAs' EURUSD broker quotes in the cache, rewritten every QUOTE_REFRESH_S while the block runs, by the

@@ -17,7 +17,6 @@ import argparse
 import statistics
 import threading
 import time
-from pathlib import Path
 
 SERIES_POSTS = 400
 WARM_UP_POSTS = 100
@@ -40,20 +39,12 @@ def main() -> None:
     import django
 
     django.setup()
-    from django.conf import settings
-
-    from bench import fixtures, profile
-    from bench.delivery import _capacity, _post_series, broker_quotes_fresh, ml_keys_create, post_series_cpu
+    from bench import profile
+    from bench.delivery import _capacity, _post_series, broker_quotes_fresh, post_series_cpu, standalone_setup
     from bench.stack import Daphne, LoadProcess, Uvicorn
-    from suho.streams import streams_ensure
 
-    fixtures.database_create()
-    streams_ensure()
-    eas = fixtures.eas_create(count=ACCOUNTS)
-    keys = ml_keys_create(eas)
+    eas, keys, log_dir = standalone_setup(ACCOUNTS)
     accounts = [ea.account_id for ea in eas]
-    log_dir = Path(settings.STATE_DIR) / "bench"
-    log_dir.mkdir(parents=True, exist_ok=True)
     daphne = (Uvicorn if args.uvicorn else Daphne)(log_dir, name="post-cpu")
     load = None
     try:

@@ -12,7 +12,6 @@ is the process warming up), and the largest latency of each second. Run it on tw
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 EAS = 1_000
 PROCESS_EAS = 500
@@ -32,20 +31,11 @@ def main() -> None:
     import django
 
     django.setup()
-    from django.conf import settings
-
-    from bench import fixtures
-    from bench.delivery import _post_series, broker_quotes_fresh, ml_keys_create, now_us
+    from bench.delivery import _post_series, broker_quotes_fresh, now_us, standalone_setup
     from bench.stack import Daphne, LoadProcess
     from bench.stats import percentile
-    from suho.streams import streams_ensure
 
-    fixtures.database_create()
-    streams_ensure()
-    eas = fixtures.eas_create(count=EAS)
-    keys = ml_keys_create(eas)
-    log_dir = Path(settings.STATE_DIR) / "bench"
-    log_dir.mkdir(parents=True, exist_ok=True)
+    eas, keys, log_dir = standalone_setup(EAS)
     daphne = Daphne(log_dir, name="post-steady")
     loads = []
     try:
