@@ -192,10 +192,12 @@ class EAWebSocketProtocol(WebSocketProtocol):
         next: up to ~60 ms with 1,000 EAs in which no signal went out (decision 0042)."""
         if self.state == self.STATE_OPEN and time.time() - self.last_ping > self.server.ping_interval:
             self.last_ping = time.time()  # not due for daphne's check below
-            reactor.callLater(random.uniform(0, PING_SPREAD_S), self._ping_when_open)
+            if getattr(self, "ping_scheduled", None) is None:  # one at a time, even at an interval under 2 s
+                self.ping_scheduled = reactor.callLater(random.uniform(0, PING_SPREAD_S), self._ping_when_open)
         super().check_timeouts()
 
     def _ping_when_open(self) -> None:
+        self.ping_scheduled = None
         if self.state == self.STATE_OPEN:
             self._sendAutoPing()
 
