@@ -187,12 +187,12 @@ class EAWebSocketProtocol(WebSocketProtocol):
     def check_timeouts(self):
         """daphne's, except that a keep-alive ping that falls due goes out at a random moment within the next
         PING_SPREAD_S rather than at once. daphne checks all connections together every 2 s and pings each that sent
-        nothing for its ping interval (20 s), so connections that went quiet together (opened in one reconnect
+        no message for its ping interval (20 s), so connections that went quiet together (opened in one reconnect
         storm, or answering one broadcast) were all pinged in one turn of the event loop, and their pongs read in the
         next: up to ~60 ms with 1,000 EAs in which no signal went out (decision 0042)."""
         if self.state == self.STATE_OPEN and time.time() - self.last_ping > self.server.ping_interval:
             self.last_ping = time.time()  # not due for daphne's check below
-            if getattr(self, "ping_scheduled", None) is None:  # one at a time, even at an interval under 2 s
+            if self.ping_scheduled is None:  # one at a time, even at a ping interval under 2 s
                 self.ping_scheduled = reactor.callLater(random.uniform(0, PING_SPREAD_S), self._ping_when_open)
         super().check_timeouts()
 
@@ -206,6 +206,7 @@ class EAWebSocketProtocol(WebSocketProtocol):
         self.pending_sizes: deque[int] = deque()  # sizes of the frames queued for the consumer, oldest first
         self.pending_bytes = 0
         self.reading_paused = False
+        self.ping_scheduled = None  # the keep-alive ping check_timeouts scheduled, until it goes out
         self.hello_seen = False  # a v2 EA: it is told why it is closed; a legacy v1 EA only gets the close frame
         self.limit_close_code: int | None = None
         limits = [size for size in (self.maxFramePayloadSize, self.maxMessagePayloadSize) if size > 0]
