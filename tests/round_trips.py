@@ -1,6 +1,10 @@
 """Database round trips counted at the wire (issue 21): this process's service and operator connections go through a
 TCP proxy that counts each time the client speaks after the server has answered (a query string of several
-statements is one round trip). Used by the HELLO and the signal intake round-trip tests."""
+statements is one round trip). Used by the HELLO and the signal intake round-trip tests.
+
+What is counted is the work's own round trips, as in a process whose pools are in steady use: each pool is
+warmed before counting starts (`pool_warmed`), so no connection is opened, set up or first checked meanwhile.
+Each round trip is recorded with what the client sent (`trips_since`), for the failure message."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from contextlib import contextmanager
 from django.db import connections
 
 PROXIED = ("default", "operator")
+WARM_CONNECTIONS = 3  # more than a HELLO or a signal intake holds at once from one pool
 
 
 class RoundTripCounter:
@@ -21,6 +26,8 @@ class RoundTripCounter:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.count = 0
+        self.trips: list[tuple[int, str]] = []  # (client connection number, what its client sent) per round trip
+        self._connections = 0
         self._lock = threading.Lock()
         self._closed = False
         self.saved: dict = {}  # the pools' addresses before they were pointed here
@@ -33,7 +40,8 @@ class RoundTripCounter:
             except OSError:
                 return
             server = socket.create_connection(self.upstream)
-            turn = {"server_answered": True}
+            self._connections += 1
+            turn = {"server_answered": True, "number": self._connections}
             threading.Thread(target=self._pump, args=(client, server, turn, True), daemon=True).start()
             threading.Thread(target=self._pump, args=(server, client, turn, False), daemon=True).start()
 
@@ -43,6 +51,7 @@ class RoundTripCounter:
                 with self._lock:
                     if from_client and turn["server_answered"]:
                         self.count += 1
+                        self.trips.append((turn["number"], message_described(data)))
                     turn["server_answered"] = not from_client
                 sink.sendall(data)
         except OSError:
@@ -51,9 +60,25 @@ class RoundTripCounter:
             for end in (source, sink):
                 end.close()
 
+    def trips_since(self, count: int, used: int) -> str:
+        """The `used` round trips after the first `count`, one per line, for a failure message."""
+        return "\n".join(f"connection {number}: {what}" for number, what in self.trips[count : count + used])
+
     def close(self) -> None:
         self._closed = True
         self.listener.close()
+
+
+def message_described(data: bytes) -> str:
+    """A client's first message in `data`: its type and, for a query or a parse, the start of its SQL."""
+    if len(data) >= 8 and data[0] == 0:  # no type byte: the startup packet or an SSL / GSS request
+        return {80877103: "SSL request", 80877104: "GSS request"}.get(int.from_bytes(data[4:8], "big"), "startup")
+    kind = chr(data[0])
+    if kind in "QP":  # a query's SQL follows its length; a parse's follows the statement's name
+        body = data[5:] if kind == "Q" else data[5:].partition(b"\0")[2]
+        sql = body[:80].split(b"\0")[0].decode(errors="replace")
+        return f"{'query' if kind == 'Q' else 'parse'} {sql!r}"
+    return f"message {kind!r}"
 
 
 def pools_point_at(port: int | None, saved: dict) -> None:
@@ -67,10 +92,21 @@ def pools_point_at(port: int | None, saved: dict) -> None:
         else:
             saved[alias] = (settings["HOST"], settings["PORT"])
             settings.update(HOST="127.0.0.1", PORT=str(port))
-            # Its first connections made now, before anything is counted: Django opens a pool without waiting for
-            # them, so its first checkout would wait and make the pool grow by one more, whose handshake lands,
-            # later, in whatever is being counted.
-            connections[alias].pool.open(wait=True)
+            pool_warmed(alias)
+
+
+def pool_warmed(alias: str, connections_wanted: int = WARM_CONNECTIONS) -> None:
+    """The alias's pool holds `connections_wanted` connections, each just handed back, as a pool in steady use does.
+
+    Counting starts on a new pool. One that must grow while work is counted (a checkout that waits makes it open
+    one more connection) puts that connection's handshake, its session set-up and its first check in the count,
+    and a connection never handed back is checked, a round trip, at its first checkout (suho/dbpool.py)."""
+    connections[alias].ensure_connection()  # the pool made, and suho.dbpool's check and return hook installed
+    connections[alias].close()
+    pool = connections[alias].pool
+    taken = [pool.getconn() for _ in range(min(connections_wanted, pool.max_size))]
+    for connection in taken:
+        pool.putconn(connection)
 
 
 def round_trips_counter_start() -> RoundTripCounter:

@@ -55,7 +55,7 @@ def test_the_disconnects_of_two_tenants_take_one_round_trip_each_with_its_own_ou
         outcomes = ea_disconnects([replaced, foreign, *ended[1:]])
         used = counter.count - before
 
-    assert used == 1, f"{used} round trips"
+    assert used == 1, f"{used} round trips:\n{counter.trips_since(before, used)}"
     assert outcomes == [None] * 7
     assert state(replaced_account) == ("online", 1)  # its live session is the newer one
     for (_tenant, account, _secret), audited in zip(made[1:], [1, 2, 1, 1, 1], strict=True):

@@ -49,7 +49,7 @@ def test_each_hello_gets_its_own_outcome_and_the_claims_of_two_tenants_take_one_
         outcomes = ea_token_hellos([held, *refused, *hellos], node="node-1")
         used = counter.count - before
 
-    assert used == 1, f"{used} round trips for {len(hellos)} claims"
+    assert used == 1, f"{used} round trips for {len(hellos)} claims:\n{counter.trips_since(before, used)}"
     assert outcomes[0].held_s > 0 and outcomes[0].claim is None
     assert [outcome.refusal.code for outcome in outcomes[1:3]] == ["invalid_token", "invalid_token"]
     for outcome, (tenant, account, _secret) in zip(outcomes[3:], claimable, strict=True):
