@@ -14,7 +14,8 @@ decision 0012). This module keeps daphne and adds, on the reactor side, before a
 
 A client's common frames (whole, unfragmented, masked text or binary) go from the read to `onMessage` without
 autobahn's per-frame parser, which handles everything else as before (decision 0031). Keep-alive pings that fall due
-together are spread over daphne's 2 s check instead of being sent in one turn of the event loop (decision 0042).
+together are spread over daphne's 2 s check instead of being sent in one turn of the event loop (decision 0042), and
+connections opened together reach the end of their lifetime at moments spread over its last tenth (decision 0043).
 
 Python's cyclic garbage collector is tuned for a long-lived process (`gc_tune`), and its pauses are counted on
 /metrics (`suho_gc_pause_seconds`).
@@ -63,6 +64,7 @@ MAGIC_BYTES = binproto.HEADER.pack(binproto.MAGIC, 0, 0, 0, 0)[:4]
 EA_PATH = b"/ws/ea/"  # the connections a drain closes (trading/routing.py); the portal's socket is cancelled as before
 KIND_BY_NAME = {name: msg_type for msg_type, name in binproto.TYPE_NAMES.items()}
 PING_SPREAD_S = 2.0  # daphne checks every connection's keep-alive ping this often (daphne.server.timeout_checker)
+LIFETIME_SPREAD = 0.1  # a connection is closed between 90 % and 100 % of daphne's websocket_timeout (decision 0043)
 
 
 def frame_kind(payload: bytes, is_binary: bool) -> MsgType | None:
@@ -149,6 +151,8 @@ def whole_frames(data: bytes, max_payload: int):
 class EAWebSocketProtocol(WebSocketProtocol):
     """daphne's WebSocket protocol, with per-kind rate limits and a bounded inbound queue (module docstring)."""
 
+    lifetime_end = None  # the close onOpen scheduled (a class default: onClose comes also for a failed handshake)
+
     def _dataReceived(self, data: bytes) -> None:
         """autobahn parses a frame in ~20 Python calls (header, then payload, through five message callbacks) and
         fires an observer event per message. A read that starts at a frame boundary on an open connection hands its
@@ -195,6 +199,23 @@ class EAWebSocketProtocol(WebSocketProtocol):
             if self.ping_scheduled is None:  # one at a time, even at a ping interval under 2 s
                 self.ping_scheduled = reactor.callLater(random.uniform(0, PING_SPREAD_S), self._ping_when_open)
         super().check_timeouts()
+
+    def onOpen(self):
+        """Schedules the connection's close at a random point of the last LIFETIME_SPREAD of daphne's lifetime
+        (`websocket_timeout`, 24 h), counted from the handshake as daphne counts it. daphne closes a connection in
+        its 2 s check once that lifetime is over, so the EAs of one reconnect storm were all closed in one check a
+        day later, and reconnected together: the storm came back every day (decision 0043). daphne's own check
+        stays, and can only come later."""
+        super().onOpen()
+        timeout = self.server.websocket_timeout
+        if timeout >= 0:
+            closes_at = self.socket_opened + timeout * random.uniform(1 - LIFETIME_SPREAD, 1)
+            self.lifetime_end = reactor.callLater(max(0.0, closes_at - time.time()), self._close_at_lifetime_end)
+
+    def _close_at_lifetime_end(self) -> None:
+        self.lifetime_end = None
+        if self.state == self.STATE_OPEN:
+            self.serverClose()
 
     def _ping_when_open(self) -> None:
         self.ping_scheduled = None
@@ -282,7 +303,11 @@ class EAWebSocketProtocol(WebSocketProtocol):
         super().serverClose(code)
 
     def onClose(self, wasClean, code, reason):
-        """The consumer learns the code this side closed with (4008), not whatever the peer echoed."""
+        """The consumer learns the code this side closed with (4008), not whatever the peer echoed. A lifetime close
+        still scheduled is cancelled: it would hold the protocol for up to a day."""
+        if self.lifetime_end is not None:
+            self.lifetime_end.cancel()
+            self.lifetime_end = None
         super().onClose(wasClean, self.limit_close_code or code, reason)
 
 
