@@ -3,19 +3,22 @@ TCP proxy that counts each time the client speaks after the server has answered 
 statements is one round trip). Used by the HELLO and the signal intake round-trip tests.
 
 What is counted is the work's own round trips, as in a process whose pools are in steady use: each pool is
-warmed before counting starts (`pool_warmed`), so no connection is opened, set up or first checked meanwhile.
+warmed before counting starts (`pool_warmed`), so no connection is opened, set up or first checked meanwhile
+(unless the uncounted work before the count outlasts suho.dbpool.FRESH_S).
 Each round trip is recorded with what the client sent (`trips_since`), for the failure message."""
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 from contextlib import contextmanager
 
 from django.db import connections
 
 PROXIED = ("default", "operator")
 WARM_CONNECTIONS = 3  # more than a HELLO or a signal intake holds at once from one pool
+POOL_SETTLED_S = 10.0
 
 
 class RoundTripCounter:
@@ -70,9 +73,11 @@ class RoundTripCounter:
 
 
 def message_described(data: bytes) -> str:
-    """A client's first message in `data`: its type and, for a query or a parse, the start of its SQL."""
-    if len(data) >= 8 and data[0] == 0:  # no type byte: the startup packet or an SSL / GSS request
-        return {80877103: "SSL request", 80877104: "GSS request"}.get(int.from_bytes(data[4:8], "big"), "startup")
+    """A client's first message in `data`: its type and, for a query or a parse, the start of its SQL. Over TLS
+    (DB_SSLMODE, against a server with SSL on) everything after the SSL request reads as `message '\\x17'`."""
+    if data[0] == 0:  # no type byte: the startup packet, or an SSL, GSS or cancel request
+        code = int.from_bytes(data[4:8], "big")
+        return {80877102: "cancel request", 80877103: "SSL request", 80877104: "GSS request"}.get(code, "startup")
     kind = chr(data[0])
     if kind in "QP":  # a query's SQL follows its length; a parse's follows the statement's name
         body = data[5:] if kind == "Q" else data[5:].partition(b"\0")[2]
@@ -82,7 +87,8 @@ def message_described(data: bytes) -> str:
 
 
 def pools_point_at(port: int | None, saved: dict) -> None:
-    """The service and operator pools connect to 127.0.0.1:`port` from now on (None: where they did before)."""
+    """The service and operator pools connect to 127.0.0.1:`port` from now on, warmed (`pool_warmed`), or with None
+    where they did before."""
     for alias in PROXIED:
         connections[alias].close()
         connections[alias].close_pool()  # the next connection comes from a pool made with the new address
@@ -96,17 +102,29 @@ def pools_point_at(port: int | None, saved: dict) -> None:
 
 
 def pool_warmed(alias: str, connections_wanted: int = WARM_CONNECTIONS) -> None:
-    """The alias's pool holds `connections_wanted` connections, each just handed back, as a pool in steady use does.
+    """The alias's pool holds `connections_wanted` connections, each just handed back, as a pool in steady use does,
+    and none still being opened.
 
     Counting starts on a new pool. One that must grow while work is counted (a checkout that waits makes it open
     one more connection) puts that connection's handshake, its session set-up and its first check in the count,
-    and a connection never handed back is checked, a round trip, at its first checkout (suho/dbpool.py)."""
-    connections[alias].ensure_connection()  # the pool made, and suho.dbpool's check and return hook installed
-    connections[alias].close()
+    and a connection never handed back is checked, a round trip, at its first checkout (suho/dbpool.py). A
+    connection counts as just handed back for suho.dbpool.FRESH_S: uncounted work longer than that before the
+    count leaves the pool's unused connections to be checked."""
     pool = connections[alias].pool
-    taken = [pool.getconn() for _ in range(min(connections_wanted, pool.max_size))]
-    for connection in taken:
-        pool.putconn(connection)
+    pool.open(wait=True)  # its first connections made: Django's first checkout would not wait for them, and grow it
+    connections[alias].ensure_connection()  # suho.dbpool's check and return hook installed on the pool
+    connections[alias].close()
+    taken = []
+    try:
+        for _ in range(min(connections_wanted, pool.max_size)):
+            taken.append(pool.getconn())
+    finally:
+        for connection in taken:
+            pool.putconn(connection)
+    deadline = time.monotonic() + POOL_SETTLED_S
+    while (stats := pool.get_stats())["pool_size"] != stats["pool_available"]:  # one still being opened
+        assert time.monotonic() < deadline, f"{alias}: a pool connection still being opened after {POOL_SETTLED_S} s"
+        time.sleep(0.01)
 
 
 def round_trips_counter_start() -> RoundTripCounter:

@@ -53,7 +53,7 @@ async def token_connect(account, token: str):
 async def test_a_token_hello_takes_at_most_three_database_round_trips(ea_account):
     _tenant, account, secret = ea_account
     async with round_trips_counted() as counter:
-        first, result = await connect(account, secret)  # the API-key HELLO: tokens, and the pools' connections made
+        first, result = await connect(account, secret)  # the API-key HELLO: the tokens
         await first.disconnect()  # its bookkeeping done before the count starts
         before = counter.count
         second, again = await token_connect(account, result.access_token)
@@ -140,7 +140,7 @@ def test_a_disconnect_is_one_round_trip_and_marks_the_account_offline_only_for_i
             session_id=first.session_id,
             close_code=binproto.CloseCode.REPLACED,
             epoch=old.epoch,
-        )  # also makes the pool's connection
+        )  # a first disconnect, not counted
         assert account_state(account)[1] == "online"
         before = counter.count
         ea_disconnected(tenant_id=tenant.id, account_id=account.account_id, session_id=second.session_id,

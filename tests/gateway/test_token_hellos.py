@@ -44,7 +44,7 @@ def test_each_hello_gets_its_own_outcome_and_the_claims_of_two_tenants_take_one_
     ea_rate_limit_hold(account_id=held_account.account_id)
     held = asked(held_account, held_secret)
     with round_trips_counted() as counter:
-        ea_token_hellos([other], node="warm")  # also makes the pool's connection
+        ea_token_hellos([other], node="warm")  # a first claim, not counted
         before = counter.count
         outcomes = ea_token_hellos([held, *refused, *hellos], node="node-1")
         used = counter.count - before

@@ -39,7 +39,7 @@ def test_a_new_signal_takes_at_most_four_round_trips_and_a_repeat_writes_nothing
     broker_quotes_after_commit([TickRow(time.time_ns() // 1000, str(account.tenant_id), str(account.account_id),
                                         "EURUSD", float(BROKER_BID), float(BROKER_ASK), 20.0, 100, True, "london",
                                         True)])  # fmt: skip
-    api.post("/api/signals/", seed_json(account.account_id))  # the pools' connections made, the key's use recorded
+    api.post("/api/signals/", seed_json(account.account_id))  # the key's use recorded
     body = seed_json(account.account_id)
 
     before = counter.count
