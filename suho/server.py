@@ -203,9 +203,10 @@ class EAWebSocketProtocol(WebSocketProtocol):
     def onOpen(self):
         """Schedules the connection's close at a random point of the last LIFETIME_SPREAD of daphne's lifetime
         (`websocket_timeout`, 24 h), counted from the handshake as daphne counts it. daphne closes a connection in
-        its 2 s check once that lifetime is over, so the EAs of one reconnect storm were all closed in one check a
-        day later, and reconnected together: the storm came back every day (decision 0043). daphne's own check
-        stays, and can only come later."""
+        its 2 s check once that lifetime is over, so the EAs of one reconnect storm were closed in the same few
+        seconds a day later, in bursts of one check each, and reconnected together: the storm came back every day
+        (decision 0043). daphne's own check stays; it comes later unless the event loop is late by more than
+        the rest of the lifetime, and closes the same way."""
         super().onOpen()
         timeout = self.server.websocket_timeout
         if timeout >= 0:
