@@ -25,6 +25,7 @@ import binproto
 from eaclient.client import hello_build, session_open, ws_open
 from suho.asgi import application
 from suho.bus import nats_servers
+from tests.servers import daphne_serving
 from trading.bridge import INGEST_STREAM, bridge_run
 from trading.gateway import batchers_flush
 
@@ -173,6 +174,15 @@ def server_env(**extra: str) -> dict:
         "SUHO_TESTING": "1",
         **extra,
     }
+
+
+@contextlib.contextmanager
+def server_with_options(tmp_path_factory, name: str, *options: str):
+    """A server process on this session's test database (`tests.servers.daphne_serving`) started with daphne's
+    command-line `options`, its log in a temporary directory named after `name`; yields its port."""
+    log = tmp_path_factory.mktemp(name) / "daphne.log"
+    with daphne_serving(server_env(), log, options) as port:
+        yield port
 
 
 def bridge_process(log_path, *options: str) -> subprocess.Popen:

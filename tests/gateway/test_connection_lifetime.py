@@ -13,9 +13,8 @@ import pytest
 
 from bench.storm_ea import OP_CLOSE, server_frames
 from suho.server import LIFETIME_SPREAD, EAWebSocketProtocol, reactor  # the reactor it schedules on
-from tests.gateway.ea_client import server_env
+from tests.gateway.ea_client import server_with_options
 from tests.gateway.test_keepalive_pings import opened
-from tests.servers import daphne_serving
 
 pytestmark = [pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])]
 
@@ -27,8 +26,7 @@ BIN_S = 0.05
 
 @pytest.fixture(scope="module")
 def short_lived_port(django_db_setup, tmp_path_factory):
-    log = tmp_path_factory.mktemp("daphne-lifetime") / "daphne.log"
-    with daphne_serving(server_env(), log, ("--websocket_timeout", str(LIFETIME_S))) as port:
+    with server_with_options(tmp_path_factory, "daphne-lifetime", "--websocket_timeout", str(LIFETIME_S)) as port:
         yield port
 
 

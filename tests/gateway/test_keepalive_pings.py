@@ -13,8 +13,7 @@ import time
 import pytest
 
 from bench.storm_ea import OP_PING, handshake_accepted, handshake_request, server_frames
-from tests.gateway.ea_client import server_env
-from tests.servers import daphne_serving
+from tests.gateway.ea_client import server_with_options
 
 pytestmark = [pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])]
 
@@ -28,8 +27,7 @@ BIN_S = 0.1
 
 @pytest.fixture(scope="module")
 def pinging_port(django_db_setup, tmp_path_factory):
-    log = tmp_path_factory.mktemp("daphne-pings") / "daphne.log"
-    with daphne_serving(server_env(), log, ("--ping-interval", str(PING_INTERVAL_S))) as port:
+    with server_with_options(tmp_path_factory, "daphne-pings", "--ping-interval", str(PING_INTERVAL_S)) as port:
         yield port
 
 
