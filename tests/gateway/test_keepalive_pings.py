@@ -1,7 +1,8 @@
 """The server's keep-alive pings (suho.server.EAWebSocketProtocol.check_timeouts, decision 0042): connections that
 went quiet together are each still pinged, at moments spread over daphne's 2 s check (PING_SPREAD_S) rather than all
 in one turn of its event loop, which held up everything else the process had to do (a signal POST's delivery among
-it) for as long as the pings and their pongs took."""
+it) for as long as the pings and their pongs took. And a connection that does not answer its ping is dropped, without
+a close frame, at the ping timeout, as docs/protocol.md §1 tells EA authors."""
 
 from __future__ import annotations
 
@@ -12,7 +13,15 @@ import time
 
 import pytest
 
-from bench.storm_ea import OP_PING, handshake_accepted, handshake_request, server_frames
+from bench.storm_ea import (
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    client_frame,
+    handshake_accepted,
+    handshake_request,
+    server_frames,
+)
 from tests.gateway.ea_client import server_with_options
 
 pytestmark = [pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])]
@@ -23,11 +32,19 @@ PING_INTERVAL_S = 1  # daphne's --ping-interval: a connection silent this long i
 # 10 s for the HELLO it never sends.
 WAIT_S = 8.0
 BIN_S = 0.1
+PING_TIMEOUT_S = 2  # daphne's --ping-timeout (30 s by default): a ping unanswered this long drops the connection
 
 
 @pytest.fixture(scope="module")
 def pinging_port(django_db_setup, tmp_path_factory):
     with server_with_options(tmp_path_factory, "daphne-pings", "--ping-interval", str(PING_INTERVAL_S)) as port:
+        yield port
+
+
+@pytest.fixture(scope="module")
+def strict_port(django_db_setup, tmp_path_factory):
+    options = ("--ping-interval", str(PING_INTERVAL_S), "--ping-timeout", str(PING_TIMEOUT_S))
+    with server_with_options(tmp_path_factory, "daphne-ping-timeout", *options) as port:
         yield port
 
 
@@ -65,3 +82,54 @@ def test_connections_that_went_quiet_together_are_each_pinged_at_moments_spread_
     bins = {int((at - min(arrivals)) / BIN_S) for at in arrivals}
     # At once, the 40 pings land in one or two 100 ms bins; spread uniformly over 2 s, in ~17 of its 20 on average.
     assert len(bins) >= 10, f"{len(bins)} bins of {BIN_S} s over {spread:.2f} s"
+
+
+async def pinged_then(reader, writer, *, answer: bool) -> tuple[float, float | None, bool]:
+    """When the first ping arrived; when the server ended the connection (None: still open PING_TIMEOUT_S + 1 s after
+    that ping); whether a close frame came. The connection sends nothing but, if `answer`, a pong to each ping."""
+    buffer, first_ping, close_seen = bytearray(), None, False
+    try:
+        async with asyncio.timeout(WAIT_S):
+            while True:
+                wait_s = None if first_ping is None else first_ping + PING_TIMEOUT_S + 1 - time.monotonic()
+                try:
+                    data = await asyncio.wait_for(reader.read(4096), wait_s)
+                except TimeoutError:
+                    return first_ping, None, close_seen  # open past the ping's timeout
+                except ConnectionResetError:
+                    data = b""
+                if not data:
+                    assert first_ping is not None, "the server ended the connection before pinging it"
+                    return first_ping, time.monotonic(), close_seen
+                buffer += data
+                for opcode, payload in server_frames(buffer):
+                    close_seen = close_seen or opcode == OP_CLOSE
+                    if opcode == OP_PING:
+                        first_ping = first_ping or time.monotonic()
+                        if answer:
+                            writer.write(client_frame(OP_PONG, payload))
+    finally:
+        writer.close()
+
+
+def test_a_connection_that_does_not_answer_a_ping_is_dropped_without_a_close_frame_and_one_that_does_is_not(
+    strict_port,
+):
+    """docs/protocol.md §1: a connection from which neither the ping's pong nor a message arrives within the ping
+    timeout is dropped without a close frame; one that answers stays."""
+
+    async def run():
+        (silent_reader, silent_writer), (answering_reader, answering_writer) = await asyncio.gather(
+            opened(strict_port), opened(strict_port)
+        )
+        return await asyncio.gather(
+            pinged_then(silent_reader, silent_writer, answer=False),
+            pinged_then(answering_reader, answering_writer, answer=True),
+        )
+
+    (pinged, dropped, close_frame), (_answered_at, answering_ended, _) = asyncio.run(run())
+
+    assert dropped is not None and not close_frame, "the silent connection was not dropped, or got a close frame"
+    # autobahn's timer rounds the timeout's end down to a whole second (txaio's batched timer): up to 1 s early
+    assert PING_TIMEOUT_S - 1.1 <= dropped - pinged <= PING_TIMEOUT_S + 1, dropped - pinged
+    assert answering_ended is None, "the connection that answered its ping was ended"
