@@ -193,10 +193,14 @@ class EAWebSocketProtocol(WebSocketProtocol):
         PING_SPREAD_S rather than at once. daphne checks all connections together every 2 s and pings each that sent
         no message for its ping interval (20 s), so connections that went quiet together (opened in one reconnect
         storm, or answering one broadcast) were all pinged in one turn of the event loop, and their pongs read in the
-        next: up to ~60 ms with 1,000 EAs in which no signal went out (decision 0042)."""
+        next: up to ~60 ms with 1,000 EAs in which no signal went out (decision 0042).
+
+        No ping goes out while one is unanswered: autobahn starts a pong timeout per ping and can cancel only the
+        last one, so the late pong of an earlier ping (daphne pinged every 20 s regardless) was ignored and the
+        connection dropped at that ping's timeout although it had answered."""
         if self.state == self.STATE_OPEN and time.time() - self.last_ping > self.server.ping_interval:
             self.last_ping = time.time()  # not due for daphne's check below
-            if self.ping_scheduled is None:  # one at a time, even at a ping interval under 2 s
+            if self.ping_scheduled is None and self.autoPingTimeoutCall is None:  # one ping in flight at a time
                 self.ping_scheduled = reactor.callLater(random.uniform(0, PING_SPREAD_S), self._ping_when_open)
         super().check_timeouts()
 
