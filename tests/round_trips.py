@@ -18,7 +18,7 @@ from django.db import connections
 
 PROXIED = ("default", "operator")
 WARM_CONNECTIONS = 3  # more than a HELLO or a signal intake holds at once from one pool
-POOL_SETTLED_S = 10.0
+POOL_SETTLED_S = 10.0  # at most this long for a warmed pool's connections still being opened
 
 
 class RoundTripCounter:
@@ -74,7 +74,8 @@ class RoundTripCounter:
 
 def message_described(data: bytes) -> str:
     """A client's first message in `data`: its type and, for a query or a parse, the start of its SQL. Over TLS
-    (DB_SSLMODE, against a server with SSL on) everything after the SSL request reads as `message '\\x17'`."""
+    (DB_SSLMODE, against a server with SSL on) what follows the SSL request reads as TLS records, `message '\\x16'` or
+    `message '\\x17'`."""
     if data[0] == 0:  # no type byte: the startup packet, or an SSL, GSS or cancel request
         code = int.from_bytes(data[4:8], "big")
         return {80877102: "cancel request", 80877103: "SSL request", 80877104: "GSS request"}.get(code, "startup")
@@ -116,7 +117,7 @@ def pool_warmed(alias: str, connections_wanted: int = WARM_CONNECTIONS) -> None:
     connections[alias].close()
     taken = []
     try:
-        for _ in range(min(connections_wanted, pool.max_size)):
+        for _ in range(min(max(connections_wanted, pool.min_size), pool.max_size)):  # each of a larger pool too
             taken.append(pool.getconn())
     finally:
         for connection in taken:

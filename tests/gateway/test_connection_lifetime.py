@@ -16,8 +16,6 @@ from suho.server import LIFETIME_SPREAD, EAWebSocketProtocol, reactor  # the rea
 from tests.gateway.ea_client import server_with_options
 from tests.gateway.test_keepalive_pings import opened
 
-pytestmark = [pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])]
-
 CONNECTIONS = 40
 LIFETIME_S = 4  # daphne's --websocket_timeout (24 h in production); under the 10 s an EA has to send HELLO
 LATE_S = 1.0  # what a loaded machine may add to a close; daphne's own check would come up to 2 s late
@@ -45,6 +43,7 @@ async def closed_after(reader, writer, opened_at: float) -> tuple[float, int]:
         writer.close()
 
 
+@pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])
 def test_connections_opened_together_are_closed_at_moments_spread_over_the_end_of_their_lifetime(short_lived_port):
     async def run():
         started = time.monotonic()  # before every handshake, from which the server counts a lifetime
@@ -65,7 +64,9 @@ def test_connections_opened_together_are_closed_at_moments_spread_over_the_end_o
 
 
 def test_a_connection_closed_before_the_end_of_its_lifetime_leaves_no_close_scheduled():
-    """onClose cancels the lifetime's close: left scheduled, it would hold the closed connection for up to a day."""
+    """onClose cancels the lifetime's close: left scheduled, it would hold the closed connection for up to a day. On a
+    bare protocol with the attributes daphne's onOpen and onClose read: a server process does not show what its
+    reactor still holds."""
     protocol = EAWebSocketProtocol()
     protocol.server = SimpleNamespace(websocket_timeout=3600, log_action=lambda *args: None,
                                       protocol_disconnected=lambda protocol: None)  # fmt: skip
