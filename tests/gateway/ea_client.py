@@ -6,6 +6,7 @@ and waits on its JetStream queue for INGEST_MODE=bridge)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import subprocess
@@ -22,6 +23,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 import binproto
+from bench.storm_ea import handshake_accepted, handshake_request
 from eaclient.client import hello_build, session_open, ws_open
 from suho.asgi import application
 from suho.bus import nats_servers
@@ -183,6 +185,17 @@ def server_with_options(tmp_path_factory, name: str, *options: str):
     log = tmp_path_factory.mktemp(name) / "daphne.log"
     with daphne_serving(server_env(), log, options) as port:
         yield port
+
+
+async def raw_ws_opened(port: int, timeout_s: float):
+    """A raw WebSocket connection to the server's EA path (a client not ours: bench.storm_ea's frame helpers, written
+    from docs/protocol.md), handshaken within `timeout_s`; (reader, writer)."""
+    async with asyncio.timeout(timeout_s):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        key = base64.b64encode(os.urandom(16))
+        writer.write(handshake_request(f"ws://127.0.0.1:{port}/ws/ea/", key))
+        assert handshake_accepted(await reader.readuntil(b"\r\n\r\n"), key)
+    return reader, writer
 
 
 def bridge_process(log_path, *options: str) -> subprocess.Popen:

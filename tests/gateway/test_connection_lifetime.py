@@ -13,13 +13,13 @@ import pytest
 
 from bench.storm_ea import OP_CLOSE, server_frames
 from suho.server import LIFETIME_SPREAD, EAWebSocketProtocol, reactor  # the reactor it schedules on
-from tests.gateway.ea_client import server_with_options
-from tests.gateway.test_keepalive_pings import opened
+from tests.gateway.ea_client import raw_ws_opened, server_with_options
 
 CONNECTIONS = 40
 LIFETIME_S = 4  # daphne's --websocket_timeout (24 h in production); under the 10 s an EA has to send HELLO
 LATE_S = 1.0  # what a loaded machine may add to a close; daphne's own check would come up to 2 s late
 BIN_S = 0.05
+HANDSHAKES_S = 8.0
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ async def closed_after(reader, writer, opened_at: float) -> tuple[float, int]:
 def test_connections_opened_together_are_closed_at_moments_spread_over_the_end_of_their_lifetime(short_lived_port):
     async def run():
         started = time.monotonic()  # before every handshake, from which the server counts a lifetime
-        connections = await asyncio.gather(*(opened(short_lived_port) for _ in range(CONNECTIONS)))
+        connections = await asyncio.gather(*(raw_ws_opened(short_lived_port, HANDSHAKES_S) for _ in range(CONNECTIONS)))
         opened_at = time.monotonic()  # after every handshake
         closes = await asyncio.gather(*(closed_after(reader, writer, opened_at) for reader, writer in connections))
         return closes, opened_at - started

@@ -7,8 +7,6 @@ a close frame, at the ping timeout, as docs/protocol.md §1 tells EA authors."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
 import time
 
 import pytest
@@ -18,11 +16,9 @@ from bench.storm_ea import (
     OP_PING,
     OP_PONG,
     client_frame,
-    handshake_accepted,
-    handshake_request,
     server_frames,
 )
-from tests.gateway.ea_client import server_with_options
+from tests.gateway.ea_client import raw_ws_opened, server_with_options
 
 pytestmark = [pytest.mark.django_db(transaction=True, databases=["default", "owner", "operator"])]
 
@@ -51,15 +47,6 @@ def strict_port(django_db_setup, tmp_path_factory):
         yield port
 
 
-async def opened(port: int):
-    async with asyncio.timeout(WAIT_S):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        key = base64.b64encode(os.urandom(16))
-        writer.write(handshake_request(f"ws://127.0.0.1:{port}/ws/ea/", key))
-        assert handshake_accepted(await reader.readuntil(b"\r\n\r\n"), key)
-    return reader, writer
-
-
 async def first_ping(reader, writer) -> float:
     """When the connection's first ping arrived (time.monotonic()); it sends nothing itself."""
     buffer = bytearray()
@@ -76,7 +63,7 @@ async def first_ping(reader, writer) -> float:
 
 def test_connections_that_went_quiet_together_are_each_pinged_at_moments_spread_over_the_check(pinging_port):
     async def run():
-        connections = await asyncio.gather(*(opened(pinging_port) for _ in range(CONNECTIONS)))
+        connections = await asyncio.gather(*(raw_ws_opened(pinging_port, WAIT_S) for _ in range(CONNECTIONS)))
         return await asyncio.gather(*(first_ping(reader, writer) for reader, writer in connections))
 
     arrivals = asyncio.run(run())  # each connection was pinged: `first_ping` fails otherwise
@@ -126,7 +113,7 @@ def test_a_connection_that_does_not_answer_a_ping_is_dropped_without_a_close_fra
     at that ping's timeout, until the server stopped pinging while a ping is unanswered; decision 0042)."""
 
     async def run():
-        connections = await asyncio.gather(*(opened(strict_port) for _ in range(1 + 1 + LATE_ANSWERING)))
+        connections = await asyncio.gather(*(raw_ws_opened(strict_port, WAIT_S) for _ in range(1 + 1 + LATE_ANSWERING)))
         answers = [None, 0.0, *[LATE_PONG_S] * LATE_ANSWERING]
         return await asyncio.gather(
             *(pinged_then(*connection, after) for connection, after in zip(connections, answers, strict=True))
