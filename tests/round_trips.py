@@ -4,8 +4,8 @@ statements is one round trip). Used by the HELLO and the signal intake round-tri
 
 What is counted is the work's own round trips, as in a process whose pools are in steady use: each pool is
 warmed before counting starts (`pool_warmed`), so no connection is opened, set up or first checked meanwhile
-(unless the uncounted work before the count outlasts suho.dbpool.FRESH_S).
-Each round trip is recorded with what the client sent (`trips_since`), for the failure message."""
+(unless the uncounted work before the count outlasts suho.dbpool.FRESH_S). Each round trip is recorded with what
+the client sent (`trips_since`), for the failure message."""
 
 from __future__ import annotations
 
